@@ -1,0 +1,166 @@
+"""Static analysis of the IR: shapes, parameter counts, MACs. Pure Python.
+
+Shape rules follow PyTorch / TensorFlow exactly:
+
+* convolution: ``out = floor((n + p0 + p1 - d*(k-1) - 1) / s) + 1``;
+* TensorFlow ``same``: ``out = ceil(n / s)``, total padding
+  ``max((out-1)*s + d*(k-1) + 1 - n, 0)``, the smaller half on top/left;
+* pooling with ``ceil``: rounded up, minus one if the last window would start past
+  the input and its leading padding (PyTorch's ``pooling_output_shape``).
+
+Parameter counts split as Keras counts them: BN gamma/beta trainable, BN running
+mean/variance non-trainable. MACs count multiply-accumulates of conv and dense layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ir
+
+
+def same_padding(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
+    """TensorFlow 'same' padding (before, after) for one spatial dimension."""
+    out = -(-n // s)
+    total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def same_padding4(hw, kernel, stride, dilation=(1, 1)) -> ir.Pad4:
+    t, b = same_padding(hw[0], kernel[0], stride[0], dilation[0])
+    left, r = same_padding(hw[1], kernel[1], stride[1], dilation[1])
+    return (t, b, left, r)
+
+
+def conv_out(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
+    return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def pool_out(n: int, k: int, s: int, p0: int, p1: int, ceil: bool) -> int:
+    span = n + p0 + p1 - k
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= n + p0:
+        out -= 1
+    return out
+
+
+def conv_hw(hw, kernel, stride, dilation, pad: ir.Pad4) -> tuple[int, int]:
+    return (
+        conv_out(hw[0], kernel[0], stride[0], dilation[0], pad[0], pad[1]),
+        conv_out(hw[1], kernel[1], stride[1], dilation[1], pad[2], pad[3]),
+    )
+
+
+def pool_hw(hw, kernel, stride, pad: ir.Pad4, ceil: bool) -> tuple[int, int]:
+    return (
+        pool_out(hw[0], kernel[0], stride[0], pad[0], pad[1], ceil),
+        pool_out(hw[1], kernel[1], stride[1], pad[2], pad[3], ceil),
+    )
+
+
+def params_of(node: ir.Node) -> tuple[int, int]:
+    """(trainable, non-trainable) parameter counts of a leaf node."""
+    if isinstance(node, ir.Conv):
+        kh, kw = node.kernel
+        w = kh * kw * (node.in_channels // node.groups) * node.out_channels
+        return w + (node.out_channels if node.bias else 0), 0
+    if isinstance(node, ir.BatchNorm):
+        return 2 * node.channels, 2 * node.channels
+    if isinstance(node, ir.Dense):
+        return node.in_features * node.out_features + (node.out_features if node.bias else 0), 0
+    return 0, 0
+
+
+def macs_of(node: ir.Node) -> int:
+    if isinstance(node, ir.Conv):
+        ho, wo, co = node.out_shape
+        kh, kw = node.kernel
+        return ho * wo * co * kh * kw * (node.in_channels // node.groups)
+    if isinstance(node, ir.Dense):
+        return node.in_features * node.out_features
+    return 0
+
+
+@dataclass(frozen=True)
+class Row:
+    path: str
+    kind: str
+    out_shape: ir.Shape
+    trainable: int
+    non_trainable: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    input_shape: ir.Shape
+    outputs: dict
+    rows: tuple[Row, ...]
+    trainable: int
+    non_trainable: int
+    macs: int
+    loss_weights: dict
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.non_trainable
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "input": list(self.input_shape),
+            "outputs": {k: list(v) for k, v in self.outputs.items()},
+            "loss_weights": self.loss_weights,
+            "trainable_params": self.trainable,
+            "non_trainable_params": self.non_trainable,
+            "total_params": self.total,
+            "macs": self.macs,
+            "layers": [
+                {
+                    "name": r.path,
+                    "kind": r.kind,
+                    "output_shape": list(r.out_shape),
+                    "trainable_params": r.trainable,
+                    "non_trainable_params": r.non_trainable,
+                    "macs": r.macs,
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def _leaf_kind(node: ir.Node) -> str:
+    if isinstance(node, ir.Conv):
+        return "dwconv" if node.depthwise else "conv"
+    if isinstance(node, ir.Act):
+        return node.fn
+    if isinstance(node, ir.Pool):
+        return f"{node.op}pool"
+    return node.kind
+
+
+def analyze(model: ir.Model) -> Report:
+    """Per-layer output shapes, parameter counts and MACs of a lowered model."""
+    rows: list[Row] = []
+    roots = [model.body] + [h.body for h in model.heads]
+    for root in roots:
+        for node in ir.walk(root):
+            if ir.is_leaf(node):
+                tr, nt = params_of(node)
+                rows.append(Row(node.path, _leaf_kind(node), node.out_shape, tr, nt, macs_of(node)))
+    outputs = {"main": model.body.out_shape}
+    weights = {"main": model.loss_weight}
+    for h in model.heads:
+        outputs[h.name] = h.body.out_shape
+        weights[h.name] = h.loss_weight
+    return Report(
+        name=model.name,
+        input_shape=model.input_shape,
+        outputs=outputs,
+        rows=tuple(rows),
+        trainable=sum(r.trainable for r in rows),
+        non_trainable=sum(r.non_trainable for r in rows),
+        macs=sum(r.macs for r in rows),
+        loss_weights=weights,
+    )

@@ -1,0 +1,263 @@
+"""The IR: explicit, framework-neutral, frozen.
+
+Two views of the same network live here:
+
+* the **instance tree** (:class:`Model.body`, :class:`Head`): every node fully
+  evaluated -- channel counts, kernel, stride, dilation, the four paddings
+  (top, bottom, left, right), pooling rounding, BN epsilon and momentum, bias flag,
+  input and output shapes (H, W, C) -- nothing left to a backend default;
+* the **block templates** (:class:`BlockDef`): each block definition once, with its
+  attributes as :class:`~archc.expr.Expr` over the block's params and ``in_channels``,
+  so a backend can emit one class / function per block and loops for repeats.
+
+Backends read only this module's types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Loc
+from .expr import Expr
+
+Shape = tuple[int, ...]  # (H, W, C) for feature maps, (F,) for flat features
+Pad4 = tuple[int, int, int, int]  # top, bottom, left, right
+Pair = tuple[int, int]  # (height, width)
+
+ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "silu")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Node:
+    """Common fields of every instance node."""
+
+    kind: str = field(init=False, default="node")
+    name: str  # local name (unique among its siblings)
+    path: str  # dotted path from the model root, e.g. "denseblock1.layers.0.conv1"
+    loc: Loc | None = field(default=None, compare=False)
+    in_shape: Shape
+    out_shape: Shape
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conv(Node):
+    kind: str = field(init=False, default="conv")
+    in_channels: int
+    out_channels: int
+    kernel: Pair
+    stride: Pair
+    dilation: Pair
+    groups: int
+    depthwise: bool  # groups == in_channels, out = in * multiplier; Keras DepthwiseConv2D
+    bias: bool
+    padding: Pad4  # resolved at the spec's input size
+    same: bool  # TensorFlow 'same': padding depends on the input size (recompute at run time)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchNorm(Node):
+    kind: str = field(init=False, default="bn")
+    channels: int
+    eps: float
+    momentum: float  # PyTorch convention; Keras momentum = 1 - momentum
+
+
+@dataclass(frozen=True, kw_only=True)
+class Act(Node):
+    kind: str = field(init=False, default="act")
+    fn: str  # one of ACTIVATIONS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool(Node):
+    """Max or average pooling.
+
+    Semantics: the input is padded by ``padding`` (-inf for max; zeros for avg), windows
+    of ``kernel`` at ``stride``; with ``ceil`` the output size is rounded up, but a window
+    must start inside the input or its top/left padding (PyTorch's rule). A window that
+    overhangs the padded input covers only its in-bounds part (also for the average's
+    divisor); with ``count_include_pad`` False the divisor counts only input elements.
+    """
+
+    kind: str = field(init=False, default="pool")
+    op: str  # "max" | "avg"
+    kernel: Pair
+    stride: Pair
+    padding: Pad4
+    ceil: bool
+    count_include_pad: bool
+    same: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalPool(Node):
+    kind: str = field(init=False, default="gap")
+    op: str = "avg"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dropout(Node):
+    kind: str = field(init=False, default="dropout")
+    rate: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flatten(Node):
+    """(H, W, C) -> (H*W*C,). Element order is framework-specific (NCHW vs NHWC)."""
+
+    kind: str = field(init=False, default="flatten")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dense(Node):
+    kind: str = field(init=False, default="dense")
+    in_features: int
+    out_features: int
+    bias: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZeroPad(Node):
+    kind: str = field(init=False, default="zeropad")
+    padding: Pad4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Seq(Node):
+    kind: str = field(init=False, default="seq")
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Merge(Node):
+    """Parallel branches on the same input, merged by channel concat or elementwise add."""
+
+    kind: str = field(init=False, default="merge")
+    mode: str  # "concat" | "add"
+    branches: tuple[Seq, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseConnect(Node):
+    """Layer i sees concat(input, out_0, ..., out_{i-1}); the output is concat(input, all outputs)."""
+
+    kind: str = field(init=False, default="dense_connect")
+    layers: tuple[Seq, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Repeat(Node):
+    kind: str = field(init=False, default="repeat")
+    iterations: tuple[Seq, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Call(Node):
+    """A use of a block definition, with its concrete arguments and its instantiated body."""
+
+    kind: str = field(init=False, default="call")
+    block: str
+    args: tuple[tuple[str, Any], ...]
+    body: Seq
+
+
+@dataclass(frozen=True)
+class TNode:
+    """A template node inside a block definition (symbolic in the block's params).
+
+    ``kind`` is a spec kind (conv, dwconv, bn, relu..., maxpool, avgpool, gap, dropout,
+    flatten, dense, zeropad, seq, concat, add, repeat, dense_connect, call). ``attrs``
+    are fully defaulted; values are literals or :class:`Expr`. ``in_ch`` / ``out_ch``
+    are the channel (or feature) counts as expressions of the block's params and its
+    ``in_channels``. For repeat / dense_connect, ``children[0]`` is the body, a fresh
+    scope whose ``in_channels`` is the body's own input.
+    """
+
+    kind: str
+    name: str
+    attrs: tuple[tuple[str, Any], ...]
+    children: tuple[TNode, ...]
+    cond: Expr | None
+    in_ch: Expr
+    out_ch: Expr
+    loc: Loc | None = field(default=None, compare=False)
+    block: str | None = None  # for kind == "call"
+    attr_locs: tuple[tuple[str, Loc | None], ...] = field(default=(), compare=False)
+
+    def attr_loc(self, key: str) -> Loc | None:
+        """Where attribute ``key`` was written (or the item, if it came from a default)."""
+        for k, v in self.attr_locs:
+            if k == key and v is not None:
+                return v
+        return self.loc
+
+    def attr(self, key: str, default=None):
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    name: str
+    doc: str | None
+    params: tuple[tuple[str, Any], ...]  # (name, default); default None means required
+    body: TNode  # kind "seq"
+    out_ch: Expr
+    loc: Loc | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    at: str  # path of the top-level node whose output feeds the head
+    loss_weight: float
+    body: Seq
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    class_name: str
+    doc: str | None
+    spec_file: str
+    spec_sha256: str
+    input_shape: Shape  # (H, W, C)
+    body: Seq
+    heads: tuple[Head, ...]
+    loss_weight: float
+    blocks: tuple[BlockDef, ...]  # every block used, callees before callers
+    params: tuple[tuple[str, Any], ...]  # network params after overrides
+
+    def block(self, name: str) -> BlockDef:
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+def walk(node: Node):
+    """Yield ``node`` and all its descendants, depth first, in execution order."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, Seq):
+        return node.children
+    if isinstance(node, Merge):
+        return node.branches
+    if isinstance(node, DenseConnect):
+        return node.layers
+    if isinstance(node, Repeat):
+        return node.iterations
+    if isinstance(node, Call):
+        return (node.body,)
+    return ()
+
+
+def is_leaf(node: Node) -> bool:
+    return not isinstance(node, (Seq, Merge, DenseConnect, Repeat, Call))

@@ -1,0 +1,296 @@
+"""Load a spec file: YAML read safely, every value keeps its ``file:line:col``.
+
+Mappings become :class:`LDict` and sequences :class:`LList`; both remember where each
+of their entries was written, so any later stage (pydantic validation, lowering,
+analysis) can point at the exact place in the user's file. ``extends:`` is resolved
+here (deep merge: mappings merge key by key, everything else is replaced), then
+``--set`` overrides are applied.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from .errors import ArchcError, Loc
+
+MAX_FILE_BYTES = 1 << 20  # a spec is a page of YAML; refuse anything over 1 MiB
+MAX_NODES = 200_000  # bound on values after alias expansion (defeats alias bombs)
+MAX_DEPTH = 200  # bound on nesting
+MAX_EXTENDS = 32
+
+_STD_TAGS = {
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+
+class LDict(dict):
+    """A mapping that knows where it and each of its keys were written."""
+
+    loc: Loc
+    locs: dict  # key -> where its value was written
+    klocs: dict  # key -> where the key itself was written
+
+
+class LList(list):
+    """A sequence that knows where it and each of its items were written."""
+
+    loc: Loc
+    locs: list
+
+
+def _mk_dict(loc: Loc) -> LDict:
+    d = LDict()
+    d.loc, d.locs, d.klocs = loc, {}, {}
+    return d
+
+
+def _mk_list(loc: Loc) -> LList:
+    lst = LList()
+    lst.loc, lst.locs = loc, []
+    return lst
+
+
+def loc_of(container, key) -> Loc | None:
+    """Where ``container[key]`` was written, if known."""
+    locs = getattr(container, "locs", None)
+    if isinstance(locs, dict):
+        return locs.get(key, getattr(container, "loc", None))
+    if isinstance(locs, list) and isinstance(key, int) and 0 <= key < len(locs):
+        return locs[key]
+    return getattr(container, "loc", None)
+
+
+def key_loc(container, key) -> Loc | None:
+    """Where the key ``key`` of a mapping was written (falls back to its value)."""
+    klocs = getattr(container, "klocs", None)
+    if isinstance(klocs, dict) and key in klocs:
+        return klocs[key]
+    return loc_of(container, key)
+
+
+def locate(data, path) -> Loc | None:
+    """The location of the value at ``path`` (a sequence of keys), or of its nearest parent."""
+    best = getattr(data, "loc", None)
+    cur = data
+    for key in path:
+        if isinstance(cur, dict) and key in cur:
+            best = loc_of(cur, key) or best
+            cur = cur[key]
+        elif isinstance(cur, list) and isinstance(key, int) and 0 <= key < len(cur):
+            best = loc_of(cur, key) or best
+            cur = cur[key]
+        else:
+            break
+    return best
+
+
+def _mark(node, file: str) -> Loc:
+    return Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Converter:
+    """Turns a composed YAML node graph into LDict / LList / scalars, safely."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.count = 0
+        self.scalar = yaml.SafeLoader("")  # only for its scalar constructors
+
+    def convert(self, node, depth: int = 0):
+        self.count += 1
+        loc = _mark(node, self.file)
+        if self.count > MAX_NODES:
+            raise ArchcError(
+                f"document expands to more than {MAX_NODES} values (alias/anchor bomb?)", loc
+            )
+        if depth > MAX_DEPTH:
+            raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", loc)
+        if node.tag not in _STD_TAGS:
+            raise ArchcError(f"YAML tag '{node.tag}' is not allowed in a spec", loc)
+        if isinstance(node, yaml.MappingNode):
+            out = _mk_dict(loc)
+            for knode, vnode in node.value:
+                if knode.tag == "tag:yaml.org,2002:merge":
+                    raise ArchcError("YAML merge keys ('<<') are not supported; use 'extends'", _mark(knode, self.file))
+                key = self.convert(knode, depth + 1)
+                if not isinstance(key, str):
+                    raise ArchcError(f"mapping keys must be strings, got {key!r}", _mark(knode, self.file))
+                if key in out:
+                    raise ArchcError(f"duplicate key '{key}'", _mark(knode, self.file))
+                out[key] = self.convert(vnode, depth + 1)
+                out.locs[key] = _mark(vnode, self.file)
+                out.klocs[key] = _mark(knode, self.file)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            out = _mk_list(loc)
+            for item in node.value:
+                out.append(self.convert(item, depth + 1))
+                out.locs.append(_mark(item, self.file))
+            return out
+        try:
+            return self.scalar.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise ArchcError(f"bad value: {exc}", loc) from None
+
+
+def read_text(path: str) -> str:
+    """Read a spec file as UTF-8 text, refusing directories, binaries and huge files."""
+    p = Path(path)
+    if p.is_dir():
+        raise ArchcError("is a directory, not a spec file", Loc(path, 1, 1))
+    try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ArchcError(f"file is {size} bytes; a spec may be at most {MAX_FILE_BYTES}", Loc(path, 1, 1))
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ArchcError(f"cannot read: {exc.strerror or exc}", Loc(path, 1, 1)) from None
+    if b"\x00" in raw:
+        raise ArchcError("binary file, not a YAML spec", Loc(path, 1, 1))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ArchcError("file is not valid UTF-8", Loc(path, line, col)) from None
+
+
+def parse_yaml(text: str, file: str):
+    """Parse one YAML document into located data (LDict / LList / scalars)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
+        raise ArchcError(f"YAML syntax error: {exc.problem or exc}", loc) from None
+    except yaml.YAMLError as exc:
+        raise ArchcError(f"YAML error: {exc}", Loc(file, 1, 1)) from None
+    except RecursionError:
+        raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
+    if node is None:
+        raise ArchcError("empty spec file", Loc(file, 1, 1))
+    try:
+        data = _Converter(file).convert(node)
+    except RecursionError:
+        raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a scalar ({type(data).__name__})"
+        raise ArchcError(f"a spec must be a mapping of keys to values, not {kind}", _mark(node, file))
+    return data
+
+
+def deep_merge(base, over):
+    """Merge ``over`` into ``base``: mappings key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = _mk_dict(over.loc)
+        for k, v in base.items():
+            out[k] = v
+            out.locs[k], out.klocs[k] = loc_of(base, k), key_loc(base, k)
+        for k, v in over.items():
+            out[k] = deep_merge(base[k], v) if k in base else v
+            out.locs[k], out.klocs[k] = loc_of(over, k), key_loc(over, k)
+        return out
+    return over
+
+
+def load_file(path: str, _stack: tuple = ()) -> LDict:
+    """Read ``path`` and resolve its ``extends:`` chain (no ``--set`` yet)."""
+    real = os.path.realpath(path)
+    data = parse_yaml(read_text(path), path)
+    base_ref = data.get("extends")
+    if base_ref is None:
+        return data
+    where = loc_of(data, "extends")
+    if not isinstance(base_ref, str) or not base_ref:
+        raise ArchcError("'extends' must be the path of another spec file", where)
+    base_path = os.path.join(os.path.dirname(path), base_ref)
+    stack = _stack + (real,)
+    if os.path.realpath(base_path) in stack:
+        chain = " -> ".join(os.path.basename(s) for s in stack + (os.path.realpath(base_path),))
+        raise ArchcError(f"'extends' cycle: {chain}", where)
+    if len(stack) > MAX_EXTENDS:
+        raise ArchcError(f"'extends' chain longer than {MAX_EXTENDS}", where)
+    if not os.path.isfile(base_path):
+        raise ArchcError(f"'extends' names '{base_ref}', which does not exist (looked for {base_path})", where)
+    base = load_file(base_path, stack)
+    own = _mk_dict(data.loc)
+    for k, v in data.items():
+        if k != "extends":
+            own[k] = v
+            own.locs[k], own.klocs[k] = loc_of(data, k), key_loc(data, k)
+    return deep_merge(base, own)
+
+
+TOP_KEYS = ("name", "doc", "input", "params", "defaults", "blocks", "network", "heads", "loss_weight")
+
+
+def apply_set(data: LDict, assignment: str) -> None:
+    """Apply one ``--set key.path=value``; a bare key names a network param."""
+    loc = Loc(f"--set {assignment}", 1, 1)
+    if "=" not in assignment:
+        raise ArchcError("--set takes key=value", loc)
+    key, _, raw = assignment.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts) or not parts:
+        raise ArchcError(f"bad key '{key}' in --set", loc)
+    if parts[0] not in TOP_KEYS:
+        parts = ["params", *parts]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ArchcError(f"cannot read value '{raw}'", loc) from None
+    if isinstance(value, (dict, list)):
+        value = parse_yaml(f"v: {raw}", f"--set {assignment}")["v"]
+    if parts[0] == "params":
+        params = data.get("params")
+        if len(parts) == 2 and (not isinstance(params, dict) or parts[1] not in params):
+            from .errors import suggest
+
+            known = list(params) if isinstance(params, dict) else []
+            raise ArchcError(f"unknown param '{parts[1]}'{suggest(parts[1], known)}", loc)
+    cur = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(cur, list):
+            try:
+                idx = int(part)
+                cur = cur[idx]
+                continue
+            except (ValueError, IndexError):
+                raise ArchcError(f"'{'.'.join(parts[: i + 1])}' is not an index of a list", loc) from None
+        if not isinstance(cur, dict):
+            raise ArchcError(f"'{'.'.join(parts[:i])}' is not a mapping", loc)
+        if part not in cur:
+            cur[part] = _mk_dict(loc)
+            cur.locs[part] = cur.klocs[part] = loc
+        cur = cur[part]
+    last = parts[-1]
+    if isinstance(cur, list):
+        try:
+            cur[int(last)] = value
+            cur.locs[int(last)] = loc
+        except (ValueError, IndexError):
+            raise ArchcError(f"'{last}' is not an index of the list", loc) from None
+    elif isinstance(cur, dict):
+        cur[last] = value
+        cur.locs[last] = loc
+        if hasattr(cur, "klocs"):
+            cur.klocs[last] = loc
+    else:
+        raise ArchcError(f"'{'.'.join(parts[:-1])}' is not a mapping", loc)
+
+
+def load(path: str, sets: list[str] | tuple = ()) -> LDict:
+    """Load a spec: read, resolve ``extends``, apply ``--set`` overrides."""
+    data = load_file(path)
+    for s in sets:
+        apply_set(data, s)
+    return data

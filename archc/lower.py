@@ -1,0 +1,761 @@
+"""Lowering: a validated spec -> the IR.
+
+Two steps. First every block definition used, and the network itself, becomes a
+*template* (:class:`~archc.ir.TNode`): names assigned, defaults applied, expressions
+parsed and checked against the names in scope, channel counts propagated
+symbolically. Then the network template is *instantiated* with the network params:
+every expression evaluated, every value range-checked, every shape computed, so the
+instance tree is fully explicit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+from . import analysis, ir
+from .errors import ArchcError, Loc, suggest
+from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
+from .loader import LDict, key_loc, loc_of, parse_yaml, read_text
+from .spec import ACTIVATIONS, COMBINATORS, KINDS, PRIMITIVES, RESERVED, CallItem, Spec, check_identifier
+from .spec import item_kind_and_attrs
+
+MAX_INSTANCE_NODES = 1_000_000
+MAX_CHANNELS = 1 << 24
+MAX_SPATIAL = 1 << 16
+MAX_REPEAT = 100_000
+
+# framework attribute names that a layer name must not shadow in generated code
+FRAMEWORK_NAMES = frozenset(
+    {
+        "forward", "training", "train", "eval", "modules", "parameters", "buffers", "children", "state_dict",
+        "to", "cuda", "cpu", "type", "half", "double", "apply", "add_module", "register_buffer", "zero_grad",
+        "call", "build", "weights", "trainable", "input", "output", "get_config", "dtype", "compute_dtype",
+        "named_modules", "named_parameters", "load_state_dict", "extra_repr", "features", "LOSS_WEIGHTS",
+        "build_model", "Outputs",
+    }
+)  # fmt: skip
+
+BUILTIN_DEFAULTS = {
+    "conv": {"stride": 1, "dilation": 1, "groups": 1, "bias": True, "padding": 0},
+    "dwconv": {"stride": 1, "dilation": 1, "multiplier": 1, "bias": True, "padding": 0},
+    "bn": {"eps": 1e-5, "momentum": 0.1},
+    "maxpool": {"padding": 0, "ceil": False},
+    "avgpool": {"padding": 0, "ceil": False, "count_include_pad": True},
+    "dense": {"bias": True},
+}
+
+STDLIB_DIR = Path(__file__).parent / "stdlib"
+
+
+def camel(name: str) -> str:
+    """``dense_layer`` -> ``DenseLayer``."""
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Model"
+
+
+def _raw_attrs(raw_item):
+    """The located attribute mapping of a raw item (or None for ``- relu``)."""
+    if isinstance(raw_item, dict) and len(raw_item) == 1:
+        return next(iter(raw_item.values()))
+    return None
+
+
+class _Ctx:
+    """Where a template is being built: which names are in scope, for messages."""
+
+    def __init__(self, symbols: set[str], where: str):
+        self.symbols = symbols
+        self.where = where
+
+
+class Lowerer:
+    def __init__(self, data: LDict, spec: Spec, file: str):
+        self.data = data
+        self.spec = spec
+        self.file = file
+        self.raw_blocks: dict[str, tuple] = {}  # name -> (BlockDef spec, raw LDict, origin)
+        self._load_stdlib()
+        for name, b in spec.blocks.items():
+            self.raw_blocks[name] = (b, data["blocks"][name], "spec")
+        self.templates: dict[str, ir.BlockDef] = {}
+        self.order: list[str] = []
+        self._building: list[str] = []
+        self._flat_ids = 0
+        self.flat_sizes: dict[str, set] = {}
+        self.flat_locs: dict[str, Loc | None] = {}
+        self.count = 0
+
+    # ---------------------------------------------------------------- setup
+    def _load_stdlib(self) -> None:
+        from pydantic import ValidationError
+
+        from .spec import BlockDef as BlockSpec
+
+        for path in sorted(STDLIB_DIR.glob("*.yaml")):
+            raw = parse_yaml(read_text(str(path)), f"<archc stdlib>/{path.name}")
+            for name, rb in raw.get("blocks", {}).items():
+                try:
+                    b = BlockSpec.model_validate(rb)
+                except ValidationError as exc:  # a bug in archc itself, but say where
+                    raise ArchcError(f"stdlib block '{name}': {exc}", loc_of(raw["blocks"], name)) from None
+                self.raw_blocks[name] = (b, rb, "stdlib")
+
+    def loc(self, container, key) -> Loc | None:
+        return loc_of(container, key) if container is not None else None
+
+    def check_name(self, name: str, loc, what: str) -> None:
+        why = check_identifier(name)
+        if why is None and (name in RESERVED or name in FRAMEWORK_NAMES):
+            why = "is reserved in generated code"
+        if why:
+            raise ArchcError(f"{what} '{name}' {why}", loc)
+
+    def eval_param_scope(self) -> dict:
+        scope: dict = {}
+        raw = self.data.get("params") or {}
+        for name, v in self.spec.params.items():
+            self.check_name(name, key_loc(raw, name), "param name")
+            scope[name] = self.literal(v, scope, loc_of(raw, name))
+        return scope
+
+    def literal(self, v, scope, loc):
+        """Evaluate a value written at network level (param value, default) to plain data."""
+        if is_expr(v):
+            return evaluate(parse(v, loc), scope, loc)
+        if isinstance(v, list):
+            return [self.literal(x, scope, loc) for x in v]
+        if isinstance(v, dict):
+            raise ArchcError("a mapping is not allowed here", loc)
+        return v
+
+    # ---------------------------------------------------------------- templates
+    def expr_or_literal(self, v, ctx: _Ctx, in_ch: Expr, loc):
+        """Parse ``$...`` strings, checking names; ``in_channels`` becomes the current input width."""
+        if isinstance(v, list):
+            return tuple(self.expr_or_literal(x, ctx, in_ch, loc) for x in v)
+        if not is_expr(v):
+            return v
+        e = parse(v, loc)
+        for n in sorted(e.names()):
+            if n != "in_channels" and n not in ctx.symbols:
+                raise ArchcError(
+                    f"unknown param '{n}' in {v} ({ctx.where} has: {', '.join(sorted(ctx.symbols)) or 'no params'})"
+                    f"{suggest(n, ctx.symbols | {'in_channels'})}",
+                    loc,
+                )
+        return substitute(e, {"in_channels": in_ch}) if "in_channels" in e.names() else e
+
+    def template_seq(self, items, raw_items, in_ch: Expr, ctx: _Ctx, name: str, loc) -> ir.TNode:
+        bases = []
+        for item in items:
+            kind, attrs = item_kind_and_attrs(item)
+            bases.append(item.block if kind == "call" else kind)
+        counts = {b: bases.count(b) for b in bases}
+        seen: dict[str, int] = {}
+        used: dict[str, Loc | None] = {}
+        nodes = []
+        ch = in_ch
+        for i, item in enumerate(items):
+            raw_item = raw_items[i] if raw_items is not None and i < len(raw_items) else None
+            item_loc = self.loc(raw_items, i) or loc
+            base = bases[i]
+            seen[base] = seen.get(base, 0) + 1
+            auto = base if counts[base] == 1 else f"{base}{seen[base]}"
+            node = self.template_item(item, raw_item, ch, ctx, auto, item_loc)
+            if node.name in used:
+                raise ArchcError(f"duplicate name '{node.name}' (also used at {used[node.name]})", item_loc)
+            used[node.name] = item_loc
+            nodes.append(node)
+            ch = node.out_ch if node.cond is None else _ifexp(node.cond, node.out_ch, ch)
+        return ir.TNode("seq", name, (), tuple(nodes), None, in_ch, ch, loc)
+
+    def template_item(self, item, raw_item, in_ch: Expr, ctx: _Ctx, auto: str, loc) -> ir.TNode:
+        kind, attrs = item_kind_and_attrs(item)
+        raw = _raw_attrs(raw_item)
+        raw = raw if isinstance(raw, dict) else None
+        if kind == "call":
+            return self.template_call(item, raw, in_ch, ctx, auto, loc)
+        name = attrs.name or auto
+        self.check_name(name, self.loc(raw, "name") or loc, "name")
+        cond = None
+        if attrs.if_ is not None:
+            cond = self.expr_or_literal(attrs.if_, ctx, in_ch, self.loc(raw, "if") or loc)
+            cond = cond if isinstance(cond, Expr) else sym(bool(cond))
+        locs = {}
+
+        def x(key):
+            locs[key] = self.loc(raw, key) if raw is not None and key in raw else None
+            return self.expr_or_literal(self.attr_value(kind, attrs, key), ctx, in_ch, locs[key] or loc)
+
+        def mk(k, a, ch_out, children=()):
+            return ir.TNode(
+                k, name, a, tuple(children), cond, in_ch, ch_out, loc, attr_locs=tuple(locs.items())
+            )
+
+        if kind == "conv":
+            a = {k: x(k) for k in ("out", "kernel", "stride", "dilation", "groups", "bias", "padding")}
+            return mk(kind, tuple(a.items()), sym(a["out"]))
+        if kind == "dwconv":
+            a = {k: x(k) for k in ("kernel", "stride", "dilation", "multiplier", "bias", "padding")}
+            return mk(kind, tuple(a.items()), sym_mul(in_ch, a["multiplier"]))
+        if kind == "bn":
+            return mk(kind, (("eps", x("eps")), ("momentum", x("momentum"))), in_ch)
+        if kind in ACTIVATIONS or kind in ("gap",):
+            return mk(kind, (), in_ch)
+        if kind in ("maxpool", "avgpool"):
+            keys = ["kernel", "stride", "padding", "ceil"] + (["count_include_pad"] if kind == "avgpool" else [])
+            a = {k: x(k) for k in keys}
+            if a["stride"] is None:
+                a["stride"] = a["kernel"]
+            return mk(kind, tuple(a.items()), in_ch)
+        if kind == "dropout":
+            return mk(kind, (("rate", x("rate")),), in_ch)
+        if kind == "flatten":
+            self._flat_ids += 1
+            hw = f"_hw{self._flat_ids}"
+            self.flat_locs[hw] = loc
+            return mk(kind, (("hw", Expr(hw)),), sym_mul(in_ch, Expr(hw)))
+        if kind == "dense":
+            a = {k: x(k) for k in ("out", "bias")}
+            return mk(kind, tuple(a.items()), sym(a["out"]))
+        if kind == "zeropad":
+            return mk(kind, (("padding", x("padding")),), in_ch)
+        if kind == "seq":
+            body = self.template_seq(attrs.body, self.loc_list(raw, "body"), in_ch, ctx, name, loc)
+            return replace(body, cond=cond)
+        if kind in ("concat", "add"):
+            raw_br = self.loc_list(raw, "branches") if raw is not None else None
+            if raw_br is None and isinstance(_raw_attrs(raw_item), list):
+                raw_br = _raw_attrs(raw_item)
+            branches = []
+            for j, br in enumerate(attrs.branches):
+                rb = raw_br[j] if raw_br is not None and j < len(raw_br) else None
+                bloc = self.loc(raw_br, j) or loc
+                branches.append(self.template_seq(br, rb, in_ch, ctx, f"branch{j + 1}", bloc))
+            out = sym_add(*[b.out_ch for b in branches]) if kind == "concat" else branches[0].out_ch
+            return mk(kind, (), out, branches)
+        if kind in ("repeat", "dense_connect"):
+            count_key = "times" if kind == "repeat" else "layers"
+            count = x(count_key)
+            body_in = Expr("in_channels")
+            body = self.template_seq(attrs.body, self.loc_list(raw, "body"), body_in, ctx, "body", loc)
+            b = body.out_ch
+            if "in_channels" in b.names() and b != body_in:
+                raise ArchcError(
+                    f"the output width of this {kind} body ({b}) depends on its input width; "
+                    "archc needs it fixed to emit a loop (wrap the body in a block)",
+                    loc,
+                )
+            if kind == "dense_connect":
+                out = sym_add(in_ch, sym_mul(count, b))
+            else:
+                out = in_ch if b == body_in else _ifexp(_gt0(count), b, in_ch)
+            return mk(kind, ((count_key, count),), out, [body])
+        raise ArchcError(f"unknown kind '{kind}'", loc)  # pragma: no cover - the spec models prevent it
+
+    def loc_list(self, raw, key):
+        if raw is None:
+            return None
+        v = raw.get(key) if isinstance(raw, dict) else None
+        return v if isinstance(v, list) else None
+
+    def attr_value(self, kind: str, attrs, key: str):
+        """An attribute after defaults: written > spec ``defaults`` > archc's defaults."""
+        if key in attrs.model_fields_set:
+            return getattr(attrs, key)
+        spec_defaults = self.defaults.get(kind, {})
+        if key in spec_defaults:
+            return spec_defaults[key]
+        v = getattr(attrs, key)
+        if v is None:
+            v = BUILTIN_DEFAULTS.get(kind, {}).get(key)
+        return v
+
+    def template_call(self, item: CallItem, raw, in_ch: Expr, ctx: _Ctx, auto: str, loc) -> ir.TNode:
+        block = item.block
+        if block not in self.raw_blocks:
+            raise ArchcError(
+                f"unknown block or kind '{block}'{suggest(block, list(self.raw_blocks) + list(KINDS))}",
+                loc,
+            )
+        bdef = self.block_template(block, loc)
+        args = dict(item.args)
+        name = args.pop("name", None) or auto
+        if not isinstance(name, str):
+            raise ArchcError("'name' must be a string", self.loc(raw, "name") or loc)
+        self.check_name(name, self.loc(raw, "name") or loc, "name")
+        cond_raw = args.pop("if", None)
+        cond = None
+        if cond_raw is not None:
+            cond = self.expr_or_literal(cond_raw, ctx, in_ch, self.loc(raw, "if") or loc)
+            cond = cond if isinstance(cond, Expr) else sym(bool(cond))
+        params = dict(bdef.params)
+        for k in args:
+            if k not in params:
+                raise ArchcError(
+                    f"block '{block}' has no param '{k}' (its params: {', '.join(params) or 'none'})"
+                    f"{suggest(k, params)}",
+                    key_loc(raw, k) if raw is not None else loc,
+                )
+        values = {}
+        for k, default in params.items():
+            if k in args:
+                values[k] = self.expr_or_literal(args[k], ctx, in_ch, self.loc(raw, k) or loc)
+            elif k in self.defaults.get(block, {}):
+                values[k] = self.defaults[block][k]
+            elif default is None:
+                raise ArchcError(f"block '{block}' needs param '{k}'", loc)
+            else:
+                values[k] = default
+        out = substitute(bdef.out_ch, {**values, "in_channels": in_ch})
+        alocs = tuple((k, self.loc(raw, k)) for k in args if raw is not None and k in raw)
+        return ir.TNode("call", name, tuple(values.items()), (), cond, in_ch, out, loc, block, alocs)
+
+    def block_template(self, name: str, use_loc) -> ir.BlockDef:
+        if name in self.templates:
+            return self.templates[name]
+        if name in self._building:
+            chain = " -> ".join(self._building[self._building.index(name) :] + [name])
+            raise ArchcError(f"block '{name}' uses itself: {chain}", use_loc)
+        bspec, raw, origin = self.raw_blocks[name]
+        bloc = getattr(raw, "loc", None)
+        self.check_name(name, bloc, "block name")
+        for p in bspec.params:
+            self.check_name(p, key_loc(raw.get("params"), p) if isinstance(raw, dict) else bloc, "block param")
+        self._building.append(name)
+        try:
+            ctx = _Ctx(set(bspec.params), f"block '{name}'")
+            raw_body = raw.get("body") if isinstance(raw, dict) else None
+            body = self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc)
+        finally:
+            self._building.pop()
+        params = []
+        for p, d in bspec.params.items():
+            if isinstance(d, (dict,)) or is_expr(d):
+                raise ArchcError(f"default of param '{p}' must be a plain value", bloc)
+            params.append((p, tuple(d) if isinstance(d, list) else d))
+        bdef = ir.BlockDef(name, bspec.doc, tuple(params), body, body.out_ch, bloc)
+        self.templates[name] = bdef
+        self.order.append(name)
+        return bdef
+
+    # ---------------------------------------------------------------- instances
+    def inst_seq(self, t: ir.TNode, scope: dict, shape, path: str) -> ir.Seq:
+        nodes = []
+        cur = shape
+        for child in t.children:
+            n = self.inst(child, scope, cur, _join(path, child.name))
+            if n is not None:
+                nodes.append(n)
+                cur = n.out_shape
+        return ir.Seq(name=t.name, path=path, loc=t.loc, in_shape=shape, out_shape=cur, children=tuple(nodes))
+
+    def ev(self, v, scope, loc):
+        if isinstance(v, Expr):
+            return evaluate(v, scope, loc)
+        if isinstance(v, tuple):
+            return [self.ev(x, scope, loc) for x in v]
+        return v
+
+    def inst(self, t: ir.TNode, scope: dict, shape, path: str):
+        self.count += 1
+        if self.count > MAX_INSTANCE_NODES:
+            raise ArchcError(f"network has more than {MAX_INSTANCE_NODES} layers", t.loc)
+        if t.cond is not None and not self.ev(t.cond, scope, t.loc):
+            return None
+        loc = t.loc
+        al = t.attr_loc
+        a = {k: self.ev(v, scope, al(k)) for k, v in t.attrs if k != "hw"}
+        base = dict(name=t.name, path=path, loc=loc, in_shape=shape)
+        k = t.kind
+        if k == "seq":
+            return self.inst_seq(t, scope, shape, path)
+        if k in ("conv", "dwconv"):
+            h, w, c = _need_map(shape, k, path, loc)
+            kernel = _pair(a["kernel"], "kernel", al("kernel"))
+            stride = _pair(a["stride"], "stride", al("stride"))
+            dil = _pair(a["dilation"], "dilation", al("dilation"))
+            if k == "conv":
+                out = _pos(a["out"], "out", al("out"))
+                groups = _pos(a["groups"], "groups", al("groups"))
+                if c % groups or out % groups:
+                    raise ArchcError(
+                        f"groups={groups} must divide input channels ({c}) and output channels ({out})", loc
+                    )
+                depthwise = False
+            else:
+                out = c * _pos(a["multiplier"], "multiplier", al("multiplier"))
+                groups, depthwise = c, True
+            pad, same = self.padding(a["padding"], (h, w), kernel, stride, dil, al("padding"))
+            ho, wo = analysis.conv_hw((h, w), kernel, stride, dil, pad)
+            self.check_fits(k, path, shape, kernel, dil, pad, ho, wo, loc)
+            return ir.Conv(
+                **base, out_shape=(ho, wo, _chan(out, loc)), in_channels=c, out_channels=out, kernel=kernel,
+                stride=stride, dilation=dil, groups=groups, depthwise=depthwise, bias=_bool(a["bias"], "bias", al("bias")),
+                padding=pad, same=same,
+            )  # fmt: skip
+        if k == "bn":
+            eps = _float(a["eps"], "eps", al("eps"))
+            mom = _float(a["momentum"], "momentum", al("momentum"))
+            if not 0 < eps < 1:
+                raise ArchcError(f"eps must be in (0, 1), got {eps}", al("eps"))
+            if not 0 <= mom <= 1:
+                raise ArchcError(f"momentum must be in [0, 1], got {mom}", al("momentum"))
+            return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom)
+        if k in ACTIVATIONS:
+            return ir.Act(**base, out_shape=shape, fn=k)
+        if k in ("maxpool", "avgpool"):
+            h, w, c = _need_map(shape, k, path, loc)
+            kernel = _pair(a["kernel"], "kernel", al("kernel"))
+            stride = _pair(a["stride"], "stride", al("stride"))
+            ceil = _bool(a["ceil"], "ceil", al("ceil"))
+            cip = _bool(a.get("count_include_pad", True), "count_include_pad", al("count_include_pad"))
+            pad, same = self.padding(a["padding"], (h, w), kernel, stride, (1, 1), al("padding"))
+            if same:
+                if ceil:
+                    raise ArchcError("'same' padding and ceil rounding cannot be combined", loc)
+                cip = False  # TensorFlow averages over the valid elements only
+            ho, wo = analysis.pool_hw((h, w), kernel, stride, pad, ceil)
+            self.check_fits(k, path, shape, kernel, (1, 1), pad, ho, wo, loc)
+            return ir.Pool(
+                **base, out_shape=(ho, wo, c), op=k[:3], kernel=kernel, stride=stride, padding=pad, ceil=ceil,
+                count_include_pad=cip, same=same,
+            )  # fmt: skip
+        if k == "gap":
+            _need_map(shape, k, path, loc)
+            return ir.GlobalPool(**base, out_shape=(shape[-1],), op="avg")
+        if k == "dropout":
+            rate = _float(a["rate"], "rate", al("rate"))
+            if not 0 <= rate < 1:
+                raise ArchcError(f"dropout rate must be in [0, 1), got {rate}", al("rate"))
+            return ir.Dropout(**base, out_shape=shape, rate=rate)
+        if k == "flatten":
+            h, w, c = _need_map(shape, k, path, loc)
+            hw = t.attr("hw").src
+            self.flat_sizes.setdefault(hw, set()).add((h, w))
+            return ir.Flatten(**base, out_shape=(h * w * c,))
+        if k == "dense":
+            if len(shape) != 1:
+                raise ArchcError(
+                    f"dense layer '{path}' needs flat input but gets a {_fmt(shape)} feature map; "
+                    "add 'gap' or 'flatten' before it",
+                    loc,
+                )
+            out = _chan(_pos(a["out"], "out", al("out")), al("out"))
+            return ir.Dense(
+                **base, out_shape=(out,), in_features=shape[0], out_features=out, bias=_bool(a["bias"], "bias", al("bias"))
+            )
+        if k == "zeropad":
+            h, w, c = _need_map(shape, k, path, loc)
+            pad = _pad4(a["padding"], al("padding"))
+            return ir.ZeroPad(**base, out_shape=(h + pad[0] + pad[1], w + pad[2] + pad[3], c), padding=pad)
+        if k in ("concat", "add"):
+            branches = [self.inst_seq(b, scope, shape, _join(path, b.name)) for b in t.children]
+            shapes = [b.out_shape for b in branches]
+            if k == "add":
+                for b in branches[1:]:
+                    if b.out_shape != branches[0].out_shape:
+                        raise ArchcError(
+                            f"add '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
+                            f"branch '{b.name}' gives {_fmt(b.out_shape)}; shapes must match",
+                            loc,
+                        )
+                out_shape = shapes[0]
+            else:
+                for b in branches:
+                    if len(b.out_shape) != 3 or b.out_shape[:2] != shapes[0][:2]:
+                        raise ArchcError(
+                            f"concat '{path}': branch '{branches[0].name}' gives {_fmt(shapes[0])} but branch "
+                            f"'{b.name}' gives {_fmt(b.out_shape)}; spatial sizes must match",
+                            loc,
+                        )
+                out_shape = (*shapes[0][:2], _chan(sum(s[2] for s in shapes), loc))
+            return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches))
+        if k in ("repeat", "dense_connect"):
+            count_key = "times" if k == "repeat" else "layers"
+            n = a[count_key]
+            if not _is_int(n) or n < (0 if k == "repeat" else 1):
+                kind_word = "non-negative" if k == "repeat" else "positive"
+                raise ArchcError(f"{count_key} must be a {kind_word} integer, got {n!r}", al(count_key))
+            if n > MAX_REPEAT:
+                raise ArchcError(f"{count_key}={n} is more than {MAX_REPEAT}", al(count_key))
+            body = t.children[0]
+            items = []
+            cur = shape
+            for i in range(n):
+                s = self.inst_seq(body, {**scope, "in_channels": cur[-1]}, cur, _join(path, str(i)))
+                if k == "dense_connect":
+                    if len(s.out_shape) != 3 or s.out_shape[:2] != cur[:2]:
+                        raise ArchcError(
+                            f"dense_connect '{path}': layer {i} maps {_fmt(cur)} to {_fmt(s.out_shape)}; "
+                            "layers must keep the spatial size",
+                            loc,
+                        )
+                    cur = (*cur[:2], _chan(cur[2] + s.out_shape[2], loc))
+                else:
+                    cur = s.out_shape
+                items.append(s)
+            if k == "repeat":
+                return ir.Repeat(**base, out_shape=cur, iterations=tuple(items))
+            return ir.DenseConnect(**base, out_shape=cur, layers=tuple(items))
+        if k == "call":
+            bdef = self.templates[t.block]
+            args = dict(a)
+            inner = {**args, "in_channels": shape[-1]}
+            body = self.inst_seq(bdef.body, inner, shape, path)
+            frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
+            return ir.Call(**base, out_shape=body.out_shape, block=t.block, args=frozen, body=body)
+        raise ArchcError(f"cannot lower kind '{k}'", loc)  # pragma: no cover
+
+    def padding(self, p, hw, kernel, stride, dil, loc):
+        if p == "same":
+            return analysis.same_padding4(hw, kernel, stride, dil), True
+        if p == "valid":
+            return (0, 0, 0, 0), False
+        return _pad4(p, loc), False
+
+    def check_fits(self, kind, path, shape, kernel, dil, pad, ho, wo, loc):
+        h, w = shape[0], shape[1]
+        eff = (dil[0] * (kernel[0] - 1) + 1, dil[1] * (kernel[1] - 1) + 1)
+        ph, pw = h + pad[0] + pad[1], w + pad[2] + pad[3]
+        if eff[0] > ph or eff[1] > pw or ho < 1 or wo < 1:
+            raise ArchcError(
+                f"{kind} '{path}': kernel {eff[0]}x{eff[1]} is larger than its input {h}x{w} "
+                f"(padded {ph}x{pw}; input shape {_fmt(shape)})",
+                loc,
+            )
+
+    # ---------------------------------------------------------------- driver
+    def lower(self) -> ir.Model:
+        spec, data = self.spec, self.data
+        scope = self.eval_param_scope()
+        self.scope = scope
+        # per-kind defaults, evaluated at network level
+        self.defaults: dict[str, dict] = {}
+        raw_defaults = data.get("defaults") or {}
+        for kind, attrs in spec.defaults.items():
+            kloc = key_loc(raw_defaults, kind)
+            if kind in KINDS:
+                allowed = set(KINDS[kind].model_fields) - {"name", "if_"}
+                if kind in COMBINATORS:
+                    raise ArchcError(f"defaults cannot be given for combinator '{kind}'", kloc)
+            elif kind in self.raw_blocks:
+                allowed = set(self.raw_blocks[kind][0].params)
+            else:
+                raise ArchcError(
+                    f"defaults for unknown kind or block '{kind}'{suggest(kind, list(KINDS) + list(self.raw_blocks))}",
+                    kloc,
+                )
+            for key, v in attrs.items():
+                if key not in allowed:
+                    raw_k = raw_defaults.get(kind) if isinstance(raw_defaults, dict) else None
+                    raise ArchcError(
+                        f"'{kind}' has no attribute '{key}' (valid: {', '.join(sorted(allowed))}){suggest(key, allowed)}",
+                        key_loc(raw_k, key) if raw_k is not None else kloc,
+                    )
+            raw_k = raw_defaults.get(kind)
+            self.defaults[kind] = {key: self.literal(v, scope, loc_of(raw_k, key)) for key, v in attrs.items()}
+        raw_input = data.get("input")
+        dims = []
+        for key in ("height", "width", "channels"):
+            loc = loc_of(raw_input, key)
+            v = self.literal(getattr(spec.input, key), scope, loc)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ArchcError(f"input {key} must be a positive integer, got {v!r}", loc)
+            if v > (MAX_CHANNELS if key == "channels" else MAX_SPATIAL):
+                raise ArchcError(f"input {key}={v} is too large", loc)
+            dims.append(v)
+        in_shape = tuple(dims)
+        ctx = _Ctx(set(scope), "the network")
+        net_t = self.template_seq(spec.network, data.get("network"), Expr("in_channels"), ctx, "", data.loc)
+        body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[2]}, in_shape, "")
+        heads = []
+        raw_heads = data.get("heads") or {}
+        top = {n.name: n for n in body.children}
+        for hname, h in spec.heads.items():
+            hraw = raw_heads.get(hname)
+            hloc = key_loc(raw_heads, hname)
+            self.check_name(hname, hloc, "head name")
+            if hname == "main" or hname in top:
+                raise ArchcError(f"head name '{hname}' clashes with a layer or the main output", hloc)
+            if h.if_ is not None and not self.literal(h.if_, scope, loc_of(hraw, "if")):
+                continue
+            if h.at not in top:
+                raise ArchcError(
+                    f"head '{hname}' is attached at '{h.at}', which is not a top-level item of the network"
+                    f"{suggest(h.at, top)}",
+                    loc_of(hraw, "at"),
+                )
+            lw = _float(self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight")), "loss_weight", loc_of(hraw, "loss_weight"))
+            ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
+            at_shape = top[h.at].out_shape
+            hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1]}, at_shape, hname)
+            heads.append(ir.Head(hname, h.at, lw, hbody))
+        self.resolve_flatten()
+        text = read_text(self.file)
+        blocks = tuple(self.templates[n] for n in self.order if self._used(n, body, heads))
+        class_name = camel(spec.name)
+        seen = {class_name: spec.name}
+        for b in blocks:
+            cn = camel(b.name)
+            if cn in seen:
+                raise ArchcError(f"block '{b.name}' and '{seen[cn]}' would both become class {cn}", b.loc)
+            seen[cn] = b.name
+        lw_main = _float(self.literal(spec.loss_weight, scope, loc_of(data, "loss_weight")), "loss_weight", loc_of(data, "loss_weight"))
+        return ir.Model(
+            name=spec.name,
+            class_name=class_name,
+            doc=spec.doc,
+            spec_file=self.file,
+            spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
+            input_shape=in_shape,
+            body=body,
+            heads=tuple(heads),
+            loss_weight=lw_main,
+            blocks=blocks,
+            params=tuple((k, _freeze(v)) for k, v in scope.items()),
+        )
+
+    def _used(self, name: str, body, heads) -> bool:
+        if not hasattr(self, "_used_set"):
+            used = set()
+            for root in [body] + [h.body for h in heads]:
+                for n in ir.walk(root):
+                    if isinstance(n, ir.Call):
+                        used.add(n.block)
+            self._used_set = used
+        return name in self._used_set
+
+    def resolve_flatten(self) -> None:
+        mapping = {}
+        for hw, sizes in self.flat_sizes.items():
+            if len(sizes) > 1:
+                desc = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
+                raise ArchcError(
+                    f"this flatten is reached at different spatial sizes ({desc}) through one block; the "
+                    "block's dense layer would need a different size at each use",
+                    self.flat_locs.get(hw),
+                )
+            ((h, w),) = sizes
+            mapping[hw] = h * w
+
+        def fix_expr(e):
+            if isinstance(e, Expr) and any(n.startswith("_hw") for n in e.names()):
+                missing = [n for n in e.names() if n.startswith("_hw") and n not in mapping]
+                if missing:
+                    return e
+                return substitute(e, mapping)
+            if isinstance(e, tuple):
+                return tuple(fix_expr(x) for x in e)
+            return e
+
+        def fix(t: ir.TNode) -> ir.TNode:
+            return replace(
+                t,
+                attrs=tuple((k, fix_expr(v)) for k, v in t.attrs),
+                children=tuple(fix(c) for c in t.children),
+                in_ch=fix_expr(t.in_ch),
+                out_ch=fix_expr(t.out_ch),
+            )
+
+        for name, b in list(self.templates.items()):
+            self.templates[name] = replace(b, body=fix(b.body), out_ch=fix_expr(b.out_ch))
+
+
+# ---------------------------------------------------------------- value checks
+def _join(a: str, b: str) -> str:
+    return f"{a}.{b}" if a else b
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _ifexp(cond: Expr, a: Expr, b: Expr) -> Expr:
+    if a == b:
+        return a
+    return Expr(f"({a.src}) if ({cond.src}) else ({b.src})")
+
+
+def _gt0(e) -> Expr:
+    return Expr(f"({sym(e).src}) > 0")
+
+
+def _freeze(v):
+    return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _pos(v, what, loc) -> int:
+    if not _is_int(v) or v < 1:
+        raise ArchcError(f"{what} must be a positive integer, got {v!r}", loc)
+    return v
+
+
+def _chan(v: int, loc) -> int:
+    if v > MAX_CHANNELS:
+        raise ArchcError(f"{v} channels is more than archc accepts ({MAX_CHANNELS})", loc)
+    return v
+
+
+def _pair(v, what, loc) -> tuple[int, int]:
+    if isinstance(v, list) and len(v) == 2:
+        return (_pos(v[0], what, loc), _pos(v[1], what, loc))
+    if isinstance(v, (list, tuple)):
+        raise ArchcError(f"{what} must be an integer or [height, width], got {v!r}", loc)
+    p = _pos(v, what, loc)
+    if p > MAX_SPATIAL:
+        raise ArchcError(f"{what}={p} is too large", loc)
+    return (p, p)
+
+
+def _pad4(v, loc) -> ir.Pad4:
+    def nn(x):
+        if not _is_int(x) or x < 0 or x > MAX_SPATIAL:
+            raise ArchcError(f"padding must be non-negative integers, got {x!r}", loc)
+        return x
+
+    if _is_int(v):
+        return (nn(v),) * 4
+    if isinstance(v, (list, tuple)) and len(v) == 2:
+        return (nn(v[0]), nn(v[0]), nn(v[1]), nn(v[1]))
+    if isinstance(v, (list, tuple)) and len(v) == 4:
+        return tuple(nn(x) for x in v)
+    raise ArchcError(
+        f"padding must be 'same', 'valid', an integer, [h, w] or [top, bottom, left, right]; got {v!r}", loc
+    )
+
+
+def _bool(v, what, loc) -> bool:
+    if not isinstance(v, bool):
+        raise ArchcError(f"{what} must be true or false, got {v!r}", loc)
+    return v
+
+
+def _float(v, what, loc) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        hint = ""
+        try:
+            float(v)
+            hint = f" (YAML reads {v} as a string: write it with a dot, e.g. 1.0e-5)"
+        except (TypeError, ValueError):
+            pass
+        raise ArchcError(f"{what} must be a number, got {v!r}{hint}", loc)
+    return float(v)
+
+
+def _need_map(shape, kind, path, loc):
+    if len(shape) != 3:
+        raise ArchcError(f"{kind} '{path}' needs a feature map but gets flat features of size {shape[0]}", loc)
+    return shape
+
+
+def lower(data: LDict, spec: Spec, file: str) -> ir.Model:
+    """Lower a validated spec (and its located raw data) to the IR."""
+    return Lowerer(data, spec, file).lower()
+
+

@@ -1,0 +1,103 @@
+"""The pipeline in one call: load -> spec -> lower -> IR (-> analyze)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from . import ir
+from .errors import ArchcError, suggest
+from .loader import LDict, key_loc, load, loc_of
+from .spec import KINDS, HeadSpec, InputSpec, Spec
+from .spec import BlockDef as BlockSpec
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "string_pattern_mismatch": "a $param / ${expression}",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "literal_error": "'same' or 'valid'",
+}
+
+
+def _walk(data, path):
+    """Follow a pydantic error path through located data; returns (container, key, kind_context)."""
+    cur, container, key, kinds = data, None, None, []
+    for p in path:
+        if isinstance(cur, dict) and p in cur:
+            container, key = cur, p
+            if isinstance(p, str) and (p in KINDS) and len(cur) == 1:
+                kinds.append(p)
+            cur = cur[p]
+        elif isinstance(cur, list) and isinstance(p, int) and 0 <= p < len(cur):
+            container, key = cur, p
+            cur = cur[p]
+        # else: a union tag or model name inserted by pydantic; skip it
+    return container, key, kinds, cur
+
+
+def _allowed_keys(path, kinds) -> list[str]:
+    strs = [p for p in path if isinstance(p, str)]
+    if kinds:
+        return [f.alias or n for n, f in KINDS[kinds[-1]].model_fields.items()]
+    if len(path) == 1:
+        return list(Spec.model_fields) + ["extends"]
+    if strs and strs[0] == "input":
+        return list(InputSpec.model_fields)
+    if strs and strs[0] == "heads":
+        return [f.alias or n for n, f in HeadSpec.model_fields.items()]
+    if strs and strs[0] == "blocks":
+        return list(BlockSpec.model_fields)
+    return []
+
+
+def located_validation_error(exc: ValidationError, data: LDict, file: str) -> ArchcError:
+    """The first problem of a pydantic validation error, as a located ArchcError."""
+    errors = exc.errors(include_url=False)
+    # prefer unknown-key errors (most actionable), then the deepest path
+    errors.sort(key=lambda e: (e["type"] != "extra_forbidden", -len(e["loc"])))
+    e = errors[0]
+    path = e["loc"]
+    container, key, kinds, cur = _walk(data, path)
+    what = f" in '{kinds[-1]}'" if kinds else ""
+    if e["type"] == "extra_forbidden":
+        bad = path[-1]
+        allowed = _allowed_keys(path[:-1], kinds)
+        hint = suggest(bad, allowed)
+        valid = f" (valid keys: {', '.join(sorted(allowed))})" if allowed and not hint else ""
+        loc = key_loc(container, key) if container is not None else data.loc
+        return ArchcError(f"unknown key '{bad}'{what}{hint}{valid}", loc)
+    if e["type"] == "missing":
+        loc = loc_of(container, key) if container is not None else data.loc
+        return ArchcError(f"missing key '{path[-1]}'{what}", loc)
+    loc = loc_of(container, key) if container is not None else data.loc
+    same = [x for x in errors if x["loc"][: len(path) - 1] == path[:-1] or x["loc"] == path]
+    wants = sorted({_TYPE_WORDS.get(x["type"], "") for x in same} - {""})
+    field = key if isinstance(key, str) else None
+    label = f"'{field}'" if field else "value"
+    if wants:
+        return ArchcError(f"{label}{what} must be {' or '.join(wants)}, got {cur!r}", loc)
+    return ArchcError(f"{label}{what}: {e['msg']} (got {cur!r})", loc)
+
+
+def load_spec(path: str, sets=()) -> tuple[LDict, Spec]:
+    data = load(path, sets)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise located_validation_error(exc, data, path) from None
+    return data, spec
+
+
+def compile_spec(path: str, sets=()) -> ir.Model:
+    """Load, validate and lower a spec file; raises ArchcError with a location on bad input."""
+    from .lower import lower
+
+    data, spec = load_spec(path, sets)
+    try:
+        return lower(data, spec, path)
+    except RecursionError:
+        raise ArchcError("spec nests too deeply", data.loc) from None

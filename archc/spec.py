@@ -1,0 +1,286 @@
+"""The spec language: pydantic models of what people write in YAML.
+
+A spec has network-level ``params``, per-kind ``defaults``, reusable ``blocks``
+(parametrised sequences of items), the ``network`` itself and optional auxiliary
+``heads``. An *item* is a one-key mapping ``{kind: {attributes}}`` where kind is a
+primitive (``conv``, ``bn``, ``relu``, ...), a combinator (``seq``, ``concat``,
+``add``, ``repeat``, ``dense_connect``) or the name of a block. Any number can be
+written as ``$param`` or ``${expression}``; see :mod:`archc.expr`.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, StrictBool, StrictFloat, StrictInt, Tag
+from pydantic import model_validator
+
+ExprStr = Annotated[str, Field(pattern=r"^\$([A-Za-z_][A-Za-z0-9_]*|\{.*\})$", description="$param or ${expression}")]
+Int = Union[StrictInt, ExprStr]
+Num = Union[StrictInt, StrictFloat, ExprStr]
+Bool = Union[StrictBool, ExprStr]
+Pair = Union[Int, Annotated[list[Int], Field(min_length=2, max_length=2)]]
+PaddingT = Union[
+    Literal["same", "valid"],
+    Int,
+    Annotated[list[Int], Field(min_length=2, max_length=4, description="[h, w] or [top, bottom, left, right]")],
+]
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Common(Model):
+    name: Ident | None = Field(None, description="name of this item (module attribute / layer name)")
+    if_: Bool | None = Field(None, alias="if", description="include this item only when the condition holds")
+
+
+class ConvAttrs(Common):
+    out: Int = Field(description="output channels")
+    kernel: Pair
+    stride: Pair = 1
+    dilation: Pair = 1
+    groups: Int = 1
+    bias: Bool | None = None
+    padding: PaddingT | None = None
+
+
+class DwConvAttrs(Common):
+    kernel: Pair
+    stride: Pair = 1
+    dilation: Pair = 1
+    multiplier: Int = Field(1, description="depth multiplier: output channels = input channels * multiplier")
+    bias: Bool | None = None
+    padding: PaddingT | None = None
+
+
+class BnAttrs(Common):
+    eps: Num | None = None
+    momentum: Num | None = Field(None, description="PyTorch convention (new = (1-m)*old + m*batch); Keras uses 1-m")
+
+
+class ActAttrs(Common):
+    pass
+
+
+class PoolAttrs(Common):
+    kernel: Pair
+    stride: Pair | None = Field(None, description="defaults to the kernel size")
+    padding: PaddingT | None = None
+    ceil: Bool | None = Field(None, description="ceil rounding of the output size (PyTorch ceil_mode)")
+
+
+class AvgPoolAttrs(PoolAttrs):
+    count_include_pad: Bool | None = None
+
+
+class GapAttrs(Common):
+    pass
+
+
+class DropoutAttrs(Common):
+    rate: Num
+
+
+class DenseAttrs(Common):
+    out: Int
+    bias: Bool | None = None
+
+
+class ZeroPadAttrs(Common):
+    padding: PaddingT
+
+
+class SeqAttrs(Common):
+    body: list["Item"]
+
+
+class BranchesAttrs(Common):
+    branches: list[list["Item"]] = Field(min_length=1)
+
+
+class RepeatAttrs(Common):
+    times: Int
+    body: list["Item"]
+
+
+class DenseConnectAttrs(Common):
+    layers: Int = Field(description="number of layers; each sees the concatenation of the input and all previous outputs")
+    body: list["Item"]
+
+
+PRIMITIVES: dict[str, type[Model]] = {
+    "conv": ConvAttrs,
+    "dwconv": DwConvAttrs,
+    "bn": BnAttrs,
+    "relu": ActAttrs,
+    "relu6": ActAttrs,
+    "sigmoid": ActAttrs,
+    "tanh": ActAttrs,
+    "silu": ActAttrs,
+    "maxpool": PoolAttrs,
+    "avgpool": AvgPoolAttrs,
+    "gap": GapAttrs,
+    "dropout": DropoutAttrs,
+    "flatten": GapAttrs,
+    "dense": DenseAttrs,
+    "zeropad": ZeroPadAttrs,
+}
+COMBINATORS: dict[str, type[Model]] = {
+    "seq": SeqAttrs,
+    "concat": BranchesAttrs,
+    "add": BranchesAttrs,
+    "repeat": RepeatAttrs,
+    "dense_connect": DenseConnectAttrs,
+}
+KINDS = {**PRIMITIVES, **COMBINATORS}
+ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "silu")
+
+
+def _normalize(v: Any) -> Any:
+    """``- relu`` and ``- relu:`` mean ``- relu: {}``; ``concat: [[...], [...]]`` and ``seq: [...]`` are shorthands."""
+    if isinstance(v, str):
+        return {v: {}}
+    if isinstance(v, dict) and len(v) == 1:
+        ((k, a),) = v.items()
+        if a is None:
+            return {k: {}}
+        if isinstance(a, list) and k in ("seq",):
+            return {k: {"body": a}}
+        if isinstance(a, list) and k in ("concat", "add"):
+            return {k: {"branches": a}}
+    return v
+
+
+def _make_item(kind: str, attrs: type[Model]) -> type[Model]:
+    class _Item(Model):
+        @model_validator(mode="before")
+        @classmethod
+        def _norm(cls, v):
+            return _normalize(v)
+
+    _Item.__annotations__ = {}
+    item = type(
+        f"{kind.title().replace('_', '')}Item",
+        (_Item,),
+        {"__annotations__": {kind: attrs}, "__doc__": f"The `{kind}` item."},
+    )
+    return item
+
+
+class CallItem(RootModel[dict[Ident, dict[Ident, Any]]]):
+    """A use of a block definition: ``{block_name: {param: value, name: ..., if: ...}}``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _norm(cls, v):
+        v = _normalize(v)
+        if not isinstance(v, dict) or len(v) != 1:
+            raise ValueError("an item is a mapping with exactly one key: its kind or block name")
+        return v
+
+    @property
+    def block(self) -> str:
+        return next(iter(self.root))
+
+    @property
+    def args(self) -> dict:
+        return next(iter(self.root.values()))
+
+
+_ITEM_TYPES = {k: _make_item(k, a) for k, a in KINDS.items()}
+
+
+def _item_kind(v: Any) -> str:
+    v = _normalize(v)
+    if isinstance(v, dict) and len(v) == 1:
+        k = next(iter(v))
+        if k in _ITEM_TYPES:
+            return k
+    return "call"
+
+
+Item = Annotated[
+    Union[tuple(Annotated[t, Tag(k)] for k, t in _ITEM_TYPES.items()) + (Annotated[CallItem, Tag("call")],)],
+    Discriminator(_item_kind),
+]
+
+for _m in (SeqAttrs, BranchesAttrs, RepeatAttrs, DenseConnectAttrs):
+    _m.model_rebuild()
+for _t in _ITEM_TYPES.values():
+    _t.model_rebuild()
+
+
+def item_kind_and_attrs(item) -> tuple[str, Any]:
+    """(kind, attrs) of a validated item; for a block call kind is 'call' and attrs the raw args."""
+    if isinstance(item, CallItem):
+        return "call", item.args
+    ((k, a),) = ((k, getattr(item, k)) for k in type(item).model_fields)
+    return k, a
+
+
+class InputSpec(Model):
+    height: Int
+    width: Int
+    channels: Int
+
+
+class BlockDef(Model):
+    doc: str | None = None
+    params: dict[Ident, Any] = Field(default_factory=dict, description="param name -> default (null: required)")
+    body: list[Item] = Field(min_length=1)
+
+
+class HeadSpec(Model):
+    at: str = Field(description="name of the network item whose output feeds this head")
+    loss_weight: Num = 1.0
+    if_: Bool | None = Field(None, alias="if")
+    body: list[Item] = Field(min_length=1)
+
+
+class Spec(Model):
+    """A network written in YAML."""
+
+    name: Ident
+    doc: str | None = None
+    input: InputSpec
+    params: dict[Ident, Any] = Field(default_factory=dict)
+    defaults: dict[Ident, dict[Ident, Any]] = Field(
+        default_factory=dict, description="per kind (primitive or block) default attribute values"
+    )
+    blocks: dict[Ident, BlockDef] = Field(default_factory=dict)
+    network: list[Item] = Field(min_length=1)
+    heads: dict[Ident, HeadSpec] = Field(default_factory=dict)
+    loss_weight: Num = Field(1.0, description="loss weight of the main output")
+
+
+RESERVED = frozenset(
+    {"self", "x", "in_channels", "nn", "torch", "F", "keras", "layers", "ops", "inputs", "outputs", "name", "model"}
+)
+
+
+def check_identifier(name: str) -> str | None:
+    """Why ``name`` cannot be used in generated code, or None if it can."""
+    import builtins
+
+    if not name.isidentifier() or not name.isascii():
+        return "is not a valid identifier"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return "is a Python keyword"
+    if hasattr(builtins, name):
+        return "would shadow a Python builtin"
+    if name.startswith("__"):
+        return "starts with a double underscore"
+    return None
+
+
+def json_schema() -> dict:
+    """The JSON Schema of the spec language."""
+    schema = Spec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "archc network spec"
+    schema.setdefault("properties", {})["extends"] = {"type": "string", "description": "base spec to deep-merge"}
+    return schema

@@ -1,0 +1,26 @@
+"""Backend registry: one package per framework, each registering an emitter by name."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str, factory: Callable) -> None:
+    """Register a backend factory under ``name``; refuses duplicates."""
+    if name in _REGISTRY:
+        raise ValueError(f"backend '{name}' is already registered")
+    _REGISTRY[name] = factory
+
+
+def list_backends() -> list[str]:
+    """Names of the registered backends, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str):
+    """The backend registered as ``name``."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown backend '{name}' (available: {', '.join(list_backends()) or 'none'})")
+    return _REGISTRY[name]()
