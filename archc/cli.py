@@ -37,7 +37,9 @@ def cmd_summary(args) -> int:
         return 0
     rows = [("layer", "kind", "output shape", "params", "non-trainable", "MACs")]
     for r in report.rows:
-        rows.append((r.path, r.kind, _fmt_shape(r.out_shape), f"{r.trainable:,}", f"{r.non_trainable:,}", f"{r.macs:,}"))
+        rows.append(
+            (r.path, r.kind, _fmt_shape(r.out_shape), f"{r.trainable:,}", f"{r.non_trainable:,}", f"{r.macs:,}")
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out = []
     for i, row in enumerate(rows):

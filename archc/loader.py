@@ -109,9 +109,7 @@ class _Converter:
         self.count += 1
         loc = _mark(node, self.file)
         if self.count > MAX_NODES:
-            raise ArchcError(
-                f"document expands to more than {MAX_NODES} values (alias/anchor bomb?)", loc
-            )
+            raise ArchcError(f"document expands to more than {MAX_NODES} values (alias/anchor bomb?)", loc)
         if depth > MAX_DEPTH:
             raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", loc)
         if node.tag not in _STD_TAGS:

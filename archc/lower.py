@@ -18,8 +18,16 @@ from . import analysis, ir
 from .errors import ArchcError, Loc, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
 from .loader import LDict, key_loc, loc_of, parse_yaml, read_text
-from .spec import ACTIVATIONS, COMBINATORS, KINDS, PRIMITIVES, RESERVED, CallItem, Spec, check_identifier
-from .spec import item_kind_and_attrs
+from .spec import (
+    ACTIVATIONS,
+    COMBINATORS,
+    KINDS,
+    RESERVED,
+    CallItem,
+    Spec,
+    check_identifier,
+    item_kind_and_attrs,
+)
 
 MAX_INSTANCE_NODES = 1_000_000
 MAX_CHANNELS = 1 << 24
@@ -189,9 +197,7 @@ class Lowerer:
             return self.expr_or_literal(self.attr_value(kind, attrs, key), ctx, in_ch, locs[key] or loc)
 
         def mk(k, a, ch_out, children=()):
-            return ir.TNode(
-                k, name, a, tuple(children), cond, in_ch, ch_out, loc, attr_locs=tuple(locs.items())
-            )
+            return ir.TNode(k, name, a, tuple(children), cond, in_ch, ch_out, loc, attr_locs=tuple(locs.items()))
 
         if kind == "conv":
             a = {k: x(k) for k in ("out", "kernel", "stride", "dilation", "groups", "bias", "padding")}
@@ -390,10 +396,10 @@ class Lowerer:
             pad, same = self.padding(a["padding"], (h, w), kernel, stride, dil, al("padding"))
             ho, wo = analysis.conv_hw((h, w), kernel, stride, dil, pad)
             self.check_fits(k, path, shape, kernel, dil, pad, ho, wo, loc)
+            bias = _bool(a["bias"], "bias", al("bias"))
             return ir.Conv(
                 **base, out_shape=(ho, wo, _chan(out, loc)), in_channels=c, out_channels=out, kernel=kernel,
-                stride=stride, dilation=dil, groups=groups, depthwise=depthwise, bias=_bool(a["bias"], "bias", al("bias")),
-                padding=pad, same=same,
+                stride=stride, dilation=dil, groups=groups, depthwise=depthwise, bias=bias, padding=pad, same=same,
             )  # fmt: skip
         if k == "bn":
             eps = _float(a["eps"], "eps", al("eps"))
@@ -444,7 +450,11 @@ class Lowerer:
                 )
             out = _chan(_pos(a["out"], "out", al("out")), al("out"))
             return ir.Dense(
-                **base, out_shape=(out,), in_features=shape[0], out_features=out, bias=_bool(a["bias"], "bias", al("bias"))
+                **base,
+                out_shape=(out,),
+                in_features=shape[0],
+                out_features=out,
+                bias=_bool(a["bias"], "bias", al("bias")),
             )
         if k == "zeropad":
             h, w, c = _need_map(shape, k, path, loc)
@@ -547,11 +557,12 @@ class Lowerer:
                     f"defaults for unknown kind or block '{kind}'{suggest(kind, list(KINDS) + list(self.raw_blocks))}",
                     kloc,
                 )
-            for key, v in attrs.items():
+            for key in attrs:
                 if key not in allowed:
                     raw_k = raw_defaults.get(kind) if isinstance(raw_defaults, dict) else None
                     raise ArchcError(
-                        f"'{kind}' has no attribute '{key}' (valid: {', '.join(sorted(allowed))}){suggest(key, allowed)}",
+                        f"'{kind}' has no attribute '{key}' (valid: {', '.join(sorted(allowed))})"
+                        f"{suggest(key, allowed)}",
                         key_loc(raw_k, key) if raw_k is not None else kloc,
                     )
             raw_k = raw_defaults.get(kind)
@@ -587,7 +598,11 @@ class Lowerer:
                     f"{suggest(h.at, top)}",
                     loc_of(hraw, "at"),
                 )
-            lw = _float(self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight")), "loss_weight", loc_of(hraw, "loss_weight"))
+            lw = _float(
+                self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight")),
+                "loss_weight",
+                loc_of(hraw, "loss_weight"),
+            )
             ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
             at_shape = top[h.at].out_shape
             hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1]}, at_shape, hname)
@@ -602,7 +617,11 @@ class Lowerer:
             if cn in seen:
                 raise ArchcError(f"block '{b.name}' and '{seen[cn]}' would both become class {cn}", b.loc)
             seen[cn] = b.name
-        lw_main = _float(self.literal(spec.loss_weight, scope, loc_of(data, "loss_weight")), "loss_weight", loc_of(data, "loss_weight"))
+        lw_main = _float(
+            self.literal(spec.loss_weight, scope, loc_of(data, "loss_weight")),
+            "loss_weight",
+            loc_of(data, "loss_weight"),
+        )
         return ir.Model(
             name=spec.name,
             class_name=class_name,
@@ -757,5 +776,3 @@ def _need_map(shape, kind, path, loc):
 def lower(data: LDict, spec: Spec, file: str) -> ir.Model:
     """Lower a validated spec (and its located raw data) to the IR."""
     return Lowerer(data, spec, file).lower()
-
-

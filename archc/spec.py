@@ -13,8 +13,18 @@ from __future__ import annotations
 import keyword
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, StrictBool, StrictFloat, StrictInt, Tag
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    Tag,
+    model_validator,
+)
 
 ExprStr = Annotated[str, Field(pattern=r"^\$([A-Za-z_][A-Za-z0-9_]*|\{.*\})$", description="$param or ${expression}")]
 Int = Union[StrictInt, ExprStr]
@@ -95,21 +105,23 @@ class ZeroPadAttrs(Common):
 
 
 class SeqAttrs(Common):
-    body: list["Item"]
+    body: list[Item]
 
 
 class BranchesAttrs(Common):
-    branches: list[list["Item"]] = Field(min_length=1)
+    branches: list[list[Item]] = Field(min_length=1)
 
 
 class RepeatAttrs(Common):
     times: Int
-    body: list["Item"]
+    body: list[Item]
 
 
 class DenseConnectAttrs(Common):
-    layers: Int = Field(description="number of layers; each sees the concatenation of the input and all previous outputs")
-    body: list["Item"]
+    layers: Int = Field(
+        description="number of layers; each sees the concatenation of the input and all previous outputs"
+    )
+    body: list[Item]
 
 
 PRIMITIVES: dict[str, type[Model]] = {
