@@ -68,6 +68,25 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def cmd_build(args) -> int:
+    from .build import build
+
+    stale = build(args.specs, args.backend, args.output, args.check, args.set)
+    if args.check:
+        for path in stale:
+            print(f"stale: {path}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        print(f"wrote {path}")
+    return 0
+
+
+def _backend_help() -> str:
+    from backends import list_backends
+
+    return f"backend: {', '.join(list_backends())}, or all"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archc", description="Compile CNN architectures written in YAML.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -92,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--compact", action="store_true", help="with --json: no indentation")
     add_set(sp)
     sp.set_defaults(func=cmd_summary)
+
+    sp = sub.add_parser("build", help="emit framework code for specs")
+    sp.add_argument("specs", nargs="+", metavar="SPEC")
+    sp.add_argument("--backend", "-b", required=True, help=_backend_help())
+    sp.add_argument("-o", "--output", help="output file (one spec) or folder; default generated/<backend>/<spec>.py")
+    sp.add_argument("--check", action="store_true", help="write nothing; exit 1 if any output differs")
+    add_set(sp)
+    sp.set_defaults(func=cmd_build)
 
     sp = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sp.set_defaults(func=cmd_schema)

@@ -215,6 +215,7 @@ class Head:
     at: str  # path of the top-level node whose output feeds the head
     loss_weight: float
     body: Seq
+    template: TNode  # the head's items, symbolic in the network params
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ class Model:
     loss_weight: float
     blocks: tuple[BlockDef, ...]  # every block used, callees before callers
     params: tuple[tuple[str, Any], ...]  # network params after overrides
+    network: TNode  # the network's items, symbolic in the network params (``in_channels``: input channels)
 
     def block(self, name: str) -> BlockDef:
         for b in self.blocks:

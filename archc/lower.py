@@ -606,8 +606,10 @@ class Lowerer:
             ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
             at_shape = top[h.at].out_shape
             hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1]}, at_shape, hname)
-            heads.append(ir.Head(hname, h.at, lw, hbody))
+            heads.append(ir.Head(hname, h.at, lw, hbody, ht))
         self.resolve_flatten()
+        net_t = self.fix(net_t)
+        heads = [replace(h, template=self.fix(h.template)) for h in heads]
         text = read_text(self.file)
         blocks = tuple(self.templates[n] for n in self.order if self._used(n, body, heads))
         class_name = camel(spec.name)
@@ -625,7 +627,7 @@ class Lowerer:
         return ir.Model(
             name=spec.name,
             class_name=class_name,
-            doc=spec.doc,
+            doc=spec.doc or _leading_comment(text),
             spec_file=self.file,
             spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
             input_shape=in_shape,
@@ -634,6 +636,7 @@ class Lowerer:
             loss_weight=lw_main,
             blocks=blocks,
             params=tuple((k, _freeze(v)) for k, v in scope.items()),
+            network=net_t,
         )
 
     def _used(self, name: str, body, heads) -> bool:
@@ -647,7 +650,8 @@ class Lowerer:
         return name in self._used_set
 
     def resolve_flatten(self) -> None:
-        mapping = {}
+        """Replace each flatten's spatial-size placeholder by the size its instances see."""
+        mapping = self._flat_map = {}
         for hw, sizes in self.flat_sizes.items():
             if len(sizes) > 1:
                 desc = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
@@ -669,20 +673,32 @@ class Lowerer:
                 return tuple(fix_expr(x) for x in e)
             return e
 
-        def fix(t: ir.TNode) -> ir.TNode:
-            return replace(
-                t,
-                attrs=tuple((k, fix_expr(v)) for k, v in t.attrs),
-                children=tuple(fix(c) for c in t.children),
-                in_ch=fix_expr(t.in_ch),
-                out_ch=fix_expr(t.out_ch),
-            )
-
+        self._fix_expr = fix_expr
         for name, b in list(self.templates.items()):
-            self.templates[name] = replace(b, body=fix(b.body), out_ch=fix_expr(b.out_ch))
+            self.templates[name] = replace(b, body=self.fix(b.body), out_ch=fix_expr(b.out_ch))
+
+    def fix(self, t: ir.TNode) -> ir.TNode:
+        fx = self._fix_expr
+        return replace(
+            t,
+            attrs=tuple((k, fx(v)) for k, v in t.attrs),
+            children=tuple(self.fix(c) for c in t.children),
+            in_ch=fx(t.in_ch),
+            out_ch=fx(t.out_ch),
+        )
 
 
 # ---------------------------------------------------------------- value checks
+def _leading_comment(text: str) -> str | None:
+    """The comment block at the top of a spec file (it cites the paper and names deviations)."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].removeprefix(" ").rstrip())
+    return "\n".join(lines).strip() or None
+
+
 def _join(a: str, b: str) -> str:
     return f"{a}.{b}" if a else b
 

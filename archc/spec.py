@@ -270,7 +270,10 @@ class Spec(Model):
 
 
 RESERVED = frozenset(
-    {"self", "x", "in_channels", "nn", "torch", "F", "keras", "layers", "ops", "inputs", "outputs", "name", "model"}
+    {
+        "self", "x", "i", "in_channels", "nn", "torch", "F", "keras", "layers", "ops", "inputs", "outputs", "name",
+        "model", "features", "tf", "np", "math", "NamedTuple",
+    }
 )
 
 

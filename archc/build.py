@@ -1,0 +1,75 @@
+"""``archc build``: emit code for specs with one or all backends; atomic writes; ``--check``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import ArchcError, Loc
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def targets(specs: list[str], backends: list[str], out: str | None) -> list[tuple[str, str, Path]]:
+    """(spec, backend, output path) for every pair; ``out`` is a file (one spec, one backend) or a folder."""
+    result = []
+    for spec in specs:
+        stem = Path(spec).stem
+        for b in backends:
+            if out is None:
+                path = Path("generated") / b / f"{stem}.py"
+            elif out.endswith(".py"):
+                if len(specs) * len(backends) > 1:
+                    raise ArchcError("-o names a file, but several outputs would be written; give a folder", None)
+                path = Path(out)
+            else:
+                path = Path(out) / (b if len(backends) > 1 else "") / f"{stem}.py"
+            result.append((spec, b, path))
+    return result
+
+
+def build(specs: list[str], backend: str, out: str | None = None, check: bool = False, sets=()) -> list[str]:
+    """Emit every (spec, backend); returns the list of stale outputs when ``check`` (nothing written)."""
+    from backends import get_backend, list_backends
+
+    from .pipeline import compile_spec
+
+    names = list_backends() if backend == "all" else [backend]
+    for n in names:
+        if n not in list_backends():
+            raise ArchcError(f"unknown backend '{n}' (available: {', '.join(list_backends())}, all)", None)
+    # emit everything first, write only when all succeeded: a failing spec leaves every file untouched
+    results = []
+    models = {}
+    for spec, b, path in targets(specs, names, out):
+        if spec not in models:
+            models[spec] = compile_spec(spec, sets)
+        try:
+            text = get_backend(b).emit(models[spec])
+        except ArchcError as exc:
+            if exc.loc is None:
+                exc.loc = Loc(spec, 1, 1)
+            exc.message = f"{b} backend: {exc.message}"
+            raise
+        results.append((path, text))
+    stale = []
+    for path, text in results:
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current != text:
+            stale.append(str(path))
+            if not check:
+                atomic_write(path, text)
+    return stale

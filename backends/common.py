@@ -1,0 +1,183 @@
+"""What every backend shares: rendering IR expressions and values as Python source,
+pairing block templates with their instances, the generated-file header, jinja2.
+
+Backends read only the IR (:mod:`archc.ir`) and use :mod:`archc.expr` to render and
+evaluate the expressions the IR carries.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from archc import ir
+from archc.errors import ArchcError
+from archc.expr import Expr, evaluate, simplify, substitute
+
+
+class Unsupported(ArchcError):
+    """The IR asks for something this backend cannot express exactly."""
+
+
+def py_literal(v) -> str:
+    """Python source for a literal value, formatted as ruff would (double quotes, tuples for lists)."""
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        items = [py_literal(x) for x in v]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    raise TypeError(f"cannot render {v!r}")
+
+
+def py_expr(e: Expr) -> str:
+    """Python source of an expression with double-quoted strings (ruff's style)."""
+    tree = ast.parse(e.src, mode="eval")
+
+    class Q(ast.NodeTransformer):
+        def visit_Constant(self, node):
+            if isinstance(node.value, str):
+                return ast.Name(id=json.dumps(node.value))
+            return node
+
+    return ast.unparse(Q().visit(tree).body)
+
+
+@dataclass
+class Scope:
+    """How expressions are rendered where code is being emitted.
+
+    In a block class, ``values`` is None and expressions stay symbolic (the block's params
+    are constructor arguments). In the model class, ``values`` holds the network params and
+    expressions are evaluated to literals. ``rename`` substitutes names first (e.g. a loop
+    body's ``in_channels``).
+    """
+
+    values: dict | None = None
+    rename: dict = field(default_factory=dict)
+
+    def with_rename(self, **kw) -> Scope:
+        """A scope where names are first replaced by ``kw`` (whose values are in this scope's terms)."""
+        composed = {k: substitute(v, self.rename) if isinstance(v, Expr) and self.rename else v for k, v in kw.items()}
+        return Scope(self.values, {**self.rename, **composed})
+
+    def value(self, v):
+        """The literal value of ``v`` if it is known here, else None."""
+        if isinstance(v, Expr):
+            e = substitute(v, self.rename) if self.rename else v
+            if self.values is None:
+                try:
+                    return evaluate(e, {})
+                except ArchcError:
+                    return None
+            try:
+                return evaluate(e, self.values)
+            except ArchcError:
+                return None
+        if isinstance(v, tuple):
+            vals = [self.value(x) for x in v]
+            return None if any(x is None for x in vals) else tuple(vals)
+        return v
+
+    def src(self, v) -> str:
+        """Python source for ``v`` (a literal or an Expr)."""
+        known = self.value(v)
+        if known is not None:
+            return py_literal(known)
+        if isinstance(v, tuple):
+            return "(" + ", ".join(self.src(x) for x in v) + ")"
+        e = substitute(v, self.rename) if self.rename else v
+        if self.values:
+            fixed = {k: val for k, val in self.values.items() if k in e.names() and not isinstance(val, (list, tuple))}
+            e = simplify(substitute(e, fixed)) if fixed else e
+        return py_expr(e)
+
+
+def pair_instances(model: ir.Model) -> dict[int, list[ir.Node]]:
+    """Map id(template node) -> the instance nodes built from it, everywhere in the model."""
+    out: dict[int, list[ir.Node]] = {}
+
+    def pair(t: ir.TNode, n: ir.Node) -> None:
+        out.setdefault(id(t), []).append(n)
+        if t.kind == "seq":
+            by_name = {c.name: c for c in n.children}
+            for tc in t.children:
+                if tc.name in by_name:
+                    pair(tc, by_name[tc.name])
+        elif t.kind in ("concat", "add"):
+            for tb, nb in zip(t.children, n.branches):
+                pair(tb, nb)
+        elif t.kind == "repeat":
+            for it in n.iterations:
+                pair(t.children[0], it)
+        elif t.kind == "dense_connect":
+            for layer in n.layers:
+                pair(t.children[0], layer)
+        elif t.kind == "call":
+            pair(model.block(t.block).body, n.body)
+
+    pair(model.network, model.body)
+    for h in model.heads:
+        pair(h.template, h.body)
+    return out
+
+
+def spec_label(path: str) -> str:
+    """The spec path as written in generated headers: relative and with '/' (never absolute)."""
+    rel = os.path.relpath(os.path.abspath(path))
+    if rel.startswith(".."):
+        rel = os.path.basename(path)
+    return rel.replace(os.sep, "/")
+
+
+def docstring(text: str, indent: str = "", width: int = 120) -> str:
+    """Text for a triple-quoted docstring: escaped, long lines wrapped, continuation lines indented."""
+    import textwrap
+
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
+    lines = []
+    for line in text.splitlines():
+        lead = line[: len(line) - len(line.lstrip())]
+        wrapped = textwrap.wrap(line, width - len(indent) - 4, subsequent_indent=lead) or [""]
+        lines.extend(wrapped)
+    out = lines[0]
+    for line in lines[1:]:
+        out += "\n" + (indent + line if line else "")
+    if len(lines) > 1:
+        out += "\n" + indent
+    return out
+
+
+def jinja_env(package_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(package_dir / "templates")),
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def wrap_call(head: str, args: list[str], indent: str, tail: str = "", width: int = 120) -> list[str]:
+    """Lines for ``head(args...)tail`` formatted as ruff formats a call.
+
+    One line if it fits; else the arguments on one indented line; else one argument per
+    line with a trailing comma.
+    """
+    one = f"{indent}{head}({', '.join(args)}){tail}"
+    if len(one) <= width:
+        return [one]
+    inner = indent + "    "
+    joined = f"{inner}{', '.join(args)}"
+    if len(joined) <= width:
+        return [f"{indent}{head}(", joined, f"{indent}){tail}"]
+    return [f"{indent}{head}("] + [f"{inner}{a}," for a in args] + [f"{indent}){tail}"]
