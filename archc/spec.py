@@ -271,8 +271,25 @@ class Spec(Model):
 
 RESERVED = frozenset(
     {
-        "self", "x", "i", "in_channels", "nn", "torch", "F", "keras", "layers", "ops", "inputs", "outputs", "name",
-        "model", "features", "tf", "np", "math", "NamedTuple",
+        "self",
+        "x",
+        "i",
+        "in_channels",
+        "nn",
+        "torch",
+        "F",
+        "keras",
+        "layers",
+        "ops",
+        "inputs",
+        "outputs",
+        "name",
+        "model",
+        "features",
+        "tf",
+        "np",
+        "math",
+        "NamedTuple",
     }
 )
 

@@ -45,7 +45,8 @@ class TorchEmitter:
         classes = [self.block_class(b) for b in model.blocks]
         classes.append(self.model_class())
         helper_order = ["same_pad", "Conv2dSame", "MaxPool2dSame", "Concat", "Add", "DenseConnect"]
-        helpers = [self.env.get_template("helpers.py.j2").render(name=h).strip() for h in helper_order if h in self.helpers]
+        helper_t = self.env.get_template("helpers.py.j2")
+        helpers = [helper_t.render(name=h).strip() for h in helper_order if h in self.helpers]
         imports = []
         if model.heads:
             imports.append("from typing import NamedTuple")
@@ -109,7 +110,7 @@ class TorchEmitter:
         doc = f"{m.name}: input N x {m.input_shape[2]} x {m.input_shape[0]} x {m.input_shape[1]} (NCHW)."
         if m.heads:
             heads = ", ".join(h.name for h in m.heads)
-            doc += f"\n\nIn training mode returns {m.class_name}Outputs(main, {heads}); in eval mode the main logits only."
+            doc += f"\n\nIn training mode returns {m.class_name}Outputs(main, {heads}); in eval mode the main logits."
 
         cls = self.render_class(m.class_name, doc, "self", init, forward, preamble=preamble)
         if m.heads:
@@ -133,8 +134,11 @@ class TorchEmitter:
             first = False
             attr = f"self.{t.name}"
             comment = self._shape_comment(t) if top else ""
-            if t.kind in ("concat", "add") and cond is None and len(merges) == 1 and not (
-                {b.name for b in t.children} & (names - {t.name})
+            if (
+                t.kind in ("concat", "add")
+                and cond is None
+                and len(merges) == 1
+                and not ({b.name for b in t.children} & (names - {t.name}))
             ):
                 calls = []
                 for br in t.children:
@@ -338,9 +342,7 @@ class TorchEmitter:
                     not n.same and n.padding[0] == n.padding[1] and n.padding[2] == n.padding[3]
                 )
                 if not ok:
-                    raise Unsupported(
-                        f"padding {p} gives asymmetric padding at {n.path}; write it as a literal", t.loc
-                    )
+                    raise Unsupported(f"padding {p} gives asymmetric padding at {n.path}; write it as a literal", t.loc)
             return [f"padding={scope.src(p)}"], "nn.Conv2d", None
         if known == "valid" or known == 0:
             return [], "nn.Conv2d", None
@@ -467,4 +469,3 @@ def _split_call(src: str):
     if cur.strip():
         args.append(cur.strip())
     return head, args
-

@@ -97,7 +97,7 @@ class GooglenetOutputs(NamedTuple):
 class Googlenet(nn.Module):
     """googlenet: input N x 3 x 224 x 224 (NCHW).
 
-    In training mode returns GooglenetOutputs(main, aux1, aux2); in eval mode the main logits only.
+    In training mode returns GooglenetOutputs(main, aux1, aux2); in eval mode the main logits.
     """
 
     loss_weights = LOSS_WEIGHTS

@@ -98,7 +98,7 @@ class GooglenetTorchvisionOutputs(NamedTuple):
 class GooglenetTorchvision(nn.Module):
     """googlenet_torchvision: input N x 3 x 224 x 224 (NCHW).
 
-    In training mode returns GooglenetTorchvisionOutputs(main, aux1, aux2); in eval mode the main logits only.
+    In training mode returns GooglenetTorchvisionOutputs(main, aux1, aux2); in eval mode the main logits.
     """
 
     loss_weights = LOSS_WEIGHTS
