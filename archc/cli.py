@@ -13,7 +13,7 @@ from .errors import ArchcError
 
 
 def _fmt_shape(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def cmd_check(args) -> int:
