@@ -81,6 +81,13 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from .convert import convert_weights
+
+    print(convert_weights(args.spec, args.src, args.dst, args.set))
+    return 0
+
+
 def _backend_help() -> str:
     from backends import list_backends
 
@@ -119,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--check", action="store_true", help="write nothing; exit 1 if any output differs")
     add_set(sp)
     sp.set_defaults(func=cmd_build)
+
+    sp = sub.add_parser(
+        "convert-weights", help="PyTorch state_dict (.pt/.pth) <-> Keras weights (.weights.h5), through the IR"
+    )
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("src", metavar="SRC")
+    sp.add_argument("dst", metavar="DST")
+    add_set(sp)
+    sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sp.set_defaults(func=cmd_schema)

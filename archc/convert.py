@@ -1,0 +1,289 @@
+"""Weight conversion between the generated PyTorch and Keras models, mapped through the IR.
+
+"Train in PyTorch, deploy with Keras" (and back). Every leaf with weights in the IR (conv,
+depthwise conv, batch norm, dense) has one PyTorch module path (:mod:`backends.torch.names`) and
+one Keras layer name (its IR path with '.' -> '_'); tensors are moved between them with the
+layout changes each framework needs:
+
+* conv ``OIHW`` <-> Keras ``HWIO``; depthwise ``(C*m, 1, kh, kw)`` <-> ``(kh, kw, C, m)``;
+* batch norm weight, bias, running mean / variance <-> gamma, beta, moving mean / variance;
+* dense ``(out, in)`` <-> ``(in, out)``, and a dense layer fed by a flatten has its input
+  dimension permuted from PyTorch's ``C, H, W`` order to Keras' ``H, W, C`` order.
+
+torch, keras and numpy are imported only when a conversion runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from . import ir
+from .errors import ArchcError, Loc
+
+MAX_LISTED = 12
+
+
+def keras_layer_name(path: str) -> str:
+    return path.replace(".", "_")
+
+
+def _flatten_sources(model: ir.Model) -> dict[str, tuple[int, int, int]]:
+    """IR path of each dense layer fed (through elementwise ops only) by a flatten -> the flattened (H, W, C)."""
+    out: dict[str, tuple[int, int, int]] = {}
+
+    def walk(n: ir.Node, flat):
+        if isinstance(n, ir.Flatten):
+            return n.in_shape
+        if isinstance(n, ir.Dense):
+            if flat is not None:
+                out[n.path] = flat
+            return None
+        if isinstance(n, (ir.Dropout, ir.Act)):
+            return flat
+        if isinstance(n, ir.BatchNorm) and flat is not None and len(n.in_shape) == 1:
+            raise ArchcError(f"weight conversion: batch norm '{n.path}' on flattened features is not supported", n.loc)
+        if isinstance(n, ir.Seq):
+            for c in n.children:
+                flat = walk(c, flat)
+            return flat
+        if isinstance(n, ir.Call):
+            return walk(n.body, flat)
+        if isinstance(n, ir.Repeat):
+            for it in n.iterations:
+                flat = walk(it, flat)
+            return flat
+        for c in ir.children(n):
+            walk(c, None)
+        return None
+
+    walk(model.body, None)
+    for h in model.heads:
+        walk(h.body, None)
+    return out
+
+
+def weighted_leaves(model: ir.Model) -> list[ir.Node]:
+    roots = [model.body] + [h.body for h in model.heads]
+    return [n for r in roots for n in ir.walk(r) if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense))]
+
+
+def torch_shapes(model: ir.Model) -> dict[str, tuple]:
+    """Every state_dict entry the generated PyTorch model has, with its shape."""
+    from backends.torch.names import module_paths
+
+    paths = module_paths(model)
+    shapes: dict[str, tuple] = {}
+    for n in weighted_leaves(model):
+        p = paths[n.path]
+        if isinstance(n, ir.Conv):
+            kh, kw = n.kernel
+            shapes[f"{p}.weight"] = (n.out_channels, n.in_channels // n.groups, kh, kw)
+            if n.bias:
+                shapes[f"{p}.bias"] = (n.out_channels,)
+        elif isinstance(n, ir.BatchNorm):
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                shapes[f"{p}.{k}"] = (n.channels,)
+            shapes[f"{p}.num_batches_tracked"] = ()
+        else:
+            shapes[f"{p}.weight"] = (n.out_features, n.in_features)
+            if n.bias:
+                shapes[f"{p}.bias"] = (n.out_features,)
+    return shapes
+
+
+def _check_state(model: ir.Model, state: dict, src: str) -> None:
+    expected = torch_shapes(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k} {tuple(state[k].shape)} (spec needs {expected[k]})"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != expected[k] and not k.endswith("num_batches_tracked")
+    )
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:MAX_LISTED]) + (f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise ArchcError(
+            f"checkpoint does not fit spec '{model.name}' ({model.spec_file}): " + "; ".join(problems),
+            Loc(src, 1, 1),
+        )
+
+
+def torch_to_keras(model: ir.Model, state: dict) -> dict[str, list]:
+    """PyTorch state_dict (name -> array-like) -> {Keras layer name: [weights in Keras order]}."""
+    import numpy as np
+
+    from backends.torch.names import module_paths
+
+    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in state.items()}
+    _check_state(model, state, "<state_dict>")
+    paths = module_paths(model)
+    flat = _flatten_sources(model)
+    out: dict[str, list] = {}
+    for n in weighted_leaves(model):
+        p = paths[n.path]
+        if isinstance(n, ir.Conv):
+            w = state[f"{p}.weight"]
+            if n.depthwise:
+                c, (kh, kw) = n.in_channels, n.kernel
+                kernel = w.reshape(c, n.out_channels // c, kh, kw).transpose(2, 3, 0, 1)
+            else:
+                kernel = w.transpose(2, 3, 1, 0)
+            ws = [kernel] + ([state[f"{p}.bias"]] if n.bias else [])
+        elif isinstance(n, ir.BatchNorm):
+            ws = [state[f"{p}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+        else:
+            w = state[f"{p}.weight"]
+            if n.path in flat:
+                h, wd, c = flat[n.path]
+                kernel = w.reshape(n.out_features, c, h, wd).transpose(2, 3, 1, 0).reshape(h * wd * c, n.out_features)
+            else:
+                kernel = w.T
+            ws = [kernel] + ([state[f"{p}.bias"]] if n.bias else [])
+        out[keras_layer_name(n.path)] = [np.ascontiguousarray(x, dtype=np.float32) for x in ws]
+    return out
+
+
+def keras_to_torch(model: ir.Model, layers: dict[str, list]) -> dict:
+    """{Keras layer name: [weights]} -> PyTorch state_dict of numpy arrays (plus num_batches_tracked)."""
+    import numpy as np
+
+    from backends.torch.names import module_paths
+
+    paths = module_paths(model)
+    flat = _flatten_sources(model)
+    state: dict = {}
+    for n in weighted_leaves(model):
+        name = keras_layer_name(n.path)
+        if name not in layers:
+            raise ArchcError(f"Keras weights have no layer '{name}' (IR node {n.path})", n.loc)
+        ws = [np.asarray(x) for x in layers[name]]
+        p = paths[n.path]
+        if isinstance(n, ir.Conv):
+            k = ws[0]
+            if n.depthwise:
+                kh, kw, c, m = k.shape
+                state[f"{p}.weight"] = k.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
+            else:
+                state[f"{p}.weight"] = k.transpose(3, 2, 0, 1)
+            if n.bias:
+                state[f"{p}.bias"] = ws[1]
+        elif isinstance(n, ir.BatchNorm):
+            for key, w in zip(("weight", "bias", "running_mean", "running_var"), ws):
+                state[f"{p}.{key}"] = w
+            state[f"{p}.num_batches_tracked"] = np.zeros((), dtype=np.int64)
+        else:
+            k = ws[0]
+            if n.path in flat:
+                h, wd, c = flat[n.path]
+                k = k.reshape(h, wd, c, n.out_features).transpose(3, 2, 0, 1).reshape(n.out_features, c * h * wd)
+            else:
+                k = k.T
+            state[f"{p}.weight"] = k
+            if n.bias:
+                state[f"{p}.bias"] = ws[1]
+    state = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    _check_state(model, state, "<converted>")
+    return state
+
+
+def load_generated(model: ir.Model, backend: str):
+    """Emit ``model`` with ``backend`` into a temporary module and import it."""
+    import importlib.util
+
+    from backends import get_backend
+
+    text = get_backend(backend).emit(model)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"archc_{backend}_{model.name}.py"
+        path.write_text(text, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def keras_model_weights(kmodel) -> dict[str, list]:
+    return {
+        layer.name: [w.numpy() if hasattr(w, "numpy") else w for w in layer.get_weights()] for layer in kmodel.layers
+    }
+
+
+def set_keras_weights(kmodel, layers: dict[str, list]) -> None:
+    by_name = {layer.name: layer for layer in kmodel.layers}
+    for name, ws in layers.items():
+        if name not in by_name:
+            raise ArchcError(f"generated Keras model has no layer '{name}'", None)
+        by_name[name].set_weights(ws)
+
+
+def _read_torch(src: str) -> dict:
+    import torch
+
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file: say so, no traceback
+        raise ArchcError(f"cannot read PyTorch checkpoint: {exc}", Loc(src, 1, 1)) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        raise ArchcError("not a state_dict (a mapping of names to tensors)", Loc(src, 1, 1))
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def _atomic(dst: str, write) -> None:
+    d = os.path.dirname(os.path.abspath(dst))
+    os.makedirs(d, exist_ok=True)
+    suffix = ".weights.h5" if dst.endswith(".weights.h5") else Path(dst).suffix
+    fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=suffix, dir=d)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def convert_weights(spec: str, src: str, dst: str, sets=()) -> str:
+    """Convert ``src`` (.pt/.pth state_dict or .weights.h5) to ``dst`` (the other format) for ``spec``."""
+    from .pipeline import compile_spec
+
+    model = compile_spec(spec, sets)
+    torch_ext = (".pt", ".pth")
+    if not os.path.isfile(src):
+        raise ArchcError("no such file", Loc(src, 1, 1))
+    if src.endswith(torch_ext) and dst.endswith(".weights.h5"):
+        layers = torch_to_keras_checked(model, _read_torch(src), src)
+        kmodel = load_generated(model, "keras").build_model()
+        set_keras_weights(kmodel, layers)
+        _atomic(dst, kmodel.save_weights)
+        return f"wrote {dst}: {len(layers)} Keras layers from {src}"
+    if src.endswith(".weights.h5") and dst.endswith(torch_ext):
+        import torch
+
+        kmodel = load_generated(model, "keras").build_model()
+        try:
+            kmodel.load_weights(src)
+        except Exception as exc:
+            raise ArchcError(f"Keras weights do not fit spec '{model.name}': {exc}", Loc(src, 1, 1)) from None
+        state = keras_to_torch(model, keras_model_weights(kmodel))
+        tensors = {k: torch.from_numpy(v) for k, v in state.items()}
+        _atomic(dst, lambda p: torch.save(tensors, p))
+        return f"wrote {dst}: {len(tensors)} tensors from {src}"
+    raise ArchcError("convert .pt/.pth -> .weights.h5 or .weights.h5 -> .pt/.pth", Loc(src, 1, 1))
+
+
+def torch_to_keras_checked(model: ir.Model, state: dict, src: str) -> dict[str, list]:
+    import numpy as np
+
+    arrays = {k: np.asarray(v.detach().cpu().numpy()) for k, v in state.items()}
+    _check_state(model, arrays, src)
+    return torch_to_keras(model, arrays)
