@@ -29,7 +29,7 @@ from .spec import (
     item_kind_and_attrs,
 )
 
-MAX_INSTANCE_NODES = 1_000_000
+MAX_INSTANCE_NODES = 300_000
 MAX_CHANNELS = 1 << 24
 MAX_SPATIAL = 1 << 16
 MAX_REPEAT = 100_000
@@ -93,6 +93,7 @@ class Lowerer:
         self.flat_sizes: dict[str, set] = {}
         self.flat_locs: dict[str, Loc | None] = {}
         self.count = 0
+        self._tsize: dict[int, int] = {}
 
     # ---------------------------------------------------------------- setup
     def _load_stdlib(self) -> None:
@@ -491,6 +492,10 @@ class Lowerer:
             if n > MAX_REPEAT:
                 raise ArchcError(f"{count_key}={n} is more than {MAX_REPEAT}", al(count_key))
             body = t.children[0]
+            if self.count + n * self.tsize(body) > MAX_INSTANCE_NODES:
+                raise ArchcError(
+                    f"{count_key}={n} would make the network larger than {MAX_INSTANCE_NODES} layers", al(count_key)
+                )
             items = []
             cur = shape
             for i in range(n):
@@ -517,6 +522,16 @@ class Lowerer:
             frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
             return ir.Call(**base, out_shape=body.out_shape, block=t.block, args=frozen, body=body)
         raise ArchcError(f"cannot lower kind '{k}'", loc)  # pragma: no cover
+
+    def tsize(self, t: ir.TNode) -> int:
+        """Nodes one instance of ``t`` makes at least (repeats counted once): refuses huge repeats early."""
+        key = id(t)
+        if key not in self._tsize:
+            n = 1 + sum(self.tsize(c) for c in t.children)
+            if t.kind == "call":
+                n += self.tsize(self.templates[t.block].body)
+            self._tsize[key] = n
+        return self._tsize[key]
 
     def padding(self, p, hw, kernel, stride, dil, loc):
         if p == "same":

@@ -23,6 +23,15 @@ _TYPE_WORDS = {
 }
 
 
+def _short(v) -> str:
+    """A short repr of a user value for messages (huge or deeply nested input stays readable)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 60, 60
+    return r.repr(v)
+
+
 def _walk(data, path):
     """Follow a pydantic error path through located data; returns (container, key, kind_context)."""
     cur, container, key, kinds = data, None, None, []
@@ -79,8 +88,9 @@ def located_validation_error(exc: ValidationError, data: LDict, file: str) -> Ar
     field = key if isinstance(key, str) else None
     label = f"'{field}'" if field else "value"
     if wants:
-        return ArchcError(f"{label}{what} must be {' or '.join(wants)}, got {cur!r}", loc)
-    return ArchcError(f"{label}{what}: {e['msg']} (got {cur!r})", loc)
+        return ArchcError(f"{label}{what} must be {' or '.join(wants)}, got {_short(cur)}", loc)
+    msg = e["msg"].removeprefix("Value error, ")
+    return ArchcError(f"{label}{what}: {msg} (got {_short(cur)})", loc)
 
 
 def load_spec(path: str, sets=()) -> tuple[LDict, Spec]:

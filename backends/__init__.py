@@ -14,27 +14,24 @@ def register(name: str, factory: Callable) -> None:
     _REGISTRY[name] = factory
 
 
-def _discover() -> None:
-    """Import every backend package below this one (each registers itself); cheap: no framework import."""
-    import importlib
+def _packages() -> list[str]:
+    """Backend packages below this one, found without importing them (keeps `archc --help` fast)."""
     import pkgutil
 
-    for info in pkgutil.iter_modules(__path__):
-        if info.ispkg:
-            importlib.import_module(f"{__name__}.{info.name}")
+    return sorted(info.name for info in pkgutil.iter_modules(__path__) if info.ispkg)
 
 
 def list_backends() -> list[str]:
-    """Names of the registered backends, sorted."""
-    if not _REGISTRY:
-        _discover()
-    return sorted(_REGISTRY)
+    """Names of the available backends, sorted."""
+    return sorted(set(_REGISTRY) | set(_packages()))
 
 
 def get_backend(name: str):
     """The backend registered as ``name``."""
-    if not _REGISTRY:
-        _discover()
+    if name not in _REGISTRY and name in _packages():
+        import importlib
+
+        importlib.import_module(f"{__name__}.{name}")  # the package registers itself
     if name not in _REGISTRY:
         raise KeyError(f"unknown backend '{name}' (available: {', '.join(list_backends()) or 'none'})")
     return _REGISTRY[name]()

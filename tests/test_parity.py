@@ -1,0 +1,163 @@
+"""Numeric parity: the generated PyTorch and Keras models compute the same function.
+
+For every spec in specs/: a PyTorch model with random weights *and random BN running
+statistics* is converted through the IR (archc.convert) into the generated Keras model, and
+both are run in eval mode on the same input, at the spec's input size and at an odd size;
+then the reverse direction. Error = max |difference| / max |output| must stay below 1e-4.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+keras = pytest.importorskip("keras")
+
+from archc.analysis import analyze  # noqa: E402
+from archc.cli import main as archc_main  # noqa: E402
+from archc.convert import keras_model_weights, keras_to_torch, set_keras_weights, torch_to_keras  # noqa: E402
+from archc.pipeline import compile_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+TOLERANCE = 1e-4
+ODD = ["input.height=161", "input.width=161"]
+WORST: dict = {}  # (spec, size, direction) -> relative error, printed at the end of the session
+
+
+@functools.cache
+def built(spec: str, odd: bool, tmp: str):
+    """(IR model, torch module, keras module) for a spec, emitted into ``tmp``."""
+    sets = ODD if odd else []
+    stem = Path(spec).stem + ("_odd" if odd else "")
+    mods = []
+    for backend in ("torch", "keras"):
+        out = Path(tmp) / backend / f"{stem}.py"
+        argv = ["build", spec, "--backend", backend, "-o", str(out)]
+        for s in sets:
+            argv += ["--set", s]
+        assert archc_main(argv) == 0
+        s = importlib.util.spec_from_file_location(f"parity_{backend}_{stem}", out)
+        m = importlib.util.module_from_spec(s)
+        s.loader.exec_module(m)
+        mods.append(m)
+    return compile_spec(spec, sets), mods[0], mods[1]
+
+
+@pytest.fixture(scope="module")
+def tmpdir_str(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("parity"))
+
+
+def randomize_torch(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            elif name.endswith("weight"):  # BN gamma
+                p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.75)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+            elif name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=g) * 0.5 + 0.5)
+
+
+def randomize_keras(kmodel, seed):
+    rng = np.random.default_rng(seed)
+    for layer in kmodel.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        cls = type(layer).__name__
+        new = []
+        for i, w in enumerate(ws):
+            if cls == "BatchNormalization":
+                if i == 0:
+                    new.append(rng.uniform(0.75, 1.25, w.shape))
+                elif i == 3:
+                    new.append(rng.uniform(0.5, 1.0, w.shape))
+                else:
+                    new.append(rng.normal(0, 0.1, w.shape))
+            elif w.ndim > 1:
+                fan_in = int(np.prod(w.shape[:-1])) if cls != "DepthwiseConv2D" else int(np.prod(w.shape[:2]))
+                new.append(rng.normal(0, (2.0 / fan_in) ** 0.5, w.shape))
+            else:
+                new.append(rng.normal(0, 0.1, w.shape))
+        layer.set_weights([x.astype(np.float32) for x in new])
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
+
+
+def run_both(model, tmodel, kmodel, seed):
+    h, w, c = model.input_shape
+    x = np.random.default_rng(seed).normal(size=(1, h, w, c)).astype(np.float32)
+    tmodel.eval()
+    with torch.no_grad():
+        yt = tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    yk = kmodel(x, training=False)
+    yk = (yk[0] if isinstance(yk, (list, tuple)) else yk).numpy()
+    return yt, yk
+
+
+CASES = [(s, odd) for s in SPECS for odd in (False, True)]
+
+
+@pytest.mark.parametrize("spec,odd", CASES, ids=[f"{Path(s).stem}-{'odd' if o else 'spec'}" for s, o in CASES])
+def test_torch_to_keras(spec, odd, tmpdir_str):
+    model, tmod, kmod = built(spec, odd, tmpdir_str)
+    tmodel = tmod.build_model()
+    randomize_torch(tmodel, seed=1)
+    kmodel = kmod.build_model()
+    set_keras_weights(kmodel, torch_to_keras(model, tmodel.state_dict()))
+    yt, yk = run_both(model, tmodel, kmodel, seed=2)
+    err = rel_err(yt, yk)
+    WORST[(Path(spec).stem, model.input_shape[0], "torch->keras")] = err
+    assert yt.shape == yk.shape
+    assert err < TOLERANCE
+
+
+@pytest.mark.parametrize("spec,odd", CASES, ids=[f"{Path(s).stem}-{'odd' if o else 'spec'}" for s, o in CASES])
+def test_keras_to_torch(spec, odd, tmpdir_str):
+    model, tmod, kmod = built(spec, odd, tmpdir_str)
+    kmodel = kmod.build_model()
+    randomize_keras(kmodel, seed=3)
+    state = keras_to_torch(model, keras_model_weights(kmodel))
+    tmodel = tmod.build_model()
+    tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    yt, yk = run_both(model, tmodel, kmodel, seed=4)
+    err = rel_err(yk, yt)
+    WORST[(Path(spec).stem, model.input_shape[0], "keras->torch")] = err
+    assert err < TOLERANCE
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if analyze(compile_spec(s)).outputs.keys() != {"main"}])
+def test_training_mode_aux_outputs_match(spec, tmpdir_str):
+    model, tmod, kmod = built(spec, False, tmpdir_str)
+    report = analyze(model)
+    h, w, c = model.input_shape
+    tmodel = tmod.build_model().train()
+    out_t = tmodel(torch.randn(2, c, h, w))
+    out_k = kmod.build_model()(np.zeros((2, h, w, c), np.float32), training=True)
+    assert len(out_t) == len(out_k) == len(report.outputs)
+    for (name, shape), t, k in zip(report.outputs.items(), out_t, out_k):
+        assert tuple(t.shape) == tuple(k.shape) == (2, *shape), name
+    assert tmod.LOSS_WEIGHTS == kmod.LOSS_WEIGHTS == report.loss_weights
+
+
+def test_report_worst_errors():
+    """Runs last in this file: prints the worst relative error per spec, size and direction."""
+    for key in sorted(WORST):
+        print(f"parity {key[0]:<24} {key[1]:>4}  {key[2]:<13} {WORST[key]:.2e}")
