@@ -10,6 +10,7 @@ written as ``$param`` or ``${expression}``; see :mod:`archc.expr`.
 
 from __future__ import annotations
 
+import copy
 import keyword
 from typing import Annotated, Any, Literal, Union
 
@@ -310,9 +311,63 @@ def check_identifier(name: str) -> str | None:
 
 
 def json_schema() -> dict:
-    """The JSON Schema of the spec language."""
+    """The JSON Schema of the spec language (what a file may contain as written, shorthands included)."""
     schema = Spec.model_json_schema(by_alias=True)
+    defs = schema["$defs"]
+
+    def any_of(node):
+        if isinstance(node, dict):
+            if "oneOf" in node:  # a {conv: ...} item also looks like a block call: anyOf, not oneOf
+                node["anyOf"] = node.pop("oneOf")
+                node.pop("discriminator", None)
+            for v in node.values():
+                any_of(v)
+        elif isinstance(node, list):
+            for v in node:
+                any_of(v)
+
+    any_of(schema)
+    item_ref = {"$ref": "#/$defs/Item"}
+    item_union = None
+    for d in defs.values():  # find the item union inside a body list and hoist it as $defs/Item
+        body = d.get("properties", {}).get("body")
+        if body and "items" in body and "anyOf" in body["items"]:
+            item_union = body["items"]
+            break
+    assert item_union is not None
+    original = copy.deepcopy(item_union)
+    item_union["anyOf"].append({"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "description": "- relu"})
+    defs["Item"] = item_union
+
+    def use_ref(node):
+        if isinstance(node, dict):
+            for k, v in list(node.items()):
+                if (v is item_union or v == original) and k != "Item":
+                    node[k] = item_ref
+                else:
+                    use_ref(v)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                if v is item_union or v == original:
+                    node[i] = item_ref
+                else:
+                    use_ref(v)
+
+    use_ref(schema)
+    defs["CallItem"].update({"minProperties": 1, "maxProperties": 1, "propertyNames": {"not": {"enum": sorted(KINDS)}}})
+    for kind in KINDS:
+        item = defs[f"{kind.title().replace('_', '')}Item"]
+        prop = item["properties"][kind]
+        alts = [prop, {"type": "null"}]
+        if kind == "seq":
+            alts.append({"type": "array", "items": item_ref})
+        if kind in ("concat", "add"):
+            alts.append({"type": "array", "items": {"type": "array", "items": item_ref}})
+        item["properties"][kind] = {"anyOf": alts}
+    required = schema.pop("required", [])
+    schema["if"] = {"required": ["extends"]}
+    schema["else"] = {"required": required}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "archc network spec"
-    schema.setdefault("properties", {})["extends"] = {"type": "string", "description": "base spec to deep-merge"}
+    schema["properties"]["extends"] = {"type": "string", "description": "base spec to deep-merge (path)"}
     return schema
