@@ -11,6 +11,7 @@ instance tree is fully explicit.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -517,6 +518,8 @@ class Lowerer:
         if k == "call":
             bdef = self.templates[t.block]
             args = dict(a)
+            for p, v in args.items():
+                _plain(v, f"param '{p}' of block '{t.block}'", al(p))
             inner = {**args, "in_channels": shape[-1]}
             body = self.inst_seq(bdef.body, inner, shape, path)
             frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
@@ -780,6 +783,17 @@ def _pad4(v, loc) -> ir.Pad4:
     )
 
 
+def _plain(v, what, loc, depth=0):
+    """Block arguments reach generated code as literals: only finite numbers, bools, strings, lists."""
+    if isinstance(v, (list, tuple)) and depth < 8:
+        for x in v:
+            _plain(x, what, loc, depth + 1)
+    elif isinstance(v, float) and not math.isfinite(v):
+        raise ArchcError(f"{what} must be a finite number, got {v}", loc)
+    elif not isinstance(v, (bool, int, float, str)):
+        raise ArchcError(f"{what} must be a number, bool, string or list, got {type(v).__name__}", loc)
+
+
 def _bool(v, what, loc) -> bool:
     if not isinstance(v, bool):
         raise ArchcError(f"{what} must be true or false, got {v!r}", loc)
@@ -795,6 +809,8 @@ def _float(v, what, loc) -> float:
         except (TypeError, ValueError):
             pass
         raise ArchcError(f"{what} must be a number, got {v!r}{hint}", loc)
+    if not math.isfinite(v):
+        raise ArchcError(f"{what} must be a finite number, got {v}", loc)
     return float(v)
 
 

@@ -131,11 +131,14 @@ def pair_instances(model: ir.Model) -> dict[int, list[ir.Node]]:
 
 
 def spec_label(path: str) -> str:
-    """The spec path as written in generated headers: relative and with '/' (never absolute)."""
+    """The spec path as written in generated headers: relative, with '/', never absolute, one safe line."""
     rel = os.path.relpath(os.path.abspath(path))
     if rel.startswith(".."):
         rel = os.path.basename(path)
-    return rel.replace(os.sep, "/")
+    rel = rel.replace(os.sep, "/")
+    if not all(c.isprintable() for c in rel) or '"""' in rel or "\\" in rel:
+        rel = json.dumps(rel, ensure_ascii=True)[1:-1].replace('"""', '\\"""')
+    return rel
 
 
 def docstring(text: str, indent: str = "", width: int = 120) -> str:
@@ -143,6 +146,9 @@ def docstring(text: str, indent: str = "", width: int = 120) -> str:
     import textwrap
 
     text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
+    if text.endswith('"'):
+        text = text[:-1] + '\\"'
+    text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
     lines = []
     for line in text.splitlines():
         lead = line[: len(line) - len(line.lstrip())]
