@@ -557,6 +557,7 @@ class Lowerer:
     # ---------------------------------------------------------------- driver
     def lower(self) -> ir.Model:
         spec, data = self.spec, self.data
+        self.check_name(spec.name, loc_of(data, "name"), "model name")
         scope = self.eval_param_scope()
         self.scope = scope
         # per-kind defaults, evaluated at network level

@@ -1,0 +1,153 @@
+"""Hostile and broken inputs: each answered within a second, exit 2, a message naming the file; nothing runs."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archc.cli import main as archc_main
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAD = "name: t\ninput: {height: 8, width: 8, channels: 3}\n"
+
+
+def alias_bomb() -> str:
+    text = "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 10):
+        prev, cur = chr(96 + i), chr(97 + i)
+        text += f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]\n"
+    return text
+
+
+HOSTILE = {
+    "python_object_tag": "!!python/object/apply:os.system ['touch PWNED']\n",
+    "python_name_tag": HEAD + "network: [!!python/name:os.system {}]\n",
+    "alias_bomb": alias_bomb(),
+    "huge_repeat": HEAD + "network:\n  - repeat: {times: 1000000000000, body: [relu]}\n",
+    "nested_huge_repeat": HEAD + "network:\n  - repeat: {times: 90000, body: [repeat: {times: 90000, body: [relu]}]}\n",
+    "huge_channels": HEAD + "network:\n  - conv: {out: 100000000000, kernel: 1}\n",
+    "huge_expression": HEAD + "network:\n  - conv: {out: '${10 ** 60}', kernel: 1}\n",
+    "power_tower": HEAD + "params: {a: 9}\nnetwork:\n  - conv: {out: '${a ** a ** a ** a}', kernel: 1}\n",
+    "empty": "",
+    "only_comments": "# nothing here\n",
+    "a_list": "- conv\n- relu\n",
+    "a_scalar": "42\n",
+    "deep_nesting": HEAD + "network: " + "[" * 300 + "relu" + "]" * 300 + "\n",
+    "deep_seq_nesting": HEAD + "network:\n" + "".join("  " * (i + 1) + "- seq:\n" for i in range(250)) + "  " * 251 + "- relu\n",
+    "unterminated": HEAD + "network: [conv: {out: 3\n",
+    "dunder_expression": HEAD + "network:\n  - conv: {out: '${().__class__}', kernel: 1}\n",
+    "attribute_expression": HEAD + "params: {a: 1}\nnetwork:\n  - conv: {out: '${a.real}', kernel: 1}\n",
+    "call_expression": HEAD + "network:\n  - conv: {out: '${open(\"/etc/passwd\")}', kernel: 1}\n",
+    "lambda_expression": HEAD + "network:\n  - conv: {out: '${(lambda: 1)()}', kernel: 1}\n",
+}
+
+
+def run_check(path: Path) -> tuple[int, str, float]:
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "archc", "check", str(path)], capture_output=True, text=True, cwd=path.parent)
+    return r.returncode, r.stderr, time.perf_counter() - t
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_input(tmp_path, case):
+    path = tmp_path / f"{case}.yaml"
+    path.write_text(HOSTILE[case])
+    code, err, seconds = run_check(path)
+    assert code == 2, err
+    assert err.startswith(f"{path}:"), err
+    assert "Traceback" not in err
+    assert seconds < 1.0 + 0.5  # one second of work plus interpreter start-up
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_non_utf8_binary_directory_missing(tmp_path):
+    cases = {
+        tmp_path / "latin1.yaml": "name: caf\xe9\n".encode("latin-1"),
+        tmp_path / "binary.yaml": bytes(range(256)),
+    }
+    for path, data in cases.items():
+        path.write_bytes(data)
+    (tmp_path / "adir.yaml").mkdir()
+    for path in [*cases, tmp_path / "adir.yaml", tmp_path / "missing.yaml"]:
+        code, err, seconds = run_check(path)
+        assert code == 2 and err.startswith(f"{path}:") and "Traceback" not in err, err
+        assert seconds < 1.5
+
+
+def test_extends_cycle_and_missing_base(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    (tmp_path / "c.yaml").write_text("extends: c.yaml\nname: c\n")
+    (tmp_path / "d.yaml").write_text("name: d\nextends: ../nowhere/base.yaml\n")
+    for name, where in [("a", "b.yaml:1:10"), ("c", "c.yaml:1:10"), ("d", "d.yaml:2:10")]:
+        code, err, seconds = run_check(tmp_path / f"{name}.yaml")
+        assert code == 2 and f"{where}: " in err and "Traceback" not in err, err
+        assert ("cycle" in err) if name != "d" else ("does not exist" in err)
+
+
+INJECT_NAMES = [
+    'x); import os; os.system("touch PWNED"); (',
+    "a\nimport os",
+    "__import__",
+    "forward",
+    "class",
+    "print",
+    "self",
+    "é",
+]
+
+
+@pytest.mark.parametrize("bad", INJECT_NAMES)
+@pytest.mark.parametrize("where", ["layer", "block", "param", "head", "model"])
+def test_names_are_validated_before_reaching_code(tmp_path, bad, where):
+    doc = {"name": "t", "input": {"height": 8, "width": 8, "channels": 3}, "network": [{"relu": {}}]}
+    if where == "layer":
+        doc["network"] = [{"conv": {"name": bad, "out": 2, "kernel": 1}}]
+    elif where == "block":
+        doc["blocks"] = {bad: {"body": ["relu"]}}
+        doc["network"] = [{bad: {}}]
+    elif where == "param":
+        doc["params"] = {bad: 1}
+    elif where == "head":
+        doc["network"] = [{"conv": {"name": "c", "out": 2, "kernel": 1}}]
+        doc["heads"] = {bad: {"at": "c", "body": ["gap"]}}
+    else:
+        doc["name"] = bad
+    spec = tmp_path / "inject.yaml"
+    spec.write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    code = archc_main(["build", str(spec), "--backend", "torch", "-o", str(out)])
+    assert code == 2
+    assert not out.exists()
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_descriptions_are_inert(tmp_path):
+    """Free text (doc strings, the spec's leading comment) is escaped: the module parses and nothing runs."""
+    marker = tmp_path / "PWNED"
+    payload = f'"""\nimport os; os.system("touch {marker}")\n"""\\'
+    spec = tmp_path / "doc.yaml"
+    one_line = payload.replace("\n", " ")
+    spec.write_text(
+        f"# {one_line}\n"
+        + HEAD
+        + f"blocks:\n  unit:\n    doc: {json.dumps(payload)}\n    body: [relu]\n"
+        + "network:\n  - unit: {}\n  - conv: {out: 2, kernel: 1}\n"
+    )
+    out = tmp_path / "doc.py"
+    assert archc_main(["build", str(spec), "--backend", "torch", "-o", str(out)]) == 0
+    text = out.read_text()
+    tree = ast.parse(text)
+    assert f"touch {marker}" in ast.get_docstring(tree)
+    unit = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Unit")
+    assert f"touch {marker}" in ast.get_docstring(unit)
+    assert all(isinstance(n, (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.Assign, ast.Expr))
+               for n in tree.body)  # fmt: skip
+    subprocess.run([sys.executable, str(out)], check=False, capture_output=True)
+    assert not marker.exists()
