@@ -39,7 +39,11 @@ HOSTILE = {
     "a_list": "- conv\n- relu\n",
     "a_scalar": "42\n",
     "deep_nesting": HEAD + "network: " + "[" * 300 + "relu" + "]" * 300 + "\n",
-    "deep_seq_nesting": HEAD + "network:\n" + "".join("  " * (i + 1) + "- seq:\n" for i in range(250)) + "  " * 251 + "- relu\n",
+    "deep_seq_nesting": HEAD
+    + "network:\n"
+    + "".join("  " * (i + 1) + "- seq:\n" for i in range(250))
+    + "  " * 251
+    + "- relu\n",
     "unterminated": HEAD + "network: [conv: {out: 3\n",
     "dunder_expression": HEAD + "network:\n  - conv: {out: '${().__class__}', kernel: 1}\n",
     "attribute_expression": HEAD + "params: {a: 1}\nnetwork:\n  - conv: {out: '${a.real}', kernel: 1}\n",
@@ -50,7 +54,8 @@ HOSTILE = {
 
 def run_check(path: Path) -> tuple[int, str, float]:
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "archc", "check", str(path)], capture_output=True, text=True, cwd=path.parent)
+    argv = [sys.executable, "-m", "archc", "check", str(path)]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd=path.parent)
     return r.returncode, r.stderr, time.perf_counter() - t
 
 
