@@ -20,10 +20,16 @@ def cmd_check(args) -> int:
     from .analysis import analyze
     from .pipeline import compile_spec
 
-    for path in args.specs:
-        r = analyze(compile_spec(path, args.set))
+    failed = 0
+    for path in args.specs:  # report every spec, not just the first bad one
+        try:
+            r = analyze(compile_spec(path, args.set))
+        except ArchcError as exc:
+            print(f"{exc}", file=sys.stderr)
+            failed += 1
+            continue
         print(f"{path}: ok ({r.name}: {r.trainable:,} trainable + {r.non_trainable:,} non-trainable params)")
-    return 0
+    return 2 if failed else 0
 
 
 def cmd_summary(args) -> int:

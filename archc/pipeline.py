@@ -88,7 +88,14 @@ def located_validation_error(exc: ValidationError, data: LDict, file: str) -> Ar
     field = key if isinstance(key, str) else None
     label = f"'{field}'" if field else "value"
     if wants:
-        return ArchcError(f"{label}{what} must be {' or '.join(wants)}, got {_short(cur)}", loc)
+        hint = ""
+        if isinstance(cur, str):
+            try:
+                float(cur)
+                hint = f" (YAML reads {cur} as a string: write it with a dot, e.g. 1.0e-5)"
+            except ValueError:
+                pass
+        return ArchcError(f"{label}{what} must be {' or '.join(wants)}, got {_short(cur)}{hint}", loc)
     msg = e["msg"].removeprefix("Value error, ")
     return ArchcError(f"{label}{what}: {msg} (got {_short(cur)})", loc)
 
