@@ -291,6 +291,8 @@ RESERVED = frozenset(
         "np",
         "math",
         "NamedTuple",
+        "channels_in",
+        "y",
     }
 )
 

@@ -157,6 +157,28 @@ def test_training_mode_aux_outputs_match(spec, tmpdir_str):
     assert tmod.LOSS_WEIGHTS == kmod.LOSS_WEIGHTS == report.loss_weights
 
 
+def test_parity_detects_the_classic_padding_bug(tmp_path, tmpdir_str):
+    """Negative control: Keras built with symmetric padding 1 where the spec says TF 'same' (the bug the
+    seed notes make) gets the same weights and shapes, but the numbers differ far beyond the tolerance."""
+    model, tmod, _ = built("specs/mobilenet_v1.yaml", False, tmpdir_str)
+    text = (ROOT / "specs" / "mobilenet_v1.yaml").read_text()
+    assert "kernel: 3, stride: 2, padding: same" in text
+    bad = tmp_path / "mobilenet_v1.yaml"
+    bad.write_text(text.replace("kernel: 3, stride: 2, padding: same", "kernel: 3, stride: 2, padding: 1"))
+    out = tmp_path / "bad_keras.py"
+    assert archc_main(["build", str(bad), "--backend", "keras", "-o", str(out)]) == 0
+    s = importlib.util.spec_from_file_location("bad_keras", out)
+    kmod = importlib.util.module_from_spec(s)
+    s.loader.exec_module(kmod)
+    tmodel = tmod.build_model()
+    randomize_torch(tmodel, seed=1)
+    kmodel = kmod.build_model()
+    set_keras_weights(kmodel, torch_to_keras(model, tmodel.state_dict()))
+    yt, yk = run_both(model, tmodel, kmodel, seed=2)
+    assert yt.shape == yk.shape
+    assert rel_err(yt, yk) > 100 * TOLERANCE
+
+
 def test_report_worst_errors():
     """Runs last in this file: prints the worst relative error per spec, size and direction."""
     for key in sorted(WORST):

@@ -1,0 +1,6 @@
+"""The Keras 3 backend."""
+
+from .. import register
+from .emitter import KerasEmitter
+
+register("keras", KerasEmitter)
