@@ -124,6 +124,7 @@ def test_max_pool_padding_and_ceil_numbers(tmp_path, h, w, p, ceil):
     padded = np.full((h + 2 * p + 3, w + 2 * p + 3, 3), -np.inf, np.float32)
     padded[p : p + h, p : p + w] = feat[0]
     ho, wo = pool_out(h, 3, 2, p, p, ceil == "true"), pool_out(w, 3, 2, p, p, ceil == "true")
-    ref = np.array([[padded[2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max(axis=(0, 1)) for j in range(wo)] for i in range(ho)])
+    windows = [[padded[2 * i : 2 * i + 3, 2 * j : 2 * j + 3] for j in range(wo)] for i in range(ho)]
+    ref = np.array([[win.max(axis=(0, 1)) for win in row] for row in windows])
     assert y.shape == (1, ho, wo, 3)
     assert np.allclose(y[0], ref, atol=1e-6)
