@@ -85,3 +85,16 @@ def test_ci_runs_the_readme_test_command():
     assert "archc build" in commands[0] and "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert commands[1] in ci
+
+
+def test_backend_registry_refuses_duplicates_and_lists_itself():
+    import pytest
+
+    from backends import get_backend, list_backends, register
+
+    assert {"torch", "keras"} <= set(list_backends())
+    get_backend("torch")  # imports and registers the package
+    with pytest.raises(ValueError, match="already registered"):
+        register("torch", object)
+    with pytest.raises(KeyError, match="unknown backend"):
+        get_backend("onnx")

@@ -67,4 +67,4 @@ def build_model(input_shape=(224, 224, 3)):
 
 def inference_model(model):
     """The main output only (auxiliary heads dropped), sharing ``model``'s weights."""
-    return keras.Model(model.inputs, model.outputs[0], name=model.name)
+    return keras.Model(model.input, model.outputs[0], name=model.name)
