@@ -41,9 +41,24 @@ def targets(specs: list[str], backends: list[str], out: str | None) -> list[tupl
     return result
 
 
-def build(specs: list[str], backend: str, out: str | None = None, check: bool = False, sets=()) -> list[str]:
+def parse_options(raw) -> dict:
+    """``--option memory_efficient`` / ``--option key=value`` -> {key: value} (values read as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in raw or ():
+        key, eq, value = item.partition("=")
+        if not key.isidentifier():
+            raise ArchcError(f"bad --option '{item}' (expected NAME or NAME=VALUE)", None)
+        out[key] = yaml.safe_load(value) if eq else True
+    return out
+
+
+def build(
+    specs: list[str], backend: str, out: str | None = None, check: bool = False, sets=(), options=()
+) -> list[str]:
     """Emit every (spec, backend); returns the list of stale outputs when ``check`` (nothing written)."""
-    from backends import get_backend, list_backends
+    from backends import backend_options, get_backend, list_backends
 
     from .pipeline import compile_spec
 
@@ -51,6 +66,14 @@ def build(specs: list[str], backend: str, out: str | None = None, check: bool = 
     for n in names:
         if n not in list_backends():
             raise ArchcError(f"unknown backend '{n}' (available: {', '.join(list_backends())}, all)", None)
+    opts = parse_options(options)
+    accepted = {n: backend_options(n) for n in names}
+    for key in opts:
+        if not any(key in a for a in accepted.values()):
+            known = sorted({k for a in accepted.values() for k in a})
+            raise ArchcError(
+                f"no selected backend has the option '{key}' (options: {', '.join(known) or 'none'})", None
+            )
     # emit everything first, write only when all succeeded: a failing spec leaves every file untouched
     results = []
     models = {}
@@ -58,7 +81,7 @@ def build(specs: list[str], backend: str, out: str | None = None, check: bool = 
         if spec not in models:
             models[spec] = compile_spec(spec, sets)
         try:
-            text = get_backend(b).emit(models[spec])
+            text = get_backend(b, **{k: v for k, v in opts.items() if k in accepted[b]}).emit(models[spec])
         except ArchcError as exc:
             if exc.loc is None:
                 exc.loc = Loc(spec, 1, 1)

@@ -77,7 +77,7 @@ def cmd_schema(args) -> int:
 def cmd_build(args) -> int:
     from .build import build
 
-    stale = build(args.specs, args.backend, args.output, args.check, args.set)
+    stale = build(args.specs, args.backend, args.output, args.check, args.set, args.option)
     if args.check:
         for path in stale:
             print(f"stale: {path}", file=sys.stderr)
@@ -130,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", "-b", required=True, help=_backend_help())
     sp.add_argument("-o", "--output", help="output file (one spec) or folder; default generated/<backend>/<spec>.py")
     sp.add_argument("--check", action="store_true", help="write nothing; exit 1 if any output differs")
+    sp.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="backend build option, e.g. memory_efficient (torch: checkpoint dense layers in training)",
+    )
     add_set(sp)
     sp.set_defaults(func=cmd_build)
 

@@ -26,12 +26,18 @@ def list_backends() -> list[str]:
     return sorted(set(_REGISTRY) | set(_packages()))
 
 
-def get_backend(name: str):
-    """The backend registered as ``name``."""
+def get_backend(name: str, **options):
+    """The backend registered as ``name``, built with its ``options`` (see its ``options`` attribute)."""
     if name not in _REGISTRY and name in _packages():
         import importlib
 
         importlib.import_module(f"{__name__}.{name}")  # the package registers itself
     if name not in _REGISTRY:
         raise KeyError(f"unknown backend '{name}' (available: {', '.join(list_backends()) or 'none'})")
-    return _REGISTRY[name]()
+    return _REGISTRY[name](**options)
+
+
+def backend_options(name: str) -> dict[str, str]:
+    """The build options a backend accepts: name -> one-line description."""
+    get_backend(name)
+    return dict(getattr(_REGISTRY[name], "options", {}))

@@ -33,8 +33,13 @@ class TorchEmitter:
     name = "torch"
     suffix = ".py"
 
-    def __init__(self):
+    options = {
+        "memory_efficient": "checkpoint dense layers in training: recompute concatenations instead of storing them"
+    }
+
+    def __init__(self, memory_efficient: bool = False):
         self.env = jinja_env(Path(__file__).parent)
+        self.memory_efficient = memory_efficient
 
     # ------------------------------------------------------------------ entry point
     def emit(self, model: ir.Model) -> str:
@@ -44,9 +49,13 @@ class TorchEmitter:
         self.uses_f = False
         classes = [self.block_class(b) for b in model.blocks]
         classes.append(self.model_class())
-        helper_order = ["same_pad", "Conv2dSame", "MaxPool2dSame", "Concat", "Add", "DenseConnect"]
+        helper_order = ["same_pad", "cat_then", "Conv2dSame", "MaxPool2dSame", "Concat", "Add", "DenseConnect"]
         helper_t = self.env.get_template("helpers.py.j2")
-        helpers = [helper_t.render(name=h).strip() for h in helper_order if h in self.helpers]
+        helpers = [
+            helper_t.render(name=h, memory_efficient=self.memory_efficient).strip()
+            for h in helper_order
+            if h in self.helpers
+        ]
         imports = []
         if model.heads:
             imports.append("from typing import NamedTuple")
@@ -55,6 +64,8 @@ class TorchEmitter:
         if "same_pad" in self.helpers:
             imports.append("import torch.nn.functional as F")
         imports.append("from torch import nn")
+        if "cat_then" in self.helpers:
+            imports.append("from torch.utils.checkpoint import checkpoint")
         weights = {"main": model.loss_weight, **{h.name: h.loss_weight for h in model.heads}}
         text = self.env.get_template("module.py.j2").render(
             spec=spec_label(model.spec_file),
@@ -150,12 +161,19 @@ class TorchEmitter:
                     forward.append(f"x = {' + '.join(calls)}{comment}")
             elif t.kind == "dense_connect" and cond is None:
                 init += self.generator_lines(attr, "nn.ModuleList", *self.dense_layers(t, scope))
-                forward += [
-                    "features = [x]",
-                    f"for layer in {attr}:",
-                    "    features.append(layer(torch.cat(features, 1)))",
-                    f"x = torch.cat(features, 1){comment}",
-                ]
+                forward += ["features = [x]", f"for layer in {attr}:"]
+                if self.memory_efficient:
+                    self.helpers.add("cat_then")
+                    forward += [
+                        "    if self.training and torch.is_grad_enabled():",
+                        "        keep = _KeepStats(layer)",
+                        "        features.append(checkpoint(_cat_then, layer, *features, use_reentrant=False, context_fn=keep))",
+                        "    else:",
+                        "        features.append(layer(torch.cat(features, 1)))",
+                    ]
+                else:
+                    forward.append("    features.append(layer(torch.cat(features, 1)))")
+                forward.append(f"x = torch.cat(features, 1){comment}")
             elif t.kind == "flatten" and cond is None:
                 forward.append(f"x = torch.flatten(x, 1){comment}")
             elif t.kind == "gap" and cond is None:
@@ -251,6 +269,8 @@ class TorchEmitter:
             self.helpers.add(name)
             return f"{name}([{', '.join(self.seq_module(b, scope) for b in t.children)}])"
         if k == "dense_connect":
+            if self.memory_efficient:
+                self.helpers.add("cat_then")
             self.helpers.add("DenseConnect")
             return "DenseConnect({} {})".format(*self.dense_layers(t, scope))
         if k == "repeat":
