@@ -94,6 +94,13 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_fold(args) -> int:
+    from .export import export_folded
+
+    print(export_folded(args.spec, args.src, args.dst, args.set))
+    return 0
+
+
 def _backend_help() -> str:
     from backends import list_backends
 
@@ -149,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dst", metavar="DST")
     add_set(sp)
     sp.set_defaults(func=cmd_convert)
+
+    sp = sub.add_parser("export-folded", help="PyTorch inference export: BN folded into convs, TorchScript")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("src", metavar="STATE_DICT.pt")
+    sp.add_argument("dst", metavar="OUT.pt")
+    add_set(sp)
+    sp.set_defaults(func=cmd_fold)
 
     sp = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sp.set_defaults(func=cmd_schema)

@@ -77,3 +77,44 @@ def test_torch_compile_fullgraph_and_channels_last(tmp_path):
         assert torch.allclose(compiled(x), ref, atol=1e-5)
         cl = model.to(memory_format=torch.channels_last)
         assert torch.allclose(cl(x.to(memory_format=torch.channels_last)), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("stem", ["googlenet", "mobilenet_v1_025_160", "densenet121"])
+def test_batchnorm_folding_export(stem, tmp_path):
+    """The folded inference export computes what the unfolded model computes (random BN statistics)."""
+    from archc.export import fold_batchnorm, foldable_pairs
+    from archc.pipeline import compile_spec
+
+    model_ir = compile_spec(f"specs/{stem}.yaml")
+    module = build(f"specs/{stem}.yaml", tmp_path)
+    net = module.build_model()
+    with torch.no_grad():
+        for name, b in net.named_buffers():
+            if name.endswith("running_mean"):
+                b.normal_(0, 0.2)
+            elif name.endswith("running_var"):
+                b.uniform_(0.3, 2.0)
+        for name, p in net.named_parameters():
+            if p.dim() == 1:
+                p.normal_(0, 0.2)
+    h, w, c = model_ir.input_shape
+    x = torch.randn(2, c, h, w)
+    net.eval()
+    with torch.no_grad():
+        ref = net(x)
+    pt = tmp_path / "w.pt"
+    torch.save(net.state_dict(), pt)
+    folded = fold_batchnorm(model_ir, net)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert len(foldable_pairs(model_ir)) > 0
+    with torch.no_grad():
+        out = folded(x)
+    assert (out - ref).abs().max() / ref.abs().max() < 1e-4
+    # the CLI writes a TorchScript file that loads without archc and gives the same numbers
+    dst = tmp_path / "folded.pt"
+    assert archc_main(["export-folded", f"specs/{stem}.yaml", str(pt), str(dst)]) == 0
+    loaded = torch.jit.load(dst)
+    with torch.no_grad():
+        assert (loaded(x) - ref).abs().max() / ref.abs().max() < 1e-4
+    if stem != "densenet121":  # every BN of GoogLeNet and MobileNet follows a conv
+        assert n_bn == 0
