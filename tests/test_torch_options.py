@@ -94,7 +94,7 @@ def test_batchnorm_folding_export(stem, tmp_path):
                 b.normal_(0, 0.2)
             elif name.endswith("running_var"):
                 b.uniform_(0.3, 2.0)
-        for name, p in net.named_parameters():
+        for p in net.parameters():
             if p.dim() == 1:
                 p.normal_(0, 0.2)
     h, w, c = model_ir.input_shape
