@@ -128,3 +128,16 @@ def test_max_pool_padding_and_ceil_numbers(tmp_path, h, w, p, ceil):
     ref = np.array([[win.max(axis=(0, 1)) for win in row] for row in windows])
     assert y.shape == (1, ho, wo, 3)
     assert np.allclose(y[0], ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("stem", ["mobilenet_v1_025_160", "googlenet_torchvision"])
+def test_jit_compile_gives_the_same_numbers(stem):
+    """The generated Keras model compiles with XLA (jit_compile=True) and predicts what eager mode predicts."""
+    module = load_module(ROOT / "generated" / "keras" / f"{stem}.py", f"jit_{stem}")
+    model = module.inference_model(module.build_model())
+    x = np.random.default_rng(0).normal(size=(2, *model.input_shape[1:])).astype(np.float32)
+    eager = np.asarray(model(x, training=False))
+    model.compile(jit_compile=True)
+    jitted = model.predict(x, batch_size=2, verbose=0)
+    assert np.abs(eager - jitted).max() <= 1e-4 * np.abs(eager).max()
+    keras.utils.clear_session()
