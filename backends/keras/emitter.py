@@ -3,32 +3,40 @@
 Each block definition becomes a function ``block(x, params..., name=None)``; the network
 becomes ``build_model(input_shape=...)``. Layer names follow the IR: the layer of IR leaf
 ``denseblock1.stack.0.layer.conv1`` is named ``denseblock1_stack_0_layer_conv1``, which is
-what weight conversion relies on. Where Keras lacks a primitive the emitter lowers it
-exactly: explicit padding becomes ``ZeroPadding2D`` + 'valid', max-pool padding is -inf
-(``MaxPadding2D``) unless the input is a ReLU's output, ``ceil_mode`` becomes extra
-bottom/right padding computed from the input size, BN momentum is converted (Keras' is
-1 - PyTorch's).
+what weight conversion relies on; names that would collide are refused. Where Keras lacks a
+primitive the emitter lowers it exactly: explicit padding becomes ``ZeroPadding2D`` + 'valid'
+(or 'same' where that is the same thing), max-pool padding is -inf (``MaxPadding2D``) unless
+the input comes straight from a ReLU, ``ceil_mode`` becomes extra bottom/right padding
+computed from the input size, BN momentum is converted (Keras' is 1 - PyTorch's). With
+auxiliary heads the outputs are named after LOSS_WEIGHTS' keys.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import json
 from pathlib import Path
 
 from archc import ir
 from archc.expr import Expr
 
-from ..common import Scope, Unsupported, docstring, jinja_env, py_literal, spec_label, wrap_call
+from ..common import Scope, Unsupported, docstring, jinja_env, pair_instances, py_literal, spec_label, wrap_call
 
 ACTIVATIONS = {
-    "relu": "layers.ReLU({})",
-    "relu6": "layers.ReLU(6.0, {})",
-    "sigmoid": 'layers.Activation("sigmoid", {})',
-    "tanh": 'layers.Activation("tanh", {})',
-    "silu": 'layers.Activation("silu", {})',
+    "relu": ("layers.ReLU", []),
+    "relu6": ("layers.ReLU", ["6.0"]),
+    "sigmoid": ("layers.Activation", ['"sigmoid"']),
+    "tanh": ("layers.Activation", ['"tanh"']),
+    "silu": ("layers.Activation", ['"silu"']),
 }
 NONNEGATIVE = ("relu", "relu6", "sigmoid")
-LOOP_VARS = ("i", "i2", "i3", "i4", "i5")
+HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D")  # in the order they are emitted
+# what block functions use besides their params, and what build_model adds: no variable or block may shadow them
+FUNCTION_NAMES = frozenset(
+    {"keras", "layers", "ops", "_explicit_padding", "_pool_padding", "MaxPadding2D", "x", "name", "in_channels"}
+)
+MODULE_NAMES = FUNCTION_NAMES | {"LOSS_WEIGHTS", "build_model", "inference_model", "input_shape", "inputs"}
 
 
 class Name:
@@ -64,13 +72,18 @@ class KerasEmitter:
     # ------------------------------------------------------------------ entry point
     def emit(self, model: ir.Model) -> str:
         self.model = model
+        self.instances = pair_instances(model)
         self.helpers: set[str] = set()
-        self.var_count = 0
+        self.pad_layers: dict[int, str] = {}  # id(template) -> "always" | "if_padded": its "<name>_pad" layer
+        self.block_names = {b.name for b in model.blocks}
+        for b in model.blocks:
+            if b.name in MODULE_NAMES:
+                raise Unsupported(f"keras backend: block name '{b.name}' is a name the generated module uses", b.loc)
         functions = [self.block_function(b) for b in model.blocks]
         functions.append(self.model_function())
-        order = ["explicit_padding", "pool_padding", "MaxPadding2D"]
+        self.check_layer_names()
         helper_t = self.env.get_template("helpers.py.j2")
-        helpers = [helper_t.render(name=h).strip() for h in order if h in self.helpers]
+        helpers = [helper_t.render(name=h).strip() for h in HELPERS if h in self.helpers]
         imports = ["import keras", "from keras import layers" + (", ops" if "MaxPadding2D" in self.helpers else "")]
         weights = {"main": model.loss_weight, **{h.name: h.loss_weight for h in model.heads}}
         return self.env.get_template("module.py.j2").render(
@@ -88,45 +101,72 @@ class KerasEmitter:
             name=name, signature=signature, doc=docstring(doc, "    "), body=body
         )
 
+    def start_function(self, params) -> None:
+        """Variable names in use in the function being emitted (params, module names, block functions)."""
+        self.taken = set(params) | MODULE_NAMES | self.block_names | set(dir(builtins))
+
+    def fresh(self, hint: str) -> str:
+        """A variable name not in use in this function (release it with ``self.taken.discard``)."""
+        var, n = hint, 1
+        while var in self.taken:
+            n += 1
+            var = f"{hint}_{n}"
+        self.taken.add(var)
+        return var
+
     def block_function(self, b: ir.BlockDef) -> str:
         scope = Scope(None)
+        params = [p for p, _ in b.params]
+        for p in params:
+            if p in FUNCTION_NAMES or p in self.block_names:
+                raise Unsupported(f"keras backend: param '{p}' of block '{b.name}' would shadow a name in use", b.loc)
+        self.start_function(params)
         body: list[str] = []
         if _uses_in_channels(b.body):
             body.append("in_channels = x.shape[-1]")
-        self.seq(b.body, scope, "x", "x", Name([("code", "name")]), body, depth=0, top=False)
+        self.seq(b.body, scope, "x", "x", Name([("code", "name")]), body, top=False)
         body.append("return x")
-        params = [p if d is None else f"{p}={py_literal(d)}" for p, d in b.params]
-        signature = ", ".join(["x", *params, "name=None"])
+        # required params first: every call passes them by keyword, so the order is free
+        ordered = [(p, d) for p, d in b.params if d is None] + [(p, d) for p, d in b.params if d is not None]
+        signature = ["x", *(p if d is None else f"{p}={py_literal(d)}" for p, d in ordered), "name=None"]
         doc = (b.doc or f"The '{b.name}' block.") + '\n\nLayers are named f"{name}_<path>" after the spec\'s items.'
-        return self.render_function(b.name, signature, doc, body)
+        return self.render_function(b.name, _signature(b.name, signature), doc, body)
 
     def model_function(self) -> str:
         m = self.model
         scope = Scope({**dict(m.params), "in_channels": m.input_shape[2]})
+        self.start_function([])
         body = [f"inputs = keras.Input(shape=input_shape, name={json.dumps('input')})"]
         self.taps = {h.at: h for h in m.heads}
-        self.seq(m.network, scope, "inputs", "x", Name(), body, depth=0, top=True)
-        outs = ["x"] + [h.name for h in m.heads]
-        out_src = "x" if len(outs) == 1 else "[" + ", ".join(outs) + "]"
-        body.append(f"return keras.Model(inputs, {out_src}, name={json.dumps(m.name)})")
+        self.head_vars: dict[str, str] = {}
+        self.seq(m.network, scope, "inputs", "x", Name(), body, top=True)
         h, w, c = m.input_shape
         doc = f"{m.name}: input (N, {h}, {w}, {c}) NHWC; outputs logits."
-        if m.heads:
+        if not m.heads:
+            body.append(f"return keras.Model(inputs, x, name={json.dumps(m.name)})")
+        else:
+            outs = [self.fresh("main")]
+            body += _layer_lines(outs[0], "layers.Identity", ['name="main"'], "x", 116)
+            for head in m.heads:
+                var = self.head_vars[head.name]
+                body += _layer_lines(var, "layers.Identity", [f"name={json.dumps(head.name)}"], var, 116)
+                outs.append(var)
+            body += wrap_call("return keras.Model", ["inputs", f"[{', '.join(outs)}]", f"name={json.dumps(m.name)}"],
+                              "", width=116)  # fmt: skip
+            names = ", ".join(["main"] + [head.name for head in m.heads])
             doc += (
-                f"\n\nOutputs [{', '.join(outs).replace('x', 'main', 1)}] (loss weights: LOSS_WEIGHTS, in order); "
-                "inference_model(model) keeps the main output only."
+                f"\n\nOutputs [{names}], named as LOSS_WEIGHTS' keys: train with "
+                "model.compile(loss={name: ... for name in LOSS_WEIGHTS}, loss_weights=LOSS_WEIGHTS) (a dict of "
+                "losses: with a list, Keras 3 takes a dict of weights in sorted-key order). inference_model(model) "
+                "keeps the main output only."
             )
         return self.render_function("build_model", f"input_shape={py_literal((h, w, c))}", doc, body)
 
     # ------------------------------------------------------------------ statements
-    def new_var(self, hint: str) -> str:
-        self.var_count += 1
-        return f"{hint}_{self.var_count}" if hint in ("y",) else hint
-
-    def seq(self, t, scope: Scope, src: str, dst: str, name: Name, out: list, depth: int, top: bool, indent: int = 4):
+    def seq(self, t, scope: Scope, src: str, dst: str, name: Name, out: list, top: bool, indent: int = 4):
         """Statements computing ``dst`` from ``src`` through sequence ``t``; layer names below ``name``."""
         cur = src
-        prev = None
+        prev = None  # the item whose output is ``cur`` (None: unknown)
         for c in t.children:
             if top and not any(n.name == c.name for n in self.model.body.children):
                 continue
@@ -136,25 +176,26 @@ class KerasEmitter:
                     raise Unsupported(f"cannot decide condition {c.cond}", c.loc)
                 if not v:
                     continue
-            lines: list[str] = []
             guarded = c.cond is not None and scope.values is None
+            if guarded and cur != dst:  # the item may be skipped: dst must be defined either way
+                out.append(f"{dst} = {cur}")
+                cur = dst
+            lines: list[str] = []
             comment = self.shape_comment(c) if top else ""
-            self.item(c, scope, cur, dst, name.child(c.name), lines, depth, prev, indent + 4 * guarded, comment)
+            self.item(c, scope, cur, dst, name.child(c.name), lines, prev, indent + 4 * guarded, comment)
             if guarded:
-                if cur != dst:  # the item may be skipped: dst must still be defined
-                    out.append(f"{dst} = {cur}")
-                    lines = [ln.replace(f"({cur})", f"({dst})") for ln in lines]
                 out.append(f"if {scope.src(c.cond)}:")
                 out.extend("    " + ln for ln in lines)
             else:
                 out.extend(lines)
             cur = dst
-            prev = c
+            prev = None if guarded else c
             if top and c.name in self.taps:
                 h = self.taps.pop(c.name)
                 at = next(n for n in self.model.body.children if n.name == c.name)
                 hscope = Scope({**scope.values, "in_channels": at.out_shape[-1]})
-                self.seq(h.template, hscope, cur, h.name, Name().child(h.name), out, depth, False, indent)
+                var = self.head_vars[h.name] = self.fresh(h.name)
+                self.seq(h.template, hscope, cur, var, Name().child(h.name), out, False, indent)
         if cur != dst:
             out.append(f"{dst} = {cur}")
 
@@ -162,67 +203,86 @@ class KerasEmitter:
         node = next(n for n in self.model.body.children if n.name == t.name)
         return "  # " + " x ".join(str(s) for s in node.out_shape)
 
-    def item(self, t, scope: Scope, src, dst, name: Name, out: list, depth: int, prev, indent: int, comment: str = ""):
-        """Statements for one item; ``indent`` is where they will stand, ``comment`` ends the last line."""
-        start = len(out)
-        self._item(t, scope, src, dst, name, out, depth, prev, indent)
-        if comment and len(out) > start:
-            last = out[-1]
-            if len(" " * indent + last + comment) <= 120 or not last.endswith(")"):
-                out[-1] = last + comment
-            else:  # split the last call, as ruff does, and put the comment after its closing parenthesis
-                head, args, tail = _split_statement(last)
-                out[-1:] = wrap_call(head, args, "", tail=tail + comment, width=120 - indent)
+    def item(self, t, scope: Scope, src, dst, name: Name, out: list, prev, indent: int, comment: str = ""):
+        """Statements for one item; ``indent`` is where they will stand, ``comment`` ends the last statement."""
+        self.last = None
+        self._item(t, scope, src, dst, name, out, prev, indent)
+        if not comment or not out:
+            return
+        if self.last is not None and self.last[0] is out and self.last[1] == len(out):
+            _, end, start, render = self.last
+            out[start:end] = render(comment)
+        elif len(" " * indent + out[-1] + comment) <= 120:
+            out[-1] += comment
 
-    def _item(self, t, scope: Scope, src: str, dst: str, name: Name, out: list, depth: int, prev, indent: int):
+    def emit_lines(self, out: list, render) -> None:
+        """Append ``render("")``; keep ``render`` so that the shape comment can be added to the statement."""
+        start = len(out)
+        out.extend(render(""))
+        self.last = (out, len(out), start, render)
+
+    def layer(self, out, dst, callee, args, arg, indent) -> None:
+        """``dst = callee(args)(arg)``, formatted as ruff formats it."""
+        self.emit_lines(out, lambda comment: _layer_lines(dst, callee, args, arg, 120 - indent, comment))
+
+    def call(self, out, head, args, indent) -> None:
+        """``head(args)``, formatted as ruff formats it."""
+        self.emit_lines(out, lambda comment: wrap_call(head, args, "", tail=comment, width=120 - indent))
+
+    def _item(self, t, scope: Scope, src: str, dst: str, name: Name, out: list, prev, indent: int):
         k = t.kind
-        width = 120 - indent
         a = dict(t.attrs)
         s = scope.src
-        n = name.src()
+        n = f"name={name.src()}"
         if k in ("conv", "dwconv"):
-            self.conv(t, scope, src, dst, name, out, width)
+            self.conv(t, scope, src, dst, name, out, indent)
         elif k == "bn":
             momentum = scope.value(a["momentum"])
-            mom = py_literal(round(1 - momentum, 12)) if momentum is not None else f"1 - {s(a['momentum'])}"
-            out.append(f"{dst} = layers.BatchNormalization(epsilon={s(a['eps'])}, momentum={mom}, name={n})({src})")
+            if momentum is not None:
+                mom = py_literal(round(1 - momentum, 12))
+            else:
+                mom = s(Expr(ast.unparse(ast.BinOp(ast.Constant(1), ast.Sub(), a["momentum"].tree))))
+            self.layer(out, dst, "layers.BatchNormalization", [f"epsilon={s(a['eps'])}", f"momentum={mom}", n], src,
+                       indent)  # fmt: skip
         elif k in ACTIVATIONS:
-            out.append(f"{dst} = {ACTIVATIONS[k].format(f'name={n}')}({src})")
+            cls, args = ACTIVATIONS[k]
+            self.layer(out, dst, cls, [*args, n], src, indent)
         elif k in ("maxpool", "avgpool"):
-            self.pool(t, scope, src, dst, name, out, prev)  # pool lines are short
+            self.pool(t, scope, src, dst, name, out, prev, indent)
         elif k == "gap":
-            out.append(f"{dst} = layers.GlobalAveragePooling2D(name={n})({src})")
+            self.layer(out, dst, "layers.GlobalAveragePooling2D", [n], src, indent)
         elif k == "flatten":
-            out.append(f"{dst} = layers.Flatten(name={n})({src})")
+            self.layer(out, dst, "layers.Flatten", [n], src, indent)
         elif k == "dropout":
-            out.append(f"{dst} = layers.Dropout({s(a['rate'])}, name={n})({src})")
+            self.layer(out, dst, "layers.Dropout", [s(a["rate"]), n], src, indent)
         elif k == "dense":
-            bias = "" if scope.value(a["bias"]) is True else f", use_bias={s(a['bias'])}"
-            out.append(f"{dst} = layers.Dense({s(a['out'])}{bias}, name={n})({src})")
+            bias = [] if scope.value(a["bias"]) is True else [f"use_bias={s(a['bias'])}"]
+            self.layer(out, dst, "layers.Dense", [s(a["out"]), *bias, n], src, indent)
         elif k == "zeropad":
             pad = scope.value(a["padding"])
             if pad is None:
                 raise Unsupported("zeropad padding must be known when emitting", t.loc)
             top, bottom, left, right = _pad4(pad)
-            out.append(f"{dst} = layers.ZeroPadding2D({py_literal(((top, bottom), (left, right)))}, name={n})({src})")
+            self.layer(out, dst, "layers.ZeroPadding2D", [py_literal(((top, bottom), (left, right))), n], src, indent)
         elif k == "seq":
-            self.seq(t, scope, src, dst, name, out, depth, False, indent)
+            self.seq(t, scope, src, dst, name, out, False, indent)
         elif k in ("concat", "add"):
+            if len(t.children) == 1:  # nothing to merge
+                self.seq(t.children[0], scope, src, dst, name.child(t.children[0].name), out, False, indent)
+                return
             branch_vars = []
             for b in t.children:
-                var = b.name if b.name not in {p for p, _ in t.attrs} | {"x", "inputs", "name"} else f"{b.name}_x"
-                self.seq(b, scope, src, var, name.child(b.name), out, depth, False, indent)
+                var = self.fresh(b.name)
+                self.seq(b, scope, src, var, name.child(b.name), out, False, indent)
                 branch_vars.append(var)
-            layer = "Concatenate" if k == "concat" else "Add"
-            out.extend(
-                wrap_call(f"{dst} = layers.{layer}(name={n})", ["[" + ", ".join(branch_vars) + "]"], "", width=width)
-            )
+            self.taken.difference_update(branch_vars)  # dead after the merge: reusable by the next one
+            layer = "layers.Concatenate" if k == "concat" else "layers.Add"
+            self.layer(out, dst, layer, [n], "[" + ", ".join(branch_vars) + "]", indent)
         elif k in ("repeat", "dense_connect"):
-            self.loop(t, scope, src, dst, name, out, depth, indent)
+            self.loop(t, scope, src, dst, name, out, indent)
         elif k == "call":
             args = [src] + [f"{p}={s(v)}" for p, v in t.attrs if not self._is_default(t.block, p, scope.value(v))]
-            args.append(f"name={n}")
-            out.extend(wrap_call(f"{dst} = {t.block}", args, "", width=width))
+            self.call(out, f"{dst} = {t.block}", [*args, n], indent)
         else:
             raise Unsupported(f"keras backend cannot emit '{k}'", t.loc)
 
@@ -230,30 +290,42 @@ class KerasEmitter:
         default = dict(self.model.block(block).params).get(param)
         return value is not None and default is not None and value == default and type(value) is type(default)
 
-    def loop(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, depth: int, indent: int):
+    def loop(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, indent: int):
         body = t.children[0]
-        var = LOOP_VARS[min(depth, len(LOOP_VARS) - 1)]
+        var = self.fresh("i")
+        channels = self.fresh("channels_in")
         count = t.attr("times" if t.kind == "repeat" else "layers")
-        inner_scope = scope.with_rename(in_channels=Expr("channels_in"))
+        inner_scope = scope.with_rename(in_channels=Expr(channels))
         lines: list[str] = []
         if _uses_in_channels(body):
-            lines.append(f"channels_in = {dst}.shape[-1]")
+            lines.append(f"{channels} = {dst}.shape[-1]")
         iname = name.child(("code", var))
         if src != dst:
             out.append(f"{dst} = {src}")
         if t.kind == "repeat":
-            self.seq(body, inner_scope, dst, dst, iname, lines, depth + 1, False, indent + 4)
+            self.seq(body, inner_scope, dst, dst, iname, lines, False, indent + 4)
         else:
-            self.seq(body, inner_scope, dst, "y", iname, lines, depth + 1, False, indent + 4)
-            lines.append(f"{dst} = layers.Concatenate(name={iname.child('concat').src()})([{dst}, y])")
+            y = self.fresh("y")
+            self.seq(body, inner_scope, dst, y, iname, lines, False, indent + 4)
+            self.layer(lines, dst, "layers.Concatenate", [f"name={iname.child('concat').src()}"], f"[{dst}, {y}]",
+                       indent + 4)  # fmt: skip
+            self.taken.discard(y)
+        self.taken.difference_update((var, channels))
         out.append(f"for {var} in range({scope.src(count)}):")
-        out.extend("    " + ln for ln in lines)
+        out.extend("    " + ln for ln in (lines or ["pass"]))
+        self.last = None
 
     # ------------------------------------------------------------------ layers
-    def conv(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, width: int = 116):
+    def conv(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, indent: int):
         s = scope.src
         a = dict(t.attrs)
-        n = name.src()
+        for node in self.instances.get(id(t), []):
+            if max(node.stride) > 1 and max(node.dilation) > 1:
+                raise Unsupported(
+                    f"keras backend: '{node.path}' has stride {node.stride} and dilation {node.dilation}; "
+                    "Keras convolutions cannot combine strides > 1 with dilation_rate > 1",
+                    t.loc,
+                )
         if t.kind == "dwconv":
             cls = "layers.DepthwiseConv2D"
             args = [s(a["kernel"])]
@@ -265,34 +337,29 @@ class KerasEmitter:
             args.append(f"strides={s(a['stride'])}")
         padding = scope.value(a["padding"])
         x = src
-        if padding is None:  # symbolic: decided when the function runs
+        if padding is None and _string_valued(a["padding"]):  # 'same' or 'valid', decided when the function runs
+            args.append(f"padding={s(a['padding'])}")
+        elif padding is None:  # symbolic: decided when the function runs
             self.helpers.add("explicit_padding")
-            out.append(f"x_pad, padding = _explicit_padding({src}, {s(a['padding'])}, {n})")
-            x = "x_pad"
-            args.append("padding=padding")
+            self.pad_layers[id(t)] = "if_padded"
+            keras_padding = self.fresh("keras_padding")
+            pad_args = [src, s(a["padding"]), name.src()]
+            out.extend(wrap_call(f"{dst}, {keras_padding} = _explicit_padding", pad_args, "", width=120 - indent))
+            self.taken.discard(keras_padding)
+            x = dst
+            args.append(f"padding={keras_padding}")
         elif padding == "same":
             args.append('padding="same"')
         elif padding not in ("valid", 0):
             top, bottom, left, right = _pad4(padding)
             kernel = scope.value(a["kernel"])
             dil = scope.value(a["dilation"])
-            kh, kw = _pair(kernel) if kernel is not None else (None, None)
-            dh, dw = _pair(dil) if dil is not None else (None, None)
-            same_equiv = (
-                stride in (1, (1, 1))
-                and kh is not None
-                and dh is not None
-                and top == bottom == dh * (kh - 1) // 2
-                and left == right == dw * (kw - 1) // 2
-                and (dh * (kh - 1)) % 2 == 0
-                and (dw * (kw - 1)) % 2 == 0
-            )
-            if same_equiv:
+            if stride in (1, (1, 1)) and _same_at_stride1(kernel, dil, (top, bottom, left, right)):
                 args.append('padding="same"')
             else:
-                pad_name = name.child("pad").src()
+                self.pad_layers[id(t)] = "always"
                 pad = py_literal(((top, bottom), (left, right)))
-                out.append(f"{dst} = layers.ZeroPadding2D({pad}, name={pad_name})({src})")
+                self.layer(out, dst, "layers.ZeroPadding2D", [pad, f"name={name.child('pad').src()}"], src, indent)
                 x = dst
         dil = scope.value(a["dilation"])
         if dil not in (1, (1, 1)):
@@ -304,34 +371,42 @@ class KerasEmitter:
             args.append(f"groups={s(a['groups'])}")
         if scope.value(a["bias"]) is not True:
             args.append(f"use_bias={s(a['bias'])}")
-        args.append(f"name={n}")
-        out.extend(wrap_call(f"{dst} = {cls}", args, "", tail=f"({x})", width=width))
+        args.append(f"name={name.src()}")
+        self.layer(out, dst, cls, args, x, indent)
 
-    def pool(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, prev):
+    def pool(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, prev, indent: int):
         s = scope.src
         a = dict(t.attrs)
-        n = name.src()
+        n = f"name={name.src()}"
         is_max = t.kind == "maxpool"
         cls = "layers.MaxPooling2D" if is_max else "layers.AveragePooling2D"
         kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
         padding, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
+        cip = scope.value(a.get("count_include_pad", True))
         args = [s(a["kernel"])]
         if stride != kernel or stride is None:
             args.append(f"strides={s(a['stride'])}")
         if padding == "same":
-            out.append(f'{dst} = {cls}({", ".join(args)}, padding="same", name={n})({src})')
+            self.layer(out, dst, cls, [*args, 'padding="same"', n], src, indent)
             return
-        if padding is None or ceil is None or kernel is None or stride is None:
+        if padding is None or ceil is None or kernel is None or stride is None or cip is None:
             raise Unsupported("keras backend: pooling padding, ceil, kernel and stride must be literals", t.loc)
         pad4 = _pad4(0 if padding == "valid" else padding)
-        if not is_max and (ceil or (any(pad4) and scope.value(a.get("count_include_pad")) is False)):
+        if _pair(stride) == (1, 1) and any(pad4) and _same_at_stride1(kernel, 1, pad4) and (is_max or not cip):
+            # TensorFlow 'same' at stride 1: the same padding, padded values never win / never counted (and
+            # ceil rounding changes nothing at stride 1)
+            self.layer(out, dst, cls, [*args, 'padding="same"', n], src, indent)
+            return
+        if not is_max and (ceil or (any(pad4) and not cip)):
             raise Unsupported(
                 "keras backend: average pooling with ceil rounding or padding left out of the average", t.loc
             )
+        self._check_pool_sizes(t, pad4, kernel, stride, ceil)
         x = src
         if any(pad4) or ceil:
             nonneg = prev is not None and (prev.kind in NONNEGATIVE or _ends_nonnegative(prev, self.model))
-            pad_name = name.child("pad").src()
+            pad_name = f"name={name.child('pad').src()}"
+            self.pad_layers[id(t)] = "always"
             if nonneg or not is_max:
                 layer = "layers.ZeroPadding2D"
             else:
@@ -341,29 +416,119 @@ class KerasEmitter:
                 self.helpers.add("pool_padding")
                 (kh, kw), (sh, sw) = _pair(kernel), _pair(stride)
                 top, bottom, left, right = pad4
-                out.append(f"pad_h = _pool_padding({src}.shape[1], {kh}, {sh}, {top}, {bottom}, ceil=True)")
-                out.append(f"pad_w = _pool_padding({src}.shape[2], {kw}, {sw}, {left}, {right}, ceil=True)")
-                out.append(f"{dst} = {layer}((pad_h, pad_w), name={pad_name})({src})")
+                pad_h, pad_w = self.fresh("pad_h"), self.fresh("pad_w")
+                for var, axis, k, st, p0, p1 in ((pad_h, 1, kh, sh, top, bottom), (pad_w, 2, kw, sw, left, right)):
+                    out.extend(wrap_call(f"{var} = _pool_padding", [f"{src}.shape[{axis}]", *map(str, (k, st, p0, p1)),
+                                         "ceil=True"], "", width=120 - indent))  # fmt: skip
+                self.taken.difference_update((pad_h, pad_w))
+                self.layer(out, dst, layer, [f"({pad_h}, {pad_w})", pad_name], src, indent)
             else:
                 top, bottom, left, right = pad4
-                out.append(f"{dst} = {layer}({py_literal(((top, bottom), (left, right)))}, name={pad_name})({src})")
+                self.layer(out, dst, layer, [py_literal(((top, bottom), (left, right))), pad_name], src, indent)
             x = dst
-        out.append(f"{dst} = {cls}({', '.join(args)}, name={n})({x})")
+        self.layer(out, dst, cls, [*args, n], x, indent)
+
+    def _check_pool_sizes(self, t, pad4, kernel, stride, ceil) -> None:
+        """Padding (plus ceil's extra rows) then a 'valid' pool must give the IR's output size at every use."""
+        from archc.analysis import pool_out
+
+        (kh, kw), (sh, sw) = _pair(kernel), _pair(stride)
+        for node in self.instances.get(id(t), []):
+            h, w = node.in_shape[:2]
+            hw = []
+            for size, k, st, p0, p1 in ((h, kh, sh, pad4[0], pad4[1]), (w, kw, sw, pad4[2], pad4[3])):
+                if ceil:
+                    out = pool_out(size, k, st, p0, p1, True)
+                    p1 = max((out - 1) * st + k - size - p0, 0)
+                hw.append((size + p0 + p1 - k) // st + 1)
+            if tuple(hw) != tuple(node.out_shape[:2]):
+                raise Unsupported(f"keras backend: pool '{node.path}' has no exact Keras form", t.loc)
+
+    # ------------------------------------------------------------------ names
+    def check_layer_names(self) -> None:
+        """Every Keras layer name the model will have is unique (IR paths with '.' -> '_' can collide)."""
+        m = self.model
+        template = {id(node): tid for tid, nodes in self.instances.items() for node in nodes}
+        owners: dict[str, str] = {}
+
+        def claim(layer: str, what: str, loc) -> None:
+            if layer in owners:
+                raise Unsupported(
+                    f"keras backend: layer name '{layer}' would be given to both {owners[layer]} and {what} "
+                    "(Keras names are IR paths with '.' -> '_'); rename one of them",
+                    loc,
+                )
+            owners[layer] = what
+
+        claim("input", "the model input", None)
+        if m.heads:
+            claim("main", "the main output", None)
+            for h in m.heads:
+                claim(h.name, f"the output of head '{h.name}'", None)
+        for root in [m.body] + [h.body for h in m.heads]:
+            for node in ir.walk(root):
+                base = node.path.replace(".", "_")
+                if ir.is_leaf(node):
+                    claim(base, f"IR node '{node.path}'", node.loc)
+                    mode = self.pad_layers.get(template.get(id(node)))
+                    padded = isinstance(node, ir.Conv) and not node.same and any(node.padding)
+                    if mode == "always" or (mode == "if_padded" and padded):
+                        claim(f"{base}_pad", f"the padding of IR node '{node.path}'", node.loc)
+                elif isinstance(node, ir.Merge) and len(node.branches) > 1:
+                    claim(base, f"the {node.mode} of IR node '{node.path}'", node.loc)
+                elif isinstance(node, ir.DenseConnect):
+                    for i in range(len(node.layers)):
+                        claim(f"{base}_{i}_concat", f"the concat after layer {i} of IR node '{node.path}'", node.loc)
 
 
-def _split_statement(line: str):
-    """``dst = f(a, b)(x)`` -> ('dst = f', ['a', 'b'], '(x)'), splitting the first call's arguments."""
-    from ..torch.emitter import _split_call
+def _layer_lines(dst: str, callee: str, args: list[str], arg: str, width: int, comment: str = "") -> list[str]:
+    """``dst = callee(args)(arg)comment`` as ruff formats it (ruff splits the last call if what precedes it fits)."""
+    inner = ", ".join(args)
+    one = f"{dst} = {callee}({inner})({arg}){comment}"
+    if len(one) <= width:
+        return [one]
+    head = f"{dst} = {callee}({inner})("
+    if len(head) > width:
+        return wrap_call(f"{dst} = {callee}", args, "", tail=f"({arg}){comment}", width=width)
+    if arg.startswith("["):
+        if len(f"    {arg}") <= width:
+            return [head, f"    {arg}", f"){comment}"]
+        return [head, "    ["] + [f"        {v.strip()}," for v in arg[1:-1].split(",")] + ["    ]", f"){comment}"]
+    # ruff would give the lone input its own line; a magic trailing comma keeps the layer's arguments split instead
+    return [f"{dst} = {callee}("] + [f"    {v}," for v in args] + [f")({arg}){comment}"]
 
-    open_at = line.index("(")
-    depth = 0
-    for i in range(open_at, len(line)):
-        depth += {"(": 1, ")": -1}.get(line[i], 0)
-        if depth == 0:
-            close = i
-            break
-    head, args = _split_call(line[: close + 1])
-    return head, args, line[close + 1 :]
+
+def _signature(name: str, params: list[str]) -> str:
+    """The parameters of ``def name(...):``: ruff wraps a long signature like a call."""
+    lines = wrap_call(f"def {name}", params, "", tail=":")
+    if len(lines) == 1:
+        return ", ".join(params)
+    return "\n" + "\n".join(lines[1:-1]) + "\n"
+
+
+def _string_valued(v) -> bool:
+    """Whether expression ``v`` can only give a string (e.g. ``'same' if stride == 1 else 'valid'``)."""
+    if not isinstance(v, Expr):
+        return False
+
+    def strings(node) -> bool:
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str)
+        if isinstance(node, ast.IfExp):
+            return strings(node.body) and strings(node.orelse)
+        return False
+
+    return strings(v.tree)
+
+
+def _same_at_stride1(kernel, dilation, pad4) -> bool:
+    """Whether padding (top, bottom, left, right) is TensorFlow's 'same' at stride 1 (which is size-independent)."""
+    if kernel is None or dilation is None:
+        return False
+    (kh, kw), (dh, dw) = _pair(kernel), _pair(dilation)
+    top, bottom, left, right = pad4
+    th, tw = dh * (kh - 1), dw * (kw - 1)
+    return (top, bottom) == (th // 2, th - th // 2) and (left, right) == (tw // 2, tw - tw // 2)
 
 
 def _uses_in_channels(t: ir.TNode) -> bool:
@@ -390,8 +555,6 @@ def _ends_nonnegative(t: ir.TNode, model: ir.Model) -> bool:
         return all(_ends_nonnegative(b, model) for b in t.children)
     if t.kind == "call":
         return _ends_nonnegative(model.block(t.block).body, model)
-    if t.kind == "maxpool":
-        return False
     return False
 
 

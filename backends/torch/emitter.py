@@ -167,7 +167,8 @@ class TorchEmitter:
                     forward += [
                         "    if self.training and torch.is_grad_enabled():",
                         "        keep = _KeepStats(layer)",
-                        "        features.append(checkpoint(_cat_then, layer, *features, use_reentrant=False, context_fn=keep))",
+                        "        features.append(checkpoint(_cat_then, layer, *features, use_reentrant=False, "
+                        "context_fn=keep))",
                         "    else:",
                         "        features.append(layer(torch.cat(features, 1)))",
                     ]

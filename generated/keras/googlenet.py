@@ -16,7 +16,7 @@ dropout 0.7, FC classes; loss = main + 0.3 * aux1 + 0.3 * aux2; --set aux=false 
 """
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 LOSS_WEIGHTS = {"main": 1.0, "aux1": 0.3, "aux2": 0.3}
 
@@ -35,28 +35,13 @@ def _explicit_padding(x, padding, name):
     return layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}_pad")(x), "valid"
 
 
-class MaxPadding2D(layers.Layer):
-    """Pads height and width with -inf, so padded values never win a max-pool (zeros could)."""
-
-    def __init__(self, padding, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = tuple(tuple(p) for p in padding)  # ((top, bottom), (left, right))
-
-    def call(self, x):
-        (top, bottom), (left, right) = self.padding
-        return ops.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=float("-inf"))
-
-    def get_config(self):
-        return {**super().get_config(), "padding": self.padding}
-
-
 def conv_bn_act(x, out, kernel, stride=1, padding=0, name=None):
     """Convolution without bias, batch norm, ReLU (torchvision's BasicConv2d).
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x_pad, padding = _explicit_padding(x, padding, f"{name}_conv")
-    x = layers.Conv2D(out, kernel, strides=stride, padding=padding, use_bias=False, name=f"{name}_conv")(x_pad)
+    x, keras_padding = _explicit_padding(x, padding, f"{name}_conv")
+    x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
@@ -75,8 +60,7 @@ def inception(x, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, kernel5=5, 
     branch3 = conv_bn_act(
         branch3, out=ch5x5, kernel=kernel5, padding=kernel5 // 2, name=f"{name}_concat_branch3_conv_bn_act2"
     )
-    branch4 = MaxPadding2D(((1, 1), (1, 1)), name=f"{name}_concat_branch4_maxpool_pad")(x)
-    branch4 = layers.MaxPooling2D(3, strides=1, name=f"{name}_concat_branch4_maxpool")(branch4)
+    branch4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_concat_branch4_maxpool")(x)
     branch4 = conv_bn_act(branch4, out=pool_proj, kernel=1, name=f"{name}_concat_branch4_conv_bn_act")
     x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
     return x
@@ -100,8 +84,9 @@ def inception_aux(x, classes, dropout=0.7, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """googlenet: input (N, 224, 224, 3) NHWC; outputs logits.
 
-    Outputs [main, aux1, aux2] (loss weights: LOSS_WEIGHTS, in order); inference_model(model) keeps the main output
-    only.
+    Outputs [main, aux1, aux2], named as LOSS_WEIGHTS' keys: train with model.compile(loss={name: ... for name in
+    LOSS_WEIGHTS}, loss_weights=LOSS_WEIGHTS) (a dict of losses: with a list, Keras 3 takes a dict of weights in
+    sorted-key order). inference_model(model) keeps the main output only.
     """
     inputs = keras.Input(shape=input_shape, name="input")
     x = conv_bn_act(inputs, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
@@ -147,7 +132,10 @@ def build_model(input_shape=(224, 224, 3)):
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1024
     x = layers.Dropout(0.4, name="dropout")(x)  # 1024
     x = layers.Dense(1000, name="fc")(x)  # 1000
-    return keras.Model(inputs, [x, aux1, aux2], name="googlenet")
+    main = layers.Identity(name="main")(x)
+    aux1 = layers.Identity(name="aux1")(aux1)
+    aux2 = layers.Identity(name="aux2")(aux2)
+    return keras.Model(inputs, [main, aux1, aux2], name="googlenet")
 
 
 def inference_model(model):

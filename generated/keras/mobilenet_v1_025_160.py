@@ -11,20 +11,6 @@ from keras import layers
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-def _explicit_padding(x, padding, name):
-    """Keras has only 'same' and 'valid': other padding becomes a ZeroPadding2D before a 'valid' layer."""
-    if isinstance(padding, str):
-        return x, padding
-    if isinstance(padding, int):
-        padding = (padding,) * 4
-    elif len(padding) == 2:
-        padding = (padding[0], padding[0], padding[1], padding[1])
-    if not any(padding):
-        return x, "valid"
-    top, bottom, left, right = padding
-    return layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}_pad")(x), "valid"
-
-
 def ds_conv(x, filters, stride=1, alpha=1.0, name=None):
     """Depthwise-separable convolution as keras.applications builds it: 3x3 depthwise (stride 2: zero-pad bottom/right
     by one, then 'valid') - BN - ReLU6 - 1x1 pointwise to int(filters * alpha) - BN - ReLU6.
@@ -33,8 +19,9 @@ def ds_conv(x, filters, stride=1, alpha=1.0, name=None):
     """
     if stride != 1:
         x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
-    x_pad, padding = _explicit_padding(x, "same" if stride == 1 else "valid", f"{name}_dw")
-    x = layers.DepthwiseConv2D(3, strides=stride, padding=padding, use_bias=False, name=f"{name}_dw")(x_pad)
+    x = layers.DepthwiseConv2D(
+        3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False, name=f"{name}_dw"
+    )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"{name}_pw")(x)
