@@ -251,8 +251,8 @@ class Lowerer:
             b = body.out_ch
             if "in_channels" in b.names() and b != body_in:
                 raise ArchcError(
-                    f"the output width of this {kind} body ({b}) depends on its input width; "
-                    "archc needs it fixed to emit a loop (wrap the body in a block)",
+                    f"the output width of this {kind} body ({b}) depends on its input width; archc needs "
+                    "every iteration to produce a width fixed by params alone to emit a loop",
                     loc,
                 )
             if kind == "dense_connect":

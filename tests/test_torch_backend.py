@@ -176,3 +176,15 @@ def test_deterministic_across_processes(spec):
     a, b = _emit_in_subprocess(spec, "1"), _emit_in_subprocess(spec, "12345")
     assert a == b
     assert a == (ROOT / "generated" / "torch" / (Path(spec).stem + ".py")).read_text()
+
+
+def test_block_with_default_before_required_param(tmp_path):
+    spec = tmp_path / "order.yaml"
+    spec.write_text(
+        "name: order\ninput: {height: 8, width: 8, channels: 3}\n"
+        "blocks:\n  unit:\n    params: {k: 3, out: null}\n"
+        "    body: [conv: {out: $out, kernel: $k, padding: same}]\n"
+        "network:\n  - unit: {out: 4}\n  - unit: {out: 5, k: 1}\n"
+    )
+    report = analyze(compile_spec(str(spec)))
+    check_model(load_module(emit(str(spec), tmp_path / "order.py"), "order_mod"), report)

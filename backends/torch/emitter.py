@@ -89,9 +89,8 @@ class TorchEmitter:
     def block_class(self, b: ir.BlockDef) -> str:
         scope = Scope(None)
         init, forward = self.body(b.body, scope, top=False)
-        params = []
-        for p, default in b.params:
-            params.append(p if default is None else f"{p}={py_literal(default)}")
+        # required params first (Python needs them before defaulted ones); every call passes them by keyword
+        params = [p for p, d in b.params if d is None] + [f"{p}={py_literal(d)}" for p, d in b.params if d is not None]
         signature = ", ".join(["self", "in_channels", *params])
         doc = b.doc or f"The '{b.name}' block."
         return self.render_class(camel(b.name), doc, signature, init, forward + ["return x"])
