@@ -187,3 +187,47 @@ def wrap_call(head: str, args: list[str], indent: str, tail: str = "", width: in
     if len(joined) <= width:
         return [f"{indent}{head}(", joined, f"{indent}){tail}"]
     return [f"{indent}{head}("] + [f"{inner}{a}," for a in args] + [f"{indent}){tail}"]
+
+
+def pair(v):
+    """(h, w) from an int or a pair."""
+    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def pad4(v):
+    """(top, bottom, left, right) from an int, [h, w] or a 4-sequence."""
+    if isinstance(v, int):
+        return (v, v, v, v)
+    v = tuple(v)
+    if len(v) == 2:
+        return (v[0], v[0], v[1], v[1])
+    return v
+
+
+def split_call(src: str):
+    """Split ``f(a, b(c), d)`` into ('f', ['a', 'b(c)', 'd']) at top-level commas; (None, None) if not a call."""
+    if not src.endswith(")") or "(" not in src:
+        return None, None
+    head = src[: src.index("(")]
+    inner = src[len(head) + 1 : -1]
+    depth, cur, args, quote = 0, "", [], None
+    for ch in inner:
+        if quote:
+            cur += ch
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            args.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        args.append(cur.strip())
+    return head, args

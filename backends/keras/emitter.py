@@ -21,7 +21,18 @@ from pathlib import Path
 from archc import ir
 from archc.expr import Expr
 
-from ..common import Scope, Unsupported, docstring, jinja_env, pair_instances, py_literal, spec_label, wrap_call
+from ..common import (
+    Scope,
+    Unsupported,
+    docstring,
+    jinja_env,
+    pad4,
+    pair,
+    pair_instances,
+    py_literal,
+    spec_label,
+    wrap_call,
+)
 
 ACTIVATIONS = {
     "relu": ("layers.ReLU", []),
@@ -262,7 +273,7 @@ class KerasEmitter:
             pad = scope.value(a["padding"])
             if pad is None:
                 raise Unsupported("zeropad padding must be known when emitting", t.loc)
-            top, bottom, left, right = _pad4(pad)
+            top, bottom, left, right = pad4(pad)
             self.layer(out, dst, "layers.ZeroPadding2D", [py_literal(((top, bottom), (left, right))), n], src, indent)
         elif k == "seq":
             self.seq(t, scope, src, dst, name, out, False, indent)
@@ -351,7 +362,7 @@ class KerasEmitter:
         elif padding == "same":
             args.append('padding="same"')
         elif padding not in ("valid", 0):
-            top, bottom, left, right = _pad4(padding)
+            top, bottom, left, right = pad4(padding)
             kernel = scope.value(a["kernel"])
             dil = scope.value(a["dilation"])
             if stride in (1, (1, 1)) and _same_at_stride1(kernel, dil, (top, bottom, left, right)):
@@ -391,19 +402,19 @@ class KerasEmitter:
             return
         if padding is None or ceil is None or kernel is None or stride is None or cip is None:
             raise Unsupported("keras backend: pooling padding, ceil, kernel and stride must be literals", t.loc)
-        pad4 = _pad4(0 if padding == "valid" else padding)
-        if _pair(stride) == (1, 1) and any(pad4) and _same_at_stride1(kernel, 1, pad4) and (is_max or not cip):
+        pads = pad4(0 if padding == "valid" else padding)
+        if pair(stride) == (1, 1) and any(pads) and _same_at_stride1(kernel, 1, pads) and (is_max or not cip):
             # TensorFlow 'same' at stride 1: the same padding, padded values never win / never counted (and
             # ceil rounding changes nothing at stride 1)
             self.layer(out, dst, cls, [*args, 'padding="same"', n], src, indent)
             return
-        if not is_max and (ceil or (any(pad4) and not cip)):
+        if not is_max and (ceil or (any(pads) and not cip)):
             raise Unsupported(
                 "keras backend: average pooling with ceil rounding or padding left out of the average", t.loc
             )
-        self._check_pool_sizes(t, pad4, kernel, stride, ceil)
+        self._check_pool_sizes(t, pads, kernel, stride, ceil)
         x = src
-        if any(pad4) or ceil:
+        if any(pads) or ceil:
             nonneg = prev is not None and (prev.kind in NONNEGATIVE or _ends_nonnegative(prev, self.model))
             pad_name = f"name={name.child('pad').src()}"
             self.pad_layers[id(t)] = "always"
@@ -414,8 +425,8 @@ class KerasEmitter:
                 layer = "MaxPadding2D"
             if ceil:
                 self.helpers.add("pool_padding")
-                (kh, kw), (sh, sw) = _pair(kernel), _pair(stride)
-                top, bottom, left, right = pad4
+                (kh, kw), (sh, sw) = pair(kernel), pair(stride)
+                top, bottom, left, right = pads
                 pad_h, pad_w = self.fresh("pad_h"), self.fresh("pad_w")
                 for var, axis, k, st, p0, p1 in ((pad_h, 1, kh, sh, top, bottom), (pad_w, 2, kw, sw, left, right)):
                     out.extend(wrap_call(f"{var} = _pool_padding", [f"{src}.shape[{axis}]", *map(str, (k, st, p0, p1)),
@@ -423,20 +434,20 @@ class KerasEmitter:
                 self.taken.difference_update((pad_h, pad_w))
                 self.layer(out, dst, layer, [f"({pad_h}, {pad_w})", pad_name], src, indent)
             else:
-                top, bottom, left, right = pad4
+                top, bottom, left, right = pads
                 self.layer(out, dst, layer, [py_literal(((top, bottom), (left, right))), pad_name], src, indent)
             x = dst
         self.layer(out, dst, cls, [*args, n], x, indent)
 
-    def _check_pool_sizes(self, t, pad4, kernel, stride, ceil) -> None:
+    def _check_pool_sizes(self, t, pads, kernel, stride, ceil) -> None:
         """Padding (plus ceil's extra rows) then a 'valid' pool must give the IR's output size at every use."""
         from archc.analysis import pool_out
 
-        (kh, kw), (sh, sw) = _pair(kernel), _pair(stride)
+        (kh, kw), (sh, sw) = pair(kernel), pair(stride)
         for node in self.instances.get(id(t), []):
             h, w = node.in_shape[:2]
             hw = []
-            for size, k, st, p0, p1 in ((h, kh, sh, pad4[0], pad4[1]), (w, kw, sw, pad4[2], pad4[3])):
+            for size, k, st, p0, p1 in ((h, kh, sh, pads[0], pads[1]), (w, kw, sw, pads[2], pads[3])):
                 if ceil:
                     out = pool_out(size, k, st, p0, p1, True)
                     p1 = max((out - 1) * st + k - size - p0, 0)
@@ -521,12 +532,12 @@ def _string_valued(v) -> bool:
     return strings(v.tree)
 
 
-def _same_at_stride1(kernel, dilation, pad4) -> bool:
+def _same_at_stride1(kernel, dilation, pads) -> bool:
     """Whether padding (top, bottom, left, right) is TensorFlow's 'same' at stride 1 (which is size-independent)."""
     if kernel is None or dilation is None:
         return False
-    (kh, kw), (dh, dw) = _pair(kernel), _pair(dilation)
-    top, bottom, left, right = pad4
+    (kh, kw), (dh, dw) = pair(kernel), pair(dilation)
+    top, bottom, left, right = pads
     th, tw = dh * (kh - 1), dw * (kw - 1)
     return (top, bottom) == (th // 2, th - th // 2) and (left, right) == (tw // 2, tw - tw // 2)
 
@@ -556,16 +567,3 @@ def _ends_nonnegative(t: ir.TNode, model: ir.Model) -> bool:
     if t.kind == "call":
         return _ends_nonnegative(model.block(t.block).body, model)
     return False
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
-
-
-def _pad4(v):
-    if isinstance(v, int):
-        return (v, v, v, v)
-    v = tuple(v)
-    if len(v) == 2:
-        return (v[0], v[0], v[1], v[1])
-    return v

@@ -15,7 +15,19 @@ from archc import ir
 from archc.expr import Expr, sym_add, sym_mul
 from archc.lower import camel
 
-from ..common import Scope, Unsupported, docstring, jinja_env, pair_instances, py_literal, spec_label, wrap_call
+from ..common import (
+    Scope,
+    Unsupported,
+    docstring,
+    jinja_env,
+    pad4,
+    pair,
+    pair_instances,
+    py_literal,
+    spec_label,
+    split_call,
+    wrap_call,
+)
 
 ACT_MODULES = {
     "relu": "nn.ReLU({})",
@@ -198,7 +210,7 @@ class TorchEmitter:
         if len(INDENT_INIT + line) <= 120:
             return [line]
         # split the outermost call of the module expression, as ruff does
-        head, args = _split_call(module)
+        head, args = split_call(module)
         if head is None:
             return [line]
         lines = wrap_call(f"{target} = {head}", args, "", width=120 - len(INDENT_INIT))
@@ -260,7 +272,7 @@ class TorchEmitter:
             pad = scope.value(a["padding"])
             if pad is None:
                 raise Unsupported("zeropad padding must be known when emitting", t.loc)
-            top, bottom, left, right = _pad4(pad)
+            top, bottom, left, right = pad4(pad)
             return f"nn.ZeroPad2d({py_literal((left, right, top, bottom))})"
         if k == "seq":
             return self.seq_module(t, scope)
@@ -305,7 +317,7 @@ class TorchEmitter:
             return [one]
         if len(f"    {elt} {clause}") <= width:
             return [f"{target} = {func}(", f"    {elt} {clause}", ")"]
-        head, args = _split_call(elt)
+        head, args = split_call(elt)
         if len(f"    {elt}") <= width or head is None:
             return [f"{target} = {func}(", f"    {elt}", f"    {clause}", ")"]
         inner = wrap_call(head, args, "    ", width=width)
@@ -372,7 +384,7 @@ class TorchEmitter:
                 return ['padding="same"'], "nn.Conv2d", None
             self.helpers.update({"same_pad", "Conv2dSame"})
             return [], "Conv2dSame", None
-        top, bottom, left, right = _pad4(known)
+        top, bottom, left, right = pad4(known)
         if top == bottom and left == right:
             return [f"padding={py_literal(top if top == left else (top, left))}"], "nn.Conv2d", None
         return [], "nn.Conv2d", f"nn.Sequential(nn.ZeroPad2d({py_literal((left, right, top, bottom))}), {{}})"
@@ -393,12 +405,12 @@ class TorchEmitter:
                 raise Unsupported("torch backend: average pooling with 'same' padding", t.loc)
             self.helpers.update({"same_pad", "MaxPool2dSame"})
             kern, strd = scope.value(a["kernel"]), scope.value(a["stride"])
-            return f"MaxPool2dSame(kernel_size={py_literal(_pair(kern))}, stride={py_literal(_pair(strd))})"
+            return f"MaxPool2dSame(kernel_size={py_literal(pair(kern))}, stride={py_literal(pair(strd))})"
         if known is None:
             args.append(f"padding={s(a['padding'])}")
         elif known not in ("valid", 0):
-            top, bottom, left, right = _pad4(known)
-            kh, kw = _pair(scope.value(a["kernel"]))
+            top, bottom, left, right = pad4(known)
+            kh, kw = pair(scope.value(a["kernel"]))
             if top == bottom and left == right and top <= kh // 2 and left <= kw // 2:
                 args.append(f"padding={py_literal(top if top == left else (top, left))}")
             else:
@@ -447,45 +459,3 @@ class TorchEmitter:
     def _rank(self, t: ir.TNode) -> int:
         inst = self.instances.get(id(t))
         return len(inst[0].in_shape) if inst else 3
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
-
-
-def _pad4(v):
-    if isinstance(v, int):
-        return (v, v, v, v)
-    v = tuple(v)
-    if len(v) == 2:
-        return (v[0], v[0], v[1], v[1])
-    return v
-
-
-def _split_call(src: str):
-    """Split ``f(a, b(c), d)`` into ('f', ['a', 'b(c)', 'd']) at top-level commas; (None, None) if not a call."""
-    if not src.endswith(")") or "(" not in src:
-        return None, None
-    head = src[: src.index("(")]
-    inner = src[len(head) + 1 : -1]
-    depth, cur, args, quote = 0, "", [], None
-    for ch in inner:
-        if quote:
-            cur += ch
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            args.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        args.append(cur.strip())
-    return head, args
