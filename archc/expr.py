@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .errors import ArchcError, Loc, suggest
 
 MAX_INT = 1 << 40  # no spec needs bigger numbers; refusing them keeps arithmetic cheap
+MAX_LEN = 10_000  # longest list or string an expression may build (block configs have a handful of entries)
 MAX_SRC = 500
 
 FUNCTIONS = {"int": int, "float": float, "round": round, "min": min, "max": max, "abs": abs, "len": len}
@@ -125,6 +126,8 @@ def evaluate(expr: Expr, scope: dict, loc: Loc | None = None):
                 raise ArchcError(f"power too large in ${{{expr.src}}}", loc)
             if isinstance(n.op, (ast.Mult, ast.Pow)) and (isinstance(a, (str, list)) or isinstance(b, (str, list))):
                 raise ArchcError(f"cannot repeat a string or list in ${{{expr.src}}}", loc)
+            if isinstance(a, (str, list)) and isinstance(b, (str, list)) and len(a) + len(b) > MAX_LEN:
+                raise ArchcError(f"result of ${{{expr.src}}} is longer than {MAX_LEN} elements", loc)
             return _check_num(_BINOPS[type(n.op)](a, b), loc)
         if isinstance(n, ast.UnaryOp):
             v = ev(n.operand)

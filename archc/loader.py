@@ -10,6 +10,7 @@ here (deep merge: mappings merge key by key, everything else is replaced), then
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -228,6 +229,7 @@ def load_file(path: str, _stack: tuple = ()) -> LDict:
     return deep_merge(base, own)
 
 
+_SCI_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 TOP_KEYS = ("name", "doc", "input", "params", "defaults", "blocks", "network", "heads", "loss_weight")
 
 
@@ -246,6 +248,8 @@ def apply_set(data: LDict, assignment: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         raise ArchcError(f"cannot read value '{raw}'", loc) from None
+    if isinstance(value, str) and _SCI_FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 as a string; on a command line it means the number
     if isinstance(value, (dict, list)):
         value = parse_yaml(f"v: {raw}", f"--set {assignment}")["v"]
     if parts[0] == "params":

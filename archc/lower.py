@@ -56,6 +56,7 @@ BUILTIN_DEFAULTS = {
 }
 
 STDLIB_DIR = Path(__file__).parent / "stdlib"
+STDLIB_PREFIX = "<archc stdlib>/"
 
 
 def camel(name: str) -> str:
@@ -103,7 +104,7 @@ class Lowerer:
         from .spec import BlockDef as BlockSpec
 
         for path in sorted(STDLIB_DIR.glob("*.yaml")):
-            raw = parse_yaml(read_text(str(path)), f"<archc stdlib>/{path.name}")
+            raw = parse_yaml(read_text(str(path)), f"{STDLIB_PREFIX}{path.name}")
             for name, rb in raw.get("blocks", {}).items():
                 try:
                     b = BlockSpec.model_validate(rb)
@@ -249,6 +250,12 @@ class Lowerer:
             body_in = Expr("in_channels")
             body = self.template_seq(attrs.body, self.loc_list(raw, "body"), body_in, ctx, "body", loc)
             b = body.out_ch
+            if kind == "dense_connect" and "in_channels" in b.names():
+                raise ArchcError(
+                    f"the output width of this dense_connect body ({b}) depends on its input width; each layer "
+                    "must add a width fixed by params (its growth rate), e.g. end the body with a conv of $growth",
+                    loc,
+                )
             if "in_channels" in b.names() and b != body_in:
                 raise ArchcError(
                     f"the output width of this {kind} body ({b}) depends on its input width; archc needs "
@@ -370,7 +377,7 @@ class Lowerer:
         self.count += 1
         if self.count > MAX_INSTANCE_NODES:
             raise ArchcError(f"network has more than {MAX_INSTANCE_NODES} layers", t.loc)
-        if t.cond is not None and not self.ev(t.cond, scope, t.loc):
+        if t.cond is not None and not _as_bool(self.ev(t.cond, scope, t.loc), t.loc):
             return None
         loc = t.loc
         al = t.attr_loc
@@ -521,7 +528,10 @@ class Lowerer:
             for p, v in args.items():
                 _plain(v, f"param '{p}' of block '{t.block}'", al(p))
             inner = {**args, "in_channels": shape[-1]}
-            body = self.inst_seq(bdef.body, inner, shape, path)
+            try:
+                body = self.inst_seq(bdef.body, inner, shape, path)
+            except ArchcError as exc:
+                raise _at_call_site(exc, t) from None
             frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
             return ir.Call(**base, out_shape=body.out_shape, block=t.block, args=frozen, body=body)
         raise ArchcError(f"cannot lower kind '{k}'", loc)  # pragma: no cover
@@ -609,7 +619,7 @@ class Lowerer:
             self.check_name(hname, hloc, "head name")
             if hname == "main" or hname in top:
                 raise ArchcError(f"head name '{hname}' clashes with a layer or the main output", hloc)
-            if h.if_ is not None and not self.literal(h.if_, scope, loc_of(hraw, "if")):
+            if h.if_ is not None and not _as_bool(self.literal(h.if_, scope, loc_of(hraw, "if")), loc_of(hraw, "if")):
                 continue
             if h.at not in top:
                 raise ArchcError(
@@ -724,6 +734,23 @@ def _join(a: str, b: str) -> str:
 
 def _fmt(shape) -> str:
     return "x".join(map(str, shape))
+
+
+def _at_call_site(exc: ArchcError, call: ir.TNode) -> ArchcError:
+    """An error inside a stdlib block, caused by the user's arguments, located where the user called it."""
+    inside = exc.loc
+    if inside is None or not inside.file.startswith(STDLIB_PREFIX) or call.loc is None:
+        return exc
+    if call.loc.file.startswith(STDLIB_PREFIX):
+        return exc  # a stdlib block calling another: the caller's caller decides
+    return ArchcError(f"{exc.message} (in block '{call.block}', {inside})", call.loc)
+
+
+def _as_bool(v, loc) -> bool:
+    """The value of an ``if``: only true or false, so that a string 'false' cannot mean true."""
+    if not isinstance(v, bool):
+        raise ArchcError(f"'if' must be true or false, got {v!r}", loc)
+    return v
 
 
 def _ifexp(cond: Expr, a: Expr, b: Expr) -> Expr:

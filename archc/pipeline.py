@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from . import ir
 from .errors import ArchcError, suggest
 from .loader import LDict, key_loc, load, loc_of
-from .spec import KINDS, HeadSpec, InputSpec, Spec
+from .spec import IDENT_PATTERN, KINDS, HeadSpec, InputSpec, Spec
 from .spec import BlockDef as BlockSpec
 
 _TYPE_WORDS = {
@@ -49,17 +49,18 @@ def _walk(data, path):
 
 
 def _allowed_keys(path, kinds) -> list[str]:
+    """The keys valid in the mapping at ``path`` (the parent of an unknown key)."""
     strs = [p for p in path if isinstance(p, str)]
     if kinds:
         return [f.alias or n for n, f in KINDS[kinds[-1]].model_fields.items()]
-    if len(path) == 1:
-        return list(Spec.model_fields) + ["extends"]
-    if strs and strs[0] == "input":
-        return list(InputSpec.model_fields)
-    if strs and strs[0] == "heads":
+    if not strs:
+        return [f.alias or n for n, f in Spec.model_fields.items()] + ["extends"]
+    if strs == ["input"]:
+        return [f.alias or n for n, f in InputSpec.model_fields.items()]
+    if strs[0] == "heads" and len(strs) == 2:
         return [f.alias or n for n, f in HeadSpec.model_fields.items()]
-    if strs and strs[0] == "blocks":
-        return list(BlockSpec.model_fields)
+    if strs[0] == "blocks" and len(strs) == 2:
+        return [f.alias or n for n, f in BlockSpec.model_fields.items()]
     return []
 
 
@@ -82,7 +83,20 @@ def located_validation_error(exc: ValidationError, data: LDict, file: str) -> Ar
     if e["type"] == "missing":
         loc = loc_of(container, key) if container is not None else data.loc
         return ArchcError(f"missing key '{path[-1]}'{what}", loc)
-    loc = loc_of(container, key) if container is not None else data.loc
+    is_key = bool(path) and path[-1] == "[key]"
+    if container is None:
+        loc = data.loc
+    else:
+        loc = key_loc(container, key) if is_key else loc_of(container, key)
+    if e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == IDENT_PATTERN:
+        what_name = "name" if is_key or key == "name" else "value"
+        return ArchcError(
+            f"{what_name} {_short(key if is_key else cur)} is not a valid identifier "
+            "(letters, digits and '_', not starting with a digit, at most 64 characters)",
+            loc,
+        )
+    if e["type"] == "string_too_long" and (is_key or key == "name"):
+        return ArchcError(f"name {_short(key if is_key else cur)} is too long (at most 64 characters)", loc)
     same = [x for x in errors if x["loc"][: len(path) - 1] == path[:-1] or x["loc"] == path]
     wants = sorted({_TYPE_WORDS.get(x["type"], "") for x in same} - {""})
     field = key if isinstance(key, str) else None

@@ -37,7 +37,8 @@ PaddingT = Union[
     Int,
     Annotated[list[Int], Field(min_length=2, max_length=4, description="[h, w] or [top, bottom, left, right]")],
 ]
-Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Ident = Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]
 
 
 class Model(BaseModel):
@@ -356,7 +357,17 @@ def json_schema() -> dict:
                     use_ref(v)
 
     use_ref(schema)
-    defs["CallItem"].update({"minProperties": 1, "maxProperties": 1, "propertyNames": {"not": {"enum": sorted(KINDS)}}})
+    call = defs["CallItem"]
+    ((pattern, args),) = call["patternProperties"].items()
+    call["patternProperties"] = {pattern: {"anyOf": [args, {"type": "null"}]}}  # `- block:` takes no arguments
+    call.update(
+        {
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": False,
+            "propertyNames": {"not": {"enum": sorted(KINDS)}},
+        }
+    )
     for kind in KINDS:
         item = defs[f"{kind.title().replace('_', '')}Item"]
         prop = item["properties"][kind]

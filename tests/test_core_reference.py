@@ -1,0 +1,301 @@
+"""Parameter counts and MACs against published reference figures (independent evidence).
+
+Counts: torchvision (num_params) and keras.applications (model.summary(), weights=None), as listed in
+ARCHITECTURES.md. MACs: the "GFLOPS" column of torchvision's model docs (conv + linear multiply-accumulates
+at 224x224) and the mult-adds of the MobileNet paper (Howard et al. 2017, tables 6 and 7).
+
+The closed-form counters below are written from the papers' layer tables, not from archc's code; they are
+first checked against the published figures, then used to predict the counts of variants (``--set``) that
+have no published figure.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from archc.analysis import analyze
+from archc.pipeline import compile_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+
+
+@functools.cache
+def report(stem: str, sets: tuple = ()):
+    return analyze(compile_spec(str(SPECS / f"{stem}.yaml"), list(sets)))
+
+
+# ------------------------------------------------------------------ published parameter counts
+# (spec, --set overrides, trainable, non-trainable); non-trainable = BN running mean/variance.
+REFERENCE = [
+    ("densenet121", (), 7_978_856, 83_648),
+    ("densenet161", (), 28_681_000, 219_936),
+    ("densenet169", (), 14_149_480, 158_400),
+    ("densenet201", (), 20_013_928, 229_056),
+    ("mobilenet_v1", (), 4_231_976, 21_888),
+    ("mobilenet_v1_050", (), 1_331_592, 10_944),
+    ("mobilenet_v1_025_160", (), 470_072, 5_472),
+    ("mobilenet_v1", ("alpha=0.75",), 2_585_560, 16_416),  # keras.applications MobileNet(alpha=0.75)
+]
+# GoogLeNet: trainable counts only (torchvision has no Keras twin to give non-trainable weights).
+REFERENCE_TRAINABLE = [
+    ("googlenet", (), 13_385_816),
+    ("googlenet", ("aux=false",), 7_005_832),
+    ("googlenet_torchvision", (), 13_004_888),
+    ("googlenet_torchvision", ("aux=false",), 6_624_904),
+]
+# keras.applications model.summary() "Total params"
+KERAS_TOTAL = [
+    ("densenet121", 8_062_504),
+    ("densenet169", 14_307_880),
+    ("densenet201", 20_242_984),
+    ("mobilenet_v1", 4_253_864),
+    ("mobilenet_v1_050", 1_342_536),
+    ("mobilenet_v1_025_160", 475_544),
+]
+
+
+def _id(stem, sets):
+    return stem + "".join(f"[{s}]" for s in sets)
+
+
+@pytest.mark.parametrize(
+    ("stem", "sets", "trainable", "non_trainable"), REFERENCE, ids=[_id(*r[:2]) for r in REFERENCE]
+)
+def test_reference_counts_api(stem, sets, trainable, non_trainable):
+    r = analyze(compile_spec(str(SPECS / f"{stem}.yaml"), list(sets)))
+    assert (r.trainable, r.non_trainable) == (trainable, non_trainable)
+
+
+@pytest.mark.parametrize(
+    ("stem", "sets", "trainable", "non_trainable"), REFERENCE, ids=[_id(*r[:2]) for r in REFERENCE]
+)
+def test_reference_counts_cli(cli, stem, sets, trainable, non_trainable):
+    argv = ["summary", SPECS / f"{stem}.yaml", "--json"]
+    for s in sets:
+        argv += ["--set", s]
+    res = cli(*argv)
+    assert res.code == 0, res.err
+    j = res.json()
+    assert j["trainable_params"] == trainable
+    assert j["non_trainable_params"] == non_trainable
+    assert j["total_params"] == trainable + non_trainable
+    assert j["input"][2] == 3 and j["outputs"]["main"] == [1000]
+
+
+@pytest.mark.parametrize(
+    ("stem", "sets", "trainable"), REFERENCE_TRAINABLE, ids=[_id(*r[:2]) for r in REFERENCE_TRAINABLE]
+)
+def test_googlenet_trainable_with_and_without_aux(cli, stem, sets, trainable):
+    assert report(stem, sets).trainable == trainable
+    argv = ["summary", SPECS / f"{stem}.yaml", "--json"]
+    for s in sets:
+        argv += ["--set", s]
+    j = cli(*argv).json()
+    assert j["trainable_params"] == trainable
+    heads = {"aux1", "aux2"} if not sets else set()
+    assert set(j["outputs"]) == {"main"} | heads
+    assert all(shape == [1000] for shape in j["outputs"].values())
+
+
+@pytest.mark.parametrize(("stem", "total"), KERAS_TOTAL, ids=[r[0] for r in KERAS_TOTAL])
+def test_keras_total_params(cli, stem, total):
+    assert report(stem).total == total
+    assert cli("summary", SPECS / f"{stem}.yaml", "--json").json()["total_params"] == total
+
+
+# ------------------------------------------------------------------ published MACs
+def test_densenet169_macs_published_range(cli):
+    # torchvision documents DenseNet-169 at 3.36 GFLOPS (multiply-accumulates of conv + linear at 224x224)
+    assert 3.3e9 <= report("densenet169").macs <= 3.45e9
+    assert 3.3e9 <= cli("summary", SPECS / "densenet169.yaml", "--json").json()["macs"] <= 3.45e9
+
+
+# torchvision "GFLOPS", given to two decimals (so +-0.005e9); aux heads are not run at inference
+TORCHVISION_GMACS = [
+    ("densenet121", (), 2.83),
+    ("densenet161", (), 7.73),
+    ("densenet169", (), 3.36),
+    ("densenet201", (), 4.29),
+    ("googlenet_torchvision", ("aux=false",), 1.50),
+]
+
+
+@pytest.mark.parametrize(("stem", "sets", "gmacs"), TORCHVISION_GMACS, ids=[_id(*r[:2]) for r in TORCHVISION_GMACS])
+def test_macs_match_torchvision_docs(stem, sets, gmacs):
+    assert abs(report(stem, sets).macs / 1e9 - gmacs) <= 0.005 + 1e-9
+
+
+# MobileNet paper, mult-adds in millions (given to the million, so +-1e6)
+MOBILENET_PAPER_MMACS = [
+    ((), 569),
+    (("alpha=0.75",), 325),
+    (("alpha=0.5",), 149),
+    (("alpha=0.25",), 41),
+    (("size=192",), 418),
+    (("size=160",), 290),
+    (("size=128",), 186),
+]
+
+
+@pytest.mark.parametrize(
+    ("sets", "mmacs"), MOBILENET_PAPER_MMACS, ids=[_id("mobilenet", r[0]) for r in MOBILENET_PAPER_MMACS]
+)
+def test_macs_match_mobilenet_paper(sets, mmacs):
+    assert abs(report("mobilenet_v1", sets).macs / 1e6 - mmacs) <= 1.0
+
+
+def test_macs_scale_with_resolution_but_params_do_not():
+    a, b = report("mobilenet_v1"), report("mobilenet_v1", ("size=192",))
+    assert a.trainable == b.trainable and a.non_trainable == b.non_trainable
+    assert b.macs < a.macs
+
+
+# ------------------------------------------------------------------ closed-form counters
+class Count:
+    def __init__(self):
+        self.trainable = 0
+        self.non_trainable = 0
+
+    def conv(self, cin, cout, k, groups=1, bias=False):
+        self.trainable += k * k * (cin // groups) * cout + (cout if bias else 0)
+
+    def bn(self, c):
+        self.trainable += 2 * c  # gamma, beta
+        self.non_trainable += 2 * c  # running mean, variance
+
+    def dense(self, fin, fout):
+        self.trainable += fin * fout + fout
+
+    @property
+    def pair(self):
+        return self.trainable, self.non_trainable
+
+
+def densenet_counts(k, blocks, stem=64, bn_size=4, theta=0.5, classes=1000, in_ch=3):
+    """DenseNet-BC (Huang et al.): 7x7 stem conv, BN; per layer BN-1x1(bn_size*k)-BN-3x3(k); transitions."""
+    n = Count()
+    n.conv(in_ch, stem, 7)
+    n.bn(stem)
+    c = stem
+    for i, layers in enumerate(blocks):
+        for _ in range(layers):
+            n.bn(c)
+            n.conv(c, bn_size * k, 1)
+            n.bn(bn_size * k)
+            n.conv(bn_size * k, k, 3)
+            c += k
+        if i < len(blocks) - 1:
+            n.bn(c)
+            out = int(c * theta)
+            n.conv(c, out, 1)
+            c = out
+    n.bn(c)
+    n.dense(c, classes)
+    return n.pair
+
+
+MOBILENET_BODY = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+
+
+def mobilenet_counts(alpha=1.0, classes=1000, in_ch=3):
+    """MobileNet V1 (Howard et al., table 1): 3x3/2 conv 32, 13 depthwise-separable convs, linear."""
+    n = Count()
+    c = int(32 * alpha)
+    n.conv(in_ch, c, 3)
+    n.bn(c)
+    for filters, _stride in MOBILENET_BODY:
+        n.conv(c, c, 3, groups=c)
+        n.bn(c)
+        out = int(filters * alpha)
+        n.conv(c, out, 1)
+        n.bn(out)
+        c = out
+    n.dense(c, classes)
+    return n.pair
+
+
+# (in, #1x1, #3x3reduce, #3x3, #5x5reduce, #5x5, pool_proj) from the paper's table 1
+INCEPTION = [
+    (192, 64, 96, 128, 16, 32, 32),
+    (256, 128, 128, 192, 32, 96, 64),
+    (480, 192, 96, 208, 16, 48, 64),
+    (512, 160, 112, 224, 24, 64, 64),
+    (512, 128, 128, 256, 24, 64, 64),
+    (512, 112, 144, 288, 32, 64, 64),
+    (528, 256, 160, 320, 32, 128, 128),
+    (832, 256, 160, 320, 32, 128, 128),
+    (832, 384, 192, 384, 48, 128, 128),
+]
+
+
+def googlenet_counts(k5=5, in_ch=3, classes=1000, aux=True, aux_hw=(4, 4)):
+    """GoogLeNet with conv-BN-ReLU; aux heads: 1x1 conv 128, FC 1024 on the flattened map, FC classes."""
+    n = Count()
+
+    def cbr(cin, cout, k):
+        n.conv(cin, cout, k)
+        n.bn(cout)
+
+    cbr(in_ch, 64, 7)
+    cbr(64, 64, 1)
+    cbr(64, 192, 3)
+    for cin, a, b_red, b, d_red, d, p in INCEPTION:
+        cbr(cin, a, 1)
+        cbr(cin, b_red, 1)
+        cbr(b_red, b, 3)
+        cbr(cin, d_red, 1)
+        cbr(d_red, d, k5)
+        cbr(cin, p, 1)
+    n.dense(1024, classes)
+    if aux:
+        for cin in (512, 528):  # outputs of 4a and 4d
+            cbr(cin, 128, 1)
+            n.dense(128 * aux_hw[0] * aux_hw[1], 1024)
+            n.dense(1024, classes)
+    return n.pair
+
+
+def test_closed_form_counters_reproduce_the_published_figures():
+    # the counters are only trusted for predictions because they reproduce every published figure
+    assert densenet_counts(32, (6, 12, 24, 16)) == (7_978_856, 83_648)
+    assert densenet_counts(32, (6, 12, 32, 32)) == (14_149_480, 158_400)
+    assert densenet_counts(32, (6, 12, 48, 32)) == (20_013_928, 229_056)
+    assert densenet_counts(48, (6, 12, 36, 24), stem=96) == (28_681_000, 219_936)
+    assert sum(mobilenet_counts(1.0)) == 4_253_864 and mobilenet_counts(1.0)[0] == 4_231_976
+    assert sum(mobilenet_counts(0.75)) == 2_601_976 and mobilenet_counts(0.75)[0] == 2_585_560
+    assert sum(mobilenet_counts(0.5)) == 1_342_536 and mobilenet_counts(0.5)[0] == 1_331_592
+    assert sum(mobilenet_counts(0.25)) == 475_544 and mobilenet_counts(0.25)[0] == 470_072
+    assert googlenet_counts(k5=3)[0] == 13_004_888
+    assert googlenet_counts(k5=3, aux=False)[0] == 6_624_904
+    for (cin, *_), (_, a, _r, b, _r5, d, p) in zip(INCEPTION[1:], INCEPTION):
+        assert cin == a + b + d + p  # the table chains
+
+
+PREDICTED = [
+    ("densenet121", ("growth_rate=48",), densenet_counts(48, (6, 12, 24, 16))),
+    ("densenet121", ("bn_size=2",), densenet_counts(32, (6, 12, 24, 16), bn_size=2)),
+    ("densenet121", ("classes=10", "channels=1"), densenet_counts(32, (6, 12, 24, 16), classes=10, in_ch=1)),
+    ("densenet121", ("block_config=[6, 12, 32, 32]",), densenet_counts(32, (6, 12, 32, 32))),
+    ("densenet169", ("reduction=0.75",), densenet_counts(32, (6, 12, 32, 32), theta=0.75)),
+    ("densenet161", ("stem_channels=64", "growth_rate=40"), densenet_counts(40, (6, 12, 36, 24), stem=64)),
+    ("mobilenet_v1", ("classes=10", "channels=1"), mobilenet_counts(classes=10, in_ch=1)),
+    ("mobilenet_v1_050", ("alpha=0.75", "size=128"), mobilenet_counts(0.75)),
+    ("googlenet", (), googlenet_counts()),
+    ("googlenet", ("aux=false",), googlenet_counts(aux=False)),
+    # 96x96: 4a/4d give 6x6 maps, the 5x5/3 aux pool gives 1x1 (floor((6-5)/3)+1), so FC 1024 sees 128 values
+    ("googlenet", ("size=96", "channels=1"), googlenet_counts(in_ch=1, aux_hw=(1, 1))),
+    # 96x224: 6x14 maps -> aux pool 1x4 (floor((14-5)/3)+1 = 4)
+    ("googlenet", ("input.height=96",), googlenet_counts(aux_hw=(1, 4))),
+    ("googlenet", ("kernel5=3", "classes=10"), googlenet_counts(k5=3, classes=10)),
+    ("googlenet_torchvision", ("kernel5=5",), googlenet_counts()),
+]
+
+
+@pytest.mark.parametrize(("stem", "sets", "expected"), PREDICTED, ids=[_id(*r[:2]) for r in PREDICTED])
+def test_variant_counts_match_closed_form(stem, sets, expected):
+    r = report(stem, sets)
+    assert (r.trainable, r.non_trainable) == expected
