@@ -11,6 +11,7 @@ renamed) and get exactly the value the analysis computed.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 from dataclasses import dataclass
 
@@ -54,16 +55,28 @@ class Expr:
 
     @property
     def tree(self) -> ast.expr:
+        """A fresh syntax tree (callers may transform it)."""
         return ast.parse(self.src, mode="eval").body
 
     def names(self) -> set[str]:
         """The free names (params) of the expression; called function names are not included."""
-        tree = self.tree
-        funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
-        return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs}
+        return set(_names(self.src))
 
     def __str__(self) -> str:
         return self.src
+
+
+@functools.lru_cache(maxsize=8192)
+def _shared_tree(src: str) -> ast.expr:
+    """A tree shared between callers that only read it (evaluation, names): parsed once per source."""
+    return ast.parse(src, mode="eval").body
+
+
+@functools.lru_cache(maxsize=8192)
+def _names(src: str) -> frozenset[str]:
+    tree = _shared_tree(src)
+    funcs = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return frozenset(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in funcs)
 
 
 def is_expr(value) -> bool:
@@ -156,7 +169,7 @@ def evaluate(expr: Expr, scope: dict, loc: Loc | None = None):
         raise ArchcError(f"cannot evaluate ${{{expr.src}}}", loc)
 
     try:
-        return ev(expr.tree)
+        return ev(_shared_tree(expr.src))
     except ArchcError:
         raise
     except (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, KeyError) as exc:
@@ -184,41 +197,64 @@ def sym(v) -> Expr:
     return Expr(ast.unparse(ast.Constant(v)))
 
 
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, repl: dict):
+        self.repl = repl
+
+    def visit_Name(self, node):
+        return self.repl.get(node.id, node)
+
+
+def _foldable(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_INT
+
+
+class _Fold(ast.NodeTransformer):
+    """Constant folding that never computes a huge number (``9 ** 9 ** 9`` stays for evaluation to refuse)."""
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        lc, rc = isinstance(node.left, ast.Constant), isinstance(node.right, ast.Constant)
+        if lc and rc:
+            a, b = node.left.value, node.right.value
+            if not (_foldable(a) and _foldable(b)) or (isinstance(node.op, ast.Pow) and abs(b) > 64):
+                return node
+            try:
+                v = _BINOPS[type(node.op)](a, b)
+            except (ArithmeticError, ValueError, TypeError):
+                return node
+            return ast.Constant(v) if _foldable(v) else node
+        if isinstance(node.op, ast.Add) and rc and node.right.value == 0:
+            return node.left
+        if isinstance(node.op, ast.Add) and lc and node.left.value == 0:
+            return node.right
+        if isinstance(node.op, ast.Mult) and rc and node.right.value == 1:
+            return node.left
+        if isinstance(node.op, ast.Mult) and lc and node.left.value == 1:
+            return node.right
+        return node
+
+
 def substitute(expr: Expr, mapping: dict) -> Expr:
     """Replace names in ``expr`` by other expressions (``mapping``: name -> Expr or literal)."""
-    repl = {k: sym(v).tree for k, v in mapping.items()}
+    return _substitute(expr.src, tuple((k, sym(v).src) for k, v in mapping.items()))
 
-    class T(ast.NodeTransformer):
-        def visit_Name(self, node):
-            return repl.get(node.id, node)
 
-    tree = T().visit(ast.Expression(expr.tree))
+@functools.lru_cache(maxsize=8192)
+def _substitute(src: str, mapping: tuple) -> Expr:
+    repl = {k: ast.parse(v, mode="eval").body for k, v in mapping}
+    tree = _Substitute(repl).visit(ast.Expression(Expr(src).tree))
     return simplify(Expr(ast.unparse(tree.body)))
 
 
 def simplify(expr: Expr) -> Expr:
     """Fold constant sub-expressions and drop ``+ 0`` / ``* 1``."""
+    return _simplify(expr.src)
 
-    class F(ast.NodeTransformer):
-        def visit_BinOp(self, node):
-            self.generic_visit(node)
-            lc, rc = isinstance(node.left, ast.Constant), isinstance(node.right, ast.Constant)
-            if lc and rc:
-                try:
-                    return ast.Constant(_BINOPS[type(node.op)](node.left.value, node.right.value))
-                except Exception:
-                    return node
-            if isinstance(node.op, ast.Add) and rc and node.right.value == 0:
-                return node.left
-            if isinstance(node.op, ast.Add) and lc and node.left.value == 0:
-                return node.right
-            if isinstance(node.op, ast.Mult) and rc and node.right.value == 1:
-                return node.left
-            if isinstance(node.op, ast.Mult) and lc and node.left.value == 1:
-                return node.right
-            return node
 
-    tree = F().visit(ast.Expression(expr.tree))
+@functools.lru_cache(maxsize=8192)
+def _simplify(src: str) -> Expr:
+    tree = _Fold().visit(ast.Expression(Expr(src).tree))
     return Expr(ast.unparse(tree.body))
 
 

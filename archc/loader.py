@@ -94,51 +94,129 @@ def locate(data, path) -> Loc | None:
     return best
 
 
-def _mark(node, file: str) -> Loc:
-    return Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: 10x faster
+_NOKEY = object()
 
 
-class _Converter:
-    """Turns a composed YAML node graph into LDict / LList / scalars, safely."""
+def _mark(mark, file: str) -> Loc:
+    return Loc(file, mark.line + 1, mark.column + 1)
 
-    def __init__(self, file: str):
-        self.file = file
-        self.count = 0
-        self.scalar = yaml.SafeLoader("")  # only for its scalar constructors
 
-    def convert(self, node, depth: int = 0):
-        self.count += 1
-        loc = _mark(node, self.file)
-        if self.count > MAX_NODES:
+class _Frame:
+    """An open mapping or sequence while events stream in."""
+
+    __slots__ = ("obj", "anchor", "size", "height", "key", "kloc")
+
+    def __init__(self, obj, anchor):
+        self.obj, self.anchor, self.size, self.height, self.key, self.kloc = obj, anchor, 1, 1, _NOKEY, None
+
+
+def _copy(v):
+    """A fresh copy of located data (an alias must not share containers with its anchor)."""
+    if isinstance(v, LDict):
+        out = _mk_dict(v.loc)
+        for k, x in v.items():
+            out[k] = _copy(x)
+        out.locs, out.klocs = dict(v.locs), dict(v.klocs)
+        return out
+    if isinstance(v, LList):
+        out = _mk_list(v.loc)
+        out.extend(_copy(x) for x in v)
+        out.locs = list(v.locs)
+        return out
+    return v
+
+
+def _build(text: str, file: str):
+    """Located data from a stream of YAML parse events, with an explicit stack (no recursion: deep
+    nesting is refused at MAX_DEPTH as soon as it is reached) and alias expansion counted (bombs refused)."""
+    scalars = yaml.SafeLoader("")  # its resolver and scalar constructors only
+    anchors: dict[str, tuple] = {}  # name -> (value, values in it, nesting height, where)
+    stack: list[_Frame] = []
+    root, root_loc, count, docs = _NOKEY, None, 0, 0
+
+    def add(value, loc, size, height):
+        nonlocal root, root_loc
+        if not stack:
+            root, root_loc = value, loc
+            return
+        f = stack[-1]
+        f.size += size
+        f.height = max(f.height, height + 1)
+        c = f.obj
+        if isinstance(c, LList):
+            c.append(value)
+            c.locs.append(loc)
+        elif f.key is _NOKEY:
+            if not isinstance(value, str):
+                raise ArchcError(f"mapping keys must be strings, got {value!r}", loc)
+            if value in c:
+                raise ArchcError(f"duplicate key '{value}'", loc)
+            f.key, f.kloc = value, loc
+        else:
+            c[f.key], c.locs[f.key], c.klocs[f.key] = value, loc, f.kloc
+            f.key = _NOKEY
+
+    def grow(n, loc, height):
+        nonlocal count
+        count += n
+        if count > MAX_NODES:
             raise ArchcError(f"document expands to more than {MAX_NODES} values (alias/anchor bomb?)", loc)
-        if depth > MAX_DEPTH:
+        if len(stack) + height - 1 > MAX_DEPTH:
             raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", loc)
-        if node.tag not in _STD_TAGS:
-            raise ArchcError(f"YAML tag '{node.tag}' is not allowed in a spec", loc)
-        if isinstance(node, yaml.MappingNode):
-            out = _mk_dict(loc)
-            for knode, vnode in node.value:
-                if knode.tag == "tag:yaml.org,2002:merge":
-                    raise ArchcError("YAML merge keys ('<<') are not supported; use 'extends'", _mark(knode, self.file))
-                key = self.convert(knode, depth + 1)
-                if not isinstance(key, str):
-                    raise ArchcError(f"mapping keys must be strings, got {key!r}", _mark(knode, self.file))
-                if key in out:
-                    raise ArchcError(f"duplicate key '{key}'", _mark(knode, self.file))
-                out[key] = self.convert(vnode, depth + 1)
-                out.locs[key] = _mark(vnode, self.file)
-                out.klocs[key] = _mark(knode, self.file)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            out = _mk_list(loc)
-            for item in node.value:
-                out.append(self.convert(item, depth + 1))
-                out.locs.append(_mark(item, self.file))
-            return out
-        try:
-            return self.scalar.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise ArchcError(f"bad value: {exc}", loc) from None
+
+    def tag_of(ev, kind):
+        tag = ev.tag
+        if tag is None or tag == "!":
+            tag = scalars.resolve(kind, ev.value if kind is yaml.ScalarNode else None, ev.implicit)
+        return tag
+
+    def check_tag(tag, loc, at_key):
+        if tag == "tag:yaml.org,2002:merge" and at_key:
+            raise ArchcError("YAML merge keys ('<<') are not supported; use 'extends'", loc)
+        if tag not in _STD_TAGS:
+            raise ArchcError(f"YAML tag '{tag}' is not allowed in a spec", loc)
+
+    for ev in yaml.parse(text, Loader=_LOADER):
+        if isinstance(ev, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+            continue
+        loc = _mark(ev.start_mark, file)
+        at_key = bool(stack) and isinstance(stack[-1].obj, LDict) and stack[-1].key is _NOKEY
+        if isinstance(ev, yaml.DocumentStartEvent):
+            docs += 1
+            if docs > 1:
+                raise ArchcError("a spec file holds one YAML document; found a second one", loc)
+        elif isinstance(ev, yaml.AliasEvent):
+            if ev.anchor not in anchors:
+                raise ArchcError(f"unknown alias '*{ev.anchor}'", loc)
+            value, size, height, where = anchors[ev.anchor]
+            grow(size, loc, height)
+            add(_copy(value), where, size, height)
+        elif isinstance(ev, yaml.ScalarEvent):
+            grow(1, loc, 1)
+            tag = tag_of(ev, yaml.ScalarNode)
+            check_tag(tag, loc, at_key)
+            node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
+            try:
+                value = scalars.construct_object(node, deep=True)
+            except yaml.YAMLError as exc:
+                raise ArchcError(f"bad value: {exc}", loc) from None
+            if ev.anchor is not None:
+                anchors[ev.anchor] = (value, 1, 1, loc)
+            add(value, loc, 1, 1)
+        elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            grow(1, loc, 1)
+            is_map = isinstance(ev, yaml.MappingStartEvent)
+            check_tag(tag_of(ev, yaml.MappingNode if is_map else yaml.SequenceNode), loc, False)
+            if at_key:
+                raise ArchcError("mapping keys must be strings, not collections", loc)
+            stack.append(_Frame(_mk_dict(loc) if is_map else _mk_list(loc), ev.anchor))
+        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            f = stack.pop()
+            if f.anchor is not None:
+                anchors[f.anchor] = (f.obj, f.size, f.height, f.obj.loc)
+            add(f.obj, f.obj.loc, f.size, f.height)
+    return root, root_loc
 
 
 def read_text(path: str) -> str:
@@ -166,24 +244,18 @@ def read_text(path: str) -> str:
 def parse_yaml(text: str, file: str):
     """Parse one YAML document into located data (LDict / LList / scalars)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data, loc = _build(text, file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
+        loc = _mark(mark, file) if mark else Loc(file, 1, 1)
         raise ArchcError(f"YAML syntax error: {exc.problem or exc}", loc) from None
     except yaml.YAMLError as exc:
         raise ArchcError(f"YAML error: {exc}", Loc(file, 1, 1)) from None
-    except RecursionError:
-        raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
-    if node is None:
+    if data is _NOKEY or data is None:
         raise ArchcError("empty spec file", Loc(file, 1, 1))
-    try:
-        data = _Converter(file).convert(node)
-    except RecursionError:
-        raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a scalar ({type(data).__name__})"
-        raise ArchcError(f"a spec must be a mapping of keys to values, not {kind}", _mark(node, file))
+        raise ArchcError(f"a spec must be a mapping of keys to values, not {kind}", loc)
     return data
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -162,7 +163,7 @@ class Lowerer:
         for item in items:
             kind, attrs = item_kind_and_attrs(item)
             bases.append(item.block if kind == "call" else kind)
-        counts = {b: bases.count(b) for b in bases}
+        counts = Counter(bases)
         seen: dict[str, int] = {}
         used: dict[str, Loc | None] = {}
         nodes = []
@@ -381,7 +382,7 @@ class Lowerer:
             return None
         loc = t.loc
         al = t.attr_loc
-        a = {k: self.ev(v, scope, al(k)) for k, v in t.attrs if k != "hw"}
+        a = {k: self.ev(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
         base = dict(name=t.name, path=path, loc=loc, in_shape=shape)
         k = t.kind
         if k == "seq":

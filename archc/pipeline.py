@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+
 from pydantic import ValidationError
 
 from . import ir
@@ -127,8 +130,23 @@ def compile_spec(path: str, sets=()) -> ir.Model:
     """Load, validate and lower a spec file; raises ArchcError with a location on bad input."""
     from .lower import lower
 
-    data, spec = load_spec(path, sets)
+    with _no_gc():
+        data, spec = load_spec(path, sets)
+        try:
+            return lower(data, spec, path)
+        except RecursionError:
+            raise ArchcError("spec nests too deeply", data.loc) from None
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Compiling builds many small acyclic objects; the cycle collector's full passes over them made the
+    time grow faster than the spec (10,000 blocks: 1.2 s with it, 0.75 s without). Reference counting
+    still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
     try:
-        return lower(data, spec, path)
-    except RecursionError:
-        raise ArchcError("spec nests too deeply", data.loc) from None
+        yield
+    finally:
+        if was:
+            gc.enable()

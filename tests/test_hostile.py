@@ -34,6 +34,11 @@ HOSTILE = {
     "huge_channels": HEAD + "network:\n  - conv: {out: 100000000000, kernel: 1}\n",
     "huge_expression": HEAD + "network:\n  - conv: {out: '${10 ** 60}', kernel: 1}\n",
     "power_tower": HEAD + "params: {a: 9}\nnetwork:\n  - conv: {out: '${a ** a ** a ** a}', kernel: 1}\n",
+    # constant folding at template time (the term has a param in it) must not compute 9 ** 387420489
+    "power_tower_in_template": HEAD + "network:\n  - conv: {out: '${in_channels * 0 + 9 ** 9 ** 9}', kernel: 1}\n",
+    "repeat_string_in_template": HEAD
+    + "network:\n  - conv: {out: \"${in_channels + len('ab' * 10 ** 12)}\", kernel: 1}\n",
+    "deep_flow_nesting_100k": HEAD + "network: " + "[" * 100_000 + "relu" + "]" * 100_000 + "\n",
     "empty": "",
     "only_comments": "# nothing here\n",
     "a_list": "- conv\n- relu\n",

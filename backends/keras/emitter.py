@@ -83,6 +83,7 @@ class KerasEmitter:
     # ------------------------------------------------------------------ entry point
     def emit(self, model: ir.Model) -> str:
         self.model = model
+        self._top_cache = None
         self.instances = pair_instances(model)
         self.helpers: set[str] = set()
         self.pad_layers: dict[int, str] = {}  # id(template) -> "always" | "if_padded": its "<name>_pad" layer
@@ -179,7 +180,7 @@ class KerasEmitter:
         cur = src
         prev = None  # the item whose output is ``cur`` (None: unknown)
         for c in t.children:
-            if top and not any(n.name == c.name for n in self.model.body.children):
+            if top and c.name not in self.top_instances():
                 continue
             if c.cond is not None and scope.values is not None:
                 v = scope.value(c.cond)
@@ -203,15 +204,21 @@ class KerasEmitter:
             prev = None if guarded else c
             if top and c.name in self.taps:
                 h = self.taps.pop(c.name)
-                at = next(n for n in self.model.body.children if n.name == c.name)
+                at = self.top_instances()[c.name]
                 hscope = Scope({**scope.values, "in_channels": at.out_shape[-1]})
                 var = self.head_vars[h.name] = self.fresh(h.name)
                 self.seq(h.template, hscope, cur, var, Name().child(h.name), out, False, indent)
         if cur != dst:
             out.append(f"{dst} = {cur}")
 
+    def top_instances(self) -> dict[str, ir.Node]:
+        """The model's top-level instances by name (built once: lookups stay O(1) for huge networks)."""
+        if getattr(self, "_top_cache", None) is None:
+            self._top_cache = {n.name: n for n in self.model.body.children}
+        return self._top_cache
+
     def shape_comment(self, t: ir.TNode) -> str:
-        node = next(n for n in self.model.body.children if n.name == t.name)
+        node = self.top_instances()[t.name]
         return "  # " + " x ".join(str(s) for s in node.out_shape)
 
     def item(self, t, scope: Scope, src, dst, name: Name, out: list, prev, indent: int, comment: str = ""):

@@ -56,6 +56,7 @@ class TorchEmitter:
     # ------------------------------------------------------------------ entry point
     def emit(self, model: ir.Model) -> str:
         self.model = model
+        self._top_cache = None
         self.instances = pair_instances(model)
         self.helpers: set[str] = set()
         self.uses_f = False
@@ -441,20 +442,26 @@ class TorchEmitter:
     def _attr_names(self, seq: ir.TNode) -> set[str]:
         return {c.name for c in seq.children}
 
+    def _top(self) -> dict[str, ir.Node]:
+        """The model's top-level instances by name (built once: lookups stay O(1) for huge networks)."""
+        if getattr(self, "_top_cache", None) is None:
+            self._top_cache = {c.name: c for c in self.model.body.children}
+        return self._top_cache
+
     def _present(self, t: ir.TNode) -> bool:
-        return any(c.name == t.name for c in self.model.body.children)
+        return t.name in self._top()
 
     def _instance_top(self, name: str) -> ir.Node:
-        return next(c for c in self.model.body.children if c.name == name)
+        return self._top()[name]
 
     def _shape_comment(self, t: ir.TNode) -> str:
-        for c in self.model.body.children:
-            if c.name == t.name:
-                shape = c.out_shape
-                if len(shape) == 3:
-                    return f"  # N x {shape[2]} x {shape[0]} x {shape[1]}"
-                return f"  # N x {shape[0]}"
-        return ""
+        c = self._top().get(t.name)
+        if c is None:
+            return ""
+        shape = c.out_shape
+        if len(shape) == 3:
+            return f"  # N x {shape[2]} x {shape[0]} x {shape[1]}"
+        return f"  # N x {shape[0]}"
 
     def _rank(self, t: ir.TNode) -> int:
         inst = self.instances.get(id(t))
