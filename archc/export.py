@@ -59,6 +59,10 @@ def export_folded(spec: str, src: str, dst: str, sets=()) -> str:
     net.load_state_dict(state)
     fold_batchnorm(model, net)
     h, w, c = model.input_shape
-    traced = torch.jit.trace(net, torch.zeros(1, c, h, w))
-    _atomic(dst, lambda p: torch.jit.save(traced, p))
-    return f"wrote {dst}: {len(foldable_pairs(model))} batch norms folded into their convolutions"
+    try:  # scripting keeps every input size working
+        exported, how = torch.jit.script(net), "scripted: any input size"
+    except Exception:  # noqa: BLE001 - TorchScript refuses some valid Python (super().forward, optional outputs)
+        exported = torch.jit.trace(net, torch.zeros(1, c, h, w), check_trace=False)
+        how = f"traced at {h}x{w}: run it at that input size only (rebuild with --set for another)"
+    _atomic(dst, lambda p: torch.jit.save(exported, p))
+    return f"wrote {dst}: {len(foldable_pairs(model))} batch norms folded into their convolutions ({how})"
