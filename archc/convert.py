@@ -16,6 +16,7 @@ torch, keras and numpy are imported only when a conversion runs.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -93,15 +94,20 @@ def torch_shapes(model: ir.Model) -> dict[str, tuple]:
     return shapes
 
 
+def _natural(key: str) -> list:
+    """Sort key putting ``stack.2`` before ``stack.10`` (module paths in the order people read them)."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", key)]
+
+
 def _check_state(model: ir.Model, state: dict, src: str) -> None:
     expected = torch_shapes(model)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
+    missing = sorted(set(expected) - set(state), key=_natural)
+    unexpected = sorted(set(state) - set(expected), key=_natural)
+    misshaped = [
         f"{k} {tuple(state[k].shape)} (spec needs {expected[k]})"
-        for k in set(expected) & set(state)
+        for k in sorted(set(expected) & set(state), key=_natural)
         if tuple(state[k].shape) != expected[k] and not k.endswith("num_batches_tracked")
-    )
+    ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
         if items:
@@ -187,7 +193,8 @@ def keras_to_torch(model: ir.Model, layers: dict[str, list]) -> dict:
             state[f"{p}.weight"] = k
             if n.bias:
                 state[f"{p}.bias"] = ws[1]
-    state = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    # np.ascontiguousarray makes 0-d arrays 1-d: num_batches_tracked must stay a scalar, as torch saves it
+    state = {k: np.ascontiguousarray(v) if v.ndim else v for k, v in state.items()}
     _check_state(model, state, "<converted>")
     return state
 
