@@ -56,10 +56,73 @@ def weighted(model):
     return [layer for layer in model.layers if layer.get_weights()]
 
 
+def emitted(stem: str, sets: list[str], tmp_path: Path):
+    """The Keras model archc builds from specs/<stem>.yaml with these --set overrides."""
+    from archc.cli import main as archc_main
+
+    out = tmp_path / f"{stem}_variant.py"
+    argv = ["build", str(ROOT / "specs" / f"{stem}.yaml"), "--backend", "keras", "-o", str(out)]
+    assert archc_main(argv + [a for kv in sets for a in ("--set", kv)]) == 0
+    s = importlib.util.spec_from_file_location(f"kapp_variant_{stem}", out)
+    m = importlib.util.module_from_spec(s)
+    s.loader.exec_module(m)
+    return m.build_model()
+
+
+# variants a user makes with --set, against keras.applications built with the same options
+VARIANTS = {
+    "mobilenet_alpha075_192_dm2_10classes": (
+        "mobilenet_v1",
+        ["alpha=0.75", "size=192", "depth_multiplier=2", "classes=10"],
+        lambda: keras.applications.MobileNet(
+            input_shape=(192, 192, 3),
+            alpha=0.75,
+            depth_multiplier=2,
+            classes=10,
+            weights=None,
+            classifier_activation=None,
+        ),  # fmt: skip
+    ),
+    "mobilenet_025_odd_161": (
+        "mobilenet_v1_025_160",
+        ["size=161"],
+        lambda: keras.applications.MobileNet(
+            input_shape=(161, 161, 3), alpha=0.25, weights=None, classifier_activation=None
+        ),
+    ),
+    "densenet_blocks_4_8_16_12_160_10classes": (
+        "densenet121",
+        ["block_config=[4, 8, 16, 12]", "size=160", "classes=10"],
+        # keras.applications' generic DenseNet(blocks, ...) (not exported; DenseNet121/169/201 call it)
+        lambda: __import__("keras.src.applications.densenet", fromlist=["DenseNet"]).DenseNet(
+            [4, 8, 16, 12], input_shape=(160, 160, 3), classes=10, weights=None, classifier_activation=None
+        ),
+    ),
+    "densenet169_odd_225": (
+        "densenet169",
+        ["size=225"],
+        lambda: keras.applications.DenseNet169(input_shape=(225, 225, 3), weights=None, classifier_activation=None),
+    ),
+}
+
+
 @pytest.mark.parametrize("stem", sorted(REFERENCES))
 def test_same_function_as_keras_applications(stem):
-    ref = REFERENCES[stem]()
-    ours = generated(stem)
+    compare(stem, REFERENCES[stem](), generated(stem))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variants_same_function_as_keras_applications(variant, tmp_path):
+    stem, sets, reference = VARIANTS[variant]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # keras.applications warns about sizes without ImageNet weights
+        ref = reference()
+    compare(variant, ref, emitted(stem, sets, tmp_path))
+
+
+def compare(stem, ref, ours):
     assert ref.count_params() == ours.count_params()
     randomize(ref, seed=5)
     x = np.random.default_rng(6).normal(size=(2, *ref.input_shape[1:])).astype(np.float32)

@@ -11,16 +11,22 @@ from keras import layers
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-def ds_conv(x, filters, stride=1, alpha=1.0, name=None):
-    """Depthwise-separable convolution as keras.applications builds it: 3x3 depthwise (stride 2: zero-pad bottom/right
-    by one, then 'valid') - BN - ReLU6 - 1x1 pointwise to int(filters * alpha) - BN - ReLU6.
+def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
+    """Depthwise-separable convolution as keras.applications builds it: 3x3 depthwise with depth_multiplier output
+    channels per input channel (stride 2: zero-pad bottom/right by one, then 'valid') - BN - ReLU6 - 1x1 pointwise
+    to int(filters * alpha) - BN - ReLU6.
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
     if stride != 1:
         x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
     x = layers.DepthwiseConv2D(
-        3, strides=stride, padding="same" if stride == 1 else "valid", use_bias=False, name=f"{name}_dw"
+        3,
+        strides=stride,
+        padding="same" if stride == 1 else "valid",
+        depth_multiplier=depth_multiplier,
+        use_bias=False,
+        name=f"{name}_dw",
     )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)

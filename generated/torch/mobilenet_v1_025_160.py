@@ -30,25 +30,26 @@ class Conv2dSame(nn.Conv2d):
 
 
 class DsConv(nn.Module):
-    """Depthwise-separable convolution as keras.applications builds it: 3x3 depthwise (stride 2: zero-pad bottom/right
-    by one, then 'valid') - BN - ReLU6 - 1x1 pointwise to int(filters * alpha) - BN - ReLU6.
+    """Depthwise-separable convolution as keras.applications builds it: 3x3 depthwise with depth_multiplier output
+    channels per input channel (stride 2: zero-pad bottom/right by one, then 'valid') - BN - ReLU6 - 1x1 pointwise
+    to int(filters * alpha) - BN - ReLU6.
     """
 
-    def __init__(self, in_channels, filters, stride=1, alpha=1.0):
+    def __init__(self, in_channels, filters, stride=1, alpha=1.0, depth_multiplier=1):
         super().__init__()
         self.pad = nn.ZeroPad2d((0, 1, 0, 1)) if stride != 1 else nn.Identity()
         self.dw = nn.Conv2d(
             in_channels,
-            in_channels,
+            in_channels * depth_multiplier,
             kernel_size=3,
             stride=stride,
             padding="same" if stride == 1 else "valid",
             groups=in_channels,
             bias=False,
         )
-        self.dw_bn = nn.BatchNorm2d(in_channels, eps=0.001, momentum=0.01)
+        self.dw_bn = nn.BatchNorm2d(in_channels * depth_multiplier, eps=0.001, momentum=0.01)
         self.dw_relu = nn.ReLU6(inplace=True)
-        self.pw = nn.Conv2d(in_channels, int(filters * alpha), kernel_size=1, bias=False)
+        self.pw = nn.Conv2d(in_channels * depth_multiplier, int(filters * alpha), kernel_size=1, bias=False)
         self.pw_bn = nn.BatchNorm2d(int(filters * alpha), eps=0.001, momentum=0.01)
         self.pw_relu = nn.ReLU6(inplace=True)
 
