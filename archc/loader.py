@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 import yaml
 
 from .errors import ArchcError, Loc
 
-MAX_FILE_BYTES = 1 << 20  # a spec is a page of YAML; refuse anything over 1 MiB
-MAX_NODES = 200_000  # bound on values after alias expansion (defeats alias bombs)
+MAX_FILE_BYTES = 1 << 19  # a spec is a page of YAML; refuse anything over 512 KiB (parsed within a second)
+MAX_NODES = 100_000  # bound on values after alias expansion (defeats alias bombs; 10,000 block calls fit)
 MAX_DEPTH = 200  # bound on nesting
 MAX_EXTENDS = 32
 
@@ -161,14 +162,15 @@ def _build(text: str, file: str):
         nonlocal count
         count += n
         if count > MAX_NODES:
-            raise ArchcError(f"document expands to more than {MAX_NODES} values (alias/anchor bomb?)", loc)
+            what = " (alias/anchor bomb?)" if anchors else "; a spec is a page of YAML"
+            raise ArchcError(f"document expands to more than {MAX_NODES} values{what}", loc)
         if len(stack) + height - 1 > MAX_DEPTH:
             raise ArchcError(f"nesting deeper than {MAX_DEPTH} levels", loc)
 
     def tag_of(ev, kind):
         tag = ev.tag
         if tag is None or tag == "!":
-            tag = scalars.resolve(kind, ev.value if kind is yaml.ScalarNode else None, ev.implicit)
+            tag = resolve(kind, ev.value if kind is yaml.ScalarNode else None, ev.implicit)
         return tag
 
     def check_tag(tag, loc, at_key):
@@ -177,45 +179,53 @@ def _build(text: str, file: str):
         if tag not in _STD_TAGS:
             raise ArchcError(f"YAML tag '{tag}' is not allowed in a spec", loc)
 
+    resolve = scalars.resolve
+    constructors = scalars.yaml_constructors
+    str_tag = "tag:yaml.org,2002:str"
     for ev in yaml.parse(text, Loader=_LOADER):
-        if isinstance(ev, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+        t = type(ev)
+        if t is yaml.StreamStartEvent or t is yaml.StreamEndEvent or t is yaml.DocumentEndEvent:
             continue
-        loc = _mark(ev.start_mark, file)
-        at_key = bool(stack) and isinstance(stack[-1].obj, LDict) and stack[-1].key is _NOKEY
-        if isinstance(ev, yaml.DocumentStartEvent):
-            docs += 1
-            if docs > 1:
-                raise ArchcError("a spec file holds one YAML document; found a second one", loc)
-        elif isinstance(ev, yaml.AliasEvent):
+        m = ev.start_mark
+        loc = Loc(file, m.line + 1, m.column + 1)
+        at_key = bool(stack) and stack[-1].key is _NOKEY and type(stack[-1].obj) is LDict
+        if t is yaml.ScalarEvent:  # the common case first
+            grow(1, loc, 1)
+            tag = tag_of(ev, yaml.ScalarNode)
+            if tag == str_tag:
+                value = ev.value
+            else:
+                check_tag(tag, loc, at_key)
+                node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
+                try:
+                    value = constructors[tag](scalars, node)
+                except (yaml.YAMLError, ValueError) as exc:
+                    raise ArchcError(f"bad value: {exc}", loc) from None
+            if ev.anchor is not None:
+                anchors[ev.anchor] = (value, 1, 1, loc)
+            add(value, loc, 1, 1)
+        elif t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent:
+            grow(1, loc, 1)
+            is_map = t is yaml.MappingStartEvent
+            check_tag(tag_of(ev, yaml.MappingNode if is_map else yaml.SequenceNode), loc, False)
+            if at_key:
+                raise ArchcError("mapping keys must be strings, not collections", loc)
+            stack.append(_Frame(_mk_dict(loc) if is_map else _mk_list(loc), ev.anchor))
+        elif t is yaml.MappingEndEvent or t is yaml.SequenceEndEvent:
+            f = stack.pop()
+            if f.anchor is not None:
+                anchors[f.anchor] = (f.obj, f.size, f.height, f.obj.loc)
+            add(f.obj, f.obj.loc, f.size, f.height)
+        elif t is yaml.AliasEvent:
             if ev.anchor not in anchors:
                 raise ArchcError(f"unknown alias '*{ev.anchor}'", loc)
             value, size, height, where = anchors[ev.anchor]
             grow(size, loc, height)
             add(_copy(value), where, size, height)
-        elif isinstance(ev, yaml.ScalarEvent):
-            grow(1, loc, 1)
-            tag = tag_of(ev, yaml.ScalarNode)
-            check_tag(tag, loc, at_key)
-            node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
-            try:
-                value = scalars.construct_object(node, deep=True)
-            except yaml.YAMLError as exc:
-                raise ArchcError(f"bad value: {exc}", loc) from None
-            if ev.anchor is not None:
-                anchors[ev.anchor] = (value, 1, 1, loc)
-            add(value, loc, 1, 1)
-        elif isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            grow(1, loc, 1)
-            is_map = isinstance(ev, yaml.MappingStartEvent)
-            check_tag(tag_of(ev, yaml.MappingNode if is_map else yaml.SequenceNode), loc, False)
-            if at_key:
-                raise ArchcError("mapping keys must be strings, not collections", loc)
-            stack.append(_Frame(_mk_dict(loc) if is_map else _mk_list(loc), ev.anchor))
-        elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            f = stack.pop()
-            if f.anchor is not None:
-                anchors[f.anchor] = (f.obj, f.size, f.height, f.obj.loc)
-            add(f.obj, f.obj.loc, f.size, f.height)
+        elif t is yaml.DocumentStartEvent:
+            docs += 1
+            if docs > 1:
+                raise ArchcError("a spec file holds one YAML document; found a second one", loc)
     return root, root_loc
 
 
@@ -225,10 +235,15 @@ def read_text(path: str) -> str:
     if p.is_dir():
         raise ArchcError("is a directory, not a spec file", Loc(path, 1, 1))
     try:
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ArchcError(f"file is {size} bytes; a spec may be at most {MAX_FILE_BYTES}", Loc(path, 1, 1))
-        raw = p.read_bytes()
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, device or socket would block or never end
+            raise ArchcError("is a device, pipe or socket, not a spec file", Loc(path, 1, 1))
+        if st.st_size > MAX_FILE_BYTES:
+            raise ArchcError(f"file is {st.st_size} bytes; a spec may be at most {MAX_FILE_BYTES}", Loc(path, 1, 1))
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # bounded, even if the file grows meanwhile
+        if len(raw) > MAX_FILE_BYTES:
+            raise ArchcError(f"file is over {MAX_FILE_BYTES} bytes, the most a spec may be", Loc(path, 1, 1))
     except OSError as exc:
         raise ArchcError(f"cannot read: {exc.strerror or exc}", Loc(path, 1, 1)) from None
     if b"\x00" in raw:

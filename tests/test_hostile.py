@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ HOSTILE = {
     + "  " * 251
     + "- relu\n",
     "unterminated": HEAD + "network: [conv: {out: 3\n",
+    # at the size limit, as many values as fit: refused at the value bound, parsed within the second
+    "many_values_under_size_limit": HEAD + "network:\n" + "  - conv: {out: 3, kernel: 1}\n" * 17_000,
+    "over_size_limit": "# " + "x" * 600_000 + "\n" + HEAD + "network: [relu]\n",
     "dunder_expression": HEAD + "network:\n  - conv: {out: '${().__class__}', kernel: 1}\n",
     "attribute_expression": HEAD + "params: {a: 1}\nnetwork:\n  - conv: {out: '${a.real}', kernel: 1}\n",
     "call_expression": HEAD + "network:\n  - conv: {out: '${open(\"/etc/passwd\")}', kernel: 1}\n",
@@ -87,6 +91,18 @@ def test_non_utf8_binary_directory_missing(tmp_path):
     for path in [*cases, tmp_path / "adir.yaml", tmp_path / "missing.yaml"]:
         code, err, seconds = run_check(path)
         assert code == 2 and err.startswith(f"{path}:") and "Traceback" not in err, err
+        assert seconds < 1.5
+
+
+def test_devices_and_pipes(tmp_path):
+    """Reading these would block (a FIFO with no writer) or never end (/dev/zero): refused before opening."""
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    for path in [fifo, Path("/dev/zero"), Path("/dev/urandom")]:
+        if not path.exists():
+            continue
+        code, err, seconds = run_check(path)
+        assert code == 2 and err.startswith(f"{path}:1:1: ") and "device, pipe or socket" in err, err
         assert seconds < 1.5
 
 
