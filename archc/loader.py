@@ -306,7 +306,8 @@ def load_file(path: str, _stack: tuple = ()) -> LDict:
     if len(stack) > MAX_EXTENDS:
         raise ArchcError(f"'extends' chain longer than {MAX_EXTENDS}", where)
     if not os.path.isfile(base_path):
-        raise ArchcError(f"'extends' names '{base_ref}', which does not exist (looked for {base_path})", where)
+        what = "is not a spec file" if os.path.exists(base_path) else "does not exist"
+        raise ArchcError(f"'extends' names '{base_ref}', which {what} (looked for {base_path})", where)
     base = load_file(base_path, stack)
     own = _mk_dict(data.loc)
     for k, v in data.items():
