@@ -31,10 +31,10 @@ from .spec import (
     item_kind_and_attrs,
 )
 
-MAX_INSTANCE_NODES = 300_000
+MAX_INSTANCE_NODES = 100_000  # layers and blocks after expansion (10,000 blocks fit; checked within about a second)
 MAX_CHANNELS = 1 << 24
 MAX_SPATIAL = 1 << 16
-MAX_REPEAT = 100_000
+MAX_REPEAT = 50_000
 
 # framework attribute names that a layer name must not shadow in generated code
 FRAMEWORK_NAMES = frozenset(
@@ -377,7 +377,7 @@ class Lowerer:
     def inst(self, t: ir.TNode, scope: dict, shape, path: str):
         self.count += 1
         if self.count > MAX_INSTANCE_NODES:
-            raise ArchcError(f"network has more than {MAX_INSTANCE_NODES} layers", t.loc)
+            raise ArchcError(f"network has more than {MAX_INSTANCE_NODES} layers and blocks", t.loc)
         if t.cond is not None and not _as_bool(self.ev(t.cond, scope, t.loc), t.loc):
             return None
         loc = t.loc
@@ -503,7 +503,8 @@ class Lowerer:
             body = t.children[0]
             if self.count + n * self.tsize(body) > MAX_INSTANCE_NODES:
                 raise ArchcError(
-                    f"{count_key}={n} would make the network larger than {MAX_INSTANCE_NODES} layers", al(count_key)
+                    f"{count_key}={n} would make the network larger than {MAX_INSTANCE_NODES} layers and blocks",
+                    al(count_key),
                 )
             items = []
             cur = shape

@@ -32,6 +32,8 @@ HOSTILE = {
     "alias_bomb": alias_bomb(),
     "huge_repeat": HEAD + "network:\n  - repeat: {times: 1000000000000, body: [relu]}\n",
     "nested_huge_repeat": HEAD + "network:\n  - repeat: {times: 90000, body: [repeat: {times: 90000, body: [relu]}]}\n",
+    "repeat_over_layer_bound": HEAD
+    + "network:\n  - repeat: {times: 30000, body: [conv: {out: 3, kernel: 1}, bn, relu]}\n",
     "huge_channels": HEAD + "network:\n  - conv: {out: 100000000000, kernel: 1}\n",
     "huge_expression": HEAD + "network:\n  - conv: {out: '${10 ** 60}', kernel: 1}\n",
     "power_tower": HEAD + "params: {a: 9}\nnetwork:\n  - conv: {out: '${a ** a ** a ** a}', kernel: 1}\n",
@@ -92,6 +94,16 @@ def test_non_utf8_binary_directory_missing(tmp_path):
         code, err, seconds = run_check(path)
         assert code == 2 and err.startswith(f"{path}:") and "Traceback" not in err, err
         assert seconds < 1.5
+
+
+def test_largest_allowed_network_is_checked_quickly(tmp_path):
+    """Near the bound (24,000 x conv-BN-ReLU: 96,000 of the 100,000 layers and blocks allowed): valid, and
+    still answered at once."""
+    path = tmp_path / "big.yaml"
+    path.write_text(HEAD + "network:\n  - repeat: {times: 24000, body: [conv: {out: 3, kernel: 1}, bn, relu]}\n")
+    code, err, seconds = run_check(path)
+    assert code == 0, err
+    assert seconds < 2.5
 
 
 def test_devices_and_pipes(tmp_path):
