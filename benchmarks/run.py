@@ -135,6 +135,10 @@ class Config:
     compile_fresh_cache: bool  # extras: torch.compile in an empty inductor cache (else the user's)
     keras_jit_models: tuple[str, ...]  # extras: generated/keras/<stem>.py with and without XLA
 
+    def train_size(self, name: str) -> int:
+        """Input height = width of the training-step rows of model ``name``."""
+        return self.googlenet_train_size if name.startswith("googlenet") else self.size
+
     @classmethod
     def make(cls, quick: bool, repeats: int | None, warmup: int | None) -> Config:
         if quick:
@@ -377,8 +381,8 @@ def make_eval(model, x) -> Callable[[], object]:
 def check_torch_models(torch) -> dict:
     """Parameter counts of generated and reference models (asserted) and an equivalence check of eval outputs.
 
-    The generated weights (with random BN statistics) are loaded into the reference by name (strict), and both
-    compute the logits of a random 2x3x64x64 batch in eval mode.
+    The generated weights (with random BN statistics and affine parameters) are loaded into the reference by name
+    (strict), and both compute the logits of a random 2x3x64x64 batch in eval mode.
     """
     from benchmarks.reference_torch import load_generated_state
 
@@ -394,14 +398,8 @@ def check_torch_models(torch) -> dict:
             )
         if gb != rb:
             raise SystemExit(f"{name}: buffer sizes differ: generated {gb:,}, reference {rb:,}")
-        state = gen.state_dict()
-        with torch.no_grad():
-            for k, v in state.items():
-                if k.endswith("running_var"):
-                    v.uniform_(0.5, 2.0)
-                elif k.endswith("running_mean") or (k.endswith(".bias") and v.dim() == 1):
-                    v.normal_(0.0, 0.1)
-        load_generated_state(ref, name, state)
+        randomize_bn(torch, gen)
+        load_generated_state(ref, name, gen.state_dict())
         gen.eval()
         ref.eval()
         x = torch.randn(2, 3, 64, 64)
@@ -443,19 +441,16 @@ def bench_torch(torch, cfg: Config) -> dict:
             **faults(t),
         )
         # training step
-        s = cfg.googlenet_train_size if name.startswith("googlenet") else cfg.size
-        b = cfg.train_batch
-        x = torch.randn(b, 3, s, s)
-        target = torch.randint(0, 1000, (b,))
+        x, target, inputs = train_inputs(torch, name, cfg)
         for m in models.values():
             m.train()
-        log(f"torch train {name} {b}x3x{s}x{s}")
+        log(f"torch train {name} {inputs}")
         t = alternate({k: make_train_step(m, x, target) for k, m in models.items()}, cfg.warmup, cfg.repeats)
         rows[f"torch_train_{name}"] = compare_row(
             "torch",
             f"{label} training step (fwd+bwd)",
             "s",
-            f"{b}x3x{s}x{s}",
+            inputs,
             t["generated"],
             t["reference"],
             **faults(t),
@@ -484,7 +479,8 @@ def alloc_peak_bytes(torch, step: Callable[[], object]) -> int:
 
 
 def train_inputs(torch, name: str, cfg: Config):
-    s = cfg.googlenet_train_size if name.startswith("googlenet") else cfg.size
+    """(input, target labels, "BxCxHxW") of model ``name``'s training-step rows, seed 0."""
+    s = cfg.train_size(name)
     torch.manual_seed(0)
     x = torch.randn(cfg.train_batch, 3, s, s)
     target = torch.randint(0, 1000, (cfg.train_batch,))
@@ -621,7 +617,7 @@ def rss_runs(name: str, impls: tuple[str, ...], size: int, batch: int, runs: int
 def bench_memory_rss(cfg: Config) -> dict:
     rows = {}
     for name, label in TORCH_MODELS.items():
-        s = cfg.googlenet_train_size if name.startswith("googlenet") else cfg.size
+        s = cfg.train_size(name)
         inputs = f"{cfg.train_batch}x3x{s}x{s}"
         log(f"memory (RSS, fresh process per step) {name} {inputs}, {cfg.memory_runs} run(s) each")
         res = rss_runs(name, ("generated", "reference"), s, cfg.train_batch, cfg.memory_runs)
@@ -970,7 +966,7 @@ def extras_memory_efficient(torch, cfg: Config, emitted: Emitted) -> dict:
     row["note"] = f"{pct(row['ratio'])} peak ({row['plain'] - row['option']:,.0f} MiB less)"
     del models, steps, grads
     gc.collect()
-    s = int(inputs.rsplit("x", 1)[1])
+    s = cfg.train_size(name)
     log(f"extras: memory-efficient DenseNet-169 peak RSS, {cfg.memory_runs} fresh process(es) each")
     res = rss_runs(name, ("memory_efficient", "plain"), s, cfg.train_batch, cfg.memory_runs)
     row = rows["extras_memory_efficient_rss_densenet169"] = option_row(

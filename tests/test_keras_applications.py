@@ -7,7 +7,9 @@ must compute the same logits within 1e-4 relative.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +96,7 @@ VARIANTS = {
         "densenet121",
         ["block_config=[4, 8, 16, 12]", "size=160", "classes=10"],
         # keras.applications' generic DenseNet(blocks, ...) (not exported; DenseNet121/169/201 call it)
-        lambda: __import__("keras.src.applications.densenet", fromlist=["DenseNet"]).DenseNet(
+        lambda: importlib.import_module("keras.src.applications.densenet").DenseNet(
             [4, 8, 16, 12], input_shape=(160, 160, 3), classes=10, weights=None, classifier_activation=None
         ),
     ),
@@ -114,8 +116,6 @@ def test_same_function_as_keras_applications(stem):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_variants_same_function_as_keras_applications(variant, tmp_path):
     stem, sets, reference = VARIANTS[variant]
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # keras.applications warns about sizes without ImageNet weights
         ref = reference()
