@@ -29,6 +29,10 @@ class ArchcError(Exception):
         return f"{self.loc}: {self.message}" if self.loc else self.message
 
 
+class InternalError(ArchcError):
+    """Something archc itself got wrong (e.g. an emitter produced code that does not compile): exit status 3."""
+
+
 def suggest(word: str, choices) -> str:
     """A ' (did you mean ...?)' hint naming the closest valid choice, or ''."""
     import difflib

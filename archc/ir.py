@@ -131,11 +131,31 @@ class Seq(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Merge(Node):
-    """Parallel branches on the same input, merged by channel concat or elementwise add."""
+    """Parallel branches on the same input, merged by channel concat or elementwise add.
+
+    ``path`` names the merge itself (its Keras layer); ``level`` is where its branches' names
+    live: ``path`` for a named merge, the enclosing level for an unnamed one (see :class:`TNode`).
+    """
 
     kind: str = field(init=False, default="merge")
     mode: str  # "concat" | "add"
     branches: tuple[Seq, ...]
+    level: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Residual(Node):
+    """``body(x) + shortcut(x)``; ``shortcut`` is None when the add is off (then the output is ``body(x)``).
+
+    An empty ``shortcut`` sequence is the identity. ``path`` names the add itself; ``level`` is where
+    the names of the body's and shortcut's items live (the enclosing level for an unnamed residual in
+    a block body, else ``path``, with the sub-levels ``body`` and ``shortcut``).
+    """
+
+    kind: str = field(init=False, default="residual")
+    body: Seq
+    shortcut: Seq | None
+    level: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +191,12 @@ class TNode:
     are fully defaulted; values are literals or :class:`Expr`. ``in_ch`` / ``out_ch``
     are the channel (or feature) counts as expressions of the block's params and its
     ``in_channels``. For repeat / dense_connect, ``children[0]`` is the body, a fresh
-    scope whose ``in_channels`` is the body's own input.
+    scope whose ``in_channels`` is the body's own input; for residual, ``children`` are the
+    body and the shortcut and ``attrs`` holds ``when``.
+
+    ``transparent``: the node adds no level to the names below it (its items' names live in
+    the enclosing level). True for an unnamed seq; for an unnamed residual, or the only
+    unnamed merge, directly in a block body or the network (a class body in generated code).
     """
 
     kind: str
@@ -184,6 +209,7 @@ class TNode:
     loc: Loc | None = field(default=None, compare=False)
     block: str | None = None  # for kind == "call"
     attr_locs: tuple[tuple[str, Loc | None], ...] = field(default=(), compare=False)
+    transparent: bool = False
 
     def attr_loc(self, key: str) -> Loc | None:
         """Where attribute ``key`` was written (or the item, if it came from a default)."""
@@ -252,6 +278,8 @@ def children(node: Node) -> tuple[Node, ...]:
         return node.children
     if isinstance(node, Merge):
         return node.branches
+    if isinstance(node, Residual):
+        return (node.body,) if node.shortcut is None else (node.body, node.shortcut)
     if isinstance(node, DenseConnect):
         return node.layers
     if isinstance(node, Repeat):
@@ -262,4 +290,4 @@ def children(node: Node) -> tuple[Node, ...]:
 
 
 def is_leaf(node: Node) -> bool:
-    return not isinstance(node, (Seq, Merge, DenseConnect, Repeat, Call))
+    return not isinstance(node, (Seq, Merge, DenseConnect, Repeat, Call, Residual))

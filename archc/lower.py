@@ -36,16 +36,23 @@ MAX_CHANNELS = 1 << 24
 MAX_SPATIAL = 1 << 16
 MAX_REPEAT = 50_000
 
-# framework attribute names that a layer name must not shadow in generated code
-FRAMEWORK_NAMES = frozenset(
+# attributes of torch.nn.Module (torch 2.13, public names) and of the generated model class: a layer given one of
+# these names would shadow it in the generated PyTorch code (Keras' functional code has no such attributes)
+TORCH_MODULE_ATTRS = frozenset(
     {
-        "forward", "training", "train", "eval", "modules", "parameters", "buffers", "children", "state_dict",
-        "to", "cuda", "cpu", "type", "half", "double", "apply", "add_module", "register_buffer", "zero_grad",
-        "call", "build", "weights", "trainable", "input", "output", "get_config", "dtype", "compute_dtype",
-        "named_modules", "named_parameters", "load_state_dict", "extra_repr", "features", "LOSS_WEIGHTS",
-        "build_model", "Outputs",
+        "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
+        "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer",
+        "get_extra_state", "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia",
+        "named_buffers", "named_children", "named_modules", "named_parameters", "parameters",
+        "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+        "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook", "register_module", "register_parameter",
+        "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "set_extra_state",
+        "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train", "training", "type", "xpu",
+        "zero_grad",
     }
 )  # fmt: skip
+GENERATED_ATTRS = frozenset({"loss_weights"})  # the generated model class's LOSS_WEIGHTS
 
 BUILTIN_DEFAULTS = {
     "conv": {"stride": 1, "dilation": 1, "groups": 1, "bias": True, "padding": 0},
@@ -54,6 +61,7 @@ BUILTIN_DEFAULTS = {
     "maxpool": {"padding": 0, "ceil": False},
     "avgpool": {"padding": 0, "ceil": False, "count_include_pad": True},
     "dense": {"bias": True},
+    "residual": {"when": True},
 }
 
 STDLIB_DIR = Path(__file__).parent / "stdlib"
@@ -63,6 +71,55 @@ STDLIB_PREFIX = "<archc stdlib>/"
 def camel(name: str) -> str:
     """``dense_layer`` -> ``DenseLayer``."""
     return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Model"
+
+
+def _item_name(item) -> str | None:
+    kind, attrs = item_kind_and_attrs(item)
+    name = attrs.get("name") if kind == "call" else attrs.name
+    return name if isinstance(name, str) else None
+
+
+def _item_base(item) -> str:
+    """What an unnamed item is called: its kind, or its block's name."""
+    kind, _ = item_kind_and_attrs(item)
+    return item.block if kind == "call" else kind
+
+
+def _level_items(items, class_scope: bool):
+    """The items whose names share one level: ``items`` and, recursively, those of transparent ones."""
+    for item in items:
+        yield item
+        kind, attrs = item_kind_and_attrs(item)
+        if kind == "call" or attrs.name is not None:
+            continue
+        if kind == "seq":
+            yield from _level_items(attrs.body, class_scope)
+        elif kind == "residual" and class_scope:
+            yield from _level_items(attrs.body, True)
+            yield from _level_items(attrs.shortcut, True)
+
+
+class _Level:
+    """One naming level: auto names (``conv``, or ``conv1``, ``conv2`` when there are several) and uniqueness."""
+
+    def __init__(self, items: list, class_scope: bool):
+        unnamed = [it for it in items if _item_name(it) is None]
+        self.counts = Counter(_item_base(it) for it in items)
+        self.seen: Counter = Counter()
+        self.used: dict[str, Loc | None] = {}
+        self.single_merge = class_scope and sum(_item_base(it) in ("concat", "add") for it in unnamed) == 1
+
+    def auto(self, item) -> str:
+        base = _item_base(item)
+        self.seen[base] += 1
+        if _item_name(item) is not None:
+            return _item_name(item)
+        return base if self.counts[base] == 1 else f"{base}{self.seen[base]}"
+
+    def claim(self, name: str, loc) -> None:
+        if name in self.used:
+            raise ArchcError(f"duplicate name '{name}' (also used at {self.used[name]})", loc)
+        self.used[name] = loc
 
 
 def _raw_attrs(raw_item):
@@ -117,9 +174,13 @@ class Lowerer:
         return loc_of(container, key) if container is not None else None
 
     def check_name(self, name: str, loc, what: str) -> None:
-        why = check_identifier(name)
-        if why is None and (name in RESERVED or name in FRAMEWORK_NAMES):
-            why = "is reserved in generated code"
+        why = check_identifier(name, variable=what not in ("name", "head name", "model name"))
+        if why is None and name in RESERVED:
+            why = "is a word of the spec language"
+        if why is None and what in ("name", "head name") and name in TORCH_MODULE_ATTRS:
+            why = f"would shadow torch.nn.Module.{name} in the generated PyTorch code"
+        if why is None and what == "name" and name in GENERATED_ATTRS:
+            why = "would shadow the generated model's loss_weights"
         if why:
             raise ArchcError(f"{what} '{name}' {why}", loc)
 
@@ -158,31 +219,31 @@ class Lowerer:
                 )
         return substitute(e, {"in_channels": in_ch}) if "in_channels" in e.names() else e
 
-    def template_seq(self, items, raw_items, in_ch: Expr, ctx: _Ctx, name: str, loc) -> ir.TNode:
-        bases = []
-        for item in items:
-            kind, attrs = item_kind_and_attrs(item)
-            bases.append(item.block if kind == "call" else kind)
-        counts = Counter(bases)
-        seen: dict[str, int] = {}
-        used: dict[str, Loc | None] = {}
+    def template_seq(
+        self, items, raw_items, in_ch: Expr, ctx: _Ctx, name: str, loc, level: _Level | None = None,
+        class_scope: bool = False,
+    ) -> ir.TNode:  # fmt: skip
+        """A sequence; ``level`` is the naming level its items join (a new one unless the seq is transparent).
+
+        ``class_scope``: the items stand directly in a block body or the network (a class body in
+        generated code), where an unnamed residual or a single unnamed merge adds no level.
+        """
+        if level is None:
+            level = _Level(list(_level_items(items, class_scope)), class_scope)
         nodes = []
         ch = in_ch
         for i, item in enumerate(items):
             raw_item = raw_items[i] if raw_items is not None and i < len(raw_items) else None
             item_loc = self.loc(raw_items, i) or loc
-            base = bases[i]
-            seen[base] = seen.get(base, 0) + 1
-            auto = base if counts[base] == 1 else f"{base}{seen[base]}"
-            node = self.template_item(item, raw_item, ch, ctx, auto, item_loc)
-            if node.name in used:
-                raise ArchcError(f"duplicate name '{node.name}' (also used at {used[node.name]})", item_loc)
-            used[node.name] = item_loc
+            node = self.template_item(item, raw_item, ch, ctx, level.auto(item), item_loc, level, class_scope)
+            level.claim(node.name, item_loc)
             nodes.append(node)
             ch = node.out_ch if node.cond is None else _ifexp(node.cond, node.out_ch, ch)
         return ir.TNode("seq", name, (), tuple(nodes), None, in_ch, ch, loc)
 
-    def template_item(self, item, raw_item, in_ch: Expr, ctx: _Ctx, auto: str, loc) -> ir.TNode:
+    def template_item(
+        self, item, raw_item, in_ch: Expr, ctx: _Ctx, auto: str, loc, level: _Level, class_scope: bool
+    ) -> ir.TNode:
         kind, attrs = item_kind_and_attrs(item)
         raw = _raw_attrs(raw_item)
         raw = raw if isinstance(raw, dict) else None
@@ -200,8 +261,11 @@ class Lowerer:
             locs[key] = self.loc(raw, key) if raw is not None and key in raw else None
             return self.expr_or_literal(self.attr_value(kind, attrs, key), ctx, in_ch, locs[key] or loc)
 
-        def mk(k, a, ch_out, children=()):
-            return ir.TNode(k, name, a, tuple(children), cond, in_ch, ch_out, loc, attr_locs=tuple(locs.items()))
+        def mk(k, a, ch_out, children=(), transparent=False):
+            return ir.TNode(
+                k, name, a, tuple(children), cond, in_ch, ch_out, loc, attr_locs=tuple(locs.items()),
+                transparent=transparent,
+            )  # fmt: skip
 
         if kind == "conv":
             a = {k: x(k) for k in ("out", "kernel", "stride", "dilation", "groups", "bias", "padding")}
@@ -232,19 +296,38 @@ class Lowerer:
         if kind == "zeropad":
             return mk(kind, (("padding", x("padding")),), in_ch)
         if kind == "seq":
-            body = self.template_seq(attrs.body, self.loc_list(raw, "body"), in_ch, ctx, name, loc)
-            return replace(body, cond=cond)
+            transparent = attrs.name is None
+            body = self.template_seq(
+                attrs.body, self.loc_list(raw, "body"), in_ch, ctx, name, loc,
+                level if transparent else None, class_scope and transparent,
+            )  # fmt: skip
+            return replace(body, cond=cond, transparent=transparent)
+        if kind == "residual":
+            transparent = attrs.name is None and class_scope
+            when = x("when")
+            parts = []
+            for key in ("body", "shortcut"):
+                parts.append(
+                    self.template_seq(
+                        getattr(attrs, key), self.loc_list(raw, key), in_ch, ctx, key, self.loc(raw, key) or loc,
+                        level if transparent else None, class_scope and transparent,
+                    )
+                )  # fmt: skip
+            return mk(kind, (("when", when),), parts[0].out_ch, parts, transparent)
         if kind in ("concat", "add"):
             raw_br = self.loc_list(raw, "branches") if raw is not None else None
             if raw_br is None and isinstance(_raw_attrs(raw_item), list):
                 raw_br = _raw_attrs(raw_item)
             branches = []
+            transparent = attrs.name is None and class_scope and level.single_merge
             for j, br in enumerate(attrs.branches):
                 rb = raw_br[j] if raw_br is not None and j < len(raw_br) else None
                 bloc = self.loc(raw_br, j) or loc
                 branches.append(self.template_seq(br, rb, in_ch, ctx, f"branch{j + 1}", bloc))
+                if transparent:  # the branches' names join the enclosing level
+                    level.claim(f"branch{j + 1}", bloc)
             out = sym_add(*[b.out_ch for b in branches]) if kind == "concat" else branches[0].out_ch
-            return mk(kind, (), out, branches)
+            return mk(kind, (), out, branches, transparent)
         if kind in ("repeat", "dense_connect"):
             count_key = "times" if kind == "repeat" else "layers"
             count = x(count_key)
@@ -257,16 +340,10 @@ class Lowerer:
                     "must add a width fixed by params (its growth rate), e.g. end the body with a conv of $growth",
                     loc,
                 )
-            if "in_channels" in b.names() and b != body_in:
-                raise ArchcError(
-                    f"the output width of this {kind} body ({b}) depends on its input width; archc needs "
-                    "every iteration to produce a width fixed by params alone to emit a loop",
-                    loc,
-                )
             if kind == "dense_connect":
                 out = sym_add(in_ch, sym_mul(count, b))
-            else:
-                out = in_ch if b == body_in else _ifexp(_gt0(count), b, in_ch)
+            else:  # the width after the first iteration; the instances check that later iterations keep it
+                out = in_ch if b == body_in else _ifexp(_gt0(count), substitute(b, {"in_channels": in_ch}), in_ch)
             return mk(kind, ((count_key, count),), out, [body])
         raise ArchcError(f"unknown kind '{kind}'", loc)  # pragma: no cover - the spec models prevent it
 
@@ -343,7 +420,7 @@ class Lowerer:
         try:
             ctx = _Ctx(set(bspec.params), f"block '{name}'")
             raw_body = raw.get("body") if isinstance(raw, dict) else None
-            body = self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc)
+            body = self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc, class_scope=True)
         finally:
             self._building.pop()
         params = []
@@ -361,7 +438,7 @@ class Lowerer:
         nodes = []
         cur = shape
         for child in t.children:
-            n = self.inst(child, scope, cur, _join(path, child.name))
+            n = self.inst(child, scope, cur, _join(path, child.name), path)
             if n is not None:
                 nodes.append(n)
                 cur = n.out_shape
@@ -374,7 +451,8 @@ class Lowerer:
             return [self.ev(x, scope, loc) for x in v]
         return v
 
-    def inst(self, t: ir.TNode, scope: dict, shape, path: str):
+    def inst(self, t: ir.TNode, scope: dict, shape, path: str, level: str = ""):
+        """The instance of ``t`` at ``path`` (its item path), in naming level ``level``; None if absent."""
         self.count += 1
         if self.count > MAX_INSTANCE_NODES:
             raise ArchcError(f"network has more than {MAX_INSTANCE_NODES} layers and blocks", t.loc)
@@ -385,8 +463,24 @@ class Lowerer:
         a = {k: self.ev(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
         base = dict(name=t.name, path=path, loc=loc, in_shape=shape)
         k = t.kind
+        inner_level = level if t.transparent else path  # where the names below this node live
         if k == "seq":
-            return self.inst_seq(t, scope, shape, path)
+            return self.inst_seq(t, scope, shape, inner_level)
+        if k == "residual":
+            when = _bool(a["when"], "when", al("when"))
+            body_t, short_t = t.children
+            sub = (lambda key: inner_level) if t.transparent else (lambda key: _join(path, key))
+            body = self.inst_seq(body_t, scope, shape, sub("body"))
+            short = self.inst_seq(short_t, scope, shape, sub("shortcut")) if when else None
+            if short is not None and short.out_shape != body.out_shape:
+                what = "the identity" if not short.children else "its shortcut"
+                raise ArchcError(
+                    f"residual '{path}': the body gives {_fmt(body.out_shape)} but {what} gives "
+                    f"{_fmt(short.out_shape)}; shapes must match (add a projection to the shortcut, or a "
+                    "'when:' condition)",
+                    loc,
+                )
+            return ir.Residual(**base, out_shape=body.out_shape, body=body, shortcut=short, level=inner_level)
         if k in ("conv", "dwconv"):
             h, w, c = _need_map(shape, k, path, loc)
             kernel = _pair(a["kernel"], "kernel", al("kernel"))
@@ -471,7 +565,7 @@ class Lowerer:
             pad = _pad4(a["padding"], al("padding"))
             return ir.ZeroPad(**base, out_shape=(h + pad[0] + pad[1], w + pad[2] + pad[3], c), padding=pad)
         if k in ("concat", "add"):
-            branches = [self.inst_seq(b, scope, shape, _join(path, b.name)) for b in t.children]
+            branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
             shapes = [b.out_shape for b in branches]
             if k == "add":
                 for b in branches[1:]:
@@ -491,7 +585,7 @@ class Lowerer:
                             loc,
                         )
                 out_shape = (*shapes[0][:2], _chan(sum(s[2] for s in shapes), loc))
-            return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches))
+            return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
         if k in ("repeat", "dense_connect"):
             count_key = "times" if k == "repeat" else "layers"
             n = a[count_key]
@@ -519,6 +613,13 @@ class Lowerer:
                         )
                     cur = (*cur[:2], _chan(cur[2] + s.out_shape[2], loc))
                 else:
+                    if i >= 1 and s.out_shape[-1] != items[0].out_shape[-1]:
+                        widths = ", ".join(str(it.out_shape[-1]) for it in [*items, s])
+                        raise ArchcError(
+                            f"repeat '{path}': the iterations give widths {widths}; archc emits a repeat as a loop, "
+                            "which needs every iteration after the first to keep the width the first one gives",
+                            loc,
+                        )
                     cur = s.out_shape
                 items.append(s)
             if k == "repeat":
@@ -610,7 +711,9 @@ class Lowerer:
             dims.append(v)
         in_shape = tuple(dims)
         ctx = _Ctx(set(scope), "the network")
-        net_t = self.template_seq(spec.network, data.get("network"), Expr("in_channels"), ctx, "", data.loc)
+        net_t = self.template_seq(
+            spec.network, data.get("network"), Expr("in_channels"), ctx, "", data.loc, class_scope=True
+        )
         body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[2]}, in_shape, "")
         heads = []
         raw_heads = data.get("heads") or {}

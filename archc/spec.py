@@ -119,6 +119,16 @@ class RepeatAttrs(Common):
     body: list[Item]
 
 
+class ResidualAttrs(Common):
+    body: list[Item] = Field(min_length=1, description="the main path")
+    shortcut: list[Item] = Field(
+        default_factory=list, description="the shortcut path (items may have 'if:'); empty: the identity"
+    )
+    when: Bool | None = Field(
+        None, description="add the shortcut only when this holds (default: always); otherwise the output is the body's"
+    )
+
+
 class DenseConnectAttrs(Common):
     layers: Int = Field(
         description="number of layers; each sees the concatenation of the input and all previous outputs"
@@ -149,6 +159,7 @@ COMBINATORS: dict[str, type[Model]] = {
     "add": BranchesAttrs,
     "repeat": RepeatAttrs,
     "dense_connect": DenseConnectAttrs,
+    "residual": ResidualAttrs,
 }
 KINDS = {**PRIMITIVES, **COMBINATORS}
 ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "silu")
@@ -162,7 +173,7 @@ def _normalize(v: Any) -> Any:
         ((k, a),) = v.items()
         if a is None:
             return {k: {}}
-        if isinstance(a, list) and k in ("seq",):
+        if isinstance(a, list) and k in ("seq", "residual"):
             return {k: {"body": a}}
         if isinstance(a, list) and k in ("concat", "add"):
             return {k: {"branches": a}}
@@ -222,7 +233,7 @@ Item = Annotated[
     Discriminator(_item_kind),
 ]
 
-for _m in (SeqAttrs, BranchesAttrs, RepeatAttrs, DenseConnectAttrs):
+for _m in (SeqAttrs, BranchesAttrs, RepeatAttrs, DenseConnectAttrs, ResidualAttrs):
     _m.model_rebuild()
 for _t in _ITEM_TYPES.values():
     _t.model_rebuild()
@@ -271,42 +282,23 @@ class Spec(Model):
     loss_weight: Num = Field(1.0, description="loss weight of the main output")
 
 
-RESERVED = frozenset(
-    {
-        "self",
-        "x",
-        "i",
-        "in_channels",
-        "nn",
-        "torch",
-        "F",
-        "keras",
-        "layers",
-        "ops",
-        "inputs",
-        "outputs",
-        "name",
-        "model",
-        "features",
-        "tf",
-        "np",
-        "math",
-        "NamedTuple",
-        "channels_in",
-        "y",
-    }
-)
+# names the spec language itself gives a meaning to (the generated code's own names yield to the user's)
+RESERVED = frozenset({"self", "in_channels", "name"})
 
 
-def check_identifier(name: str) -> str | None:
-    """Why ``name`` cannot be used in generated code, or None if it can."""
+def check_identifier(name: str, variable: bool = True) -> str | None:
+    """Why ``name`` cannot be used in generated code, or None if it can.
+
+    ``variable``: the name becomes a Python variable (a param, a block's function), so it must not shadow a
+    builtin; layer names are attributes and strings (``self.input``, ``"input"``), which shadow nothing.
+    """
     import builtins
 
     if not name.isidentifier() or not name.isascii():
         return "is not a valid identifier"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return "is a Python keyword"
-    if hasattr(builtins, name):
+    if variable and hasattr(builtins, name):
         return "would shadow a Python builtin"
     if name.startswith("__"):
         return "starts with a double underscore"
@@ -372,7 +364,7 @@ def json_schema() -> dict:
         item = defs[f"{kind.title().replace('_', '')}Item"]
         prop = item["properties"][kind]
         alts = [prop, {"type": "null"}]
-        if kind == "seq":
+        if kind in ("seq", "residual"):
             alts.append({"type": "array", "items": item_ref})
         if kind in ("concat", "add"):
             alts.append({"type": "array", "items": {"type": "array", "items": item_ref}})

@@ -82,13 +82,13 @@ def test_googlenet_224_layer_rows_via_cli(cli):
         "conv1.conv": [112, 112, 64],
         "conv1.bn": [112, 112, 64],
         "maxpool1": [56, 56, 64],
-        "inception3a.concat.branch1.conv_bn_act.conv": [28, 28, 64],
-        "inception3a.concat.branch2.conv_bn_act2.conv": [28, 28, 128],
-        "inception3a.concat.branch3.conv_bn_act2.conv": [28, 28, 32],
-        "inception3a.concat.branch4.maxpool": [28, 28, 192],
-        "inception3a.concat.branch4.conv_bn_act.conv": [28, 28, 32],
-        "inception4e.concat.branch1.conv_bn_act.conv": [14, 14, 256],
-        "inception5b.concat.branch4.conv_bn_act.conv": [7, 7, 128],
+        "inception3a.branch1.conv_bn_act.conv": [28, 28, 64],
+        "inception3a.branch2.conv_bn_act2.conv": [28, 28, 128],
+        "inception3a.branch3.conv_bn_act2.conv": [28, 28, 32],
+        "inception3a.branch4.maxpool": [28, 28, 192],
+        "inception3a.branch4.conv_bn_act.conv": [28, 28, 32],
+        "inception4e.branch1.conv_bn_act.conv": [14, 14, 256],
+        "inception5b.branch4.conv_bn_act.conv": [7, 7, 128],
         "avgpool": [1024],
         "fc": [1000],
         # aux heads: 5x5/3 average pool on 14x14: (14-5)//3+1 = 4; flatten 128*4*4 = 2048
@@ -111,7 +111,7 @@ def test_layer_rows_are_the_ir_leaves_in_order(cli):
 
 
 def test_googlenet_5x5_branch_kernel():
-    five = "inception3a.concat.branch3.conv_bn_act2.conv"
+    five = "inception3a.branch3.conv_bn_act2.conv"
     paper, tv = leaves(model("googlenet"))[five], leaves(model("googlenet_torchvision"))[five]
     assert (paper.kernel, paper.padding) == ((5, 5), (2, 2, 2, 2))
     assert (tv.kernel, tv.padding) == ((3, 3), (1, 1, 1, 1))  # torchvision's known "5x5" bug
