@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import ArchcError, Loc
+from .errors import ArchcError, InternalError, Loc
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -87,6 +87,18 @@ def build(
                 exc.loc = Loc(spec, 1, 1)
             exc.message = f"{b} backend: {exc.message}"
             raise
+        except Exception as exc:  # a bug in a backend, never the user's: say so, write nothing
+            raise InternalError(
+                f"internal error in the {b} backend: {type(exc).__name__}: {exc} (please report it with the spec)",
+                Loc(spec, 1, 1),
+            ) from exc
+        try:  # every backend's output, not only the ones that compile it themselves
+            compile(text, str(path), "exec")
+        except SyntaxError as exc:
+            raise InternalError(
+                f"internal error: the {b} backend produced code that does not compile ({exc}); nothing was written",
+                Loc(spec, 1, 1),
+            ) from None
         results.append((path, text))
     stale = []
     for path, text in results:

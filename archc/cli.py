@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .errors import ArchcError
+from .errors import ArchcError, InternalError
 
 
 def _fmt_shape(shape) -> str:
@@ -174,6 +174,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except InternalError as exc:  # archc's fault, not the spec's: its own status
+        print(f"{exc}", file=sys.stderr)
+        return 3
     except ArchcError as exc:
         print(f"{exc}", file=sys.stderr)
         return 2

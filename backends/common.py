@@ -1,5 +1,5 @@
-"""What every backend shares: rendering IR expressions and values as Python source,
-pairing block templates with their instances, the generated-file header, jinja2.
+"""What every backend shares: rendering IR expressions and values as syntax trees (and Python
+source for messages), pairing block templates with their instances, the generated-file header.
 
 Backends read only the IR (:mod:`archc.ir`) and use :mod:`archc.expr` to render and
 evaluate the expressions the IR carries.
@@ -11,9 +11,6 @@ import ast
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import jinja2
 
 from archc import ir
 from archc.errors import ArchcError
@@ -87,6 +84,23 @@ class Scope:
             return None if any(x is None for x in vals) else tuple(vals)
         return v
 
+    def node(self, v):
+        """An :mod:`ast` expression for ``v`` (a literal, an Expr, or a tuple of them); renames applied."""
+        import copy
+
+        from .code import lit
+
+        known = self.value(v)
+        if known is not None:
+            return lit(known)
+        if isinstance(v, tuple):
+            return ast.Tuple(elts=[self.node(x) for x in v], ctx=ast.Load())
+        e = substitute(v, self.rename) if self.rename else v
+        if self.values:
+            fixed = {k: val for k, val in self.values.items() if k in e.names() and not isinstance(val, (list, tuple))}
+            e = simplify(substitute(e, fixed)) if fixed else e
+        return copy.deepcopy(e.tree)
+
     def src(self, v) -> str:
         """Python source for ``v`` (a literal or an Expr)."""
         known = self.value(v)
@@ -121,6 +135,10 @@ def pair_instances(model: ir.Model) -> dict[int, list[ir.Node]]:
         elif t.kind == "dense_connect":
             for layer in n.layers:
                 pair(t.children[0], layer)
+        elif t.kind == "residual":
+            pair(t.children[0], n.body)
+            if n.shortcut is not None:
+                pair(t.children[1], n.shortcut)
         elif t.kind == "call":
             pair(model.block(t.block).body, n.body)
 
@@ -162,33 +180,6 @@ def docstring(text: str, indent: str = "", width: int = 120) -> str:
     return out
 
 
-def jinja_env(package_dir: Path) -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(package_dir / "templates")),
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-
-
-def wrap_call(head: str, args: list[str], indent: str, tail: str = "", width: int = 120) -> list[str]:
-    """Lines for ``head(args...)tail`` formatted as ruff formats a call.
-
-    One line if it fits; else the arguments on one indented line; else one argument per
-    line with a trailing comma.
-    """
-    one = f"{indent}{head}({', '.join(args)}){tail}"
-    if len(one) <= width:
-        return [one]
-    inner = indent + "    "
-    joined = f"{inner}{', '.join(args)}"
-    if len(joined) <= width:
-        return [f"{indent}{head}(", joined, f"{indent}){tail}"]
-    return [f"{indent}{head}("] + [f"{inner}{a}," for a in args] + [f"{indent}){tail}"]
-
-
 def pair(v):
     """(h, w) from an int or a pair."""
     return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
@@ -202,32 +193,3 @@ def pad4(v):
     if len(v) == 2:
         return (v[0], v[0], v[1], v[1])
     return v
-
-
-def split_call(src: str):
-    """Split ``f(a, b(c), d)`` into ('f', ['a', 'b(c)', 'd']) at top-level commas; (None, None) if not a call."""
-    if not src.endswith(")") or "(" not in src:
-        return None, None
-    head = src[: src.index("(")]
-    inner = src[len(head) + 1 : -1]
-    depth, cur, args, quote = 0, "", [], None
-    for ch in inner:
-        if quote:
-            cur += ch
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            args.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        args.append(cur.strip())
-    return head, args

@@ -1,57 +1,43 @@
-"""Keras 3 emitter: IR -> a standalone functional-API module (NHWC).
+"""Keras 3 emitter: IR -> a standalone functional-API module (NHWC), built as a syntax tree.
 
 Each block definition becomes a function ``block(x, params..., name=None)``; the network
 becomes ``build_model(input_shape=...)``. Layer names follow the IR: the layer of IR leaf
-``denseblock1.stack.0.layer.conv1`` is named ``denseblock1_stack_0_layer_conv1``, which is
-what weight conversion relies on; names that would collide are refused. Where Keras lacks a
-primitive the emitter lowers it exactly: explicit padding becomes ``ZeroPadding2D`` + 'valid'
-(or 'same' where that is the same thing), max-pool padding is -inf (``MaxPadding2D``) unless
-the input comes straight from a ReLU, ``ceil_mode`` becomes extra bottom/right padding
-computed from the input size, BN momentum is converted (Keras' is 1 - PyTorch's). With
-auxiliary heads the outputs are named after LOSS_WEIGHTS' keys.
+``layer1.rest.0.block.conv1`` is named ``layer1_rest_0_block_conv1``, which is what weight
+conversion relies on; names that would collide are refused. An item with an ``if:`` is
+built under an ``if``; a residual keeps its input (``identity = x``) and adds it back.
+Where Keras lacks a primitive the emitter lowers it exactly: explicit padding becomes
+``ZeroPadding2D`` + 'valid' (or 'same' where that is the same thing), max-pool padding is
+-inf (``MaxPadding2D``) unless the input comes straight from a ReLU, ``ceil_mode`` becomes
+extra bottom/right padding computed from the input size, BN momentum is converted (Keras'
+is 1 - PyTorch's). With auxiliary heads the outputs are named after LOSS_WEIGHTS' keys.
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
-import json
 from pathlib import Path
 
 from archc import ir
 from archc.expr import Expr
 
-from ..common import (
-    Scope,
-    Unsupported,
-    docstring,
-    jinja_env,
-    pad4,
-    pair,
-    pair_instances,
-    py_literal,
-    spec_label,
-    wrap_call,
-)
+from .. import code as c
+from ..common import Scope, Unsupported, pad4, pair, pair_instances, spec_label
 
 ACTIVATIONS = {
-    "relu": ("layers.ReLU", []),
-    "relu6": ("layers.ReLU", ["6.0"]),
-    "sigmoid": ("layers.Activation", ['"sigmoid"']),
-    "tanh": ("layers.Activation", ['"tanh"']),
-    "silu": ("layers.Activation", ['"silu"']),
+    "relu": ("ReLU", []),
+    "relu6": ("ReLU", [6.0]),
+    "sigmoid": ("Activation", ["sigmoid"]),
+    "tanh": ("Activation", ["tanh"]),
+    "silu": ("Activation", ["silu"]),
 }
 NONNEGATIVE = ("relu", "relu6", "sigmoid")
 HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D")  # in the order they are emitted
-# what block functions use besides their params, and what build_model adds: no variable or block may shadow them
-FUNCTION_NAMES = frozenset(
-    {"keras", "layers", "ops", "_explicit_padding", "_pool_padding", "MaxPadding2D", "x", "name", "in_channels"}
-)
-MODULE_NAMES = FUNCTION_NAMES | {"LOSS_WEIGHTS", "build_model", "inference_model", "input_shape", "inputs"}
+HELPER_DEFS = {"explicit_padding": "_explicit_padding", "pool_padding": "_pool_padding", "MaxPadding2D": "MaxPadding2D"}
+MODULE_NAMES = ("keras", "layers", "ops")
 
 
 class Name:
-    """A layer name under construction: literal text and code parts (rendered as an f-string if needed)."""
+    """A layer name under construction: text and expression parts (an f-string when not all text)."""
 
     def __init__(self, parts=()):
         self.parts = tuple(parts)
@@ -60,15 +46,15 @@ class Name:
         parts = list(self.parts)
         for m in more:
             if parts:
-                parts.append(("text", "_"))
-            parts.append(m if isinstance(m, tuple) else ("text", str(m)))
+                parts.append("_")
+            parts.append(m if isinstance(m, ast.AST) else str(m))
         return Name(parts)
 
-    def src(self) -> str:
-        if all(k == "text" for k, _ in self.parts):
-            return json.dumps("".join(v for _, v in self.parts))
-        body = "".join(v.replace("{", "{{").replace("}", "}}") if k == "text" else "{" + v + "}" for k, v in self.parts)
-        return 'f"' + body + '"'
+    def node(self) -> ast.expr:
+        return c.fstring(self.parts)
+
+    def text(self) -> str:
+        return "".join(p if isinstance(p, str) else "{}" for p in self.parts)
 
 
 class KerasEmitter:
@@ -78,93 +64,119 @@ class KerasEmitter:
     suffix = ".py"
 
     def __init__(self):
-        self.env = jinja_env(Path(__file__).parent)
+        self.helper_text = (Path(__file__).parent / "templates" / "helpers.py").read_text(encoding="utf-8")
 
     # ------------------------------------------------------------------ entry point
     def emit(self, model: ir.Model) -> str:
         self.model = model
-        self._top_cache = None
         self.instances = pair_instances(model)
         self.helpers: set[str] = set()
         self.pad_layers: dict[int, str] = {}  # id(template) -> "always" | "if_padded": its "<name>_pad" layer
-        self.block_names = {b.name for b in model.blocks}
+        spec_names = {b.name for b in model.blocks} | {"LOSS_WEIGHTS", "build_model", "inference_model"}
         for b in model.blocks:
-            if b.name in MODULE_NAMES:
-                raise Unsupported(f"keras backend: block name '{b.name}' is a name the generated module uses", b.loc)
+            spec_names.update(p for p, _ in b.params)
+        top = c.Namespace(spec_names)
+        self.module_names = {n: top.fresh(n) for n in MODULE_NAMES}
+        self.helper_names = {h: top.fresh(d) for h, d in HELPER_DEFS.items()}
         functions = [self.block_function(b) for b in model.blocks]
         functions.append(self.model_function())
+        functions.append(self.inference_function())
         self.check_layer_names()
-        helper_t = self.env.get_template("helpers.py.j2")
-        helpers = [helper_t.render(name=h).strip() for h in HELPERS if h in self.helpers]
-        imports = ["import keras", "from keras import layers" + (", ops" if "MaxPadding2D" in self.helpers else "")]
+        helpers = self.helper_defs()
+        imports = [ast.Import(names=[self.alias("keras")])]
+        from_keras = [self.alias("layers")] + ([self.alias("ops")] if "MaxPadding2D" in self.helpers else [])
+        imports.append(ast.ImportFrom(module="keras", names=from_keras, level=0))
         weights = {"main": model.loss_weight, **{h.name: h.loss_weight for h in model.heads}}
-        return self.env.get_template("module.py.j2").render(
-            spec=spec_label(model.spec_file),
-            sha=model.spec_sha256,
-            doc=docstring(model.doc or f"{model.name}, generated by archc."),
-            imports=imports,
-            loss_weights="{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in weights.items()) + "}",
-            helpers=helpers,
-            functions=[f.rstrip() for f in functions],
+        body = [c.docstring(model.doc or f"{model.name}, generated by archc."), *imports]
+        body.append(
+            c.assign(
+                "LOSS_WEIGHTS", ast.Dict(keys=[c.lit(k) for k in weights], values=[c.lit(v) for v in weights.values()])
+            )
         )
-
-    def render_function(self, name, signature, doc, body) -> str:
-        return self.env.get_template("function.py.j2").render(
-            name=name, signature=signature, doc=docstring(doc, "    "), body=body
+        body += helpers + functions
+        spec = spec_label(model.spec_file)
+        header = c.comment_lines(
+            f"Generated by archc from {spec}\nspec sha256: {model.spec_sha256}\n"
+            f"Do not edit: change the spec and run `archc build {spec} --backend keras`."
         )
+        return c.render(header, body, f"spec '{model.name}' ({spec}), backend keras")
 
+    def alias(self, n: str) -> ast.alias:
+        return ast.alias(name=n, asname=None if self.module_names[n] == n else self.module_names[n])
+
+    def L(self, cls: str) -> ast.expr:  # noqa: N802 - reads like the code it makes: layers.Conv2D
+        return c.attr(self.module_names["layers"], cls)
+
+    def helper(self, h: str) -> ast.expr:
+        self.helpers.add(h)
+        return c.name(self.helper_names[h])
+
+    def helper_defs(self) -> list[ast.stmt]:
+        defs = {s.name: s for s in ast.parse(self.helper_text).body if hasattr(s, "name")}
+        mapping = {**self.module_names, **{HELPER_DEFS[h]: v for h, v in self.helper_names.items()}}
+        return [c.Rename(mapping).visit(defs[HELPER_DEFS[h]]) for h in HELPERS if h in self.helpers]
+
+    # ------------------------------------------------------------------ functions
     def start_function(self, params) -> None:
-        """Variable names in use in the function being emitted (params, module names, block functions)."""
-        self.taken = set(params) | MODULE_NAMES | self.block_names | set(dir(builtins))
+        """Locals in use in the function being emitted: its params first, then module-level names."""
+        self.ns = c.Namespace(
+            set(params)
+            | set(self.module_names.values())
+            | set(self.helper_names.values())
+            | {b.name for b in self.model.blocks}
+            | {"LOSS_WEIGHTS"}
+        )
 
-    def fresh(self, hint: str) -> str:
-        """A variable name not in use in this function (release it with ``self.taken.discard``)."""
-        var, n = hint, 1
-        while var in self.taken:
-            n += 1
-            var = f"{hint}_{n}"
-        self.taken.add(var)
-        return var
-
-    def block_function(self, b: ir.BlockDef) -> str:
+    def block_function(self, b: ir.BlockDef) -> ast.stmt:
         scope = Scope(None)
         params = [p for p, _ in b.params]
-        for p in params:
-            if p in FUNCTION_NAMES or p in self.block_names:
-                raise Unsupported(f"keras backend: param '{p}' of block '{b.name}' would shadow a name in use", b.loc)
-        self.start_function(params)
-        body: list[str] = []
+        self.start_function(params + ["name"])
+        x = self.ns.fresh("x")
+        body: list[ast.stmt] = []
         if _uses_in_channels(b.body):
-            body.append("in_channels = x.shape[-1]")
-        self.seq(b.body, scope, "x", "x", Name([("code", "name")]), body, top=False)
-        body.append("return x")
-        # required params first: every call passes them by keyword, so the order is free
-        ordered = [(p, d) for p, d in b.params if d is None] + [(p, d) for p, d in b.params if d is not None]
-        signature = ["x", *(p if d is None else f"{p}={py_literal(d)}" for p, d in ordered), "name=None"]
+            self.ns.reserve("in_channels")
+            body.append(c.assign("in_channels", c.subscript(c.attr(x, "shape"), -1)))
+        self.seq(b.body, scope, x, Name([c.name("name")]), body, top=False)
+        body = c.merge_adjacent_ifs(body)
+        body = c.hoist_repeated(body, set(params) | {"in_channels"}, self.ns, at=1 if "in_channels" in self.ns else 0)
+        body.append(c.ret(c.name(x)))
+        required = [p for p, d in b.params if d is None]
+        defaulted = [(p, d) for p, d in b.params if d is not None]
         doc = (b.doc or f"The '{b.name}' block.") + '\n\nLayers are named f"{name}_<path>" after the spec\'s items.'
-        return self.render_function(b.name, _signature(b.name, signature), doc, body)
+        return c.function(
+            b.name,
+            [x, *required, *(p for p, _ in defaulted), "name"],
+            body,
+            defaults={**dict(defaulted), "name": None},
+            doc=doc,
+        )
 
-    def model_function(self) -> str:
+    def model_function(self) -> ast.stmt:
         m = self.model
         scope = Scope({**dict(m.params), "in_channels": m.input_shape[2]})
-        self.start_function([])
-        body = [f"inputs = keras.Input(shape=input_shape, name={json.dumps('input')})"]
+        self.start_function(["input_shape"])
+        inputs = self.ns.fresh("inputs")
+        x = self.ns.fresh("x")
+        keras = self.module_names["keras"]
+        body = [c.assign(inputs, c.call(c.attr(keras, "Input"), shape=c.name("input_shape"), name="input"))]
+        body.append(c.assign(x, c.name(inputs)))
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
-        self.seq(m.network, scope, "inputs", "x", Name(), body, top=True)
-        h, w, c = m.input_shape
-        doc = f"{m.name}: input (N, {h}, {w}, {c}) NHWC; outputs logits."
+        self.seq(m.network, scope, x, Name(), body, top=True)
+        body = c.merge_adjacent_ifs(body)
+        h, w, ch = m.input_shape
+        doc = f"{m.name}: input (N, {h}, {w}, {ch}) NHWC; outputs logits."
         if not m.heads:
-            body.append(f"return keras.Model(inputs, x, name={json.dumps(m.name)})")
+            body.append(c.ret(c.call(c.attr(keras, "Model"), c.name(inputs), c.name(x), name=m.name)))
         else:
-            outs = [self.fresh("main")]
-            body += _layer_lines(outs[0], "layers.Identity", ['name="main"'], "x", 116)
+            main = self.ns.fresh("main")
+            body.append(c.assign(main, c.call(c.call(self.L("Identity"), name="main"), c.name(x))))
+            outs = [c.name(main)]
             for head in m.heads:
                 var = self.head_vars[head.name]
-                body += _layer_lines(var, "layers.Identity", [f"name={json.dumps(head.name)}"], var, 116)
-                outs.append(var)
-            body += wrap_call("return keras.Model", ["inputs", f"[{', '.join(outs)}]", f"name={json.dumps(m.name)}"],
-                              "", width=116)  # fmt: skip
+                body.append(c.assign(var, c.call(c.call(self.L("Identity"), name=head.name), c.name(var))))
+                outs.append(c.name(var))
+            body.append(c.ret(c.call(c.attr(keras, "Model"), c.name(inputs), c.lst(outs), name=m.name)))
             names = ", ".join(["main"] + [head.name for head in m.heads])
             doc += (
                 f"\n\nOutputs [{names}], named as LOSS_WEIGHTS' keys: train with "
@@ -172,240 +184,238 @@ class KerasEmitter:
                 "losses: with a list, Keras 3 takes a dict of weights in sorted-key order). inference_model(model) "
                 "keeps the main output only."
             )
-        return self.render_function("build_model", f"input_shape={py_literal((h, w, c))}", doc, body)
+        return c.function("build_model", ["input_shape"], body, defaults={"input_shape": (h, w, ch)}, doc=doc)
+
+    def inference_function(self) -> ast.stmt:
+        keras = self.module_names["keras"]
+        value = c.call(
+            c.attr(keras, "Model"),
+            c.attr("model", "input"),
+            c.subscript(c.attr("model", "outputs"), 0),
+            name=c.attr("model", "name"),
+        )
+        return c.function(
+            "inference_model",
+            ["model"],
+            [c.ret(value)],
+            doc="The main output only (auxiliary heads dropped), sharing ``model``'s weights.",
+        )
 
     # ------------------------------------------------------------------ statements
-    def seq(self, t, scope: Scope, src: str, dst: str, name: Name, out: list, top: bool, indent: int = 4):
-        """Statements computing ``dst`` from ``src`` through sequence ``t``; layer names below ``name``."""
-        cur = src
-        prev = None  # the item whose output is ``cur`` (None: unknown)
-        for c in t.children:
-            if top and c.name not in self.top_instances():
+    def seq(self, t, scope: Scope, x: str, name: Name, out: list, top: bool, cond_prev=None):
+        """Statements transforming variable ``x`` through sequence ``t``; layer names below ``name``."""
+        prev = cond_prev  # the item whose output ``x`` holds (None: unknown)
+        for item in t.children:
+            present = scope.value(item.cond) if item.cond is not None else True
+            if present is False:
                 continue
-            if c.cond is not None and scope.values is not None:
-                v = scope.value(c.cond)
-                if v is None:
-                    raise Unsupported(f"cannot decide condition {c.cond}", c.loc)
-                if not v:
-                    continue
-            guarded = c.cond is not None and scope.values is None
-            if guarded and cur != dst:  # the item may be skipped: dst must be defined either way
-                out.append(f"{dst} = {cur}")
-                cur = dst
-            lines: list[str] = []
-            comment = self.shape_comment(c) if top else ""
-            self.item(c, scope, cur, dst, name.child(c.name), lines, prev, indent + 4 * guarded, comment)
-            if guarded:
-                out.append(f"if {scope.src(c.cond)}:")
-                out.extend("    " + ln for ln in lines)
+            lines: list[ast.stmt] = []
+            comment = self.shape_comment(item) if top else None
+            self.item(item, scope, x, name, lines, prev, top)
+            if lines and comment:
+                c.commented(lines[-1], comment) if not isinstance(lines[-1], (ast.If, ast.For)) else None
+            if present is None:
+                out.append(c.if_(scope.node(item.cond), lines))
+                prev = None
             else:
                 out.extend(lines)
-            cur = dst
-            prev = None if guarded else c
-            if top and c.name in self.taps:
-                h = self.taps.pop(c.name)
-                at = self.top_instances()[c.name]
+                prev = item if item.kind != "seq" else _last(item, scope)
+            if top and item.name in self.taps:
+                h = self.taps.pop(item.name)
+                at = self.instances[id(item)][0]
                 hscope = Scope({**scope.values, "in_channels": at.out_shape[-1]})
-                var = self.head_vars[h.name] = self.fresh(h.name)
-                self.seq(h.template, hscope, cur, var, Name().child(h.name), out, False, indent)
-        if cur != dst:
-            out.append(f"{dst} = {cur}")
+                var = self.head_vars[h.name] = self.ns.fresh(h.name)
+                out.append(c.assign(var, c.name(x)))
+                self.seq(h.template, hscope, var, Name().child(h.name), out, False)
 
-    def top_instances(self) -> dict[str, ir.Node]:
-        """The model's top-level instances by name (built once: lookups stay O(1) for huge networks)."""
-        if getattr(self, "_top_cache", None) is None:
-            self._top_cache = {n.name: n for n in self.model.body.children}
-        return self._top_cache
+    def shape_comment(self, t: ir.TNode) -> str | None:
+        inst = self.instances.get(id(t))
+        return " x ".join(str(s) for s in inst[0].out_shape) if inst else None
 
-    def shape_comment(self, t: ir.TNode) -> str:
-        node = self.top_instances()[t.name]
-        return "  # " + " x ".join(str(s) for s in node.out_shape)
+    def layer(self, out, x: str, cls, args, kwargs, src=None) -> None:
+        """``x = cls(args, kwargs)(src)``."""
+        func = self.L(cls) if isinstance(cls, str) else cls
+        value = c.kwcall(func, args, kwargs)
+        arg = c.name(src or x) if isinstance(src or x, str) else src
+        out.append(c.assign(x, c.call(value, arg)))
 
-    def item(self, t, scope: Scope, src, dst, name: Name, out: list, prev, indent: int, comment: str = ""):
-        """Statements for one item; ``indent`` is where they will stand, ``comment`` ends the last statement."""
-        self.last = None
-        self._item(t, scope, src, dst, name, out, prev, indent)
-        if not comment or not out:
-            return
-        if self.last is not None and self.last[0] is out and self.last[1] == len(out):
-            _, end, start, render = self.last
-            out[start:end] = render(comment)
-        elif len(" " * indent + out[-1] + comment) <= 120:
-            out[-1] += comment
-
-    def emit_lines(self, out: list, render) -> None:
-        """Append ``render("")``; keep ``render`` so that the shape comment can be added to the statement."""
-        start = len(out)
-        out.extend(render(""))
-        self.last = (out, len(out), start, render)
-
-    def layer(self, out, dst, callee, args, arg, indent) -> None:
-        """``dst = callee(args)(arg)``, formatted as ruff formats it."""
-        self.emit_lines(out, lambda comment: _layer_lines(dst, callee, args, arg, 120 - indent, comment))
-
-    def call(self, out, head, args, indent) -> None:
-        """``head(args)``, formatted as ruff formats it."""
-        self.emit_lines(out, lambda comment: wrap_call(head, args, "", tail=comment, width=120 - indent))
-
-    def _item(self, t, scope: Scope, src: str, dst: str, name: Name, out: list, prev, indent: int):
+    def item(self, t, scope: Scope, x: str, name: Name, out: list, prev, top: bool):
         k = t.kind
         a = dict(t.attrs)
-        s = scope.src
-        n = f"name={name.src()}"
+        node = scope.node
+        level = name if t.transparent else name.child(t.name)
+        n = ("name", name.child(t.name).node())
         if k in ("conv", "dwconv"):
-            self.conv(t, scope, src, dst, name, out, indent)
+            self.conv(t, scope, x, name.child(t.name), out)
         elif k == "bn":
             momentum = scope.value(a["momentum"])
-            if momentum is not None:
-                mom = py_literal(round(1 - momentum, 12))
-            else:
-                mom = s(Expr(ast.unparse(ast.BinOp(ast.Constant(1), ast.Sub(), a["momentum"].tree))))
-            self.layer(out, dst, "layers.BatchNormalization", [f"epsilon={s(a['eps'])}", f"momentum={mom}", n], src,
-                       indent)  # fmt: skip
+            mom = (
+                c.lit(round(1 - momentum, 12)) if momentum is not None else c.binop(c.lit(1), "-", node(a["momentum"]))
+            )
+            self.layer(out, x, "BatchNormalization", [], [("epsilon", node(a["eps"])), ("momentum", mom), n])
         elif k in ACTIVATIONS:
             cls, args = ACTIVATIONS[k]
-            self.layer(out, dst, cls, [*args, n], src, indent)
+            self.layer(out, x, cls, args, [n])
         elif k in ("maxpool", "avgpool"):
-            self.pool(t, scope, src, dst, name, out, prev, indent)
+            self.pool(t, scope, x, name.child(t.name), out, prev)
         elif k == "gap":
-            self.layer(out, dst, "layers.GlobalAveragePooling2D", [n], src, indent)
+            self.layer(out, x, "GlobalAveragePooling2D", [], [n])
         elif k == "flatten":
-            self.layer(out, dst, "layers.Flatten", [n], src, indent)
+            self.layer(out, x, "Flatten", [], [n])
         elif k == "dropout":
-            self.layer(out, dst, "layers.Dropout", [s(a["rate"]), n], src, indent)
+            self.layer(out, x, "Dropout", [node(a["rate"])], [n])
         elif k == "dense":
-            bias = [] if scope.value(a["bias"]) is True else [f"use_bias={s(a['bias'])}"]
-            self.layer(out, dst, "layers.Dense", [s(a["out"]), *bias, n], src, indent)
+            bias = [] if scope.value(a["bias"]) is True else [("use_bias", node(a["bias"]))]
+            self.layer(out, x, "Dense", [node(a["out"])], [*bias, n])
         elif k == "zeropad":
             pad = scope.value(a["padding"])
             if pad is None:
                 raise Unsupported("zeropad padding must be known when emitting", t.loc)
-            top, bottom, left, right = pad4(pad)
-            self.layer(out, dst, "layers.ZeroPadding2D", [py_literal(((top, bottom), (left, right))), n], src, indent)
+            top_, bottom, left, right = pad4(pad)
+            self.layer(out, x, "ZeroPadding2D", [c.lit(((top_, bottom), (left, right)))], [n])
         elif k == "seq":
-            self.seq(t, scope, src, dst, name, out, False, indent)
+            self.seq(t, scope, x, level, out, False, prev)
         elif k in ("concat", "add"):
             if len(t.children) == 1:  # nothing to merge
-                self.seq(t.children[0], scope, src, dst, name.child(t.children[0].name), out, False, indent)
+                self.seq(t.children[0], scope, x, level.child(t.children[0].name), out, False, prev)
                 return
             branch_vars = []
             for b in t.children:
-                var = self.fresh(b.name)
-                self.seq(b, scope, src, var, name.child(b.name), out, False, indent)
+                var = self.ns.fresh(b.name)
+                out.append(c.assign(var, c.name(x)))
+                self.seq(b, scope, var, level.child(b.name), out, False)
                 branch_vars.append(var)
-            self.taken.difference_update(branch_vars)  # dead after the merge: reusable by the next one
-            layer = "layers.Concatenate" if k == "concat" else "layers.Add"
-            self.layer(out, dst, layer, [n], "[" + ", ".join(branch_vars) + "]", indent)
+            self.ns.taken.difference_update(branch_vars)  # dead after the merge: reusable by the next one
+            cls = "Concatenate" if k == "concat" else "Add"
+            self.layer(out, x, cls, [], [n], c.lst(c.name(v) for v in branch_vars))
+        elif k == "residual":
+            self.residual(t, scope, x, level, out, n, prev)
         elif k in ("repeat", "dense_connect"):
-            self.loop(t, scope, src, dst, name, out, indent)
+            self.loop(t, scope, x, level, out)
         elif k == "call":
-            args = [src] + [f"{p}={s(v)}" for p, v in t.attrs if not self._is_default(t.block, p, scope.value(v))]
-            self.call(out, f"{dst} = {t.block}", [*args, n], indent)
+            defaults = dict(self.model.block(t.block).params)
+            kwargs = [(p, node(v)) for p, v in t.attrs if not _is_default(defaults.get(p), scope.value(v))]
+            out.append(c.assign(x, c.kwcall(c.name(t.block), [c.name(x)], [*kwargs, n])))
         else:
             raise Unsupported(f"keras backend cannot emit '{k}'", t.loc)
 
-    def _is_default(self, block: str, param: str, value) -> bool:
-        default = dict(self.model.block(block).params).get(param)
-        return value is not None and default is not None and value == default and type(value) is type(default)
+    def residual(self, t, scope: Scope, x: str, level: Name, out: list, n, prev):
+        when = scope.value(t.attr("when"))
+        body_t, short_t = t.children
+        sub = (lambda key: level) if t.transparent else (lambda key: level.child(key))
+        identity = self.ns.fresh("identity")
+        out.append(c.assign(identity, c.name(x)))
+        self.seq(body_t, scope, x, sub("body"), out, False, prev)
+        tail: list[ast.stmt] = []
+        self.seq(short_t, scope, identity, sub("shortcut"), tail, False, prev)
+        self.layer(tail, x, "Add", [], [n], c.lst([c.name(x), c.name(identity)]))
+        if when is None:
+            out.append(c.if_(scope.node(t.attr("when")), tail))
+        elif when:
+            out.extend(tail)
+        self.ns.taken.discard(identity)
 
-    def loop(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, indent: int):
+    def loop(self, t: ir.TNode, scope: Scope, x: str, name: Name, out: list):
         body = t.children[0]
-        var = self.fresh("i")
-        channels = self.fresh("channels_in")
+        var = self.ns.fresh("i")
+        channels = self.ns.fresh("channels_in")
         count = t.attr("times" if t.kind == "repeat" else "layers")
         inner_scope = scope.with_rename(in_channels=Expr(channels))
-        lines: list[str] = []
+        lines: list[ast.stmt] = []
         if _uses_in_channels(body):
-            lines.append(f"{channels} = {dst}.shape[-1]")
-        iname = name.child(("code", var))
-        if src != dst:
-            out.append(f"{dst} = {src}")
+            lines.append(c.assign(channels, c.subscript(c.attr(x, "shape"), -1)))
+        iname = name.child(c.name(var))
         if t.kind == "repeat":
-            self.seq(body, inner_scope, dst, dst, iname, lines, False, indent + 4)
+            self.seq(body, inner_scope, x, iname, lines, False)
         else:
-            y = self.fresh("y")
-            self.seq(body, inner_scope, dst, y, iname, lines, False, indent + 4)
-            self.layer(lines, dst, "layers.Concatenate", [f"name={iname.child('concat').src()}"], f"[{dst}, {y}]",
-                       indent + 4)  # fmt: skip
-            self.taken.discard(y)
-        self.taken.difference_update((var, channels))
-        out.append(f"for {var} in range({scope.src(count)}):")
-        out.extend("    " + ln for ln in (lines or ["pass"]))
-        self.last = None
+            y = self.ns.fresh("y")
+            lines.append(c.assign(y, c.name(x)))
+            self.seq(body, inner_scope, y, iname, lines, False)
+            self.layer(
+                lines, x, "Concatenate", [], [("name", iname.child("concat").node())], c.lst([c.name(x), c.name(y)])
+            )
+            self.ns.taken.discard(y)
+        self.ns.taken.difference_update((var, channels))
+        out.append(c.for_(var, c.call("range", scope.node(count)), lines))
 
     # ------------------------------------------------------------------ layers
-    def conv(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, indent: int):
-        s = scope.src
+    def conv(self, t: ir.TNode, scope: Scope, x: str, name: Name, out: list):
+        node = scope.node
         a = dict(t.attrs)
-        for node in self.instances.get(id(t), []):
-            if max(node.stride) > 1 and max(node.dilation) > 1:
+        for inst in self.instances.get(id(t), []):
+            if max(inst.stride) > 1 and max(inst.dilation) > 1:
                 raise Unsupported(
-                    f"keras backend: '{node.path}' has stride {node.stride} and dilation {node.dilation}; "
+                    f"keras backend: '{inst.path}' has stride {inst.stride} and dilation {inst.dilation}; "
                     "Keras convolutions cannot combine strides > 1 with dilation_rate > 1",
                     t.loc,
                 )
         if t.kind == "dwconv":
-            cls = "layers.DepthwiseConv2D"
-            args = [s(a["kernel"])]
+            cls, args = "DepthwiseConv2D", [node(a["kernel"])]
         else:
-            cls = "layers.Conv2D"
-            args = [s(a["out"]), s(a["kernel"])]
+            cls, args = "Conv2D", [node(a["out"]), node(a["kernel"])]
+        kw: list[tuple[str, ast.expr]] = []
         stride = scope.value(a["stride"])
         if stride not in (1, (1, 1)):
-            args.append(f"strides={s(a['stride'])}")
+            kw.append(("strides", node(a["stride"])))
         padding = scope.value(a["padding"])
-        x = src
         if padding is None and _string_valued(a["padding"]):  # 'same' or 'valid', decided when the function runs
-            args.append(f"padding={s(a['padding'])}")
+            kw.append(("padding", node(a["padding"])))
         elif padding is None:  # symbolic: decided when the function runs
-            self.helpers.add("explicit_padding")
             self.pad_layers[id(t)] = "if_padded"
-            keras_padding = self.fresh("keras_padding")
-            pad_args = [src, s(a["padding"]), name.src()]
-            out.extend(wrap_call(f"{dst}, {keras_padding} = _explicit_padding", pad_args, "", width=120 - indent))
-            self.taken.discard(keras_padding)
-            x = dst
-            args.append(f"padding={keras_padding}")
+            keras_padding = self.ns.fresh("keras_padding")
+            out.append(
+                c.assign(
+                    (x, keras_padding),
+                    c.call(self.helper("explicit_padding"), c.name(x), node(a["padding"]), name.node()),
+                )
+            )
+            self.ns.taken.discard(keras_padding)
+            kw.append(("padding", c.name(keras_padding)))
         elif padding == "same":
-            args.append('padding="same"')
+            kw.append(("padding", c.lit("same")))
         elif padding not in ("valid", 0):
             top, bottom, left, right = pad4(padding)
             kernel = scope.value(a["kernel"])
             dil = scope.value(a["dilation"])
             if stride in (1, (1, 1)) and _same_at_stride1(kernel, dil, (top, bottom, left, right)):
-                args.append('padding="same"')
+                kw.append(("padding", c.lit("same")))
             else:
                 self.pad_layers[id(t)] = "always"
-                pad = py_literal(((top, bottom), (left, right)))
-                self.layer(out, dst, "layers.ZeroPadding2D", [pad, f"name={name.child('pad').src()}"], src, indent)
-                x = dst
+                self.layer(
+                    out,
+                    x,
+                    "ZeroPadding2D",
+                    [c.lit(((top, bottom), (left, right)))],
+                    [("name", name.child("pad").node())],
+                )
         dil = scope.value(a["dilation"])
         if dil not in (1, (1, 1)):
-            args.append(f"dilation_rate={s(a['dilation'])}")
+            kw.append(("dilation_rate", node(a["dilation"])))
         if t.kind == "dwconv":
             if scope.value(a["multiplier"]) != 1:
-                args.append(f"depth_multiplier={s(a['multiplier'])}")
+                kw.append(("depth_multiplier", node(a["multiplier"])))
         elif scope.value(a["groups"]) != 1:
-            args.append(f"groups={s(a['groups'])}")
+            kw.append(("groups", node(a["groups"])))
         if scope.value(a["bias"]) is not True:
-            args.append(f"use_bias={s(a['bias'])}")
-        args.append(f"name={name.src()}")
-        self.layer(out, dst, cls, args, x, indent)
+            kw.append(("use_bias", node(a["bias"])))
+        kw.append(("name", name.node()))
+        self.layer(out, x, cls, args, kw)
 
-    def pool(self, t: ir.TNode, scope: Scope, src: str, dst: str, name: Name, out: list, prev, indent: int):
-        s = scope.src
+    def pool(self, t: ir.TNode, scope: Scope, x: str, name: Name, out: list, prev):
+        node = scope.node
         a = dict(t.attrs)
-        n = f"name={name.src()}"
+        n = ("name", name.node())
         is_max = t.kind == "maxpool"
-        cls = "layers.MaxPooling2D" if is_max else "layers.AveragePooling2D"
+        cls = "MaxPooling2D" if is_max else "AveragePooling2D"
         kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
         padding, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
         cip = scope.value(a.get("count_include_pad", True))
-        args = [s(a["kernel"])]
+        args = [node(a["kernel"])]
+        kw: list[tuple[str, ast.expr]] = []
         if stride != kernel or stride is None:
-            args.append(f"strides={s(a['stride'])}")
+            kw.append(("strides", node(a["stride"])))
         if padding == "same":
-            self.layer(out, dst, cls, [*args, 'padding="same"', n], src, indent)
+            self.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
             return
         if padding is None or ceil is None or kernel is None or stride is None or cip is None:
             raise Unsupported("keras backend: pooling padding, ceil, kernel and stride must be literals", t.loc)
@@ -413,54 +423,48 @@ class KerasEmitter:
         if pair(stride) == (1, 1) and any(pads) and _same_at_stride1(kernel, 1, pads) and (is_max or not cip):
             # TensorFlow 'same' at stride 1: the same padding, padded values never win / never counted (and
             # ceil rounding changes nothing at stride 1)
-            self.layer(out, dst, cls, [*args, 'padding="same"', n], src, indent)
+            self.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
             return
         if not is_max and (ceil or (any(pads) and not cip)):
             raise Unsupported(
                 "keras backend: average pooling with ceil rounding or padding left out of the average", t.loc
             )
         self._check_pool_sizes(t, pads, kernel, stride, ceil)
-        x = src
         if any(pads) or ceil:
             nonneg = prev is not None and (prev.kind in NONNEGATIVE or _ends_nonnegative(prev, self.model))
-            pad_name = f"name={name.child('pad').src()}"
+            pad_name = ("name", name.child("pad").node())
             self.pad_layers[id(t)] = "always"
-            if nonneg or not is_max:
-                layer = "layers.ZeroPadding2D"
-            else:
-                self.helpers.add("MaxPadding2D")
-                layer = "MaxPadding2D"
+            pad_cls = self.L("ZeroPadding2D") if nonneg or not is_max else self.helper("MaxPadding2D")
             if ceil:
-                self.helpers.add("pool_padding")
-                (kh, kw), (sh, sw) = pair(kernel), pair(stride)
+                (kh, kw_), (sh, sw) = pair(kernel), pair(stride)
                 top, bottom, left, right = pads
-                pad_h, pad_w = self.fresh("pad_h"), self.fresh("pad_w")
-                for var, axis, k, st, p0, p1 in ((pad_h, 1, kh, sh, top, bottom), (pad_w, 2, kw, sw, left, right)):
-                    out.extend(wrap_call(f"{var} = _pool_padding", [f"{src}.shape[{axis}]", *map(str, (k, st, p0, p1)),
-                                         "ceil=True"], "", width=120 - indent))  # fmt: skip
-                self.taken.difference_update((pad_h, pad_w))
-                self.layer(out, dst, layer, [f"({pad_h}, {pad_w})", pad_name], src, indent)
+                pad_h, pad_w = self.ns.fresh("pad_h"), self.ns.fresh("pad_w")
+                for var, axis, k, st, p0, p1 in ((pad_h, 1, kh, sh, top, bottom), (pad_w, 2, kw_, sw, left, right)):
+                    size = c.subscript(c.attr(x, "shape"), axis)
+                    out.append(c.assign(var, c.call(self.helper("pool_padding"), size, k, st, p0, p1, ceil=True)))
+                self.ns.taken.difference_update((pad_h, pad_w))
+                pad_arg = ast.Tuple(elts=[c.name(pad_h), c.name(pad_w)], ctx=ast.Load())
+                self.layer(out, x, pad_cls, [pad_arg], [pad_name])
             else:
                 top, bottom, left, right = pads
-                self.layer(out, dst, layer, [py_literal(((top, bottom), (left, right))), pad_name], src, indent)
-            x = dst
-        self.layer(out, dst, cls, [*args, n], x, indent)
+                self.layer(out, x, pad_cls, [c.lit(((top, bottom), (left, right)))], [pad_name])
+        self.layer(out, x, cls, args, [*kw, n])
 
     def _check_pool_sizes(self, t, pads, kernel, stride, ceil) -> None:
         """Padding (plus ceil's extra rows) then a 'valid' pool must give the IR's output size at every use."""
         from archc.analysis import pool_out
 
         (kh, kw), (sh, sw) = pair(kernel), pair(stride)
-        for node in self.instances.get(id(t), []):
-            h, w = node.in_shape[:2]
+        for inst in self.instances.get(id(t), []):
+            h, w = inst.in_shape[:2]
             hw = []
             for size, k, st, p0, p1 in ((h, kh, sh, pads[0], pads[1]), (w, kw, sw, pads[2], pads[3])):
                 if ceil:
-                    out = pool_out(size, k, st, p0, p1, True)
-                    p1 = max((out - 1) * st + k - size - p0, 0)
+                    o = pool_out(size, k, st, p0, p1, True)
+                    p1 = max((o - 1) * st + k - size - p0, 0)
                 hw.append((size + p0 + p1 - k) // st + 1)
-            if tuple(hw) != tuple(node.out_shape[:2]):
-                raise Unsupported(f"keras backend: pool '{node.path}' has no exact Keras form", t.loc)
+            if tuple(hw) != tuple(inst.out_shape[:2]):
+                raise Unsupported(f"keras backend: pool '{inst.path}' has no exact Keras form", t.loc)
 
     # ------------------------------------------------------------------ names
     def check_layer_names(self) -> None:
@@ -494,34 +498,26 @@ class KerasEmitter:
                         claim(f"{base}_pad", f"the padding of IR node '{node.path}'", node.loc)
                 elif isinstance(node, ir.Merge) and len(node.branches) > 1:
                     claim(base, f"the {node.mode} of IR node '{node.path}'", node.loc)
+                elif isinstance(node, ir.Residual) and node.shortcut is not None:
+                    claim(base, f"the add of residual '{node.path}'", node.loc)
                 elif isinstance(node, ir.DenseConnect):
                     for i in range(len(node.layers)):
                         claim(f"{base}_{i}_concat", f"the concat after layer {i} of IR node '{node.path}'", node.loc)
 
 
-def _layer_lines(dst: str, callee: str, args: list[str], arg: str, width: int, comment: str = "") -> list[str]:
-    """``dst = callee(args)(arg)comment`` as ruff formats it (ruff splits the last call if what precedes it fits)."""
-    inner = ", ".join(args)
-    one = f"{dst} = {callee}({inner})({arg}){comment}"
-    if len(one) <= width:
-        return [one]
-    head = f"{dst} = {callee}({inner})("
-    if len(head) > width:
-        return wrap_call(f"{dst} = {callee}", args, "", tail=f"({arg}){comment}", width=width)
-    if arg.startswith("["):
-        if len(f"    {arg}") <= width:
-            return [head, f"    {arg}", f"){comment}"]
-        return [head, "    ["] + [f"        {v.strip()}," for v in arg[1:-1].split(",")] + ["    ]", f"){comment}"]
-    # ruff would give the lone input its own line; a magic trailing comma keeps the layer's arguments split instead
-    return [f"{dst} = {callee}("] + [f"    {v}," for v in args] + [f")({arg}){comment}"]
+def _is_default(default, value) -> bool:
+    return value is not None and default is not None and value == default and type(value) is type(default)
 
 
-def _signature(name: str, params: list[str]) -> str:
-    """The parameters of ``def name(...):``: ruff wraps a long signature like a call."""
-    lines = wrap_call(f"def {name}", params, "", tail=":")
-    if len(lines) == 1:
-        return ", ".join(params)
-    return "\n" + "\n".join(lines[1:-1]) + "\n"
+def _last(t: ir.TNode, scope: Scope):
+    """The last item that surely runs in a sequence (for knowing whether its output is non-negative)."""
+    for item in reversed(t.children):
+        if item.cond is None:
+            return item
+        if scope.value(item.cond) is True:
+            return item
+        return None
+    return None
 
 
 def _string_valued(v) -> bool:
@@ -558,7 +554,7 @@ def _uses_in_channels(t: ir.TNode) -> bool:
                 return True
     if t.kind in ("repeat", "dense_connect"):
         return False
-    return any(_uses_in_channels(c) for c in t.children)
+    return any(_uses_in_channels(ch) for ch in t.children)
 
 
 def _ends_nonnegative(t: ir.TNode, model: ir.Model) -> bool:

@@ -1,42 +1,68 @@
-"""PyTorch emitter: IR -> a standalone module of ``nn.Module`` classes.
+"""PyTorch emitter: IR -> a standalone module of ``nn.Module`` classes, built as a syntax tree.
 
 Each block definition becomes a class whose constructor takes ``in_channels`` and the
-block's params; the network becomes the model class, with the inferred shape after
-each step as a comment in ``forward``. Where PyTorch lacks a primitive the emitter
-lowers it exactly: TensorFlow 'same' padding with stride > 1 is computed at run time
-(``Conv2dSame``), asymmetric padding is explicit, pooling padding is -inf for max.
+block's params; the network becomes the model class, with the inferred shape after each
+step as a comment in ``forward``. The module tree follows the IR's names exactly, so a
+``state_dict`` key is the IR path of its layer (``layer1.rest.0.block.conv1.weight``):
+
+* a block body or the network is a class body: one attribute per item; an item with an
+  ``if:`` is built under an ``if`` in ``__init__`` (``None`` otherwise) and run under a
+  matching ``if`` in ``forward``; an unnamed residual there is written out torchvision's
+  way (``identity = x`` ... ``x = x + identity``), an unnamed merge's branches are attributes;
+* any other level is an ``nn.Sequential`` of its named items (an ``OrderedDict``), with
+  ``nn.Identity()`` for an item whose condition does not hold; merges and residuals there
+  are small helper modules whose children are the branches / ``body`` and ``shortcut``;
+* repeats are ``nn.Sequential`` loops, dense connections ``nn.ModuleList`` loops.
+
+Where PyTorch lacks a primitive the emitter lowers it exactly: TensorFlow 'same' padding with
+stride > 1 is computed at run time (``Conv2dSame``), asymmetric padding is explicit, pooling
+padding is -inf for max.
 """
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from archc import ir
 from archc.expr import Expr, sym_add, sym_mul
 from archc.lower import camel
 
-from ..common import (
-    Scope,
-    Unsupported,
-    docstring,
-    jinja_env,
-    pad4,
-    pair,
-    pair_instances,
-    py_literal,
-    spec_label,
-    split_call,
-    wrap_call,
-)
+from .. import code as c
+from ..common import Scope, Unsupported, pad4, pair, pair_instances, spec_label
 
-ACT_MODULES = {
-    "relu": "nn.ReLU({})",
-    "relu6": "nn.ReLU6({})",
-    "silu": "nn.SiLU({})",
-    "sigmoid": "nn.Sigmoid()",
-    "tanh": "nn.Tanh()",
-}
-INDENT_INIT = " " * 8
+ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+INPLACE = ("relu", "relu6", "silu")
+FRESH_OUTPUT = ("conv", "dwconv", "bn", "dense", "maxpool", "avgpool", "zeropad", "concat", "add")
+HELPER_ORDER = [
+    "same_pad",
+    "cat_then",
+    "Conv2dSame",
+    "Conv2dPadded",
+    "MaxPool2dSame",
+    "Concat",
+    "Add",
+    "Residual",
+    "DenseConnect",
+]
+# module-level names of the generated file besides classes: name -> what needs it
+MODULE_NAMES = ("torch", "nn", "F", "OrderedDict", "NamedTuple", "checkpoint", "_same_pad", "_cat_then", "_KeepStats")
+
+
+class _Class:
+    """What is being emitted for one class: its statements and the names its attributes and locals use."""
+
+    def __init__(self, emitter: TorchEmitter, attrs: set[str], params: list[str], symbolic: bool):
+        self.e = emitter
+        self.init: list[ast.stmt] = []
+        self.hoisted: list[ast.stmt] = []
+        self.attrs = c.Namespace(attrs)  # self.<attr>: spec names first
+        self.locals = c.Namespace(set(params) | {"self", "in_channels"} | set(emitter.module_names.values()))
+        self.fwd = c.Namespace({"self", "x"} | set(emitter.module_names.values()))
+        self.symbolic = symbolic
+        self.cse: dict[str, str] = {}
+        self.uses: dict[str, int] = {}
+        self.producer: dict[str, str] = {}
 
 
 class TorchEmitter:
@@ -50,322 +76,516 @@ class TorchEmitter:
     }
 
     def __init__(self, memory_efficient: bool = False):
-        self.env = jinja_env(Path(__file__).parent)
         self.memory_efficient = memory_efficient
+        self.helper_text = (Path(__file__).parent / "templates" / "helpers.py").read_text(encoding="utf-8")
 
     # ------------------------------------------------------------------ entry point
     def emit(self, model: ir.Model) -> str:
         self.model = model
-        self._top_cache = None
         self.instances = pair_instances(model)
         self.helpers: set[str] = set()
-        self.uses_f = False
-        classes = [self.block_class(b) for b in model.blocks]
-        classes.append(self.model_class())
-        helper_order = ["same_pad", "cat_then", "Conv2dSame", "MaxPool2dSame", "Concat", "Add", "DenseConnect"]
-        helper_t = self.env.get_template("helpers.py.j2")
-        helpers = [
-            helper_t.render(name=h, memory_efficient=self.memory_efficient).strip()
-            for h in helper_order
-            if h in self.helpers
-        ]
-        imports = []
+        self.used: set[str] = {"torch", "nn"}
+        # the spec's names come first: block classes, block params (constructor locals), public names
+        spec_names = {camel(b.name) for b in model.blocks} | {model.class_name, "LOSS_WEIGHTS", "build_model"}
+        for b in model.blocks:
+            spec_names.update(p for p, _ in b.params)
         if model.heads:
-            imports.append("from typing import NamedTuple")
-            imports.append("")
-        imports.append("import torch")
-        if "same_pad" in self.helpers:
-            imports.append("import torch.nn.functional as F")
-        imports.append("from torch import nn")
-        if "cat_then" in self.helpers:
-            imports.append("from torch.utils.checkpoint import checkpoint")
+            spec_names.add(f"{model.class_name}Outputs")
+        top = c.Namespace(spec_names)
+        self.module_names = {n: top.fresh(n) for n in MODULE_NAMES}
+        self.helper_names = {h: top.fresh(h) for h in HELPER_ORDER}
+        classes = [self.block_class(b) for b in model.blocks]
+        classes += self.model_class()
+        what = f"spec '{model.name}' ({spec_label(model.spec_file)}), backend torch"
+        helpers = self.helper_defs()
+        body = [c.docstring(model.doc or f"{model.class_name}, generated by archc.")]
+        body += self.imports()
         weights = {"main": model.loss_weight, **{h.name: h.loss_weight for h in model.heads}}
-        text = self.env.get_template("module.py.j2").render(
-            spec=spec_label(model.spec_file),
-            sha=model.spec_sha256,
-            doc=docstring(model.doc or f"{model.class_name}, generated by archc."),
-            imports=imports,
-            loss_weights="{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in weights.items()) + "}",
-            helpers=helpers,
-            classes=[c.rstrip() for c in classes],
-            class_name=model.class_name,
+        body.append(
+            c.assign(
+                "LOSS_WEIGHTS", ast.Dict(keys=[c.lit(k) for k in weights], values=[c.lit(v) for v in weights.values()])
+            )
         )
-        return text
+        body += helpers
+        body += classes
+        body.append(
+            c.function(
+                "build_model",
+                [],
+                [c.ret(c.call(c.name(model.class_name)))],
+                doc=f"Build {model.class_name} as {spec_label(model.spec_file)} specifies it.",
+            )
+        )
+        spec = spec_label(model.spec_file)
+        header = c.comment_lines(
+            f"Generated by archc from {spec}\nspec sha256: {model.spec_sha256}\n"
+            f"Do not edit: change the spec and run `archc build {spec} --backend torch`."
+        )
+        return c.render(header, body, what)
+
+    def ref(self, n: str) -> ast.expr:
+        """A module-level name (import alias or helper), marked as used."""
+        if n in self.helper_names:
+            self.helpers.add(n)
+            return c.name(self.helper_names[n])
+        self.used.add(n)
+        return c.name(self.module_names[n])
+
+    def nn(self, cls: str, *args, **kwargs) -> ast.Call:
+        return c.call(c.attr(self.ref("nn"), cls), *args, **kwargs)
+
+    def imports(self) -> list[ast.stmt]:
+        m = self.module_names
+        out: list[ast.stmt] = []
+
+        def alias(mod, n):
+            return ast.alias(name=n, asname=None if m[n] == n else m[n])
+
+        if "OrderedDict" in self.used:
+            out.append(ast.ImportFrom(module="collections", names=[alias("collections", "OrderedDict")], level=0))
+        if "NamedTuple" in self.used:
+            out.append(ast.ImportFrom(module="typing", names=[alias("typing", "NamedTuple")], level=0))
+        torch = ast.Import(names=[ast.alias(name="torch", asname=None if m["torch"] == "torch" else m["torch"])])
+        out.append(c.blank_before(torch) if out else torch)
+        if "F" in self.used:
+            out.append(ast.Import(names=[ast.alias(name="torch.nn.functional", asname=m["F"])]))
+        out.append(ast.ImportFrom(module="torch", names=[alias("torch", "nn")], level=0))
+        if "checkpoint" in self.used:
+            out.append(ast.ImportFrom(module="torch.utils.checkpoint", names=[alias("", "checkpoint")], level=0))
+        return out
+
+    def helper_defs(self) -> list[ast.stmt]:
+        """The helper classes and functions the model uses, parsed from ``templates/helpers.py``, names mapped."""
+        if "Conv2dSame" in self.helpers or "MaxPool2dSame" in self.helpers:
+            self.helpers.add("same_pad")
+        if "Conv2dPadded" in self.helpers or "same_pad" in self.helpers:
+            self.used.add("F")
+        if "DenseConnect" in self.helpers and self.memory_efficient:
+            self.helpers.add("cat_then")
+        if "cat_then" in self.helpers:
+            self.used.add("checkpoint")
+        defs = {s.name: s for s in ast.parse(self.helper_text).body if hasattr(s, "name")}
+        dense = "DenseConnectMemoryEfficient" if self.memory_efficient else "DenseConnect"
+        groups = {"same_pad": ["_same_pad"], "cat_then": ["_cat_then", "_KeepStats"], "DenseConnect": [dense]}
+        mapping = {**self.module_names, **self.helper_names, dense: self.helper_names["DenseConnect"]}
+        out = []
+        for h in HELPER_ORDER:
+            if h in self.helpers:
+                out += [c.Rename(mapping).visit(defs[d]) for d in groups.get(h, [h])]
+        return out
 
     # ------------------------------------------------------------------ classes
-    def render_class(self, name, doc, signature, init, forward, base="nn.Module", preamble=()) -> str:
-        return self.env.get_template("class.py.j2").render(
-            name=name, base=base, doc=docstring(doc, "    "), signature=signature, init=init, forward=forward,
-            preamble=list(preamble),
-        )  # fmt: skip
-
-    def block_class(self, b: ir.BlockDef) -> str:
+    def block_class(self, b: ir.BlockDef) -> ast.stmt:
+        params = [p for p, _ in b.params]
+        k = _Class(self, _attr_names(b.body), params, symbolic=True)
         scope = Scope(None)
-        init, forward = self.body(b.body, scope, top=False)
-        # required params first (Python needs them before defaulted ones); every call passes them by keyword
-        params = [p for p, d in b.params if d is None] + [f"{p}={py_literal(d)}" for p, d in b.params if d is not None]
-        signature = ", ".join(["self", "in_channels", *params])
-        doc = b.doc or f"The '{b.name}' block."
-        return self.render_class(camel(b.name), doc, signature, init, forward + ["return x"])
+        self.count_widths(b.body, scope, k)
+        fwd = self.class_body(b.body, scope, k, "x", top=False)
+        fwd.append(c.ret(c.name("x")))
+        required = [p for p, d in b.params if d is None]
+        defaulted = [(p, d) for p, d in b.params if d is not None]
+        init = c.function(
+            "__init__",
+            ["self", "in_channels", *required, *(p for p, _ in defaulted)],
+            [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *k.hoisted, *k.init],
+            defaults=dict(defaulted),
+        )
+        forward = c.function("forward", ["self", "x"], fwd)
+        return c.class_(
+            camel(b.name), [c.attr(self.ref("nn"), "Module")], [init, forward], doc=b.doc or f"The '{b.name}' block."
+        )
 
-    def model_class(self) -> str:
+    def model_class(self) -> list[ast.stmt]:
         m = self.model
         scope = Scope({**dict(m.params), "in_channels": m.input_shape[2]})
-        taps = {h.at: h for h in m.heads}
-        init, forward = self.body(m.network, scope, top=True, taps=taps)
-        preamble = []
+        k = _Class(self, _attr_names(m.network) | {h.name for h in m.heads} | {"loss_weights"}, [], symbolic=False)
+        self.taps = {h.at: h for h in m.heads}
+        self.head_vars: dict[str, str] = {}
+        k.fwd.reserve(*(h.name for h in m.heads))
+        fwd = self.class_body(m.network, scope, k, "x", top=True)
+        out: list[ast.stmt] = []
+        body: list[ast.stmt] = []
+        h, w, ch = m.input_shape
+        doc = f"{m.name}: input N x {ch} x {h} x {w} (NCHW)."
         if m.heads:
             out_cls = f"{m.class_name}Outputs"
-            fields = ["main"] + [h.name for h in m.heads]
-            self.outputs_class = (
-                f"class {out_cls}(NamedTuple):\n"
-                f'    """Outputs in training mode: the main logits, then each auxiliary head\'s."""\n\n'
-                + "\n".join(f"    {f}: torch.Tensor" for f in fields)
-            )
-            forward += [
-                "if self.training:",
-                f"    return {out_cls}({', '.join(['x'] + [h.name for h in m.heads])})",
-                "return x",
+            fields = ["main"] + [hd.name for hd in m.heads]
+            ann = [
+                ast.AnnAssign(target=c.store(f), annotation=c.attr(self.ref("torch"), "Tensor"), simple=1)
+                for f in fields
             ]
-            preamble = ["loss_weights = LOSS_WEIGHTS"]
-        else:
-            forward.append("return x")
-        doc = f"{m.name}: input N x {m.input_shape[2]} x {m.input_shape[0]} x {m.input_shape[1]} (NCHW)."
-        if m.heads:
-            heads = ", ".join(h.name for h in m.heads)
-            doc += f"\n\nIn training mode returns {m.class_name}Outputs(main, {heads}); in eval mode the main logits."
+            out.append(
+                c.class_(
+                    out_cls,
+                    [self.ref("NamedTuple")],
+                    ann,
+                    doc="Outputs in training mode: the main logits, then each auxiliary head's.",
+                )
+            )
+            fwd.append(
+                c.if_(
+                    c.attr("self", "training"),
+                    [c.ret(c.call(c.name(out_cls), c.name("x"), *(c.name(self.head_vars[hd.name]) for hd in m.heads)))],
+                )
+            )
+            body.append(c.assign("loss_weights", c.name("LOSS_WEIGHTS")))
+            heads = ", ".join(hd.name for hd in m.heads)
+            doc += f"\n\nIn training mode returns {out_cls}(main, {heads}); in eval mode the main logits."
+        fwd.append(c.ret(c.name("x")))
+        init = c.function(
+            "__init__",
+            ["self"],
+            [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *k.hoisted, *k.init],
+        )
+        body += [init, c.function("forward", ["self", "x"], fwd)]
+        out.append(c.class_(m.class_name, [c.attr(self.ref("nn"), "Module")], body, doc=doc))
+        return out
 
-        cls = self.render_class(m.class_name, doc, "self", init, forward, preamble=preamble)
-        if m.heads:
-            cls = self.outputs_class + "\n\n\n" + cls
-        return cls
+    # ------------------------------------------------------------------ class bodies
+    def class_body(self, seq: ir.TNode, scope: Scope, k: _Class, var: str, top: bool, cond=None) -> list[ast.stmt]:
+        """forward statements for the items of a class-level sequence (``__init__`` goes to ``k.init``).
 
-    # ------------------------------------------------------------------ bodies
-    def body(self, seq: ir.TNode, scope: Scope, top: bool, taps=None):
-        """__init__ and forward lines for a sequence emitted as attributes of a class."""
-        init: list[str] = []
-        forward: list[str] = []
-        names = self._attr_names(seq)
-        merges = [c for c in seq.children if c.kind in ("concat", "add")]
-        prev_tap = False
-        first = True
+        ``var`` is the forward variable the items transform; ``cond`` the condition inherited from
+        enclosing transparent items (an ast expression, or None).
+        """
+        fwd: list[ast.stmt] = []
+        fresh_in = False  # whether ``var`` holds a tensor no one else holds (in-place activations are safe)
         for t in seq.children:
-            if top and not self._present(t):
+            present = scope.value(t.cond) if t.cond is not None else True
+            if present is False:
                 continue
-            cond = None if top else t.cond
-            inplace = not first and not prev_tap
-            first = False
-            attr = f"self.{t.name}"
-            comment = self._shape_comment(t) if top else ""
-            if (
-                t.kind in ("concat", "add")
-                and cond is None
-                and len(merges) == 1
-                and not ({b.name for b in t.children} & (names - {t.name}))
-            ):
-                calls = []
-                for br in t.children:
-                    init += self.assign(f"self.{br.name}", self.seq_module(br, scope))
-                    calls.append(f"self.{br.name}(x)")
-                if t.kind == "concat":
-                    forward += wrap_call("x = torch.cat", ["[" + ", ".join(calls) + "]", "1"], "", comment)
-                else:
-                    forward.append(f"x = {' + '.join(calls)}{comment}")
-            elif t.kind == "dense_connect" and cond is None:
-                init += self.generator_lines(attr, "nn.ModuleList", *self.dense_layers(t, scope))
-                forward += ["features = [x]", f"for layer in {attr}:"]
-                if self.memory_efficient:
-                    self.helpers.add("cat_then")
-                    forward += [
-                        "    if self.training and torch.is_grad_enabled():",
-                        "        keep = _KeepStats(layer)",
-                        "        features.append(checkpoint(_cat_then, layer, *features, use_reentrant=False, "
-                        "context_fn=keep))",
-                        "    else:",
-                        "        features.append(layer(torch.cat(features, 1)))",
-                    ]
-                else:
-                    forward.append("    features.append(layer(torch.cat(features, 1)))")
-                forward.append(f"x = torch.cat(features, 1){comment}")
-            elif t.kind == "flatten" and cond is None:
-                forward.append(f"x = torch.flatten(x, 1){comment}")
-            elif t.kind == "gap" and cond is None:
-                init += self.assign(attr, "nn.AdaptiveAvgPool2d(1)")
-                forward.append(f"x = torch.flatten({attr}(x), 1){comment}")
+            own = None if present is True else scope.node(t.cond)
+            item_cond = c.and_(cond, own) if own is not None else cond
+            if own is not None and t.transparent:  # several attributes under one condition: one if for all
+                fwd += self.guarded(own, k, lambda t=t: self.class_item(t, scope, k, var, top, cond, False))
             else:
-                init += self.assign(attr, self.module(t, scope, inplace=inplace, cond=cond))
-                forward.append(f"x = {attr}(x){comment}")
-            prev_tap = False
-            if taps and t.name in taps:
-                h = taps[t.name]
-                at = self._instance_top(t.name)
-                hscope = scope.with_rename()
-                hscope.values = {**scope.values, "in_channels": at.out_shape[-1]}
-                init += self.assign(f"self.{h.name}", self.seq_module(h.template, hscope))
-                forward.append(f"{h.name} = self.{h.name}(x) if self.training else None")
-                prev_tap = True
-        return init, forward
+                fwd += self.class_item(t, scope, k, var, top, item_cond, fresh_in)
+            fresh_in = item_cond is None and t.kind in FRESH_OUTPUT + INPLACE
+            if top and t.name in self.taps:
+                hd = self.taps.pop(t.name)
+                at = self.instances[id(t)][0]
+                hscope = Scope({**scope.values, "in_channels": at.out_shape[-1]})
+                k.init.append(c.assign(c.attr("self", hd.name), self.container(hd.template, hscope, k)))
+                hv = self.head_vars[hd.name] = k.fwd.fresh(hd.name)
+                fwd.append(
+                    c.assign(
+                        hv,
+                        c.ifexp(c.attr("self", "training"), c.call(c.attr("self", hd.name), c.name(var)), c.lit(None)),
+                    )
+                )
+                fresh_in = False
+        return fwd
 
-    def assign(self, target: str, module: str) -> list[str]:
-        line = f"{target} = {module}"
-        if len(INDENT_INIT + line) <= 120:
-            return [line]
-        # split the outermost call of the module expression, as ruff does
-        head, args = split_call(module)
-        if head is None:
-            return [line]
-        lines = wrap_call(f"{target} = {head}", args, "", width=120 - len(INDENT_INIT))
-        return lines
+    def guarded(self, test, k: _Class, emit) -> list[ast.stmt]:
+        """Run ``emit`` (it adds ``__init__`` statements and returns forward ones) under condition ``test``:
+        ``__init__`` builds the attributes only when it holds (``None`` otherwise), forward tests the first one."""
+        outer, k.init = k.init, []
+        fwd = emit()
+        inner, k.init = k.init, outer
+        attrs = _assigned_attrs(inner)
+        if attrs:
+            k.init.append(c.if_(test, inner, [c.assign(c.attr("self", a), c.lit(None)) for a in attrs]))
+            check = c.compare(c.attr("self", attrs[0]), "is not", c.lit(None))
+        else:  # nothing to build (e.g. a flatten): a flag tells forward
+            flag = k.attrs.fresh("use_block")
+            k.init.append(c.assign(c.attr("self", flag), test))
+            check = c.attr("self", flag)
+        return [c.if_(check, fwd)] if fwd else []
+
+    def class_item(self, t, scope: Scope, k: _Class, var: str, top: bool, cond, fresh_in: bool) -> list[ast.stmt]:
+        comment = self.shape_comment(t) if top else None
+        v = c.name(var)
+        if t.kind == "seq" and t.transparent:
+            return self.class_body(t, scope, k, var, top, cond)
+        if t.kind == "residual" and t.transparent:
+            return self.class_residual(t, scope, k, var, top, cond, comment)
+        if t.kind in ("concat", "add") and t.transparent:
+            return self.class_merge(t, scope, k, var, cond, comment)
+        me = c.attr("self", t.name)
+        if t.kind == "flatten" and cond is None:
+            return [c.assign(var, c.call(c.attr(self.ref("torch"), "flatten"), v, 1), comment)]
+        if t.kind == "gap" and cond is None:
+            k.init.append(c.assign(me, self.nn("AdaptiveAvgPool2d", 1)))
+            return [c.assign(var, c.call(c.attr(self.ref("torch"), "flatten"), c.call(me, v), 1), comment)]
+        if t.kind == "dense_connect" and cond is None:
+            layer, n, i = self.dense_layers(t, scope, k)
+            k.init.append(c.assign(me, self.nn("ModuleList", c.listcomp(layer, i, c.call("range", n)))))
+            return self.dense_forward(me, var, comment, k)
+        module = self.module(t, scope, k, inplace=fresh_in)
+        stmt = c.assign(var, c.call(me, v), comment)
+        if cond is None:
+            k.init.append(c.assign(me, module))
+            return [stmt]
+        k.init.append(c.if_(cond, [c.assign(me, module)], [c.assign(me, c.lit(None))]))
+        return [c.if_(c.compare(me, "is not", c.lit(None)), [stmt])]
+
+    def class_merge(self, t, scope: Scope, k: _Class, var: str, cond, comment) -> list[ast.stmt]:
+        v = c.name(var)
+        outs = []
+        for br in t.children:
+            if not br.children:
+                outs.append(v)
+                continue
+            me = c.attr("self", br.name)
+            module = self.container(br, scope, k)
+            k.init.append(c.assign(me, module) if cond is None else c.assign(me, c.ifexp(cond, module, c.lit(None))))
+            outs.append(c.call(me, v))
+        if t.kind == "concat":
+            value = c.call(c.attr(self.ref("torch"), "cat"), c.lst(outs), 1)
+        else:
+            value = outs[0]
+            for o in outs[1:]:
+                value = c.binop(value, "+", o)
+        stmt = c.assign(var, value, comment)
+        if cond is None:
+            return [stmt]
+        first = next((c.attr("self", br.name) for br in t.children if br.children), None)
+        return [c.if_(c.compare(first, "is not", c.lit(None)) if first is not None else cond, [stmt])]
+
+    def class_residual(self, t, scope: Scope, k: _Class, var: str, top: bool, cond, comment) -> list[ast.stmt]:
+        when = scope.value(t.attr("when"))
+        body_t, short_t = t.children
+        identity = k.fwd.fresh("identity")
+        fwd = [c.assign(identity, c.name(var))]
+        fwd += self.class_body(body_t, scope, k, var, False)
+        if when is False:
+            return fwd[1:]
+        add = c.assign(var, c.binop(c.name(var), "+", c.name(identity)), comment)
+        if when is True:
+            return fwd + self.class_body(short_t, scope, k, identity, False) + [add]
+        # decided by the block's arguments: a flag set in __init__, tested in forward
+        flag = k.attrs.fresh(f"use_{t.name}")
+        test = scope.node(t.attr("when"))
+        outer, k.init = k.init, []
+        short = self.class_body(short_t, scope, k, identity, False)
+        inner, k.init = k.init, outer
+        k.init.append(c.assign(c.attr("self", flag), test))
+        attrs = _assigned_attrs(inner)
+        if inner:
+            k.init.append(c.if_(c.attr("self", flag), inner, [c.assign(c.attr("self", a), c.lit(None)) for a in attrs]))
+        return fwd + [c.if_(c.attr("self", flag), [*short, add])]
+
+    def dense_forward(self, me, var: str, comment, k: _Class) -> list[ast.stmt]:
+        torch = self.ref("torch")
+        feats, layer_var, keep_var = k.fwd.fresh("features"), k.fwd.fresh("layer"), k.fwd.fresh("keep")
+        k.fwd.taken.difference_update((feats, layer_var, keep_var))  # dead after the loop
+        cat = c.call(c.attr(torch, "cat"), c.name(feats), 1)
+        layer = c.name(layer_var)
+        if self.memory_efficient:
+            self.helpers.add("cat_then")
+            self.used.add("checkpoint")
+            keep = c.call(c.name(self.module_names["_KeepStats"]), layer)
+            ck = c.call(
+                self.ref("checkpoint"),
+                c.name(self.module_names["_cat_then"]),
+                layer,
+                c.starred(c.name(feats)),
+                use_reentrant=False,
+                context_fn=c.name(keep_var),
+            )
+            loop = [
+                c.if_(
+                    c.and_(c.attr("self", "training"), c.call(c.attr(torch, "is_grad_enabled"))),
+                    [c.assign(keep_var, keep), c.expr_stmt(c.call(c.attr(feats, "append"), ck))],
+                    [c.expr_stmt(c.call(c.attr(feats, "append"), c.call(layer, cat)))],
+                )
+            ]
+        else:
+            loop = [c.expr_stmt(c.call(c.attr(feats, "append"), c.call(layer, cat)))]
+        return [
+            c.assign(feats, c.lst([c.name(var)])),
+            c.for_(layer_var, me, loop),
+            c.assign(var, c.call(c.attr(torch, "cat"), c.name(feats), 1), comment),
+        ]
+
+    # ------------------------------------------------------------------ containers (nested levels)
+    def entries(self, seq: ir.TNode, scope: Scope, k: _Class, cond=None) -> list[tuple[str, ast.expr]]:
+        """(name, module) of a level's items, transparent seqs flattened, conditional ones as ``nn.Identity()``."""
+        out = []
+        prev = None
+        for t in seq.children:
+            present = scope.value(t.cond) if t.cond is not None else True
+            if present is False:
+                continue
+            own = None if present is True else scope.node(t.cond)
+            item_cond = c.and_(cond, own) if own is not None else cond
+            if t.kind == "seq" and t.transparent:
+                out += self.entries(t, scope, k, item_cond)
+                prev = None
+                continue
+            module = self.module(t, scope, k, inplace=prev is not None and prev.kind in FRESH_OUTPUT + INPLACE)
+            if item_cond is not None:
+                module = c.ifexp(item_cond, module, self.nn("Identity"))
+            out.append((t.name, module))
+            prev = t if item_cond is None else None
+        return out
+
+    def container(self, seq: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
+        """One module for a nested level: ``nn.Sequential(OrderedDict(name=module, ...))``."""
+        items = self.entries(seq, scope, k)
+        if not items:
+            return self.nn("Identity")
+        return self.nn("Sequential", c.kwcall(self.ref("OrderedDict"), [], items))
 
     # ------------------------------------------------------------------ modules
-    def seq_module(self, seq: ir.TNode, scope: Scope) -> str:
-        """One module for a nested sequence (nn.Sequential, or the item itself if alone)."""
-        items = [c for c in seq.children if scope.values is None or self._present_in(c, scope)]
-        mods = [self.module(c, scope, inplace=(i > 0), cond=c.cond if scope.values is None else None)
-                for i, c in enumerate(items)]  # fmt: skip
-        if len(mods) == 1:
-            return mods[0]
-        return f"nn.Sequential({', '.join(mods)})"
-
-    def _present_in(self, t: ir.TNode, scope: Scope) -> bool:
-        if t.cond is None:
-            return True
-        v = scope.value(t.cond)
-        if v is None:
-            raise Unsupported(f"cannot decide condition {t.cond} here", t.loc)
-        return bool(v)
-
-    def module(self, t: ir.TNode, scope: Scope, inplace: bool = True, cond=None) -> str:
-        m = self._module(t, scope, inplace)
-        if cond is not None:
-            known = scope.value(cond)
-            if known is True:
-                return m
-            if known is False:
-                return "nn.Identity()"
-            return f"{m} if {scope.src(cond)} else nn.Identity()"
-        return m
-
-    def _module(self, t: ir.TNode, scope: Scope, inplace: bool) -> str:
-        k = t.kind
-        s = scope.src
+    def module(self, t: ir.TNode, scope: Scope, k: _Class, inplace: bool = False) -> ast.expr:
+        kind = t.kind
         a = dict(t.attrs)
-        if k in ("conv", "dwconv"):
-            return self.conv(t, scope)
-        if k == "bn":
-            rank = self._rank(t)
-            cls = "nn.BatchNorm2d" if rank == 3 else "nn.BatchNorm1d"
-            return f"{cls}({s(t.in_ch)}, eps={s(a['eps'])}, momentum={s(a['momentum'])})"
-        if k in ACT_MODULES:
-            return ACT_MODULES[k].format("inplace=True" if inplace else "")
-        if k in ("maxpool", "avgpool"):
+        node = scope.node
+        if kind in ("conv", "dwconv"):
+            return self.conv(t, scope, k)
+        if kind == "bn":
+            cls = "BatchNorm2d" if self._rank(t) == 3 else "BatchNorm1d"
+            return self.nn(cls, self.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
+        if kind in ACT_MODULES:
+            if kind in INPLACE and inplace:
+                return self.nn(ACT_MODULES[kind], inplace=True)
+            return self.nn(ACT_MODULES[kind])
+        if kind in ("maxpool", "avgpool"):
             return self.pool(t, scope)
-        if k == "gap":
-            return "nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())"
-        if k == "flatten":
-            return "nn.Flatten()"
-        if k == "dropout":
-            return f"nn.Dropout(p={s(a['rate'])})"
-        if k == "dense":
-            bias = "" if scope.value(a["bias"]) is True else f", bias={s(a['bias'])}"
-            return f"nn.Linear({s(t.in_ch)}, {s(a['out'])}{bias})"
-        if k == "zeropad":
+        if kind == "gap":
+            return self.nn("Sequential", self.nn("AdaptiveAvgPool2d", 1), self.nn("Flatten"))
+        if kind == "flatten":
+            return self.nn("Flatten")
+        if kind == "dropout":
+            return self.nn("Dropout", p=node(a["rate"]))
+        if kind == "dense":
+            kw = {} if scope.value(a["bias"]) is True else {"bias": node(a["bias"])}
+            return self.nn("Linear", self.width(t.in_ch, scope, k), node(a["out"]), **kw)
+        if kind == "zeropad":
             pad = scope.value(a["padding"])
             if pad is None:
                 raise Unsupported("zeropad padding must be known when emitting", t.loc)
             top, bottom, left, right = pad4(pad)
-            return f"nn.ZeroPad2d({py_literal((left, right, top, bottom))})"
-        if k == "seq":
-            return self.seq_module(t, scope)
-        if k in ("concat", "add"):
-            name = "Concat" if k == "concat" else "Add"
-            self.helpers.add(name)
-            return f"{name}([{', '.join(self.seq_module(b, scope) for b in t.children)}])"
-        if k == "dense_connect":
+            return self.nn("ZeroPad2d", c.lit((left, right, top, bottom)))
+        if kind == "seq":
+            return self.container(t, scope, k)
+        if kind in ("concat", "add"):
+            helper = "Concat" if kind == "concat" else "Add"
+            branches = [(br.name, self.container(br, scope, k)) for br in t.children]
+            return c.kwcall(self.ref(helper), [c.kwcall(self.ref("OrderedDict"), [], branches)], [])
+        if kind == "residual":
+            when = scope.value(t.attr("when"))
+            body = self.container(t.children[0], scope, k)
+            short = self.container(t.children[1], scope, k)
+            if when is None:
+                short = c.ifexp(scope.node(t.attr("when")), short, c.lit(None))
+            elif when is False:
+                short = c.lit(None)
+            return c.call(self.ref("Residual"), body, short)
+        if kind == "dense_connect":
+            layer, n, i = self.dense_layers(t, scope, k)
             if self.memory_efficient:
                 self.helpers.add("cat_then")
-            self.helpers.add("DenseConnect")
-            return "DenseConnect({} {})".format(*self.dense_layers(t, scope))
-        if k == "repeat":
-            return self.repeat(t, scope)
-        if k == "call":
-            return self.call(t, scope)
-        raise Unsupported(f"torch backend cannot emit '{k}'", t.loc)
+            return c.call(self.ref("DenseConnect"), c.listcomp(layer, i, c.call("range", n)))
+        if kind == "repeat":
+            return self.repeat(t, scope, k)
+        if kind == "call":
+            return self.call(t, scope, k)
+        raise Unsupported(f"torch backend cannot emit '{kind}'", t.loc)
 
-    def call(self, t: ir.TNode, scope: Scope) -> str:
+    def call(self, t: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
         defaults = dict(self.model.block(t.block).params)
-        args = [scope.src(t.in_ch)]
+        kwargs = []
         for p, v in t.attrs:
             known = scope.value(v)
             if known is not None and defaults.get(p) is not None and known == defaults[p]:
                 continue  # the block's own default: leave it out, as a person would
-            args.append(f"{p}={scope.src(v)}")
-        return f"{camel(t.block)}({', '.join(args)})"
+            kwargs.append((p, scope.node(v)))
+        return c.kwcall(c.name(camel(t.block)), [self.width(t.in_ch, scope, k)], kwargs)
 
-    def dense_layers(self, t: ir.TNode, scope: Scope) -> tuple[str, str]:
-        """(layer module expression in terms of ``i``, the for-clause) of a dense_connect."""
+    def dense_layers(self, t: ir.TNode, scope: Scope, k: _Class):
+        """(layer module expression in terms of the loop variable, the count, the loop variable)."""
         body = t.children[0]
-        n = t.attr("layers")
-        layer_in = sym_add(t.in_ch, sym_mul(Expr("i"), body.out_ch))
-        layer = self.seq_module(body, scope.with_rename(in_channels=layer_in))
-        return layer, f"for i in range({scope.src(n)})"
+        i = k.locals.fresh("i")
+        layer_in = sym_add(t.in_ch, sym_mul(Expr(i), body.out_ch))
+        layer = self.container(body, scope.with_rename(in_channels=layer_in), k)
+        k.locals.taken.discard(i)
+        return layer, scope.node(t.attr("layers")), i
 
-    def generator_lines(self, target: str, func: str, elt: str, clause: str) -> list[str]:
-        """``target = func(elt clause)`` formatted as ruff formats a call with a generator argument."""
-        width = 120 - len(INDENT_INIT)
-        one = f"{target} = {func}({elt} {clause})"
-        if len(one) <= width:
-            return [one]
-        if len(f"    {elt} {clause}") <= width:
-            return [f"{target} = {func}(", f"    {elt} {clause}", ")"]
-        head, args = split_call(elt)
-        if len(f"    {elt}") <= width or head is None:
-            return [f"{target} = {func}(", f"    {elt}", f"    {clause}", ")"]
-        inner = wrap_call(head, args, "    ", width=width)
-        return [f"{target} = {func}("] + inner + [f"    {clause}", ")"]
-
-    def repeat(self, t: ir.TNode, scope: Scope) -> str:
+    def repeat(self, t: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
         body = t.children[0]
         n = t.attr("times")
-        first = self.seq_module(body, scope.with_rename(in_channels=t.in_ch))
-        rest = self.seq_module(body, scope.with_rename(in_channels=body.out_ch))
+        first = self.container(body, scope.with_rename(in_channels=t.in_ch), k)
+        rest = self.container(body, scope.with_rename(in_channels=_after_first(t)), k)
         count = scope.value(n)
-        if first == rest:
-            return f"nn.Sequential(*[{first} for _ in range({scope.src(n)})])"
+        if c.same(first, rest):
+            return self.nn("Sequential", c.starred(c.listcomp(first, "_", c.call("range", scope.node(n)))))
         if count is not None and count <= 1:
-            return f"nn.Sequential({first})" if count == 1 else "nn.Sequential()"
-        return f"nn.Sequential({first}, *[{rest} for _ in range({scope.src(n)} - 1)])"
+            return self.nn("Sequential", first) if count == 1 else self.nn("Sequential")
+        later = c.listcomp(rest, "_", c.call("range", c.binop(scope.node(n), "-", c.lit(1))))
+        return self.nn("Sequential", first, c.starred(later))
 
-    def conv(self, t: ir.TNode, scope: Scope) -> str:
-        s = scope.src
+    def width(self, e, scope: Scope, k: _Class) -> ast.expr:
+        """A channel count; computed once into a named local when the class uses it more than once."""
+        node = scope.node(e)
+        if not k.symbolic or isinstance(node, (ast.Name, ast.Constant)) or scope.rename:
+            return node
+        key = ast.dump(node)
+        if k.uses.get(key, 0) < 2 or not isinstance(e, Expr) or not e.names() <= self._class_names(k):
+            return node
+        if key not in k.cse:
+            var = k.locals.fresh(k.producer.get(key, "channels"))
+            k.cse[key] = var
+            k.hoisted.append(c.assign(var, node))
+        return c.name(k.cse[key])
+
+    def _class_names(self, k: _Class) -> set[str]:
+        return (k.locals.taken - set(self.module_names.values())) | {"in_channels"}
+
+    def count_widths(self, seq: ir.TNode, scope: Scope, k: _Class) -> None:
+        """How often each channel expression is used in a block class, and what to call it."""
+
+        def visit(t: ir.TNode, prev_name: str | None):
+            if t.kind in ("conv", "dwconv", "bn", "dense", "call"):
+                key = ast.dump(scope.node(t.in_ch))
+                k.uses[key] = k.uses.get(key, 0) + 1
+                if prev_name and key not in k.producer:
+                    k.producer[key] = f"{prev_name}_channels"
+            if t.kind == "conv" and isinstance(t.attr("out"), Expr):
+                key = ast.dump(scope.node(t.attr("out")))
+                k.uses[key] = k.uses.get(key, 0) + 1
+                k.producer.setdefault(key, f"{t.name}_channels")
+            if t.kind in ("repeat", "dense_connect"):
+                return  # a loop body's widths depend on the loop
+            last = prev_name
+            for ch in t.children:
+                visit(ch, last)
+                if t.kind == "seq":
+                    last = ch.name if not (ch.kind == "seq" and ch.transparent) else last
+
+        visit(seq, None)
+
+    def conv(self, t: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
         a = dict(t.attrs)
-        cin = s(t.in_ch)
+        node = scope.node
+        cin = self.width(t.in_ch, scope, k)
         if t.kind == "dwconv":
             mult = scope.value(a["multiplier"])
-            cout = cin if mult == 1 else s(sym_mul(t.in_ch, a["multiplier"]))
+            cout = cin if mult == 1 else self.width(sym_mul(t.in_ch, a["multiplier"]), scope, k)
         else:
-            cout = s(a["out"])
-        args = [cin, cout, f"kernel_size={s(a['kernel'])}"]
+            cout = self.width(a["out"], scope, k)
+        kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
         stride = scope.value(a["stride"])
         if stride not in (1, (1, 1)):
-            args.append(f"stride={s(a['stride'])}")
-        cls = "nn.Conv2d"
-        pad_args, cls, wrap = self._conv_padding(t, scope, stride)
-        args += pad_args
+            kw.append(("stride", node(a["stride"])))
+        pad_kw, cls, extra = self._conv_padding(t, scope, stride)
+        kw += pad_kw
         dil = scope.value(a["dilation"])
         if dil not in (1, (1, 1)):
-            args.append(f"dilation={s(a['dilation'])}")
+            kw.append(("dilation", node(a["dilation"])))
         if t.kind == "dwconv":
-            args.append(f"groups={cin}")
+            kw.append(("groups", cin))
         elif scope.value(a["groups"]) != 1:
-            args.append(f"groups={s(a['groups'])}")
+            kw.append(("groups", node(a["groups"])))
         if scope.value(a["bias"]) is not True:
-            args.append(f"bias={s(a['bias'])}")
-        mod = f"{cls}({', '.join(args)})"
-        return wrap.format(mod) if wrap else mod
+            kw.append(("bias", node(a["bias"])))
+        kw += extra
+        func = c.attr(self.ref("nn"), "Conv2d") if cls == "nn.Conv2d" else self.ref(cls)
+        return c.kwcall(func, [cin, cout], kw)
 
     def _conv_padding(self, t: ir.TNode, scope: Scope, stride):
-        """(padding kwargs, conv class, wrapper) reproducing the IR's padding exactly."""
+        """(padding kwargs, conv class, extra kwargs) reproducing the IR's padding exactly."""
         p = t.attr("padding")
         known = scope.value(p)
         if known is None:
@@ -376,56 +596,54 @@ class TorchEmitter:
                 )
                 if not ok:
                     raise Unsupported(f"padding {p} gives asymmetric padding at {n.path}; write it as a literal", t.loc)
-            return [f"padding={scope.src(p)}"], "nn.Conv2d", None
+            return [("padding", scope.node(p))], "nn.Conv2d", []
         if known == "valid" or known == 0:
-            return [], "nn.Conv2d", None
+            return [], "nn.Conv2d", []
         if known == "same":
             dil = scope.value(t.attr("dilation"))
             if stride in (1, (1, 1)) and dil is not None:
-                return ['padding="same"'], "nn.Conv2d", None
-            self.helpers.update({"same_pad", "Conv2dSame"})
-            return [], "Conv2dSame", None
+                return [("padding", c.lit("same"))], "nn.Conv2d", []
+            return [], "Conv2dSame", []
         top, bottom, left, right = pad4(known)
         if top == bottom and left == right:
-            return [f"padding={py_literal(top if top == left else (top, left))}"], "nn.Conv2d", None
-        return [], "nn.Conv2d", f"nn.Sequential(nn.ZeroPad2d({py_literal((left, right, top, bottom))}), {{}})"
+            return [("padding", c.lit(top if top == left else (top, left)))], "nn.Conv2d", []
+        return [], "Conv2dPadded", [("pad", c.lit((left, right, top, bottom)))]
 
-    def pool(self, t: ir.TNode, scope: Scope) -> str:
-        s = scope.src
+    def pool(self, t: ir.TNode, scope: Scope) -> ast.expr:
         a = dict(t.attrs)
+        node = scope.node
         is_max = t.kind == "maxpool"
-        cls = "nn.MaxPool2d" if is_max else "nn.AvgPool2d"
-        args = [f"kernel_size={s(a['kernel'])}"]
+        cls = "MaxPool2d" if is_max else "AvgPool2d"
+        kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
         if scope.value(a["stride"]) != scope.value(a["kernel"]) or scope.value(a["stride"]) is None:
-            args.append(f"stride={s(a['stride'])}")
+            kw.append(("stride", node(a["stride"])))
         known = scope.value(a["padding"])
         ceil = scope.value(a["ceil"])
         wrap = None
         if known == "same":
             if not is_max:
                 raise Unsupported("torch backend: average pooling with 'same' padding", t.loc)
-            self.helpers.update({"same_pad", "MaxPool2dSame"})
             kern, strd = scope.value(a["kernel"]), scope.value(a["stride"])
-            return f"MaxPool2dSame(kernel_size={py_literal(pair(kern))}, stride={py_literal(pair(strd))})"
+            return c.call(self.ref("MaxPool2dSame"), kernel_size=c.lit(pair(kern)), stride=c.lit(pair(strd)))
         if known is None:
-            args.append(f"padding={s(a['padding'])}")
+            kw.append(("padding", node(a["padding"])))
         elif known not in ("valid", 0):
             top, bottom, left, right = pad4(known)
-            kh, kw = pair(scope.value(a["kernel"]))
-            if top == bottom and left == right and top <= kh // 2 and left <= kw // 2:
-                args.append(f"padding={py_literal(top if top == left else (top, left))}")
+            kh, kw_ = pair(scope.value(a["kernel"]))
+            if top == bottom and left == right and top <= kh // 2 and left <= kw_ // 2:
+                kw.append(("padding", c.lit(top if top == left else (top, left))))
             else:
-                value = 'float("-inf")' if is_max else "0.0"
-                wrap = f"nn.Sequential(nn.ConstantPad2d({py_literal((left, right, top, bottom))}, {value}), {{}})"
+                value = c.call("float", "-inf") if is_max else c.lit(0.0)
+                wrap = self.nn("ConstantPad2d", c.lit((left, right, top, bottom)), value)
                 self._check_explicit_pool(t)
         if ceil is None:
-            args.append(f"ceil_mode={s(a['ceil'])}")
+            kw.append(("ceil_mode", node(a["ceil"])))
         elif ceil:
-            args.append("ceil_mode=True")
+            kw.append(("ceil_mode", c.lit(True)))
         if not is_max and scope.value(a.get("count_include_pad")) is False:
-            args.append("count_include_pad=False")
-        mod = f"{cls}({', '.join(args)})"
-        return wrap.format(mod) if wrap else mod
+            kw.append(("count_include_pad", c.lit(False)))
+        mod = c.kwcall(c.attr(self.ref("nn"), cls), [], kw)
+        return self.nn("Sequential", wrap, mod) if wrap is not None else mod
 
     def _check_explicit_pool(self, t: ir.TNode) -> None:
         """Explicit padding outside the pool changes ceil rounding's last-window rule; check no use differs."""
@@ -439,30 +657,49 @@ class TorchEmitter:
                 raise Unsupported(f"pool {n.path}: asymmetric padding excluded from the average", t.loc)
 
     # ------------------------------------------------------------------ facts from instances
-    def _attr_names(self, seq: ir.TNode) -> set[str]:
-        return {c.name for c in seq.children}
-
-    def _top(self) -> dict[str, ir.Node]:
-        """The model's top-level instances by name (built once: lookups stay O(1) for huge networks)."""
-        if getattr(self, "_top_cache", None) is None:
-            self._top_cache = {c.name: c for c in self.model.body.children}
-        return self._top_cache
-
-    def _present(self, t: ir.TNode) -> bool:
-        return t.name in self._top()
-
-    def _instance_top(self, name: str) -> ir.Node:
-        return self._top()[name]
-
-    def _shape_comment(self, t: ir.TNode) -> str:
-        c = self._top().get(t.name)
-        if c is None:
-            return ""
-        shape = c.out_shape
+    def shape_comment(self, t: ir.TNode) -> str | None:
+        inst = self.instances.get(id(t))
+        if not inst:
+            return None
+        shape = inst[0].out_shape
         if len(shape) == 3:
-            return f"  # N x {shape[2]} x {shape[0]} x {shape[1]}"
-        return f"  # N x {shape[0]}"
+            return f"N x {shape[2]} x {shape[0]} x {shape[1]}"
+        return f"N x {shape[0]}"
 
     def _rank(self, t: ir.TNode) -> int:
         inst = self.instances.get(id(t))
         return len(inst[0].in_shape) if inst else 3
+
+
+def _after_first(t: ir.TNode) -> Expr:
+    """The input width of a repeat's second and later iterations (the first iteration's output)."""
+    from archc.expr import substitute
+
+    body = t.children[0]
+    return substitute(body.out_ch, {"in_channels": t.in_ch}) if "in_channels" in body.out_ch.names() else body.out_ch
+
+
+def _assigned_attrs(stmts) -> list[str]:
+    """The ``self.<attr>`` names that statements assign (in order, nested ifs included)."""
+    out: list[str] = []
+    for s in stmts:
+        for node in ast.walk(s):
+            if isinstance(node, ast.Assign):
+                for tgt in node.targets:
+                    if isinstance(tgt, ast.Attribute) and isinstance(tgt.value, ast.Name) and tgt.value.id == "self":
+                        if tgt.attr not in out:
+                            out.append(tgt.attr)
+    return out
+
+
+def _attr_names(seq: ir.TNode) -> set[str]:
+    """The attribute names the spec gives a class body (transparent items' names included)."""
+    out = set()
+    for t in seq.children:
+        out.add(t.name)
+        if t.transparent:
+            for ch in t.children:
+                out |= _attr_names(ch) if ch.kind == "seq" else {ch.name}
+                if ch.kind == "seq":
+                    out.add(ch.name)
+    return out

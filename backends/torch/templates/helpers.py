@@ -1,0 +1,125 @@
+"""Helpers the generated PyTorch code may need; the emitter copies the ones a model uses (not imported by archc)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def _same_pad(x, kernel_size, stride, dilation):
+    """(left, right, top, bottom) padding of TensorFlow's 'same' for this input's size."""
+    pads = []
+    for size, k, s, d in zip(x.shape[-2:], kernel_size, stride, dilation):
+        total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return left, right, top, bottom
+
+
+def _cat_then(layer, *features):
+    """Concatenate, then run the layer; under checkpoint() the concatenation is recomputed, not stored."""
+    return layer(torch.cat(features, 1))
+
+
+class _KeepStats:
+    """checkpoint() context: when a layer is recomputed for backward, its batch norms must not update
+    their running statistics a second time."""
+
+    def __init__(self, layer=None):
+        self.norms = [m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)] if layer is not None else []
+
+    def __call__(self):
+        return _KeepStats(), self  # (context of the forward pass, context of the recomputation)
+
+    def __enter__(self):
+        self.saved = [(m.momentum, m.num_batches_tracked.clone()) for m in self.norms]
+        for m in self.norms:
+            m.momentum = 0.0
+
+    def __exit__(self, *exc):
+        for m, (momentum, tracked) in zip(self.norms, self.saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow 'same' padding, computed from the input size at run time."""
+
+    def forward(self, x):
+        return super().forward(F.pad(x, _same_pad(x, self.kernel_size, self.stride, self.dilation)))
+
+
+class Conv2dPadded(nn.Conv2d):
+    """Conv2d after explicit zero padding ``pad`` = (left, right, top, bottom): PyTorch's own is symmetric."""
+
+    def __init__(self, *args, pad, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pad = pad
+
+    def forward(self, x):
+        return super().forward(F.pad(x, self.pad))
+
+
+class MaxPool2dSame(nn.MaxPool2d):
+    """MaxPool2d with TensorFlow 'same' padding (padded values never win)."""
+
+    def forward(self, x):
+        pad = _same_pad(x, self.kernel_size, self.stride, (1, 1))  # kernel_size, stride: (h, w) pairs
+        return super().forward(F.pad(x, pad, value=float("-inf")))
+
+
+class Concat(nn.ModuleDict):
+    """Runs each branch on the same input and concatenates the results on channels."""
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.values()], 1)
+
+
+class Add(nn.ModuleDict):
+    """Runs each branch on the same input and adds the results."""
+
+    def forward(self, x):
+        branches = list(self.values())
+        out = branches[0](x)
+        for branch in branches[1:]:
+            out = out + branch(x)
+        return out
+
+
+class Residual(nn.Module):
+    """``body(x) + shortcut(x)``; no add when ``shortcut`` is None (``nn.Identity()`` is the identity shortcut)."""
+
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        out = self.body(x)
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return out
+
+
+class DenseConnect(nn.ModuleList):
+    """Layer i sees the concatenation of the input and all previous outputs; returns all of them."""
+
+    def forward(self, x):
+        features = [x]
+        for layer in self:
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class DenseConnectMemoryEfficient(nn.ModuleList):
+    """Layer i sees the concatenation of the input and all previous outputs; returns all of them."""
+
+    def forward(self, x):
+        features = [x]
+        for layer in self:
+            if self.training and torch.is_grad_enabled():
+                keep = _KeepStats(layer)
+                features.append(checkpoint(_cat_then, layer, *features, use_reentrant=False, context_fn=keep))
+            else:
+                features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
