@@ -40,8 +40,9 @@ def dense_block(x, num_layers, growth_rate, bn_size=4, drop_rate=0.0, name=None)
     Layers are named f"{name}_<path>" after the spec's items.
     """
     for i in range(num_layers):
+        y = x
         y = dense_layer(
-            x, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name=f"{name}_stack_{i}_layer"
+            y, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name=f"{name}_stack_{i}_layer"
         )
         x = layers.Concatenate(name=f"{name}_stack_{i}_concat")([x, y])
     return x
@@ -63,7 +64,8 @@ def transition(x, reduction=0.5, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """densenet169: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv0_pad")(inputs)
+    x = inputs
+    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv0_pad")(x)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv0")(x)  # 112 x 112 x 64
     x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.9, name="norm0")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="relu0")(x)  # 112 x 112 x 64

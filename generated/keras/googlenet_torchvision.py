@@ -25,15 +25,15 @@ LOSS_WEIGHTS = {"main": 1.0, "aux1": 0.3, "aux2": 0.3}
 def _explicit_padding(x, padding, name):
     """Keras has only 'same' and 'valid': other padding becomes a ZeroPadding2D before a 'valid' layer."""
     if isinstance(padding, str):
-        return x, padding
+        return (x, padding)
     if isinstance(padding, int):
         padding = (padding,) * 4
     elif len(padding) == 2:
         padding = (padding[0], padding[0], padding[1], padding[1])
     if not any(padding):
-        return x, "valid"
+        return (x, "valid")
     top, bottom, left, right = padding
-    return layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}_pad")(x), "valid"
+    return (layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}_pad")(x), "valid")
 
 
 def _pool_padding(size, kernel, stride, before, after, ceil):
@@ -42,7 +42,7 @@ def _pool_padding(size, kernel, stride, before, after, ceil):
     out = (-(-span // stride) if ceil else span // stride) + 1
     if ceil and (out - 1) * stride >= size + before:
         out -= 1
-    return before, max((out - 1) * stride + kernel - size - before, 0)
+    return (before, max((out - 1) * stride + kernel - size - before, 0))
 
 
 def conv_bn_act(x, out, kernel, stride=1, padding=0, name=None):
@@ -63,15 +63,17 @@ def inception(x, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, kernel5=5, 
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    branch1 = conv_bn_act(x, out=ch1x1, kernel=1, name=f"{name}_concat_branch1_conv_bn_act")
-    branch2 = conv_bn_act(x, out=ch3x3red, kernel=1, name=f"{name}_concat_branch2_conv_bn_act1")
-    branch2 = conv_bn_act(branch2, out=ch3x3, kernel=3, padding=1, name=f"{name}_concat_branch2_conv_bn_act2")
-    branch3 = conv_bn_act(x, out=ch5x5red, kernel=1, name=f"{name}_concat_branch3_conv_bn_act1")
-    branch3 = conv_bn_act(
-        branch3, out=ch5x5, kernel=kernel5, padding=kernel5 // 2, name=f"{name}_concat_branch3_conv_bn_act2"
-    )
-    branch4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_concat_branch4_maxpool")(x)
-    branch4 = conv_bn_act(branch4, out=pool_proj, kernel=1, name=f"{name}_concat_branch4_conv_bn_act")
+    branch1 = x
+    branch1 = conv_bn_act(branch1, out=ch1x1, kernel=1, name=f"{name}_branch1_conv_bn_act")
+    branch2 = x
+    branch2 = conv_bn_act(branch2, out=ch3x3red, kernel=1, name=f"{name}_branch2_conv_bn_act1")
+    branch2 = conv_bn_act(branch2, out=ch3x3, kernel=3, padding=1, name=f"{name}_branch2_conv_bn_act2")
+    branch3 = x
+    branch3 = conv_bn_act(branch3, out=ch5x5red, kernel=1, name=f"{name}_branch3_conv_bn_act1")
+    branch3 = conv_bn_act(branch3, out=ch5x5, kernel=kernel5, padding=kernel5 // 2, name=f"{name}_branch3_conv_bn_act2")
+    branch4 = x
+    branch4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_branch4_maxpool")(branch4)
+    branch4 = conv_bn_act(branch4, out=pool_proj, kernel=1, name=f"{name}_branch4_conv_bn_act")
     x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
     return x
 
@@ -99,7 +101,8 @@ def build_model(input_shape=(224, 224, 3)):
     sorted-key order). inference_model(model) keeps the main output only.
     """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = conv_bn_act(inputs, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
+    x = inputs
+    x = conv_bn_act(x, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
     pad_h = _pool_padding(x.shape[1], 3, 2, 0, 0, ceil=True)
     pad_w = _pool_padding(x.shape[2], 3, 2, 0, 0, ceil=True)
     x = layers.ZeroPadding2D((pad_h, pad_w), name="maxpool1_pad")(x)
@@ -123,7 +126,8 @@ def build_model(input_shape=(224, 224, 3)):
     x = inception(
         x, ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64, kernel5=3, name="inception4a"
     )  # 14 x 14 x 512
-    aux1 = inception_aux(x, classes=1000, name="aux1_head")
+    aux1 = x
+    aux1 = inception_aux(aux1, classes=1000, name="aux1_head")
     x = inception(
         x, ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64, kernel5=3, name="inception4b"
     )  # 14 x 14 x 512
@@ -133,7 +137,8 @@ def build_model(input_shape=(224, 224, 3)):
     x = inception(
         x, ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64, kernel5=3, name="inception4d"
     )  # 14 x 14 x 528
-    aux2 = inception_aux(x, classes=1000, name="aux2_head")
+    aux2 = x
+    aux2 = inception_aux(aux2, classes=1000, name="aux2_head")
     x = inception(
         x, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128, kernel5=3, name="inception4e"
     )  # 14 x 14 x 832

@@ -50,7 +50,8 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """mobilenet_v1: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)  # 112 x 112 x 32
+    x = inputs
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv1")(x)  # 112 x 112 x 32
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="conv1_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(6.0, name="conv1_relu")(x)  # 112 x 112 x 32
     x = ds_conv(x, filters=64, name="ds1")  # 112 x 112 x 64
@@ -60,7 +61,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = ds_conv(x, filters=256, name="ds5")  # 28 x 28 x 256
     x = ds_conv(x, filters=512, stride=2, name="ds6")  # 14 x 14 x 512
     for i in range(5):
-        x = ds_conv(x, filters=512, name=f"ds7_11_{i}_ds")  # 14 x 14 x 512
+        x = ds_conv(x, filters=512, name=f"ds7_11_{i}_ds")
     x = ds_conv(x, filters=1024, stride=2, name="ds12")  # 7 x 7 x 1024
     x = ds_conv(x, filters=1024, name="ds13")  # 7 x 7 x 1024
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)  # 1024

@@ -13,6 +13,8 @@ BN epsilon 1.001e-5 as keras.applications (torchvision: 1e-5), momentum 0.1 as t
 both references.
 """
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -24,13 +26,17 @@ class DenseLayer(nn.Module):
 
     def __init__(self, in_channels, growth_rate, bn_size=4, drop_rate=0.0):
         super().__init__()
+        conv1_channels = bn_size * growth_rate
         self.norm1 = nn.BatchNorm2d(in_channels, eps=1.001e-05, momentum=0.1)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv1 = nn.Conv2d(in_channels, bn_size * growth_rate, kernel_size=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(bn_size * growth_rate, eps=1.001e-05, momentum=0.1)
+        self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(conv1_channels, eps=1.001e-05, momentum=0.1)
         self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, kernel_size=3, padding=1, bias=False)
-        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
+        self.conv2 = nn.Conv2d(conv1_channels, growth_rate, kernel_size=3, padding=1, bias=False)
+        if drop_rate > 0:
+            self.dropout = nn.Dropout(p=drop_rate)
+        else:
+            self.dropout = None
 
     def forward(self, x):
         x = self.norm1(x)
@@ -39,7 +45,8 @@ class DenseLayer(nn.Module):
         x = self.norm2(x)
         x = self.relu2(x)
         x = self.conv2(x)
-        x = self.dropout(x)
+        if self.dropout is not None:
+            x = self.dropout(x)
         return x
 
 
@@ -49,8 +56,16 @@ class DenseBlock(nn.Module):
     def __init__(self, in_channels, num_layers, growth_rate, bn_size=4, drop_rate=0.0):
         super().__init__()
         self.stack = nn.ModuleList(
-            DenseLayer(in_channels + i * growth_rate, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate)
-            for i in range(num_layers)
+            [
+                nn.Sequential(
+                    OrderedDict(
+                        layer=DenseLayer(
+                            in_channels + i * growth_rate, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate
+                        )
+                    )
+                )
+                for i in range(num_layers)
+            ]
         )
 
     def forward(self, x):

@@ -15,6 +15,7 @@ Auxiliary heads on 4a and 4d follow the paper: 5x5/3 average pool, 1x1 conv 128,
 dropout 0.7, FC classes; loss = main + 0.3 * aux1 + 0.3 * aux2; --set aux=false drops them.
 """
 
+from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
@@ -46,16 +47,24 @@ class Inception(nn.Module):
 
     def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, kernel5=5):
         super().__init__()
-        self.branch1 = ConvBnAct(in_channels, out=ch1x1, kernel=1)
+        self.branch1 = nn.Sequential(OrderedDict(conv_bn_act=ConvBnAct(in_channels, out=ch1x1, kernel=1)))
         self.branch2 = nn.Sequential(
-            ConvBnAct(in_channels, out=ch3x3red, kernel=1), ConvBnAct(ch3x3red, out=ch3x3, kernel=3, padding=1)
+            OrderedDict(
+                conv_bn_act1=ConvBnAct(in_channels, out=ch3x3red, kernel=1),
+                conv_bn_act2=ConvBnAct(ch3x3red, out=ch3x3, kernel=3, padding=1),
+            )
         )
         self.branch3 = nn.Sequential(
-            ConvBnAct(in_channels, out=ch5x5red, kernel=1),
-            ConvBnAct(ch5x5red, out=ch5x5, kernel=kernel5, padding=kernel5 // 2),
+            OrderedDict(
+                conv_bn_act1=ConvBnAct(in_channels, out=ch5x5red, kernel=1),
+                conv_bn_act2=ConvBnAct(ch5x5red, out=ch5x5, kernel=kernel5, padding=kernel5 // 2),
+            )
         )
         self.branch4 = nn.Sequential(
-            nn.MaxPool2d(kernel_size=3, stride=1, padding=1), ConvBnAct(in_channels, out=pool_proj, kernel=1)
+            OrderedDict(
+                maxpool=nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
+                conv_bn_act=ConvBnAct(in_channels, out=pool_proj, kernel=1),
+            )
         )
 
     def forward(self, x):
@@ -113,11 +122,11 @@ class Googlenet(nn.Module):
         self.inception3b = Inception(256, ch1x1=128, ch3x3red=128, ch3x3=192, ch5x5red=32, ch5x5=96, pool_proj=64)
         self.maxpool3 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.inception4a = Inception(480, ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64)
-        self.aux1 = InceptionAux(512, classes=1000)
+        self.aux1 = nn.Sequential(OrderedDict(head=InceptionAux(512, classes=1000)))
         self.inception4b = Inception(512, ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64)
         self.inception4c = Inception(512, ch1x1=128, ch3x3red=128, ch3x3=256, ch5x5red=24, ch5x5=64, pool_proj=64)
         self.inception4d = Inception(512, ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64)
-        self.aux2 = InceptionAux(528, classes=1000)
+        self.aux2 = nn.Sequential(OrderedDict(head=InceptionAux(528, classes=1000)))
         self.inception4e = Inception(528, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128)
         self.maxpool4 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.inception5a = Inception(832, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128)
@@ -136,11 +145,11 @@ class Googlenet(nn.Module):
         x = self.inception3b(x)  # N x 480 x 28 x 28
         x = self.maxpool3(x)  # N x 480 x 14 x 14
         x = self.inception4a(x)  # N x 512 x 14 x 14
-        aux1 = self.aux1(x) if self.training else None
+        aux1_2 = self.aux1(x) if self.training else None
         x = self.inception4b(x)  # N x 512 x 14 x 14
         x = self.inception4c(x)  # N x 512 x 14 x 14
         x = self.inception4d(x)  # N x 528 x 14 x 14
-        aux2 = self.aux2(x) if self.training else None
+        aux2_2 = self.aux2(x) if self.training else None
         x = self.inception4e(x)  # N x 832 x 14 x 14
         x = self.maxpool4(x)  # N x 832 x 7 x 7
         x = self.inception5a(x)  # N x 832 x 7 x 7
@@ -149,7 +158,7 @@ class Googlenet(nn.Module):
         x = self.dropout(x)  # N x 1024
         x = self.fc(x)  # N x 1000
         if self.training:
-            return GooglenetOutputs(x, aux1, aux2)
+            return GooglenetOutputs(x, aux1_2, aux2_2)
         return x
 
 

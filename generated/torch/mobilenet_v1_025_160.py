@@ -5,6 +5,8 @@
 Paper: Howard et al., arXiv:1704.04861. Deviations: as mobilenet_v1.yaml, which this extends.
 """
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +21,7 @@ def _same_pad(x, kernel_size, stride, dilation):
         total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
         pads.append((total // 2, total - total // 2))
     (top, bottom), (left, right) = pads
-    return left, right, top, bottom
+    return (left, right, top, bottom)
 
 
 class Conv2dSame(nn.Conv2d):
@@ -37,24 +39,30 @@ class DsConv(nn.Module):
 
     def __init__(self, in_channels, filters, stride=1, alpha=1.0, depth_multiplier=1):
         super().__init__()
-        self.pad = nn.ZeroPad2d((0, 1, 0, 1)) if stride != 1 else nn.Identity()
+        dw_channels = in_channels * depth_multiplier
+        pw_channels = int(filters * alpha)
+        if stride != 1:
+            self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        else:
+            self.pad = None
         self.dw = nn.Conv2d(
             in_channels,
-            in_channels * depth_multiplier,
+            dw_channels,
             kernel_size=3,
             stride=stride,
             padding="same" if stride == 1 else "valid",
             groups=in_channels,
             bias=False,
         )
-        self.dw_bn = nn.BatchNorm2d(in_channels * depth_multiplier, eps=0.001, momentum=0.01)
+        self.dw_bn = nn.BatchNorm2d(dw_channels, eps=0.001, momentum=0.01)
         self.dw_relu = nn.ReLU6(inplace=True)
-        self.pw = nn.Conv2d(in_channels * depth_multiplier, int(filters * alpha), kernel_size=1, bias=False)
-        self.pw_bn = nn.BatchNorm2d(int(filters * alpha), eps=0.001, momentum=0.01)
+        self.pw = nn.Conv2d(dw_channels, pw_channels, kernel_size=1, bias=False)
+        self.pw_bn = nn.BatchNorm2d(pw_channels, eps=0.001, momentum=0.01)
         self.pw_relu = nn.ReLU6(inplace=True)
 
     def forward(self, x):
-        x = self.pad(x)
+        if self.pad is not None:
+            x = self.pad(x)
         x = self.dw(x)
         x = self.dw_bn(x)
         x = self.dw_relu(x)
@@ -78,7 +86,9 @@ class MobilenetV1025160(nn.Module):
         self.ds4 = DsConv(32, filters=256, stride=2, alpha=0.25)
         self.ds5 = DsConv(64, filters=256, alpha=0.25)
         self.ds6 = DsConv(64, filters=512, stride=2, alpha=0.25)
-        self.ds7_11 = nn.Sequential(*[DsConv(128, filters=512, alpha=0.25) for _ in range(5)])
+        self.ds7_11 = nn.Sequential(
+            *[nn.Sequential(OrderedDict(ds=DsConv(128, filters=512, alpha=0.25))) for _ in range(5)]
+        )
         self.ds12 = DsConv(128, filters=1024, stride=2, alpha=0.25)
         self.ds13 = DsConv(256, filters=1024, alpha=0.25)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
