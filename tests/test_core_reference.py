@@ -38,6 +38,15 @@ REFERENCE = [
     ("mobilenet_v1", (), 4_231_976, 21_888),
     ("mobilenet_v1_050", (), 1_331_592, 10_944),
     ("mobilenet_v1_025_160", (), 470_072, 5_472),
+    # torchvision 0.28 (ARCHITECTURES.md, "The zoo"): resnet18, resnet50 (v1.5), mobilenet_v2
+    ("resnet18", (), 11_689_512, 9_600),
+    ("resnet50", (), 25_557_032, 53_120),
+    ("mobilenet_v2", (), 3_504_872, 34_112),
+    # the same stdlib blocks give torchvision's other ResNets by their stage tables alone
+    ("resnet18", ("layers=[3, 4, 6, 3]",), 21_797_672, 17_024),  # resnet34
+    ("resnet50", ("layers=[3, 4, 23, 3]",), 44_549_160, 105_344),  # resnet101
+    ("resnet50", ("groups=32", "base_width=4"), 25_028_904, 68_224),  # resnext50_32x4d
+    ("resnet50", ("base_width=128",), 68_883_240, 68_224),  # wide_resnet50_2
     ("mobilenet_v1", ("alpha=0.75",), 2_585_560, 16_416),  # keras.applications MobileNet(alpha=0.75)
 ]
 # GoogLeNet: trainable counts only (torchvision has no Keras twin to give non-trainable weights).

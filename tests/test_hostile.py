@@ -160,10 +160,20 @@ def test_names_are_validated_before_reaching_code(tmp_path, bad, where):
     spec = tmp_path / "inject.yaml"
     spec.write_text(json.dumps(doc))
     out = tmp_path / "out"
-    code = archc_main(["build", str(spec), "--backend", "torch", "-o", str(out)])
+    code = archc_main(["build", str(spec), "--backend", "all", "-o", str(out)])
+    # 'forward' shadows torch.nn.Module.forward only as an attribute (a layer, a head, a block's item); 'print' the
+    # builtin only as a Python variable (a block function, a param); elsewhere both are the user's to use
+    allowed = (bad == "forward" and where in ("param", "model")) or (
+        bad == "print" and where in ("layer", "head", "model")
+    )
+    assert not (tmp_path / "PWNED").exists()
+    if allowed:
+        assert code == 0
+        for path in out.rglob("*.py"):
+            compile(path.read_text(), str(path), "exec")
+        return
     assert code == 2
     assert not out.exists()
-    assert not (tmp_path / "PWNED").exists()
 
 
 def test_descriptions_are_inert(tmp_path):

@@ -1,0 +1,233 @@
+"""Emitters that are right for every spec: the networks people write next, not only the ones archc was built on.
+
+Each test here is one of the failures a new user met (issue "Emitters that are right for every spec"): an
+item with ``if:`` inside a branch or seq of a block, names lost in anonymous ``nn.Sequential`` indices, a
+conditional width repeated at every use, a repeat of inverted residuals refused, a conditional shortcut
+needing two copies of the body, and a build that said "wrote" for code that does not parse.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archc.analysis import analyze
+from archc.errors import ArchcError
+from archc.pipeline import compile_spec
+from backends import get_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def emit(backend: str, path, sets=()) -> str:
+    return get_backend(backend).emit(compile_spec(str(path), list(sets)))
+
+
+def load_module(text: str, path: Path, name: str):
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# a block a person writes: a projection shortcut only when the shape changes, inside a branch of an add,
+# a conditional seq inside a seq, and an item whose condition reads in_channels
+CONDITIONAL_BLOCKS = """
+name: cond_net
+input: {height: 16, width: 16, channels: 3}
+blocks:
+  unit:
+    params: {width: null, stride: 1, extra: false}
+    body:
+      - add:
+          - - conv: {name: conv1, out: $width, kernel: 3, stride: $stride, padding: 1, bias: false}
+            - bn: {name: bn1}
+            - seq:
+                name: tail
+                body:
+                  - relu: {name: act}
+                  - conv: {name: conv2, out: $width, kernel: 3, padding: 1, if: $extra}
+          - - seq:
+                name: downsample
+                if: "${stride != 1 or in_channels != width}"
+                body:
+                  - conv: {name: conv, out: $width, kernel: 1, stride: $stride, bias: false}
+                  - bn: {name: bn}
+      - relu: {name: relu}
+network:
+  - unit: {name: a, width: 8, stride: 2}
+  - unit: {name: b, width: 8, extra: true}
+  - gap: {name: pool}
+  - dense: {name: fc, out: 5}
+"""
+
+
+def test_conditional_items_inside_branches_and_seqs_compile_and_keep_names(tmp_path):
+    spec = tmp_path / "cond_net.yaml"
+    spec.write_text(CONDITIONAL_BLOCKS)
+    model = compile_spec(str(spec))
+    src = get_backend("torch").emit(model)
+    compile(src, "cond_net.py", "exec")
+    assert "if stride != 1 or in_channels != width" in src  # the condition, once, as a person writes it
+    torch = pytest.importorskip("torch")
+    net = load_module(src, tmp_path / "cond_torch.py", "cond_torch").build_model().eval()
+    keys = set(net.state_dict())
+    # the spec's names at every level: branch, named seq, its items
+    assert "a.branch2.downsample.conv.weight" in keys
+    assert "a.branch1.tail.conv2.weight" not in keys  # extra=false: no conv2 in block a
+    assert "b.branch1.tail.conv2.weight" in keys
+    assert not any(k.startswith("b.branch2") for k in keys)  # b keeps its shape: identity shortcut
+    r = analyze(model)
+    assert sum(p.numel() for p in net.parameters()) == r.trainable
+    with torch.no_grad():
+        assert tuple(net(torch.randn(2, 3, 16, 16)).shape) == (2, 5)
+
+
+def test_resnet50_state_dict_keys_follow_the_spec_names_at_every_level():
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("g_resnet50", ROOT / "generated/torch/resnet50.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    keys = list(module.build_model().state_dict())
+    assert "layer1.rest.0.block.conv1.weight" in keys
+    assert "layer1.first.downsample.conv.weight" in keys
+    assert "layer4.rest.1.block.bn3.running_var" in keys
+    # no bare integer from an anonymous nn.Sequential: an integer only ever follows a repeat ('rest')
+    for k in keys:
+        for prev, part in zip(k.split("."), k.split(".")[1:]):
+            if part.isdigit():
+                assert prev == "rest", k
+    assert len(keys) == len(set(keys))
+    del torch
+
+
+def test_keras_layer_names_follow_the_spec_names():
+    pytest.importorskip("keras")
+    spec = importlib.util.spec_from_file_location("gk_resnet18", ROOT / "generated/keras/resnet18.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = {layer.name for layer in module.build_model(input_shape=(64, 64, 3)).layers}
+    assert {"layer1_rest_0_block_conv1", "layer2_first_downsample_conv", "layer2_first_residual"} <= names
+
+
+def test_a_conditional_width_is_computed_once():
+    src = (ROOT / "generated/torch/mobilenet_v2.py").read_text()
+    cls = src[src.index("class InvertedResidual(") : src.index("class InvertedResidualStage")]
+    init = cls[cls.index("def __init__") :]
+    assert init.count("in_channels * expand") == 2  # the expansion width, and the width after the optional expansion
+    assert init.count("if expand != 1 else in_channels") == 1
+    ksrc = (ROOT / "generated/keras/resnet50.py").read_text()
+    body = ksrc[ksrc.index("def bottleneck(") : ksrc.index("def bottleneck_stage(")]
+    assert body.count("int(planes * (base_width / 64)) * groups") == 1
+
+
+def test_one_if_in_init_and_one_in_forward_for_an_optional_part():
+    src = (ROOT / "generated/torch/mobilenet_v2.py").read_text()
+    cls = src[src.index("class InvertedResidual(") : src.index("class InvertedResidualStage")]
+    assert cls.count("if expand != 1:") == 1
+    assert cls.count("if self.expand_conv is not None:") == 1
+    assert "self.use_residual = stride == 1 and in_channels == out" in cls
+    assert re.search(r"if self\.use_residual:\n\s+x = x \+ identity", cls)
+
+
+REPEAT_KEEPS_WIDTH = """
+name: rep
+input: {height: 12, width: 12, channels: 3}
+blocks:
+  grow:
+    params: {width: null}
+    body:
+      - conv: {name: conv, out: "${max(in_channels, width)}", kernel: 3, padding: 1}
+      - relu
+network:
+  - repeat: {name: stage, times: 3, body: [{grow: {name: block, width: 6}}]}
+  - gap
+  - dense: {name: fc, out: 2}
+"""
+
+
+def test_repeat_whose_width_is_fixed_after_the_first_iteration(tmp_path):
+    spec = tmp_path / "rep.yaml"
+    spec.write_text(REPEAT_KEEPS_WIDTH)
+    model = compile_spec(str(spec))
+    assert [it.out_shape[-1] for it in model.body.children[0].iterations] == [6, 6, 6]
+    for backend in ("torch", "keras"):
+        compile(get_backend(backend).emit(model), f"rep_{backend}.py", "exec")
+
+
+def test_repeat_whose_width_varies_is_a_located_error(tmp_path):
+    spec = tmp_path / "rep.yaml"
+    spec.write_text(REPEAT_KEEPS_WIDTH.replace("${max(in_channels, width)}", "${in_channels + width}"))
+    with pytest.raises(ArchcError) as e:
+        compile_spec(str(spec))
+    assert str(e.value).startswith(f"{spec}:11:5: repeat 'stage': the iterations give widths 9, 15")
+
+
+def test_residual_shapes_must_match(tmp_path):
+    spec = tmp_path / "res.yaml"
+    spec.write_text(
+        "name: res\ninput: {height: 8, width: 8, channels: 3}\nnetwork:\n"
+        "  - residual:\n      body: [{conv: {out: 4, kernel: 1}}]\n"
+    )
+    with pytest.raises(ArchcError) as e:
+        compile_spec(str(spec))
+    assert str(e.value).startswith(f"{spec}:4:5: residual 'residual': the body gives 8x8x4 but the identity gives 8x8x3")
+
+
+def test_names_are_the_users(tmp_path):
+    """Names torchvision itself uses, and names the emitters use internally, are the user's."""
+    spec = tmp_path / "names.yaml"
+    spec.write_text(
+        "name: names\ninput: {height: 8, width: 8, channels: 3}\nparams: {layers: 2}\n"
+        "blocks:\n  unit:\n    params: {nn: null, x: 1, keras: 3, torch: 1, layers: 1, OrderedDict: 1}\n"
+        "    body:\n      - conv: {name: input, out: $nn, kernel: $keras, padding: 1}\n"
+        "      - relu: {name: output}\n"
+        "network:\n  - unit: {name: features, nn: 4}\n  - repeat: {name: weights, times: $layers, body: [unit: {nn: 4}]}\n"
+        "  - gap: {name: build}\n  - dense: {name: x, out: 2}\n"
+    )
+    model = compile_spec(str(spec))
+    for backend in ("torch", "keras"):
+        src = get_backend(backend).emit(model)
+        compile(src, "names.py", "exec")
+        tree = ast.parse(src)
+        assert any(isinstance(n, ast.arg) and n.arg == "nn" for n in ast.walk(tree))
+    torch = pytest.importorskip("torch")
+    net = load_module(get_backend("torch").emit(model), tmp_path / "names_t.py", "names_t").build_model()
+    assert "features.input.weight" in net.state_dict()
+    assert tuple(net.eval()(torch.randn(1, 3, 8, 8)).shape) == (1, 2)
+
+
+def test_a_name_that_shadows_a_torch_module_attribute_is_refused(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: bad\ninput: {height: 8, width: 8, channels: 3}\nnetwork:\n  - relu: {name: forward}\n")
+    with pytest.raises(ArchcError, match=r"name 'forward' would shadow torch\.nn\.Module\.forward"):
+        compile_spec(str(spec))
+
+
+def test_a_backend_that_emits_invalid_python_is_an_internal_error_and_writes_nothing(tmp_path):
+    """Run in a fresh process: a bad backend registered for the test only."""
+    out = tmp_path / "out.py"
+    out.write_text("# the user's file\n")
+    code = (
+        "import sys\n"
+        "from backends import register\n"
+        "class Bad:\n"
+        "    name = 'bad'\n"
+        "    def emit(self, model):\n"
+        "        return 'x = nn.Sequential(a)) if b else nn.Identity(,\\n'\n"
+        "register('bad', Bad)\n"
+        "from archc.cli import main\n"
+        f"sys.exit(main(['build', 'specs/resnet18.yaml', '--backend', 'bad', '-o', {str(out)!r}]))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.startswith("specs/resnet18.yaml:1:1: internal error: the bad backend produced code that does not"), p.stderr
+    assert "Traceback" not in p.stderr and "wrote" not in p.stdout
+    assert out.read_text() == "# the user's file\n"
