@@ -112,8 +112,11 @@ def _write_output(out: str | None, default: str, data: bytes) -> None:
         sys.stdout.flush()
         return
     path = Path(out or default)
-    atomic_write_bytes(path, data)
-    print(f"wrote {path}", file=sys.stderr)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ArchcError(f"cannot write {path}: {exc.strerror or exc}", None) from None
+    print(f"wrote {path}")
 
 
 def cmd_diagram(args) -> int:

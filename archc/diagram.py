@@ -18,6 +18,7 @@ binary is only needed for svg / png / pdf. Output is deterministic: same spec, s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -130,6 +131,27 @@ def leaf_text(node: ir.Node) -> str:
     if isinstance(node, ir.ZeroPad):
         return "zeropad " + ",".join(str(p) for p in node.padding)
     return node.kind
+
+
+_NOT_STRUCTURE = {"name", "path", "loc", "in_shape", "out_shape"}
+
+
+def structure(node: ir.Node):
+    """What a node computes, without names, paths, locations or shapes: equal for two iterations of a
+    repeat that a drawing may show once."""
+    if not dataclasses.is_dataclass(node):
+        return node
+    out = [type(node).__name__]
+    for f in dataclasses.fields(node):
+        if f.name in _NOT_STRUCTURE:
+            continue
+        v = getattr(node, f.name)
+        if isinstance(v, tuple) and v and all(isinstance(x, ir.Node) for x in v):
+            v = tuple(structure(x) for x in v)
+        elif isinstance(v, ir.Node):
+            v = structure(v)
+        out.append((f.name, v))
+    return tuple(out)
 
 
 def _color_key(node: ir.Node) -> str:
@@ -293,14 +315,24 @@ class _Builder:
         if isinstance(node, ir.DenseConnect):
             return self.dense_connect(node, srcs, budget)
         if isinstance(node, ir.Repeat):
-            n = len(node.iterations)
-            shown = node.iterations if self.unroll else node.iterations[:1]
-            self.open("cluster-" + node.path, self.cluster_text(node, "" if self.unroll else " (drawn once)"))
-            for it in shown:
-                srcs = self.emit(it, srcs, budget)
-            self.close()
-            return [(s, node.out_shape if n else shape, st) for s, shape, st in srcs]
+            return self.repeat(node, srcs, budget)
         return self.unknown(node, srcs, budget)
+
+    def repeat(self, node: ir.Repeat, srcs: list, budget: int) -> list:
+        """Unrolled, or drawn once; when the first iteration differs from the others (a stride-2 first
+        layer, say), the first and the second are drawn: ``x1, then x(N-1)``."""
+        its, n = node.iterations, len(node.iterations)
+        if self.unroll:
+            shown, note = its, ""
+        elif n >= 2 and structure(its[0]) != structure(its[1]):
+            shown, note = its[:2], f" (first, then x{n - 1} drawn once)"
+        else:
+            shown, note = its[:1], " (drawn once)"
+        self.open("cluster-" + node.path, self.cluster_text(node, note))
+        for it in shown:
+            srcs = self.emit(it, srcs, budget)
+        self.close()
+        return [(s, node.out_shape, st) for s, _, st in srcs]
 
     def dense_connect(self, node: ir.DenseConnect, srcs: list, budget: int) -> list:
         """Layer i reads x_i; a concat node makes x_{i+1} = concat(x_i, layer_i(x_i))."""

@@ -49,6 +49,30 @@ class Count:
     clusters: int = 0
 
 
+def differ(a: ir.Node, b: ir.Node) -> bool:
+    """Two repeat iterations compute different things: some node, in walk order, differs in a field other
+    than its name, path, location or shapes."""
+    skip = {"name", "path", "loc", "in_shape", "out_shape"}
+
+    def flat(root):
+        out = []
+        for n in ir.walk(root):
+            fields = {k: v for k, v in vars(n).items() if k not in skip}
+            out.append(
+                (
+                    type(n),
+                    {
+                        k: v
+                        for k, v in fields.items()
+                        if not (isinstance(v, tuple) and v and isinstance(v[0], ir.Node)) and not isinstance(v, ir.Node)
+                    },
+                )
+            )
+        return out
+
+    return flat(a) != flat(b)
+
+
 def expected(model: ir.Model, depth: int | None) -> Count:
     """What a drawing at ``depth`` must contain, by the rules in the diagram docs: a layer is a node; a
     composite (not a sequence) costs a level unless it is a block's whole body, and is one node when no
@@ -95,7 +119,9 @@ def expected(model: ir.Model, depth: int | None) -> Count:
             return n_in
         if isinstance(node, ir.Repeat):
             c.clusters += 1
-            for it in node.iterations if unroll else node.iterations[:1]:
+            its = node.iterations
+            shown = its if unroll else its[:2] if len(its) > 1 and differ(its[0], its[1]) else its[:1]
+            for it in shown:
                 n_in = frag(it, n_in, budget)
             return n_in
         raise AssertionError(f"unexpected node {type(node).__name__}")
@@ -402,3 +428,20 @@ def test_readme_picture_is_current():
         assert committed == fresh
     else:  # another Graphviz lays it out differently: the same graph all the same
         assert counted_svg(parse_svg(committed)) == counted_svg(parse_svg(fresh))
+
+
+def test_repeat_whose_first_iteration_differs_draws_both():
+    m = model_of("specs/mobilenet_v1.yaml")
+    i = next(i for i, n in enumerate(m.body.children) if isinstance(n, ir.Repeat))
+    rep, ds6 = m.body.children[i], m.body.children[i - 1]  # ds6 has stride 2, the repeated ds has stride 1
+    first = dataclasses.replace(rep.iterations[0], children=(ds6,))
+    rep2 = dataclasses.replace(rep, iterations=(first,) + rep.iterations[1:])
+    model = dataclasses.replace(
+        m, body=dataclasses.replace(m.body, children=m.body.children[:i] + (rep2,) + m.body.children[i + 1 :])
+    )
+    assert differ(rep2.iterations[0], rep2.iterations[1]) and not differ(rep.iterations[0], rep.iterations[1])
+    dot = diagram.dot_text(model, 1)
+    assert "ds7_11: repeat x5 (first, then x4 drawn once)" in dot
+    assert counted_dot(dot) == expected(model, 1)
+    assert counted_dot(dot).nodes == expected(m, 1).nodes + 1  # one more block node than the uniform repeat
+    assert "ds7_11: repeat x5 (drawn once)" in diagram.dot_text(m, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -129,7 +130,7 @@ def test_report_bytes_are_deterministic(tmp_path):
             capture_output=True,
             timeout=300,
             check=False,
-            env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+            env={**os.environ, "PYTHONHASHSEED": seed},
         )
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
@@ -141,3 +142,23 @@ def test_report_cli(tmp_path):
     assert main(["report", "specs/mobilenet_v1_025_160.yaml", "-o", str(out), "--depth", "all"]) == 0
     text = out.read_text()
     assert text.startswith("<!DOCTYPE html>") and "depth all" in text
+
+
+def test_report_without_graphviz_says_how_to_install(tmp_path):
+    out = tmp_path / "r.html"
+    r = subprocess.run(
+        [sys.executable, "-m", "archc", "report", "specs/googlenet.yaml", "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "ARCHC_DOT": ""},
+    )
+    assert r.returncode == 2 and b"apt-get install graphviz" in r.stderr and b"Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_is_a_clean_error(tmp_path, capsys):
+    assert main(["report", "specs/googlenet.yaml", "-o", str(tmp_path)]) == 2  # a directory
+    assert "cannot write" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
