@@ -260,6 +260,11 @@ class _Builder:
         """(name, what it is) of a composite node: ``("inception4a", "inception(192, 96, 208, 16, 48, 64)")``."""
         if isinstance(node, ir.Call):
             sig = call_signature(self.model, node)
+            inner = node.body.children[0] if len(node.body.children) == 1 else None
+            if isinstance(inner, ir.Repeat):  # a block that is a loop: say how many times
+                sig += f" x{len(inner.iterations)}"
+            elif isinstance(inner, ir.DenseConnect):
+                sig += f" x{len(inner.layers)}"
             return ("" if node.name == node.block else node.name), sig
         if isinstance(node, ir.Repeat):
             return node.name, f"repeat x{len(node.iterations)}"

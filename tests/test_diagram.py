@@ -19,7 +19,8 @@ from archc.cli import main
 from archc.pipeline import compile_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+# every spec in specs/ (and in zoo/, when it lands)
+SPECS = sorted(str(p.relative_to(ROOT)) for d in ("specs", "zoo") for p in (ROOT / d).glob("**/*.yaml"))
 SVG = "{http://www.w3.org/2000/svg}"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' not installed")
 
@@ -246,6 +247,8 @@ def test_labels_say_what_the_issue_asks():
     assert 'label="28x28x256"' in g
     tv = diagram.dot_text(model_of("specs/googlenet_torchvision.yaml"), 0)
     assert "maxpool 3x3/2 ceil" in tv
+    d0 = diagram.dot_text(model_of("specs/densenet169.yaml"), 0)
+    assert "<b>denseblock3</b><br/>dense_block(32, 32) x32" in d0
     d1 = diagram.dot_text(model_of("specs/densenet169.yaml"), 1)
     assert "stack: dense_connect x32 (drawn once)" in d1
     assert "conv 7x7/2, 64" in d1
