@@ -122,13 +122,13 @@ def _write_output(out: str | None, default: str, data: bytes) -> None:
 def cmd_diagram(args) -> int:
     from pathlib import Path
 
-    from .diagram import dot_text, format_for, parse_depth, render
+    from .diagram import drawing, format_for, parse_depth
     from .pipeline import compile_spec
 
     fmt = format_for(args.output, args.format)
     depth = parse_depth(args.depth)
     model = compile_spec(args.spec, args.set)
-    data = render(dot_text(model, depth), fmt)
+    data = drawing(model, depth, fmt)
     _write_output(args.output, f"{Path(args.spec).stem}.{fmt}", data)
     return 0
 

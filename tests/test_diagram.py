@@ -448,3 +448,14 @@ def test_repeat_whose_first_iteration_differs_draws_both():
     assert counted_dot(dot) == expected(model, 1)
     assert counted_dot(dot).nodes == expected(m, 1).nodes + 1  # one more block node than the uniform repeat
     assert "ds7_11: repeat x5 (drawn once)" in diagram.dot_text(m, 1)
+
+
+def test_a_drawing_too_large_to_lay_out_is_refused_but_dot_is_written(tmp_path, capsys):
+    spec = ["specs/densenet121.yaml", "--set", "block_config=[6,12,400,16]", "--depth", "all"]
+    out = tmp_path / "big.svg"
+    assert main(["diagram", *spec, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nodes, more than Graphviz lays out in reasonable time" in err and "--format dot" in err
+    assert not out.exists()
+    assert main(["diagram", *spec, "-o", str(tmp_path / "big.dot")]) == 0
+    assert counted_dot((tmp_path / "big.dot").read_text()).nodes > diagram.MAX_LAYOUT_NODES
