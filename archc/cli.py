@@ -215,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", help="output file, '-' for stdout; default <spec>.<format>")
     sp.add_argument(
         "--depth",
-        default="0",
+        default="1",
         metavar="N",
-        help="levels of blocks to expand (default 0: top-level items, blocks collapsed); 'all': every layer",
+        help="1 (default): top-level items, each block one node; N: blocks opened N-1 levels; 'all': every layer",
     )
     sp.add_argument(
         "--format", "-f", choices=("svg", "png", "pdf", "dot"), help="default: from -o's extension, else svg"
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("report", help="one self-contained HTML page: diagram, summary, charts, source")
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("-o", "--output", help="output file, '-' for stdout; default <spec>.html")
-    sp.add_argument("--depth", default="0", metavar="N", help="depth of the diagram (as for diagram)")
+    sp.add_argument("--depth", default="1", metavar="N", help="depth of the diagram (as for diagram)")
     add_set(sp)
     sp.set_defaults(func=cmd_report)
 

@@ -8,9 +8,9 @@ with their loss weight; every edge carries the shape it transports (``28x28x256`
 
 Depth: every composite node other than a sequence (a block call, a merge, a repeat, dense
 connectivity, any composite kind added later) costs one level, except a combinator that is the
-whole body of a block, which is drawn as part of the block. ``depth=0`` (the default) draws the
-top-level items with every composite collapsed to one node; ``depth=None`` ("all") expands
-everything and unrolls repeats.
+whole body of a block, which is drawn as part of the block. ``depth=1`` (the default, as for
+``archc summary``) draws the top-level items with every composite collapsed to one node; ``depth=N``
+opens N - 1 levels; ``depth=None`` ("all") expands everything and unrolls repeats.
 
 The DOT text is generated here (no Graphviz Python binding), every label escaped; the ``dot``
 binary is only needed for svg / png / pdf. Output is deterministic: same spec, same bytes.
@@ -192,15 +192,15 @@ class Graph:
 
 
 def parse_depth(text: str) -> int | None:
-    """``--depth`` value: a non-negative integer, or ``all`` (None)."""
+    """``--depth`` value: a positive integer (1: the top-level items), or ``all`` (None)."""
     if text == "all":
         return None
     try:
         d = int(text)
     except ValueError:
-        d = -1
-    if d < 0:
-        raise ArchcError(f"--depth must be a non-negative integer or 'all', got '{text}'", None)
+        d = 0
+    if d < 1:
+        raise ArchcError(f"--depth must be a positive integer or 'all', got '{text}'", None)
     return d
 
 
@@ -210,7 +210,7 @@ class _Builder:
     def __init__(self, model: ir.Model, depth: int | None, links=None):
         self.model = model
         self.links = links  # ir node -> link target ("#row-...") or None
-        self.budget = 10**9 if depth is None else depth
+        self.budget = 10**9 if depth is None else depth - 1  # levels of composites opened
         self.unroll = depth is None
         self.g = Graph()
         self.stack = [self.g.root]
@@ -410,7 +410,7 @@ class _Builder:
         return self.g
 
 
-def build_graph(model: ir.Model, depth: int | None = 0, links=None) -> Graph:
+def build_graph(model: ir.Model, depth: int | None = 1, links=None) -> Graph:
     """The drawing of ``model`` at ``depth`` (None: everything, repeats unrolled); ``links`` maps an IR
     node to the URL its drawing links to (the report links nodes to their table rows)."""
     return _Builder(model, depth, links).build()
@@ -456,7 +456,7 @@ def to_dot(graph: Graph, name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def dot_text(model: ir.Model, depth: int | None = 0, links=None) -> str:
+def dot_text(model: ir.Model, depth: int | None = 1, links=None) -> str:
     """DOT source of ``model`` at ``depth``."""
     return to_dot(build_graph(model, depth, links), model.name)
 
@@ -509,7 +509,7 @@ def drawing(model: ir.Model, depth: int | None, fmt: str, links=None) -> bytes:
     return render(to_dot(graph, model.name), fmt)
 
 
-def svg_text(model: ir.Model, depth: int | None = 0, links=None) -> str:
+def svg_text(model: ir.Model, depth: int | None = 1, links=None) -> str:
     """The diagram as SVG text (needs Graphviz)."""
     return drawing(model, depth, "svg", links).decode("utf-8")
 

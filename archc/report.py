@@ -182,7 +182,7 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def report_html(model: ir.Model, depth: int | None = 0) -> str:
+def report_html(model: ir.Model, depth: int | None = 1) -> str:
     """The whole page as one HTML string (needs Graphviz for the diagram)."""
     sources = _Sources(model.spec_file)
     groups = []

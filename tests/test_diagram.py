@@ -127,7 +127,7 @@ def expected(model: ir.Model, depth: int | None) -> Count:
             return n_in
         raise AssertionError(f"unexpected node {type(node).__name__}")
 
-    budget = float("inf") if depth is None else depth
+    budget = float("inf") if depth is None else depth - 1  # depth 1: the top-level items, nothing opened
     c.nodes += 1  # input
     n_in = 1
     exits = {}
@@ -181,18 +181,18 @@ def texts(g: ET.Element) -> list[str]:
 @pytest.mark.parametrize("spec", SPECS)
 def test_dot_counts_match_ir_at_default_depth(spec):
     m = model_of(spec)
-    dot = diagram.dot_text(m, 0)
-    assert counted_dot(dot) == expected(m, 0)
+    dot = diagram.dot_text(m, 1)
+    assert counted_dot(dot) == expected(m, 1)
     # every top-level item is one node at default depth, plus input and outputs
-    assert expected(m, 0).nodes == 2 + len(m.body.children) + sum(1 + len(h.body.children) for h in m.heads)
+    assert expected(m, 1).nodes == 2 + len(m.body.children) + sum(1 + len(h.body.children) for h in m.heads)
 
 
 @needs_dot
 @pytest.mark.parametrize("spec", SPECS)
 def test_svg_parses_and_counts_match_ir(spec):
     m = model_of(spec)
-    root = parse_svg(diagram.svg_text(m, 0))
-    assert counted_svg(root) == expected(m, 0)
+    root = parse_svg(diagram.svg_text(m, 1))
+    assert counted_svg(root) == expected(m, 1)
     ids = {g.get("id") for g in root.iter(f"{SVG}g")}
     for item in m.body.children:
         assert "node-" + item.path in ids, item.path
@@ -213,10 +213,10 @@ def test_svg_parses_and_counts_match_ir(spec):
     [
         ("specs/googlenet.yaml", None),
         ("specs/densenet169.yaml", None),
-        ("specs/googlenet.yaml", 1),
         ("specs/googlenet.yaml", 2),
-        ("specs/densenet169.yaml", 1),
+        ("specs/googlenet.yaml", 3),
         ("specs/densenet169.yaml", 2),
+        ("specs/densenet169.yaml", 3),
         ("specs/mobilenet_v1.yaml", None),
     ],
 )
@@ -233,7 +233,7 @@ def test_svg_counts_match_ir_expanded(spec, depth):
 
 def test_depth_all_draws_densenet169_layer_by_layer():
     m = model_of("specs/densenet169.yaml")
-    n_all, n_default = expected(m, None), expected(m, 0)
+    n_all, n_default = expected(m, None), expected(m, 1)
     assert n_default.nodes == 2 + 15  # input, output and the 15 top-level items
     # 82 dense layers x (bn, relu, conv, bn, relu, conv + a concat), 3 transitions x 4, 8 top-level layers, io
     assert n_all.nodes == 82 * 7 + 3 * 4 + 8 + 2
@@ -241,18 +241,18 @@ def test_depth_all_draws_densenet169_layer_by_layer():
 
 
 def test_labels_say_what_the_issue_asks():
-    g = diagram.dot_text(model_of("specs/googlenet.yaml"), 0)
+    g = diagram.dot_text(model_of("specs/googlenet.yaml"), 1)
     assert "<b>inception4a</b><br/>inception(192, 96, 208, 16, 48, 64)" in g
     assert "auxiliary head, loss weight 0.3" in g
     assert 'label="28x28x256"' in g
-    tv = diagram.dot_text(model_of("specs/googlenet_torchvision.yaml"), 0)
+    tv = diagram.dot_text(model_of("specs/googlenet_torchvision.yaml"), 1)
     assert "maxpool 3x3/2 ceil" in tv
-    d0 = diagram.dot_text(model_of("specs/densenet169.yaml"), 0)
+    d0 = diagram.dot_text(model_of("specs/densenet169.yaml"), 1)
     assert "<b>denseblock3</b><br/>dense_block(32, 32) x32" in d0
-    d1 = diagram.dot_text(model_of("specs/densenet169.yaml"), 1)
+    d1 = diagram.dot_text(model_of("specs/densenet169.yaml"), 2)
     assert "stack: dense_connect x32 (drawn once)" in d1
     assert "conv 7x7/2, 64" in d1
-    mb = diagram.dot_text(model_of("specs/mobilenet_v1.yaml"), 1)
+    mb = diagram.dot_text(model_of("specs/mobilenet_v1.yaml"), 2)
     assert "dwconv 3x3/2" in mb and "relu6" in mb
 
 
@@ -314,9 +314,9 @@ def test_unknown_composite_draws_as_a_cluster(monkeypatch):
     orig_children, orig_leaf = ir.children, ir.is_leaf
     monkeypatch.setattr(ir, "children", lambda n: (n.body, n.shortcut) if isinstance(n, Residual) else orig_children(n))
     monkeypatch.setattr(ir, "is_leaf", lambda n: not isinstance(n, Residual) and orig_leaf(n))
-    collapsed = diagram.dot_text(model, 0)
+    collapsed = diagram.dot_text(model, 1)
     assert "<b>res</b><br/>residual" in collapsed
-    dot = diagram.dot_text(model, 2)
+    dot = diagram.dot_text(model, 3)
     assert 'id="cluster-res"' in dot and "res: residual" in dot
     assert "<b>norm</b><br/>bn" in dot  # the transition inside, expanded
     # side by side: the merge node is fed by the body's last layer and, directly, by the input (identity)
@@ -347,7 +347,7 @@ def test_same_spec_same_bytes_across_processes(tmp_path):
             "diagram",
             "specs/googlenet.yaml",
             "--depth",
-            "1",
+            "2",
             "--format",
             "dot",
             "-o",
@@ -391,8 +391,8 @@ def test_bad_spec_is_located_and_writes_nothing(tmp_path):
 
 
 def test_bad_depth(capsys):
-    assert main(["diagram", "specs/googlenet.yaml", "--depth", "deep", "--format", "dot", "-o", "-"]) == 2
-    assert "--depth must be a non-negative integer or 'all'" in capsys.readouterr().err
+    assert main(["diagram", "specs/googlenet.yaml", "--depth", "0", "--format", "dot", "-o", "-"]) == 2
+    assert "--depth must be a positive integer or 'all'" in capsys.readouterr().err
 
 
 @needs_dot
@@ -425,7 +425,7 @@ def test_diagram_imports_no_framework():
 def test_readme_picture_is_current():
     """docs/googlenet.svg, shown in the README, is what `archc diagram specs/googlenet.yaml` draws."""
     committed = (ROOT / "docs/googlenet.svg").read_text()
-    fresh = diagram.svg_text(model_of("specs/googlenet.yaml"), 0)
+    fresh = diagram.svg_text(model_of("specs/googlenet.yaml"), 1)
     version = re.compile(r"Generated by graphviz version [^\n]*")
     if version.search(committed).group() == version.search(fresh).group():
         assert committed == fresh
@@ -443,11 +443,11 @@ def test_repeat_whose_first_iteration_differs_draws_both():
         m, body=dataclasses.replace(m.body, children=m.body.children[:i] + (rep2,) + m.body.children[i + 1 :])
     )
     assert differ(rep2.iterations[0], rep2.iterations[1]) and not differ(rep.iterations[0], rep.iterations[1])
-    dot = diagram.dot_text(model, 1)
+    dot = diagram.dot_text(model, 2)
     assert "ds7_11: repeat x5 (first, then x4 drawn once)" in dot
-    assert counted_dot(dot) == expected(model, 1)
-    assert counted_dot(dot).nodes == expected(m, 1).nodes + 1  # one more block node than the uniform repeat
-    assert "ds7_11: repeat x5 (drawn once)" in diagram.dot_text(m, 1)
+    assert counted_dot(dot) == expected(model, 2)
+    assert counted_dot(dot).nodes == expected(m, 2).nodes + 1  # one more block node than the uniform repeat
+    assert "ds7_11: repeat x5 (drawn once)" in diagram.dot_text(m, 2)
 
 
 def test_a_drawing_too_large_to_lay_out_is_refused_but_dot_is_written(tmp_path, capsys):
