@@ -157,6 +157,28 @@ def test_report_in_a_browser(browser, shots, tmp_path, spec, depth):
     browser.eval("document.getElementById('zoom-in').click()")
     after = browser.eval("document.querySelector('#viewport svg').style.transform")
     assert before != after and "scale" in after
+    before = after
+    browser.eval(
+        "(function () { var v = document.getElementById('viewport'), r = v.getBoundingClientRect();"
+        " v.dispatchEvent(new WheelEvent('wheel', {deltaY: 120, clientX: r.left + 200, clientY: r.top + 100,"
+        " bubbles: true, cancelable: true})); })()"
+    )
+    after = browser.eval("document.querySelector('#viewport svg').style.transform")
+    assert before != after  # the wheel zooms (out, here) around the pointer
+    # a click on a drawn layer whose row is folded away opens its group and shows the row
+    target = browser.eval(
+        "(function () { var links = document.querySelectorAll('#viewport svg a');"
+        " for (var i = 0; i < links.length; i++) {"
+        "   var id = links[i].getAttribute('xlink:href').slice(1), row = document.getElementById(id);"
+        "   if (row && row.hidden) {"
+        "     links[i].dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true})); return id; } }"
+        " return null; })()"
+    )
+    if depth is None:
+        assert target is not None
+    if target is not None:
+        assert browser.eval("location.hash") == "#" + target
+        assert browser.eval(f"document.getElementById({json.dumps(target)}).hidden") is False
     browser.eval("location.hash = '#L1'")
     assert browser.eval("document.getElementById('L1').getBoundingClientRect().top") < 1000
 
