@@ -178,7 +178,7 @@ class Cluster:
 class Graph:
     """Nodes, clusters and edges, in a fixed order: the DOT text is a pure function of this."""
 
-    nodes: dict = field(default_factory=dict)  # name -> (html id, label, color key, shape)
+    nodes: dict = field(default_factory=dict)  # DOT name -> {id, label, color, shape[, group, URL]}
     root: Cluster = field(default_factory=lambda: Cluster("root", ""))
     edges: list = field(default_factory=list)  # (src, dst, label, style)
 
