@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -492,7 +493,15 @@ def render(dot: str, fmt: str) -> bytes:
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip()
         raise ArchcError(f"Graphviz ({exe}) failed with exit status {proc.returncode}: {msg}", None)
-    return proc.stdout
+    return _fixed_dates(proc.stdout) if fmt == "pdf" else proc.stdout
+
+
+_PDF_DATE = re.compile(rb"(/(?:CreationDate|ModDate) *\(D:)([0-9]{1,14})")
+
+
+def _fixed_dates(pdf: bytes) -> bytes:
+    """Cairo stamps a PDF with the time it was made; the epoch instead (same length: offsets stay valid)."""
+    return _PDF_DATE.sub(lambda m: m[1] + b"19700101000000"[: len(m[2])], pdf)
 
 
 def drawing(model: ir.Model, depth: int | None, fmt: str, links=None) -> bytes:
