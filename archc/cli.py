@@ -1,4 +1,4 @@
-"""Command line: ``archc check | summary | schema | build``.
+"""Command line: ``archc check | summary | schema | build | diagram | report | ...``.
 
 Bad input is reported as ``file:line:col: message`` with exit status 2, never a traceback.
 """
@@ -101,6 +101,52 @@ def cmd_fold(args) -> int:
     return 0
 
 
+def _write_output(out: str | None, default: str, data: bytes) -> None:
+    """Write ``data`` to ``out`` (``-`` is stdout) atomically, and say where."""
+    from pathlib import Path
+
+    from .diagram import atomic_write_bytes
+
+    if out == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    path = Path(out or default)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ArchcError(f"cannot write {path}: {exc.strerror or exc}", None) from None
+    print(f"wrote {path}")
+
+
+def cmd_diagram(args) -> int:
+    from pathlib import Path
+
+    from .diagram import drawing, format_for, parse_depth
+    from .pipeline import compile_spec
+
+    fmt = format_for(args.output, args.format)
+    depth = parse_depth(args.depth)
+    model = compile_spec(args.spec, args.set)
+    data = drawing(model, depth, fmt)
+    _write_output(args.output, f"{Path(args.spec).stem}.{fmt}", data)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from .diagram import parse_depth
+    from .pipeline import compile_spec
+    from .report import report_html
+
+    depth = parse_depth(args.depth)
+    model = compile_spec(args.spec, args.set)
+    html = report_html(model, depth)
+    _write_output(args.output, f"{Path(args.spec).stem}.html", html.encode("utf-8"))
+    return 0
+
+
 def _backend_help() -> str:
     from backends import list_backends
 
@@ -163,6 +209,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dst", metavar="OUT.pt")
     add_set(sp)
     sp.set_defaults(func=cmd_fold)
+
+    sp = sub.add_parser("diagram", help="draw the network (Graphviz): svg, png, pdf or dot")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("-o", "--output", help="output file, '-' for stdout; default <spec>.<format>")
+    sp.add_argument(
+        "--depth",
+        default="1",
+        metavar="N",
+        help="1 (default): top-level items, each block one node; N: blocks opened N-1 levels; 'all': every layer",
+    )
+    sp.add_argument(
+        "--format", "-f", choices=("svg", "png", "pdf", "dot"), help="default: from -o's extension, else svg"
+    )
+    add_set(sp)
+    sp.set_defaults(func=cmd_diagram)
+
+    sp = sub.add_parser("report", help="one self-contained HTML page: diagram, summary, charts, source")
+    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("-o", "--output", help="output file, '-' for stdout; default <spec>.html")
+    sp.add_argument("--depth", default="1", metavar="N", help="depth of the diagram (as for diagram)")
+    add_set(sp)
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sp.set_defaults(func=cmd_schema)
