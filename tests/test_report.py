@@ -108,9 +108,7 @@ def test_every_item_and_head_has_a_node_a_row_and_a_source_line(spec):
 def test_layer_rows_inside_stdlib_blocks_link_to_the_call_site():
     html, page = page_of("specs/googlenet.yaml")
     # inception4a is written on line 40; its layers come from the stdlib and link there
-    assert re.search(
-        r'<tr class="child" id="row-inception4a\.branch2\.conv_bn_act2\.conv"[^>]*>.*?href="#L40"', html
-    )
+    assert re.search(r'<tr class="child" id="row-inception4a\.branch2\.conv_bn_act2\.conv"[^>]*>.*?href="#L40"', html)
     assert re.search(r'<tr class="item" id="row-head-aux1">.*?href="#L52"', html)
     assert "inception4a" in (ROOT / "specs/googlenet.yaml").read_text().splitlines()[39]
 
