@@ -22,7 +22,6 @@ import keyword
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 from archc.errors import InternalError
 
@@ -301,13 +300,22 @@ RUFF_CONFIG = ["--config", "line-length=120", "--config", 'target-version="py310
 
 
 def format_source(text: str, what: str) -> str:
-    """The text formatted by ruff (isolated from any user configuration, so output is deterministic)."""
+    """The text formatted by ruff (isolated from any user configuration, so output is deterministic).
+
+    ``ast.unparse`` writes a lone generator argument with a second pair of parentheses (``f((x for x in y))``):
+    ruff's fix for that (UP034) runs first, then its formatter.
+    """
+    fixed = _ruff(["check", "--fix-only", "--exit-zero", "--select", "UP034"], text, what)
+    return _ruff(["format"], fixed, what)
+
+
+def _ruff(args: list[str], text: str, what: str) -> str:
     ruff = ruff_binary()
     if ruff is None:
         raise InternalError("internal error: ruff (a dependency of archc) is not installed: pip install ruff", None)
     try:
         proc = subprocess.run(
-            [ruff, "format", "--isolated", *RUFF_CONFIG, "--stdin-filename", Path(what).name or "module.py", "-"],
+            [ruff, *args, "--isolated", *RUFF_CONFIG, "--stdin-filename", "generated.py", "-"],
             input=text.encode(),
             capture_output=True,
             timeout=60,
