@@ -249,7 +249,7 @@ def _item(draw, params, blocks, depth, keep_width=False):
     if not keep_width:
         choices += ["concat", "dense_connect"]
         if blocks:
-            choices += ["call", "call"]
+            choices += ["call", "call", "call"]
     if HAS_RESIDUAL:
         choices += ["residual"]
     c = draw(st.sampled_from(choices))
@@ -419,6 +419,17 @@ def _generic(draw, name, blocks):
     if _chance(draw, 0.3):  # adapt the width only when it differs (the shape repeats settle on)
         body.append({"conv": {"name": "adapt", "if": "${in_channels != width}", "out": "$width", "kernel": 1}})
     body += draw(_items(params, blocks, 2, False, 1, 4))
+    if blocks and _chance(draw, 0.5):  # a block used inside this one: as an item, in a branch or in a named seq
+        block = draw(st.sampled_from(blocks))
+        call = {block.name: _call_args(draw, block, params, inside=True)}
+        where = draw(st.sampled_from(["item", "branch", "seq"]))
+        if where == "item":
+            wrapped = call
+        elif where == "branch":
+            wrapped = {"concat": [[call], draw(_items(params, blocks, 1, False, 0, 2))]}
+        else:
+            wrapped = {"seq": {"name": "inner", "if": _cond(draw, params), "body": [call]}}
+        body.insert(draw(st.integers(len(body) - 1, len(body))), wrapped)
     return _Block(name, params, "generic"), {"params": params, "body": body}
 
 

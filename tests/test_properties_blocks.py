@@ -39,6 +39,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, seed, settings
 
 from archc.analysis import analyze
@@ -60,6 +61,7 @@ FIGURES: dict = {
     "torch": Counter(),
     "keras": Counter(),
     "refusals": Counter(),
+    "features": Counter(),
     "worst_parity_rel_error": 0.0,
     "seconds": {},
 }
@@ -82,9 +84,51 @@ def _case_files(folder: Path, tag: str, counter: Counter) -> tuple[Path, int]:
     return folder / f"{tag}{n:05d}.yaml", n
 
 
+def _features(text: str) -> set[str]:
+    """What a drawn spec uses (for the coverage figures): kinds of items, conditions, defaults, nesting."""
+    doc = yaml.safe_load(text)
+    blocks = set(doc.get("blocks", {}))
+    found = {"block defaults"} if blocks & set(doc.get("defaults", {})) else set()
+    if set(doc.get("defaults", {})) - blocks:
+        found.add("primitive defaults")
+
+    def walk(items, where, parents):
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            ((kind, attrs),) = item.items()
+            label = "block call" if kind in blocks else kind
+            found.add(f"{label} in {where}")
+            if parents:
+                found.add(f"{label} inside {parents[-1]}")
+            if isinstance(attrs, dict):
+                cond = attrs.get("if", attrs.get("when"))
+                if isinstance(cond, str):
+                    found.add("if/when on in_channels" if "in_channels" in cond else "if/when on params")
+                if "name" in attrs and kind == "seq":
+                    found.add("named seq")
+                if kind in blocks and parents and parents[-1] == "repeat":
+                    found.add(f"repeat of a {kind.rstrip('0123456789')}")
+                for key in ("body", "shortcut"):
+                    if isinstance(attrs.get(key), list):
+                        walk(attrs[key], where, [*parents, label])
+                branches = attrs.get("branches")
+            else:
+                branches = attrs
+            if kind in ("add", "concat") and isinstance(branches, list):
+                for br in branches:
+                    walk(br, where, [*parents, label])
+
+    for b in doc.get("blocks", {}).values():
+        walk(b["body"], "block", [])
+    walk(doc["network"], "network", [])
+    return found
+
+
 def _compile(spec: Path, text: str, broken, figures: Counter):
     """The IR of the case, or None when it is refused (after checking the refusal is a located error)."""
     spec.write_text(text, encoding="utf-8")
+    FIGURES["features"].update(_features(text))
     try:
         model = compile_spec(str(spec))
     except ArchcError as exc:
@@ -141,6 +185,7 @@ def test_random_blocks_torch_matches_analysis(emitted, case):
 
     text, broken = case
     fig = FIGURES["torch"]
+    torch.manual_seed(0)
     t0 = time.perf_counter()
     spec, n = _case_files(emitted, "t", fig)
     model = _compile(spec, text, broken, fig)
@@ -249,6 +294,7 @@ def test_report_random_block_figures(request):
         "torch": dict(FIGURES["torch"]),
         "keras": dict(FIGURES["keras"]),
         "refusals": dict(FIGURES["refusals"]),
+        "features": dict(sorted(FIGURES["features"].items())),
         "worst_parity_rel_error": FIGURES["worst_parity_rel_error"],
         "seconds": {k: round(v, 1) for k, v in FIGURES["seconds"].items()},
         "ruff": FIGURES.get("ruff"),
@@ -260,5 +306,5 @@ def test_report_random_block_figures(request):
         f"{t.get('refused', 0)} refused with a located error; keras {k.get('drawn', 0)} drawn, "
         f"{k.get('checked', 0)} checked for parity (worst relative error "
         f"{figures['worst_parity_rel_error']:.1e}); refusals by cause {figures['refusals']}; "
-        f"seconds {figures['seconds']}; ruff {figures['ruff']}"
+        f"seconds {figures['seconds']}; ruff {figures['ruff']}\ncases using each feature: {figures['features']}"
     )
