@@ -105,6 +105,10 @@ def _features(text: str) -> set[str]:
                 cond = attrs.get("if", attrs.get("when"))
                 if isinstance(cond, str):
                     found.add("if/when on in_channels" if "in_channels" in cond else "if/when on params")
+                if cond is not None and parents:
+                    found.add(f"conditional item inside {parents[-1]}")
+                if "when" in attrs:
+                    found.add("residual with when")
                 if "name" in attrs and kind == "seq":
                     found.add("named seq")
                 if kind in blocks and parents and parents[-1] == "repeat":
@@ -138,7 +142,9 @@ def _compile(spec: Path, text: str, broken, figures: Counter):
         assert res.code == 2 and res.err.startswith(f"{spec}:"), (res, text)
         assert "Traceback" not in res.err, res.err
         figures["refused"] += 1
-        FIGURES["refusals"][broken or "drawn valid"] += 1
+        # broken on purpose: by what was broken; drawn valid: by the message (a valid spec refused is a finding)
+        cause = broken or "drawn valid: " + re.sub(r"[0-9]+", "N", msg[len(str(spec)) + 1 :].split(": ", 1)[-1])[:70]
+        FIGURES["refusals"][cause] += 1
         return None
     assert broken is None, f"a spec broken on purpose ({broken}) was accepted:\n{text}"
     figures["valid"] += 1
@@ -300,6 +306,7 @@ def test_report_random_block_figures(request):
         "ruff": FIGURES.get("ruff"),
     }
     request.config.cache.set("archc/properties_blocks", figures)
+    path = Path(str(getattr(request.config.cache, "_cachedir", ".pytest_cache"))) / "v" / "archc" / "properties_blocks"
     t, k = figures["torch"], figures["keras"]
     print(
         f"\nrandom block specs: torch {t.get('drawn', 0)} drawn, {t.get('valid', 0)} valid, "
@@ -307,4 +314,8 @@ def test_report_random_block_figures(request):
         f"{k.get('checked', 0)} checked for parity (worst relative error "
         f"{figures['worst_parity_rel_error']:.1e}); refusals by cause {figures['refusals']}; "
         f"seconds {figures['seconds']}; ruff {figures['ruff']}\ncases using each feature: {figures['features']}"
+        f"\n(saved as {path})"
     )
+    drawn = t.get("drawn", 0)
+    if drawn >= 100:  # a generator (or a compiler) that refuses most cases would test nothing
+        assert t.get("valid", 0) >= 0.4 * drawn, f"only {t.get('valid', 0)} of {drawn} drawn cases are valid"
