@@ -9,8 +9,9 @@ repeats and side by side. For every case:
 
 * it compiles to IR and analyses, or it is refused with a located error (``file:line:col:``,
   exit status 2 through the CLI, no traceback); the cases broken on purpose must be refused;
-* each emitted module (PyTorch and Keras) compiles, and all of them pass ``ruff check`` and
-  ``ruff format --check`` under the project's configuration (one ruff run at the end);
+* each emitted module (PyTorch and Keras) compiles, is the same bytes when the spec is compiled
+  and emitted again, and all of them pass ``ruff check`` and ``ruff format --check`` under the
+  project's configuration (one ruff run at the end);
 * PyTorch: parameters and BN running statistics equal the analysis' trainable and non-trainable
   counts, the state_dict is exactly what ``archc.convert`` maps, the output shape equals the
   analysis' in eval mode, and a training-mode forward runs;
@@ -198,10 +199,14 @@ def test_random_blocks_torch_matches_analysis(emitted, case):
     if model is None:
         return
     report = analyze(model)
-    _emit(model, "keras", emitted / f"t{n:05d}_keras.py", text, fig)  # compiles; checked numerically below
+    keras_src = _emit(model, "keras", emitted / f"t{n:05d}_keras.py", text, fig)  # numbers checked below
     path = emitted / f"t{n:05d}_torch.py"
-    if _emit(model, "torch", path, text, fig) is None:
+    torch_src = _emit(model, "torch", path, text, fig)
+    again = compile_spec(str(spec))  # deterministic: the same spec gives byte-identical modules
+    assert keras_src is None or get_backend("keras").emit(again) == keras_src, text
+    if torch_src is None:
         return
+    assert get_backend("torch").emit(again) == torch_src, text
     net = _load(path, f"blocks_t{n}").build_model().eval()
     params = sum(p.numel() for p in net.parameters())
     stats = sum(b.numel() for k, b in net.named_buffers() if k.endswith(("running_mean", "running_var")))
