@@ -30,9 +30,11 @@ last test (``-s`` shows them) and written to ``.pytest_cache/v/archc/properties_
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -57,6 +59,7 @@ from backends.common import Unsupported  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 N = int(os.environ.get("ARCHC_PROPERTY_EXAMPLES", "300"))
 N_KERAS = int(os.environ.get("ARCHC_PROPERTY_KERAS_EXAMPLES", str(max(N // 2, 1))))
+CASE_SECONDS = float(os.environ.get("ARCHC_PROPERTY_CASE_SECONDS", "5"))
 LOCATED = re.compile(r"^(.+):(\d+):(\d+): \S")
 FIGURES: dict = {
     "torch": Counter(),
@@ -130,12 +133,33 @@ def _features(text: str) -> set[str]:
     return found
 
 
+@contextlib.contextmanager
+def _time_limit(what: str, text: str):
+    """Fail (instead of hanging CI) when one tiny case takes more than CASE_SECONDS: every case here
+    builds in well under a second, so a slow one means work that grows exponentially with the spec."""
+    if not hasattr(signal, "setitimer"):  # pragma: no cover - not on Windows
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeoutError(f"{what} took more than {CASE_SECONDS} s on a tiny spec:\n{text}")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def _compile(spec: Path, text: str, broken, figures: Counter):
     """The IR of the case, or None when it is refused (after checking the refusal is a located error)."""
     spec.write_text(text, encoding="utf-8")
     FIGURES["features"].update(_features(text))
     try:
-        model = compile_spec(str(spec))
+        with _time_limit("compiling", text):
+            model = compile_spec(str(spec))
     except ArchcError as exc:
         msg = str(exc)
         assert msg.startswith(f"{spec}:") and LOCATED.match(msg), f"refusal without a location: {msg}\n{text}"
@@ -156,7 +180,8 @@ def _emit(model, backend: str, path: Path, text: str, figures: Counter) -> str |
     """Emit ``model``; the module must compile (this is what issue 11 found broken). None when the
     backend refuses the model (a located error: e.g. Keras needs pooling strides known when emitting)."""
     try:
-        src = get_backend(backend).emit(model)
+        with _time_limit(f"emitting {backend}", text):
+            src = get_backend(backend).emit(model)
     except Unsupported as exc:
         msg = str(exc)
         assert LOCATED.match(msg), f"{backend} refusal without a location: {msg}\n{text}"
