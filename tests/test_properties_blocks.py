@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, example, given, seed, settings
 
 from archc.analysis import analyze
 from archc.errors import ArchcError
@@ -212,9 +212,90 @@ def _chw(shape) -> tuple:
     return (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
 
 
+# What these tests found on main before the emitter rewrite, pinned as explicit examples (run first, every run).
+FOUND = {
+    # torch: a conditional seq in an add branch made `nn.Sequential(...) if cond else nn.Identity(,` (SyntaxError)
+    "conditional_shortcut": """
+name: found
+input: {height: 8, width: 8, channels: 3}
+blocks:
+  bottleneck:
+    params: {width: null, stride: 1}
+    body:
+    - add:
+      - - conv: {out: $width, kernel: 1, bias: false}
+        - bn
+        - conv: {out: '${width * 4}', kernel: 3, stride: $stride, padding: 1}
+      - - seq:
+            name: downsample
+            if: '${stride != 1 or in_channels != width * 4}'
+            body: [conv: {out: '${width*4}', kernel: 1, stride: $stride}, bn]
+    - relu
+network:
+- bottleneck: {width: 2, stride: 2}
+- bottleneck: {width: 2}
+- gap
+- dense: {out: 3}
+""",
+    # torch: iterations after the first of a repeat inside a block were built with the block's in_channels
+    "repeat_in_block": """
+name: found
+input: {height: 8, width: 8, channels: 1}
+blocks:
+  a:
+    body:
+    - conv: {out: 2, kernel: 1}
+    - repeat: {times: 2, body: [conv: {out: '${in_channels}', kernel: 1}]}
+network: [a, gap, dense: {out: 2}]
+""",
+    # torch: KeyError traceback for a block used only by an item whose condition is false
+    "block_only_under_false_if": """
+name: found
+input: {height: 8, width: 8, channels: 2}
+blocks:
+  a: {body: [relu]}
+  b:
+    params: {flag: false}
+    body: [a: {if: $flag}]
+network: [b, gap, dense: {out: 2}]
+""",
+    # torch: a dense_connect in a concat branch of a block: "Generator expression must be parenthesized"
+    "dense_connect_in_branch": """
+name: found
+input: {height: 8, width: 8, channels: 2}
+blocks:
+  a:
+    params: {width: 2}
+    body:
+    - concat:
+      - [relu]
+      - - dense_connect: {layers: 2, body: [bn, relu, conv: {out: $width, kernel: 3, padding: 1}]}
+network: [a, gap, dense: {out: 2}]
+""",
+    # lower: each chained conditional item triples the symbolic width (12 calls: minutes and gigabytes)
+    "chained_conditional_widths": """
+name: found
+input: {height: 8, width: 8, channels: 2}
+blocks:
+  a:
+    body: [conv: {out: 1, kernel: 1, if: '${in_channels == 3 or in_channels > 4}'}]
+  b:
+    body: [a, a, a, a, a, a, a, a, a, a, a, a]
+network: [b, gap, dense: {out: 2}]
+""",
+}
+
+
+def _found(test):
+    for text in reversed(FOUND.values()):
+        test = example(case=(text.lstrip(), None))(test)
+    return test
+
+
 @seed(20261201)
 @settings(max_examples=N, **SETTINGS)
 @given(case=spec_with_blocks())
+@_found
 def test_random_blocks_torch_matches_analysis(emitted, case):
     from archc.convert import torch_shapes
 
@@ -255,6 +336,7 @@ def test_random_blocks_torch_matches_analysis(emitted, case):
 @seed(20261202)
 @settings(max_examples=N_KERAS, **SETTINGS)
 @given(case=spec_with_blocks())
+@_found
 def test_random_blocks_keras_parity(emitted, case):
     keras = pytest.importorskip("keras")
     import numpy as np
