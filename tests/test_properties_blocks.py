@@ -26,8 +26,9 @@ scales both (Keras gets half)::
     ARCHC_PROPERTY_EXAMPLES=5000 python -m pytest tests/test_properties_blocks.py -q -s
 
 The figures (cases drawn, valid, refused and why, features used, worst relative parity error,
-time) are printed by the last test (``-s`` shows them) and written to
-``.pytest_cache/v/archc/properties_blocks``; that test also requires 40% of the cases to be valid.
+time) are printed by the last test (``-s`` shows them) and written to ``properties_blocks.json``
+in pytest's base temporary folder and to ``.pytest_cache/v/archc/properties_blocks``; that test
+also requires 40% of the cases to be valid.
 ``tests.strategies.HAS_RESIDUAL = False`` draws only what the language had before ``residual:``.
 """
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -408,8 +410,8 @@ def test_random_blocks_emitted_code_is_ruff_clean(emitted):
     assert fmt.returncode == 0, fmt.stdout[-4000:] + fmt.stderr[-2000:]
 
 
-def test_report_random_block_figures(request):
-    """The figures of this run: printed (``-s``) and saved in the pytest cache."""
+def test_report_random_block_figures(request, tmp_path_factory):
+    """The figures of this run: printed (``-s``), saved as JSON in pytest's temporary folder and cache."""
     figures = {
         "examples": {"torch": N, "keras": N_KERAS},
         "torch": dict(FIGURES["torch"]),
@@ -420,8 +422,12 @@ def test_report_random_block_figures(request):
         "seconds": {k: round(v, 1) for k, v in FIGURES["seconds"].items()},
         "ruff": FIGURES.get("ruff"),
     }
-    request.config.cache.set("archc/properties_blocks", figures)
-    path = Path(str(getattr(request.config.cache, "_cachedir", ".pytest_cache"))) / "v" / "archc" / "properties_blocks"
+    path = tmp_path_factory.getbasetemp() / "properties_blocks.json"
+    path.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    if cache is not None:
+        cache.set("archc/properties_blocks", figures)
+        path = f"{path} and {Path(str(getattr(cache, '_cachedir', '.pytest_cache'))) / 'v/archc/properties_blocks'}"
     t, k = figures["torch"], figures["keras"]
     print(
         f"\nrandom block specs: torch {t.get('drawn', 0)} drawn, {t.get('valid', 0)} valid, "
