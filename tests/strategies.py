@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import yaml
 from hypothesis import strategies as st
 
 ACTS = ["relu", "relu6", "sigmoid", "tanh", "silu"]
@@ -112,3 +113,418 @@ def spec_text(draw):
         "network": items,
     }
     return json.dumps(doc)  # JSON is YAML
+
+
+# --------------------------------------------------------------------------------------------------
+# Random block definitions (issue 11, item 5)
+#
+# ``spec_with_blocks()`` draws a whole spec that defines one to three blocks and calls them with
+# different arguments. The blocks mix what people write in real families: params with and without
+# defaults, spec-level ``defaults:`` for primitives and blocks, ``if:`` on params and on
+# ``in_channels``, named and unnamed seqs, concat/add branches holding seqs, repeats, dense_connect
+# and calls of blocks defined earlier, ResNet bottlenecks with a projection shortcut only when the
+# shape changes, MobileNetV2 inverted residuals, repeats of such blocks. Shapes are compatible by
+# construction (every spatial op keeps the size except the block's leading strided item, whose
+# shortcut gets the same stride; add branches end in the same width), except for the cases that
+# ``invalid`` draws on purpose: those must be refused with a located error.
+
+HAS_RESIDUAL = True  # the `residual:` combinator and the "stable after the first iteration" repeat rule
+# (set False to draw only what the language had before issue 11: add-with-conditional-branch forms)
+
+
+class _Block:
+    """What the generator knows about a block it defined: its params (name -> default, None = required)."""
+
+    def __init__(self, name: str, params: dict, kind: str):
+        self.name, self.params, self.kind = name, params, kind
+
+
+def _cond(draw, params):
+    """A condition over the block's params and its input width."""
+    options = ["true", "false"]
+    if "flag" in params:
+        options += ["$flag", "${not flag}"]
+    if "expand" in params:
+        options += ["${expand != 1}"]
+    if "stride" in params:
+        options += ["${stride != 1}"]
+    if "width" in params:
+        options += ["${in_channels != width}", "${width > 2}", "${in_channels == width or in_channels > 4}"]
+    c = draw(st.sampled_from(options))
+    return {"true": True, "false": False}.get(c, c)
+
+
+def _width_expr(draw, params):
+    options = ["${in_channels}", "lit"]
+    if "width" in params:
+        options += ["$width", "$width", "${width * 2}", "${max(width, in_channels)}"]
+    if "expand" in params:
+        options += ["${in_channels * expand}"]
+    c = draw(st.sampled_from(options))
+    return draw(st.integers(1, 8)) if c == "lit" else c
+
+
+def _chance(draw, p: float) -> bool:
+    """True with probability about ``p`` (hypothesis' floats crowd at the bounds, so not ``floats() < p``)."""
+    return draw(st.integers(0, 99)) < round(p * 100)
+
+
+def _maybe(draw, attrs, key, value, p=0.3):
+    if _chance(draw, p):
+        attrs[key] = value
+    return attrs
+
+
+@st.composite
+def _leaf(draw, params, keep_width=False):
+    """One size-keeping primitive (stride 1), possibly conditional, possibly named."""
+    choice = draw(st.integers(0, 8))
+    if choice <= 2:
+        k = draw(st.sampled_from([1, 3]))
+        attrs = {"out": "${in_channels}" if keep_width else _width_expr(draw, params), "kernel": k}
+        attrs["padding"] = draw(st.sampled_from(["same", k // 2]))
+        _maybe(draw, attrs, "bias", draw(st.booleans()))
+        item = {"conv": attrs}
+    elif choice == 3:
+        attrs = {"kernel": 3, "padding": draw(st.sampled_from(["same", 1]))}
+        if not keep_width and "expand" in params and draw(st.booleans()):
+            attrs["multiplier"] = "$expand"
+        item = {"dwconv": attrs}
+    elif choice == 4:
+        item = {"bn": {}}
+        _maybe(draw, item["bn"], "eps", 1e-3)
+    elif choice == 5:
+        item = {draw(st.sampled_from(ACTS)): {}}
+    elif choice == 6:
+        item = {draw(st.sampled_from(["maxpool", "avgpool"])): {"kernel": 3, "stride": 1, "padding": 1}}
+    elif choice == 7:
+        item = {"dropout": {"rate": draw(st.sampled_from([0.0, 0.25]))}}
+    else:  # explicit zero padding then a 'valid' 3x3: keeps the size
+        w = "${in_channels}" if keep_width else _width_expr(draw, params)
+        item = {"seq": {"body": [{"zeropad": {"padding": [1, 1, 1, 1]}}, {"conv": {"out": w, "kernel": 3}}]}}
+    ((kind, attrs),) = item.items()
+    if _chance(draw, 0.35):
+        attrs["if"] = _cond(draw, params)
+    if _chance(draw, 0.2):
+        attrs["name"] = f"{kind}_{draw(st.integers(0, 10**6))}"
+    return item
+
+
+def _call_args(draw, block: _Block, params, inside: bool):
+    """Arguments for a call of ``block``: literals at network level, expressions of params inside a block."""
+    args = {}
+    for p, default in block.params.items():
+        if default is not None and draw(st.booleans()):
+            continue  # use the default
+        if p == "width":
+            if inside and "width" in params:
+                args[p] = draw(st.sampled_from(["$width", "${width + 1}", 2]))
+            else:
+                args[p] = draw(st.integers(1, 8))
+        elif p == "stride":
+            args[p] = 1 if inside else draw(st.sampled_from([1, 2]))
+        elif p == "flag":
+            args[p] = "$flag" if inside and "flag" in params and draw(st.booleans()) else draw(st.booleans())
+        elif p == "expand":
+            args[p] = draw(st.integers(1, 3))
+        elif p == "n":
+            args[p] = draw(st.integers(0, 2))
+        elif p == "out":
+            args[p] = draw(st.integers(1, 8))
+    return args
+
+
+@st.composite
+def _items(draw, params, blocks, depth, keep_width=False, min_size=0, max_size=3):
+    n = draw(st.integers(min_size, max_size))
+    return [draw(_item(params, blocks, depth, keep_width)) for _ in range(n)]
+
+
+@st.composite
+def _item(draw, params, blocks, depth, keep_width=False):
+    """A size-keeping item: a leaf, or (below the depth bound) a combinator holding more items."""
+    if depth <= 0 or _chance(draw, 0.45):
+        return draw(_leaf(params, keep_width))
+    choices = ["seq", "add", "add_id", "repeat"]
+    if not keep_width:
+        choices += ["concat", "dense_connect"]
+        if blocks:
+            choices += ["call", "call", "call"]
+    if HAS_RESIDUAL:
+        choices += ["residual"]
+    c = draw(st.sampled_from(choices))
+    sub = depth - 1
+    if c == "seq":
+        attrs = {"body": draw(_items(params, blocks, sub, keep_width, 1, 3))}
+        if draw(st.booleans()):
+            attrs["name"] = f"stage{draw(st.integers(0, 10**6))}"
+        if draw(st.booleans()):
+            attrs["if"] = _cond(draw, params)
+        return {"seq": attrs}
+    if c == "concat":
+        n = draw(st.integers(2, 3))
+        return {"concat": [draw(_items(params, blocks, sub, False, 0, 3)) for _ in range(n)]}
+    if c == "add":  # branches may change the width, and all end in the same one
+        end = "$width" if "width" in params and not keep_width else "${in_channels}"
+        branches = []
+        for _ in range(draw(st.integers(2, 3))):  # ending in ${in_channels}: the items before it keep the width
+            body = draw(_items(params, blocks, sub, end != "$width", 0, 2))
+            branches.append([*body, {"conv": {"out": end, "kernel": draw(st.sampled_from([1, 3])), "padding": "same"}}])
+        return {"add": branches}
+    if c == "add_id":  # a residual written with add: one branch is the identity
+        body = draw(_items(params, blocks, sub, True, 0, 2))
+        body.append({"conv": {"out": "${in_channels}", "kernel": 1}})
+        branches = [body, []] if draw(st.booleans()) else [[], body]
+        attrs = {"branches": branches}
+        if _chance(draw, 0.4):
+            attrs["if"] = _cond(draw, params)
+        return {"add": attrs}
+    if c == "repeat":
+        times = "$n" if "n" in params and draw(st.booleans()) else draw(st.integers(0, 2))
+        return {"repeat": {"times": times, "body": draw(_items(params, blocks, sub, True, 1, 3))}}
+    if c == "dense_connect":
+        growth = "$width" if "width" in params else draw(st.integers(1, 4))
+        body = [{"bn": {}}, {"relu": {}}, {"conv": {"out": growth, "kernel": 3, "padding": 1}}]
+        return {"dense_connect": {"layers": draw(st.integers(1, 2)), "body": body}}
+    if c == "call":
+        block = draw(st.sampled_from(blocks))
+        args = _call_args(draw, block, params, inside=True)
+        if _chance(draw, 0.3):
+            args["if"] = _cond(draw, params)
+        if _chance(draw, 0.3):
+            args["name"] = f"{block.name}_{draw(st.integers(0, 10**6))}"
+        return {block.name: args}
+    # residual: the body keeps the width, the shortcut is the identity or a batch norm
+    body = draw(_items(params, blocks, sub, True, 1, 3))
+    body.append({"conv": {"out": "${in_channels}", "kernel": 1}})
+    attrs = {"body": body}
+    if draw(st.booleans()):
+        attrs["when"] = _cond(draw, params)
+    if draw(st.booleans()):
+        attrs["shortcut"] = draw(st.sampled_from([[], [{"bn": {}}]]))
+    if _chance(draw, 0.3):
+        attrs["if"] = _cond(draw, params)
+    return {"residual": attrs}
+
+
+def _shortcut_add(body, shortcut, use_residual, when=None):
+    """``body(x) + shortcut(x)``: the new ``residual:`` combinator, or the ``add`` people wrote before it."""
+    if use_residual:
+        attrs = {"body": body}
+        if shortcut:
+            attrs["shortcut"] = shortcut
+        if when is not None:
+            attrs["when"] = when
+        return [{"residual": attrs}]
+    if when is None:
+        return [{"add": [body, shortcut]}]
+    # no `when` before `residual`: the same thing as two items with complementary conditions
+    return [
+        {"add": {"if": when, "branches": [body, shortcut]}},
+        {"seq": {"if": "${not (" + when[2:-1] + ")}", "body": body}},
+    ]
+
+
+@st.composite
+def _bottleneck(draw, name):
+    """ResNet bottleneck: 1x1, 3x3 (stride), 1x1 to width*e; a projection shortcut only when the shape changes."""
+    e = draw(st.integers(1, 4))
+    params = {"width": None, "stride": 1}
+    if draw(st.booleans()):
+        params["flag"] = draw(st.booleans())
+    named = draw(st.booleans())
+
+    def nm(d, n):
+        return {**d, "name": n} if named else d
+
+    body = [
+        {"conv": nm({"out": "$width", "kernel": 1, "bias": False}, "conv1")},
+        {"bn": nm({}, "bn1")},
+        {"relu": {}},
+        {"conv": nm({"out": "$width", "kernel": 3, "stride": "$stride", "padding": 1, "bias": False}, "conv2")},
+        {"bn": nm({}, "bn2")},
+        {"relu": {}},
+        {"conv": nm({"out": f"${{width * {e}}}", "kernel": 1, "bias": False}, "conv3")},
+        {"bn": nm({}, "bn3")},
+    ]
+    if "flag" in params:
+        body.insert(6, {"dropout": {"rate": 0.25, "if": "$flag"}})
+    proj = [{"conv": {"out": f"${{width * {e}}}", "kernel": 1, "stride": "$stride", "bias": False}}, {"bn": {}}]
+    down = {"seq": {"name": "downsample", "if": f"${{stride != 1 or in_channels != width * {e}}}", "body": proj}}
+    if not draw(st.booleans()):
+        del down["seq"]["name"]
+    use_residual = HAS_RESIDUAL and draw(st.booleans())
+    items = _shortcut_add(body, [down], use_residual) + [{"relu": {}}]
+    return _Block(name, params, "bottleneck"), {"params": params, "body": items}
+
+
+@st.composite
+def _inverted(draw, name):
+    """MobileNetV2 inverted residual: optional 1x1 expansion, 3x3 depthwise (stride), 1x1 projection;
+    the input is added only when the stride is 1 and the width is kept."""
+    params = {"out": None, "stride": 1, "expand": draw(st.sampled_from([None, 1, 2, 3]))}
+    ex = "${expand != 1}"
+    body = [
+        {"conv": {"name": "expand", "if": ex, "out": "${in_channels * expand}", "kernel": 1, "bias": False}},
+        {"bn": {"if": ex}},
+        {"relu6": {"if": ex}},
+        {"dwconv": {"kernel": 3, "stride": "$stride", "padding": draw(st.sampled_from([1, "same"])), "bias": False}},
+        {"bn": {}},
+        {"relu6": {}},
+        {"conv": {"name": "project", "out": "$out", "kernel": 1, "bias": False}},
+        {"bn": {}},
+    ]
+    use_residual = HAS_RESIDUAL and draw(st.booleans())
+    items = _shortcut_add(body, [], use_residual, when="${stride == 1 and in_channels == out}")
+    return _Block(name, params, "inverted"), {"params": params, "body": items}
+
+
+@st.composite
+def _generic(draw, name, blocks):
+    """A random block: some params required, some defaulted; a leading (possibly strided) item whose
+    shortcut is projected only when needed; then random size-keeping items."""
+    params = {"width": draw(st.sampled_from([None, None, 2, 4]))}
+    if _chance(draw, 0.6):
+        params["stride"] = 1
+    if draw(st.booleans()):
+        params["flag"] = draw(st.sampled_from([None, True, False]))
+    if draw(st.booleans()):
+        params["expand"] = draw(st.sampled_from([1, 2]))
+    if _chance(draw, 0.3):
+        params["n"] = draw(st.sampled_from([None, 1, 2]))
+    body = []
+    if "stride" in params:
+        head = draw(st.integers(0, 3))
+        if head == 0:  # ResNet basic block: 3x3 (stride) 3x3, shortcut projected when the shape changes
+            main = [
+                {"conv": {"out": "$width", "kernel": 3, "stride": "$stride", "padding": 1}},
+                {"bn": {}},
+                {"relu": {}},
+                {"conv": {"out": "$width", "kernel": 3, "padding": "same"}},
+                {"bn": {}},
+            ]
+            proj = {"conv": {"out": "$width", "kernel": 1, "stride": "$stride"}}
+            cond = "${stride != 1 or in_channels != width}"
+            if draw(st.booleans()):
+                short = [{"seq": {"name": "proj", "if": cond, "body": [proj, {"bn": {}}]}}]
+            else:  # conditions on the leaves of the shortcut, not on a seq
+                short = [{"conv": {**proj["conv"], "if": cond}}, {"bn": {"if": cond}}]
+            body += _shortcut_add(main, short, HAS_RESIDUAL and draw(st.booleans()))
+        elif head == 1:
+            body.append({"conv": {"out": _width_expr(draw, params), "kernel": 3, "stride": "$stride", "padding": 1}})
+        elif head == 2:
+            body.append({"dwconv": {"kernel": 3, "stride": "$stride", "padding": "same"}})
+        else:
+            body.append({"maxpool": {"kernel": 3, "stride": "$stride", "padding": 1}})
+    if _chance(draw, 0.3):  # adapt the width only when it differs (the shape repeats settle on)
+        body.append({"conv": {"name": "adapt", "if": "${in_channels != width}", "out": "$width", "kernel": 1}})
+    body += draw(_items(params, blocks, 2, False, 1, 4))
+    if blocks and _chance(draw, 0.5):  # a block used inside this one: as an item, in a branch or in a named seq
+        block = draw(st.sampled_from(blocks))
+        call = {block.name: _call_args(draw, block, params, inside=True)}
+        where = draw(st.sampled_from(["item", "branch", "seq"]))
+        if where == "item":
+            wrapped = call
+        elif where == "branch":
+            wrapped = {"concat": [[call], draw(_items(params, blocks, 1, False, 0, 2))]}
+        else:
+            wrapped = {"seq": {"name": "inner", "if": _cond(draw, params), "body": [call]}}
+        body.insert(draw(st.integers(len(body) - 1, len(body))), wrapped)
+    return _Block(name, params, "generic"), {"params": params, "body": body}
+
+
+def _invalid_edit(draw, doc, blocks):
+    """Break a valid spec in one of the ways people do; returns what was broken."""
+    what = draw(st.sampled_from(["add_widths", "missing_param", "unknown_param", "growing_repeat", "kernel", "dense"]))
+    net = doc["network"]
+    if what == "add_widths":
+        net.insert(0, {"add": [[{"conv": {"out": 3, "kernel": 1}}], [{"conv": {"out": 4, "kernel": 1}}]]})
+    elif what == "missing_param":
+        b = blocks[0]
+        required = [p for p, d in b.params.items() if d is None and p not in doc.get("defaults", {}).get(b.name, {})]
+        if not required:
+            what = "unknown_param"
+        else:
+            args = _call_args(draw, b, {}, inside=False)
+            args.pop(required[0], None)
+            net.insert(0, {b.name: args})
+    if what == "unknown_param":
+        b = blocks[-1]
+        net.insert(0, {b.name: {**_call_args(draw, b, {}, inside=False), "widht": 3}})
+    elif what == "growing_repeat":
+        net.insert(0, {"repeat": {"times": 2, "body": [{"conv": {"out": "${in_channels + 1}", "kernel": 1}}]}})
+    elif what == "kernel":
+        net.insert(0, {"conv": {"out": 2, "kernel": 40}})
+    elif what == "dense":
+        net.insert(0, {"dense": {"out": 3}})
+    return what
+
+
+@st.composite
+def spec_with_blocks(draw, invalid_rate=0.1):
+    """(spec text, what was broken or None): a spec defining 1-3 random blocks, called with different arguments."""
+    break_it = _chance(draw, invalid_rate)
+    h, w, c = draw(st.integers(8, 24)), draw(st.integers(8, 24)), draw(st.integers(1, 4))
+    blocks: list[_Block] = []
+    defs = {}
+    for i in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["bottleneck", "inverted", "generic", "generic"]))
+        name = f"{kind}{i}"
+        if kind == "bottleneck":
+            b, d = draw(_bottleneck(name))
+        elif kind == "inverted":
+            b, d = draw(_inverted(name))
+        else:
+            b, d = draw(_generic(name, list(blocks)))
+        blocks.append(b)
+        defs[name] = d
+    defaults = {}
+    if draw(st.booleans()):
+        defaults["conv"] = {"bias": draw(st.booleans())}
+    if draw(st.booleans()):
+        defaults["bn"] = {"eps": draw(st.sampled_from([1e-3, 1.001e-5])), "momentum": 0.1}
+    for b in blocks:  # a spec-level default for a block param, required or not
+        if _chance(draw, 0.4):
+            p = draw(st.sampled_from(sorted(b.params)))
+            value = {"width": 3, "out": 4, "stride": 1, "flag": True, "expand": 2, "n": 1}[p]
+            defaults[b.name] = {p: value}
+    effective = {b.name: {**b.params, **defaults.get(b.name, {})} for b in blocks}
+    calls = [_Block(b.name, effective[b.name], b.kind) for b in blocks]
+
+    network = []
+    if draw(st.booleans()):
+        network.append({"conv": {"name": "stem", "out": draw(st.integers(2, 8)), "kernel": 3, "padding": 1}})
+    for _ in range(draw(st.integers(1, 4))):
+        b = draw(st.sampled_from(calls))
+        args = _call_args(draw, b, {}, inside=False)
+        form = draw(st.integers(0, 4))
+        if form == 0 and ("width" in b.params or "out" in b.params):
+            # a stage: the first call may change width and stride, the repeats keep them
+            network.append({b.name: args})
+            rest = {k: v for k, v in args.items() if k != "stride"}
+            network.append({"repeat": {"times": draw(st.integers(1, 2)), "body": [{b.name: rest}]}})
+        elif form == 1 and HAS_RESIDUAL:
+            # the whole stage as one repeat: the first iteration changes the width, the others keep it
+            rest = {k: v for k, v in args.items() if k != "stride"}
+            times = draw(st.integers(1, 3))
+            network.append({"repeat": {"name": f"stage{len(network)}", "times": times, "body": [{b.name: rest}]}})
+        elif form == 2:  # two calls side by side, stride 1
+            a2 = _call_args(draw, b, {}, inside=False)
+            args.pop("stride", None)
+            a2.pop("stride", None)
+            network.append({"concat": [[{b.name: args}], [{b.name: a2}]]})
+        else:
+            if _chance(draw, 0.2):
+                args["if"] = draw(st.booleans())
+            if _chance(draw, 0.3):
+                args["name"] = f"{b.name}_call{len(network)}"
+            network.append({b.name: args})
+    network += [{"gap": {}}, {"dense": {"out": draw(st.integers(1, 5))}}]
+    doc = {"name": "blocks_net", "input": {"height": h, "width": w, "channels": c}}
+    if defaults:
+        doc["defaults"] = defaults
+    doc["blocks"] = defs
+    doc["network"] = network
+    broken = _invalid_edit(draw, doc, blocks) if break_it else None
+    # block style with flow-style leaves: one item a line, so each error has its own line
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200), broken
