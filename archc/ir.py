@@ -210,6 +210,10 @@ class TNode:
     block: str | None = None  # for kind == "call"
     attr_locs: tuple[tuple[str, Loc | None], ...] = field(default=(), compare=False)
     transparent: bool = False
+    # seq only: names for running widths, ``(i, name, definition)``: before child ``i`` the width is ``name``
+    # (its definition over earlier names, params and in_channels; None: the output of child ``i - 1``, a part
+    # whose width formula stays inside it). They keep chains of conditional widths linear in size.
+    lets: tuple[tuple[int, str, Expr | None], ...] = ()
 
     def attr_loc(self, key: str) -> Loc | None:
         """Where attribute ``key`` was written (or the item, if it came from a default)."""

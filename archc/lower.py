@@ -54,6 +54,9 @@ TORCH_MODULE_ATTRS = frozenset(
 )  # fmt: skip
 GENERATED_ATTRS = frozenset({"loss_weights"})  # the generated model class's LOSS_WEIGHTS
 
+WIDTH_PREFIX = "__w"  # names of running widths (ir.TNode.lets); spec names cannot start with '__'
+MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
+
 BUILTIN_DEFAULTS = {
     "conv": {"stride": 1, "dilation": 1, "groups": 1, "bias": True, "padding": 0},
     "dwconv": {"stride": 1, "dilation": 1, "multiplier": 1, "bias": True, "padding": 0},
@@ -154,6 +157,8 @@ class Lowerer:
         self.flat_locs: dict[str, Loc | None] = {}
         self.count = 0
         self._tsize: dict[int, int] = {}
+        self._width_names: list[set] = []  # names of running widths in scope (see ir.TNode.lets)
+        self._width_count = 0
 
     # ---------------------------------------------------------------- setup
     def _load_stdlib(self) -> None:
@@ -231,15 +236,37 @@ class Lowerer:
         if level is None:
             level = _Level(list(_level_items(items, class_scope)), class_scope)
         nodes = []
+        lets = []
         ch = in_ch
-        for i, item in enumerate(items):
-            raw_item = raw_items[i] if raw_items is not None and i < len(raw_items) else None
-            item_loc = self.loc(raw_items, i) or loc
-            node = self.template_item(item, raw_item, ch, ctx, level.auto(item), item_loc, level, class_scope)
-            level.claim(node.name, item_loc)
-            nodes.append(node)
-            ch = node.out_ch if node.cond is None else _ifexp(node.cond, node.out_ch, ch)
-        return ir.TNode("seq", name, (), tuple(nodes), None, in_ch, ch, loc)
+        bound = set(self._width_names[-1]) if self._width_names else set()
+        self._width_names.append(bound)
+        try:
+            for i, item in enumerate(items):
+                raw_item = raw_items[i] if raw_items is not None and i < len(raw_items) else None
+                item_loc = self.loc(raw_items, i) or loc
+                node = self.template_item(item, raw_item, ch, ctx, level.auto(item), item_loc, level, class_scope)
+                level.claim(node.name, item_loc)
+                out = node.out_ch
+                if any(n.startswith(WIDTH_PREFIX) and n not in bound for n in out.names()):
+                    # the part's width formula uses names of its own: its output width is a name here
+                    out = self._width_name(bound)
+                    node = replace(node, out_ch=out)
+                    lets.append((i + 1, out.src, None))
+                nodes.append(node)
+                ch = out if node.cond is None else _ifexp(node.cond, out, ch)
+                if len(ch.src) > MAX_WIDTH_SRC:  # name the running width: the next formulas refer to it
+                    sym = self._width_name(bound)
+                    lets.append((i + 1, sym.src, ch))
+                    ch = sym
+        finally:
+            self._width_names.pop()
+        return ir.TNode("seq", name, (), tuple(nodes), None, in_ch, ch, loc, lets=tuple(lets))
+
+    def _width_name(self, bound: set) -> Expr:
+        self._width_count += 1
+        name = f"{WIDTH_PREFIX}{self._width_count}"
+        bound.add(name)
+        return Expr(name)
 
     def template_item(
         self, item, raw_item, in_ch: Expr, ctx: _Ctx, auto: str, loc, level: _Level, class_scope: bool
@@ -334,7 +361,7 @@ class Lowerer:
             body_in = Expr("in_channels")
             body = self.template_seq(attrs.body, self.loc_list(raw, "body"), body_in, ctx, "body", loc)
             b = body.out_ch
-            if kind == "dense_connect" and "in_channels" in b.names():
+            if kind == "dense_connect" and any(n == "in_channels" or n.startswith(WIDTH_PREFIX) for n in b.names()):
                 raise ArchcError(
                     f"the output width of this dense_connect body ({b}) depends on its input width; each layer "
                     "must add a width fixed by params (its growth rate), e.g. end the body with a conv of $growth",
@@ -417,12 +444,14 @@ class Lowerer:
         for p in bspec.params:
             self.check_name(p, key_loc(raw.get("params"), p) if isinstance(raw, dict) else bloc, "block param")
         self._building.append(name)
+        outer_widths, self._width_names = self._width_names, []  # a block's widths are its own
         try:
             ctx = _Ctx(set(bspec.params), f"block '{name}'")
             raw_body = raw.get("body") if isinstance(raw, dict) else None
             body = self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc, class_scope=True)
         finally:
             self._building.pop()
+            self._width_names = outer_widths
         params = []
         for p, d in bspec.params.items():
             if isinstance(d, (dict,)) or is_expr(d):
@@ -437,7 +466,14 @@ class Lowerer:
     def inst_seq(self, t: ir.TNode, scope: dict, shape, path: str) -> ir.Seq:
         nodes = []
         cur = shape
-        for child in t.children:
+        lets = {}
+        for i, name, _ in t.lets:
+            lets.setdefault(i, []).append(name)
+        if lets:
+            scope = dict(scope)
+        for i, child in enumerate(t.children):
+            for name in lets.get(i, ()):
+                scope[name] = cur[-1]  # a running width's value is the width the instance has there
             n = self.inst(child, scope, cur, _join(path, child.name), path)
             if n is not None:
                 nodes.append(n)
@@ -774,12 +810,20 @@ class Lowerer:
         )
 
     def _used(self, name: str, body, heads) -> bool:
+        """Whether generated code refers to block ``name``: the model calls it, or a block it uses may (a
+        block's class is generic: it builds what its template says, whatever this model's arguments are)."""
         if not hasattr(self, "_used_set"):
             used = set()
             for root in [body] + [h.body for h in heads]:
                 for n in ir.walk(root):
                     if isinstance(n, ir.Call):
                         used.add(n.block)
+            todo = list(used)
+            while todo:
+                for t in _template_walk(self.templates[todo.pop()].body):
+                    if t.kind == "call" and t.block not in used:
+                        used.add(t.block)
+                        todo.append(t.block)
             self._used_set = used
         return name in self._used_set
 
@@ -823,6 +867,12 @@ class Lowerer:
 
 
 # ---------------------------------------------------------------- value checks
+def _template_walk(t: ir.TNode):
+    yield t
+    for ch in t.children:
+        yield from _template_walk(ch)
+
+
 def _leading_comment(text: str) -> str | None:
     """The comment block at the top of a spec file (it cites the paper and names deviations)."""
     lines = []

@@ -99,6 +99,13 @@ class Scope:
         if self.values:
             fixed = {k: val for k, val in self.values.items() if k in e.names() and not isinstance(val, (list, tuple))}
             e = simplify(substitute(e, fixed)) if fixed else e
+        hidden = sorted(n for n in e.names() if n.startswith(("__w", "_hw")))
+        if hidden:  # a running width (ir.TNode.lets) or a flatten size no instance fixed: never write it out
+            raise Unsupported(
+                f"a width here ({e.src}) is only known inside the instances, not in the block's own terms; "
+                "call the block where it is built, or give the part a fixed width",
+                None,
+            )
         return copy.deepcopy(e.tree)
 
     def src(self, v) -> str:

@@ -205,7 +205,8 @@ class KerasEmitter:
     def seq(self, t, scope: Scope, x: str, name: Name, out: list, top: bool, cond_prev=None):
         """Statements transforming variable ``x`` through sequence ``t``; layer names below ``name``."""
         prev = cond_prev  # the item whose output ``x`` holds (None: unknown)
-        for item in t.children:
+        for i, item in enumerate(t.children):
+            scope = self.apply_lets(t, i, scope, x, out)
             present = scope.value(item.cond) if item.cond is not None else True
             if present is False:
                 continue
@@ -227,6 +228,15 @@ class KerasEmitter:
                 var = self.head_vars[h.name] = self.ns.fresh(h.name)
                 out.append(c.assign(var, c.name(x)))
                 self.seq(h.template, hscope, var, Name().child(h.name), out, False)
+
+    def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, x: str, out: list) -> Scope:
+        """A running width named before child ``i`` (``ir.TNode.lets``) is the width ``x`` has there."""
+        for idx, sym, _ in seq.lets:
+            if idx == i:
+                var = self.ns.fresh("channels")
+                out.append(c.assign(var, c.subscript(c.attr(x, "shape"), -1)))
+                scope = scope.with_rename(**{sym: Expr(var)})
+        return scope
 
     def shape_comment(self, t: ir.TNode) -> str | None:
         inst = self.instances.get(id(t))

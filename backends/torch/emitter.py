@@ -182,6 +182,8 @@ class TorchEmitter:
         self.count_widths(b.body, scope, k)
         fwd = self.class_body(b.body, scope, k, "x", top=False)
         fwd.append(c.ret(c.name("x")))
+        if any(n.startswith("__w") for n in b.out_ch.names()):  # callers read the width this block gives
+            k.init.append(c.assign(c.attr("self", "out_channels"), k.final_scope.node(b.out_ch)))
         required = [p for p, d in b.params if d is None]
         defaulted = [(p, d) for p, d in b.params if d is not None]
         init = c.function(
@@ -250,14 +252,16 @@ class TorchEmitter:
         """
         fwd: list[ast.stmt] = []
         fresh_in = False  # whether ``var`` holds a tensor no one else holds (in-place activations are safe)
-        for t in seq.children:
+        for i, t in enumerate(seq.children):
+            scope = self.apply_lets(seq, i, scope, k, statements=True)
             present = scope.value(t.cond) if t.cond is not None else True
             if present is False:
                 continue
             own = None if present is True else scope.node(t.cond)
             item_cond = c.and_(cond, own) if own is not None else cond
             if own is not None and t.transparent:  # several attributes under one condition: one if for all
-                fwd += self.guarded(own, k, lambda t=t: self.class_item(t, scope, k, var, top, cond, False))
+                emit = lambda t=t, scope=scope: self.class_item(t, scope, k, var, top, cond, False)  # noqa: E731
+                fwd += self.guarded(own, k, emit)
             else:
                 fwd += self.class_item(t, scope, k, var, top, item_cond, fresh_in)
             fresh_in = item_cond is None and t.kind in FRESH_OUTPUT + INPLACE
@@ -274,7 +278,50 @@ class TorchEmitter:
                     )
                 )
                 fresh_in = False
+        k.final_scope = self.apply_lets(seq, len(seq.children), scope, k, statements=True)
         return fwd
+
+    def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, k: _Class, statements: bool) -> Scope:
+        """The scope after the running widths named before child ``i`` of ``seq`` (see ``ir.TNode.lets``).
+
+        In the model every width is known (from the instances); in a block class a named width becomes a
+        local of ``__init__`` (``statements``), or its definition is written out where no statement fits.
+        """
+        for idx, sym, definition in seq.lets:
+            if idx != i:
+                continue
+            prev = seq.children[i - 1]
+            if scope.values is not None:
+                scope = Scope({**scope.values, sym: self._width_before(seq, i)}, scope.rename)
+            elif definition is not None and not statements:
+                scope = scope.with_rename(**{sym: definition})
+            elif definition is not None:
+                var = k.locals.fresh(f"{prev.name}_channels")
+                k.init.append(c.assign(var, scope.node(definition)))
+                scope = scope.with_rename(**{sym: Expr(var)})
+            elif prev.kind == "call" and statements:  # the block's width formula stays in its class
+                var = k.locals.fresh(f"{prev.name}_channels")
+                me = c.attr("self", prev.name)
+                value = c.attr(me, "out_channels")
+                if prev.cond is not None:
+                    value = c.ifexp(c.compare(me, "is not", c.lit(None)), value, c.lit(0))
+                k.init.append(c.assign(var, value))
+                scope = scope.with_rename(**{sym: Expr(var)})
+            else:
+                raise Unsupported(
+                    f"torch backend: the width after '{prev.name}' depends on its input through a chain of "
+                    "conditions too long to write out here; name the part as a block of its own",
+                    prev.loc,
+                )
+        return scope
+
+    def _width_before(self, seq: ir.TNode, i: int) -> int:
+        """The width the model's instance of ``seq`` has before its child ``i``."""
+        for t in reversed(seq.children[:i]):
+            inst = self.instances.get(id(t))
+            if inst:
+                return inst[0].out_shape[-1]
+        return self.instances[id(seq)][0].in_shape[-1]
 
     def guarded(self, test, k: _Class, emit) -> list[ast.stmt]:
         """Run ``emit`` (it adds ``__init__`` statements and returns forward ones) under condition ``test``:
@@ -283,12 +330,17 @@ class TorchEmitter:
         fwd = emit()
         inner, k.init = k.init, outer
         attrs = _assigned_attrs(inner)
-        if attrs:
+        always = _assigned_attrs([s for s in inner if isinstance(s, ast.Assign)])  # built whenever test holds
+        if always:
             k.init.append(c.if_(test, inner, [c.assign(c.attr("self", a), c.lit(None)) for a in attrs]))
-            check = c.compare(c.attr("self", attrs[0]), "is not", c.lit(None))
-        else:  # nothing to build (e.g. a flatten): a flag tells forward
+            check = c.compare(c.attr("self", always[0]), "is not", c.lit(None))
+        else:  # nothing built for sure (e.g. a flatten, or only conditional parts): a flag tells forward
             flag = k.attrs.fresh("use_block")
             k.init.append(c.assign(c.attr("self", flag), test))
+            if inner:
+                k.init.append(
+                    c.if_(c.attr("self", flag), inner, [c.assign(c.attr("self", a), c.lit(None)) for a in attrs])
+                )
             check = c.attr("self", flag)
         return [c.if_(check, fwd)] if fwd else []
 
@@ -403,7 +455,8 @@ class TorchEmitter:
         """(name, module) of a level's items, transparent seqs flattened, conditional ones as ``nn.Identity()``."""
         out = []
         prev = None
-        for t in seq.children:
+        for i, t in enumerate(seq.children):
+            scope = self.apply_lets(seq, i, scope, k, statements=False)
             present = scope.value(t.cond) if t.cond is not None else True
             if present is False:
                 continue
@@ -506,8 +559,12 @@ class TorchEmitter:
     def repeat(self, t: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
         body = t.children[0]
         n = t.attr("times")
+        later = _after_first(t)
+        if any(n.startswith("__w") for n in later.names()) and scope.values is not None:
+            inst = self.instances[id(t)][0]  # the model's own repeat: its widths are known
+            later = Expr(str(inst.iterations[0].out_shape[-1])) if inst.iterations else t.in_ch
         first = self.container(body, scope.with_rename(in_channels=t.in_ch), k)
-        rest = self.container(body, scope.with_rename(in_channels=_after_first(t)), k)
+        rest = self.container(body, scope.with_rename(in_channels=later), k)
         count = scope.value(n)
         if c.same(first, rest):
             return self.nn("Sequential", c.starred(c.listcomp(first, "_", c.call("range", scope.node(n)))))
@@ -537,12 +594,18 @@ class TorchEmitter:
         """How often each channel expression is used in a block class, and what to call it."""
 
         def visit(t: ir.TNode, prev_name: str | None):
+            if any(n.startswith("__w") for n in t.in_ch.names()):
+                return  # a named running width: a local already
             if t.kind in ("conv", "dwconv", "bn", "dense", "call"):
                 key = ast.dump(scope.node(t.in_ch))
                 k.uses[key] = k.uses.get(key, 0) + 1
                 if prev_name and key not in k.producer:
                     k.producer[key] = f"{prev_name}_channels"
-            if t.kind == "conv" and isinstance(t.attr("out"), Expr):
+            if (
+                t.kind == "conv"
+                and isinstance(t.attr("out"), Expr)
+                and not any(n.startswith("__w") for n in t.attr("out").names())
+            ):
                 key = ast.dump(scope.node(t.attr("out")))
                 k.uses[key] = k.uses.get(key, 0) + 1
                 k.producer.setdefault(key, f"{t.name}_channels")
