@@ -18,14 +18,22 @@ def _fmt_shape(shape) -> str:
 
 def cmd_check(args) -> int:
     from .analysis import analyze
-    from .pipeline import compile_spec
+    from .pipeline import check_spec
 
     failed = 0
     for path in args.specs:  # report every spec, not just the first bad one
         try:
-            r = analyze(compile_spec(path, args.set))
+            model, warnings = check_spec(path, args.set)
+            r = analyze(model)
         except ArchcError as exc:
             print(f"{exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for w in warnings:
+            print(f"{w}", file=sys.stderr)
+        if warnings and args.strict:
+            n = len(warnings)
+            print(f"{path}: {n} warning{'s' if n > 1 else ''}, errors with --strict", file=sys.stderr)
             failed += 1
             continue
         print(f"{path}: ok ({r.name}: {r.trainable:,} trainable + {r.non_trainable:,} non-trainable params)")
@@ -162,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
             "after one --set (--set a=1 b=2), and repeatable",
         )
 
-    sp = sub.add_parser("check", help="validate specs")
+    sp = sub.add_parser("check", help="validate specs; lints are warnings")
     sp.add_argument("specs", nargs="+", metavar="SPEC")
+    sp.add_argument("--strict", action="store_true", help="lint warnings are errors (exit 2)")
     add_set(sp)
     sp.set_defaults(func=cmd_check)
 
