@@ -388,7 +388,10 @@ class Lowerer:
         except ArchcError:
             return
         tracer = Tracer(self)
-        tracer.explain(exc, tracer.use_origin(t, key, value, scope))
+        try:
+            tracer.explain(exc, tracer.use_origin(t, key, value, scope))
+        except Exception:  # noqa: BLE001 - finding the cause must never hide the error itself
+            pass
 
     def ev(self, v, scope, loc):
         if isinstance(v, Expr):
@@ -703,8 +706,11 @@ class Lowerer:
         tracer = Tracer(self)
         expr = tracer._parse(raw, loc)
         if expr is not None:
-            reads = tracer.reads(expr, {**self.scope, ORIGINS: NETWORK}, 0)
-            tracer.explain(exc, Origin(key, value, loc, f"'{key}'", expr, reads))
+            try:
+                reads = tracer.reads(expr, {**self.scope, ORIGINS: NETWORK}, 0)
+                tracer.explain(exc, Origin(key, value, loc, f"'{key}'", expr, reads))
+            except Exception:  # noqa: BLE001 - finding the cause must never hide the error itself
+                pass
 
     def _used(self, name: str, body, heads) -> bool:
         if not hasattr(self, "_used_set"):

@@ -84,6 +84,7 @@ class Tracer:
 
     def __init__(self, lowerer):
         self.lw = lowerer
+        self._memo: dict = {}  # origins shared: a chain of params reading each other twice stays linear
 
     # ------------------------------------------------------------ origins of names
     def reads(self, expr, scope: dict, depth: int) -> tuple:
@@ -102,10 +103,17 @@ class Tracer:
             return None
         frame = scope.get(ORIGINS)
         if frame == NETWORK:
-            return self.param_origin(name, depth)
-        if isinstance(frame, tuple) and len(frame) == 2:
-            return self.arg_origin(frame[0], frame[1], name, scope[name], depth)
-        return None
+            key = ("network", name)
+        elif isinstance(frame, tuple) and len(frame) == 2:
+            key = (id(frame[0]), id(frame[1]), name)
+        else:
+            return None
+        if key not in self._memo:
+            if frame == NETWORK:
+                self._memo[key] = self.param_origin(name, depth)
+            else:
+                self._memo[key] = self.arg_origin(frame[0], frame[1], name, scope[name], depth)
+        return self._memo[key]
 
     def param_origin(self, name: str, depth: int) -> Origin | None:
         lw = self.lw
@@ -182,28 +190,36 @@ class Tracer:
             except Exception:  # noqa: BLE001 - a predicate on an odd value: count it as failing
                 return True
 
-        path = _cause(use, fails, 0)
+        path = _cause(use, fails, 0, set())
         use_note = _use_note(use)
         if path is None or len(path) == 1:
             if use_note and use.reads and not use.forwards and is_user(exc.loc):
                 exc.note(None, use_note.removeprefix("used here: "))
             return
         cause = path[-1]
+        notes = []
+        for step in reversed(path[1:-1]):
+            if is_user(step.loc) and step.loc != cause.loc:
+                notes.append(
+                    (step.loc, f"via {step.what}" + (f" = {render(step.expr)}" if step.expr is not None else ""))
+                )
+        if len(notes) > 6:  # a long chain of params: its ends
+            notes = notes[:3] + [(None, f"... via {len(notes) - 6} more steps")] + notes[-3:]
+        notes.append((use.loc, use_note or "used here"))
+        # everything worked out: now change the error
         exc.message = f"{exc.message} (from {cause.what} = {short(cause.value)})"
         exc.loc = cause.loc
         exc.primary_moved = True
-        for step in reversed(path[1:-1]):
-            if is_user(step.loc) and step.loc != cause.loc:
-                exc.note(step.loc, f"via {step.what}" + (f" = {render(step.expr)}" if step.expr is not None else ""))
-        exc.note(use.loc, use_note or "used here")
+        exc.notes.extend(notes)
 
 
-def _cause(o: Origin, fails, depth: int):
+def _cause(o: Origin, fails, depth: int, tried: set):
     """The path from ``o`` back to the user-written value that makes it fail, or None."""
     if depth < MAX_HOPS:
         for r in o.reads:
-            if fails(r.value):
-                path = _cause(r, fails, depth + 1)
+            if id(r) not in tried and fails(r.value):
+                tried.add(id(r))  # origins are shared (a DAG): each is followed once
+                path = _cause(r, fails, depth + 1, tried)
                 if path:
                     return [o, *path]
     return [o] if is_user(o.loc) else None

@@ -176,3 +176,47 @@ def test_check_strict_fails_on_a_warning(cli, write_yaml):
     path = write_yaml(HEAD + "params: {spare: 1}\nnetwork:\n  - relu\n")
     res = cli("check", path, "--strict")
     assert res.code == 2 and f"{path}: 1 warning, errors with --strict" in res.err and res.out == ""
+
+
+MOBILENET_V2 = """\
+name: mobilenet_v2_sketch
+input: {height: 224, width: 224, channels: 3}
+defaults:
+  conv: {bias: false}
+blocks:
+  inverted_residual:
+    params: {expand: 6, out: null, stride: 1}
+    body:
+      - conv: {name: expand, out: "${in_channels * expand}", kernel: 1, if: "${expand != 1}"}
+      - bn: {name: expand_bn, if: "${expand != 1}"}
+      - relu6: {name: expand_relu, if: "${expand != 1}"}
+      - dwconv: {name: dw, kernel: 3, stride: $stride, padding: 1}
+      - bn: {name: dw_bn}
+      - relu6: {name: dw_relu}
+      - conv: {name: project, out: $out, kernel: 1}
+      - bn: {name: project_bn}
+network:
+  - conv: {name: stem, out: 32, kernel: 3, stride: 2, padding: 1}
+  - bn
+  - relu6
+"""
+
+
+def test_mobilenet_v2_written_with_conv_defaults_only_keeps_7136_depthwise_biases(cli, write_yaml):
+    # the issue's case: (expansion t, channels c, blocks n, stride s) as in the paper; residuals left out
+    text = MOBILENET_V2
+    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2)] + [
+        (6, 320, 1, 1)
+    ]:
+        for i in range(n):
+            text += f"  - inverted_residual: {{expand: {t}, out: {c}, stride: {s if i == 0 else 1}}}\n"
+    text += "  - conv: {name: head, out: 1280, kernel: 1}\n  - bn: {name: head_bn}\n  - relu6: {name: head_relu}\n"
+    text += "  - gap\n  - dense: {out: 1000}\n"
+    path = write_yaml(text)
+    ws, _ = lint(cli, path)
+    assert (
+        f"{at(path, text, 'bias: false')}: warning: defaults for 'conv' set bias: false, but 1 dwconv item keeps "
+        "archc's default bias: true, 7,136 parameters"
+    ) in ws[0], ws
+    assert "depthwise conv 'inverted_residual1.dw' has a bias and is directly followed by batch norm" in ws[1], ws
+    assert "7,136 redundant parameters (in 17 places)" in ws[1]

@@ -169,3 +169,16 @@ def test_summary_and_build_report_the_same_error(cli):
     check = cli("check", SPECS / "densenet169.yaml", "--set", "growth_rate=-3")
     summary = cli("summary", SPECS / "densenet169.yaml", "--set", "growth_rate=-3")
     assert summary.code == 2 and summary.err == check.err
+
+
+def test_a_long_chain_of_params_is_followed_quickly_and_shortly(cli, write_yaml):
+    # every param reads the two before it twice: without sharing, following origins would take 2**200 steps
+    lines = ["params:", "  a0: -1", "  b0: -1"]
+    for k in range(1, 200):
+        lines += [f"  a{k}: '${{min(a{k - 1}, b{k - 1})}}'", f"  b{k}: '${{max(a{k - 1}, b{k - 1})}}'"]
+    text = HEAD + "\n".join(lines) + "\nnetwork:\n  - conv: {out: '${min(a199, b199)}', kernel: 1}\n"
+    path = write_yaml(text)
+    res = cli("check", path)
+    assert res.code == 2 and "Traceback" not in res.err
+    assert res.err.startswith(f"{path}:") and "out must be a positive integer, got -1 (from param" in res.err
+    assert len(res.err.splitlines()) <= 10, res.err
