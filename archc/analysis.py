@@ -187,6 +187,7 @@ def collapse(model: ir.Model, report: Report, depth: int | None) -> tuple[Row, .
     for root in [model.body] + [h.body for h in model.heads]:
         for node in ir.walk(root):
             nodes.setdefault(node.path, node)  # a call and its body share a path: keep the call
+    heads = {h.name for h in model.heads}
     out: list[Row] = []
     for r in report.rows:
         parts = r.path.split(".")
@@ -202,7 +203,7 @@ def collapse(model: ir.Model, report: Report, depth: int | None) -> tuple[Row, .
             )  # fmt: skip
             continue
         node = nodes.get(prefix)
-        kind = _node_kind(node) if node is not None else "block"
+        kind = "head" if prefix in heads else _node_kind(node) if node is not None else "block"
         shape = node.out_shape if node is not None else r.out_shape
         out.append(Row(prefix, kind, shape, r.trainable, r.non_trainable, r.macs))
     return tuple(out)

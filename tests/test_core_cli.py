@@ -96,6 +96,8 @@ def test_summary_depths_partition_the_layers(cli, spec):
         assert sum(r.macs for r in rows) == report.macs
         assert all(r.path.count(".") < depth for r in rows)
     assert sizes == sorted(sizes) and sizes[0] < len(report.rows)
+    if model.heads:
+        assert {r.kind for r in collapse(model, report, 1) if r.path in {h.name for h in model.heads}} == {"head"}
 
 
 def test_summary_json_rows_have_depths(cli):
