@@ -365,7 +365,7 @@ class Lowerer:
             try:
                 n = self.inst(child, scope, cur, _join(path, child.name))
             except ArchcError as exc:
-                if exc.attr is not None and not exc.explained:
+                if not exc.explained:
                     self.explain(exc, child, scope)
                 raise
             if n is not None:
@@ -377,6 +377,14 @@ class Lowerer:
         """A value check of ``t`` failed: point ``exc`` at where the bad value was written."""
         exc.explained = True
         key = exc.attr
+        if key is None:  # a check that does not say which attribute: the one it is located at and names
+            key = next(
+                (k for k, v in t.attrs if isinstance(v, (Expr, tuple)) and exc.loc == t.attr_loc(k)
+                 and exc.message.startswith((f"{k} ", f"{k}="))),
+                None,
+            )  # fmt: skip
+            if key is None:
+                return
         if key == "if":
             v = t.cond
         elif key in (k for k, _ in t.attrs):

@@ -183,8 +183,11 @@ class Tracer:
         check = exc.check
 
         def fails(v) -> bool:
-            if check is None:
-                return type(v) is type(use.value) and v == use.value
+            if check is None:  # the same bad value, or a list holding it (block_config: [6, -12, 32, 32])
+                same = type(v) is type(use.value) and v == use.value
+                return same or (
+                    isinstance(v, (list, tuple)) and any(type(x) is type(use.value) and x == use.value for x in v)
+                )
             try:
                 return not check(v)
             except Exception:  # noqa: BLE001 - a predicate on an odd value: count it as failing
@@ -203,6 +206,8 @@ class Tracer:
                 notes.append(
                     (step.loc, f"via {step.what}" + (f" = {render(step.expr)}" if step.expr is not None else ""))
                 )
+        if cause.expr is not None and cause.reads and not cause.forwards:
+            notes.insert(0, (None, _use_note(cause).removeprefix("used here: ")))
         if len(notes) > 6:  # a long chain of params: its ends
             notes = notes[:3] + [(None, f"... via {len(notes) - 6} more steps")] + notes[-3:]
         notes.append((use.loc, use_note or "used here"))

@@ -182,3 +182,14 @@ def test_a_long_chain_of_params_is_followed_quickly_and_shortly(cli, write_yaml)
     assert res.code == 2 and "Traceback" not in res.err
     assert res.err.startswith(f"{path}:") and "out must be a positive integer, got -1 (from param" in res.err
     assert len(res.err.splitlines()) <= 10, res.err
+
+
+def test_an_element_of_a_list_param_points_at_the_list(cli):
+    spec = SPECS / "densenet169.yaml"
+    res = cli("check", spec, "--set", "block_config=[6, -12, 32, 32]")
+    # before: densenet169.yaml:34:5: layers must be a positive integer, got -12 (in block 'dense_block', ...)
+    assert_error(res, "--set block_config=[6, -12, 32, 32]:1:14", "layers must be a positive integer, got -12")
+    text = spec.read_text()
+    arg = at(spec, text, '"${block_config[1]}"')
+    assert has_note(res.err, arg, "via argument 'num_layers' of block 'dense_block' = ${block_config[1]}"), res.err
+    assert has_note(res.err, f"{STDLIB}/densenet.yaml:22:19", "used here: layers = $num_layers"), res.err
