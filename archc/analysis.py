@@ -124,6 +124,7 @@ class Report:
                     "trainable_params": r.trainable,
                     "non_trainable_params": r.non_trainable,
                     "macs": r.macs,
+                    "depth": row_depth(r),
                 }
                 for r in self.rows
             ],
@@ -164,3 +165,50 @@ def analyze(model: ir.Model) -> Report:
         macs=sum(r.macs for r in rows),
         loss_weights=weights,
     )
+
+
+def _node_kind(node: ir.Node) -> str:
+    if isinstance(node, ir.Call):
+        return node.block
+    if isinstance(node, ir.Merge):
+        return node.mode
+    return node.kind if not ir.is_leaf(node) else _leaf_kind(node)
+
+
+def collapse(model: ir.Model, report: Report, depth: int | None) -> tuple[Row, ...]:
+    """The summary's rows down to ``depth`` levels of names (``None``: every layer, as ``report.rows``).
+
+    Depth 1 is the network's top-level items (and each head); a block, merge or repeat deeper than
+    that is one row with its output shape and the sums of its layers' params and MACs. Totals are
+    unchanged: every layer is counted in exactly one row."""
+    if depth is None:
+        return report.rows
+    nodes: dict[str, ir.Node] = {}
+    for root in [model.body] + [h.body for h in model.heads]:
+        for node in ir.walk(root):
+            nodes.setdefault(node.path, node)  # a call and its body share a path: keep the call
+    heads = {h.name for h in model.heads}
+    out: list[Row] = []
+    for r in report.rows:
+        parts = r.path.split(".")
+        if len(parts) <= depth:
+            out.append(r)
+            continue
+        prefix = ".".join(parts[:depth])
+        last = out[-1] if out else None
+        if last is not None and last.path == prefix:
+            out[-1] = Row(
+                prefix, last.kind, last.out_shape, last.trainable + r.trainable,
+                last.non_trainable + r.non_trainable, last.macs + r.macs,
+            )  # fmt: skip
+            continue
+        node = nodes.get(prefix)
+        kind = "head" if prefix in heads else _node_kind(node) if node is not None else "block"
+        shape = node.out_shape if node is not None else r.out_shape
+        out.append(Row(prefix, kind, shape, r.trainable, r.non_trainable, r.macs))
+    return tuple(out)
+
+
+def row_depth(row: Row) -> int:
+    """How many levels of names a row's layer is nested in (1: a top-level item)."""
+    return row.path.count(".") + 1

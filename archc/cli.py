@@ -18,14 +18,22 @@ def _fmt_shape(shape) -> str:
 
 def cmd_check(args) -> int:
     from .analysis import analyze
-    from .pipeline import compile_spec
+    from .pipeline import check_spec
 
     failed = 0
     for path in args.specs:  # report every spec, not just the first bad one
         try:
-            r = analyze(compile_spec(path, args.set))
+            model, warnings = check_spec(path, args.set)
+            r = analyze(model)
         except ArchcError as exc:
             print(f"{exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for w in warnings:
+            print(f"{w}", file=sys.stderr)
+        if warnings and args.strict:
+            n = len(warnings)
+            print(f"{path}: {n} warning{'s' if n > 1 else ''}, errors with --strict", file=sys.stderr)
             failed += 1
             continue
         print(f"{path}: ok ({r.name}: {r.trainable:,} trainable + {r.non_trainable:,} non-trainable params)")
@@ -33,16 +41,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .analysis import analyze
+    from .analysis import analyze, collapse
     from .pipeline import compile_spec
 
     model = compile_spec(args.spec, args.set)
     report = analyze(model)
-    if args.json:
+    if args.json:  # every layer, whatever the depth; each with its depth
         print(json.dumps(report.to_json(), indent=None if args.compact else 2))
         return 0
     rows = [("layer", "kind", "output shape", "params", "non-trainable", "MACs")]
-    for r in report.rows:
+    for r in collapse(model, report, args.depth):
         rows.append(
             (r.path, r.kind, _fmt_shape(r.out_shape), f"{r.trainable:,}", f"{r.non_trainable:,}", f"{r.macs:,}")
         )
@@ -65,6 +73,45 @@ def cmd_summary(args) -> int:
     out.append(f"MACs:                 {report.macs:>14,}")
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _depth(text: str):
+    """``--depth N`` (N >= 1) or ``--depth all``."""
+    if text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got '{text}'")
+    return n
+
+
+def _version() -> str:
+    """The installed package's version; the source tree's when it is not installed."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("archc")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        from . import __version__
+
+        return __version__
+
+
+class _SetAction(argparse.Action):
+    """``--set a=1 b=2`` (several pairs after one flag) and repeated ``--set``: one flat list of pairs."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        pairs = list(getattr(namespace, self.dest, None) or [])
+        for v in values:
+            if "=" not in v and v.endswith((".yaml", ".yml")):  # a spec written after the pairs
+                parser.error(
+                    f"--set takes KEY=VALUE pairs; '{v}' has no '=' (put specs before --set, or end the pairs with --)"
+                )
+            pairs.append(v)
+        setattr(namespace, self.dest, pairs)
 
 
 def cmd_schema(args) -> int:
@@ -155,19 +202,23 @@ def _backend_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archc", description="Compile CNN architectures written in YAML.")
+    p.add_argument("--version", action="version", version=f"archc {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_set(sp):
         sp.add_argument(
             "--set",
-            action="append",
+            action=_SetAction,
+            nargs="+",
             default=[],
             metavar="KEY=VALUE",
-            help="override a param (growth_rate=48) or any dotted path (input.height=96); repeatable",
+            help="override a param (growth_rate=48) or any dotted path (input.height=96); several pairs "
+            "after one --set (--set a=1 b=2), and repeatable",
         )
 
-    sp = sub.add_parser("check", help="validate specs")
+    sp = sub.add_parser("check", help="validate specs; lints are warnings")
     sp.add_argument("specs", nargs="+", metavar="SPEC")
+    sp.add_argument("--strict", action="store_true", help="lint warnings are errors (exit 2)")
     add_set(sp)
     sp.set_defaults(func=cmd_check)
 
@@ -175,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--compact", action="store_true", help="with --json: no indentation")
+    sp.add_argument(
+        "--depth",
+        type=_depth,
+        default=1,
+        metavar="N|all",
+        help="levels of names shown (default 1: top-level items, blocks summed); 'all': every layer. "
+        "--json always lists every layer",
+    )
     add_set(sp)
     sp.set_defaults(func=cmd_summary)
 

@@ -132,7 +132,8 @@ def evaluate(expr: Expr, scope: dict, loc: Loc | None = None):
                 return scope[n.id]
             if n.id in FUNCTIONS:
                 raise ArchcError(f"'{n.id}' is a function; call it", loc)
-            raise ArchcError(f"unknown param '{n.id}' in ${{{expr.src}}}{suggest(n.id, scope)}", loc)
+            names = [k for k in scope if k.isidentifier()]
+            raise ArchcError(f"unknown param '{n.id}' in ${{{expr.src}}}{suggest(n.id, names)}", loc)
         if isinstance(n, ast.BinOp):
             a, b = ev(n.left), ev(n.right)
             if isinstance(n.op, ast.Pow) and (abs(b) > 64 or abs(a) > MAX_INT):

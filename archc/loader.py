@@ -322,11 +322,15 @@ TOP_KEYS = ("name", "doc", "input", "params", "defaults", "blocks", "network", "
 
 
 def apply_set(data: LDict, assignment: str) -> None:
-    """Apply one ``--set key.path=value``; a bare key names a network param."""
+    """Apply one ``--set key.path=value``; a bare key names a network param.
+
+    Locations: the file is ``--set KEY=VALUE`` (the argument as written), line 1; problems with the key
+    are at column 1, the value is at its own column (``--set growth_rate=-3:1:13``)."""
     loc = Loc(f"--set {assignment}", 1, 1)
     if "=" not in assignment:
         raise ArchcError("--set takes key=value", loc)
     key, _, raw = assignment.partition("=")
+    vloc = Loc(loc.file, 1, len(key) + 2 + (len(raw) - len(raw.lstrip())))
     parts = [p for p in key.strip().split(".")]
     if not all(parts) or not parts:
         raise ArchcError(f"bad key '{key}' in --set", loc)
@@ -335,7 +339,7 @@ def apply_set(data: LDict, assignment: str) -> None:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
-        raise ArchcError(f"cannot read value '{raw}'", loc) from None
+        raise ArchcError(f"cannot read value '{raw}'", vloc) from None
     if isinstance(value, str) and _SCI_FLOAT.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads 1e-3 as a string; on a command line it means the number
     if isinstance(value, (dict, list)):
@@ -366,12 +370,12 @@ def apply_set(data: LDict, assignment: str) -> None:
     if isinstance(cur, list):
         try:
             cur[int(last)] = value
-            cur.locs[int(last)] = loc
+            cur.locs[int(last)] = vloc
         except (ValueError, IndexError):
             raise ArchcError(f"'{last}' is not an index of the list", loc) from None
     elif isinstance(cur, dict):
         cur[last] = value
-        cur.locs[last] = loc
+        cur.locs[last] = vloc
         if hasattr(cur, "klocs"):
             cur.klocs[last] = loc
     else:

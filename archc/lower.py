@@ -20,6 +20,7 @@ from . import analysis, ir
 from .errors import ArchcError, Loc, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
 from .loader import LDict, key_loc, loc_of, parse_yaml, read_text
+from .provenance import NETWORK, ORIGINS, Origin, Tracer
 from .spec import (
     ACTIVATIONS,
     COMBINATORS,
@@ -474,11 +475,44 @@ class Lowerer:
         for i, child in enumerate(t.children):
             for name in lets.get(i, ()):
                 scope[name] = cur[-1]  # a running width's value is the width the instance has there
-            n = self.inst(child, scope, cur, _join(path, child.name), path)
+            try:
+                n = self.inst(child, scope, cur, _join(path, child.name), path)
+            except ArchcError as exc:
+                if not exc.explained:
+                    self.explain(exc, child, scope)
+                raise
             if n is not None:
                 nodes.append(n)
                 cur = n.out_shape
         return ir.Seq(name=t.name, path=path, loc=t.loc, in_shape=shape, out_shape=cur, children=tuple(nodes))
+
+    def explain(self, exc: ArchcError, t: ir.TNode, scope: dict) -> None:
+        """A value check of ``t`` failed: point ``exc`` at where the bad value was written."""
+        exc.explained = True
+        key = exc.attr
+        if key is None:  # a check that does not say which attribute: the one it is located at and names
+            key = next(
+                (k for k, v in t.attrs if isinstance(v, (Expr, tuple)) and exc.loc == t.attr_loc(k)
+                 and exc.message.startswith((f"{k} ", f"{k}="))),
+                None,
+            )  # fmt: skip
+            if key is None:
+                return
+        if key == "if":
+            v = t.cond
+        elif key in (k for k, _ in t.attrs):
+            v = t.attr(key)
+        else:
+            return
+        try:
+            value = self.ev(v, scope, t.loc)
+        except ArchcError:
+            return
+        tracer = Tracer(self)
+        try:
+            tracer.explain(exc, tracer.use_origin(t, key, value, scope))
+        except Exception:  # noqa: BLE001 - finding the cause must never hide the error itself
+            pass
 
     def ev(self, v, scope, loc):
         if isinstance(v, Expr):
@@ -545,9 +579,11 @@ class Lowerer:
             eps = _float(a["eps"], "eps", al("eps"))
             mom = _float(a["momentum"], "momentum", al("momentum"))
             if not 0 < eps < 1:
-                raise ArchcError(f"eps must be in (0, 1), got {eps}", al("eps"))
+                raise ArchcError(f"eps must be in (0, 1), got {eps}", al("eps"), attr="eps", check=_in(0, 1, False))
             if not 0 <= mom <= 1:
-                raise ArchcError(f"momentum must be in [0, 1], got {mom}", al("momentum"))
+                raise ArchcError(
+                    f"momentum must be in [0, 1], got {mom}", al("momentum"), attr="momentum", check=_in(0, 1, True)
+                )
             return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom)
         if k in ACTIVATIONS:
             return ir.Act(**base, out_shape=shape, fn=k)
@@ -574,7 +610,7 @@ class Lowerer:
         if k == "dropout":
             rate = _float(a["rate"], "rate", al("rate"))
             if not 0 <= rate < 1:
-                raise ArchcError(f"dropout rate must be in [0, 1), got {rate}", al("rate"))
+                raise ArchcError(f"dropout rate must be in [0, 1), got {rate}", al("rate"), attr="rate", check=_rate)
             return ir.Dropout(**base, out_shape=shape, rate=rate)
         if k == "flatten":
             h, w, c = _need_map(shape, k, path, loc)
@@ -666,7 +702,7 @@ class Lowerer:
             args = dict(a)
             for p, v in args.items():
                 _plain(v, f"param '{p}' of block '{t.block}'", al(p))
-            inner = {**args, "in_channels": shape[-1]}
+            inner = {**args, "in_channels": shape[-1], ORIGINS: (t, scope)}
             try:
                 body = self.inst_seq(bdef.body, inner, shape, path)
             except ArchcError as exc:
@@ -739,9 +775,12 @@ class Lowerer:
         dims = []
         for key in ("height", "width", "channels"):
             loc = loc_of(raw_input, key)
-            v = self.literal(getattr(spec.input, key), scope, loc)
+            raw_v = getattr(spec.input, key)
+            v = self.literal(raw_v, scope, loc)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ArchcError(f"input {key} must be a positive integer, got {v!r}", loc)
+                exc = ArchcError(f"input {key} must be a positive integer, got {v!r}", loc, check=_good_pos)
+                self.explain_network_value(exc, key, raw_v, v, loc)
+                raise exc
             if v > (MAX_CHANNELS if key == "channels" else MAX_SPATIAL):
                 raise ArchcError(f"input {key}={v} is too large", loc)
             dims.append(v)
@@ -750,7 +789,7 @@ class Lowerer:
         net_t = self.template_seq(
             spec.network, data.get("network"), Expr("in_channels"), ctx, "", data.loc, class_scope=True
         )
-        body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[2]}, in_shape, "")
+        body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[2], ORIGINS: NETWORK}, in_shape, "")
         heads = []
         raw_heads = data.get("heads") or {}
         top = {n.name: n for n in body.children}
@@ -775,7 +814,7 @@ class Lowerer:
             )
             ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
             at_shape = top[h.at].out_shape
-            hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1]}, at_shape, hname)
+            hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1], ORIGINS: NETWORK}, at_shape, hname)
             heads.append(ir.Head(hname, h.at, lw, hbody, ht))
         self.resolve_flatten()
         net_t = self.fix(net_t)
@@ -808,6 +847,17 @@ class Lowerer:
             params=tuple((k, _freeze(v)) for k, v in scope.items()),
             network=net_t,
         )
+
+    def explain_network_value(self, exc: ArchcError, key: str, raw, value, loc) -> None:
+        """A value written at network level (``input:``) failed a check: point at the params it read."""
+        tracer = Tracer(self)
+        expr = tracer._parse(raw, loc)
+        if expr is not None:
+            try:
+                reads = tracer.reads(expr, {**self.scope, ORIGINS: NETWORK}, 0)
+                tracer.explain(exc, Origin(key, value, loc, f"'{key}'", expr, reads))
+            except Exception:  # noqa: BLE001 - finding the cause must never hide the error itself
+                pass
 
     def _used(self, name: str, body, heads) -> bool:
         """Whether generated code refers to block ``name``: the model calls it, or a block it uses may (a
@@ -892,19 +942,24 @@ def _fmt(shape) -> str:
 
 
 def _at_call_site(exc: ArchcError, call: ir.TNode) -> ArchcError:
-    """An error inside a stdlib block, caused by the user's arguments, located where the user called it."""
+    """An error inside a block, passing out through a call of it: a note names the call site. An error
+    inside a stdlib block with no user-written cause found is located where the user called it."""
     inside = exc.loc
-    if inside is None or not inside.file.startswith(STDLIB_PREFIX) or call.loc is None:
+    if call.loc is None:
         return exc
-    if call.loc.file.startswith(STDLIB_PREFIX):
-        return exc  # a stdlib block calling another: the caller's caller decides
-    return ArchcError(f"{exc.message} (in block '{call.block}', {inside})", call.loc)
+    if inside is None or not inside.file.startswith(STDLIB_PREFIX) or call.loc.file.startswith(STDLIB_PREFIX):
+        # located in user input already, or a stdlib block calling another (the caller's caller decides)
+        exc.note(call.loc, f"in block '{call.block}', called here")
+        return exc
+    moved = ArchcError(f"{exc.message} (in block '{call.block}', {inside})", call.loc, notes=exc.notes)
+    moved.explained = True
+    return moved
 
 
 def _as_bool(v, loc) -> bool:
     """The value of an ``if``: only true or false, so that a string 'false' cannot mean true."""
     if not isinstance(v, bool):
-        raise ArchcError(f"'if' must be true or false, got {v!r}", loc)
+        raise ArchcError(f"'if' must be true or false, got {v!r}", loc, attr="if", check=_is_bool)
     return v
 
 
@@ -926,9 +981,16 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _good_pos(v) -> bool:
+    """A positive integer (or a list of them: a [height, width] param read by a kernel)."""
+    if isinstance(v, (list, tuple)):
+        return bool(v) and all(_good_pos(x) for x in v)
+    return _is_int(v) and v >= 1
+
+
 def _pos(v, what, loc) -> int:
     if not _is_int(v) or v < 1:
-        raise ArchcError(f"{what} must be a positive integer, got {v!r}", loc)
+        raise ArchcError(f"{what} must be a positive integer, got {v!r}", loc, attr=what, check=_good_pos)
     return v
 
 
@@ -942,7 +1004,7 @@ def _pair(v, what, loc) -> tuple[int, int]:
     if isinstance(v, list) and len(v) == 2:
         return (_pos(v[0], what, loc), _pos(v[1], what, loc))
     if isinstance(v, (list, tuple)):
-        raise ArchcError(f"{what} must be an integer or [height, width], got {v!r}", loc)
+        raise ArchcError(f"{what} must be an integer or [height, width], got {v!r}", loc, attr=what)
     p = _pos(v, what, loc)
     if p > MAX_SPATIAL:
         raise ArchcError(f"{what}={p} is too large", loc)
@@ -952,7 +1014,7 @@ def _pair(v, what, loc) -> tuple[int, int]:
 def _pad4(v, loc) -> ir.Pad4:
     def nn(x):
         if not _is_int(x) or x < 0 or x > MAX_SPATIAL:
-            raise ArchcError(f"padding must be non-negative integers, got {x!r}", loc)
+            raise ArchcError(f"padding must be non-negative integers, got {x!r}", loc, attr="padding", check=_good_pad)
         return x
 
     if _is_int(v):
@@ -962,8 +1024,16 @@ def _pad4(v, loc) -> ir.Pad4:
     if isinstance(v, (list, tuple)) and len(v) == 4:
         return tuple(nn(x) for x in v)
     raise ArchcError(
-        f"padding must be 'same', 'valid', an integer, [h, w] or [top, bottom, left, right]; got {v!r}", loc
+        f"padding must be 'same', 'valid', an integer, [h, w] or [top, bottom, left, right]; got {v!r}",
+        loc,
+        attr="padding",
     )
+
+
+def _good_pad(v) -> bool:
+    if isinstance(v, (list, tuple)):
+        return bool(v) and all(_good_pad(x) for x in v)
+    return v in ("same", "valid") or (_is_int(v) and 0 <= v <= MAX_SPATIAL)
 
 
 def _plain(v, what, loc, depth=0):
@@ -977,9 +1047,13 @@ def _plain(v, what, loc, depth=0):
         raise ArchcError(f"{what} must be a number, bool, string or list, got {type(v).__name__}", loc)
 
 
+def _is_bool(v) -> bool:
+    return isinstance(v, bool)
+
+
 def _bool(v, what, loc) -> bool:
     if not isinstance(v, bool):
-        raise ArchcError(f"{what} must be true or false, got {v!r}", loc)
+        raise ArchcError(f"{what} must be true or false, got {v!r}", loc, attr=what, check=_is_bool)
     return v
 
 
@@ -991,10 +1065,25 @@ def _float(v, what, loc) -> float:
             hint = f" (YAML reads {v} as a string: write it with a dot, e.g. 1.0e-5)"
         except (TypeError, ValueError):
             pass
-        raise ArchcError(f"{what} must be a number, got {v!r}{hint}", loc)
+        raise ArchcError(f"{what} must be a number, got {v!r}{hint}", loc, attr=what, check=_is_finite)
     if not math.isfinite(v):
-        raise ArchcError(f"{what} must be a finite number, got {v}", loc)
+        raise ArchcError(f"{what} must be a finite number, got {v}", loc, attr=what, check=_is_finite)
     return float(v)
+
+
+def _in(lo, hi, closed: bool):
+    """A range predicate for value checks: (lo, hi), or [lo, hi] when ``closed``."""
+    if closed:
+        return lambda v: _is_finite(v) and lo <= v <= hi
+    return lambda v: _is_finite(v) and lo < v < hi
+
+
+def _rate(v) -> bool:
+    return _is_finite(v) and 0 <= v < 1
+
+
+def _is_finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _need_map(shape, kind, path, loc):

@@ -138,6 +138,21 @@ def compile_spec(path: str, sets=()) -> ir.Model:
             raise ArchcError("spec nests too deeply", data.loc) from None
 
 
+def check_spec(path: str, sets=()) -> tuple[ir.Model, list]:
+    """:func:`compile_spec` and the lints of the result (:class:`~archc.lint.LintWarning`, located)."""
+    from .lint import lint
+    from .lower import Lowerer
+
+    with _no_gc():
+        data, spec = load_spec(path, sets)
+        try:
+            lowerer = Lowerer(data, spec, path)
+            model = lowerer.lower()
+        except RecursionError:
+            raise ArchcError("spec nests too deeply", data.loc) from None
+        return model, lint(lowerer, model)
+
+
 @contextlib.contextmanager
 def _no_gc():
     """Compiling builds many small acyclic objects; the cycle collector's full passes over them made the
