@@ -114,8 +114,10 @@ class Case:
             with torch.no_grad():
                 y = self.model(torch.from_numpy(x))
             self.inputs[size], self.logits[size] = x, y.numpy()
-            # the check is only as good as the logits' dependence on the input
-            assert rel_err(self.logits[size][0], self.logits[size][1]) > 1e-2
+            # the check is only as good as the logits' dependence on the input: two inputs' logits must differ
+            # by far more than the tolerances (random BN statistics make a large input-independent part; at
+            # 224 the DenseNets' two rows differ by ~1 %)
+            assert rel_err(self.logits[size][0], self.logits[size][1]) > 1e-3
         return self.inputs[size], self.logits[size]
 
     def sets_at(self, size: int) -> list[str]:
