@@ -388,6 +388,12 @@ def test_every_mapping_file_loads_and_names_its_models():
         assert m.models and m.rules
 
 
+def test_every_model_a_mapping_names_is_checked_here():
+    builders = {b for _, _, b, _ in CASES.values()}
+    for f in sorted((ROOT / "archc" / "stdlib" / "torchvision").glob("*.yaml")):
+        assert set(load_mapping(f).models) <= builders, f.name
+
+
 def test_a_spec_without_a_torchvision_family_is_refused(cli, tmp_path):
     torch = pytest.importorskip("torch")
     torch.save({"w": torch.zeros(1)}, tmp_path / "x.pt")
