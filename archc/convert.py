@@ -10,6 +10,10 @@ layout changes each framework needs:
 * dense ``(out, in)`` <-> ``(in, out)``, and a dense layer fed by a flatten has its input
   dimension permuted from PyTorch's ``C, H, W`` order to Keras' ``H, W, C`` order.
 
+torchvision's checkpoints come in through :func:`from_torchvision`: their keys are renamed to the
+generated model's by the rules of the model's family (``archc/stdlib/torchvision/<family>.yaml``,
+:mod:`archc.mapping`), then go the same way as a generated model's state_dict.
+
 torch, keras and numpy are imported only when a conversion runs.
 """
 
