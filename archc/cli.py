@@ -137,7 +137,7 @@ def cmd_build(args) -> int:
 def cmd_convert(args) -> int:
     from .convert import convert_weights
 
-    print(convert_weights(args.spec, args.src, args.dst, args.set))
+    print(convert_weights(args.spec, args.src, args.dst, args.set, args.source))
     return 0
 
 
@@ -259,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("src", metavar="SRC")
     sp.add_argument("dst", metavar="DST")
+    sp.add_argument(
+        "--from",
+        dest="source",
+        choices=("archc", "torchvision"),
+        default="archc",
+        help="SRC's names: archc (default: a generated model's) or torchvision (its state_dict -> .pt or .weights.h5)",
+    )
     add_set(sp)
     sp.set_defaults(func=cmd_convert)
 

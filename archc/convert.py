@@ -10,6 +10,10 @@ layout changes each framework needs:
 * dense ``(out, in)`` <-> ``(in, out)``, and a dense layer fed by a flatten has its input
   dimension permuted from PyTorch's ``C, H, W`` order to Keras' ``H, W, C`` order.
 
+torchvision's checkpoints come in through :func:`from_torchvision`: their keys are renamed to the
+generated model's by the rules of the model's family (``archc/stdlib/torchvision/<family>.yaml``,
+:mod:`archc.mapping`), then go the same way as a generated model's state_dict.
+
 torch, keras and numpy are imported only when a conversion runs.
 """
 
@@ -99,20 +103,34 @@ def _natural(key: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", key)]
 
 
-def _check_state(model: ir.Model, state: dict, src: str) -> None:
-    expected = torch_shapes(model)
-    missing = sorted(set(expected) - set(state), key=_natural)
-    unexpected = sorted(set(state) - set(expected), key=_natural)
+def _fit_problems(expected: dict[str, tuple], state: dict, shown=lambda k: k, in_order: bool = False) -> list[str]:
+    """What keeps ``state`` from fitting ``expected`` (key -> shape): missing, unexpected, mis-shaped keys,
+    each named by ``shown(key)``; sorted by name, or with ``in_order`` in the model's order (unexpected ones
+    in the checkpoint's)."""
+    if in_order:
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        common = [k for k in expected if k in state]
+    else:
+        missing = sorted(set(expected) - set(state), key=_natural)
+        unexpected = sorted(set(state) - set(expected), key=_natural)
+        common = sorted(set(expected) & set(state), key=_natural)
     misshaped = [
-        f"{k} {tuple(state[k].shape)} (spec needs {expected[k]})"
-        for k in sorted(set(expected) & set(state), key=_natural)
+        f"{shown(k)} {tuple(state[k].shape)} (spec needs {expected[k]})"
+        for k in common
         if tuple(state[k].shape) != expected[k] and not k.endswith("num_batches_tracked")
     ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        items = [shown(k) for k in items] if label != "mis-shaped" else items
         if items:
-            shown = ", ".join(items[:MAX_LISTED]) + (f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else "")
-            problems.append(f"{label}: {shown}")
+            more = f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else ""
+            problems.append(f"{label}: " + ", ".join(items[:MAX_LISTED]) + more)
+    return problems
+
+
+def _check_state(model: ir.Model, state: dict, src: str) -> None:
+    problems = _fit_problems(torch_shapes(model), state)
     if problems:
         raise ArchcError(
             f"checkpoint does not fit spec '{model.name}' ({model.spec_file}): " + "; ".join(problems),
@@ -236,8 +254,10 @@ def _read_torch(src: str) -> dict:
         state = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file: say so, no traceback
         raise ArchcError(f"cannot read PyTorch checkpoint: {exc}", Loc(src, 1, 1)) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    for wrapper in ("state_dict", "model"):  # a training checkpoint (torchvision's references save "model")
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
     if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
         raise ArchcError("not a state_dict (a mapping of names to tensors)", Loc(src, 1, 1))
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
@@ -259,20 +279,79 @@ def _atomic(dst: str, write) -> None:
             os.unlink(tmp)
 
 
-def convert_weights(spec: str, src: str, dst: str, sets=()) -> str:
-    """Convert ``src`` (.pt/.pth state_dict or .weights.h5) to ``dst`` (the other format) for ``spec``."""
+def from_torchvision(model: ir.Model, state: dict, src: str) -> dict:
+    """A torchvision state_dict -> the generated PyTorch model's state_dict (same tensors, archc's keys),
+    through the mapping of the model's family (:mod:`archc.mapping`). A checkpoint that does not fit is
+    refused naming its tensors in torchvision's names."""
+    from .mapping import mapping_for
+
+    mapping = mapping_for(model, "torchvision")
+    shapes = torch_shapes(model)
+    names = mapping.names(shapes)  # archc key -> torchvision key
+    renamed = mapping.checkpoint_names(state)  # checkpoint key -> current torchvision spelling
+    by_tv: dict = {}
+    original: dict[str, str] = {}
+    for key, tv in renamed.items():
+        if tv in by_tv:
+            raise ArchcError(f"checkpoint has both '{original[tv]}' and '{key}' for '{tv}'", Loc(src, 1, 1))
+        by_tv[tv], original[tv] = state[key], key
+    # num_batches_tracked is only a counter (torchvision's older files have none): a missing one starts at 0
+    for k, tv in names.items():
+        if k.endswith(".num_batches_tracked") and tv not in by_tv:
+            by_tv[tv] = _zero_count(state)
+    expected = {names[k]: s for k, s in shapes.items()}
+    problems = _fit_problems(expected, by_tv, shown=lambda tv: original.get(tv, tv), in_order=True)
+    if problems:
+        raise ArchcError(
+            f"torchvision checkpoint does not fit spec '{model.name}' ({model.spec_file}) "
+            f"through {mapping.file}: " + "; ".join(problems),
+            Loc(src, 1, 1),
+        )
+    return {k: by_tv[tv] for k, tv in names.items()}
+
+
+def _zero_count(state: dict):
+    """A zero ``num_batches_tracked`` of the checkpoint's array type (torch tensor or numpy)."""
+    for v in state.values():
+        if type(v).__module__.startswith("torch"):
+            import torch
+
+            return torch.zeros((), dtype=torch.int64)
+        break
+    import numpy as np
+
+    return np.zeros((), dtype=np.int64)
+
+
+def convert_weights(spec: str, src: str, dst: str, sets=(), source: str = "archc") -> str:
+    """Convert ``src`` (.pt/.pth state_dict or .weights.h5) to ``dst`` (the other format) for ``spec``.
+
+    ``source="torchvision"``: ``src`` is a torchvision state_dict (.pt/.pth); ``dst`` is a .pt/.pth for the
+    generated PyTorch model or a .weights.h5 for the generated Keras model."""
     from .pipeline import compile_spec
 
     model = compile_spec(spec, sets)
     torch_ext = (".pt", ".pth")
     if not os.path.isfile(src):
         raise ArchcError("no such file", Loc(src, 1, 1))
+    if source == "torchvision":
+        if not (src.endswith(torch_ext) and (dst.endswith(torch_ext) or dst.endswith(".weights.h5"))):
+            raise ArchcError(
+                "--from torchvision converts a .pt/.pth state_dict -> .pt/.pth or .weights.h5", Loc(src, 1, 1)
+            )
+        state = from_torchvision(model, _read_torch(src), src)
+        if dst.endswith(".weights.h5"):
+            return _write_keras(model, state, src, dst)
+        import torch
+
+        tensors = {k: torch.as_tensor(v).contiguous() for k, v in state.items()}
+        _check_state(model, tensors, src)
+        _atomic(dst, lambda p: torch.save(tensors, p))
+        return f"wrote {dst}: {len(tensors)} tensors of the generated PyTorch model from torchvision's {src}"
+    if source != "archc":
+        raise ArchcError(f"unknown checkpoint source '{source}' (archc or torchvision)", None)
     if src.endswith(torch_ext) and dst.endswith(".weights.h5"):
-        layers = torch_to_keras_checked(model, _read_torch(src), src)
-        kmodel = load_generated(model, "keras").build_model()
-        set_keras_weights(kmodel, layers)
-        _atomic(dst, kmodel.save_weights)
-        return f"wrote {dst}: {len(layers)} Keras layers from {src}"
+        return _write_keras(model, _read_torch(src), src, dst)
     if src.endswith(".weights.h5") and dst.endswith(torch_ext):
         import torch
 
@@ -286,6 +365,14 @@ def convert_weights(spec: str, src: str, dst: str, sets=()) -> str:
         _atomic(dst, lambda p: torch.save(tensors, p))
         return f"wrote {dst}: {len(tensors)} tensors from {src}"
     raise ArchcError("convert .pt/.pth -> .weights.h5 or .weights.h5 -> .pt/.pth", Loc(src, 1, 1))
+
+
+def _write_keras(model: ir.Model, state: dict, src: str, dst: str) -> str:
+    layers = torch_to_keras_checked(model, state, src)
+    kmodel = load_generated(model, "keras").build_model()
+    set_keras_weights(kmodel, layers)
+    _atomic(dst, kmodel.save_weights)
+    return f"wrote {dst}: {len(layers)} Keras layers from {src}"
 
 
 def torch_to_keras_checked(model: ir.Model, state: dict, src: str) -> dict[str, list]:

@@ -53,3 +53,16 @@ def write_yaml(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    """The ``torchvision`` module (skips the test if it is not installed); see tests/torchvision_fixture.py for
+    the test-environment workaround that lets it import on CPU torch."""
+    pytest.importorskip("torch")
+    from tests.torchvision_fixture import import_torchvision
+
+    tv = import_torchvision()
+    if tv is None:
+        pytest.skip("torchvision is not installed (pip install --no-deps torchvision==0.28.0 pillow)")
+    return tv

@@ -1,0 +1,437 @@
+"""`archc convert-weights SPEC SRC DST --from torchvision`: torchvision's checkpoints in.
+
+For each spec that mirrors a torchvision model (and the ``--set`` variants that mirror its siblings):
+torchvision's own model with random weights *and random BN statistics* -> ``torch.save(state_dict)`` ->
+``archc convert-weights ... --from torchvision`` -> the generated PyTorch model (``.pt``) and the generated
+Keras model (``.weights.h5``) -> the same logits as torchvision's model, at a small size and an odd one
+(the full 224x224 size in the ``slow`` tier). Relative error = max |difference| / max |torchvision's logits|.
+Without torchvision installed (``pip install --no-deps torchvision==0.28.0 pillow``) these tests skip, except
+the ones on the mapping data alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archc.convert import torch_shapes
+from archc.errors import ArchcError
+from archc.mapping import Mapping, Rule, load_mapping, mapping_for
+from archc.pipeline import compile_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_TOL = 1e-5
+KERAS_TOL = 1e-4
+SMALL, ODD, FULL = 64, 97, 224
+WORST: dict = {}  # (case, size, backend) -> relative error, printed at the end
+
+# id: (spec, --set overrides, torchvision builder, builder kwargs)
+CASES = {
+    "resnet18": ("specs/resnet18.yaml", [], "resnet18", {}),
+    "resnet34": ("specs/resnet18.yaml", ["layers=[3, 4, 6, 3]"], "resnet34", {}),
+    "resnet50": ("specs/resnet50.yaml", [], "resnet50", {}),
+    "resnet101": ("specs/resnet50.yaml", ["layers=[3, 4, 23, 3]"], "resnet101", {}),
+    "resnext50_32x4d": ("specs/resnet50.yaml", ["groups=32", "base_width=4"], "resnext50_32x4d", {}),
+    "wide_resnet50_2": ("specs/resnet50.yaml", ["base_width=128"], "wide_resnet50_2", {}),
+    # torchvision's DenseNets use BN epsilon 1e-5, the specs keras.applications' 1.001e-5
+    "densenet121": ("specs/densenet121.yaml", ["defaults.bn.eps=1.0e-5"], "densenet121", {}),
+    "densenet161": ("specs/densenet161.yaml", ["defaults.bn.eps=1.0e-5"], "densenet161", {}),
+    "densenet169": ("specs/densenet169.yaml", ["defaults.bn.eps=1.0e-5"], "densenet169", {}),
+    "densenet201": ("specs/densenet201.yaml", ["defaults.bn.eps=1.0e-5"], "densenet201", {}),
+    "densenet121_spec_eps": ("specs/densenet121.yaml", [], "densenet121", {}),
+    # the aux heads need >= ~200 pixels (and torchvision's pool adaptively): at small sizes they are off on
+    # both sides; with them on at full size below
+    "googlenet": (
+        "specs/googlenet_torchvision.yaml",
+        ["aux=false"],
+        "googlenet",
+        {"aux_logits": False, "transform_input": False, "init_weights": True},
+    ),
+    "googlenet_aux": (
+        "specs/googlenet_torchvision.yaml",
+        [],
+        "googlenet",
+        {"aux_logits": True, "transform_input": False, "init_weights": True},
+    ),
+    "mobilenet_v2": ("specs/mobilenet_v2.yaml", [], "mobilenet_v2", {}),
+}
+HEAVY = {"resnet101", "resnext50_32x4d", "wide_resnet50_2", "densenet161", "densenet169", "densenet201"}
+
+
+def rel_err(ref, other) -> float:
+    ref, other = np.asarray(ref, np.float64), np.asarray(other, np.float64)
+    return float(np.abs(ref - other).max() / max(np.abs(ref).max(), 1e-12))
+
+
+def randomize(model, seed: int):
+    """Random weights with the variance that keeps activations O(1) (He), random BN affine parameters,
+    running statistics and counters, random biases."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / p[0].numel()) ** 0.5)
+            elif name.endswith("weight"):
+                p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.75)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+            elif name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=g) * 0.5 + 0.5)
+            elif name.endswith("num_batches_tracked"):
+                b.fill_(int(torch.randint(1, 10_000, (), generator=g)))
+    return model.eval()
+
+
+class Case:
+    """torchvision's model for a case, its checkpoint on disk, and its logits per input size (cached)."""
+
+    def __init__(self, name: str, tv, folder: Path):
+        import torch
+
+        self.name = name
+        self.spec, self.sets, builder, kwargs = CASES[name]
+        torch.manual_seed(0)
+        self.model = randomize(getattr(tv.models, builder)(weights=None, **kwargs), seed=1)
+        self.ckpt = folder / f"{name}_torchvision.pt"
+        torch.save(self.model.state_dict(), self.ckpt)
+        self.folder = folder
+        self.inputs: dict = {}
+        self.logits: dict = {}
+
+    def reference(self, size: int):
+        import torch
+
+        if size not in self.logits:
+            x = np.random.default_rng(size).normal(size=(2, 3, size, size)).astype(np.float32)
+            with torch.no_grad():
+                y = self.model(torch.from_numpy(x))
+            self.inputs[size], self.logits[size] = x, y.numpy()
+            # the check is only as good as the logits' dependence on the input: two inputs' logits must differ
+            # by far more than the tolerances (random BN statistics make a large input-independent part; at
+            # 224 the DenseNets' two rows differ by ~1 %)
+            assert rel_err(self.logits[size][0], self.logits[size][1]) > 1e-3
+        return self.inputs[size], self.logits[size]
+
+    def sets_at(self, size: int) -> list[str]:
+        return [*self.sets, f"size={size}"]
+
+
+@pytest.fixture(scope="module")
+def case(torchvision, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("torchvision")
+    made: dict = {}
+
+    def get(name: str) -> Case:
+        if name not in made:
+            made.clear()  # one torchvision model in memory at a time
+            made[name] = Case(name, torchvision, folder)
+        return made[name]
+
+    return get
+
+
+def convert(cli, c: Case, dst: Path, size: int):
+    argv = ["convert-weights", c.spec, c.ckpt, dst, "--from", "torchvision"]
+    for s in c.sets_at(size):
+        argv += ["--set", s]
+    r = cli(*argv)
+    assert r.code == 0, r.err
+    return r
+
+
+def torch_logits(c: Case, size: int, state_path: Path):
+    import torch
+
+    from archc.convert import load_generated
+
+    model = compile_spec(c.spec, c.sets_at(size))
+    net = load_generated(model, "torch").build_model()
+    net.load_state_dict(torch.load(state_path, weights_only=True), strict=True)
+    net.eval()
+    x, _ = c.reference(size)
+    with torch.no_grad():
+        return net(torch.from_numpy(x)).numpy()
+
+
+def torch_params(names):
+    out = []
+    for n in names:
+        for size in (SMALL, ODD):
+            marks = [pytest.mark.slow] if n in HEAVY else []
+            out.append(pytest.param(n, size, marks=marks, id=f"{n}-{size}"))
+    return out
+
+
+FAST_TORCH = [n for n in CASES if n != "googlenet_aux"]
+
+
+@pytest.mark.parametrize("name,size", torch_params(FAST_TORCH))
+def test_torchvision_to_generated_torch(name, size, case, cli, tmp_path):
+    c = case(name)
+    out = tmp_path / "generated.pt"
+    convert(cli, c, out, size)
+    _, ref = c.reference(size)
+    err = rel_err(ref, torch_logits(c, size, out))
+    WORST[(name, size, "torch")] = err
+    assert err <= TORCH_TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_torchvision_to_generated_torch_full_size(name, case, cli, tmp_path):
+    c = case(name)
+    out = tmp_path / "generated.pt"
+    convert(cli, c, out, FULL)
+    _, ref = c.reference(FULL)
+    err = rel_err(ref, torch_logits(c, FULL, out))
+    WORST[(name, FULL, "torch")] = err
+    assert err <= TORCH_TOL
+
+
+KERAS = ["resnet18", "resnet50", "densenet121", "googlenet", "mobilenet_v2"]
+KERAS_SLOW = ["densenet161", "densenet169", "densenet201", "resnext50_32x4d"]
+
+
+@pytest.mark.parametrize(
+    "name", KERAS + [pytest.param(n, marks=pytest.mark.slow) for n in KERAS_SLOW] + ["googlenet_aux"]
+)
+def test_torchvision_to_generated_keras(name, case, cli, tmp_path):
+    pytest.importorskip("keras")
+    from archc.convert import load_generated
+
+    c = case(name)
+    size = FULL if name == "googlenet_aux" else SMALL  # the aux heads exist at full size only
+    h5 = tmp_path / "generated.weights.h5"
+    convert(cli, c, h5, size)
+    kmodel = load_generated(compile_spec(c.spec, c.sets_at(size)), "keras").build_model()
+    kmodel.load_weights(h5)
+    x, ref = c.reference(size)
+    y = kmodel(x.transpose(0, 2, 3, 1), training=False)
+    y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+    err = rel_err(ref, y)
+    WORST[(name, size, "keras")] = err
+    assert err <= KERAS_TOL
+
+
+# ---------------------------------------------------------------- refusals and edge cases
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def test_a_resnet18_checkpoint_is_refused_for_resnet50(case, cli, tmp_path):
+    c = case("resnet18")
+    before = listing(tmp_path)
+    for dst in (tmp_path / "out.pt", tmp_path / "out.weights.h5"):
+        r = cli("convert-weights", "specs/resnet50.yaml", c.ckpt, dst, "--from", "torchvision", "--set", "size=64")
+        assert r.code == 2
+        assert r.err.startswith(f"{c.ckpt}:1:1: torchvision checkpoint does not fit spec 'resnet50'")
+        assert "missing: layer1.0.conv3.weight, layer1.0.bn3.weight," in r.err  # torchvision's names, model order
+        assert "layer1.0.downsample.0.weight" in r.err  # resnet18's layer1 has no projection
+        assert "mis-shaped: layer1.0.conv1.weight (64, 64, 3, 3) (spec needs (64, 64, 1, 1))" in r.err
+        assert "unexpected:" not in r.err
+        assert "Traceback" not in r.err
+        assert listing(tmp_path) == before  # nothing written, no temporary left
+
+
+def test_a_resnet50_checkpoint_is_refused_for_resnet18_naming_unexpected_tensors(case, cli, tmp_path):
+    c = case("resnet50")
+    r = cli("convert-weights", "specs/resnet18.yaml", c.ckpt, tmp_path / "o.pt", "--from", "torchvision")
+    assert r.code == 2
+    assert "unexpected: layer1.0.conv3.weight, layer1.0.bn3.weight," in r.err
+    assert "mis-shaped: layer1.0.conv2.weight" not in r.err  # same shape (64, 64, 3, 3) in both
+    assert "mis-shaped: layer1.0.conv1.weight (64, 64, 1, 1) (spec needs (64, 64, 3, 3))" in r.err
+    assert listing(tmp_path) == []
+
+
+def test_googlenet_with_5x5_branches_refuses_torchvision_weights(case, cli, tmp_path):
+    """specs/googlenet.yaml has torchvision's names but the paper's 5x5 kernels."""
+    c = case("googlenet_aux")
+    r = cli("convert-weights", "specs/googlenet.yaml", c.ckpt, tmp_path / "o.pt", "--from", "torchvision")
+    assert r.code == 2
+    assert "mis-shaped: inception3a.branch3.1.conv.weight (32, 16, 3, 3) (spec needs (32, 16, 5, 5))" in r.err
+
+
+def test_missing_num_batches_tracked_is_filled_and_present_ones_are_kept(case, cli, tmp_path):
+    import torch
+
+    c = case("resnet18")
+    state = torch.load(c.ckpt, weights_only=True)
+    old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    torch.save(old, tmp_path / "old.pt")
+    convert(cli, c, tmp_path / "kept.pt", SMALL)
+    r = cli("convert-weights", c.spec, tmp_path / "old.pt", tmp_path / "filled.pt", "--from", "torchvision")
+    assert r.code == 0, r.err
+    kept = torch.load(tmp_path / "kept.pt", weights_only=True)
+    filled = torch.load(tmp_path / "filled.pt", weights_only=True)
+    assert kept["bn1.num_batches_tracked"] == state["bn1.num_batches_tracked"] != 0
+    assert filled["bn1.num_batches_tracked"] == 0 and filled["bn1.num_batches_tracked"].dtype == torch.int64
+    assert all(torch.equal(kept[k], filled[k]) for k in kept if not k.endswith("num_batches_tracked"))
+
+
+def test_densenet_checkpoints_with_torchvisions_old_names_convert(case, cli, tmp_path):
+    """torchvision's published DenseNet files say denselayer1.norm.1 for norm1 (checkpoint_rules)."""
+    import re
+
+    import torch
+
+    c = case("densenet121")
+    state = torch.load(c.ckpt, weights_only=True)
+    legacy = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v for k, v in state.items()}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    torch.save(legacy, tmp_path / "legacy.pth")
+    convert(cli, c, tmp_path / "new.pt", SMALL)
+    r = cli("convert-weights", c.spec, tmp_path / "legacy.pth", tmp_path / "old.pt", "--from", "torchvision")
+    assert r.code == 0, r.err
+    new, old = (torch.load(tmp_path / f, weights_only=True) for f in ("new.pt", "old.pt"))
+    assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in new)
+
+
+def test_a_training_checkpoint_and_dataparallel_prefix_are_read(case, cli, tmp_path):
+    import torch
+
+    c = case("mobilenet_v2")
+    state = torch.load(c.ckpt, weights_only=True)
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "ckpt.pth")
+    r = cli("convert-weights", c.spec, tmp_path / "ckpt.pth", tmp_path / "o.pt", "--from", "torchvision")
+    assert r.code == 0, r.err
+    assert torch.equal(
+        torch.load(tmp_path / "o.pt", weights_only=True)["classifier.weight"], state["classifier.1.weight"]
+    )
+
+
+def test_logit_check_catches_two_swapped_layers_of_equal_shape(case, monkeypatch, tmp_path):
+    """Negative control: a mapping that swaps each basic block's two BNs (same shapes: every tensor fits)
+    gives logits far from torchvision's."""
+    import torch
+
+    import archc.mapping as mapping_mod
+    from archc.convert import from_torchvision
+
+    c = case("resnet18")
+    model = compile_spec(c.spec, c.sets_at(SMALL))
+    good = mapping_for(model)
+    swap = [("^(layer.*)\\.bn1\\.", "\\1.SWAP."), ("^(layer.*)\\.bn2\\.", "\\1.bn1."), ("\\.SWAP\\.", ".bn2.")]
+    import re
+
+    bad = Mapping(
+        good.source,
+        good.family,
+        good.file,
+        good.models,
+        good.rules + tuple(Rule(re.compile(a), b, "test") for a, b in swap),
+        (),
+    )
+    monkeypatch.setattr(mapping_mod, "mapping_for", lambda m, source="torchvision": bad)
+    state = from_torchvision(model, torch.load(c.ckpt, weights_only=True), str(c.ckpt))
+    torch.save(state, tmp_path / "swapped.pt")
+    _, ref = c.reference(SMALL)
+    assert rel_err(ref, torch_logits(c, SMALL, tmp_path / "swapped.pt")) > 100 * TORCH_TOL
+
+
+# ---------------------------------------------------------------- the mapping data (no torchvision needed)
+
+NAMES = [
+    ("specs/resnet50.yaml", "layer1.first.downsample.conv.weight", "layer1.0.downsample.0.weight"),
+    ("specs/resnet50.yaml", "layer1.first.downsample.bn.running_var", "layer1.0.downsample.1.running_var"),
+    ("specs/resnet50.yaml", "layer3.rest.4.block.conv2.weight", "layer3.5.conv2.weight"),
+    ("specs/resnet18.yaml", "fc.bias", "fc.bias"),
+    (
+        "specs/densenet121.yaml",
+        "denseblock1.stack.0.layer.norm1.weight",
+        "features.denseblock1.denselayer1.norm1.weight",
+    ),
+    (
+        "specs/densenet201.yaml",
+        "denseblock3.stack.47.layer.conv2.weight",
+        "features.denseblock3.denselayer48.conv2.weight",
+    ),
+    ("specs/densenet121.yaml", "transition3.norm.running_mean", "features.transition3.norm.running_mean"),
+    ("specs/googlenet_torchvision.yaml", "inception4e.branch3.conv_bn_act2.bn.bias", "inception4e.branch3.1.bn.bias"),
+    (
+        "specs/googlenet_torchvision.yaml",
+        "inception5b.branch4.conv_bn_act.conv.weight",
+        "inception5b.branch4.1.conv.weight",
+    ),
+    ("specs/googlenet_torchvision.yaml", "aux2.head.fc1.weight", "aux2.fc1.weight"),
+    ("specs/mobilenet_v2.yaml", "stage1.first.project_bn.weight", "features.1.conv.2.weight"),
+    ("specs/mobilenet_v2.yaml", "stage2.rest.0.block.dw_bn.weight", "features.3.conv.1.1.weight"),
+    ("specs/mobilenet_v2.yaml", "stage6.rest.1.block.project_conv.weight", "features.16.conv.2.weight"),
+    ("specs/mobilenet_v2.yaml", "stage7.first.expand_conv.weight", "features.17.conv.0.0.weight"),
+    ("specs/mobilenet_v2.yaml", "head_bn.num_batches_tracked", "features.18.1.num_batches_tracked"),
+    ("specs/mobilenet_v2.yaml", "classifier.weight", "classifier.1.weight"),
+]
+
+
+@pytest.mark.parametrize("spec,ours,theirs", NAMES, ids=[n[1] for n in NAMES])
+def test_torchvision_names(spec, ours, theirs):
+    model = compile_spec(spec)
+    assert mapping_for(model).names(torch_shapes(model))[ours] == theirs
+
+
+def test_every_mapping_file_loads_and_names_its_models():
+    folder = ROOT / "archc" / "stdlib" / "torchvision"
+    files = sorted(folder.glob("*.yaml"))
+    assert [f.stem for f in files] == ["densenet", "inception", "mobilenetv2", "resnet"]
+    for f in files:
+        assert (ROOT / "archc" / "stdlib" / f.name).is_file()  # next to a family of the same name
+        m = load_mapping(f)
+        assert m.models and m.rules
+
+
+def test_every_model_a_mapping_names_is_checked_here():
+    builders = {b for _, _, b, _ in CASES.values()}
+    for f in sorted((ROOT / "archc" / "stdlib" / "torchvision").glob("*.yaml")):
+        assert set(load_mapping(f).models) <= builders, f.name
+
+
+def test_a_spec_without_a_torchvision_family_is_refused(cli, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.zeros(1)}, tmp_path / "x.pt")
+    r = cli("convert-weights", "specs/mobilenet_v1.yaml", tmp_path / "x.pt", tmp_path / "o.pt", "--from", "torchvision")
+    assert r.code == 2
+    assert "spec 'mobilenet_v1' uses no archc family with torchvision names (families used: mobilenet;" in r.err
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_a_key_no_rule_matches_is_a_mapping_error(write_yaml):
+    spec = write_yaml(
+        "extends: " + str(ROOT / "specs" / "resnet18.yaml") + "\n"
+        "network:\n"
+        "  - conv: {name: conv1, out: 64, kernel: 7, stride: 2, padding: 3, bias: false}\n"
+        "  - bn: {name: stem_extra_bn}\n"
+        "  - basic_stage: {name: layer1, planes: 64, blocks: 2}\n"
+        "  - gap: {name: avgpool}\n"
+        "  - dense: {name: fc, out: 10}\n"
+    )
+    model = compile_spec(str(spec))
+    with pytest.raises(ArchcError, match="torchvision mapping has no rule for 'stem_extra_bn.weight'"):
+        mapping_for(model).names(torch_shapes(model))
+
+
+def test_rule_templates_are_integer_arithmetic_only():
+    import re
+
+    ok = Rule(re.compile(r"^a\.(\d+)\.(\d+)"), r"b.{\1 * 10 + \2 - 1}", "t")
+    assert ok.apply("a.3.4.weight") == "b.33.weight"
+    for bad in (r"{__import__('os')}", r"{\1 / 2}", r"{\1 + 1.5}"):
+        with pytest.raises(ArchcError, match="is not integer arithmetic"):
+            Rule(re.compile(r"^a\.(\d+)"), bad, "t").apply("a.3.w")
+    clash = Mapping("torchvision", "x", "f", ("m",), (Rule(re.compile(r"\.\w+$"), ".w", "t"),), ())
+    with pytest.raises(ArchcError, match="sends both 'a.x' and 'a.y' to 'a.w'"):
+        clash.names(["a.x", "a.y"])
+
+
+def test_report_worst_errors():
+    """Runs last in this file: the worst relative error per case, size and backend."""
+    for key in sorted(WORST, key=str):
+        print(f"torchvision {key[0]:<22} {key[1]:>4}  {key[2]:<6} {WORST[key]:.2e}")
