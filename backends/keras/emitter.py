@@ -232,7 +232,7 @@ class KerasEmitter:
     def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, x: str, out: list) -> Scope:
         """A running width named before child ``i`` (``ir.TNode.lets``) is the width ``x`` has there."""
         for idx, sym, _ in seq.lets:
-            if idx == i:
+            if idx == i and any(_mentions(t, sym) for t in seq.children[i:]):
                 var = self.ns.fresh("channels")
                 out.append(c.assign(var, c.subscript(c.attr(x, "shape"), -1)))
                 scope = scope.with_rename(**{sym: Expr(var)})
@@ -513,6 +513,16 @@ class KerasEmitter:
                 elif isinstance(node, ir.DenseConnect):
                     for i in range(len(node.layers)):
                         claim(f"{base}_{i}_concat", f"the concat after layer {i} of IR node '{node.path}'", node.loc)
+
+
+def _mentions(t: ir.TNode, name: str) -> bool:
+    """Whether an attribute or condition in ``t`` (or below it) reads ``name`` (what the Keras code renders)."""
+    exprs = [v for _, v in t.attrs] + ([t.cond] if t.cond is not None else [])
+    for v in exprs:
+        for e in v if isinstance(v, tuple) else (v,):
+            if isinstance(e, Expr) and name in e.names():
+                return True
+    return any(_mentions(ch, name) for ch in t.children)
 
 
 def _is_default(default, value) -> bool:
