@@ -480,3 +480,23 @@ def _layer_hint(call_node: ast.Call) -> str | None:
                 part = last.value.rsplit("_", 1)[-1] if "_" in last.value else last.value
                 return part if part.isidentifier() else None
     return None
+
+
+def drop_unused(body: list[ast.stmt], names: set[str]) -> list[ast.stmt]:
+    """Remove assignments to the generator's own locals in ``names`` that nothing reads (ruff's F841)."""
+    read = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    dead = names - read
+
+    def keep(stmts):
+        out = []
+        for s in stmts:
+            if isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name):
+                if s.targets[0].id in dead:
+                    continue
+            for field in ("body", "orelse"):
+                if isinstance(s, (ast.If, ast.For)):
+                    setattr(s, field, keep(getattr(s, field)) or ([ast.Pass()] if field == "body" else []))
+            out.append(s)
+        return out
+
+    return keep(body) if dead else body

@@ -119,6 +119,7 @@ class KerasEmitter:
     # ------------------------------------------------------------------ functions
     def start_function(self, params) -> None:
         """Locals in use in the function being emitted: its params first, then module-level names."""
+        self.own_locals: set[str] = set()  # the generator's locals that may end up unread
         self.ns = c.Namespace(
             set(params)
             | set(self.module_names.values())
@@ -140,6 +141,7 @@ class KerasEmitter:
         body = c.merge_adjacent_ifs(body)
         body = c.hoist_repeated(body, set(params) | {"in_channels"}, self.ns, at=1 if "in_channels" in self.ns else 0)
         body.append(c.ret(c.name(x)))
+        body = c.drop_unused(body, {"in_channels"} | self.own_locals)
         required = [p for p, d in b.params if d is None]
         defaulted = [(p, d) for p, d in b.params if d is not None]
         doc = (b.doc or f"The '{b.name}' block.") + '\n\nLayers are named f"{name}_<path>" after the spec\'s items.'
@@ -234,6 +236,7 @@ class KerasEmitter:
         for idx, sym, _ in seq.lets:
             if idx == i and any(_mentions(t, sym) for t in seq.children[i:]):
                 var = self.ns.fresh("channels")
+                self.own_locals.add(var)
                 out.append(c.assign(var, c.subscript(c.attr(x, "shape"), -1)))
                 scope = scope.with_rename(**{sym: Expr(var)})
         return scope
@@ -313,7 +316,11 @@ class KerasEmitter:
         when = scope.value(t.attr("when"))
         body_t, short_t = t.children
         sub = (lambda key: level) if t.transparent else (lambda key: level.child(key))
+        if when is False:  # no add: the body alone
+            self.seq(body_t, scope, x, sub("body"), out, False, prev)
+            return
         identity = self.ns.fresh("identity")
+        self.own_locals.add(identity)
         out.append(c.assign(identity, c.name(x)))
         self.seq(body_t, scope, x, sub("body"), out, False, prev)
         tail: list[ast.stmt] = []
