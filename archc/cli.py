@@ -102,7 +102,7 @@ def cmd_fold(args) -> int:
 
 
 def _backend_help() -> str:
-    from backends import list_backends
+    from .backends import list_backends
 
     return f"backend: {', '.join(list_backends())}, or all"
 

@@ -3,7 +3,7 @@
 In eval mode ``bn(conv(x)) = conv'(x)`` with ``w' = w * g`` and ``b' = (b - mean) * g + beta`` where
 ``g = gamma / sqrt(var + eps)`` per output channel. Which BN follows which conv is read from the
 IR (consecutive items of one sequence), where each sits in the module tree from
-:mod:`backends.torch.names`. torch is imported only when this runs.
+:mod:`archc.backends.torch.names`. torch is imported only when this runs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def fold_batchnorm(model: ir.Model, net):
     import torch
     from torch import nn
 
-    from backends.torch.names import module_paths
+    from .backends.torch.names import module_paths
 
     paths = module_paths(model)
     net.eval()
