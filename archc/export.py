@@ -82,8 +82,8 @@ def export_program(net, example, spatial: bool = True, fixed: bool = False):
     import torch
     from torch.export import Dim
 
-    space = Dim.AUTO if spatial else None  # None: static
-    dynamic = {"x": {0: Dim.AUTO, 2: space, 3: space}}
+    space = Dim.AUTO if spatial else Dim.STATIC
+    dynamic = ({0: Dim.AUTO, 2: space, 3: space},)  # by position: whatever forward calls its input
     program = torch.export.export(net, (example,), dynamic_shapes=dynamic, strict=False)
     shape, lower = _dims(program)
     parts = []
