@@ -169,5 +169,6 @@ def test_extras_are_ranges_and_ci_pins_them():
                 assert r.specifier.contains(pins[canonicalize_name(r.name)]), (r, pins.get(r.name))
     for user in ("torch==2.12.0", "torch==2.14.0", "torch==2.13.0+cu128"):  # CPU, CUDA, older and newer
         assert Requirement(extras["torch"][0]).specifier.contains(Version(user.split("==")[1])), user
-    command = [line for line in (ROOT / "README.md").read_text().splitlines() if "pytest" in line][-1]
+    lines = (ROOT / "README.md").read_text().splitlines()
+    (command,) = [line for line in lines if line.startswith("python3 -m venv") and "pytest" in line]
     assert "-c constraints.txt" in command.split("&&")[1], command
