@@ -58,8 +58,7 @@ def build(
     specs: list[str], backend: str, out: str | None = None, check: bool = False, sets=(), options=()
 ) -> list[str]:
     """Emit every (spec, backend); returns the list of stale outputs when ``check`` (nothing written)."""
-    from backends import backend_options, get_backend, list_backends
-
+    from .backends import backend_options, get_backend, list_backends
     from .pipeline import compile_spec
 
     names = list_backends() if backend == "all" else [backend]

@@ -144,7 +144,7 @@ def cmd_convert(args) -> int:
 def cmd_fold(args) -> int:
     from .export import export_folded
 
-    print(export_folded(args.spec, args.src, args.dst, args.set))
+    print(export_folded(args.spec, args.src, args.dst, args.set, args.format, args.fixed_size))
     return 0
 
 
@@ -195,7 +195,7 @@ def cmd_report(args) -> int:
 
 
 def _backend_help() -> str:
-    from backends import list_backends
+    from .backends import list_backends
 
     return f"backend: {', '.join(list_backends())}, or all"
 
@@ -269,10 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_set(sp)
     sp.set_defaults(func=cmd_convert)
 
-    sp = sub.add_parser("export-folded", help="PyTorch inference export: BN folded into convs, TorchScript")
+    sp = sub.add_parser("export-folded", help="PyTorch inference export: BN folded into convs, torch.export .pt2")
     sp.add_argument("spec", metavar="SPEC")
     sp.add_argument("src", metavar="STATE_DICT.pt")
-    sp.add_argument("dst", metavar="OUT.pt")
+    sp.add_argument("dst", metavar="OUT.pt2")
+    sp.add_argument(
+        "--format",
+        choices=["export", "torchscript"],
+        default="export",
+        help="export: torch.export program (default); torchscript: the deprecated TorchScript file",
+    )
+    sp.add_argument(
+        "--fixed-size", action="store_true", help="export: height and width static (loads much faster); batch dynamic"
+    )
     add_set(sp)
     sp.set_defaults(func=cmd_fold)
 

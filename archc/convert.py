@@ -1,7 +1,7 @@
 """Weight conversion between the generated PyTorch and Keras models, mapped through the IR.
 
 "Train in PyTorch, deploy with Keras" (and back). Every leaf with weights in the IR (conv,
-depthwise conv, batch norm, dense) has one PyTorch module path (:mod:`backends.torch.names`) and
+depthwise conv, batch norm, dense) has one PyTorch module path (:mod:`archc.backends.torch.names`) and
 one Keras layer name (its IR path with '.' -> '_'); tensors are moved between them with the
 layout changes each framework needs:
 
@@ -76,7 +76,7 @@ def weighted_leaves(model: ir.Model) -> list[ir.Node]:
 
 def torch_shapes(model: ir.Model) -> dict[str, tuple]:
     """Every state_dict entry the generated PyTorch model has, with its shape."""
-    from backends.torch.names import module_paths
+    from .backends.torch.names import module_paths
 
     paths = module_paths(model)
     shapes: dict[str, tuple] = {}
@@ -142,7 +142,7 @@ def torch_to_keras(model: ir.Model, state: dict) -> dict[str, list]:
     """PyTorch state_dict (name -> array-like) -> {Keras layer name: [weights in Keras order]}."""
     import numpy as np
 
-    from backends.torch.names import module_paths
+    from .backends.torch.names import module_paths
 
     state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in state.items()}
     _check_state(model, state, "<state_dict>")
@@ -177,7 +177,7 @@ def keras_to_torch(model: ir.Model, layers: dict[str, list]) -> dict:
     """{Keras layer name: [weights]} -> PyTorch state_dict of numpy arrays (plus num_batches_tracked)."""
     import numpy as np
 
-    from backends.torch.names import module_paths
+    from .backends.torch.names import module_paths
 
     paths = module_paths(model)
     flat = _flatten_sources(model)
@@ -221,7 +221,7 @@ def load_generated(model: ir.Model, backend: str):
     """Emit ``model`` with ``backend`` into a temporary module and import it."""
     import importlib.util
 
-    from backends import get_backend
+    from .backends import get_backend
 
     text = get_backend(backend).emit(model)
     with tempfile.TemporaryDirectory() as d:

@@ -203,8 +203,9 @@ def load_generated(backend: str, stem: str):
 def emit_torch_module(stem: str, directory: Path, **options):
     """Compile ``specs/<stem>.yaml``, emit it with the torch backend and these build options into ``directory``
     and import it (as ``archc build ... -O option`` would write it). Returns (IR model, module)."""
+    from archc.backends import get_backend
+
     from archc.pipeline import compile_spec
-    from backends import get_backend
 
     model_ir = compile_spec(str(ROOT / "specs" / f"{stem}.yaml"))
     path = Path(directory) / ("_".join([stem, *sorted(k for k, v in options.items() if v)]) + ".py")
@@ -772,9 +773,10 @@ def scaling_spec(mode: str, n: int) -> str:
 
 
 def bench_scaling(cfg: Config) -> tuple[dict, dict]:
+    from archc.backends import get_backend
+
     from archc.analysis import analyze
     from archc.pipeline import compile_spec
-    from backends import get_backend
 
     table: dict = {}
     rows: dict = {}

@@ -89,8 +89,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_backend_registry_refuses_duplicates_and_lists_itself():
     import pytest
-
-    from backends import get_backend, list_backends, register
+    from archc.backends import get_backend, list_backends, register
 
     assert {"torch", "keras"} <= set(list_backends())
     get_backend("torch")  # imports and registers the package

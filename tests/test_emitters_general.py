@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from archc.backends import get_backend
 
 from archc.analysis import analyze
 from archc.errors import ArchcError
 from archc.pipeline import compile_spec
-from backends import get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,7 +219,7 @@ def test_a_backend_that_emits_invalid_python_is_an_internal_error_and_writes_not
     out.write_text("# the user's file\n")
     code = (
         "import sys\n"
-        "from backends import register\n"
+        "from archc.backends import register\n"
         "class Bad:\n"
         "    name = 'bad'\n"
         "    def emit(self, model):\n"

@@ -21,12 +21,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from archc.backends import get_backend, list_backends  # noqa: E402
+from archc.backends.common import Unsupported  # noqa: E402
+
 from archc import ir  # noqa: E402
 from archc.analysis import analyze  # noqa: E402
 from archc.cli import main as archc_main  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
-from backends import get_backend, list_backends  # noqa: E402
-from backends.common import Unsupported  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
@@ -319,7 +320,7 @@ def test_layer_names_and_configs_follow_the_ir(spec, spec_models):
 def test_deterministic_across_processes(tmp_path):
     """Two fresh interpreters with different hash seeds emit byte-identical code for every spec."""
     code = (
-        "import json, sys; from archc.pipeline import compile_spec; from backends import get_backend; "
+        "import json, sys; from archc.pipeline import compile_spec; from archc.backends import get_backend; "
         "print(json.dumps({s: get_backend('keras').emit(compile_spec(s)) for s in sys.argv[1:]}))"
     )
     specs = SPECS + [str(p) for p in write_tricky_specs(tmp_path).values()]

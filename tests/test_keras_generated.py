@@ -84,7 +84,7 @@ def test_generated_imports_only_keras():
 @pytest.mark.parametrize("spec", ["specs/googlenet_torchvision.yaml", "specs/densenet121.yaml"])
 def test_deterministic_across_processes(spec):
     code = (
-        "import sys; from archc.pipeline import compile_spec; from backends import get_backend; "
+        "import sys; from archc.pipeline import compile_spec; from archc.backends import get_backend; "
         "sys.stdout.write(get_backend('keras').emit(compile_spec(sys.argv[1])))"
     )
     outs = []

@@ -18,7 +18,7 @@ from archc.pipeline import compile_spec
 from .strategies import spec_text
 
 torch = pytest.importorskip("torch")
-from backends import get_backend  # noqa: E402
+from archc.backends import get_backend  # noqa: E402
 
 COUNTS = {"valid": 0, "refused": 0}
 

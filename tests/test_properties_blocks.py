@@ -58,8 +58,8 @@ from .conftest import run_cli
 from .strategies import spec_with_blocks
 
 torch = pytest.importorskip("torch")
-from backends import get_backend  # noqa: E402
-from backends.common import Unsupported  # noqa: E402
+from archc.backends import get_backend  # noqa: E402
+from archc.backends.common import Unsupported  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 N = int(os.environ.get("ARCHC_PROPERTY_EXAMPLES", "300"))

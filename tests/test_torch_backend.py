@@ -166,7 +166,7 @@ def test_generated_imports_only_torch():
 def _emit_in_subprocess(spec: str, seed: str) -> str:
     env = {**os.environ, "PYTHONHASHSEED": seed}
     code = (
-        "import sys; from archc.pipeline import compile_spec; from backends import get_backend; "
+        "import sys; from archc.pipeline import compile_spec; from archc.backends import get_backend; "
         "sys.stdout.write(get_backend('torch').emit(compile_spec(sys.argv[1])))"
     )
     r = subprocess.run([sys.executable, "-c", code, spec], cwd=ROOT, env=env, capture_output=True, text=True)
