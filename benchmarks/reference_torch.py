@@ -334,22 +334,17 @@ def googlenet(num_classes: int = 1000, aux_logits: bool = True) -> GoogLeNet:
 REFERENCES = {"densenet169": densenet169, "googlenet_torchvision": googlenet}
 
 
-def densenet_key(generated_key: str) -> str:
-    """A state-dict key of archc's generated DenseNet -> torchvision's.
-
-    ``denseblock1.stack.0.norm1.weight`` -> ``features.denseblock1.denselayer1.norm1.weight``;
-    ``classifier.*`` stays; everything else moves under ``features.``.
-    """
-    parts = generated_key.split(".")
-    if parts[0] == "classifier":
-        return generated_key
-    if len(parts) > 2 and parts[0].startswith("denseblock") and parts[1] == "stack":
-        parts = [parts[0], f"denselayer{int(parts[2]) + 1}", *parts[3:]]
-    return "features." + ".".join(parts)
-
-
 def load_generated_state(reference: nn.Module, name: str, generated_state: dict[str, Tensor]) -> None:
-    """Load a generated model's state dict into its reference (strict: every tensor named and shaped alike)."""
-    if name.startswith("densenet"):
-        generated_state = {densenet_key(k): v for k, v in generated_state.items()}
-    reference.load_state_dict(generated_state, strict=True)
+    """Load a generated model's state dict into its reference (strict: every tensor named and shaped alike).
+
+    The names go through archc's own torchvision mapping (``archc/stdlib/torchvision/``): the references
+    here are written with torchvision's module names, so the benchmark also checks that mapping.
+    """
+    from pathlib import Path
+
+    from archc.mapping import mapping_for
+    from archc.pipeline import compile_spec
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / f"{name}.yaml"
+    names = mapping_for(compile_spec(str(spec))).names(generated_state)
+    reference.load_state_dict({names[k]: v for k, v in generated_state.items()}, strict=True)

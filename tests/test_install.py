@@ -78,6 +78,10 @@ def fresh(tmp_path_factory):
         for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
             if top != "__pycache__" and (base / top).exists() and not (deps / top).exists():
                 (deps / top).symlink_to(base / top)
+        for f in dist.files or []:  # the executables a dependency installs (ruff's binary) go where pip puts them
+            path = Path(dist.locate_file(f)).resolve()
+            if str(f).startswith("..") and path.parent.name == "bin" and not (venv / "bin" / path.name).exists():
+                (venv / "bin" / path.name).symlink_to(path)
     (site / "archc_test_runtime_deps.pth").write_text(f"{deps}\n")
     return python, venv / "bin" / "archc", site, wheel
 
@@ -147,7 +151,7 @@ def test_pip_show_names_the_fresh_install(fresh, tmp_path):
     fields = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
     assert fields["Name"] == "archc" and Path(fields["Location"]) == site, r.stdout
     assert "Editable project location" not in fields, r.stdout
-    assert set(fields["Requires"].split(", ")) == {"pydantic", "PyYAML", "jinja2"}, r.stdout
+    assert set(fields["Requires"].split(", ")) == {"pydantic", "PyYAML", "jinja2", "ruff"}, r.stdout
 
 
 def test_extras_are_ranges_and_ci_pins_them():

@@ -353,6 +353,9 @@ class KerasEmitter:
             )
             self.ns.taken.discard(y)
         self.ns.taken.difference_update((var, channels))
+        lines = c.drop_unused(lines, {channels})
+        if not any(isinstance(n, ast.Name) and n.id == var for s in lines for n in ast.walk(s)):
+            var = "_"  # no layer in the body (every item's condition is false): nothing is named after it
         out.append(c.for_(var, c.call("range", scope.node(count)), lines))
 
     # ------------------------------------------------------------------ layers
