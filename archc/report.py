@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from . import ir
-from .analysis import analyze, macs_of, params_of
+from .analysis import _leaf_kind, analyze, macs_of, params_of
 from .diagram import fmt_shape, leaf_text, svg_text
 from .errors import Loc
 
@@ -38,16 +38,6 @@ class Row:
     href: str | None
     where: str  # the location the row stands for, as text (a tooltip)
     children: list = field(default_factory=list)
-
-
-def _leaf_kind(node: ir.Node) -> str:
-    if isinstance(node, ir.Conv):
-        return "dwconv" if node.depthwise else "conv"
-    if isinstance(node, ir.Act):
-        return node.fn
-    if isinstance(node, ir.Pool):
-        return f"{node.op}pool"
-    return node.kind
 
 
 class _Sources:
