@@ -21,33 +21,6 @@ class Unsupported(ArchcError):
     """The IR asks for something this backend cannot express exactly."""
 
 
-def py_literal(v) -> str:
-    """Python source for a literal value, formatted as ruff would (double quotes, tuples for lists)."""
-    if isinstance(v, bool) or v is None:
-        return repr(v)
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        items = [py_literal(x) for x in v]
-        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-    raise TypeError(f"cannot render {v!r}")
-
-
-def py_expr(e: Expr) -> str:
-    """Python source of an expression with double-quoted strings (ruff's style)."""
-    tree = ast.parse(e.src, mode="eval")
-
-    class Q(ast.NodeTransformer):
-        def visit_Constant(self, node):
-            if isinstance(node.value, str):
-                return ast.Name(id=json.dumps(node.value))
-            return node
-
-    return ast.unparse(Q().visit(tree).body)
-
-
 @dataclass
 class Scope:
     """How expressions are rendered where code is being emitted.
@@ -107,19 +80,6 @@ class Scope:
                 None,
             )
         return copy.deepcopy(e.tree)
-
-    def src(self, v) -> str:
-        """Python source for ``v`` (a literal or an Expr)."""
-        known = self.value(v)
-        if known is not None:
-            return py_literal(known)
-        if isinstance(v, tuple):
-            return "(" + ", ".join(self.src(x) for x in v) + ")"
-        e = substitute(v, self.rename) if self.rename else v
-        if self.values:
-            fixed = {k: val for k, val in self.values.items() if k in e.names() and not isinstance(val, (list, tuple))}
-            e = simplify(substitute(e, fixed)) if fixed else e
-        return py_expr(e)
 
 
 def pair_instances(model: ir.Model) -> dict[int, list[ir.Node]]:

@@ -254,11 +254,9 @@ class TorchEmitter:
         fresh_in = False  # whether ``var`` holds a tensor no one else holds (in-place activations are safe)
         for i, t in enumerate(seq.children):
             scope = self.apply_lets(seq, i, scope, k, statements=True)
-            present = scope.value(t.cond) if t.cond is not None else True
-            if present is False:
+            own, item_cond = _conditions(t, scope, cond)
+            if own is False:
                 continue
-            own = None if present is True else scope.node(t.cond)
-            item_cond = c.and_(cond, own) if own is not None else cond
             if own is not None and t.transparent:  # several attributes under one condition: one if for all
                 emit = lambda t=t, scope=scope: self.class_item(t, scope, k, var, top, cond, False)  # noqa: E731
                 fwd += self.guarded(own, k, emit)
@@ -457,11 +455,9 @@ class TorchEmitter:
         prev = None
         for i, t in enumerate(seq.children):
             scope = self.apply_lets(seq, i, scope, k, statements=False)
-            present = scope.value(t.cond) if t.cond is not None else True
-            if present is False:
+            own, item_cond = _conditions(t, scope, cond)
+            if own is False:
                 continue
-            own = None if present is True else scope.node(t.cond)
-            item_cond = c.and_(cond, own) if own is not None else cond
             if t.kind == "seq" and t.transparent:
                 out += self.entries(t, scope, k, item_cond)
                 prev = None
@@ -732,6 +728,16 @@ class TorchEmitter:
     def _rank(self, t: ir.TNode) -> int:
         inst = self.instances.get(id(t))
         return len(inst[0].in_shape) if inst else 3
+
+
+def _conditions(t: ir.TNode, scope: Scope, inherited):
+    """(``t``'s own condition, the condition ``t`` is built under): False when ``t`` is absent here, None when it
+    is always there, else an ast expression to test; the second adds the ``inherited`` one."""
+    present = scope.value(t.cond) if t.cond is not None else True
+    if present is False:
+        return False, None
+    own = None if present is True else scope.node(t.cond)
+    return own, (c.and_(inherited, own) if own is not None else inherited)
 
 
 def _after_first(t: ir.TNode) -> Expr:
