@@ -308,3 +308,58 @@ PREDICTED = [
 def test_variant_counts_match_closed_form(stem, sets, expected):
     r = report(stem, sets)
     assert (r.trainable, r.non_trainable) == expected
+
+
+# ------------------------------------------------------------------ the zoo: MobileNetV3, EfficientNet
+# torchvision 0.28's counts (ARCHITECTURES.md, "The zoo": mobilenet_v3_large / _small, efficientnet_b0 / b1 / b7;
+# b2-b6 measured from torchvision 0.28's builders, weights=None, as test_zoo_counts_equal_live_torchvision does)
+ZOO_REFERENCE = [
+    ("mobilenet_v3_large", 5_483_032, 24_400),
+    ("mobilenet_v3_small", 2_542_856, 12_112),
+    ("efficientnet_b0", 5_288_548, 42_016),
+    ("efficientnet_b1", 7_794_184, 62_048),
+    ("efficientnet_b2", 9_109_994, 67_568),
+    ("efficientnet_b3", 12_233_232, 87_296),
+    ("efficientnet_b4", 19_341_616, 125_200),
+    ("efficientnet_b5", 30_389_784, 172_736),
+    ("efficientnet_b6", 43_040_704, 224_432),
+    ("efficientnet_b7", 66_347_960, 310_720),
+]
+
+
+@pytest.mark.parametrize(("stem", "trainable", "non_trainable"), ZOO_REFERENCE, ids=[r[0] for r in ZOO_REFERENCE])
+def test_zoo_counts(cli, stem, trainable, non_trainable):
+    assert (report(stem).trainable, report(stem).non_trainable) == (trainable, non_trainable)
+    j = cli("summary", SPECS / f"{stem}.yaml", "--json").json()
+    assert (j["trainable_params"], j["non_trainable_params"]) == (trainable, non_trainable)
+    assert j["outputs"]["main"] == [1000]
+
+
+@pytest.mark.parametrize("stem", [r[0] for r in ZOO_REFERENCE])
+def test_zoo_counts_equal_live_torchvision(torchvision, stem):
+    """The installed torchvision's own builder (the spec's name), counted: parameters and BN running statistics."""
+    model = getattr(torchvision.models, stem)(weights=None)
+    params = sum(p.numel() for p in model.parameters())
+    stats = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
+    assert (report(stem).trainable, report(stem).non_trainable) == (params, stats)
+
+
+# torchvision's weights metadata (torchvision/models/mobilenetv3.py, efficientnet.py: "_ops", GFLOPS = conv and
+# linear multiply-accumulates at the weights' crop size, which is each spec's input size), to three decimals
+TORCHVISION_META_GMACS = [
+    ("mobilenet_v3_large", 0.217),
+    ("mobilenet_v3_small", 0.057),
+    ("efficientnet_b0", 0.386),
+    ("efficientnet_b1", 0.687),
+    ("efficientnet_b2", 1.088),
+    ("efficientnet_b3", 1.827),
+    ("efficientnet_b4", 4.394),
+    ("efficientnet_b5", 10.266),
+    ("efficientnet_b6", 19.068),
+    ("efficientnet_b7", 37.746),
+]
+
+
+@pytest.mark.parametrize(("stem", "gmacs"), TORCHVISION_META_GMACS, ids=[r[0] for r in TORCHVISION_META_GMACS])
+def test_zoo_macs_match_torchvision_metadata(stem, gmacs):
+    assert abs(report(stem).macs / 1e9 - gmacs) <= 0.0005 + 1e-9
