@@ -31,8 +31,8 @@ LAYOUT = Declaration(
     tables={
         # Conv2D: [kernel (kh, kw, in / groups, out), bias]
         "conv": _layer(("kernel", "kernel"), ("bias", "bias")),
-        # DepthwiseConv2D: [depthwise_kernel (kh, kw, C, m), bias]
-        "dwconv": _layer(("depthwise_kernel", "kernel"), ("bias", "bias")),
+        # DepthwiseConv2D: [kernel (kh, kw, C, m), bias]
+        "dwconv": _layer(("kernel", "kernel"), ("bias", "bias")),
         # BatchNormalization: [gamma, beta, moving_mean, moving_variance]
         "bn": _layer(("gamma", "gamma"), ("beta", "beta"), ("moving_mean", "mean"), ("moving_variance", "var")),
         # Dense: [kernel (in, out), bias]
