@@ -155,7 +155,7 @@ class Merge(Node):
     """
 
     kind: str = field(init=False, default="merge")
-    mode: str  # "concat" | "add"
+    mode: str  # "concat" | "add" | "mul" (a branch giving (1, 1, C) broadcasts over the positions)
     branches: tuple[Seq, ...]
     level: str
 
