@@ -39,17 +39,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from . import ir
+from . import ir, ops
 from .errors import ArchcError, InternalError
 
 # ops of the registry (ir.Op kinds) that carry weights; each backend declares each of them
 OP_KINDS = ("layernorm", "groupnorm", "layer_scale")
 KINDS = ("conv", "dwconv", "bn", "dense") + OP_KINDS
-# weightless ops that act on each element alone or are indifferent to the order of the features (softmax over
-# all of them, stochastic depth per sample): a dense after a flatten, through them, still sees the flatten's order
-ORDER_FREE_OPS = frozenset(
-    {"hardswish", "hardsigmoid", "gelu", "leaky_relu", "softmax", "stochastic_depth", *ir.ACTIVATIONS}
-)
 
 
 def weight_kind(node: ir.Node) -> str | None:
@@ -165,7 +160,8 @@ def weighted_leaves(model: ir.Model) -> list[ir.Node]:
 
 
 def flatten_sources(model: ir.Model) -> tuple[dict[str, tuple[int, int, int]], list[tuple[str, ir.Node]]]:
-    """IR path of each dense layer fed (through order-free ops only) by a flatten -> the flattened (H, W, C);
+    """IR path of each dense layer fed by a flatten, through elementwise ops only (activations, dropout, the
+    registry's ``elementwise`` primitives: :mod:`archc.ops`) -> the flattened (H, W, C);
     and the nodes on flattened features whose weights or effect depend on the features' order (a batch norm,
     a layer norm, a layer scale, a channel shuffle... after a flatten), which weight conversion cannot map:
     ``(what, node)``."""
@@ -179,13 +175,15 @@ def flatten_sources(model: ir.Model) -> tuple[dict[str, tuple[int, int, int]], l
             if flat is not None:
                 out[n.path] = flat
             return None
+        if flat is not None and weight_kind(n) is not None:  # per-feature weights, in the flatten's order
+            problems.append(("batch norm" if isinstance(n, ir.BatchNorm) else f"'{n.op}'", n))
+            return None
         if isinstance(n, (ir.Dropout, ir.Act)):
             return flat
-        if isinstance(n, ir.Op) and n.op in ORDER_FREE_OPS:
+        if isinstance(n, ir.Op) and n.op in ops.PRIMITIVES and ops.get(n.op).elementwise:
             return flat
-        if flat is not None and isinstance(n, (ir.BatchNorm, ir.Op)):
-            what = "batch norm" if isinstance(n, ir.BatchNorm) else f"'{n.op}'"
-            problems.append((what, n))
+        if flat is not None and isinstance(n, ir.Op):
+            problems.append((f"'{n.op}'", n))
             return None
         if isinstance(n, ir.Seq):
             for c in n.children:

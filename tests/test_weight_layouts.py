@@ -12,6 +12,7 @@ conversions composed from them: source -> canonical (archc/weights.py) -> destin
 from __future__ import annotations
 
 import functools
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,43 @@ from archc.pipeline import compile_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+# every weighted kind of the vocabulary once, on maps and on flat features, until specs/ has them all
+VOCABULARY = """\
+name: weights_vocabulary
+input: {height: $size, width: $size, channels: 3}
+params: {size: 16}
+network:
+  - conv: {name: stem, out: 16, kernel: 3, stride: 2, padding: 1}
+  - layernorm: {name: ln, eps: 1.0e-6}
+  - groupnorm: {name: gn, groups: 4}
+  - mul: {name: se, branches: [[], [{adaptive_avgpool: {size: 1}}, {conv: {out: 4, kernel: 1}}, relu,
+      {conv: {out: 16, kernel: 1}}, sigmoid]]}
+  - dense: {name: pw1, out: 24}
+  - gelu
+  - dense: {name: pw2, out: 16}
+  - layer_scale: {name: ls, init: 1.0e-6}
+  - dwconv: {name: dw, kernel: 3, padding: 1, multiplier: 2}
+  - bn: {name: bn}
+  - hardswish
+  - flatten
+  - dense: {name: fc1, out: 10}
+  - relu
+  - layernorm: {name: fln}
+  - layer_scale: {name: fls, init: 0.5}
+  - dense: {name: fc2, out: 5}
+"""
+VOCABULARY_FILE = "<vocabulary>"
+CASES = SPECS + [VOCABULARY_FILE]
 
 
 @functools.cache
 def small(spec: str) -> ir.Model:
     """The spec at 64 px where it compiles there (weight shapes barely depend on the size), else as written
     (GoogLeNet's aux heads need ~200 px: its flatten -> dense heads are kept)."""
+    if spec == VOCABULARY_FILE:
+        path = Path(tempfile.mkdtemp(prefix="archc-weights-")) / "weights_vocabulary.yaml"
+        path.write_text(VOCABULARY)
+        return compile_spec(str(path))
     try:
         return compile_spec(spec, ["size=64"])
     except ArchcError:
@@ -44,7 +76,7 @@ def keras_declared(model: ir.Model) -> dict[str, list]:
     }
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", CASES)
 def test_torch_declaration_is_the_generated_state_dict(spec):
     torch = pytest.importorskip("torch")
     model = small(spec)
@@ -55,7 +87,7 @@ def test_torch_declaration_is_the_generated_state_dict(spec):
     assert W.counters(weight_layout("torch"), model) == {k for k in real if k.endswith(".num_batches_tracked")}
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", CASES)
 def test_keras_declaration_is_the_generated_layers(spec):
     pytest.importorskip("keras")
     model = small(spec)
@@ -79,7 +111,7 @@ def random_state(model: ir.Model, seed: int) -> dict:
     }
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", CASES)
 def test_round_trip_torch_keras_torch(spec):
     model = small(spec)
     state = random_state(model, 1)
@@ -286,3 +318,49 @@ def test_registry_ops_and_pointwise_dense_compute_the_same_in_both_frameworks():
     assert np.abs(x * layers["ls"][0] - yt["ls"]).max() < 1e-6
     back = keras_to_torch(model, layers)
     assert all(np.array_equal(back[k], np.asarray(v)) for k, v in state.items())
+
+
+def test_every_registry_primitive_with_weights_has_a_canonical_layout():
+    from archc import ops
+
+    weighted = {k for k, p in ops.PRIMITIVES.items() if p.params is not ops._no_params}
+    assert weighted == set(W.OP_KINDS)
+
+
+@pytest.mark.parametrize("direction", ["torch_to_keras", "keras_to_torch"])
+def test_vocabulary_spec_computes_the_same_after_conversion(direction):
+    """The vocabulary spec (layer norms, group norm, layer scales on maps and on flat features, pointwise dense,
+    depthwise multiplier 2, a flatten -> dense) with random weights in one framework, converted to the other."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    from archc.convert import keras_model_weights, set_keras_weights
+
+    model = small(VOCABULARY_FILE)
+    tnet = load_generated(model, "torch").build_model()
+    kmodel = load_generated(model, "keras").build_model()
+    rng = np.random.default_rng(7)
+    if direction == "torch_to_keras":
+        state = {
+            k: torch.from_numpy(np.asarray(v) if v.ndim == 0 else (v * 0.5 + 0.3).astype(np.float32))
+            for k, v in random_state(model, 7).items()
+        }
+        state = {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in state.items()}
+        tnet.load_state_dict(state)
+        set_keras_weights(kmodel, torch_to_keras(model, tnet.state_dict()))
+    else:
+        layers = {
+            k: [(rng.normal(size=s) * 0.5 + 0.3).astype(np.float32) for _, s in v]
+            for k, v in keras_declared(model).items()
+        }
+        layers["bn"][3] = np.abs(layers["bn"][3]) + 0.5
+        set_keras_weights(kmodel, layers)
+        tnet.load_state_dict(
+            {k: torch.from_numpy(v) for k, v in keras_to_torch(model, keras_model_weights(kmodel)).items()}
+        )
+    tnet.eval()
+    x = rng.normal(size=(2, 16, 16, 3)).astype(np.float32)
+    with torch.no_grad():
+        ref = tnet(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+    y = np.asarray(kmodel(x, training=False))
+    assert ref.shape == y.shape == (2, 5)
+    assert np.abs(ref - y).max() / np.abs(ref).max() < 1e-4
