@@ -122,8 +122,7 @@ def convert(model: ir.Model, tensors, src: str = "torch", dst: str = "keras", or
     s, d = layout(src), layout(dst)
     arrays = _numpy(tensors, s.grouped)
     check(model, s, arrays, origin or f"<{src} weights>")
-    out = W.from_canonical(d, model, W.to_canonical(s, model, arrays))
-    return out
+    return W.from_canonical(d, model, W.to_canonical(s, model, arrays))
 
 
 def torch_to_keras(model: ir.Model, state: dict) -> dict[str, list]:

@@ -9,17 +9,12 @@ destination (:func:`to_canonical`, :func:`from_canonical`, :func:`archc.convert.
 
 The canonical layout (channels last, the IR's own (H, W, C) order), per :func:`weight_kind`:
 
-========== ============================================== =========================================
-kind       tensors (name: shape)                          of
-========== ============================================== =========================================
-conv       kernel: (kh, kw, in / groups, out), bias: (out,) :class:`ir.Conv` (not depthwise)
-dwconv     kernel: (kh, kw, C, multiplier), bias: (C * m,)  :class:`ir.Conv` with ``depthwise``
-bn         gamma, beta, mean, var: (C,)                    :class:`ir.BatchNorm`
-dense      kernel: (in, out), bias: (out,)                 :class:`ir.Dense`
-layernorm  gamma, beta: (C,)                               :class:`ir.Op` ``layernorm``
-groupnorm  gamma, beta: (C,)                               :class:`ir.Op` ``groupnorm``
-layer_scale scale: (C,)                                    :class:`ir.Op` ``layer_scale``
-========== ============================================== =========================================
+* ``conv`` (:class:`ir.Conv`, not depthwise): kernel (kh, kw, in / groups, out), bias (out,);
+* ``dwconv`` (:class:`ir.Conv` with ``depthwise``): kernel (kh, kw, C, multiplier), bias (C * multiplier,);
+* ``bn`` (:class:`ir.BatchNorm`): gamma, beta, mean, var (C,);
+* ``dense`` (:class:`ir.Dense`): kernel (in, out), bias (out,);
+* ``layernorm``, ``groupnorm`` (:class:`ir.Op`): gamma, beta (C,);
+* ``layer_scale`` (:class:`ir.Op`): scale (C,).
 
 ``bias`` exists only where the node has one (``node.bias``). A dense layer fed (through elementwise ops only)
 by a flatten of an (H, W, C) map takes its ``in = H * W * C`` inputs in (H, W, C) order (the IR's order;
@@ -37,7 +32,7 @@ Declarations are numpy only (no framework import): the arrays they transform are
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import ir, ops
 from .errors import ArchcError, InternalError
@@ -136,7 +131,6 @@ class Declaration:
     tables: Mapping[str, Callable[[ir.Node, Context], Layer]]
     grouped: bool = False
     noun: str = "weights"
-    doc: str = field(default="", compare=False)
 
     def layer(self, node: ir.Node, ctx: Context | None = None) -> Layer:
         kind = weight_kind(node)
