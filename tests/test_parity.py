@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import re
 from pathlib import Path
 
 import numpy as np
@@ -118,16 +117,17 @@ def run_both(model, tmodel, kmodel, seed):
     return yt, yk
 
 
-# EfficientNet b1-b7 are b0's family and names scaled, checked against torchvision at 64 and 97 px
-# (tests/test_torchvision.py); at their own sizes (240-600 px, up to 66 M parameters) the two frameworks' runs
-# here would cost minutes of CI, so b0 stands for them.
-NUMERIC_SPECS = [s for s in SPECS if not re.fullmatch(r"efficientnet_b[1-7]", Path(s).stem)]
-CASES = [(s, odd) for s in NUMERIC_SPECS for odd in (False, True)]
 # Squeeze-and-excitation networks under random BN statistics are chaotic in float32: the float32 and float64
 # logits of one torch model differ by 4e-4 (efficientnet_b0, 64 px) to 0.2 (efficientnet_b1, 97 px), so two
 # frameworks cannot agree to TOLERANCE. For them the statistics are measured on a random batch (as training leaves
 # them), then perturbed at random (means by N(0, 0.05) standard deviations, variances by U(0.9, 1.1)).
-CONDITIONED = {"mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0"}
+CONDITIONED = {"mobilenet_v3_large", "mobilenet_v3_small", *(f"efficientnet_b{i}" for i in range(4))}
+# EfficientNet b4-b7 run here at the small size of tests/sizes.py (64 px: 2 x 2 maps in the last stages), where
+# even measured statistics leave them chaotic (float32 vs float64 of one torch model: 1.7e-3 for b4, 0.73 for b7;
+# b4 at 128 px: 2.9e-5). Their family is b0-b3's, checked here, and their torchvision checkpoints give the
+# generated PyTorch models torchvision's logits exactly (tests/test_torchvision.py).
+CHAOTIC = {f"efficientnet_b{i}" for i in range(4, 8)}
+CASES = [(s, odd) for s in SPECS if Path(s).stem not in CHAOTIC for odd in (False, True)]
 
 
 def condition_torch(model, tmodel, seed):
@@ -137,9 +137,11 @@ def condition_torch(model, tmodel, seed):
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average: the batch's statistics
-    tmodel.train()
+    tmodel.eval()
+    for m in bns:
+        m.train()  # only the BNs: stochastic depth and dropout stay the identity, as in the checked eval run
     with torch.no_grad():
-        tmodel(torch.randn(4, c, h, w, generator=g))
+        tmodel(torch.randn(8, c, h, w, generator=g))
         for m in bns:
             m.momentum = 0.1
             m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.05 * m.running_var.sqrt())
@@ -153,7 +155,13 @@ def condition_keras(model, kmodel, seed):
     momenta = [layer.momentum for layer in bns]
     for layer in bns:
         layer.momentum = 0.0  # the moving statistics become the batch's
-    kmodel(rng.normal(size=(4, *model.input_shape)).astype(np.float32), training=True)
+    # training=True for the BNs only: stochastic depth and dropout at rate 0 stay the identity, as in eval
+    off = [(layer, a, getattr(layer, a)) for layer in kmodel.layers for a in ("p", "rate") if hasattr(layer, a)]
+    for layer, a, _ in off:
+        setattr(layer, a, 0.0)
+    kmodel(rng.normal(size=(8, *model.input_shape)).astype(np.float32), training=True)
+    for layer, a, v in off:
+        setattr(layer, a, v)
     for layer, momentum in zip(bns, momenta):
         layer.momentum = momentum
         gamma, beta, mean, var = layer.get_weights()

@@ -118,7 +118,9 @@ def condition_bn(model, seed: int):
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average: this batch's statistics
-    model.train()
+    model.eval()
+    for m in bns:
+        m.train()  # only the BNs: stochastic depth and dropout stay the identity, as in the checked eval run
     with torch.no_grad():
         model(torch.randn(8, 3, SMALL, SMALL, generator=g))
         for m, momentum in zip(bns, momenta):
