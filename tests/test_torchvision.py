@@ -57,6 +57,16 @@ CASES = {
         {"aux_logits": True, "transform_input": False, "init_weights": True},
     ),
     "mobilenet_v2": ("specs/mobilenet_v2.yaml", [], "mobilenet_v2", {}),
+    "shufflenet_v2_x1_0": ("specs/shufflenet_v2_x1_0.yaml", [], "shufflenet_v2_x1_0", {}),
+    "shufflenet_v2_x0_5": (
+        "specs/shufflenet_v2_x1_0.yaml",
+        ["stages_out_channels=[24, 48, 96, 192, 1024]"],
+        "shufflenet_v2_x0_5",
+        {},
+    ),
+    "regnet_y_400mf": ("specs/regnet_y_400mf.yaml", [], "regnet_y_400mf", {}),
+    "regnet_x_400mf": ("specs/regnet_x_400mf.yaml", [], "regnet_x_400mf", {}),
+    "convnext_tiny": ("specs/convnext_tiny.yaml", [], "convnext_tiny", {}),
 }
 HEAVY = {"resnet101", "resnext50_32x4d", "wide_resnet50_2", "densenet161", "densenet169", "densenet201"}
 
@@ -197,6 +207,7 @@ def test_torchvision_to_generated_torch_full_size(name, case, cli, tmp_path):
 
 
 KERAS = ["resnet18", "resnet50", "densenet121", "googlenet", "mobilenet_v2"]
+KERAS += ["shufflenet_v2_x1_0", "shufflenet_v2_x0_5", "regnet_y_400mf", "regnet_x_400mf", "convnext_tiny"]
 KERAS_SLOW = ["densenet161", "densenet169", "densenet201", "resnext50_32x4d"]
 
 
@@ -369,6 +380,27 @@ NAMES = [
     ("specs/mobilenet_v2.yaml", "stage7.first.expand_conv.weight", "features.17.conv.0.0.weight"),
     ("specs/mobilenet_v2.yaml", "head_bn.num_batches_tracked", "features.18.1.num_batches_tracked"),
     ("specs/mobilenet_v2.yaml", "classifier.weight", "classifier.1.weight"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stem_bn.running_var", "conv1.1.running_var"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stage2.first.branch1.pw.weight", "stage2.0.branch1.2.weight"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stage2.first.branch2.dw_bn.bias", "stage2.0.branch2.4.bias"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stage3.rest.6.block.branch2.pw2.weight", "stage3.7.branch2.5.weight"),
+    ("specs/shufflenet_v2_x1_0.yaml", "head_conv.weight", "conv5.0.weight"),
+    ("specs/regnet_y_400mf.yaml", "stem_conv.weight", "stem.0.weight"),
+    (
+        "specs/regnet_y_400mf.yaml",
+        "stage1.first.proj.bn.running_mean",
+        "trunk_output.block1.block1-0.proj.1.running_mean",
+    ),
+    ("specs/regnet_y_400mf.yaml", "stage3.rest.4.block.b.weight", "trunk_output.block3.block3-5.f.b.0.weight"),
+    ("specs/regnet_y_400mf.yaml", "stage2.first.se.branch2.fc1.bias", "trunk_output.block2.block2-0.f.se.fc1.bias"),
+    ("specs/regnet_x_400mf.yaml", "stage4.rest.10.block.c_bn.weight", "trunk_output.block4.block4-11.f.c.1.weight"),
+    ("specs/convnext_tiny.yaml", "stem_norm.weight", "features.0.1.weight"),
+    ("specs/convnext_tiny.yaml", "stage1.first.dw.weight", "features.1.0.block.0.weight"),
+    ("specs/convnext_tiny.yaml", "stage3.rest.7.block.pw2.bias", "features.5.8.block.5.bias"),
+    ("specs/convnext_tiny.yaml", "stage2.first.layer_scale.scale", "features.3.0.layer_scale"),
+    ("specs/convnext_tiny.yaml", "down3.norm.weight", "features.6.0.weight"),
+    ("specs/convnext_tiny.yaml", "head_norm.bias", "classifier.0.bias"),
+    ("specs/convnext_tiny.yaml", "fc.weight", "classifier.2.weight"),
 ]
 
 
@@ -381,7 +413,15 @@ def test_torchvision_names(spec, ours, theirs):
 def test_every_mapping_file_loads_and_names_its_models():
     folder = ROOT / "archc" / "stdlib" / "torchvision"
     files = sorted(folder.glob("*.yaml"))
-    assert [f.stem for f in files] == ["densenet", "inception", "mobilenetv2", "resnet"]
+    assert [f.stem for f in files] == [
+        "convnext",
+        "densenet",
+        "inception",
+        "mobilenetv2",
+        "regnet",
+        "resnet",
+        "shufflenetv2",
+    ]
     for f in files:
         assert (ROOT / "archc" / "stdlib" / f.name).is_file()  # next to a family of the same name
         m = load_mapping(f)
