@@ -294,7 +294,7 @@ register(
         "stochastic_depth",
         "stochastic depth, row mode (torchvision's StochasticDepth): the identity in evaluation; in training each "
         "sample's input is dropped with probability p, the kept ones scaled by 1 / (1 - p)",
-        (Attr("p", "float", None, "drop probability", range=(0.0, 1.0, False), required=True),),
+        (Attr("p", "float", None, "drop probability", range=(0.0, 1.0, True), required=True),),
         elementwise=False,
         group="regularization",
     )

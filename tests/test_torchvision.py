@@ -471,6 +471,26 @@ def test_rule_templates_are_integer_arithmetic_only():
         clash.names(["a.x", "a.y"])
 
 
+def test_convnext_stochastic_depth_follows_torchvisions_ramp(torchvision):
+    """torchvision raises the drop probability linearly over ConvNeXt's 18 blocks; archc's repeat has no loop
+    index, so each stage's first block has torchvision's probability and the others share their mean (the
+    deviation specs/convnext_tiny.yaml states; the expected sum over the network is kept)."""
+    from archc import ir
+
+    stages = [
+        m for m in torchvision.models.convnext_tiny(weights=None).features if len(m) and hasattr(m[0], "layer_scale")
+    ]
+    theirs = [[b.stochastic_depth.p for b in stage] for stage in stages]
+    model = compile_spec("specs/convnext_tiny.yaml", ["size=32"])
+    ours = [n for n in ir.walk(model.body) if isinstance(n, ir.Op) and n.op == "stochastic_depth"]
+    assert [len(t) for t in theirs] == [3, 3, 9, 3] and len(ours) == 18
+    for k, t in enumerate(theirs, start=1):
+        mine = [n.attr("p") for n in ours if n.path.startswith(f"stage{k}.")]
+        assert mine[0] == pytest.approx(t[0], abs=1e-12)
+        assert mine[1:] == pytest.approx([sum(t[1:]) / len(t[1:])] * len(t[1:]), abs=1e-12)
+    assert theirs[3][2] == pytest.approx(0.1) and sum(n.attr("p") for n in ours) == pytest.approx(sum(map(sum, theirs)))
+
+
 def test_report_worst_errors():
     """Runs last in this file: the worst relative error per case, size and backend."""
     for key in sorted(WORST, key=str):
