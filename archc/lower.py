@@ -655,7 +655,7 @@ class Lowerer:
                     raise ArchcError(
                         f"mul '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
                         f"branch '{b.name}' gives {_fmt(s)}; shapes must match, or a branch must give "
-                        f"1 x 1 x {out_shape[-1]} (broadcast over the positions)",
+                        f"{_fmt((1, 1, out_shape[-1]))} (broadcast over the positions)",
                         loc,
                     )
             return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)

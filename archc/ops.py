@@ -44,13 +44,13 @@ class Attr:
 
     ``type``: ``"int"`` (a positive integer), ``"index"`` (an integer >= 0, or None where ``default`` is
     None and optional), ``"pair"`` (an integer or [height, width], positive), ``"float"`` (finite, in
-    ``range`` = (lo, hi, closed)), ``"choice"`` (one of ``choices``)."""
+    ``range`` = (lo, hi, brackets)), ``"choice"`` (one of ``choices``)."""
 
     name: str
     type: str
     default: Any = None
     doc: str = ""
-    range: tuple[float, float, bool] | None = None
+    range: tuple[float, float, str] | None = None  # (lo, hi, "[)"): bounds, and which are included
     choices: tuple[str, ...] = ()
     required: bool = False
 
@@ -78,13 +78,10 @@ class Attr:
                 hint = " (YAML reads it as a string: write it with a dot, e.g. 1.0e-5)" if _floaty(v) else ""
                 raise ArchcError(f"{self.name} must be a finite number, got {v!r}{hint}", loc, attr=self.name)
             if self.range is not None:
-                lo, hi, closed = self.range
-                ok = lo <= v <= hi if closed else lo < v < hi
+                lo, hi, b = self.range
+                ok = (lo <= v if b[0] == "[" else lo < v) and (v <= hi if b[1] == "]" else v < hi)
                 if not ok:
-                    b = "[]" if closed else "()"
-                    raise ArchcError(
-                        f"{self.name} must be in {b[0]}{lo:g}, {hi:g}{b[1]}, got {v}", loc, attr=self.name
-                    )
+                    raise ArchcError(f"{self.name} must be in {b[0]}{lo:g}, {hi:g}{b[1]}, got {v}", loc, attr=self.name)
             return float(v)
         if self.type == "choice":
             if v not in self.choices:
@@ -235,7 +232,15 @@ register(
     Primitive(
         "gelu",
         "Gaussian error linear unit: x * Phi(x), exact or with the tanh approximation",
-        (Attr("approximate", "choice", "none", "none: exact (erf); tanh: the tanh approximation", choices=("none", "tanh")),),
+        (
+            Attr(
+                "approximate",
+                "choice",
+                "none",
+                "none: exact (erf); tanh: the tanh approximation",
+                choices=("none", "tanh"),
+            ),
+        ),
         **_ACT,
     )
 )
@@ -243,13 +248,16 @@ register(
     Primitive(
         "leaky_relu",
         "max(x, 0) + slope * min(x, 0)",
-        (Attr("slope", "float", 0.01, "negative slope", range=(0.0, 1.0, True)),),
+        (Attr("slope", "float", 0.01, "negative slope", range=(0.0, 1.0, "[]")),),
         **_ACT,
     )
 )
 register(
     Primitive(
-        "softmax", "softmax over the channels (the last axis of (H, W, C), or of flat features)", elementwise=False, **_ACT
+        "softmax",
+        "softmax over the channels (the last axis of (H, W, C), or of flat features)",
+        elementwise=False,
+        **_ACT,
     )
 )
 register(
@@ -257,7 +265,7 @@ register(
         "layernorm",
         "layer normalization over the channels at each position (ConvNeXt's LayerNorm2d; nn.LayerNorm on flat "
         "features), with a learned per-channel scale and shift",
-        (Attr("eps", "float", 1e-5, "added to the variance", range=(0.0, 1.0, False)),),
+        (Attr("eps", "float", 1e-5, "added to the variance", range=(0.0, 1.0, "()")),),
         shape=_per_channel,
         params=_norm_params,
         elementwise=False,
@@ -271,7 +279,7 @@ register(
         "with a learned per-channel scale and shift",
         (
             Attr("groups", "int", None, "number of groups (divides the channels)", required=True),
-            Attr("eps", "float", 1e-5, "added to the variance", range=(0.0, 1.0, False)),
+            Attr("eps", "float", 1e-5, "added to the variance", range=(0.0, 1.0, "()")),
         ),
         shape=_groupnorm_shape,
         params=_norm_params,
@@ -283,7 +291,7 @@ register(
     Primitive(
         "layer_scale",
         "a learned per-channel scale, initialized to `init` (ConvNeXt's layer scale, CaiT's LayerScale)",
-        (Attr("init", "float", 1e-6, "initial value of every scale", range=(-1e6, 1e6, True)),),
+        (Attr("init", "float", 1e-6, "initial value of every scale", range=(-1e6, 1e6, "[]")),),
         shape=_per_channel,
         params=_scale_params,
         group="scaling",
@@ -294,7 +302,7 @@ register(
         "stochastic_depth",
         "stochastic depth, row mode (torchvision's StochasticDepth): the identity in evaluation; in training each "
         "sample's input is dropped with probability p, the kept ones scaled by 1 / (1 - p)",
-        (Attr("p", "float", None, "drop probability", range=(0.0, 1.0, True), required=True),),
+        (Attr("p", "float", None, "drop probability", range=(0.0, 1.0, "[)"), required=True),),
         elementwise=False,
         group="regularization",
     )
