@@ -71,7 +71,21 @@ def _flatten_sources(model: ir.Model) -> dict[str, tuple[int, int, int]]:
 
 def weighted_leaves(model: ir.Model) -> list[ir.Node]:
     roots = [model.body] + [h.body for h in model.heads]
-    return [n for r in roots for n in ir.walk(r) if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense))]
+    return [n for r in roots for n in ir.walk(r) if _weighted(n)]
+
+
+def _weighted(n: ir.Node) -> bool:
+    return isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense)) or (isinstance(n, ir.Op) and n.op in _OP_WEIGHTS)
+
+
+# registry primitives with weights: torch names, in Keras' order (LayerNormalization / GroupNormalization:
+# gamma, beta; LayerScale: scale); a torch LayerScale on a feature map is (C, 1, 1), Keras' (C,)
+_OP_WEIGHTS = {"layernorm": ("weight", "bias"), "groupnorm": ("weight", "bias"), "layer_scale": ("scale",)}
+
+
+def _op_torch_shape(n: ir.Op, key: str) -> tuple:
+    c = n.in_shape[-1]
+    return (c, 1, 1) if n.op == "layer_scale" and len(n.in_shape) == 3 else (c,)
 
 
 def torch_shapes(model: ir.Model) -> dict[str, tuple]:
@@ -91,6 +105,9 @@ def torch_shapes(model: ir.Model) -> dict[str, tuple]:
             for k in ("weight", "bias", "running_mean", "running_var"):
                 shapes[f"{p}.{k}"] = (n.channels,)
             shapes[f"{p}.num_batches_tracked"] = ()
+        elif isinstance(n, ir.Op):
+            for k in _OP_WEIGHTS[n.op]:
+                shapes[f"{p}.{k}"] = _op_torch_shape(n, k)
         else:
             shapes[f"{p}.weight"] = (n.out_features, n.in_features)
             if n.bias:
@@ -161,6 +178,8 @@ def torch_to_keras(model: ir.Model, state: dict) -> dict[str, list]:
             ws = [kernel] + ([state[f"{p}.bias"]] if n.bias else [])
         elif isinstance(n, ir.BatchNorm):
             ws = [state[f"{p}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+        elif isinstance(n, ir.Op):
+            ws = [state[f"{p}.{k}"].reshape(-1) for k in _OP_WEIGHTS[n.op]]
         else:
             w = state[f"{p}.weight"]
             if n.path in flat:
@@ -201,6 +220,9 @@ def keras_to_torch(model: ir.Model, layers: dict[str, list]) -> dict:
             for key, w in zip(("weight", "bias", "running_mean", "running_var"), ws):
                 state[f"{p}.{key}"] = w
             state[f"{p}.num_batches_tracked"] = np.zeros((), dtype=np.int64)
+        elif isinstance(n, ir.Op):
+            for key, w in zip(_OP_WEIGHTS[n.op], ws):
+                state[f"{p}.{key}"] = w.reshape(_op_torch_shape(n, key))
         else:
             k = ws[0]
             if n.path in flat:

@@ -10,7 +10,7 @@ are exactly its parameters.
 
 from __future__ import annotations
 
-from archc import ir
+from archc import ir, ops
 
 
 def module_paths(model: ir.Model) -> dict[str, str]:
@@ -18,6 +18,8 @@ def module_paths(model: ir.Model) -> dict[str, str]:
     out: dict[str, str] = {}
     for root in [model.body] + [h.body for h in model.heads]:
         for n in ir.walk(root):
-            if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense)):
+            if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense)) or (
+                isinstance(n, ir.Op) and ops.get(n.op).params(n)[0]
+            ):
                 out[n.path] = n.path
     return out
