@@ -77,6 +77,10 @@ def _slice(e, t, scope):
 def _adaptive_avgpool(e, t, scope):
     size = t.attr("size")
     known = scope.value(size)
+    if known in (1, (1, 1), [1, 1]):
+        # Keras 3.15's AdaptiveAveragePooling2D pools with a window of the input's size + 1 for an output of 1:
+        # TensorFlow refuses it in graph mode (predict, fit: "Negative dimension size"); the mean is the same
+        return e.L("GlobalAveragePooling2D"), [], [("keepdims", c.lit(True))]
     node = c.lit(tuple(known) if isinstance(known, (list, tuple)) else known) if known is not None else scope.node(size)
     return e.L("AdaptiveAveragePooling2D"), [node], []
 

@@ -52,7 +52,7 @@ def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multipl
     if se_ratio > 0:
         branch1 = x
         branch2 = x
-        branch2 = layers.AdaptiveAveragePooling2D(1, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
+        branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
         branch2 = layers.Conv2D(int(round(se_ratio * width_in)), 1, name=f"{name}_se_branch2_fc1")(branch2)
         branch2 = layers.ReLU(name=f"{name}_se_branch2_relu")(branch2)
         branch2 = layers.Conv2D(a_channels, 1, name=f"{name}_se_branch2_fc2")(branch2)
