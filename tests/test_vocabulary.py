@@ -13,10 +13,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from archc.backends import get_backend
 
 from archc import ops
 from archc.analysis import analyze
-from archc.backends import get_backend
 from archc.errors import ArchcError
 from archc.pipeline import compile_spec
 from archc.spec import KINDS
@@ -200,7 +200,7 @@ def test_adaptive_pooling_windows_are_pytorchs():
 def test_stochastic_depth_trains_like_torchvision():
     """In training each sample is kept with probability 1 - p and scaled by 1 / (1 - p); in eval the identity."""
     torch = pytest.importorskip("torch")
-    keras = pytest.importorskip("keras")
+    pytest.importorskip("keras")
     model = compile_spec_text("- stochastic_depth: {p: 0.25}")
     tnet = _exec(get_backend("torch").emit(model)).build_model()
     kmodel = _exec(get_backend("keras").emit(model)).build_model()
