@@ -22,6 +22,7 @@ from archc.analysis import analyze  # noqa: E402
 from archc.cli import main as archc_main  # noqa: E402
 from archc.convert import keras_model_weights, keras_to_torch, set_keras_weights, torch_to_keras  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
+from tests.sizes import check_sets, heavy, small_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
@@ -37,7 +38,11 @@ FLOAT64 = {"regnet_y_400mf"}
 @functools.cache
 def built(spec: str, odd: bool, tmp: str):
     """(IR model, torch module, keras module) for a spec, emitted into ``tmp``."""
-    sets = ODD if odd else []
+    if heavy(spec):  # VGG, ResNet-152, EfficientNet-B5..B7, ...: a small size and a small odd one (tests/sizes.py)
+        s = small_size(spec) + (3 if odd else 0)
+        sets = [f"input.height={s}", f"input.width={s}"] if odd else check_sets(spec)
+    else:
+        sets = ODD if odd else []
     stem = Path(spec).stem + ("_odd" if odd else "")
     mods = []
     for backend in ("torch", "keras"):
