@@ -133,11 +133,14 @@ def keras_floatx(request):
     if spec is None or Path(spec).stem not in FLOAT64:
         yield
         return
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()  # the policy, once made, outlives floatx
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
         yield
     finally:
-        keras.config.set_floatx("float32")
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
 
 
 @pytest.mark.parametrize("spec,odd", CASES, ids=[f"{Path(s).stem}-{'odd' if o else 'spec'}" for s, o in CASES])
