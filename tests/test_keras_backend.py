@@ -314,6 +314,11 @@ def test_layer_names_and_configs_follow_the_ir(spec, spec_models):
             assert shapes == [(n.in_features, n.out_features)] + ([(n.out_features,)] if n.bias else []), n.path
         elif isinstance(n, ir.Dropout):
             assert cfg["rate"] == n.rate
+        elif isinstance(n, ir.Op) and n.op in ("layernorm", "groupnorm"):  # gamma, beta
+            assert shapes == [(n.in_shape[-1],)] * 2, n.path
+            assert cfg["epsilon"] == pytest.approx(n.attr("eps"), rel=1e-12)
+        elif isinstance(n, ir.Op) and n.op == "layer_scale":
+            assert shapes == [(n.in_shape[-1],)], n.path
         else:
             assert shapes == [], n.path
 

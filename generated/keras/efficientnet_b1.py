@@ -82,7 +82,7 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
     x = layers.Activation("silu", name=f"{name}_dw_act")(x)
     branch1 = x
     branch2 = x
-    branch2 = layers.AdaptiveAveragePooling2D(1, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
+    branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
     branch2 = layers.Conv2D(squeeze, 1, name=f"{name}_se_branch2_fc1")(branch2)
     branch2 = layers.Activation("silu", name=f"{name}_se_branch2_silu")(branch2)
     branch2 = layers.Conv2D(expanded, 1, name=f"{name}_se_branch2_fc2")(branch2)

@@ -81,7 +81,7 @@ def mbv3_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=No
     if se:
         branch1 = x
         branch2 = x
-        branch2 = layers.AdaptiveAveragePooling2D(1, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
+        branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
         branch2 = layers.Conv2D(
             max(8, (expanded // 4 + 4) // 8 * 8)
             + (8 if max(8, (expanded // 4 + 4) // 8 * 8) < 0.9 * (expanded // 4) else 0),
