@@ -173,6 +173,11 @@ class Lowerer:
         for path in sorted(STDLIB_DIR.glob("*.yaml")):
             raw = parse_yaml(read_text(str(path)), f"{STDLIB_PREFIX}{path.name}")
             for name, rb in raw.get("blocks", {}).items():
+                if name in self.raw_blocks:  # one namespace for all families: a second definition is a bug here
+                    raise ArchcError(
+                        f"stdlib block '{name}' is also defined at {getattr(self.raw_blocks[name][1], 'loc', '?')}",
+                        loc_of(raw["blocks"], name),
+                    )
                 try:
                     b = BlockSpec.model_validate(rb)
                 except ValidationError as exc:  # a bug in archc itself, but say where

@@ -245,3 +245,18 @@ def _exec(text: str):
     from pathlib import Path
 
     return _load(text, "sd_mod", Path(tempfile.mkdtemp()))
+
+
+def test_a_block_defined_by_two_stdlib_families_is_refused(tmp_path, monkeypatch, spec_file):
+    """Families share one namespace of block names: a second definition must not silently replace the first."""
+    from archc import lower
+
+    (tmp_path / "a.yaml").write_text("blocks:\n  unit:\n    body: [relu]\n")
+    (tmp_path / "b.yaml").write_text("blocks:\n  unit:\n    body: [sigmoid]\n")
+    monkeypatch.setattr(lower, "STDLIB_DIR", tmp_path)
+    with pytest.raises(ArchcError, match="stdlib block 'unit' is also defined at .*a.yaml:3"):
+        compile_spec(spec_file("dup", "- relu"))
+
+
+def test_the_stdlib_compiles_with_unique_block_names(spec_file):
+    compile_spec(spec_file("plain", "- relu"))  # every stdlib file loads: no name is defined twice
