@@ -31,11 +31,12 @@ WORST: dict = {}  # (case, size, backend) -> relative error, printed at the end
 # id: (spec, --set overrides, torchvision builder, builder kwargs)
 CASES = {
     "resnet18": ("specs/resnet18.yaml", [], "resnet18", {}),
-    "resnet34": ("specs/resnet18.yaml", ["layers=[3, 4, 6, 3]"], "resnet34", {}),
+    "resnet34": ("specs/resnet34.yaml", [], "resnet34", {}),
     "resnet50": ("specs/resnet50.yaml", [], "resnet50", {}),
-    "resnet101": ("specs/resnet50.yaml", ["layers=[3, 4, 23, 3]"], "resnet101", {}),
-    "resnext50_32x4d": ("specs/resnet50.yaml", ["groups=32", "base_width=4"], "resnext50_32x4d", {}),
-    "wide_resnet50_2": ("specs/resnet50.yaml", ["base_width=128"], "wide_resnet50_2", {}),
+    "resnet101": ("specs/resnet101.yaml", [], "resnet101", {}),
+    "resnet152": ("specs/resnet152.yaml", [], "resnet152", {}),
+    "resnext50_32x4d": ("specs/resnext50_32x4d.yaml", [], "resnext50_32x4d", {}),
+    "wide_resnet50_2": ("specs/wide_resnet50_2.yaml", [], "wide_resnet50_2", {}),
     # torchvision's DenseNets use BN epsilon 1e-5, the specs keras.applications' 1.001e-5
     "densenet121": ("specs/densenet121.yaml", ["defaults.bn.eps=1.0e-5"], "densenet121", {}),
     "densenet161": ("specs/densenet161.yaml", ["defaults.bn.eps=1.0e-5"], "densenet161", {}),
@@ -57,8 +58,26 @@ CASES = {
         {"aux_logits": True, "transform_input": False, "init_weights": True},
     ),
     "mobilenet_v2": ("specs/mobilenet_v2.yaml", [], "mobilenet_v2", {}),
+    # Inception v3 takes inputs >= 75 pixels, its aux head >= 299 (Mixed_6e's grid >= 17): off at the small
+    # sizes, on at full size (torchvision's eval forward returns the logits alone either way)
+    "inception_v3": (
+        "specs/inception_v3.yaml",
+        ["aux=false"],
+        "inception_v3",
+        {"aux_logits": False, "transform_input": False, "init_weights": True},
+    ),
+    "inception_v3_aux": (
+        "specs/inception_v3.yaml",
+        [],
+        "inception_v3",
+        {"aux_logits": True, "transform_input": False, "init_weights": True},
+    ),
 }
-HEAVY = {"resnet101", "resnext50_32x4d", "wide_resnet50_2", "densenet161", "densenet169", "densenet201"}
+HEAVY = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2", "densenet161", "densenet169", "densenet201"}
+# the two sizes of the fast tier and the full size, where a case needs others than SMALL, ODD, FULL
+SIZES = {"inception_v3": (107, 139)}
+FULL_SIZES = {"inception_v3": 299, "inception_v3_aux": 299}
+FULL_ONLY = {"googlenet_aux", "inception_v3_aux"}  # aux heads that exist at full size only
 
 
 def rel_err(ref, other) -> float:
@@ -164,13 +183,13 @@ def torch_logits(c: Case, size: int, state_path: Path):
 def torch_params(names):
     out = []
     for n in names:
-        for size in (SMALL, ODD):
+        for size in SIZES.get(n, (SMALL, ODD)):
             marks = [pytest.mark.slow] if n in HEAVY else []
             out.append(pytest.param(n, size, marks=marks, id=f"{n}-{size}"))
     return out
 
 
-FAST_TORCH = [n for n in CASES if n != "googlenet_aux"]
+FAST_TORCH = [n for n in CASES if n not in FULL_ONLY]
 
 
 @pytest.mark.parametrize("name,size", torch_params(FAST_TORCH))
@@ -189,26 +208,33 @@ def test_torchvision_to_generated_torch(name, size, case, cli, tmp_path):
 def test_torchvision_to_generated_torch_full_size(name, case, cli, tmp_path):
     c = case(name)
     out = tmp_path / "generated.pt"
-    convert(cli, c, out, FULL)
-    _, ref = c.reference(FULL)
-    err = rel_err(ref, torch_logits(c, FULL, out))
-    WORST[(name, FULL, "torch")] = err
+    full = FULL_SIZES.get(name, FULL)
+    convert(cli, c, out, full)
+    _, ref = c.reference(full)
+    err = rel_err(ref, torch_logits(c, full, out))
+    WORST[(name, full, "torch")] = err
     assert err <= TORCH_TOL
 
 
 KERAS = ["resnet18", "resnet50", "densenet121", "googlenet", "mobilenet_v2"]
 KERAS_SLOW = ["densenet161", "densenet169", "densenet201", "resnext50_32x4d"]
+KERAS_MORE = [
+    "resnet34",
+    "inception_v3",
+    pytest.param("inception_v3_aux", marks=pytest.mark.slow),
+]
 
 
 @pytest.mark.parametrize(
-    "name", KERAS + [pytest.param(n, marks=pytest.mark.slow) for n in KERAS_SLOW] + ["googlenet_aux"]
+    "name", KERAS + [pytest.param(n, marks=pytest.mark.slow) for n in KERAS_SLOW] + ["googlenet_aux"] + KERAS_MORE
 )
 def test_torchvision_to_generated_keras(name, case, cli, tmp_path):
     pytest.importorskip("keras")
     from archc.convert import load_generated
 
     c = case(name)
-    size = FULL if name == "googlenet_aux" else SMALL  # the aux heads exist at full size only
+    # the aux heads exist at full size only
+    size = FULL_SIZES.get(name, FULL) if name in FULL_ONLY else SIZES.get(name, (SMALL, ODD))[0]
     h5 = tmp_path / "generated.weights.h5"
     convert(cli, c, h5, size)
     kmodel = load_generated(compile_spec(c.spec, c.sets_at(size)), "keras").build_model()
@@ -381,7 +407,7 @@ def test_torchvision_names(spec, ours, theirs):
 def test_every_mapping_file_loads_and_names_its_models():
     folder = ROOT / "archc" / "stdlib" / "torchvision"
     files = sorted(folder.glob("*.yaml"))
-    assert [f.stem for f in files] == ["densenet", "inception", "mobilenetv2", "resnet"]
+    assert [f.stem for f in files] == ["densenet", "inception", "inception_v3", "mobilenetv2", "resnet"]
     for f in files:
         assert (ROOT / "archc" / "stdlib" / f.name).is_file()  # next to a family of the same name
         m = load_mapping(f)
