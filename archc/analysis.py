@@ -9,14 +9,16 @@ Shape rules follow PyTorch / TensorFlow exactly:
   the input and its leading padding (PyTorch's ``pooling_output_shape``).
 
 Parameter counts split as Keras counts them: BN gamma/beta trainable, BN running
-mean/variance non-trainable. MACs count multiply-accumulates of conv and dense layers.
+mean/variance non-trainable. MACs count multiply-accumulates of conv and dense layers (torchvision's
+``_ops`` convention); the registry's primitives (:mod:`archc.ops`) declare their own rules.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from . import ir
+from . import ir, ops
 
 
 def same_padding(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
@@ -68,6 +70,8 @@ def params_of(node: ir.Node) -> tuple[int, int]:
         return 2 * node.channels, 2 * node.channels
     if isinstance(node, ir.Dense):
         return node.in_features * node.out_features + (node.out_features if node.bias else 0), 0
+    if isinstance(node, ir.Op):
+        return ops.get(node.op).params(node)
     return 0, 0
 
 
@@ -76,8 +80,10 @@ def macs_of(node: ir.Node) -> int:
         ho, wo, co = node.out_shape
         kh, kw = node.kernel
         return ho * wo * co * kh * kw * (node.in_channels // node.groups)
-    if isinstance(node, ir.Dense):
-        return node.in_features * node.out_features
+    if isinstance(node, ir.Dense):  # on a feature map: once per position
+        return math.prod(node.out_shape[:-1]) * node.in_features * node.out_features
+    if isinstance(node, ir.Op):
+        return ops.get(node.op).macs(node)
     return 0
 
 
@@ -138,6 +144,8 @@ def _leaf_kind(node: ir.Node) -> str:
         return node.fn
     if isinstance(node, ir.Pool):
         return f"{node.op}pool"
+    if isinstance(node, ir.Op):
+        return node.op
     return node.kind
 
 

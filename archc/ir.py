@@ -124,6 +124,23 @@ class ZeroPad(Node):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Op(Node):
+    """A primitive defined in the vocabulary's registry (:mod:`archc.ops`): ``op`` is its spec kind
+    (``hardswish``, ``layernorm``, ``channel_shuffle``, ...), ``attrs`` its evaluated attributes
+    (numbers, bools, strings, pairs), in the order the registry declares them."""
+
+    kind: str = field(init=False, default="op")
+    op: str
+    attrs: tuple[tuple[str, Any], ...] = ()
+
+    def attr(self, key: str, default=None):
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+
+@dataclass(frozen=True, kw_only=True)
 class Seq(Node):
     kind: str = field(init=False, default="seq")
     children: tuple[Node, ...]
@@ -138,7 +155,7 @@ class Merge(Node):
     """
 
     kind: str = field(init=False, default="merge")
-    mode: str  # "concat" | "add"
+    mode: str  # "concat" | "add" | "mul" (a branch giving (1, 1, C) broadcasts over the positions)
     branches: tuple[Seq, ...]
     level: str
 

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from . import analysis, ir
+from . import analysis, ir, ops
 from .errors import ArchcError, Loc, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
 from .loader import LDict, key_loc, loc_of, parse_yaml, read_text
@@ -68,6 +68,9 @@ BUILTIN_DEFAULTS = {
     "residual": {"when": True},
 }
 
+BUILTIN_DEFAULTS.update({k: p.defaults for k, p in ops.PRIMITIVES.items() if p.defaults})
+MERGES = ("concat", "add", "mul")
+
 STDLIB_DIR = Path(__file__).parent / "stdlib"
 STDLIB_PREFIX = "<archc stdlib>/"
 
@@ -111,7 +114,7 @@ class _Level:
         self.counts = Counter(_item_base(it) for it in items)
         self.seen: Counter = Counter()
         self.used: dict[str, Loc | None] = {}
-        self.single_merge = class_scope and sum(_item_base(it) in ("concat", "add") for it in unnamed) == 1
+        self.single_merge = class_scope and sum(_item_base(it) in MERGES for it in unnamed) == 1
 
     def auto(self, item) -> str:
         base = _item_base(item)
@@ -342,7 +345,7 @@ class Lowerer:
                     )
                 )  # fmt: skip
             return mk(kind, (("when", when),), parts[0].out_ch, parts, transparent)
-        if kind in ("concat", "add"):
+        if kind in MERGES:
             raw_br = self.loc_list(raw, "branches") if raw is not None else None
             if raw_br is None and isinstance(_raw_attrs(raw_item), list):
                 raw_br = _raw_attrs(raw_item)
@@ -356,6 +359,9 @@ class Lowerer:
                     level.claim(f"branch{j + 1}", bloc)
             out = sym_add(*[b.out_ch for b in branches]) if kind == "concat" else branches[0].out_ch
             return mk(kind, (), out, branches, transparent)
+        if kind in ops.PRIMITIVES:
+            a = {attr.name: x(attr.name) for attr in ops.get(kind).attrs}
+            return mk(kind, tuple(a.items()), ops.get(kind).width(in_ch, a))
         if kind in ("repeat", "dense_connect"):
             count_key = "times" if kind == "repeat" else "layers"
             count = x(count_key)
@@ -618,17 +624,11 @@ class Lowerer:
             self.flat_sizes.setdefault(hw, set()).add((h, w))
             return ir.Flatten(**base, out_shape=(h * w * c,))
         if k == "dense":
-            if len(shape) != 1:
-                raise ArchcError(
-                    f"dense layer '{path}' needs flat input but gets a {_fmt(shape)} feature map; "
-                    "add 'gap' or 'flatten' before it",
-                    loc,
-                )
             out = _chan(_pos(a["out"], "out", al("out")), al("out"))
-            return ir.Dense(
+            return ir.Dense(  # on a feature map: pointwise over the channels (Keras Dense, a Linear on NHWC)
                 **base,
-                out_shape=(out,),
-                in_features=shape[0],
+                out_shape=(*shape[:-1], out),
+                in_features=shape[-1],
                 out_features=out,
                 bias=_bool(a["bias"], "bias", al("bias")),
             )
@@ -636,6 +636,29 @@ class Lowerer:
             h, w, c = _need_map(shape, k, path, loc)
             pad = _pad4(a["padding"], al("padding"))
             return ir.ZeroPad(**base, out_shape=(h + pad[0] + pad[1], w + pad[2] + pad[3], c), padding=pad)
+        if k in ops.PRIMITIVES:
+            prim = ops.get(k)
+            vals = {attr.name: attr.check(a[attr.name], al(attr.name)) for attr in prim.attrs}
+            try:
+                out_shape = prim.shape(shape, vals)
+            except ops.OpError as exc:
+                where = al(exc.attr) if exc.attr else loc
+                raise ArchcError(f"{k} '{path}': {exc.message}", where, attr=exc.attr) from None
+            return ir.Op(**base, out_shape=out_shape, op=k, attrs=tuple(vals.items()))
+        if k == "mul":
+            branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
+            full = [b.out_shape for b in branches if b.out_shape[:-1] != (1, 1) or len(b.out_shape) != 3]
+            out_shape = full[0] if full else branches[0].out_shape
+            for b in branches:
+                s = b.out_shape
+                if s != out_shape and not (len(s) == 3 and s[:2] == (1, 1) and s[-1] == out_shape[-1]):
+                    raise ArchcError(
+                        f"mul '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
+                        f"branch '{b.name}' gives {_fmt(s)}; shapes must match, or a branch must give "
+                        f"{_fmt((1, 1, out_shape[-1]))} (broadcast over the positions)",
+                        loc,
+                    )
+            return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
         if k in ("concat", "add"):
             branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
             shapes = [b.out_shape for b in branches]

@@ -37,6 +37,8 @@ PaddingT = Union[
     Int,
     Annotated[list[Int], Field(min_length=2, max_length=4, description="[h, w] or [top, bottom, left, right]")],
 ]
+from . import ops  # noqa: E402
+
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]
 
@@ -153,10 +155,29 @@ PRIMITIVES: dict[str, type[Model]] = {
     "dense": DenseAttrs,
     "zeropad": ZeroPadAttrs,
 }
+
+
+def _registry_attrs(p) -> type[Model]:
+    """The attribute model of a registry primitive (:mod:`archc.ops`), made from its declaration."""
+    from pydantic import create_model
+
+    types = {"int": Int, "index": Int, "pair": Pair, "float": Num}
+    fields: dict = {}
+    for a in p.attrs:
+        t = Union[Literal[a.choices], ExprStr] if a.type == "choice" else types[a.type]
+        default = ... if a.required and a.default is None else None
+        fields[a.name] = (t | None if default is None else t, Field(default, description=a.doc))
+    model = create_model(f"{p.kind.title().replace('_', '')}Attrs", __base__=Common, **fields)
+    model.__doc__ = p.doc
+    return model
+
+
+PRIMITIVES.update({k: _registry_attrs(p) for k, p in ops.PRIMITIVES.items()})
 COMBINATORS: dict[str, type[Model]] = {
     "seq": SeqAttrs,
     "concat": BranchesAttrs,
     "add": BranchesAttrs,
+    "mul": BranchesAttrs,
     "repeat": RepeatAttrs,
     "dense_connect": DenseConnectAttrs,
     "residual": ResidualAttrs,
@@ -175,7 +196,7 @@ def _normalize(v: Any) -> Any:
             return {k: {}}
         if isinstance(a, list) and k in ("seq", "residual"):
             return {k: {"body": a}}
-        if isinstance(a, list) and k in ("concat", "add"):
+        if isinstance(a, list) and k in ("concat", "add", "mul"):
             return {k: {"branches": a}}
     return v
 
@@ -366,7 +387,7 @@ def json_schema() -> dict:
         alts = [prop, {"type": "null"}]
         if kind in ("seq", "residual"):
             alts.append({"type": "array", "items": item_ref})
-        if kind in ("concat", "add"):
+        if kind in ("concat", "add", "mul"):
             alts.append({"type": "array", "items": {"type": "array", "items": item_ref}})
         item["properties"][kind] = {"anyOf": alts}
     required = schema.pop("required", [])

@@ -93,7 +93,7 @@ def pair_instances(model: ir.Model) -> dict[int, list[ir.Node]]:
             for tc in t.children:
                 if tc.name in by_name:
                     pair(tc, by_name[tc.name])
-        elif t.kind in ("concat", "add"):
+        elif t.kind in ("concat", "add", "mul"):
             for tb, nb in zip(t.children, n.branches):
                 pair(tb, nb)
         elif t.kind == "repeat":

@@ -30,10 +30,11 @@ from archc.lower import camel
 
 from .. import code as c
 from ..common import Scope, Unsupported, pad4, pair, pair_instances, spec_label
+from .ops import EMIT, FRESH_OPS, INPLACE_OPS
 
 ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
-INPLACE = ("relu", "relu6", "silu")
-FRESH_OUTPUT = ("conv", "dwconv", "bn", "dense", "maxpool", "avgpool", "zeropad", "concat", "add")
+INPLACE = ("relu", "relu6", "silu") + INPLACE_OPS
+FRESH_OUTPUT = ("conv", "dwconv", "bn", "dense", "maxpool", "avgpool", "zeropad", "concat", "add", "mul") + FRESH_OPS
 HELPER_ORDER = [
     "same_pad",
     "cat_then",
@@ -42,8 +43,14 @@ HELPER_ORDER = [
     "MaxPool2dSame",
     "Concat",
     "Add",
+    "Mul",
     "Residual",
     "DenseConnect",
+    "LayerNorm2d",
+    "PointwiseLinear",
+    "LayerScale",
+    "StochasticDepth",
+    "ChannelSlice",
 ]
 # module-level names of the generated file besides classes: name -> what needs it
 MODULE_NAMES = ("torch", "nn", "F", "OrderedDict", "NamedTuple", "checkpoint", "_same_pad", "_cat_then", "_KeepStats")
@@ -158,7 +165,7 @@ class TorchEmitter:
         """The helper classes and functions the model uses, parsed from ``templates/helpers.py``, names mapped."""
         if "Conv2dSame" in self.helpers or "MaxPool2dSame" in self.helpers:
             self.helpers.add("same_pad")
-        if "Conv2dPadded" in self.helpers or "same_pad" in self.helpers:
+        if self.helpers & {"Conv2dPadded", "same_pad", "LayerNorm2d", "PointwiseLinear"}:
             self.used.add("F")
         if "DenseConnect" in self.helpers and self.memory_efficient:
             self.helpers.add("cat_then")
@@ -349,7 +356,7 @@ class TorchEmitter:
             return self.class_body(t, scope, k, var, top, cond)
         if t.kind == "residual" and t.transparent:
             return self.class_residual(t, scope, k, var, top, cond, comment)
-        if t.kind in ("concat", "add") and t.transparent:
+        if t.kind in ("concat", "add", "mul") and t.transparent:
             return self.class_merge(t, scope, k, var, cond, comment)
         me = c.attr("self", t.name)
         if t.kind == "flatten" and cond is None:
@@ -385,7 +392,7 @@ class TorchEmitter:
         else:
             value = outs[0]
             for o in outs[1:]:
-                value = c.binop(value, "+", o)
+                value = c.binop(value, "+" if t.kind == "add" else "*", o)
         stmt = c.assign(var, value, comment)
         if cond is None:
             return [stmt]
@@ -500,7 +507,10 @@ class TorchEmitter:
             return self.nn("Dropout", p=node(a["rate"]))
         if kind == "dense":
             kw = {} if scope.value(a["bias"]) is True else {"bias": node(a["bias"])}
-            return self.nn("Linear", self.width(t.in_ch, scope, k), node(a["out"]), **kw)
+            cls = self.ref("PointwiseLinear") if self._rank(t) == 3 else c.attr(self.ref("nn"), "Linear")
+            return c.call(cls, self.width(t.in_ch, scope, k), node(a["out"]), **kw)
+        if kind in EMIT:
+            return EMIT[kind](self, t, scope, k, inplace)
         if kind == "zeropad":
             pad = scope.value(a["padding"])
             if pad is None:
@@ -509,8 +519,8 @@ class TorchEmitter:
             return self.nn("ZeroPad2d", c.lit((left, right, top, bottom)))
         if kind == "seq":
             return self.container(t, scope, k)
-        if kind in ("concat", "add"):
-            helper = "Concat" if kind == "concat" else "Add"
+        if kind in ("concat", "add", "mul"):
+            helper = {"concat": "Concat", "add": "Add", "mul": "Mul"}[kind]
             branches = [(br.name, self.container(br, scope, k)) for br in t.children]
             return c.kwcall(self.ref(helper), [c.kwcall(self.ref("OrderedDict"), [], branches)], [])
         if kind == "residual":
@@ -592,7 +602,7 @@ class TorchEmitter:
         def visit(t: ir.TNode, prev_name: str | None):
             if any(n.startswith("__w") for n in t.in_ch.names()):
                 return  # a named running width: a local already
-            if t.kind in ("conv", "dwconv", "bn", "dense", "call"):
+            if t.kind in ("conv", "dwconv", "bn", "dense", "call", "layernorm", "groupnorm", "layer_scale"):
                 key = ast.dump(scope.node(t.in_ch))
                 k.uses[key] = k.uses.get(key, 0) + 1
                 if prev_name and key not in k.producer:

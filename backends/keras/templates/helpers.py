@@ -1,5 +1,6 @@
 """Helpers the generated Keras code may need; the emitter copies the ones a model uses (not imported by archc)."""
 
+import keras
 from keras import layers, ops
 
 
@@ -39,3 +40,81 @@ class MaxPadding2D(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
+
+
+class GeluTanh(layers.Layer):
+    """GELU with the tanh approximation (PyTorch's GELU(approximate="tanh"))."""
+
+    def call(self, x):
+        return ops.gelu(x, approximate=True)
+
+
+class LayerScale(layers.Layer):
+    """A learned per-channel scale (ConvNeXt's layer scale), initialized to ``init``."""
+
+    def __init__(self, init, **kwargs):
+        super().__init__(**kwargs)
+        self.init = init
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(
+            name="scale", shape=(input_shape[-1],), initializer=keras.initializers.Constant(self.init)
+        )
+
+    def call(self, x):
+        return x * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init}
+
+
+class StochasticDepth(layers.Layer):
+    """Stochastic depth, row mode (torchvision.ops.StochasticDepth): the identity in inference; in training each
+    sample is zeroed with probability p and the kept ones are scaled by 1 / (1 - p)."""
+
+    def __init__(self, p, **kwargs):
+        super().__init__(**kwargs)
+        self.p = p
+        self.seed = keras.random.SeedGenerator()
+
+    def call(self, x, training=False):
+        if not training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        noise = ops.cast(keras.random.uniform(shape, seed=self.seed) < keep, x.dtype)
+        return x * noise / keep
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p}
+
+
+class ChannelShuffle(layers.Layer):
+    """Channel shuffle (ShuffleNet): channels as (groups, C / groups), transposed, flattened."""
+
+    def __init__(self, groups, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = groups
+
+    def call(self, x):
+        _, h, w, c = x.shape
+        x = ops.reshape(x, (-1, h, w, self.groups, c // self.groups))
+        x = ops.transpose(x, (0, 1, 2, 4, 3))
+        return ops.reshape(x, (-1, h, w, c))
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
+class ChannelSlice(layers.Layer):
+    """Channels [start, stop) of the input (stop None: to the last)."""
+
+    def __init__(self, start, stop, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, x):
+        return x[..., self.start : self.stop]
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}

@@ -123,3 +123,75 @@ class DenseConnectMemoryEfficient(nn.ModuleList):
             else:
                 features.append(layer(torch.cat(features, 1)))
         return torch.cat(features, 1)
+
+
+class Mul(nn.ModuleDict):
+    """Runs each branch on the same input and multiplies the results (a 1 x 1 result broadcasts: gating)."""
+
+    def forward(self, x):
+        branches = list(self.values())
+        out = branches[0](x)
+        for branch in branches[1:]:
+            out = out * branch(x)
+        return out
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an N x C x H x W tensor, at each position (torchvision's LayerNorm2d)."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class PointwiseLinear(nn.Linear):
+    """A Linear layer applied to the channels of an N x C x H x W tensor at each position."""
+
+    def forward(self, x):
+        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+
+
+class LayerScale(nn.Module):
+    """A learned per-channel scale (ConvNeXt's layer scale); ``spatial``: the input is N x C x H x W."""
+
+    def __init__(self, channels, init, spatial=True):
+        super().__init__()
+        shape = (channels, 1, 1) if spatial else (channels,)
+        self.scale = nn.Parameter(torch.full(shape, float(init)))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+class StochasticDepth(nn.Module):
+    """Stochastic depth, row mode (torchvision.ops.StochasticDepth): the identity in eval; in training each
+    sample is zeroed with probability p and the kept ones are scaled by 1 / (1 - p)."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * noise.div_(keep)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class ChannelSlice(nn.Module):
+    """Channels [start, stop) of the input."""
+
+    def __init__(self, start, stop):
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x):
+        return x[:, self.start : self.stop]
+
+    def extra_repr(self):
+        return f"start={self.start}, stop={self.stop}"
