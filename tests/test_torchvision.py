@@ -72,10 +72,21 @@ CASES = {
         "inception_v3",
         {"aux_logits": True, "transform_input": False, "init_weights": True},
     ),
+    "squeezenet1_1": ("specs/squeezenet1_1.yaml", [], "squeezenet1_1", {}),
+    # VGG and AlexNet pool adaptively before the classifier: exact at any size (VGG >= 32, AlexNet >= 63 pixels)
+    "vgg11": ("specs/vgg11.yaml", [], "vgg11", {}),
+    "vgg16": ("specs/vgg16.yaml", [], "vgg16", {}),
+    "vgg19": ("specs/vgg19.yaml", [], "vgg19", {}),
+    "vgg16_bn": ("specs/vgg16_bn.yaml", [], "vgg16_bn", {}),
+    "alexnet": ("specs/alexnet.yaml", [], "alexnet", {}),
 }
 HEAVY = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2", "densenet161", "densenet169", "densenet201"}
 # the two sizes of the fast tier and the full size, where a case needs others than SMALL, ODD, FULL
-SIZES = {"inception_v3": (107, 139)}
+SIZES = {
+    "inception_v3": (107, 139),
+    **{n: (32, 45) for n in ("vgg11", "vgg16", "vgg19", "vgg16_bn")},
+    "alexnet": (63, 97),
+}
 FULL_SIZES = {"inception_v3": 299, "inception_v3_aux": 299}
 FULL_ONLY = {"googlenet_aux", "inception_v3_aux"}  # aux heads that exist at full size only
 
@@ -222,6 +233,9 @@ KERAS_MORE = [
     "resnet34",
     "inception_v3",
     pytest.param("inception_v3_aux", marks=pytest.mark.slow),
+    "squeezenet1_1",
+    "vgg16_bn",
+    "alexnet",
 ]
 
 
@@ -407,7 +421,16 @@ def test_torchvision_names(spec, ours, theirs):
 def test_every_mapping_file_loads_and_names_its_models():
     folder = ROOT / "archc" / "stdlib" / "torchvision"
     files = sorted(folder.glob("*.yaml"))
-    assert [f.stem for f in files] == ["densenet", "inception", "inception_v3", "mobilenetv2", "resnet"]
+    assert [f.stem for f in files] == [
+        "alexnet",
+        "densenet",
+        "inception",
+        "inception_v3",
+        "mobilenetv2",
+        "resnet",
+        "squeezenet",
+        "vgg",
+    ]
     for f in files:
         assert (ROOT / "archc" / "stdlib" / f.name).is_file()  # next to a family of the same name
         m = load_mapping(f)
