@@ -54,10 +54,10 @@ REFERENCE = [
     ("resnet152", (), 60_192_808, 151_424),
     ("resnext50_32x4d", (), 25_028_904, 68_224),
     ("wide_resnet50_2", (), 68_883_240, 68_224),
-    ("inception_v3", (), 27_161_264, 36_224),
-    # without the aux head: ARCHITECTURES.md's parameters; BN stats 36,224 less the aux head's two BNs
-    # (128 + 768 channels, 2 statistics each) = keras.applications InceptionV3's non-trainable 34,432
-    ("inception_v3", ("aux=false",), 23_834_568, 34_432),
+    ("inception_v3", ("aux=true",), 27_161_264, 36_224),
+    # without the aux head (the spec's default): ARCHITECTURES.md's parameters; BN stats 36,224 less the aux head's
+    # two BNs (128 + 768 channels, 2 statistics each) = keras.applications InceptionV3's non-trainable 34,432
+    ("inception_v3", (), 23_834_568, 34_432),
     ("squeezenet1_1", (), 1_235_496, 0),
     ("vgg11", (), 132_863_336, 0),
     ("vgg16", (), 138_357_544, 0),
@@ -334,8 +334,8 @@ TORCHVISION_LIVE = [
     ("resnet152", (), "resnet152", {}),
     ("resnext50_32x4d", (), "resnext50_32x4d", {}),
     ("wide_resnet50_2", (), "wide_resnet50_2", {}),
-    ("inception_v3", (), "inception_v3", {"aux_logits": True, "init_weights": False}),
-    ("inception_v3", ("aux=false",), "inception_v3", {"aux_logits": False, "init_weights": False}),
+    ("inception_v3", ("aux=true",), "inception_v3", {"aux_logits": True, "init_weights": False}),
+    ("inception_v3", (), "inception_v3", {"aux_logits": False, "init_weights": False}),
     ("squeezenet1_1", (), "squeezenet1_1", {}),
     ("vgg11", (), "vgg11", {}),
     ("vgg16", (), "vgg16", {}),

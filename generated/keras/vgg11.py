@@ -15,22 +15,15 @@ from keras import layers
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-def vgg_stage(x, out, convs, batch_norm=False, name=None):
-    """A stage of VGG's table 1: `convs` times (3x3 conv with bias, padding 1 - [BN] - ReLU) at width `out`, then a
-    2x2/2 max-pool. The repeat is named conv_relu, or conv_bn_relu with batch_norm (the torchvision mapping counts 2
-    or 3 modules per conv from it).
+def vgg_stage(x, out, convs, name=None):
+    """A stage of VGG's table 1: `convs` times (3x3 conv with bias, padding 1 - ReLU) at width `out`, then a 2x2/2 max-
+    pool.
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    if not batch_norm:
-        for i in range(convs):
-            x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv_relu_{i}_conv")(x)
-            x = layers.ReLU(name=f"{name}_conv_relu_{i}_relu")(x)
-    if batch_norm:
-        for i in range(convs):
-            x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv_bn_relu_{i}_conv")(x)
-            x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_conv_bn_relu_{i}_bn")(x)
-            x = layers.ReLU(name=f"{name}_conv_bn_relu_{i}_relu")(x)
+    for i in range(convs):
+        x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv_relu_{i}_conv")(x)
+        x = layers.ReLU(name=f"{name}_conv_relu_{i}_relu")(x)
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     return x
 

@@ -18,69 +18,27 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 
 class VggStage(nn.Module):
-    """A stage of VGG's table 1: `convs` times (3x3 conv with bias, padding 1 - [BN] - ReLU) at width `out`, then a
-    2x2/2 max-pool. The repeat is named conv_relu, or conv_bn_relu with batch_norm (the torchvision mapping counts 2
-    or 3 modules per conv from it).
+    """A stage of VGG's table 1: `convs` times (3x3 conv with bias, padding 1 - ReLU) at width `out`, then a 2x2/2 max-
+    pool.
     """
 
-    def __init__(self, in_channels, out, convs, batch_norm=False):
+    def __init__(self, in_channels, out, convs):
         super().__init__()
-        if not batch_norm:
-            self.conv_relu = nn.Sequential(
+        self.conv_relu = nn.Sequential(
+            nn.Sequential(
+                OrderedDict(conv=nn.Conv2d(in_channels, out, kernel_size=3, padding=1), relu=nn.ReLU(inplace=True))
+            ),
+            *[
                 nn.Sequential(
-                    OrderedDict(conv=nn.Conv2d(in_channels, out, kernel_size=3, padding=1), relu=nn.ReLU(inplace=True))
-                ),
-                *[
-                    nn.Sequential(
-                        OrderedDict(conv=nn.Conv2d(out, out, kernel_size=3, padding=1), relu=nn.ReLU(inplace=True))
-                    )
-                    for _ in range(convs - 1)
-                ],
-            )
-        else:
-            self.conv_relu = None
-        if batch_norm:
-            self.conv_bn_relu = nn.Sequential(
-                nn.Sequential(
-                    OrderedDict(
-                        conv=nn.Conv2d(
-                            (out if convs > 0 else in_channels) if not batch_norm else in_channels,
-                            out,
-                            kernel_size=3,
-                            padding=1,
-                        ),
-                        bn=nn.BatchNorm2d(out, eps=1e-05, momentum=0.1),
-                        relu=nn.ReLU(inplace=True),
-                    )
-                ),
-                *[
-                    nn.Sequential(
-                        OrderedDict(
-                            conv=nn.Conv2d(out, out, kernel_size=3, padding=1),
-                            bn=nn.BatchNorm2d(out, eps=1e-05, momentum=0.1),
-                            relu=nn.ReLU(inplace=True),
-                        )
-                    )
-                    for _ in range(convs - 1)
-                ],
-            )
-        else:
-            self.conv_bn_relu = None
-        conv_bn_relu_channels = (
-            (out if convs > 0 else (out if convs > 0 else in_channels) if not batch_norm else in_channels)
-            if batch_norm
-            else (out if convs > 0 else in_channels)
-            if not batch_norm
-            else in_channels
+                    OrderedDict(conv=nn.Conv2d(out, out, kernel_size=3, padding=1), relu=nn.ReLU(inplace=True))
+                )
+                for _ in range(convs - 1)
+            ],
         )
         self.pool = nn.MaxPool2d(kernel_size=2)
-        self.out_channels = conv_bn_relu_channels
 
     def forward(self, x):
-        if self.conv_relu is not None:
-            x = self.conv_relu(x)
-        if self.conv_bn_relu is not None:
-            x = self.conv_bn_relu(x)
+        x = self.conv_relu(x)
         x = self.pool(x)
         return x
 
