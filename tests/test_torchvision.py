@@ -445,6 +445,21 @@ NAMES = [
     ("specs/mobilenet_v2.yaml", "stage7.first.expand_conv.weight", "features.17.conv.0.0.weight"),
     ("specs/mobilenet_v2.yaml", "head_bn.num_batches_tracked", "features.18.1.num_batches_tracked"),
     ("specs/mobilenet_v2.yaml", "classifier.weight", "classifier.1.weight"),
+    ("specs/inception_v3.yaml", "Mixed_5b.branch2.branch5x5_2.bn.running_var", "Mixed_5b.branch5x5_2.bn.running_var"),
+    (
+        "specs/inception_v3.yaml",
+        "Mixed_7c.branch3.concat.branch2.branch3x3dbl_3b.conv.weight",
+        "Mixed_7c.branch3x3dbl_3b.conv.weight",
+    ),
+    ("specs/squeezenet1_1.yaml", "fire5.branch2.expand3x3.bias", "features.7.expand3x3.bias"),
+    ("specs/squeezenet1_1.yaml", "conv10.weight", "classifier.1.weight"),
+    ("specs/vgg16.yaml", "features17.conv_relu.1.conv.bias", "features.21.bias"),
+    ("specs/vgg19.yaml", "features28.conv_relu.2.conv.weight", "features.34.weight"),
+    ("specs/vgg16_bn.yaml", "features24.bn.running_mean", "features.25.running_mean"),
+    ("specs/vgg16_bn.yaml", "features34.conv_bn_relu.1.bn.weight", "features.41.weight"),
+    ("specs/vgg11.yaml", "classifier.fc3.weight", "classifier.6.weight"),
+    ("specs/alexnet.yaml", "conv5.bias", "features.10.bias"),
+    ("specs/alexnet.yaml", "classifier.fc1.weight", "classifier.1.weight"),
 ]
 
 

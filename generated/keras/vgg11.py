@@ -17,11 +17,13 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 def vgg_stage(x, out, convs, name=None):
     """A stage of VGG's table 1: `convs` times (3x3 conv with bias, padding 1 - ReLU) at width `out`, then a 2x2/2 max-
-    pool.
+    pool. The first conv changes the width, the repeat of the rest keeps it.
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    for i in range(convs):
+    x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    for i in range(convs - 1):
         x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv_relu_{i}_conv")(x)
         x = layers.ReLU(name=f"{name}_conv_relu_{i}_relu")(x)
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)

@@ -24,7 +24,10 @@ def vgg_bn_stage(x, out, convs, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    for i in range(convs):
+    x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    for i in range(convs - 1):
         x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv_bn_relu_{i}_conv")(x)
         x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_conv_bn_relu_{i}_bn")(x)
         x = layers.ReLU(name=f"{name}_conv_bn_relu_{i}_relu")(x)

@@ -19,25 +19,26 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 class VggStage(nn.Module):
     """A stage of VGG's table 1: `convs` times (3x3 conv with bias, padding 1 - ReLU) at width `out`, then a 2x2/2 max-
-    pool.
+    pool. The first conv changes the width, the repeat of the rest keeps it.
     """
 
     def __init__(self, in_channels, out, convs):
         super().__init__()
+        self.conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
         self.conv_relu = nn.Sequential(
-            nn.Sequential(
-                OrderedDict(conv=nn.Conv2d(in_channels, out, kernel_size=3, padding=1), relu=nn.ReLU(inplace=True))
-            ),
             *[
                 nn.Sequential(
                     OrderedDict(conv=nn.Conv2d(out, out, kernel_size=3, padding=1), relu=nn.ReLU(inplace=True))
                 )
                 for _ in range(convs - 1)
-            ],
+            ]
         )
         self.pool = nn.MaxPool2d(kernel_size=2)
 
     def forward(self, x):
+        x = self.conv(x)
+        x = self.relu(x)
         x = self.conv_relu(x)
         x = self.pool(x)
         return x

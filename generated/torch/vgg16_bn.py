@@ -27,14 +27,10 @@ class VggBnStage(nn.Module):
 
     def __init__(self, in_channels, out, convs):
         super().__init__()
+        self.conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=1)
+        self.bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.relu = nn.ReLU(inplace=True)
         self.conv_bn_relu = nn.Sequential(
-            nn.Sequential(
-                OrderedDict(
-                    conv=nn.Conv2d(in_channels, out, kernel_size=3, padding=1),
-                    bn=nn.BatchNorm2d(out, eps=1e-05, momentum=0.1),
-                    relu=nn.ReLU(inplace=True),
-                )
-            ),
             *[
                 nn.Sequential(
                     OrderedDict(
@@ -44,11 +40,14 @@ class VggBnStage(nn.Module):
                     )
                 )
                 for _ in range(convs - 1)
-            ],
+            ]
         )
         self.pool = nn.MaxPool2d(kernel_size=2)
 
     def forward(self, x):
+        x = self.conv(x)
+        x = self.bn(x)
+        x = self.relu(x)
         x = self.conv_bn_relu(x)
         x = self.pool(x)
         return x
