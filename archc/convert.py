@@ -1,14 +1,15 @@
-"""Weight conversion between the generated PyTorch and Keras models, mapped through the IR.
+"""Weight conversion between the generated models of two backends, composed through the IR.
 
-"Train in PyTorch, deploy with Keras" (and back). Every leaf with weights in the IR (conv,
-depthwise conv, batch norm, dense) has one PyTorch module path (:mod:`archc.backends.torch.names`) and
-one Keras layer name (its IR path with '.' -> '_'); tensors are moved between them with the
-layout changes each framework needs:
+"Train in PyTorch, deploy with Keras" (and back). Each backend declares, per weighted IR node kind, where its
+tensors live and how each maps to the canonical layout of :mod:`archc.weights` (``archc/backends/<name>/weights.py``,
+found through :func:`archc.backends.weight_layout`); :func:`convert` checks the weights against the source's
+declaration, takes them to the canonical layout and from there to the destination's. For PyTorch and Keras:
 
 * conv ``OIHW`` <-> Keras ``HWIO``; depthwise ``(C*m, 1, kh, kw)`` <-> ``(kh, kw, C, m)``;
 * batch norm weight, bias, running mean / variance <-> gamma, beta, moving mean / variance;
 * dense ``(out, in)`` <-> ``(in, out)``, and a dense layer fed by a flatten has its input
-  dimension permuted from PyTorch's ``C, H, W`` order to Keras' ``H, W, C`` order.
+  dimension permuted from PyTorch's ``C, H, W`` order to Keras' ``H, W, C`` order;
+* layer / group norm weight, bias <-> gamma, beta; layer scale ``(C, 1, 1)`` <-> ``(C,)``.
 
 torchvision's checkpoints come in through :func:`from_torchvision`: their keys are renamed to the
 generated model's by the rules of the model's family (``archc/stdlib/torchvision/<family>.yaml``,
@@ -25,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from . import ir
+from . import weights as W
 from .errors import ArchcError, Loc
 
 MAX_LISTED = 12
@@ -34,68 +36,23 @@ def keras_layer_name(path: str) -> str:
     return path.replace(".", "_")
 
 
-def _flatten_sources(model: ir.Model) -> dict[str, tuple[int, int, int]]:
-    """IR path of each dense layer fed (through elementwise ops only) by a flatten -> the flattened (H, W, C)."""
-    out: dict[str, tuple[int, int, int]] = {}
-
-    def walk(n: ir.Node, flat):
-        if isinstance(n, ir.Flatten):
-            return n.in_shape
-        if isinstance(n, ir.Dense):
-            if flat is not None:
-                out[n.path] = flat
-            return None
-        if isinstance(n, (ir.Dropout, ir.Act)):
-            return flat
-        if isinstance(n, ir.BatchNorm) and flat is not None and len(n.in_shape) == 1:
-            raise ArchcError(f"weight conversion: batch norm '{n.path}' on flattened features is not supported", n.loc)
-        if isinstance(n, ir.Seq):
-            for c in n.children:
-                flat = walk(c, flat)
-            return flat
-        if isinstance(n, ir.Call):
-            return walk(n.body, flat)
-        if isinstance(n, ir.Repeat):
-            for it in n.iterations:
-                flat = walk(it, flat)
-            return flat
-        for c in ir.children(n):
-            walk(c, None)
-        return None
-
-    walk(model.body, None)
-    for h in model.heads:
-        walk(h.body, None)
-    return out
-
-
 def weighted_leaves(model: ir.Model) -> list[ir.Node]:
-    roots = [model.body] + [h.body for h in model.heads]
-    return [n for r in roots for n in ir.walk(r) if isinstance(n, (ir.Conv, ir.BatchNorm, ir.Dense))]
+    return W.weighted_leaves(model)
+
+
+def layout(backend: str) -> W.Declaration:
+    """The weight declaration of ``backend`` (through the backend registry)."""
+    from .backends import weight_layout
+
+    try:
+        return weight_layout(backend)
+    except KeyError as exc:
+        raise ArchcError(f"weight conversion: {exc.args[0]}", None) from None
 
 
 def torch_shapes(model: ir.Model) -> dict[str, tuple]:
     """Every state_dict entry the generated PyTorch model has, with its shape."""
-    from .backends.torch.names import module_paths
-
-    paths = module_paths(model)
-    shapes: dict[str, tuple] = {}
-    for n in weighted_leaves(model):
-        p = paths[n.path]
-        if isinstance(n, ir.Conv):
-            kh, kw = n.kernel
-            shapes[f"{p}.weight"] = (n.out_channels, n.in_channels // n.groups, kh, kw)
-            if n.bias:
-                shapes[f"{p}.bias"] = (n.out_channels,)
-        elif isinstance(n, ir.BatchNorm):
-            for k in ("weight", "bias", "running_mean", "running_var"):
-                shapes[f"{p}.{k}"] = (n.channels,)
-            shapes[f"{p}.num_batches_tracked"] = ()
-        else:
-            shapes[f"{p}.weight"] = (n.out_features, n.in_features)
-            if n.bias:
-                shapes[f"{p}.bias"] = (n.out_features,)
-    return shapes
+    return W.shapes(layout("torch"), model)
 
 
 def _natural(key: str) -> list:
@@ -103,10 +60,12 @@ def _natural(key: str) -> list:
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", key)]
 
 
-def _fit_problems(expected: dict[str, tuple], state: dict, shown=lambda k: k, in_order: bool = False) -> list[str]:
+def _fit_problems(
+    expected: dict[str, tuple], state: dict, shown=lambda k: k, in_order: bool = False, unchecked=frozenset()
+) -> list[str]:
     """What keeps ``state`` from fitting ``expected`` (key -> shape): missing, unexpected, mis-shaped keys,
     each named by ``shown(key)``; sorted by name, or with ``in_order`` in the model's order (unexpected ones
-    in the checkpoint's)."""
+    in the checkpoint's). The shapes of ``unchecked`` keys (counters) are not compared."""
     if in_order:
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
@@ -118,7 +77,7 @@ def _fit_problems(expected: dict[str, tuple], state: dict, shown=lambda k: k, in
     misshaped = [
         f"{shown(k)} {tuple(state[k].shape)} (spec needs {expected[k]})"
         for k in common
-        if tuple(state[k].shape) != expected[k] and not k.endswith("num_batches_tracked")
+        if tuple(state[k].shape) != expected[k] and k not in unchecked
     ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
@@ -129,92 +88,51 @@ def _fit_problems(expected: dict[str, tuple], state: dict, shown=lambda k: k, in
     return problems
 
 
-def _check_state(model: ir.Model, state: dict, src: str) -> None:
-    problems = _fit_problems(torch_shapes(model), state)
+def check(model: ir.Model, decl: W.Declaration, weights, src: str) -> None:
+    """Refuse ``weights`` (held ``decl``'s way) that do not fit ``model``: missing, unexpected, mis-shaped
+    tensors, named ``<layer>.<tensor>``."""
+    flat = W.flat_keys(decl, model, weights)
+    problems = _fit_problems(W.shapes(decl, model), flat, unchecked=W.counters(decl, model))
     if problems:
         raise ArchcError(
-            f"checkpoint does not fit spec '{model.name}' ({model.spec_file}): " + "; ".join(problems),
+            f"{decl.noun} does not fit spec '{model.name}' ({model.spec_file}): " + "; ".join(problems),
             Loc(src, 1, 1),
         )
 
 
-def torch_to_keras(model: ir.Model, state: dict) -> dict[str, list]:
-    """PyTorch state_dict (name -> array-like) -> {Keras layer name: [weights in Keras order]}."""
+def _check_state(model: ir.Model, state: dict, src: str) -> None:
+    check(model, layout("torch"), state, src)
+
+
+def _numpy(weights, grouped: bool):
     import numpy as np
 
-    from .backends.torch.names import module_paths
+    def arr(v):
+        return np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
 
-    state = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in state.items()}
-    _check_state(model, state, "<state_dict>")
-    paths = module_paths(model)
-    flat = _flatten_sources(model)
-    out: dict[str, list] = {}
-    for n in weighted_leaves(model):
-        p = paths[n.path]
-        if isinstance(n, ir.Conv):
-            w = state[f"{p}.weight"]
-            if n.depthwise:
-                c, (kh, kw) = n.in_channels, n.kernel
-                kernel = w.reshape(c, n.out_channels // c, kh, kw).transpose(2, 3, 0, 1)
-            else:
-                kernel = w.transpose(2, 3, 1, 0)
-            ws = [kernel] + ([state[f"{p}.bias"]] if n.bias else [])
-        elif isinstance(n, ir.BatchNorm):
-            ws = [state[f"{p}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
-        else:
-            w = state[f"{p}.weight"]
-            if n.path in flat:
-                h, wd, c = flat[n.path]
-                kernel = w.reshape(n.out_features, c, h, wd).transpose(2, 3, 1, 0).reshape(h * wd * c, n.out_features)
-            else:
-                kernel = w.T
-            ws = [kernel] + ([state[f"{p}.bias"]] if n.bias else [])
-        out[keras_layer_name(n.path)] = [np.ascontiguousarray(x, dtype=np.float32) for x in ws]
-    return out
+    if grouped:
+        return {k: [arr(v) for v in vs] for k, vs in weights.items()}
+    return {k: arr(v) for k, v in weights.items()}
+
+
+def convert(model: ir.Model, tensors, src: str = "torch", dst: str = "keras", origin: str | None = None):
+    """``tensors``, the weights of ``model``'s generated ``src`` model held that backend's way (PyTorch: a
+    state_dict; Keras: {layer name: [weights]}; arrays of any framework), -> the same weights held the ``dst``
+    backend's way, numpy arrays. Refused (naming ``origin``) if they do not fit ``src``'s declaration."""
+    s, d = layout(src), layout(dst)
+    arrays = _numpy(tensors, s.grouped)
+    check(model, s, arrays, origin or f"<{src} weights>")
+    return W.from_canonical(d, model, W.to_canonical(s, model, arrays))
+
+
+def torch_to_keras(model: ir.Model, state: dict) -> dict[str, list]:
+    """PyTorch state_dict (name -> array-like) -> {Keras layer name: [weights in Keras order]}."""
+    return convert(model, state, "torch", "keras", "<state_dict>")
 
 
 def keras_to_torch(model: ir.Model, layers: dict[str, list]) -> dict:
     """{Keras layer name: [weights]} -> PyTorch state_dict of numpy arrays (plus num_batches_tracked)."""
-    import numpy as np
-
-    from .backends.torch.names import module_paths
-
-    paths = module_paths(model)
-    flat = _flatten_sources(model)
-    state: dict = {}
-    for n in weighted_leaves(model):
-        name = keras_layer_name(n.path)
-        if name not in layers:
-            raise ArchcError(f"Keras weights have no layer '{name}' (IR node {n.path})", n.loc)
-        ws = [np.asarray(x) for x in layers[name]]
-        p = paths[n.path]
-        if isinstance(n, ir.Conv):
-            k = ws[0]
-            if n.depthwise:
-                kh, kw, c, m = k.shape
-                state[f"{p}.weight"] = k.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw)
-            else:
-                state[f"{p}.weight"] = k.transpose(3, 2, 0, 1)
-            if n.bias:
-                state[f"{p}.bias"] = ws[1]
-        elif isinstance(n, ir.BatchNorm):
-            for key, w in zip(("weight", "bias", "running_mean", "running_var"), ws):
-                state[f"{p}.{key}"] = w
-            state[f"{p}.num_batches_tracked"] = np.zeros((), dtype=np.int64)
-        else:
-            k = ws[0]
-            if n.path in flat:
-                h, wd, c = flat[n.path]
-                k = k.reshape(h, wd, c, n.out_features).transpose(3, 2, 0, 1).reshape(n.out_features, c * h * wd)
-            else:
-                k = k.T
-            state[f"{p}.weight"] = k
-            if n.bias:
-                state[f"{p}.bias"] = ws[1]
-    # np.ascontiguousarray makes 0-d arrays 1-d: num_batches_tracked must stay a scalar, as torch saves it
-    state = {k: np.ascontiguousarray(v) if v.ndim else v for k, v in state.items()}
-    _check_state(model, state, "<converted>")
-    return state
+    return convert(model, layers, "keras", "torch", "<keras weights>")
 
 
 def load_generated(model: ir.Model, backend: str):
@@ -296,11 +214,15 @@ def from_torchvision(model: ir.Model, state: dict, src: str) -> dict:
             raise ArchcError(f"checkpoint has both '{original[tv]}' and '{key}' for '{tv}'", Loc(src, 1, 1))
         by_tv[tv], original[tv] = state[key], key
     # num_batches_tracked is only a counter (torchvision's older files have none): a missing one starts at 0
-    for k, tv in names.items():
-        if k.endswith(".num_batches_tracked") and tv not in by_tv:
+    counted = W.counters(layout("torch"), model)
+    counters = [names[k] for k in shapes if k in counted]
+    for tv in counters:
+        if tv not in by_tv:
             by_tv[tv] = _zero_count(state)
     expected = {names[k]: s for k, s in shapes.items()}
-    problems = _fit_problems(expected, by_tv, shown=lambda tv: original.get(tv, tv), in_order=True)
+    problems = _fit_problems(
+        expected, by_tv, shown=lambda tv: original.get(tv, tv), in_order=True, unchecked=set(counters)
+    )
     if problems:
         raise ArchcError(
             f"torchvision checkpoint does not fit spec '{model.name}' ({model.spec_file}) "

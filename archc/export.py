@@ -3,8 +3,8 @@ written as a ``torch.export`` program (``.pt2``) with dynamic batch and spatial 
 
 In eval mode ``bn(conv(x)) = conv'(x)`` with ``w' = w * g`` and ``b' = (b - mean) * g + beta`` where
 ``g = gamma / sqrt(var + eps)`` per output channel. Which BN follows which conv is read from the
-IR (consecutive items of one sequence), where each sits in the module tree from
-:mod:`archc.backends.torch.names`. torch is imported only when this runs.
+IR (consecutive items of one sequence), where each sits in the module tree from the torch backend's
+weight declaration (:func:`archc.backends.weight_layout`, :mod:`archc.weights`). torch is imported only when this runs.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ def fold_batchnorm(model: ir.Model, net):
     import torch
     from torch import nn
 
-    from .backends.torch.names import module_paths
+    from .convert import layout
+    from .weights import layer_names
 
-    paths = module_paths(model)
+    paths = layer_names(layout("torch"), model)
     net.eval()
     with torch.no_grad():
         for conv_node, bn_node in foldable_pairs(model):

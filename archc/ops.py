@@ -134,7 +134,9 @@ class Primitive:
     shape: Callable[[tuple, dict], tuple] = _same  # instance: output shape (raise OpError to refuse)
     params: Callable[[ir.Op], tuple[int, int]] = _no_params
     macs: Callable[[ir.Op], int] = _no_macs
-    elementwise: bool = True  # acts on each element (or each position's channels) alone: keeps a flatten's order
+    # keeps the order of flattened features (acts on each alone, or on all alike, as softmax): a dense layer
+    # after it still sees a flatten's order (weight conversion permutes CHW <-> HWC through it)
+    elementwise: bool = True
     activation: bool = False
     group: str = "layer"  # for documentation: activation, normalization, pooling, regularization, channels
     defaults: dict = field(default_factory=dict, init=False)
@@ -256,7 +258,6 @@ register(
     Primitive(
         "softmax",
         "softmax over the channels (the last axis of (H, W, C), or of flat features)",
-        elementwise=False,
         **_ACT,
     )
 )
@@ -303,7 +304,6 @@ register(
         "stochastic depth, row mode (torchvision's StochasticDepth): the identity in evaluation; in training each "
         "sample's input is dropped with probability p, the kept ones scaled by 1 / (1 - p)",
         (Attr("p", "float", None, "drop probability", range=(0.0, 1.0, "[)"), required=True),),
-        elementwise=False,
         group="regularization",
     )
 )

@@ -41,3 +41,19 @@ def backend_options(name: str) -> dict[str, str]:
     """The build options a backend accepts: name -> one-line description."""
     get_backend(name)
     return dict(getattr(_REGISTRY[name], "options", {}))
+
+
+def weight_layout(name: str):
+    """The weight declaration of backend ``name`` (an :class:`archc.weights.Declaration`, the ``LAYOUT`` of its
+    ``weights`` module): where its tensors live per weighted IR node kind, and their layouts."""
+    import importlib
+
+    if name not in list_backends():
+        raise KeyError(f"unknown backend '{name}' (available: {', '.join(list_backends()) or 'none'})")
+    try:
+        module = importlib.import_module(f"{__name__}.{name}.weights")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}.weights":
+            raise
+        raise KeyError(f"backend '{name}' declares no weights (no {__name__}.{name}.weights module)") from None
+    return module.LAYOUT

@@ -64,6 +64,12 @@ REFERENCE = [
     ("vgg19", (), 143_667_240, 0),
     ("vgg16_bn", (), 138_365_992, 8_448),
     ("alexnet", (), 61_100_840, 0),
+    # torchvision 0.28 (ARCHITECTURES.md, "The zoo"): ShuffleNetV2, RegNet, ConvNeXt
+    ("shufflenet_v2_x1_0", (), 2_278_604, 16_180),
+    ("shufflenet_v2_x1_0", ("stages_out_channels=[24, 48, 96, 192, 1024]",), 1_366_792, 7_952),  # x0_5
+    ("regnet_y_400mf", (), 4_344_144, 27_152),
+    ("regnet_x_400mf", (), 5_495_976, 37_856),
+    ("convnext_tiny", (), 28_589_128, 0),
 ]
 # GoogLeNet: trainable counts only (torchvision has no Keras twin to give non-trainable weights).
 REFERENCE_TRAINABLE = [
@@ -324,6 +330,24 @@ PREDICTED = [
 def test_variant_counts_match_closed_form(stem, sets, expected):
     r = report(stem, sets)
     assert (r.trainable, r.non_trainable) == expected
+
+
+# torchvision 0.28's own "_ops" metadata (GFLOPS = multiply-accumulates of conv + linear at 224x224), given to as
+# many decimals as written there: (spec, --set overrides, GMACs, decimals)
+TORCHVISION_OPS_META = [
+    ("shufflenet_v2_x1_0", (), 0.145, 3),
+    ("shufflenet_v2_x1_0", ("stages_out_channels=[24, 48, 96, 192, 1024]",), 0.04, 2),  # x0_5
+    ("regnet_y_400mf", (), 0.402, 3),
+    ("regnet_x_400mf", (), 0.414, 3),
+    ("convnext_tiny", (), 4.456, 3),
+]
+
+
+@pytest.mark.parametrize(
+    ("stem", "sets", "gmacs", "decimals"), TORCHVISION_OPS_META, ids=[_id(*r[:2]) for r in TORCHVISION_OPS_META]
+)
+def test_macs_match_torchvision_ops_metadata(stem, sets, gmacs, decimals):
+    assert round(report(stem, sets).macs / 1e9, decimals) == gmacs
 
 
 # ------------------------------------------------------------------ live torchvision (where installed)

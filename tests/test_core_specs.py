@@ -132,7 +132,9 @@ def test_ir_is_fully_explicit(path):
             if isinstance(n, ir.BatchNorm):
                 assert 0 < n.eps < 1 and 0 <= n.momentum <= 1 and n.channels == n.in_shape[-1]
             if isinstance(n, ir.Dense):
-                assert n.in_shape == (n.in_features,)
+                # flat features, or a feature map (dense acts on the channels at each position)
+                assert len(n.in_shape) in (1, 3) and n.in_shape[-1] == n.in_features
+                assert n.out_shape == (*n.in_shape[:-1], n.out_features)
             if isinstance(n, ir.Seq) and n.children:
                 assert n.children[0].in_shape == n.in_shape and n.children[-1].out_shape == n.out_shape
                 for x, y in zip(n.children, n.children[1:]):

@@ -28,6 +28,7 @@ from archc import ir  # noqa: E402
 from archc.analysis import analyze  # noqa: E402
 from archc.cli import main as archc_main  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
+from tests.sizes import check_sets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
@@ -259,9 +260,9 @@ def spec_models():
     """(IR, report, module, keras model) per spec, built once; the generated files are imported as they are."""
     out = {}
     for spec in SPECS:
-        model = compile_spec(spec)
+        model = compile_spec(spec, check_sets(spec))  # the spec's size, or a small one for a heavy model
         module = load_module(ROOT / "generated" / "keras" / f"{Path(spec).stem}.py", f"kb_gen_{Path(spec).stem}")
-        out[spec] = (model, analyze(model), module, module.build_model())
+        out[spec] = (model, analyze(model), module, module.build_model(input_shape=model.input_shape))
     yield out
     keras.utils.clear_session()
 
@@ -313,6 +314,11 @@ def test_layer_names_and_configs_follow_the_ir(spec, spec_models):
             assert shapes == [(n.in_features, n.out_features)] + ([(n.out_features,)] if n.bias else []), n.path
         elif isinstance(n, ir.Dropout):
             assert cfg["rate"] == n.rate
+        elif isinstance(n, ir.Op) and n.op in ("layernorm", "groupnorm"):  # gamma, beta
+            assert shapes == [(n.in_shape[-1],)] * 2, n.path
+            assert cfg["epsilon"] == pytest.approx(n.attr("eps"), rel=1e-12)
+        elif isinstance(n, ir.Op) and n.op == "layer_scale":
+            assert shapes == [(n.in_shape[-1],)], n.path
         else:
             assert shapes == [], n.path
 

@@ -19,10 +19,10 @@ keras = pytest.importorskip("keras")
 from archc.analysis import analyze  # noqa: E402
 from archc.cli import main as archc_main  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
+from tests.sizes import check_report, second_sets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
-SECOND_INPUT = ["input.height=161", "input.width=192", "input.channels=1"]
 
 
 def load_module(path: Path, name: str):
@@ -33,7 +33,7 @@ def load_module(path: Path, name: str):
 
 
 def check_model(module, report):
-    model = module.build_model()
+    model = module.build_model(input_shape=report.input_shape)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert (trainable, non_trainable) == (report.trainable, report.non_trainable)
@@ -49,16 +49,17 @@ def check_model(module, report):
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_generated_module_matches_analysis(spec):
-    report = analyze(compile_spec(spec))
+    report = check_report(spec)  # the spec's size, or a small one for a heavy model (tests/sizes.py)
     check_model(load_module(ROOT / "generated" / "keras" / (Path(spec).stem + ".py"), f"k_{Path(spec).stem}"), report)
 
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_second_input_size_and_channels(spec, tmp_path):
-    report = analyze(compile_spec(spec, SECOND_INPUT))
+    sets = second_sets(spec)
+    report = analyze(compile_spec(spec, sets))
     out = tmp_path / "m.py"
     argv = ["build", spec, "--backend", "keras", "-o", str(out)]
-    for s in SECOND_INPUT:
+    for s in sets:
         argv += ["--set", s]
     assert archc_main(argv) == 0
     check_model(load_module(out, f"k2_{Path(spec).stem}"), report)

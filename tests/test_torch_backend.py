@@ -18,11 +18,10 @@ torch = pytest.importorskip("torch")
 from archc.analysis import analyze  # noqa: E402
 from archc.cli import main as archc_main  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
+from tests.sizes import check_report, second_sets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
-# a second input: non-square, odd/even, one channel; written as input overrides so any spec takes it
-SECOND_INPUT = ["input.height=161", "input.width=192", "input.channels=1"]
 
 
 def load_module(path: Path, name: str):
@@ -75,16 +74,17 @@ def check_model(module, report):
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_generated_module_matches_analysis(spec):
-    report = analyze(compile_spec(spec))
+    report = check_report(spec)  # the spec's size, or a small one for a heavy model (tests/sizes.py)
     module = load_module(ROOT / "generated" / "torch" / (Path(spec).stem + ".py"), f"gen_torch_{Path(spec).stem}")
     check_model(module, report)
 
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_second_input_size_and_channels(spec, tmp_path):
-    report = analyze(compile_spec(spec, SECOND_INPUT))
-    assert report.input_shape == (161, 192, 1)
-    path = emit(spec, tmp_path / "m.py", SECOND_INPUT)
+    sets = second_sets(spec)
+    report = analyze(compile_spec(spec, sets))
+    assert report.input_shape[2] == 1 and report.input_shape[0] != report.input_shape[1]
+    path = emit(spec, tmp_path / "m.py", sets)
     check_model(load_module(path, f"gen2_{Path(spec).stem}"), report)
 
 

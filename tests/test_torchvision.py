@@ -58,6 +58,16 @@ CASES = {
         {"aux_logits": True, "transform_input": False, "init_weights": True},
     ),
     "mobilenet_v2": ("specs/mobilenet_v2.yaml", [], "mobilenet_v2", {}),
+    "shufflenet_v2_x1_0": ("specs/shufflenet_v2_x1_0.yaml", [], "shufflenet_v2_x1_0", {}),
+    "shufflenet_v2_x0_5": (
+        "specs/shufflenet_v2_x1_0.yaml",
+        ["stages_out_channels=[24, 48, 96, 192, 1024]"],
+        "shufflenet_v2_x0_5",
+        {},
+    ),
+    "regnet_y_400mf": ("specs/regnet_y_400mf.yaml", [], "regnet_y_400mf", {}),
+    "regnet_x_400mf": ("specs/regnet_x_400mf.yaml", [], "regnet_x_400mf", {}),
+    "convnext_tiny": ("specs/convnext_tiny.yaml", [], "convnext_tiny", {}),
     # Inception v3 takes inputs >= 75 pixels, its aux head >= 299 (Mixed_6e's grid >= 17): off at the small
     # sizes (the spec's default), on at full size (torchvision's eval forward returns the logits alone either way;
     # the aux head's own numbers are checked below, in training mode)
@@ -232,7 +242,9 @@ def test_torchvision_to_generated_torch_full_size(name, case, cli, tmp_path):
 
 
 KERAS = ["resnet18", "resnet50", "densenet121", "googlenet", "mobilenet_v2"]
+KERAS += ["shufflenet_v2_x1_0", "regnet_y_400mf", "convnext_tiny"]
 KERAS_SLOW = ["densenet161", "densenet169", "densenet201", "resnext50_32x4d"]
+KERAS_SLOW += ["shufflenet_v2_x0_5", "regnet_x_400mf"]  # the same blocks as x1_0 / regnet_y (no SE) in Keras
 KERAS_MORE = [
     "resnet34",
     "inception_v3",
@@ -445,6 +457,27 @@ NAMES = [
     ("specs/mobilenet_v2.yaml", "stage7.first.expand_conv.weight", "features.17.conv.0.0.weight"),
     ("specs/mobilenet_v2.yaml", "head_bn.num_batches_tracked", "features.18.1.num_batches_tracked"),
     ("specs/mobilenet_v2.yaml", "classifier.weight", "classifier.1.weight"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stem_bn.running_var", "conv1.1.running_var"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stage2.first.branch1.pw.weight", "stage2.0.branch1.2.weight"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stage2.first.branch2.dw_bn.bias", "stage2.0.branch2.4.bias"),
+    ("specs/shufflenet_v2_x1_0.yaml", "stage3.rest.6.block.branch2.pw2.weight", "stage3.7.branch2.5.weight"),
+    ("specs/shufflenet_v2_x1_0.yaml", "head_conv.weight", "conv5.0.weight"),
+    ("specs/regnet_y_400mf.yaml", "stem_conv.weight", "stem.0.weight"),
+    (
+        "specs/regnet_y_400mf.yaml",
+        "stage1.first.proj.bn.running_mean",
+        "trunk_output.block1.block1-0.proj.1.running_mean",
+    ),
+    ("specs/regnet_y_400mf.yaml", "stage3.rest.4.block.b.weight", "trunk_output.block3.block3-5.f.b.0.weight"),
+    ("specs/regnet_y_400mf.yaml", "stage2.first.se.branch2.fc1.bias", "trunk_output.block2.block2-0.f.se.fc1.bias"),
+    ("specs/regnet_x_400mf.yaml", "stage4.rest.10.block.c_bn.weight", "trunk_output.block4.block4-11.f.c.1.weight"),
+    ("specs/convnext_tiny.yaml", "stem_norm.weight", "features.0.1.weight"),
+    ("specs/convnext_tiny.yaml", "stage1.first.dw.weight", "features.1.0.block.0.weight"),
+    ("specs/convnext_tiny.yaml", "stage3.rest.7.block.pw2.bias", "features.5.8.block.5.bias"),
+    ("specs/convnext_tiny.yaml", "stage2.first.layer_scale.scale", "features.3.0.layer_scale"),
+    ("specs/convnext_tiny.yaml", "down3.norm.weight", "features.6.0.weight"),
+    ("specs/convnext_tiny.yaml", "head_norm.bias", "classifier.0.bias"),
+    ("specs/convnext_tiny.yaml", "fc.weight", "classifier.2.weight"),
     ("specs/inception_v3.yaml", "Mixed_5b.branch2.branch5x5_2.bn.running_var", "Mixed_5b.branch5x5_2.bn.running_var"),
     (
         "specs/inception_v3.yaml",
@@ -474,11 +507,14 @@ def test_every_mapping_file_loads_and_names_its_models():
     files = sorted(folder.glob("*.yaml"))
     assert [f.stem for f in files] == [
         "alexnet",
+        "convnext",
         "densenet",
         "inception",
         "inception_v3",
         "mobilenetv2",
+        "regnet",
         "resnet",
+        "shufflenetv2",
         "squeezenet",
         "vgg",
     ]
@@ -529,6 +565,26 @@ def test_rule_templates_are_integer_arithmetic_only():
     clash = Mapping("torchvision", "x", "f", ("m",), (Rule(re.compile(r"\.\w+$"), ".w", "t"),), ())
     with pytest.raises(ArchcError, match="sends both 'a.x' and 'a.y' to 'a.w'"):
         clash.names(["a.x", "a.y"])
+
+
+def test_convnext_stochastic_depth_follows_torchvisions_ramp(torchvision):
+    """torchvision raises the drop probability linearly over ConvNeXt's 18 blocks; archc's repeat has no loop
+    index, so each stage's first block has torchvision's probability and the others share their mean (the
+    deviation specs/convnext_tiny.yaml states; the expected sum over the network is kept)."""
+    from archc import ir
+
+    stages = [
+        m for m in torchvision.models.convnext_tiny(weights=None).features if len(m) and hasattr(m[0], "layer_scale")
+    ]
+    theirs = [[b.stochastic_depth.p for b in stage] for stage in stages]
+    model = compile_spec("specs/convnext_tiny.yaml", ["size=32"])
+    ours = [n for n in ir.walk(model.body) if isinstance(n, ir.Op) and n.op == "stochastic_depth"]
+    assert [len(t) for t in theirs] == [3, 3, 9, 3] and len(ours) == 18
+    for k, t in enumerate(theirs, start=1):
+        mine = [n.attr("p") for n in ours if n.path.startswith(f"stage{k}.")]
+        assert mine[0] == pytest.approx(t[0], abs=1e-12)
+        assert mine[1:] == pytest.approx([sum(t[1:]) / len(t[1:])] * len(t[1:]), abs=1e-12)
+    assert theirs[3][2] == pytest.approx(0.1) and sum(n.attr("p") for n in ours) == pytest.approx(sum(map(sum, theirs)))
 
 
 def test_report_worst_errors():

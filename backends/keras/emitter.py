@@ -40,7 +40,13 @@ HELPER_DEFS = {
     "MaxPadding2D": "MaxPadding2D",
     **{h: h for h in OP_HELPERS},
 }
-NEEDS_OPS = {"MaxPadding2D", "GeluTanh", "StochasticDepth", "ChannelShuffle"}  # helpers that use keras.ops
+NEEDS_OPS = {
+    "MaxPadding2D",
+    "GeluTanh",
+    "StochasticDepth",
+    "ChannelShuffle",
+    "AdaptiveAvgPool2D",
+}  # helpers that use keras.ops
 MODULE_NAMES = ("keras", "layers", "ops")
 
 

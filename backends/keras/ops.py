@@ -77,8 +77,12 @@ def _slice(e, t, scope):
 def _adaptive_avgpool(e, t, scope):
     size = t.attr("size")
     known = scope.value(size)
+    if known in (1, (1, 1), [1, 1]):
+        return e.L("GlobalAveragePooling2D"), [], [("keepdims", c.lit(True))]  # the same mean, read as it is
+    # a helper, not Keras 3.15's AdaptiveAveragePooling2D: that one pools with a window of the input's size + 1
+    # where an axis goes to 1, which TensorFlow's graph mode refuses (predict, fit: "Negative dimension size")
     node = c.lit(tuple(known) if isinstance(known, (list, tuple)) else known) if known is not None else scope.node(size)
-    return e.L("AdaptiveAveragePooling2D"), [node], []
+    return e.helper("AdaptiveAvgPool2D"), [node], []
 
 
 EMIT = {
@@ -95,4 +99,4 @@ EMIT = {
     "slice": _slice,
     "adaptive_avgpool": _adaptive_avgpool,
 }
-HELPERS = ("GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice")
+HELPERS = ("GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D")

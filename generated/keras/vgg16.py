@@ -16,9 +16,37 @@ and convert-weights --from torchvision refuses a checkpoint whose names or shape
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class AdaptiveAvgPool2D(layers.Layer):
+    """PyTorch's AdaptiveAvgPool2d: output cell i of m (per axis) averages the inputs [floor(i n / m),
+    ceil((i + 1) n / m)) of n, at any input size (Keras' own layer is refused by TensorFlow's graph mode
+    where an axis pools to or from 1).
+    """
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def call(self, x):
+        (m, n), (h, w) = (self.size, x.shape[1:3])
+        if h % m == 0 and w % n == 0:
+            return ops.average_pool(x, (h // m, w // n), strides=(h // m, w // n), padding="valid")
+        rows = []
+        for i in range(m):
+            r0, r1 = (i * h // m, -(-((i + 1) * h) // m))
+            cells = [ops.mean(x[:, r0:r1, j * w // n : -(-((j + 1) * w) // n)], axis=(1, 2)) for j in range(n)]
+            rows.append(ops.stack(cells, axis=1))
+        return ops.stack(rows, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
 
 
 def vgg_stage(x, out, convs, name=None):
@@ -61,7 +89,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = vgg_stage(x, out=256, convs=3, name="features10")  # 28 x 28 x 256
     x = vgg_stage(x, out=512, convs=3, name="features17")  # 14 x 14 x 512
     x = vgg_stage(x, out=512, convs=3, name="features24")  # 7 x 7 x 512
-    x = layers.AdaptiveAveragePooling2D(7, name="avgpool")(x)  # 7 x 7 x 512
+    x = AdaptiveAvgPool2D(7, name="avgpool")(x)  # 7 x 7 x 512
     x = layers.Flatten(name="flatten")(x)  # 25088
     x = vgg_classifier(x, classes=1000, name="classifier")  # 1000
     return keras.Model(inputs, x, name="vgg16")

@@ -118,3 +118,30 @@ class ChannelSlice(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+class AdaptiveAvgPool2D(layers.Layer):
+    """PyTorch's AdaptiveAvgPool2d: output cell i of m (per axis) averages the inputs [floor(i n / m),
+    ceil((i + 1) n / m)) of n, at any input size (Keras' own layer is refused by TensorFlow's graph mode
+    where an axis pools to or from 1)."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def call(self, x):
+        (m, n), (h, w) = self.size, x.shape[1:3]
+        if h % m == 0 and w % n == 0:
+            return ops.average_pool(x, (h // m, w // n), strides=(h // m, w // n), padding="valid")
+        rows = []
+        for i in range(m):
+            r0, r1 = (i * h) // m, -(-((i + 1) * h) // m)
+            cells = [ops.mean(x[:, r0:r1, (j * w) // n : -(-((j + 1) * w) // n)], axis=(1, 2)) for j in range(n)]
+            rows.append(ops.stack(cells, axis=1))
+        return ops.stack(rows, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}

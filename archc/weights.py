@@ -1,0 +1,304 @@
+"""Weights through the IR: one canonical layout per weighted node kind, and the declarations backends make.
+
+Each backend stores a node's weights its own way (PyTorch's ``state_dict`` keys and ``OIHW`` kernels, Keras'
+per-layer ``get_weights()`` lists and ``HWIO`` kernels). archc does not convert framework to framework: each
+backend *declares*, per weighted node kind, where its tensors live, their shapes, and how each goes to and comes
+from the canonical layout below (:class:`Declaration`, in ``archc/backends/<name>/weights.py``, found through
+:func:`archc.backends.weight_layout`). Converting is composing two declarations: source -> canonical ->
+destination (:func:`to_canonical`, :func:`from_canonical`, :func:`archc.convert.convert`).
+
+The canonical layout (channels last, the IR's own (H, W, C) order), per :func:`weight_kind`:
+
+* ``conv`` (:class:`ir.Conv`, not depthwise): kernel (kh, kw, in / groups, out), bias (out,);
+* ``dwconv`` (:class:`ir.Conv` with ``depthwise``): kernel (kh, kw, C, multiplier), bias (C * multiplier,);
+* ``bn`` (:class:`ir.BatchNorm`): gamma, beta, mean, var (C,);
+* ``dense`` (:class:`ir.Dense`): kernel (in, out), bias (out,);
+* ``layernorm``, ``groupnorm`` (:class:`ir.Op`): gamma, beta (C,);
+* ``layer_scale`` (:class:`ir.Op`): scale (C,).
+
+``bias`` exists only where the node has one (``node.bias``). A dense layer fed (through elementwise ops only)
+by a flatten of an (H, W, C) map takes its ``in = H * W * C`` inputs in (H, W, C) order (the IR's order;
+:func:`flatten_sources` finds them, ``Context.flattened`` hands the (H, W, C) to the declarations). A dense on
+a feature map (H, W, C) acts on channels at each position: ``in = C``, the same layout. C is the node's
+channel count: the last entry of its input shape.
+
+A backend may also hold tensors with no canonical counterpart (PyTorch's BatchNorm ``num_batches_tracked``, a
+counter): a :class:`Tensor` with ``canonical=None`` is not converted, its shape is not checked, and it is made
+fresh (``make``) when that backend is the destination.
+
+Declarations are numpy only (no framework import): the arrays they transform are numpy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from . import ir, ops
+from .errors import ArchcError, InternalError
+
+# ops of the registry (ir.Op kinds) that carry weights; each backend declares each of them
+OP_KINDS = ("layernorm", "groupnorm", "layer_scale")
+KINDS = ("conv", "dwconv", "bn", "dense") + OP_KINDS
+
+
+def weight_kind(node: ir.Node) -> str | None:
+    """Which declaration applies to ``node``: "conv", "dwconv", "bn", "dense", the op's kind for registry ops
+    with weights (:data:`OP_KINDS`); None for a node without weights."""
+    if isinstance(node, ir.Conv):
+        return "dwconv" if node.depthwise else "conv"
+    if isinstance(node, ir.BatchNorm):
+        return "bn"
+    if isinstance(node, ir.Dense):
+        return "dense"
+    if isinstance(node, ir.Op) and node.op in OP_KINDS:
+        return node.op
+    return None
+
+
+def channels(node: ir.Node) -> int:
+    """The channel (or feature) count a per-channel weight of ``node`` has: the last entry of its input shape."""
+    return node.in_shape[-1]
+
+
+def canonical_shapes(node: ir.Node, ctx: Context | None = None) -> dict[str, tuple]:
+    """The canonical tensors of ``node`` (see the table above): name -> shape, in this order."""
+    kind = weight_kind(node)
+    if kind == "conv":
+        kh, kw = node.kernel
+        out = {"kernel": (kh, kw, node.in_channels // node.groups, node.out_channels)}
+        return out | ({"bias": (node.out_channels,)} if node.bias else {})
+    if kind == "dwconv":
+        kh, kw = node.kernel
+        out = {"kernel": (kh, kw, node.in_channels, node.out_channels // node.in_channels)}
+        return out | ({"bias": (node.out_channels,)} if node.bias else {})
+    if kind == "bn":
+        return {k: (node.channels,) for k in ("gamma", "beta", "mean", "var")}
+    if kind == "dense":
+        out = {"kernel": (node.in_features, node.out_features)}
+        return out | ({"bias": (node.out_features,)} if node.bias else {})
+    if kind in ("layernorm", "groupnorm"):
+        return {"gamma": (channels(node),), "beta": (channels(node),)}
+    if kind == "layer_scale":
+        return {"scale": (channels(node),)}
+    raise InternalError(f"no canonical weights for {node.kind} node '{node.path}'", node.loc)
+
+
+def _same(a):
+    return a
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor as a backend stores it: its ``name`` in its layer (PyTorch: the attribute, ``weight``; Keras:
+    the weight's name, ``kernel``), its ``shape`` there, the canonical tensor it holds (None: a backend-only
+    tensor, see ``make``) and the two numpy transforms between the backend's array and the canonical one."""
+
+    name: str
+    shape: tuple
+    canonical: str | None
+    to_canonical: Callable = _same
+    from_canonical: Callable = _same
+    make: Callable | None = None  # canonical None: () -> a fresh array (a zero counter)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Where a node's tensors live in one backend: ``name`` is its module path (PyTorch) or layer name
+    (Keras); ``tensors`` in the backend's order (a Keras layer's ``get_weights()`` order)."""
+
+    name: str
+    tensors: tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a declaration may need beyond the node: ``flattened`` is the (H, W, C) a dense node's inputs were
+    flattened from (None if it is not fed by a flatten)."""
+
+    flattened: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A backend's weights: per kind (:data:`KINDS`), ``(node, ctx) -> Layer``.
+
+    ``grouped`` says how a whole model's weights are held: False, one flat mapping ``"<layer>.<tensor>" ->
+    array`` (a PyTorch ``state_dict``); True, ``{layer name: [arrays in the layer's order]}`` (Keras'
+    ``get_weights()`` per layer). ``noun`` names a set of such weights in messages ("checkpoint")."""
+
+    backend: str
+    tables: Mapping[str, Callable[[ir.Node, Context], Layer]]
+    grouped: bool = False
+    noun: str = "weights"
+
+    def layer(self, node: ir.Node, ctx: Context | None = None) -> Layer:
+        kind = weight_kind(node)
+        if kind not in self.tables:
+            raise ArchcError(
+                f"the {self.backend} backend declares no weights for '{kind}' (node '{node.path}')", node.loc
+            )
+        return self.tables[kind](node, ctx or Context())
+
+
+# ---------------------------------------------------------------- the IR's side
+
+
+def roots(model: ir.Model) -> list[ir.Node]:
+    return [model.body] + [h.body for h in model.heads]
+
+
+def weighted_leaves(model: ir.Model) -> list[ir.Node]:
+    """Every node with weights, in the model's order (the body's, then each head's)."""
+    return [n for r in roots(model) for n in ir.walk(r) if weight_kind(n) is not None]
+
+
+def flatten_sources(model: ir.Model) -> tuple[dict[str, tuple[int, int, int]], list[tuple[str, ir.Node]]]:
+    """IR path of each dense layer fed by a flatten, through elementwise ops only (activations, dropout, the
+    registry's ``elementwise`` primitives: :mod:`archc.ops`) -> the flattened (H, W, C);
+    and the nodes on flattened features whose weights or effect depend on the features' order (a batch norm,
+    a layer norm, a layer scale, a channel shuffle... after a flatten), which weight conversion cannot map:
+    ``(what, node)``."""
+    out: dict[str, tuple[int, int, int]] = {}
+    problems: list[tuple[str, ir.Node]] = []
+
+    def walk(n: ir.Node, flat):
+        if isinstance(n, ir.Flatten):
+            return n.in_shape
+        if isinstance(n, ir.Dense):
+            if flat is not None:
+                out[n.path] = flat
+            return None
+        if flat is not None and weight_kind(n) is not None:  # per-feature weights, in the flatten's order
+            problems.append(("batch norm" if isinstance(n, ir.BatchNorm) else f"'{n.op}'", n))
+            return None
+        if isinstance(n, (ir.Dropout, ir.Act)):
+            return flat
+        if isinstance(n, ir.Op) and n.op in ops.PRIMITIVES and ops.get(n.op).elementwise:
+            return flat
+        if flat is not None and isinstance(n, ir.Op):
+            problems.append((f"'{n.op}'", n))
+            return None
+        if isinstance(n, ir.Seq):
+            for c in n.children:
+                flat = walk(c, flat)
+            return flat
+        if isinstance(n, ir.Call):
+            return walk(n.body, flat)
+        if isinstance(n, ir.Repeat):
+            for it in n.iterations:
+                flat = walk(it, flat)
+            return flat
+        for c in ir.children(n):
+            walk(c, None)
+        return None
+
+    for r in roots(model):
+        walk(r, None)
+    return out, problems
+
+
+def _contexts(model: ir.Model, strict: bool) -> dict[str, Context]:
+    flat, problems = flatten_sources(model)
+    if strict and problems:
+        what, n = problems[0]
+        raise ArchcError(f"weight conversion: {what} '{n.path}' on flattened features is not supported", n.loc)
+    return {p: Context(flattened=hwc) for p, hwc in flat.items()}
+
+
+def layers(decl: Declaration, model: ir.Model, strict: bool = False) -> list[tuple[ir.Node, Layer]]:
+    """Each weighted node of ``model`` with its layer in ``decl``, in the model's order. ``strict``: refuse a
+    model whose weights cannot be converted (see :func:`flatten_sources`)."""
+    ctx = _contexts(model, strict)
+    return [(n, decl.layer(n, ctx.get(n.path))) for n in weighted_leaves(model)]
+
+
+def layer_names(decl: Declaration, model: ir.Model) -> dict[str, str]:
+    """IR path of every weighted node -> its layer's name in ``decl`` (PyTorch: its module path)."""
+    return {n.path: layer.name for n, layer in layers(decl, model)}
+
+
+def key(layer: Layer, t: Tensor) -> str:
+    return f"{layer.name}.{t.name}"
+
+
+def shapes(decl: Declaration, model: ir.Model) -> dict[str, tuple]:
+    """Every tensor of ``model`` in ``decl``: ``"<layer>.<tensor>"`` -> its shape, in the model's order."""
+    return {key(layer, t): t.shape for _, layer in layers(decl, model) for t in layer.tensors}
+
+
+def counters(decl: Declaration, model: ir.Model) -> set[str]:
+    """The keys of :func:`shapes` with no canonical counterpart (not converted, shapes not checked)."""
+    return {key(layer, t) for _, layer in layers(decl, model) for t in layer.tensors if t.canonical is None}
+
+
+def flat_keys(decl: Declaration, model: ir.Model, weights) -> dict:
+    """``weights`` held ``decl``'s way -> ``"<layer>.<tensor>"`` -> array (grouped weights: the tensor named by
+    its position in its layer; surplus ones as ``<layer>.#<i>``; layers with no weights are left out)."""
+    if not decl.grouped:
+        return dict(weights)
+    declared = {layer.name: layer for _, layer in layers(decl, model)}
+    out: dict = {}
+    for name, arrays in weights.items():
+        layer = declared.get(name)
+        for i, a in enumerate(arrays):
+            tname = layer.tensors[i].name if layer is not None and i < len(layer.tensors) else f"#{i}"
+            out[f"{name}.{tname}"] = a
+    return out
+
+
+def to_canonical(decl: Declaration, model: ir.Model, weights) -> dict[str, dict]:
+    """``weights`` held ``decl``'s way (checked to fit: :func:`archc.convert.check`) -> IR path -> canonical
+    name -> numpy array."""
+    import numpy as np
+
+    flat = flat_keys(decl, model, weights)
+    out: dict[str, dict] = {}
+    for n, layer in layers(decl, model, strict=True):
+        expected = canonical_shapes(n)
+        got = {}
+        for t in layer.tensors:
+            if t.canonical is None:
+                continue
+            a = t.to_canonical(np.asarray(flat[key(layer, t)]))
+            if tuple(a.shape) != expected[t.canonical]:
+                raise InternalError(
+                    f"the {decl.backend} declaration of '{weight_kind(n)}' gives {t.canonical} {tuple(a.shape)} "
+                    f"for {n.path}, canonical is {expected[t.canonical]}",
+                    n.loc,
+                )
+            got[t.canonical] = a
+        if set(got) != set(expected):
+            raise InternalError(
+                f"the {decl.backend} declaration of '{weight_kind(n)}' holds {sorted(got)} for {n.path}, "
+                f"canonical is {sorted(expected)}",
+                n.loc,
+            )
+        out[n.path] = got
+    return out
+
+
+def from_canonical(decl: Declaration, model: ir.Model, canon: Mapping[str, Mapping]):
+    """IR path -> canonical name -> array -> weights held ``decl``'s way (float32 tensors: the generated models
+    compute in float32; counters made fresh)."""
+    import numpy as np
+
+    flat: dict = {}
+    grouped: dict[str, list] = {}
+    for n, layer in layers(decl, model, strict=True):
+        arrays = []
+        for t in layer.tensors:
+            if t.canonical is None:
+                a = np.asarray(t.make())
+            else:
+                a = np.ascontiguousarray(t.from_canonical(np.asarray(canon[n.path][t.canonical])), dtype=np.float32)
+            if t.canonical is not None and tuple(a.shape) != tuple(t.shape):
+                raise InternalError(
+                    f"the {decl.backend} declaration of '{weight_kind(n)}' makes {key(layer, t)} {tuple(a.shape)}, "
+                    f"it declares {tuple(t.shape)}",
+                    n.loc,
+                )
+            arrays.append(a)
+            flat[key(layer, t)] = a
+        grouped[layer.name] = arrays
+    return grouped if decl.grouped else flat

@@ -1,0 +1,48 @@
+"""The generated Keras model's weights: per weighted IR node kind, its layer and ``layer.get_weights()`` in order.
+
+Every layer with weights is named after its IR path with '.' -> '_' (``layer1_rest_0_block_conv1``). Keras
+keeps kernels channels last, as the canonical layouts of :mod:`archc.weights` do: every transform is the
+identity. tests/test_weight_layouts.py builds every spec's model and checks these against its layers' weights.
+"""
+
+from __future__ import annotations
+
+from archc import ir
+from archc.weights import Context, Declaration, Layer, Tensor, canonical_shapes
+
+
+def layer_name(path: str) -> str:
+    return path.replace(".", "_")
+
+
+def _layer(*names: tuple[str, str]):
+    """A declaration whose tensors are the canonical ones, as they are, under Keras' ``(name, canonical)``
+    names in the layer's ``get_weights()`` order (absent canonical tensors, e.g. no bias, are left out)."""
+
+    def declare(node: ir.Node, ctx: Context) -> Layer:
+        shapes = canonical_shapes(node, ctx)
+        return Layer(layer_name(node.path), tuple(Tensor(k, shapes[c], c) for k, c in names if c in shapes))
+
+    return declare
+
+
+LAYOUT = Declaration(
+    backend="keras",
+    tables={
+        # Conv2D: [kernel (kh, kw, in / groups, out), bias]
+        "conv": _layer(("kernel", "kernel"), ("bias", "bias")),
+        # DepthwiseConv2D: [kernel (kh, kw, C, m), bias]
+        "dwconv": _layer(("kernel", "kernel"), ("bias", "bias")),
+        # BatchNormalization: [gamma, beta, moving_mean, moving_variance]
+        "bn": _layer(("gamma", "gamma"), ("beta", "beta"), ("moving_mean", "mean"), ("moving_variance", "var")),
+        # Dense: [kernel (in, out), bias]
+        "dense": _layer(("kernel", "kernel"), ("bias", "bias")),
+        # LayerNormalization, GroupNormalization: [gamma, beta]
+        "layernorm": _layer(("gamma", "gamma"), ("beta", "beta")),
+        "groupnorm": _layer(("gamma", "gamma"), ("beta", "beta")),
+        # the LayerScale helper layer: [scale (C,)]
+        "layer_scale": _layer(("scale", "scale")),
+    },
+    grouped=True,
+    noun="Keras weight set",
+)

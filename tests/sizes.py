@@ -1,0 +1,64 @@
+"""Input sizes for the tests that run every spec in specs/: the spec's own size where the model is light, a
+small one where it is heavy (VGG, ResNet-152, EfficientNet-B5..B7, ...), so the suite stays within CI's
+time on 2 cores. Counts of these models do not depend on the input size (adaptive pools before their
+classifiers); shapes and numbers are checked at the small size as at any other. Full-size numbers of the
+zoo against torchvision are in tests/test_torchvision.py.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from archc.analysis import Report, analyze
+from archc.errors import ArchcError
+from archc.pipeline import compile_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+HEAVY_MACS = 6.0e9  # multiply-accumulates of one image at the spec's size
+HEAVY_PARAMS = 40_000_000
+SMALL = (64, 75, 97, 128, 160)  # the first of these a heavy spec compiles at is its small size
+SECOND_INPUT = ["input.height=161", "input.width=192", "input.channels=1"]
+
+
+@functools.cache
+def spec_report(spec: str) -> Report:
+    return analyze(compile_spec(spec))
+
+
+def heavy(spec: str) -> bool:
+    r = spec_report(spec)
+    return r.macs > HEAVY_MACS or r.total > HEAVY_PARAMS or r.input_shape[0] * r.input_shape[1] > 300 * 300
+
+
+@functools.cache
+def small_size(spec: str) -> int:
+    for s in SMALL:
+        try:
+            compile_spec(spec, [f"input.height={s}", f"input.width={s}"])
+            return s
+        except ArchcError:
+            continue
+    raise AssertionError(f"{spec} compiles at none of {SMALL}")
+
+
+def check_sets(spec: str) -> list[str]:
+    """``--set`` overrides for checks "at the spec's size": none, or a small input for a heavy spec."""
+    if not heavy(spec):
+        return []
+    s = small_size(spec)
+    return [f"input.height={s}", f"input.width={s}"]
+
+
+def second_sets(spec: str) -> list[str]:
+    """A second, non-square input with one channel: 161 x 192 x 1, or a small odd size for a heavy spec."""
+    if not heavy(spec):
+        return SECOND_INPUT
+    s = small_size(spec)
+    return [f"input.height={s + 3}", f"input.width={s + 10}", "input.channels=1"]
+
+
+@functools.cache
+def check_report(spec: str) -> Report:
+    return analyze(compile_spec(spec, check_sets(spec)))
