@@ -340,6 +340,18 @@ TORCHVISION_OPS_META = [
     ("regnet_y_400mf", (), 0.402, 3),
     ("regnet_x_400mf", (), 0.414, 3),
     ("convnext_tiny", (), 4.456, 3),
+    ("resnet34", (), 3.664, 3),
+    ("resnet101", (), 7.801, 3),
+    ("resnet152", (), 11.514, 3),
+    ("resnext50_32x4d", (), 4.23, 2),
+    ("wide_resnet50_2", (), 11.398, 3),
+    ("inception_v3", (), 5.713, 3),  # at its 299 x 299
+    ("squeezenet1_1", (), 0.349, 3),
+    ("vgg11", (), 7.609, 3),
+    ("vgg16", (), 15.47, 2),
+    ("vgg19", (), 19.632, 3),
+    ("vgg16_bn", (), 15.47, 2),  # torchvision's figure counts no BN; archc's BN MACs fall below the decimals
+    ("alexnet", (), 0.714, 3),
 ]
 
 
