@@ -33,9 +33,16 @@ def at(path, text, needle, nth=1, shift=0) -> str:
     return f"{path}:{line}:{col}"
 
 
+# warnings a spec keeps on purpose: vgg16_bn is torchvision's layout, whose convs keep their biases before BN (its
+# checkpoints have them; 138,365,992 parameters); one warning for the first conv of a stage, one for the repeat
+EXPECTED_WARNINGS = {"vgg16_bn": ["has a bias and is directly followed by batch norm, which cancels it"] * 2}
+
+
 @pytest.mark.parametrize("path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
 def test_the_specs_have_no_warnings(cli, path):
-    assert lint(cli, path)[0] == []
+    ws = lint(cli, path)[0]
+    expected = EXPECTED_WARNINGS.get(path.stem, [])
+    assert len(ws) == len(expected) and all(e in w for w, e in zip(ws, expected)), ws
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,22 @@ REFERENCE = [
     ("resnet50", ("groups=32", "base_width=4"), 25_028_904, 68_224),  # resnext50_32x4d
     ("resnet50", ("base_width=128",), 68_883_240, 68_224),  # wide_resnet50_2
     ("mobilenet_v1", ("alpha=0.75",), 2_585_560, 16_416),  # keras.applications MobileNet(alpha=0.75)
+    # torchvision 0.28 (ARCHITECTURES.md, "The zoo"), their own spec files
+    ("resnet34", (), 21_797_672, 17_024),
+    ("resnet101", (), 44_549_160, 105_344),
+    ("resnet152", (), 60_192_808, 151_424),
+    ("resnext50_32x4d", (), 25_028_904, 68_224),
+    ("wide_resnet50_2", (), 68_883_240, 68_224),
+    ("inception_v3", ("aux=true",), 27_161_264, 36_224),
+    # without the aux head (the spec's default): ARCHITECTURES.md's parameters; BN stats 36,224 less the aux head's
+    # two BNs (128 + 768 channels, 2 statistics each) = keras.applications InceptionV3's non-trainable 34,432
+    ("inception_v3", (), 23_834_568, 34_432),
+    ("squeezenet1_1", (), 1_235_496, 0),
+    ("vgg11", (), 132_863_336, 0),
+    ("vgg16", (), 138_357_544, 0),
+    ("vgg19", (), 143_667_240, 0),
+    ("vgg16_bn", (), 138_365_992, 8_448),
+    ("alexnet", (), 61_100_840, 0),
     # torchvision 0.28 (ARCHITECTURES.md, "The zoo"): ShuffleNetV2, RegNet, ConvNeXt
     ("shufflenet_v2_x1_0", (), 2_278_604, 16_180),
     ("shufflenet_v2_x1_0", ("stages_out_channels=[24, 48, 96, 192, 1024]",), 1_366_792, 7_952),  # x0_5
@@ -379,6 +395,18 @@ TORCHVISION_OPS_META = [
     ("regnet_y_400mf", (), 0.402, 3),
     ("regnet_x_400mf", (), 0.414, 3),
     ("convnext_tiny", (), 4.456, 3),
+    ("resnet34", (), 3.664, 3),
+    ("resnet101", (), 7.801, 3),
+    ("resnet152", (), 11.514, 3),
+    ("resnext50_32x4d", (), 4.23, 2),
+    ("wide_resnet50_2", (), 11.398, 3),
+    ("inception_v3", (), 5.713, 3),  # at its 299 x 299
+    ("squeezenet1_1", (), 0.349, 3),
+    ("vgg11", (), 7.609, 3),
+    ("vgg16", (), 15.47, 2),
+    ("vgg19", (), 19.632, 3),
+    ("vgg16_bn", (), 15.47, 2),  # torchvision's figure counts no BN; archc's BN MACs fall below the decimals
+    ("alexnet", (), 0.714, 3),
 ]
 
 
@@ -387,3 +415,45 @@ TORCHVISION_OPS_META = [
 )
 def test_macs_match_torchvision_ops_metadata(stem, sets, gmacs, decimals):
     assert round(report(stem, sets).macs / 1e9, decimals) == gmacs
+
+
+# ------------------------------------------------------------------ live torchvision (where installed)
+# (spec, --set overrides, torchvision builder, builder kwargs): the zoo's counts read from torchvision itself
+TORCHVISION_LIVE = [
+    ("resnet34", (), "resnet34", {}),
+    ("resnet101", (), "resnet101", {}),
+    ("resnet152", (), "resnet152", {}),
+    ("resnext50_32x4d", (), "resnext50_32x4d", {}),
+    ("wide_resnet50_2", (), "wide_resnet50_2", {}),
+    ("inception_v3", ("aux=true",), "inception_v3", {"aux_logits": True, "init_weights": False}),
+    ("inception_v3", (), "inception_v3", {"aux_logits": False, "init_weights": False}),
+    ("squeezenet1_1", (), "squeezenet1_1", {}),
+    ("vgg11", (), "vgg11", {}),
+    ("vgg16", (), "vgg16", {}),
+    ("vgg19", (), "vgg19", {}),
+    ("vgg16_bn", (), "vgg16_bn", {}),
+    ("alexnet", (), "alexnet", {}),
+    # variants: the adaptive pool keeps the classifier at 512 * 7 * 7 inputs at 64 pixels; 1 channel: torchvision's
+    # first conv replaced by a 1-channel one below
+    ("vgg16", ("classes=10", "channels=1", "size=64"), "vgg16", {"num_classes": 10}),
+    ("squeezenet1_1", ("classes=10",), "squeezenet1_1", {"num_classes": 10}),
+]
+
+
+@pytest.mark.parametrize(
+    ("stem", "sets", "builder", "kwargs"), TORCHVISION_LIVE, ids=[_id(*r[:2]) for r in TORCHVISION_LIVE]
+)
+def test_counts_match_live_torchvision(torchvision, stem, sets, builder, kwargs):
+    """Parameters and BN running statistics of torchvision's own model (built on the meta device: no memory, no
+    init cost) equal the analysis of the spec."""
+    import torch
+
+    with torch.device("meta"):
+        model = getattr(torchvision.models, builder)(weights=None, **kwargs)
+        if "channels=1" in sets:  # torchvision's builders take 3 channels; its first conv made 1-channel
+            first = model.features[0]
+            model.features[0] = torch.nn.Conv2d(1, first.out_channels, first.kernel_size, padding=first.padding)
+    params = sum(p.numel() for p in model.parameters())
+    stats = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
+    r = report(stem, sets)
+    assert (r.trainable, r.non_trainable) == (params, stats)

@@ -31,11 +31,12 @@ WORST: dict = {}  # (case, size, backend) -> relative error, printed at the end
 # id: (spec, --set overrides, torchvision builder, builder kwargs)
 CASES = {
     "resnet18": ("specs/resnet18.yaml", [], "resnet18", {}),
-    "resnet34": ("specs/resnet18.yaml", ["layers=[3, 4, 6, 3]"], "resnet34", {}),
+    "resnet34": ("specs/resnet34.yaml", [], "resnet34", {}),
     "resnet50": ("specs/resnet50.yaml", [], "resnet50", {}),
-    "resnet101": ("specs/resnet50.yaml", ["layers=[3, 4, 23, 3]"], "resnet101", {}),
-    "resnext50_32x4d": ("specs/resnet50.yaml", ["groups=32", "base_width=4"], "resnext50_32x4d", {}),
-    "wide_resnet50_2": ("specs/resnet50.yaml", ["base_width=128"], "wide_resnet50_2", {}),
+    "resnet101": ("specs/resnet101.yaml", [], "resnet101", {}),
+    "resnet152": ("specs/resnet152.yaml", [], "resnet152", {}),
+    "resnext50_32x4d": ("specs/resnext50_32x4d.yaml", [], "resnext50_32x4d", {}),
+    "wide_resnet50_2": ("specs/wide_resnet50_2.yaml", [], "wide_resnet50_2", {}),
     # torchvision's DenseNets use BN epsilon 1e-5, the specs keras.applications' 1.001e-5
     "densenet121": ("specs/densenet121.yaml", ["defaults.bn.eps=1.0e-5"], "densenet121", {}),
     "densenet161": ("specs/densenet161.yaml", ["defaults.bn.eps=1.0e-5"], "densenet161", {}),
@@ -70,14 +71,42 @@ CASES = {
     "regnet_y_400mf": ("specs/regnet_y_400mf.yaml", [], "regnet_y_400mf", {}),
     "regnet_x_400mf": ("specs/regnet_x_400mf.yaml", [], "regnet_x_400mf", {}),
     "convnext_tiny": ("specs/convnext_tiny.yaml", [], "convnext_tiny", {}),
+    # Inception v3 takes inputs >= 75 pixels, its aux head >= 299 (Mixed_6e's grid >= 17): off at the small
+    # sizes (the spec's default), on at full size (torchvision's eval forward returns the logits alone either way;
+    # the aux head's own numbers are checked below, in training mode)
+    "inception_v3": (
+        "specs/inception_v3.yaml",
+        [],
+        "inception_v3",
+        {"aux_logits": False, "transform_input": False, "init_weights": True},
+    ),
+    "inception_v3_aux": (
+        "specs/inception_v3.yaml",
+        ["aux=true"],
+        "inception_v3",
+        {"aux_logits": True, "transform_input": False, "init_weights": True},
+    ),
+    "squeezenet1_1": ("specs/squeezenet1_1.yaml", [], "squeezenet1_1", {}),
+    # VGG and AlexNet pool adaptively before the classifier (to 7x7, 6x6): exact at any size (VGG >= 32, AlexNet
+    # >= 63 pixels); their sizes below give the pool 2x2 and 3x3 maps (VGG at 64, 97; AlexNet at 97, 127)
+    "vgg11": ("specs/vgg11.yaml", [], "vgg11", {}),
+    "vgg16": ("specs/vgg16.yaml", [], "vgg16", {}),
+    "vgg19": ("specs/vgg19.yaml", [], "vgg19", {}),
+    "vgg16_bn": ("specs/vgg16_bn.yaml", [], "vgg16_bn", {}),
+    "alexnet": ("specs/alexnet.yaml", [], "alexnet", {}),
 }
-HEAVY = {"resnet101", "resnext50_32x4d", "wide_resnet50_2", "densenet161", "densenet169", "densenet201"}
-HEAVY |= {"efficientnet_b4", "efficientnet_b5", "efficientnet_b6"}
-# EfficientNet-B7 (66 M parameters): one logit check, at the small size, in the slow tier
-# (test_efficientnet_b7_to_generated_torch); its counts are in test_core_reference.py
-ONE_SIZE = {"efficientnet_b7"}
-# b1-b6 are b0's family and names scaled: checked at the two small sizes; b0's full-size run covers 224
-NO_FULL_SIZE = ONE_SIZE | {f"efficientnet_b{i}" for i in range(1, 7)}
+HEAVY = {"resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2", "densenet161", "densenet169", "densenet201"}
+HEAVY |= {"efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7"}
+# Each case is checked at a small size (the fast tier) and at the model's own size (the slow tier, which CI runs):
+# the small size where a case needs another than SMALL
+SIZES = {"inception_v3": 107, "alexnet": 97}
+FULL_ONLY = {"googlenet_aux", "inception_v3_aux"}  # aux heads that exist at full size only
+
+
+def full_size(name: str) -> int:
+    """The model's own size: the spec's input (224, EfficientNet-B1..B7 240..600, Inception-v3 299)."""
+    spec, sets, _, _ = CASES[name]
+    return compile_spec(spec, sets).input_shape[0]
 
 
 def rel_err(ref, other) -> float:
@@ -217,13 +246,13 @@ def torch_logits(c: Case, size: int, state_path: Path):
 def torch_params(names):
     out = []
     for n in names:
-        for size in (SMALL, ODD):
+        for size in (SIZES.get(n, SMALL),):
             marks = [pytest.mark.slow] if n in HEAVY else []
             out.append(pytest.param(n, size, marks=marks, id=f"{n}-{size}"))
     return out
 
 
-FAST_TORCH = [n for n in CASES if n != "googlenet_aux" and n not in ONE_SIZE]
+FAST_TORCH = [n for n in CASES if n not in FULL_ONLY]
 
 
 @pytest.mark.parametrize("name,size", torch_params(FAST_TORCH))
@@ -238,25 +267,15 @@ def test_torchvision_to_generated_torch(name, size, case, cli, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in CASES if n not in NO_FULL_SIZE])
+@pytest.mark.parametrize("name", list(CASES))
 def test_torchvision_to_generated_torch_full_size(name, case, cli, tmp_path):
     c = case(name)
     out = tmp_path / "generated.pt"
-    convert(cli, c, out, FULL)
-    _, ref = c.reference(FULL)
-    err = rel_err(ref, torch_logits(c, FULL, out))
-    WORST[(name, FULL, "torch")] = err
-    assert err <= TORCH_TOL
-
-
-@pytest.mark.slow
-def test_efficientnet_b7_to_generated_torch(case, cli, tmp_path):
-    c = case("efficientnet_b7")
-    out = tmp_path / "generated.pt"
-    convert(cli, c, out, SMALL)
-    _, ref = c.reference(SMALL)
-    err = rel_err(ref, torch_logits(c, SMALL, out))
-    WORST[("efficientnet_b7", SMALL, "torch")] = err
+    full = full_size(name)
+    convert(cli, c, out, full)
+    _, ref = c.reference(full)
+    err = rel_err(ref, torch_logits(c, full, out))
+    WORST[(name, full, "torch")] = err
     assert err <= TORCH_TOL
 
 
@@ -265,17 +284,26 @@ KERAS += ["mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0"]
 KERAS += ["shufflenet_v2_x1_0", "regnet_y_400mf", "convnext_tiny"]
 KERAS_SLOW = ["densenet161", "densenet169", "densenet201", "resnext50_32x4d"]
 KERAS_SLOW += ["shufflenet_v2_x0_5", "regnet_x_400mf"]  # the same blocks as x1_0 / regnet_y (no SE) in Keras
+KERAS_MORE = [
+    "resnet34",
+    "inception_v3",
+    pytest.param("inception_v3_aux", marks=pytest.mark.slow),
+    "squeezenet1_1",
+    "vgg16_bn",
+    "alexnet",
+]
 
 
 @pytest.mark.parametrize(
-    "name", KERAS + [pytest.param(n, marks=pytest.mark.slow) for n in KERAS_SLOW] + ["googlenet_aux"]
+    "name", KERAS + [pytest.param(n, marks=pytest.mark.slow) for n in KERAS_SLOW] + ["googlenet_aux"] + KERAS_MORE
 )
 def test_torchvision_to_generated_keras(name, case, cli, tmp_path):
     pytest.importorskip("keras")
     from archc.convert import load_generated
 
     c = case(name)
-    size = FULL if name == "googlenet_aux" else SMALL  # the aux heads exist at full size only
+    # the aux heads exist at full size only
+    size = full_size(name) if name in FULL_ONLY else SIZES.get(name, SMALL)
     h5 = tmp_path / "generated.weights.h5"
     convert(cli, c, h5, size)
     kmodel = load_generated(compile_spec(c.spec, c.sets_at(size)), "keras").build_model()
@@ -286,6 +314,38 @@ def test_torchvision_to_generated_keras(name, case, cli, tmp_path):
     err = rel_err(ref, y)
     WORST[(name, size, "keras")] = err
     assert err <= KERAS_TOL
+
+
+@pytest.mark.slow
+def test_inception_v3_aux_head_matches_torchvision_in_training_mode(case, cli, tmp_path):
+    """torchvision's eval forward never runs AuxLogits; in training mode (BN and dropout modules in eval: running
+    statistics, no dropout) both models return (logits, aux logits): the aux head's numbers, at 299."""
+    import torch
+
+    from archc.convert import load_generated
+
+    c = case("inception_v3_aux")
+    size = full_size("inception_v3_aux")
+    out = tmp_path / "generated.pt"
+    convert(cli, c, out, size)
+    net = load_generated(compile_spec(c.spec, c.sets_at(size)), "torch").build_model()
+    net.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    x, _ = c.reference(size)
+    results = []
+    for model in (c.model, net):
+        model.train()
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout)):
+                m.eval()
+        with torch.no_grad():
+            main, aux = model(torch.from_numpy(x))
+        model.eval()
+        results.append((main.numpy(), aux.numpy()))
+    (ref_main, ref_aux), (main, aux) = results
+    assert rel_err(ref_aux[0], ref_aux[1]) > 1e-3  # the aux logits depend on the input
+    WORST[("inception_v3_aux", size, "torch aux")] = err = rel_err(ref_aux, aux)
+    assert err <= TORCH_TOL
+    assert rel_err(ref_main, main) <= TORCH_TOL
 
 
 # ---------------------------------------------------------------- refusals and edge cases
@@ -468,6 +528,21 @@ NAMES = [
     ("specs/convnext_tiny.yaml", "down3.norm.weight", "features.6.0.weight"),
     ("specs/convnext_tiny.yaml", "head_norm.bias", "classifier.0.bias"),
     ("specs/convnext_tiny.yaml", "fc.weight", "classifier.2.weight"),
+    ("specs/inception_v3.yaml", "Mixed_5b.branch2.branch5x5_2.bn.running_var", "Mixed_5b.branch5x5_2.bn.running_var"),
+    (
+        "specs/inception_v3.yaml",
+        "Mixed_7c.branch3.concat.branch2.branch3x3dbl_3b.conv.weight",
+        "Mixed_7c.branch3x3dbl_3b.conv.weight",
+    ),
+    ("specs/squeezenet1_1.yaml", "fire5.branch2.expand3x3.bias", "features.7.expand3x3.bias"),
+    ("specs/squeezenet1_1.yaml", "conv10.weight", "classifier.1.weight"),
+    ("specs/vgg16.yaml", "features17.conv_relu.1.conv.bias", "features.21.bias"),
+    ("specs/vgg19.yaml", "features28.conv_relu.2.conv.weight", "features.34.weight"),
+    ("specs/vgg16_bn.yaml", "features24.bn.running_mean", "features.25.running_mean"),
+    ("specs/vgg16_bn.yaml", "features34.conv_bn_relu.1.bn.weight", "features.41.weight"),
+    ("specs/vgg11.yaml", "classifier.fc3.weight", "classifier.6.weight"),
+    ("specs/alexnet.yaml", "conv5.bias", "features.10.bias"),
+    ("specs/alexnet.yaml", "classifier.fc1.weight", "classifier.1.weight"),
 ]
 
 
@@ -509,15 +584,19 @@ def test_every_mapping_file_loads_and_names_its_models():
     folder = ROOT / "archc" / "stdlib" / "torchvision"
     files = sorted(folder.glob("*.yaml"))
     assert [f.stem for f in files] == [
+        "alexnet",
         "convnext",
         "densenet",
         "efficientnet",
         "inception",
+        "inception_v3",
         "mobilenetv2",
         "mobilenetv3",
         "regnet",
         "resnet",
         "shufflenetv2",
+        "squeezenet",
+        "vgg",
     ]
     for f in files:
         assert (ROOT / "archc" / "stdlib" / f.name).is_file()  # next to a family of the same name

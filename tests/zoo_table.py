@@ -1,0 +1,85 @@
+"""README's table of the specs, from the analysis: `python -m tests.zoo_table` prints it; tests/test_vocabulary.py
+checks that README.md holds exactly this table (counts and MACs as `archc summary` gives them).
+
+What each row is checked against is said here once; the checks themselves are tests/test_torchvision.py
+(torchvision's model and the generated ones compute the same logits from torchvision's state_dict),
+tests/test_core_reference.py (counts and MACs against torchvision / keras.applications, read live), and
+tests/test_keras_applications.py (keras.applications).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archc.analysis import analyze
+from archc.pipeline import compile_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+TV = "torchvision `{}`: counts, MACs, logits (torch and Keras) from its state_dict"
+KA = "keras.applications `{}`: counts"
+
+# spec stem -> (what it reproduces, what it is checked against)
+ROWS = {
+    "alexnet": ("AlexNet (torchvision's one-GPU layout)", TV.format("alexnet")),
+    "convnext_tiny": ("ConvNeXt-T", TV.format("convnext_tiny")),
+    "densenet121": ("DenseNet-121 (keras.applications' BN epsilon 1.001e-5)", TV.format("densenet121") + "; " + KA.format("DenseNet121")),
+    "densenet161": ("DenseNet-161", TV.format("densenet161")),
+    "densenet169": ("DenseNet-169", TV.format("densenet169") + "; " + KA.format("DenseNet169")),
+    "densenet201": ("DenseNet-201", TV.format("densenet201") + "; " + KA.format("DenseNet201")),
+    **{
+        f"efficientnet_b{i}": (f"EfficientNet-B{i}", TV.format(f"efficientnet_b{i}"))
+        for i in range(8)
+    },
+    "googlenet": ("the paper's GoogLeNet with conv-BN-ReLU, aux heads (`--set aux=false`: 7,005,832)", "the paper's table 1"),
+    "googlenet_torchvision": ("torchvision's GoogLeNet layout, aux heads (`--set aux=false`: 6,624,904)", TV.format("googlenet")),
+    "inception_v3": ("Inception-v3 (`--set aux=true`: the aux head, 27,161,264 params)", TV.format("inception_v3")),
+    "mobilenet_v1": ("MobileNet, alpha 1.0, 224", KA.format("MobileNet")),
+    "mobilenet_v1_025_160": ("MobileNet, alpha 0.25, 160", KA.format("MobileNet(alpha=0.25)")),
+    "mobilenet_v1_050": ("MobileNet, alpha 0.5", KA.format("MobileNet(alpha=0.5)")),
+    "mobilenet_v2": ("MobileNetV2", TV.format("mobilenet_v2")),
+    "mobilenet_v3_large": ("MobileNetV3-Large", TV.format("mobilenet_v3_large")),
+    "mobilenet_v3_small": ("MobileNetV3-Small", TV.format("mobilenet_v3_small")),
+    "regnet_x_400mf": ("RegNetX-400MF", TV.format("regnet_x_400mf")),
+    "regnet_y_400mf": ("RegNetY-400MF", TV.format("regnet_y_400mf")),
+    "resnet18": ("ResNet-18", TV.format("resnet18")),
+    "resnet34": ("ResNet-34", TV.format("resnet34")),
+    "resnet50": ("ResNet-50 v1.5 (stride on the 3x3)", TV.format("resnet50")),
+    "resnet101": ("ResNet-101", TV.format("resnet101")),
+    "resnet152": ("ResNet-152", TV.format("resnet152")),
+    "resnext50_32x4d": ("ResNeXt-50 32x4d", TV.format("resnext50_32x4d")),
+    "shufflenet_v2_x1_0": ("ShuffleNetV2 1.0x (0.5x by `--set`)", TV.format("shufflenet_v2_x1_0")),
+    "squeezenet1_1": ("SqueezeNet 1.1", TV.format("squeezenet1_1")),
+    "vgg11": ("VGG-11", TV.format("vgg11")),
+    "vgg16": ("VGG-16", TV.format("vgg16") + "; " + KA.format("VGG16")),
+    "vgg16_bn": ("VGG-16 with BN", TV.format("vgg16_bn")),
+    "vgg19": ("VGG-19", TV.format("vgg19")),
+    "wide_resnet50_2": ("Wide ResNet-50-2", TV.format("wide_resnet50_2")),
+}
+HEADER = (
+    "| spec | reproduces | trainable | non-trainable | MACs | checked against |\n"
+    "| --- | --- | ---: | ---: | ---: | --- |"
+)
+
+
+def macs(n: int) -> str:
+    return f"{n / 1e9:.3f} G"
+
+
+def rows() -> list[str]:
+    out = []
+    for path in sorted((ROOT / "specs").glob("*.yaml")):
+        what, ref = ROWS[path.stem]
+        r = analyze(compile_spec(str(path)))
+        main = r.macs - sum(row.macs for row in r.rows if row.path.split(".")[0] in r.outputs and row.path.split(".")[0] != "main")
+        out.append(
+            f"| `{path.name}` | {what} | {r.trainable:,} | {r.non_trainable:,} | {macs(main)} | {ref} |"
+        )
+    return out
+
+
+def table() -> str:
+    return "\n".join([HEADER, *rows()])
+
+
+if __name__ == "__main__":
+    print(table())
