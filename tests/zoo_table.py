@@ -15,23 +15,29 @@ from archc.analysis import analyze
 from archc.pipeline import compile_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-TV = "torchvision `{}`: counts, MACs, logits (torch and Keras) from its state_dict"
+TV = "torchvision `{}`: counts, MACs, logits from its state_dict"
 KA = "keras.applications `{}`: counts"
 
 # spec stem -> (what it reproduces, what it is checked against)
 ROWS = {
     "alexnet": ("AlexNet (torchvision's one-GPU layout)", TV.format("alexnet")),
     "convnext_tiny": ("ConvNeXt-T", TV.format("convnext_tiny")),
-    "densenet121": ("DenseNet-121 (keras.applications' BN epsilon 1.001e-5)", TV.format("densenet121") + "; " + KA.format("DenseNet121")),
+    "densenet121": (
+        "DenseNet-121 (keras.applications' BN epsilon 1.001e-5)",
+        TV.format("densenet121") + "; " + KA.format("DenseNet121"),
+    ),
     "densenet161": ("DenseNet-161", TV.format("densenet161")),
     "densenet169": ("DenseNet-169", TV.format("densenet169") + "; " + KA.format("DenseNet169")),
     "densenet201": ("DenseNet-201", TV.format("densenet201") + "; " + KA.format("DenseNet201")),
-    **{
-        f"efficientnet_b{i}": (f"EfficientNet-B{i}", TV.format(f"efficientnet_b{i}"))
-        for i in range(8)
-    },
-    "googlenet": ("the paper's GoogLeNet with conv-BN-ReLU, aux heads (`--set aux=false`: 7,005,832)", "the paper's table 1"),
-    "googlenet_torchvision": ("torchvision's GoogLeNet layout, aux heads (`--set aux=false`: 6,624,904)", TV.format("googlenet")),
+    **{f"efficientnet_b{i}": (f"EfficientNet-B{i}", TV.format(f"efficientnet_b{i}")) for i in range(8)},
+    "googlenet": (
+        "the paper's GoogLeNet (5x5 branches) with conv-BN-ReLU, aux heads (`--set aux=false`: 7,005,832)",
+        "no framework builds it (torchvision's layout has 3x3 kernels in the 5x5 branches)",
+    ),
+    "googlenet_torchvision": (
+        "torchvision's GoogLeNet layout, aux heads (`--set aux=false`: 6,624,904)",
+        TV.format("googlenet"),
+    ),
     "inception_v3": ("Inception-v3 (`--set aux=true`: the aux head, 27,161,264 params)", TV.format("inception_v3")),
     "mobilenet_v1": ("MobileNet, alpha 1.0, 224", KA.format("MobileNet")),
     "mobilenet_v1_025_160": ("MobileNet, alpha 0.25, 160", KA.format("MobileNet(alpha=0.25)")),
@@ -55,6 +61,14 @@ ROWS = {
     "vgg19": ("VGG-19", TV.format("vgg19")),
     "wide_resnet50_2": ("Wide ResNet-50-2", TV.format("wide_resnet50_2")),
 }
+
+
+def torchvision_builder(stem: str) -> str | None:
+    """The torchvision builder a row is checked against (None: not a torchvision model)."""
+    ref = ROWS[stem][1]
+    return ref.split("`")[1] if ref.startswith("torchvision `") else None
+
+
 HEADER = (
     "| spec | reproduces | trainable | non-trainable | MACs | checked against |\n"
     "| --- | --- | ---: | ---: | ---: | --- |"
@@ -70,10 +84,10 @@ def rows() -> list[str]:
     for path in sorted((ROOT / "specs").glob("*.yaml")):
         what, ref = ROWS[path.stem]
         r = analyze(compile_spec(str(path)))
-        main = r.macs - sum(row.macs for row in r.rows if row.path.split(".")[0] in r.outputs and row.path.split(".")[0] != "main")
-        out.append(
-            f"| `{path.name}` | {what} | {r.trainable:,} | {r.non_trainable:,} | {macs(main)} | {ref} |"
+        main = r.macs - sum(
+            row.macs for row in r.rows if row.path.split(".")[0] in r.outputs and row.path.split(".")[0] != "main"
         )
+        out.append(f"| `{path.name}` | {what} | {r.trainable:,} | {r.non_trainable:,} | {macs(main)} | {ref} |")
     return out
 
 
