@@ -5,10 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one thread per worker, one worker per core
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,12 @@ def torchvision():
     if tv is None:
         pytest.skip("torchvision is not installed (pip install --no-deps torchvision==0.28.0 pillow)")
     return tv
+
+
+def keep_report(name: str, lines: list[str]) -> None:
+    """Also write a test's measured figures to <tmp>/archc-<name>.txt (pytest captures prints): the numbers of
+    the last run, for a closing note or a benchmark table, without rerunning with -s."""
+    import tempfile
+    from pathlib import Path
+
+    Path(tempfile.gettempdir(), f"archc-{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -64,10 +64,30 @@ HOSTILE = {
 
 
 def run_check(path: Path) -> tuple[int, str, float]:
+    """(exit status, stderr, seconds beyond the start-up of `archc check` on a trivial spec on this machine now)."""
     t = time.perf_counter()
     argv = [sys.executable, "-m", "archc", "check", str(path)]
     r = subprocess.run(argv, capture_output=True, text=True, cwd=path.parent)
-    return r.returncode, r.stderr, time.perf_counter() - t
+    return r.returncode, r.stderr, time.perf_counter() - t - startup()
+
+
+_STARTUP: list[float] = []
+
+
+def startup() -> float:
+    """Seconds `archc check` takes on a trivial spec (interpreter start-up and imports), measured once and again
+    every 8 calls: the bounds below are about the work a hostile file causes, not the machine's load."""
+    if len(_STARTUP) % 8 == 0:
+        import tempfile
+
+        d = Path(tempfile.mkdtemp())
+        (d / "ok.yaml").write_text(HEAD + "network:\n  - relu\n")
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "archc", "check", str(d / "ok.yaml")], capture_output=True)
+        _STARTUP.append(time.perf_counter() - t)
+    else:
+        _STARTUP.append(_STARTUP[-1])
+    return _STARTUP[-1]
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
@@ -78,7 +98,7 @@ def test_hostile_input(tmp_path, case):
     assert code == 2, err
     assert err.startswith(f"{path}:"), err
     assert "Traceback" not in err
-    assert seconds < 1.0 + 0.5  # one second of work plus interpreter start-up
+    assert seconds < 1.0  # one second of work at most (beyond start-up)
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -93,7 +113,7 @@ def test_non_utf8_binary_directory_missing(tmp_path):
     for path in [*cases, tmp_path / "adir.yaml", tmp_path / "missing.yaml"]:
         code, err, seconds = run_check(path)
         assert code == 2 and err.startswith(f"{path}:") and "Traceback" not in err, err
-        assert seconds < 1.5
+        assert seconds < 1.0
 
 
 def test_largest_allowed_network_is_checked_quickly(tmp_path):
@@ -103,7 +123,7 @@ def test_largest_allowed_network_is_checked_quickly(tmp_path):
     path.write_text(HEAD + "network:\n  - repeat: {times: 24000, body: [conv: {out: 3, kernel: 1}, bn, relu]}\n")
     code, err, seconds = run_check(path)
     assert code == 0, err
-    assert seconds < 2.5
+    assert seconds < 2.0
 
 
 def test_devices_and_pipes(tmp_path):
@@ -115,7 +135,7 @@ def test_devices_and_pipes(tmp_path):
             continue
         code, err, seconds = run_check(path)
         assert code == 2 and err.startswith(f"{path}:1:1: ") and "device, pipe or socket" in err, err
-        assert seconds < 1.5
+        assert seconds < 1.0
 
 
 def test_extends_cycle_and_missing_base(tmp_path):

@@ -22,6 +22,7 @@ from archc.analysis import analyze  # noqa: E402
 from archc.cli import main as archc_main  # noqa: E402
 from archc.convert import keras_model_weights, keras_to_torch, set_keras_weights, torch_to_keras  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
+from tests.conftest import keep_report  # noqa: E402
 from tests.sizes import check_sets, heavy, small_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,5 +267,6 @@ def test_parity_detects_the_classic_padding_bug(tmp_path, tmpdir_str):
 
 def test_report_worst_errors():
     """Runs last in this file: prints the worst relative error per spec, size and direction."""
-    for key in sorted(WORST):
-        print(f"parity {key[0]:<24} {key[1]:>4}  {key[2]:<13} {WORST[key]:.2e}")
+    lines = [f"parity {k[0]:<24} {k[1]:>4}  {k[2]:<13} {WORST[k]:.2e}" for k in sorted(WORST)]
+    print("\n".join(lines))
+    keep_report("parity", lines)
