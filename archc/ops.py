@@ -134,6 +134,9 @@ class Primitive:
     shape: Callable[[tuple, dict], tuple] = _same  # instance: output shape (raise OpError to refuse)
     params: Callable[[ir.Op], tuple[int, int]] = _no_params
     macs: Callable[[ir.Op], int] = _no_macs
+    # the canonical tensors of a primitive with weights (archc/weights.py: framework-neutral layouts), name -> shape;
+    # each backend's weights.py declares how it stores them
+    weights: Callable[[ir.Op], dict[str, tuple]] | None = None
     # keeps the order of flattened features (acts on each alone, or on all alike, as softmax): a dense layer
     # after it still sees a flatten's order (weight conversion permutes CHW <-> HWC through it)
     elementwise: bool = True
@@ -163,6 +166,14 @@ def _per_channel(shape, a):
 
 def _norm_params(node: ir.Op) -> tuple[int, int]:
     return 2 * node.in_shape[-1], 0
+
+
+def _norm_weights(node: ir.Op) -> dict[str, tuple]:
+    return {"gamma": (node.in_shape[-1],), "beta": (node.in_shape[-1],)}
+
+
+def _scale_weights(node: ir.Op) -> dict[str, tuple]:
+    return {"scale": (node.in_shape[-1],)}
 
 
 def _groupnorm_shape(shape, a):
@@ -269,6 +280,7 @@ register(
         (Attr("eps", "float", 1e-5, "added to the variance", range=(0.0, 1.0, "()")),),
         shape=_per_channel,
         params=_norm_params,
+        weights=_norm_weights,
         elementwise=False,
         group="normalization",
     )
@@ -284,6 +296,7 @@ register(
         ),
         shape=_groupnorm_shape,
         params=_norm_params,
+        weights=_norm_weights,
         elementwise=False,
         group="normalization",
     )
@@ -295,6 +308,7 @@ register(
         (Attr("init", "float", 1e-6, "initial value of every scale", range=(-1e6, 1e6, "[]")),),
         shape=_per_channel,
         params=_scale_params,
+        weights=_scale_weights,
         group="scaling",
     )
 )

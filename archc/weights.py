@@ -38,7 +38,7 @@ from . import ir, ops
 from .errors import ArchcError, InternalError
 
 # ops of the registry (ir.Op kinds) that carry weights; each backend declares each of them
-OP_KINDS = ("layernorm", "groupnorm", "layer_scale")
+OP_KINDS = tuple(k for k, p in ops.PRIMITIVES.items() if p.weights is not None)  # registry primitives with weights
 KINDS = ("conv", "dwconv", "bn", "dense") + OP_KINDS
 
 
@@ -77,10 +77,8 @@ def canonical_shapes(node: ir.Node, ctx: Context | None = None) -> dict[str, tup
     if kind == "dense":
         out = {"kernel": (node.in_features, node.out_features)}
         return out | ({"bias": (node.out_features,)} if node.bias else {})
-    if kind in ("layernorm", "groupnorm"):
-        return {"gamma": (channels(node),), "beta": (channels(node),)}
-    if kind == "layer_scale":
-        return {"scale": (channels(node),)}
+    if kind in OP_KINDS:  # declared with the primitive (archc/ops.py)
+        return ops.get(kind).weights(node)
     raise InternalError(f"no canonical weights for {node.kind} node '{node.path}'", node.loc)
 
 
