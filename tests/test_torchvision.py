@@ -267,17 +267,8 @@ def test_torchvision_to_generated_torch(name, size, case, cli, tmp_path):
     assert err <= TORCH_TOL
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(CASES))
-def test_torchvision_to_generated_torch_full_size(name, case, cli, tmp_path):
-    c = case(name)
-    out = tmp_path / "generated.pt"
-    full = full_size(name)
-    convert(cli, c, out, full)
-    _, ref = c.reference(full)
-    err = rel_err(ref, torch_logits(c, full, out))
-    WORST[(name, full, "torch")] = err
-    assert err <= TORCH_TOL
+# the same at each model's own size: tests/test_torchvision_full.py (a file of its own: `pytest -n 2 --dist loadfile`
+# runs it beside this one)
 
 
 # torchvision's checkpoints into the generated Keras model: one or more members of each family (the others are its

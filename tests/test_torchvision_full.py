@@ -1,0 +1,34 @@
+"""torchvision's models and the generated PyTorch models at each model's own size (224; EfficientNet-B1..B7
+240..600; Inception-v3 299; the aux heads of GoogLeNet and Inception-v3): the slow tier of
+tests/test_torchvision.py, whose cases, checkpoints and helpers it uses, in a file of its own so that
+`pytest -n 2 --dist loadfile` runs it beside that one. Without torchvision these tests skip.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import keep_report
+from tests.test_torchvision import CASES, TORCH_TOL, case, convert, full_size, rel_err, torch_logits  # noqa: F401
+
+WORST: dict = {}  # (case, size, backend) -> relative error, printed at the end
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_torchvision_to_generated_torch_full_size(name, case, cli, tmp_path):  # noqa: F811 (the fixture)
+    c = case(name)
+    out = tmp_path / "generated.pt"
+    full = full_size(name)
+    convert(cli, c, out, full)
+    _, ref = c.reference(full)
+    err = rel_err(ref, torch_logits(c, full, out))
+    WORST[(name, full, "torch")] = err
+    assert err <= TORCH_TOL
+
+
+def test_report_worst_errors():
+    """Runs last in this file: the worst relative error per case at its full size."""
+    lines = [f"torchvision {k[0]:<22} {k[1]:>4}  {k[2]:<6} {WORST[k]:.2e}" for k in sorted(WORST, key=str)]
+    print("\n".join(lines))
+    keep_report("torchvision-full", lines)
