@@ -24,7 +24,7 @@ from typing import Any
 
 from . import ir
 from .errors import ArchcError
-from .expr import Expr, parse, sym
+from .expr import Expr, parse
 
 MAX_SPATIAL = 1 << 16
 
@@ -367,15 +367,3 @@ def get(kind: str) -> Primitive:
 def adaptive_bins(n: int, m: int) -> list[tuple[int, int]]:
     """PyTorch's AdaptiveAvgPool windows: output ``i`` of ``m`` averages inputs [floor(i n/m), ceil((i+1) n/m))."""
     return [((i * n) // m, -(-((i + 1) * n) // m)) for i in range(m)]
-
-
-def uniform_window(n: int, m: int) -> int | None:
-    """The kernel (= stride) of a plain average pool equal to the adaptive one, or None where there is none."""
-    if n % m == 0:
-        return n // m
-    return None
-
-
-def template_value(v) -> Any:
-    """A default as a template attribute value."""
-    return sym(v) if isinstance(v, bool) else v
