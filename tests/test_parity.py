@@ -22,6 +22,7 @@ from archc.analysis import analyze  # noqa: E402
 from archc.cli import main as archc_main  # noqa: E402
 from archc.convert import keras_model_weights, keras_to_torch, set_keras_weights, torch_to_keras  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
+from tests.bn_stats import measured_bn_stats  # noqa: E402
 from tests.conftest import keep_report  # noqa: E402
 from tests.sizes import check_sets, heavy, small_size  # noqa: E402
 
@@ -140,25 +141,6 @@ T2K = [(s, odd) for s in SPECS for odd in ((False,) if heavy(s) else (False, Tru
 K2T = [(s, odd) for s in SPECS if not heavy(s) for odd in (False, True)]
 
 
-def condition_torch(model, tmodel, seed):
-    h, w, c = model.input_shape
-    g = torch.Generator().manual_seed(seed)
-    bns = [m for m in tmodel.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average: the batch's statistics
-    tmodel.eval()
-    for m in bns:
-        m.train()  # only the BNs: stochastic depth and dropout stay the identity, as in the checked eval run
-    with torch.no_grad():
-        tmodel(torch.randn(8, c, h, w, generator=g))
-        for m in bns:
-            m.momentum = 0.1
-            m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.05 * m.running_var.sqrt())
-            m.running_var.mul_(torch.rand(m.running_var.shape, generator=g) * 0.2 + 0.9)
-    tmodel.eval()
-
-
 def condition_keras(model, kmodel, seed):
     rng = np.random.default_rng(seed)
     bns = [layer for layer in kmodel.layers if type(layer).__name__ == "BatchNormalization"]
@@ -203,7 +185,8 @@ def test_torch_to_keras(spec, odd, tmpdir_str):
     tmodel = tmod.build_model()
     randomize_torch(tmodel, seed=1)
     if Path(spec).stem in CONDITIONED:
-        condition_torch(model, tmodel, seed=5)
+        h, w, c = model.input_shape
+        measured_bn_stats(tmodel, (c, h, w), seed=5)
     kmodel = kmod.build_model()
     set_keras_weights(kmodel, torch_to_keras(model, tmodel.state_dict()))
     yt, yk = run_both(model, tmodel, kmodel, seed=2)

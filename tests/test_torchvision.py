@@ -21,6 +21,7 @@ from archc.convert import torch_shapes
 from archc.errors import ArchcError
 from archc.mapping import Mapping, Rule, load_mapping, mapping_for
 from archc.pipeline import compile_spec
+from tests.bn_stats import measured_bn_stats
 from tests.conftest import keep_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,31 +147,6 @@ def randomize(model, seed: int):
 CONDITIONED = {"mobilenet_v3_large", "mobilenet_v3_small", "efficientnet_b0"}
 
 
-def condition_bn(model, seed: int):
-    """BN running statistics of a random batch (64x64), each mean moved by N(0, 0.05) standard deviations and each
-    variance scaled by U(0.9, 1.1): still random (a mapping that mixes them up shows), no longer chaotic (wider
-    perturbations compound over ~50 BNs: U(0.75, 1.25) gives float32 vs float64 1.5e-5 on efficientnet_b0)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average: this batch's statistics
-    model.eval()
-    for m in bns:
-        m.train()  # only the BNs: stochastic depth and dropout stay the identity, as in the checked eval run
-    with torch.no_grad():
-        model(torch.randn(8, 3, SMALL, SMALL, generator=g))
-        for m, momentum in zip(bns, momenta):
-            m.momentum = momentum
-            m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.05 * m.running_var.sqrt())
-            m.running_var.mul_(torch.rand(m.running_var.shape, generator=g) * 0.2 + 0.9)
-            m.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (), generator=g)))
-    return model.eval()
-
-
 class Case:
     """torchvision's model for a case, its checkpoint on disk, and its logits per input size (cached)."""
 
@@ -182,7 +158,7 @@ class Case:
         torch.manual_seed(0)
         self.model = randomize(getattr(tv.models, builder)(weights=None, **kwargs), seed=1)
         if name in CONDITIONED:
-            condition_bn(self.model, seed=2)
+            measured_bn_stats(self.model, (3, SMALL, SMALL), seed=2)
         self.ckpt = folder / f"{name}_torchvision.pt"
         torch.save(self.model.state_dict(), self.ckpt)
         self.folder = folder
