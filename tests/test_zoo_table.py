@@ -11,7 +11,7 @@ import pytest
 
 from archc.analysis import analyze
 from archc.pipeline import compile_spec
-from tests.zoo_table import ROOT, ROWS, table, torchvision_builder
+from tests.zoo_table import ROOT, ROWS, main_macs, table, torchvision_builder
 
 SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))
 TV_ROWS = [s for s in SPECS if torchvision_builder(s)]
@@ -47,8 +47,7 @@ def test_torchvision_rows_are_torchvisions(stem, torchvision):
     model = compile_spec(str(ROOT / "specs" / f"{stem}.yaml"))
     r = analyze(model)
     assert (r.trainable, r.non_trainable) == (params, stats)
-    heads = {h.name for h in model.heads}
-    main = r.macs - sum(row.macs for row in r.rows if row.path.split(".")[0] in heads)
+    main = main_macs(model, r)
     weights = torchvision.models.get_model_weights(builder)
     ops = next(iter(weights)).meta["_ops"]
     assert round(main / 1e9, 3) == pytest.approx(ops, abs=1.5e-3), (main, ops)
