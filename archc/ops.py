@@ -26,8 +26,6 @@ from . import ir
 from .errors import ArchcError
 from .expr import Expr, parse
 
-MAX_SPATIAL = 1 << 16
-
 
 class OpError(Exception):
     """A shape rule's refusal: ``message``, about attribute ``attr`` (None: the item as a whole)."""
@@ -55,34 +53,32 @@ class Attr:
     required: bool = False
 
     def check(self, v, loc):
-        """The value ``v`` (evaluated) checked and normalized, or a located error."""
+        """The value ``v`` (evaluated) checked and normalized, or a located error (the lowering's own checks, so
+        a bad value is explained as any other: which param it came from)."""
+        from .lower import _float, _pair, _pos
+
         if self.type == "int":
-            if not _is_int(v) or v < 1:
-                raise ArchcError(f"{self.name} must be a positive integer, got {v!r}", loc, attr=self.name)
-            return v
+            return _pos(v, self.name, loc)
+        if self.type == "pair":
+            return _pair(v, self.name, loc)
         if self.type == "index":
             if v is None and not self.required:
                 return None
             if not _is_int(v) or v < 0:
-                raise ArchcError(f"{self.name} must be a non-negative integer, got {v!r}", loc, attr=self.name)
+                raise ArchcError(
+                    f"{self.name} must be a non-negative integer, got {v!r}", loc, attr=self.name,
+                    check=lambda x: _is_int(x) and x >= 0,
+                )  # fmt: skip
             return v
-        if self.type == "pair":
-            if isinstance(v, (list, tuple)) and len(v) == 2:
-                return (self._pos(v[0], loc), self._pos(v[1], loc))
-            if isinstance(v, (list, tuple)):
-                raise ArchcError(f"{self.name} must be an integer or [height, width], got {list(v)!r}", loc)
-            p = self._pos(v, loc)
-            return (p, p)
         if self.type == "float":
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                hint = " (YAML reads it as a string: write it with a dot, e.g. 1.0e-5)" if _floaty(v) else ""
-                raise ArchcError(f"{self.name} must be a finite number, got {v!r}{hint}", loc, attr=self.name)
-            if self.range is not None:
+            v = _float(v, self.name, loc)
+            if self.range is not None and not self._in_range(v):
                 lo, hi, b = self.range
-                ok = (lo <= v if b[0] == "[" else lo < v) and (v <= hi if b[1] == "]" else v < hi)
-                if not ok:
-                    raise ArchcError(f"{self.name} must be in {b[0]}{lo:g}, {hi:g}{b[1]}, got {v}", loc, attr=self.name)
-            return float(v)
+                raise ArchcError(
+                    f"{self.name} must be in {b[0]}{lo:g}, {hi:g}{b[1]}, got {v}", loc, attr=self.name,
+                    check=lambda x: _is_number(x) and self._in_range(x),
+                )  # fmt: skip
+            return v
         if self.type == "choice":
             if v not in self.choices:
                 raise ArchcError(
@@ -91,22 +87,17 @@ class Attr:
             return v
         raise AssertionError(self.type)  # pragma: no cover
 
-    def _pos(self, v, loc) -> int:
-        if not _is_int(v) or v < 1 or v > MAX_SPATIAL:
-            raise ArchcError(f"{self.name} must be a positive integer, got {v!r}", loc, attr=self.name)
-        return v
+    def _in_range(self, v) -> bool:
+        lo, hi, b = self.range
+        return (lo <= v if b[0] == "[" else lo < v) and (v <= hi if b[1] == "]" else v < hi)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _floaty(v) -> bool:
-    try:
-        float(v)
-        return isinstance(v, str)
-    except (TypeError, ValueError):
-        return False
 
 
 def _same(shape, a):
