@@ -178,8 +178,24 @@ def _maybe(draw, attrs, key, value, p=0.3):
 @st.composite
 def _leaf(draw, params, keep_width=False):
     """One size-keeping primitive (stride 1), possibly conditional, possibly named."""
-    choice = draw(st.integers(0, 8))
-    if choice <= 2:
+    choice = draw(st.integers(0, 9))
+    if choice == 9:  # the registry's size-keeping primitives (archc/ops.py) and a squeeze-and-excitation gate
+        item = draw(
+            st.sampled_from(
+                [
+                    {"hardswish": {}},
+                    {"gelu": {"approximate": "tanh"}},
+                    {"leaky_relu": {"slope": 0.2}},
+                    {"layernorm": {"eps": 1e-6}},
+                    {"groupnorm": {"groups": 1}},
+                    {"layer_scale": {"init": 0.5}},
+                    {"stochastic_depth": {"p": 0.2}},
+                    {"mul": {"branches": [[], [{"adaptive_avgpool": {"size": 1}}, {"hardsigmoid": {}}]]}},
+                ]
+            )
+        )
+        item = {k: dict(v) for k, v in item.items()}
+    elif choice <= 2:
         k = draw(st.sampled_from([1, 3]))
         attrs = {"out": "${in_channels}" if keep_width else _width_expr(draw, params), "kernel": k}
         attrs["padding"] = draw(st.sampled_from(["same", k // 2]))
@@ -435,7 +451,9 @@ def _generic(draw, name, blocks):
 
 def _invalid_edit(draw, doc, blocks):
     """Break a valid spec in one of the ways people do; returns what was broken."""
-    what = draw(st.sampled_from(["add_widths", "missing_param", "unknown_param", "growing_repeat", "kernel", "dense"]))
+    what = draw(
+        st.sampled_from(["add_widths", "missing_param", "unknown_param", "growing_repeat", "kernel", "flat_gap"])
+    )
     net = doc["network"]
     if what == "add_widths":
         net.insert(0, {"add": [[{"conv": {"out": 3, "kernel": 1}}], [{"conv": {"out": 4, "kernel": 1}}]]})
@@ -455,8 +473,8 @@ def _invalid_edit(draw, doc, blocks):
         net.insert(0, {"repeat": {"times": 2, "body": [{"conv": {"out": "${in_channels + 1}", "kernel": 1}}]}})
     elif what == "kernel":
         net.insert(0, {"conv": {"out": 2, "kernel": 40}})
-    elif what == "dense":
-        net.insert(0, {"dense": {"out": 3}})
+    elif what == "flat_gap":  # a global pool of flat features (a dense on a map is valid: it acts on the channels)
+        net[0:0] = [{"flatten": {}}, {"gap": {}}]
     return what
 
 
