@@ -111,7 +111,19 @@ THREADS = 2
 EXPECTED_TORCH_PARAMS = {"densenet169": 14_149_480, "googlenet_torchvision": 13_004_888}
 TORCH_MODELS = {"densenet169": "DenseNet-169", "googlenet_torchvision": "GoogLeNet (torchvision layout)"}
 KERAS_MODELS = {"densenet169": ("DenseNet-169", "DenseNet169"), "mobilenet_v1": ("MobileNet 1.0", "MobileNet")}
-SECTIONS = ("torch", "memory", "keras", "latency", "scaling", "extras")
+# torchvision's own models: spec stem (generated/torch/<stem>.py) -> (label, torchvision.models builder)
+TORCHVISION_MODELS = {
+    "resnet50": ("ResNet-50", "resnet50"),
+    "mobilenet_v2": ("MobileNetV2", "mobilenet_v2"),
+    "efficientnet_b0": ("EfficientNet-B0", "efficientnet_b0"),
+}
+# generated Keras models in keras.applications' layout: spec stem (specs/<stem>.yaml, generated/keras/<stem>.py)
+# -> (label, keras.applications builder); a row whose spec is missing is skipped with the reason printed
+KERAS_APP_MODELS = {
+    "resnet50_keras": ("ResNet-50 (keras.applications layout)", "ResNet50"),
+    "mobilenet_v2_keras": ("MobileNetV2 (keras.applications layout)", "MobileNetV2"),
+}
+SECTIONS = ("torch", "torchvision", "memory", "keras", "latency", "scaling", "extras")
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ class Config:
 
     quick: bool
     repeats: int  # timed runs of each side, torch and keras rows
+    tv_repeats: int  # timed runs of each side, the rows against torchvision and the keras.applications-layout rows
     warmup: int  # untimed runs of each side before (keras: at least 2)
     size: int  # input height = width: DenseNet rows, GoogLeNet eval, keras rows
     eval_batch: int
@@ -145,6 +158,7 @@ class Config:
             return cls(
                 quick=True,
                 repeats=repeats or 1,
+                tv_repeats=repeats or 1,
                 warmup=1 if warmup is None else warmup,
                 size=64,
                 eval_batch=1,
@@ -163,6 +177,7 @@ class Config:
         return cls(
             quick=False,
             repeats=repeats or 15,
+            tv_repeats=repeats or 25,
             warmup=2 if warmup is None else warmup,
             size=224,
             eval_batch=8,
@@ -295,7 +310,7 @@ def machine_info(sections) -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
-    if {"torch", "memory", "extras"} & set(sections):
+    if {"torch", "torchvision", "memory", "extras"} & set(sections):
         import torch
 
         info |= {
@@ -459,6 +474,109 @@ def bench_torch(torch, cfg: Config) -> dict:
         del models
         gc.collect()
     return rows
+
+
+# ------------------------------------------------------------------------------------------------ torchvision
+
+
+def import_torchvision():
+    """torchvision, through the test suite's CPU workaround (``tests/torchvision_fixture.py``); None if missing."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.torchvision_fixture import import_torchvision as imp
+
+    return imp()
+
+
+def torchvision_pair(torch, tv, stem: str, builder: str) -> tuple[dict, dict]:
+    """({"generated": model, "reference": torchvision's model}, checks) with the same weights, in eval mode.
+
+    torchvision's model (default init, then random BN statistics and affine parameters, seed 0) gives its
+    state_dict to the generated model through ``archc.convert.from_torchvision`` (strict load). Checked: the
+    same parameter count and buffer elements, and the same eval logits on a random 2x3x64x64 batch (the run
+    aborts otherwise).
+    """
+    from archc.convert import from_torchvision
+    from archc.pipeline import compile_spec
+
+    spec = ROOT / "specs" / f"{stem}.yaml"
+    torch.manual_seed(0)
+    ref = getattr(tv.models, builder)(weights=None)
+    gen = load_generated("torch", stem).build_model()
+    (gp, gb), (rp, rb) = torch_params(gen), torch_params(ref)
+    if gp != rp or gb != rb:
+        raise SystemExit(
+            f"{stem}: generated and torchvision.models.{builder} differ in size: parameters {gp:,} vs {rp:,}, "
+            f"buffer elements {gb:,} vs {rb:,}"
+        )
+    randomize_bn(torch, ref)
+    gen.load_state_dict(from_torchvision(compile_spec(str(spec)), ref.state_dict(), str(spec)), strict=True)
+    gen.eval()
+    ref.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = gen(x), ref(x)
+    rel = rel_diff(a, b)
+    if not rel < 1e-4:
+        raise SystemExit(f"{stem}: generated and torchvision compute different logits (max rel. error {rel:.3g})")
+    checks = {
+        "generated_params": gp,
+        "reference_params": rp,
+        "generated_buffer_elements": gb,
+        "reference_buffer_elements": rb,
+        "eval_max_rel_error_same_weights": rel,
+    }
+    return {"generated": gen, "reference": ref}, checks
+
+
+def bench_torchvision(torch, cfg: Config) -> tuple[dict, dict, dict]:
+    """Generated models against torchvision's own (``torchvision.models.<builder>()``), as ``bench_torch``: eval
+    forward under no_grad and a training step, alternating, ``cfg.tv_repeats`` timed runs per side.
+
+    Returns (rows, parameter-count checks, skipped row -> reason)."""
+    rows, params, skipped = {}, {}, {}
+    tv = import_torchvision()
+    if tv is None:
+        reason = "torchvision is not installed (pip install --no-deps torchvision==0.28.0 pillow)"
+        for stem in TORCHVISION_MODELS:
+            for kind in ("eval", "train"):
+                skipped[f"torchvision_{kind}_{stem}"] = reason
+        log(f"torchvision rows skipped: {reason}")
+        return rows, params, skipped
+    for stem, (label, builder) in TORCHVISION_MODELS.items():
+        log(f"torchvision {stem}: checking parameter counts and logits against torchvision.models.{builder}")
+        models, params[stem] = torchvision_pair(torch, tv, stem, builder)
+        s, b = cfg.size, cfg.eval_batch
+        torch.manual_seed(0)
+        x = torch.randn(b, 3, s, s)
+        log(f"torchvision eval {stem} {b}x3x{s}x{s}, {cfg.tv_repeats} runs each")
+        t = alternate({k: make_eval(m, x) for k, m in models.items()}, cfg.warmup, cfg.tv_repeats)
+        rows[f"torchvision_eval_{stem}"] = compare_row(
+            "torchvision",
+            f"{label} eval forward (no_grad) vs torchvision.models.{builder}",
+            "s",
+            f"{b}x3x{s}x{s}",
+            t["generated"],
+            t["reference"],
+            **faults(t),
+        )
+        x, target, inputs = train_inputs(torch, stem, cfg)
+        for m in models.values():
+            m.train()
+        log(f"torchvision train {stem} {inputs}, {cfg.tv_repeats} runs each")
+        t = alternate({k: make_train_step(m, x, target) for k, m in models.items()}, cfg.warmup, cfg.tv_repeats)
+        rows[f"torchvision_train_{stem}"] = compare_row(
+            "torchvision",
+            f"{label} training step (fwd+bwd) vs torchvision.models.{builder}",
+            "s",
+            inputs,
+            t["generated"],
+            t["reference"],
+            **faults(t),
+        )
+        del models
+        gc.collect()
+    return rows, params, skipped
 
 
 # ------------------------------------------------------------------------------------------------ memory
@@ -653,13 +771,80 @@ def setup_keras():
     return keras
 
 
-def bench_keras(keras, cfg: Config) -> tuple[dict, dict]:
+def keras_app_reason(stem: str) -> str | None:
+    """Why the keras.applications-layout rows of ``stem`` cannot run here (None: they can)."""
+    for path in (ROOT / "specs" / f"{stem}.yaml", ROOT / "generated" / "keras" / f"{stem}.py"):
+        if not path.exists():
+            return f"{path.relative_to(ROOT)} does not exist"
+    return None
+
+
+def randomize_keras(model, seed: int) -> None:
+    """Random weights for every layer (BN: gamma, beta, moving mean and variance too), as in
+    tests/test_keras_applications.py."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = ws
+            new = [
+                rng.uniform(0.75, 1.25, gamma.shape),
+                rng.normal(0, 0.1, beta.shape),
+                rng.normal(0, 0.1, mean.shape),
+                rng.uniform(0.5, 1.0, var.shape),
+            ]
+        else:
+            new = [rng.normal(0, (2.0 / int(np.prod(w.shape[:-1]))) ** 0.5 if w.ndim > 1 else 0.1, w.shape) for w in ws]
+        layer.set_weights([w.astype(np.float32) for w in new])
+
+
+def keras_same_function(models: dict, size: int) -> float:
+    """keras.applications' (randomized) weights into the generated model, layer by layer in build order (both
+    build their layers in the network's order); the max relative difference of their logits on 2 random images."""
+    import numpy as np
+
+    gen, ref = models["generated"], models["reference"]
+    randomize_keras(ref, seed=5)
+    src = [layer for layer in ref.layers if layer.get_weights()]
+    dst = [layer for layer in gen.layers if layer.get_weights()]
+    if len(src) != len(dst):
+        raise SystemExit(f"keras: {len(dst)} weighted layers in the generated model, {len(src)} in the reference")
+    for a, b in zip(src, dst):
+        wa, wb = a.get_weights(), b.get_weights()
+        if [w.size for w in wa] != [w.size for w in wb]:
+            raise SystemExit(f"keras: layer {b.name} does not take the weights of {a.name}")
+        b.set_weights([w.reshape(v.shape) for w, v in zip(wa, wb)])
+    x = np.random.default_rng(6).normal(size=(2, size, size, 3)).astype(np.float32)
+    y_ref = np.asarray(ref(x, training=False))
+    return rel_diff(np.asarray(gen(x, training=False)), y_ref)
+
+
+def bench_keras(keras, cfg: Config) -> tuple[dict, dict, dict]:
+    """Generated Keras models against keras.applications: returns (rows, parameter counts, skipped row -> reason).
+
+    DenseNet-169 and MobileNet (``KERAS_MODELS``): ``cfg.repeats`` runs, parameter counts checked. The
+    keras.applications-layout ResNet-50 and MobileNetV2 (``KERAS_APP_MODELS``): ``cfg.tv_repeats`` runs, parameter
+    counts and (keras.applications' random weights loaded layer by layer) eval logits checked; skipped with the
+    reason printed when their spec or generated file is missing."""
     import numpy as np
     import tensorflow as tf
 
-    rows, params = {}, {}
+    rows, params, skipped = {}, {}, {}
     s, n = cfg.size, cfg.keras_images
-    for stem, (label, app) in KERAS_MODELS.items():
+    todo = [(stem, label, app, False) for stem, (label, app) in KERAS_MODELS.items()]
+    todo += [(stem, label, app, True) for stem, (label, app) in KERAS_APP_MODELS.items()]
+    for stem, label, app, layout in todo:
+        reason = keras_app_reason(stem) if layout else None
+        if reason:
+            for how in ("predict", "call"):
+                skipped[f"keras_{how}_{stem}"] = reason
+            log(f"keras {stem} rows skipped: {reason}")
+            continue
+        repeats = cfg.tv_repeats if layout else cfg.repeats
         keras.utils.set_random_seed(0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # keras.applications warns about non-ImageNet input sizes
@@ -673,10 +858,16 @@ def bench_keras(keras, cfg: Config) -> tuple[dict, dict]:
         if counts["generated"] != counts["reference"]:
             raise SystemExit(f"keras {stem}: parameter counts differ: {counts}")
         params[stem] = {"generated_params": counts["generated"], "reference_params": counts["reference"]}
+        if layout:
+            rel = params[stem]["eval_max_rel_error_same_weights"] = keras_same_function(models, s)
+            if not rel < 1e-4:
+                raise SystemExit(
+                    f"keras {stem}: generated and keras.applications.{app} compute different logits ({rel:.3g})"
+                )
         x = np.random.default_rng(0).random((n, s, s, 3), dtype=np.float32)
         fns = {k: (lambda m=m, x=x: m.predict(x, batch_size=8, verbose=0)) for k, m in models.items()}
-        log(f"keras predict {stem} {n}x{s}x{s}x3")
-        t = alternate(fns, max(cfg.warmup, 2), cfg.repeats)
+        log(f"keras predict {stem} {n}x{s}x{s}x3, {repeats} runs each")
+        t = alternate(fns, max(cfg.warmup, 2), repeats)
         rows[f"keras_predict_{stem}"] = compare_row(
             "keras",
             f"{label} model.predict(batch_size=8) vs keras.applications.{app}",
@@ -691,8 +882,8 @@ def bench_keras(keras, cfg: Config) -> tuple[dict, dict]:
         xt = tf.constant(x)
         graphs = {k: tf.function(lambda t, m=m: m(t, training=False)) for k, m in models.items()}
         fns = {k: (lambda g=g, xt=xt: g(xt).numpy()) for k, g in graphs.items()}
-        log(f"keras call (tf.function) {stem} {n}x{s}x{s}x3")
-        t = alternate(fns, max(cfg.warmup, 2), cfg.repeats)
+        log(f"keras call (tf.function) {stem} {n}x{s}x{s}x3, {repeats} runs each")
+        t = alternate(fns, max(cfg.warmup, 2), repeats)
         rows[f"keras_call_{stem}"] = compare_row(
             "keras",
             f"{label} tf.function(model(x, training=False)) vs keras.applications.{app}",
@@ -705,7 +896,7 @@ def bench_keras(keras, cfg: Config) -> tuple[dict, dict]:
         del models, fns, graphs
         keras.backend.clear_session()
         gc.collect()
-    return rows, params
+    return rows, params, skipped
 
 
 # ------------------------------------------------------------------------------------------------ compiler
@@ -1258,16 +1449,28 @@ def markdown(result: dict) -> str:
     if pc:
         parts = [f"{k} {v['generated_params']:,} = {v['reference_params']:,}" for k, v in pc.get("torch", {}).items()]
         parts += [
+            f"torchvision {k} {v['generated_params']:,} = {v['reference_params']:,}"
+            for k, v in pc.get("torchvision", {}).items()
+        ]
+        parts += [
             f"keras {k} {v['generated_params']:,} = {v['reference_params']:,}" for k, v in pc.get("keras", {}).items()
         ]
         out.append("- Parameter counts (generated = reference): " + "; ".join(parts))
         eq = [
-            f"{k} {v['eval_max_rel_error_same_weights']:.2g}"
-            for k, v in pc.get("torch", {}).items()
+            f"{prefix}{k} {v['eval_max_rel_error_same_weights']:.2g}"
+            for group, prefix in (("torch", ""), ("torchvision", "torchvision "), ("keras", "keras "))
+            for k, v in pc.get(group, {}).items()
             if "eval_max_rel_error_same_weights" in v
         ]
         if eq:
-            out.append("- Same weights, eval logits at 2x3x64x64, max relative difference: " + "; ".join(eq))
+            out.append(
+                "- Same weights, eval logits of 2 random images (torch: 64x64; keras: the row's size), max relative "
+                "difference: " + "; ".join(eq)
+            )
+        out.append("")
+    for key, reason in result.get("skipped", {}).items():
+        out.append(f"- Skipped {key}: {reason}")
+    if result.get("skipped"):
         out.append("")
     lat = [(k, r) for k, r in result["rows"].items() if r["section"] == "latency"]
     if lat:
@@ -1343,9 +1546,9 @@ def main(argv=None) -> int:
     json_path = Path(args.json).resolve()
     start = time.perf_counter()
 
-    result: dict = {"config": asdict(cfg) | {"sections": sections, "threads": THREADS}, "rows": {}}
+    result: dict = {"config": asdict(cfg) | {"sections": sections, "threads": THREADS}, "rows": {}, "skipped": {}}
     param_counts: dict = {}
-    torch = setup_torch() if {"torch", "memory", "extras"} & set(sections) else None
+    torch = setup_torch() if {"torch", "torchvision", "memory", "extras"} & set(sections) else None
     keras = None  # imported when a section needs it, after the torch sections, as before the extras existed
     result["machine"] = machine_info(sections)
     if {"torch", "memory"} & set(sections):
@@ -1353,6 +1556,10 @@ def main(argv=None) -> int:
         param_counts["torch"] = check_torch_models(torch)
     if "torch" in sections:
         result["rows"] |= bench_torch(torch, cfg)
+    if "torchvision" in sections:
+        rows, param_counts["torchvision"], skipped = bench_torchvision(torch, cfg)
+        result["rows"] |= rows
+        result["skipped"] |= skipped
     if "memory" in sections:
         result["rows"] |= bench_memory_alloc(torch, cfg)
         result["rows"] |= bench_memory_rss(cfg)
@@ -1360,8 +1567,9 @@ def main(argv=None) -> int:
         keras = setup_keras()
         add_keras_info(result["machine"])
     if "keras" in sections:
-        rows, param_counts["keras"] = bench_keras(keras, cfg)
+        rows, param_counts["keras"], skipped = bench_keras(keras, cfg)
         result["rows"] |= rows
+        result["skipped"] |= skipped
     if "latency" in sections:
         result["rows"] |= bench_latency(cfg)
     if "scaling" in sections:

@@ -19,10 +19,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 MODELS = ("densenet169", "googlenet_torchvision")
+TORCHVISION = ("resnet50", "mobilenet_v2", "efficientnet_b0")  # against torchvision's own models
+KERAS_APP = ("resnet50_keras", "mobilenet_v2_keras")  # keras.applications' layout, against keras.applications
+HAVE_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 COMPARED = [
     *(f"torch_{kind}_{m}" for kind in ("eval", "train") for m in MODELS),
     *(f"keras_{how}_{m}" for how in ("predict", "call") for m in ("densenet169", "mobilenet_v1")),
     *(f"memory_{how}_{m}" for how in ("alloc", "rss") for m in MODELS),
+    # rows that need torchvision (CI installs it) or a spec (specs/<stem>.yaml): test_optional_rows
+    *(f"torchvision_{kind}_{m}" for kind in ("eval", "train") for m in TORCHVISION if HAVE_TORCHVISION),
+    *(f"keras_{how}_{m}" for how in ("predict", "call") for m in KERAS_APP if (ROOT / "specs" / f"{m}.yaml").exists()),
 ]
 LATENCY = ["latency_build_torch_densenet169", "latency_summary_densenet169", "latency_python_startup"]
 SCALING = [
@@ -73,6 +79,24 @@ def test_every_compared_row_has_positive_times_and_ratios(quick_run):
         assert all(positive(v) for v in r["generated_runs"] + r["reference_runs"]), key
         if not key.startswith("memory_"):
             assert r["generated_minflt"] >= 0 and r["reference_minflt"] >= 0, key
+
+
+def test_optional_rows_run_or_say_why_not(quick_run):
+    """The rows against torchvision and the keras.applications-layout rows run where their inputs exist and are
+    skipped, with a printed reason naming what is missing, where they do not (never silently)."""
+    stdout, result = quick_run
+    rows, skipped = result["rows"], result["skipped"]
+    optional = {f"torchvision_{kind}_{m}": HAVE_TORCHVISION for kind in ("eval", "train") for m in TORCHVISION}
+    for m in KERAS_APP:
+        for how in ("predict", "call"):
+            optional[f"keras_{how}_{m}"] = (ROOT / "specs" / f"{m}.yaml").exists()
+    for key, runs in optional.items():
+        if runs:
+            assert key in rows and key not in skipped, key
+        else:
+            assert key not in rows and skipped[key], key
+            assert f"- Skipped {key}: {skipped[key]}" in stdout, key
+    assert set(skipped) <= set(optional)
 
 
 def test_compiler_latency_rows(quick_run):
@@ -149,6 +173,16 @@ def test_reference_models_have_the_generated_parameter_counts(quick_run):
         assert c["eval_max_rel_error_same_weights"] < 1e-4, name
     for name, c in result["param_counts"]["keras"].items():
         assert c["generated_params"] == c["reference_params"], name
+    # torchvision's own models, built live: the same size, and the same logits given torchvision's weights
+    tv_counts = result["param_counts"]["torchvision"]
+    assert set(tv_counts) == (set(TORCHVISION) if HAVE_TORCHVISION else set())
+    for name, c in tv_counts.items():
+        assert c["generated_params"] == c["reference_params"] > 0, name
+        assert c["generated_buffer_elements"] == c["reference_buffer_elements"], name
+        assert c["eval_max_rel_error_same_weights"] < 1e-4, name
+    for name in KERAS_APP:
+        if (ROOT / "specs" / f"{name}.yaml").exists():
+            assert result["param_counts"]["keras"][name]["eval_max_rel_error_same_weights"] < 1e-4, name
 
 
 def test_machine_description_and_table(quick_run):
