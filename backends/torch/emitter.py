@@ -8,7 +8,9 @@ step as a comment in ``forward``. The module tree follows the IR's names exactly
 * a block body or the network is a class body: one attribute per item; an item with an
   ``if:`` is built under an ``if`` in ``__init__`` (``None`` otherwise) and run under a
   matching ``if`` in ``forward``; an unnamed residual there is written out torchvision's
-  way (``identity = x`` ... ``x = x + identity``), an unnamed merge's branches are attributes;
+  way (``identity = x`` ... ``x += identity`` after a body ending in a conv or BN, else
+  ``x = x + identity``; an activation after it runs in place), an unnamed merge's branches
+  are attributes;
 * any other level is an ``nn.Sequential`` of its named items (an ``OrderedDict``), with
   ``nn.Identity()`` for an item whose condition does not hold; merges and residuals there
   are small helper modules whose children are the branches / ``body`` and ``shortcut``;
@@ -269,7 +271,7 @@ class TorchEmitter:
                 fwd += self.guarded(own, k, emit)
             else:
                 fwd += self.class_item(t, scope, k, var, top, item_cond, fresh_in)
-            fresh_in = item_cond is None and t.kind in FRESH_OUTPUT + INPLACE
+            fresh_in = item_cond is None and (t.kind in FRESH_OUTPUT + INPLACE or _adds_shortcut(t, scope))
             if top and t.name in self.taps:
                 hd = self.taps.pop(t.name)
                 at = self.instances[id(t)][0]
@@ -407,7 +409,10 @@ class TorchEmitter:
         fwd += self.class_body(body_t, scope, k, var, False)
         if when is False:
             return fwd[1:]
-        add = c.assign(var, c.binop(c.name(var), "+", c.name(identity)), comment)
+        if _fresh_end(body_t, scope):  # torchvision's ``out += identity``: no new tensor for the sum
+            add = c.commented(ast.AugAssign(target=c.store(var), op=ast.Add(), value=c.name(identity)), comment)
+        else:
+            add = c.assign(var, c.binop(c.name(var), "+", c.name(identity)), comment)
         if when is True:
             return fwd + self.class_body(short_t, scope, k, identity, False) + [add]
         # decided by the block's arguments: a flag set in __init__, tested in forward
@@ -756,6 +761,28 @@ def _after_first(t: ir.TNode) -> Expr:
 
     body = t.children[0]
     return substitute(body.out_ch, {"in_channels": t.in_ch}) if "in_channels" in body.out_ch.names() else body.out_ch
+
+
+def _adds_shortcut(t: ir.TNode, scope: Scope) -> bool:
+    """Whether ``t`` is a residual written out in a class body (``x = x + identity``) whose shortcut is always
+    added: its output is then the sum, a fresh tensor (an activation after it may run in place, as torchvision's
+    ``out += identity; out = self.relu(out)`` with ``nn.ReLU(inplace=True)``)."""
+    return t.kind == "residual" and t.transparent and scope.value(t.attr("when")) is True
+
+
+def _fresh_end(body: ir.TNode, scope: Scope) -> bool:
+    """Whether a residual body always ends in a conv or BN: its output is then a tensor no one else holds and that
+    autograd does not keep (their backward needs their inputs, not their output), so the shortcut may be added
+    to it in place. Anything else (an activation whose backward reads its output, an op that may return its
+    input, a conditional item) keeps ``x = x + identity``."""
+    last = body
+    while last.kind == "seq":
+        if not last.children:
+            return False
+        last = last.children[-1]
+        if last.cond is not None and scope.value(last.cond) is not True:
+            return False
+    return last.kind in ("conv", "dwconv", "bn")
 
 
 def _assigned_attrs(stmts) -> list[str]:

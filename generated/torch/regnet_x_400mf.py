@@ -88,7 +88,7 @@ class ResBottleneck(nn.Module):
             )
         else:
             self.proj = None
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
         identity = x
@@ -104,7 +104,7 @@ class ResBottleneck(nn.Module):
         x = self.c_bn(x)
         if self.proj is not None:
             identity = self.proj(identity)
-        x = x + identity
+        x += identity
         x = self.relu(x)
         return x
 

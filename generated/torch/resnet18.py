@@ -39,7 +39,7 @@ class BasicBlock(nn.Module):
             )
         else:
             self.downsample = None
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
         identity = x
@@ -50,7 +50,7 @@ class BasicBlock(nn.Module):
         x = self.bn2(x)
         if self.downsample is not None:
             identity = self.downsample(identity)
-        x = x + identity
+        x += identity
         x = self.relu(x)
         return x
 

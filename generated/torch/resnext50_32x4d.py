@@ -47,7 +47,7 @@ class Bottleneck(nn.Module):
             )
         else:
             self.downsample = None
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
         identity = x
@@ -61,7 +61,7 @@ class Bottleneck(nn.Module):
         x = self.bn3(x)
         if self.downsample is not None:
             identity = self.downsample(identity)
-        x = x + identity
+        x += identity
         x = self.relu(x)
         return x
 
