@@ -8,9 +8,9 @@ step as a comment in ``forward``. The module tree follows the IR's names exactly
 * a block body or the network is a class body: one attribute per item; an item with an
   ``if:`` is built under an ``if`` in ``__init__`` (``None`` otherwise) and run under a
   matching ``if`` in ``forward``; an unnamed residual there is written out torchvision's
-  way (``identity = x`` ... ``x += identity`` after a body ending in a conv or BN, else
-  ``x = x + identity``; an activation after it runs in place), an unnamed merge's branches
-  are attributes;
+  way (``identity = x`` ... ``x = x + identity``; ``x += identity`` when the shortcut is
+  always added to a body ending in a conv or BN, and an activation after it runs in place),
+  an unnamed merge's branches are attributes;
 * any other level is an ``nn.Sequential`` of its named items (an ``OrderedDict``), with
   ``nn.Identity()`` for an item whose condition does not hold; merges and residuals there
   are small helper modules whose children are the branches / ``body`` and ``shortcut``;
@@ -409,7 +409,7 @@ class TorchEmitter:
         fwd += self.class_body(body_t, scope, k, var, False)
         if when is False:
             return fwd[1:]
-        if _fresh_end(body_t, scope):  # torchvision's ``out += identity``: no new tensor for the sum
+        if when is True and _fresh_end(body_t, scope):  # torchvision's ``out += identity``: no new tensor
             add = c.commented(ast.AugAssign(target=c.store(var), op=ast.Add(), value=c.name(identity)), comment)
         else:
             add = c.assign(var, c.binop(c.name(var), "+", c.name(identity)), comment)

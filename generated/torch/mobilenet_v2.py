@@ -63,7 +63,7 @@ class InvertedResidual(nn.Module):
         x = self.project_conv(x)
         x = self.project_bn(x)
         if self.use_residual:
-            x += identity
+            x = x + identity
         return x
 
 
