@@ -5,6 +5,8 @@ Run from the repository root::
     python -m benchmarks.run                 # full run (~10 minutes on 2 cores, half of it the extras)
     python -m benchmarks.run --quick         # every row at a tiny size (smoke test)
     python -m benchmarks.run --json out.json --repeats 9 --sections torch,memory
+    python -m benchmarks.run --sections torchvision,keras --models resnet50,resnet50_keras --merge
+                                             # add rows to benchmarks/results.json, keeping the others
 
 Rows (all in one process unless said otherwise; generated and reference are measured alternately,
 A B A B ..., after warm-up runs of both; the reported numbers are medians and the ratio is
@@ -16,6 +18,17 @@ sensitive to drift of the machine's speed during the run):
    eval forward under ``torch.no_grad()`` at batch 8, 224x224; a training step at batch 4: gradients set to
    None, forward in train mode, cross-entropy against random labels (GoogLeNet: + 0.3 x each auxiliary head's
    cross-entropy), backward. No optimizer update (it would be identical for both).
+1b. PyTorch against torchvision's own models (section ``torchvision``): ``generated/torch/{resnet50,mobilenet_v2,
+   efficientnet_b0}.py`` vs ``torchvision.models.resnet50() / mobilenet_v2() / efficientnet_b0()`` (torchvision
+   imported through ``tests/torchvision_fixture.import_torchvision``, the suite's CPU workaround; rows skipped,
+   with the reason printed, without torchvision). torchvision's model is built (its own init, seed 0), given
+   random BN statistics and affine parameters, and its state_dict moved into the generated model with
+   ``archc.convert.from_torchvision``; before timing the two must have the same parameter count and buffer
+   elements and compute the same eval logits (2x3x64x64, max rel. difference < 1e-4), else the run aborts.
+   Timed as row 1 (same eval forward and training step, same sizes), with 25 timed runs per side instead of 15
+   (``tv_repeats``; ``--repeats`` sets both). In training, EfficientNet's stochastic depth draws its own random
+   masks on each side (the generated stages' repeated blocks share the mean of torchvision's per-block
+   probabilities: the same ops, other draws).
 2. Keras DenseNet-169 and MobileNet (``generated/keras/*.py``) vs ``keras.applications.DenseNet169`` /
    ``MobileNet`` (``weights=None, classifier_activation=None``: logits, as the generated models):
    ``model.predict(x, batch_size=8, verbose=0)`` on 8 images (``keras_predict_*``): what users call; it
@@ -25,6 +38,12 @@ sensitive to drift of the machine's speed during the run):
    ``model(x, training=False)`` wrapped in a ``tf.function`` (graph mode, as ``predict`` runs it, without the
    data pipeline). Two warm-up calls each (the first traces). Keras resolves ``jit_compile="auto"`` to no XLA
    on a CPU-only machine; the tf.function has no XLA either.
+   The same two rows for the generated models in keras.applications' layout, ``specs/resnet50_keras.yaml`` and
+   ``specs/mobilenet_v2_keras.yaml`` (``generated/keras/<stem>.py``), vs ``keras.applications.ResNet50`` /
+   ``MobileNetV2``, with ``tv_repeats`` runs; before timing, keras.applications' model gets random weights (BN
+   statistics too) which are loaded into the generated one layer by layer in build order, and their logits
+   on 2 random images must agree within 1e-4 relative. While a spec (or its generated file) is missing the
+   rows are skipped, the reason printed under the table and kept in the JSON's ``skipped``.
 3. Peak memory of one PyTorch training step, two ways:
    * ``memory_alloc``: peak of live tensor bytes through PyTorch's CPU allocator during the step, from the
      profiler's allocation/free events (``torch.profiler.profile(profile_memory=True)``, events sorted by
@@ -73,6 +92,10 @@ generated weights and random BN statistics loaded into them by name, to compute 
 Every timed row also records the minor page faults per run (``*_minflt`` in the JSON): memory that glibc's
 malloc got fresh from the kernel. Timings are taken with the default allocator, as users run the models; a
 difference in faults between two same-op models means a difference in allocation order, not in compute.
+
+``--merge`` writes this run's rows into the JSON file next to the earlier runs' rows it does not measure (the
+file's ``runs`` lists each run's time, machine, config and rows); ``--models`` restricts the ``torchvision`` and
+``keras`` sections to some spec stems.
 
 ``--quick``: 64x64 inputs at batch 1 (GoogLeNet's training rows at 224x224: the spec's aux heads, a 5x5/3
 average pool and a linear layer on 128*4*4 features, fix the size of their input), 1 timed run, 1 run per
@@ -1524,6 +1547,29 @@ def markdown(result: dict) -> str:
 # ------------------------------------------------------------------------------------------------ main
 
 
+def run_summary(result: dict) -> dict:
+    """What identifies one run in a merged file: when, where, how, and which rows it measured."""
+    keys = ("run", "config", "machine", "total_seconds")
+    return {k: result.get(k) for k in keys} | {"rows": list(result["rows"])}
+
+
+def merged(old: dict, new: dict) -> dict:
+    """``new``'s rows (and checks, scaling table) added to ``old``'s; ``runs`` lists every run, oldest first
+    (a file written before ``--merge`` existed counts as one run, its ``run`` None)."""
+    runs = old.get("runs") or [run_summary(old)]
+    kept = [k for k in old["rows"] if k not in new["rows"]]
+    runs = [r | {"rows": [k for k in r["rows"] if k in kept]} for r in runs]
+    out = {**new, "rows": {k: old["rows"][k] for k in kept} | new["rows"]}
+    counts = {g: dict(v) for g, v in old.get("param_counts", {}).items()}
+    for group, v in new.get("param_counts", {}).items():
+        counts[group] = counts.get(group, {}) | v
+    out["param_counts"] = counts
+    if "scaling" not in new and "scaling" in old:
+        out["scaling"] = old["scaling"]
+    out["runs"] = [r for r in runs if r["rows"]] + [run_summary(new)]
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="every row at a tiny size, 1 repeat (smoke test)")
@@ -1531,6 +1577,17 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="timed runs per side (default 15; --quick: 1)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per side (default 2; --quick: 1)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated spec stems: the torchvision and keras sections measure only these",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="add this run's rows to the JSON file's (earlier runs' rows it does not measure are kept; 'runs' "
+        "lists each run's machine, config and rows)",
+    )
     p.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_worker:
@@ -1543,10 +1600,23 @@ def main(argv=None) -> int:
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be at least 1")
     cfg = Config.make(args.quick, args.repeats, args.warmup)
+    if args.models:
+        chosen = set(args.models.split(","))
+        known = set(TORCHVISION_MODELS) | set(KERAS_MODELS) | set(KERAS_APP_MODELS)
+        if chosen - known:
+            p.error(f"unknown model(s) {', '.join(sorted(chosen - known))} (choose from {', '.join(sorted(known))})")
+        for table in (TORCHVISION_MODELS, KERAS_MODELS, KERAS_APP_MODELS):
+            for stem in set(table) - chosen:
+                del table[stem]
     json_path = Path(args.json).resolve()
     start = time.perf_counter()
 
-    result: dict = {"config": asdict(cfg) | {"sections": sections, "threads": THREADS}, "rows": {}, "skipped": {}}
+    result: dict = {
+        "run": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": asdict(cfg) | {"sections": sections, "threads": THREADS},
+        "rows": {},
+        "skipped": {},
+    }
     param_counts: dict = {}
     torch = setup_torch() if {"torch", "torchvision", "memory", "extras"} & set(sections) else None
     keras = None  # imported when a section needs it, after the torch sections, as before the extras existed
@@ -1580,6 +1650,10 @@ def main(argv=None) -> int:
     result["param_counts"] = param_counts
     result["total_seconds"] = time.perf_counter() - start
     print(markdown(result))
+    for row in result["rows"].values():
+        row["run"] = result["run"]
+    if args.merge and json_path.exists():
+        result = merged(json.loads(json_path.read_text()), result)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {json_path}")
