@@ -203,3 +203,27 @@ def test_spec_without_keras_names_is_refused(tmp_path):
         convert_weights(
             str(ROOT / "specs/shufflenet_v2_x1_0.yaml"), str(src), str(tmp_path / "o.pt"), [], "keras.applications"
         )
+
+
+def test_a_file_that_is_not_a_weights_file_is_refused_by_the_command(cli, tmp_path):
+    src = tmp_path / "garbage.h5"
+    src.write_bytes(b"not hdf5 at all")
+    dst = tmp_path / "out.pt"
+    r = cli(
+        "convert-weights",
+        "specs/mobilenet_v1_025_160.yaml",
+        src,
+        dst,
+        "--from",
+        "keras.applications",
+        "--set",
+        "size=32",
+    )
+    assert r.code == 2, r.err
+    assert r.err.startswith(f"{src}:1:1: not a keras.applications checkpoint of spec 'mobilenet_v1_025_160'")
+    assert "Traceback" not in r.err
+    assert not dst.exists()
+    r = cli(
+        "convert-weights", "specs/mobilenet_v1_025_160.yaml", tmp_path / "w.pt", dst, "--from", "keras.applications"
+    )
+    assert r.code == 2 and "no such file" in r.err
