@@ -389,6 +389,18 @@ def apply_set(data: LDict, assignment: str) -> None:
         raise ArchcError(f"'{'.'.join(parts[:-1])}' is not a mapping", loc)
 
 
+def is_builtin_set(assignment: str) -> bool:
+    """Whether ``--set assignment`` sets a built-in param (include_top, pooling; also as ``params.NAME``)."""
+    parts = assignment.partition("=")[0].strip().split(".")
+    return parts[-1] in BUILTIN_PARAM_NAMES and parts[:-1] in ([], ["params"])
+
+
+def without_builtin_sets(sets) -> list[str]:
+    """``sets`` minus the built-in params': the ``--set`` list of the full model (its top included) that a
+    headless model was made from (``archc convert-weights`` compiles it to name the checkpoint's top tensors)."""
+    return [s for s in sets if not is_builtin_set(s)]
+
+
 def load(path: str, sets: list[str] | tuple = ()) -> LDict:
     """Load a spec: read, resolve ``extends``, apply ``--set`` overrides."""
     data = load_file(path)

@@ -68,6 +68,16 @@ def test_with_the_top_nothing_changes_and_max_pooling_is_a_global_max():
     assert analyze(mx).outputs["main"] == (512,)
 
 
+def test_the_full_model_of_a_headless_one_compiles_from_its_sets_minus_the_built_in_ones():
+    from archc.loader import without_builtin_sets
+
+    sets = ["size=64", "include_top=false", "params.pooling=avg", "classes=7"]
+    assert without_builtin_sets(sets) == ["size=64", "classes=7"]
+    full, head = compile_spec(spec("resnet18"), without_builtin_sets(sets)), compile_spec(spec("resnet18"), sets)
+    assert not full.top_removed and head.top_removed and analyze(full).outputs["main"] == (7,)
+    assert head.body.children[-1].name == FEATURES_POOL
+
+
 def _keras_counts(model):
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     return trainable, sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
