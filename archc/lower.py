@@ -6,6 +6,10 @@ parsed and checked against the names in scope, channel counts propagated
 symbolically. Then the network template is *instantiated* with the network params:
 every expression evaluated, every value range-checked, every shape computed, so the
 instance tree is fully explicit.
+
+The network level is ``network:`` then ``top:`` (the classifier), one sequence in one naming scope; the
+built-in params ``include_top`` / ``pooling`` (``--set`` only) leave the top and the aux heads out and may end
+the features with a global pool (:meth:`Lowerer.builtin_params`, :meth:`Lowerer.network_items`).
 """
 
 from __future__ import annotations
