@@ -256,11 +256,12 @@ def _zero_count(state: dict):
 def full_model(spec: str, sets, model: ir.Model) -> ir.Model:
     """``model`` with its top (``include_top=true``) where it was built without: a full checkpoint's classifier
     tensors are then known, and skipped rather than refused."""
+    from .loader import without_builtin_sets
     from .pipeline import compile_spec
 
-    if not getattr(model, "top_removed", False):
+    if not model.top_removed:
         return model
-    return compile_spec(spec, [*sets, "include_top=true", "pooling=none"])
+    return compile_spec(spec, without_builtin_sets(sets))
 
 
 def _drop_top(model: ir.Model, full: ir.Model, state: dict, notes: list[str]) -> dict:

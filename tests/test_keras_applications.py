@@ -227,3 +227,33 @@ def test_a_file_that_is_not_a_weights_file_is_refused_by_the_command(cli, tmp_pa
         "convert-weights", "specs/mobilenet_v1_025_160.yaml", tmp_path / "w.pt", dst, "--from", "keras.applications"
     )
     assert r.code == 2 and "no such file" in r.err
+
+
+def test_a_full_checkpoint_into_the_headless_model_skips_the_classifier(tmp_path):
+    """Full MobileNet 0.25 weights -> the spec built with include_top=false, pooling=avg: the classifier is
+    reported as skipped, and the features are keras.applications' own include_top=False, pooling="avg"
+    model's given the same weights."""
+    full = reference(_app("MobileNet", alpha=0.25), 32)
+    randomize(full, seed=3)
+    src = tmp_path / "full.weights.h5"
+    full.save_weights(src)
+    sets = ["size=32", "include_top=false", "pooling=avg"]
+    path = str(ROOT / "specs/mobilenet_v1_025_160.yaml")
+    dst = tmp_path / "features.weights.h5"
+    msg = convert_weights(path, str(src), str(dst), sets, "keras.applications")
+    assert "skipped, the classifier this headless model leaves out: conv_preds" in msg
+    ours = load_generated(compile_spec(path, sets), "keras").build_model()
+    ours.load_weights(dst)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        headless = keras.applications.MobileNet(
+            weights=None, input_shape=(32, 32, 3), alpha=0.25, include_top=False, pooling="avg"
+        )
+    by_name = {layer.name: layer for layer in full.layers}
+    for layer in headless.layers:
+        if layer.get_weights():
+            layer.set_weights(by_name[layer.name].get_weights())
+    x = np.random.default_rng(4).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    y_ref = np.asarray(headless(x, training=False))
+    assert y_ref.shape == (2, 256)
+    assert rel(y_ref, ours(x, training=False)) < TOLERANCE

@@ -44,6 +44,7 @@ CASES = {
     "channel_shuffle": ("- channel_shuffle: {groups: 4}", 0),
     "slice": ("- concat: [[{slice: {stop: 5}}], [{slice: {start: 5}}, relu]]", 0),
     "adaptive_avgpool": ("- adaptive_avgpool: {size: [5, 7]}", 0),
+    "global_maxpool": ("- global_maxpool", 0),
     "mul_se": (
         "- mul: {name: se, branches: [[], [{adaptive_avgpool: {size: 1}}, {conv: {out: 4, kernel: 1}}, relu,"
         " {conv: {out: 16, kernel: 1}}, sigmoid]]}",
