@@ -6,9 +6,10 @@ after a distinct weighted layer of keras.applications' (all of them, but the ign
 same weight shapes (up to the 1 x 1 conv <-> dense and grouped <-> depthwise conv reshapes); keras.applications'
 random weights (BN statistics and EfficientNet's Normalization too), copied BY THE MAPPING into the generated
 Keras model, give keras.applications' logits (<= 1e-4 relative), and the generated PyTorch model, given those
-weights through ``archc.convert.convert(..., "keras", "torch")``, the same logits. Small inputs (64 px, an odd
-67 px, and VGG at 64 px with its adaptive pool at 2 x 2: the identity there as the 7 x 7 pool is at 224, so
-that the first dense layer sees keras.applications' Flatten of 2 x 2 x 512 in its order).
+weights through ``archc.convert.convert(..., "keras", "torch")``, the same logits. Small inputs (32 px, an odd
+33 px: TF 'same' padding is asymmetric at the even sizes on the way; VGG-16 at 64 px with its adaptive pool at
+2 x 2, the identity there as the 7 x 7 pool is at 224, so that the first dense layer sees keras.applications'
+Flatten of 2 x 2 x 512 in its order; VGG-19's mapping is checked at 224 without running it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
 
 from archc.analysis import analyze  # noqa: E402
-from archc.convert import convert, keras_model_weights, load_generated  # noqa: E402
+from archc.convert import (  # noqa: E402
+    convert,
+    keras_layer_name,
+    keras_model_weights,
+    load_generated,
+    torch_shapes,
+    weighted_leaves,
+)
 from archc.mapping import families, load_mapping  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
 
@@ -58,20 +66,19 @@ REFERENCES = {
 
 # case -> (spec stem, --set overrides, input size, keras.applications keyword arguments)
 CASES = {
-    "mobilenet_v2_keras": ("mobilenet_v2_keras", [], 64, {}),
-    "mobilenet_v2_keras_alpha035_odd67": ("mobilenet_v2_keras", ["alpha=0.35"], 67, {"alpha": 0.35}),
-    "mobilenet_v2_keras_alpha14_10classes": (
+    "mobilenet_v2_keras": ("mobilenet_v2_keras", [], 32, {}),
+    "mobilenet_v2_keras_alpha14_10classes_odd33": (
         "mobilenet_v2_keras",
         ["alpha=1.4", "classes=10"],
-        64,
+        33,
         {"alpha": 1.4, "classes": 10},
     ),
-    "mobilenet_v3_large_keras": ("mobilenet_v3_large_keras", [], 64, {}),
-    "mobilenet_v3_small_keras_odd67": ("mobilenet_v3_small_keras", [], 67, {}),
-    "efficientnet_b0_keras": ("efficientnet_b0_keras", [], 64, {}),
+    "mobilenet_v3_large_keras": ("mobilenet_v3_large_keras", [], 32, {}),
+    "mobilenet_v3_small_keras_odd33": ("mobilenet_v3_small_keras", [], 33, {}),
+    "efficientnet_b0_keras": ("efficientnet_b0_keras", [], 32, {}),
+    # the adaptive pool to 2 x 2: the identity at 64 px as the 7 x 7 one is at 224 (VGG-19: names at 224 above)
     "vgg16": ("vgg16", ["network.5.adaptive_avgpool.size=2"], 64, {}),
-    "vgg19": ("vgg19", ["network.5.adaptive_avgpool.size=2"], 64, {}),
-    "convnext_tiny": ("convnext_tiny", [], 64, {}),
+    "convnext_tiny": ("convnext_tiny", [], 32, {}),
 }
 
 
@@ -138,12 +145,23 @@ def counts(ref) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("stem", ["vgg16", "vgg19"])
-def test_vgg_counts_at_224_are_keras_applications(stem):
+def test_vgg_at_224_counts_and_names_are_keras_applications(stem):
     """VGG's first dense layer depends on the input size: counted at 224, keras.applications' only size with
-    ImageNet weights (built, not run). The other specs' counts do not depend on the size: checked below."""
+    ImageNet weights (built, not run), and the mapping checked there on the spec's layers (names from the IR,
+    each layer's parameter count from the generated PyTorch model's tensor shapes). The other specs' counts
+    do not depend on the size: checked below at a small one."""
     ref = REFERENCES[stem](224, weights=None, classifier_activation=None)
-    a = analyze(compile_spec(ROOT / "specs" / f"{stem}.yaml"))
+    model = compile_spec(ROOT / "specs" / f"{stem}.yaml")
+    a = analyze(model)
     assert (a.trainable, a.non_trainable) == counts(ref)
+    src = {lay.name: lay for lay in weighted(ref)}
+    shapes = torch_shapes(model)
+    paths = [leaf.path for leaf in weighted_leaves(model)]
+    names = mapping_of(model).names([keras_layer_name(p) for p in paths])
+    assert sorted(names.values()) == sorted(src)
+    for p in paths:
+        n = sum(int(np.prod(v)) for k, v in shapes.items() if k.startswith(p + "."))
+        assert n == src[names[keras_layer_name(p)]].count_params(), p
     keras.utils.clear_session()
 
 
