@@ -53,20 +53,20 @@ class StochasticDepth(layers.Layer):
 
 def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_rate=0.0, name=None):
     """keras.applications' EfficientNet `block` with its arguments (filters_in, the input width, as keras.applications
-    passes it): 1x1 expansion conv to filters_in * expand - BN - SiLU (left out when expand is 1), depthwise kernel
-    x kernel conv (stride; TensorFlow 'same' padding: at stride 2 keras.applications' ZeroPadding2D(correct_pad) +
-    'valid', the same padding) - BN - SiLU, squeeze-and-excitation (global average pool, 1x1 conv with bias to
-    max(1, int(filters_in * 0.25)), SiLU, 1x1 conv with bias back, sigmoid, times the input), linear 1x1 projection
-    to filters_out - BN; when the stride is 1 and filters_in is filters_out, stochastic depth with probability
-    `drop_rate` (keras.applications' Dropout with noise_shape (batch, 1, 1, 1): the same per-sample drop and
-    rescale; the identity in eval) and the input added.
+    passes it; another value is refused): 1x1 expansion conv to filters_in * expand - BN - SiLU (left out when
+    expand is 1), depthwise kernel x kernel conv (stride; TensorFlow 'same' padding: at stride 2 keras.applications'
+    ZeroPadding2D(correct_pad) + 'valid', the same padding) - BN - SiLU, squeeze-and-excitation (global average
+    pool, 1x1 conv with bias to max(1, int(filters_in * 0.25)), SiLU, 1x1 conv with bias back, sigmoid, times the
+    input), linear 1x1 projection to filters_out - BN; when the stride is 1 and filters_in is filters_out,
+    stochastic depth with probability `drop_rate` (keras.applications' Dropout with noise_shape (batch, 1, 1, 1):
+    the same per-sample drop and rescale; the identity in eval) and the input added.
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    conv_channels = filters_in * expand
+    in_channels = x.shape[-1]
     identity = x
     if expand != 1:
-        x = layers.Conv2D(conv_channels, 1, use_bias=False, name=f"{name}_expand_conv")(x)
+        x = layers.Conv2D(in_channels * expand, 1, use_bias=False, name=f"{name}_expand_conv")(x)
         x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_expand_bn")(x)
         x = layers.Activation("silu", name=f"{name}_expand_activation")(x)
     x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
@@ -77,7 +77,7 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
     branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
     branch2 = layers.Conv2D(max(1, int(filters_in * 0.25)), 1, name=f"{name}_se_branch2_reduce")(branch2)
     branch2 = layers.Activation("silu", name=f"{name}_se_branch2_silu")(branch2)
-    branch2 = layers.Conv2D(conv_channels, 1, name=f"{name}_se_branch2_expand")(branch2)
+    branch2 = layers.Conv2D(filters_in * expand, 1, name=f"{name}_se_branch2_expand")(branch2)
     branch2 = layers.Activation("sigmoid", name=f"{name}_se_branch2_sigmoid")(branch2)
     x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
     x = layers.Conv2D(filters_out, 1, use_bias=False, name=f"{name}_project_conv")(x)

@@ -82,19 +82,19 @@ class StochasticDepth(nn.Module):
 
 class EffkBlock(nn.Module):
     """keras.applications' EfficientNet `block` with its arguments (filters_in, the input width, as keras.applications
-    passes it): 1x1 expansion conv to filters_in * expand - BN - SiLU (left out when expand is 1), depthwise kernel
-    x kernel conv (stride; TensorFlow 'same' padding: at stride 2 keras.applications' ZeroPadding2D(correct_pad) +
-    'valid', the same padding) - BN - SiLU, squeeze-and-excitation (global average pool, 1x1 conv with bias to
-    max(1, int(filters_in * 0.25)), SiLU, 1x1 conv with bias back, sigmoid, times the input), linear 1x1 projection
-    to filters_out - BN; when the stride is 1 and filters_in is filters_out, stochastic depth with probability
-    `drop_rate` (keras.applications' Dropout with noise_shape (batch, 1, 1, 1): the same per-sample drop and
-    rescale; the identity in eval) and the input added.
+    passes it; another value is refused): 1x1 expansion conv to filters_in * expand - BN - SiLU (left out when
+    expand is 1), depthwise kernel x kernel conv (stride; TensorFlow 'same' padding: at stride 2 keras.applications'
+    ZeroPadding2D(correct_pad) + 'valid', the same padding) - BN - SiLU, squeeze-and-excitation (global average
+    pool, 1x1 conv with bias to max(1, int(filters_in * 0.25)), SiLU, 1x1 conv with bias back, sigmoid, times the
+    input), linear 1x1 projection to filters_out - BN; when the stride is 1 and filters_in is filters_out,
+    stochastic depth with probability `drop_rate` (keras.applications' Dropout with noise_shape (batch, 1, 1, 1):
+    the same per-sample drop and rescale; the identity in eval) and the input added.
     """
 
     def __init__(self, in_channels, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_rate=0.0):
         super().__init__()
-        expand_conv_channels = filters_in * expand
-        dwconv_channels = filters_in * expand if expand != 1 else in_channels
+        expand_conv_channels = in_channels * expand
+        dwconv_channels = in_channels * expand if expand != 1 else in_channels
         reduce_channels = max(1, int(filters_in * 0.25))
         if expand != 1:
             self.expand_conv = nn.Conv2d(in_channels, expand_conv_channels, kernel_size=1, bias=False)
@@ -117,7 +117,7 @@ class EffkBlock(nn.Module):
                         adaptive_avgpool=nn.AdaptiveAvgPool2d(1),
                         reduce=nn.Conv2d(dwconv_channels, reduce_channels, kernel_size=1),
                         silu=nn.SiLU(inplace=True),
-                        expand=nn.Conv2d(reduce_channels, expand_conv_channels, kernel_size=1),
+                        expand=nn.Conv2d(reduce_channels, filters_in * expand, kernel_size=1),
                         sigmoid=nn.Sigmoid(),
                     )
                 ),
