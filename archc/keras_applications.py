@@ -49,6 +49,14 @@ def builder_call(mapping: Mapping, model: ir.Model, include_top: bool, classes: 
     if mapping.builder is None:
         raise ArchcError(f"{mapping.file}: no 'builder:' (which keras.applications model)", Loc(mapping.file, 1, 1))
     call = mapping.builder["call"]
+    if isinstance(call, dict):  # one family, several keras.applications builders (VGG16 / VGG19)
+        if model.name not in call:
+            raise ArchcError(
+                f"{mapping.file}: no keras.applications model for spec '{model.name}' "
+                f"(it has {', '.join(f'{c} for {s}' for s, c in call.items())})",
+                Loc(model.spec_file, 1, 1),
+            )
+        call = call[model.name]
     if not call.startswith("keras.") or not all(p.isidentifier() for p in call.split(".")):
         raise ArchcError(f"{mapping.file}: builder '{call}' is not a keras.* function", Loc(mapping.file, 1, 1))
     kwargs = {}

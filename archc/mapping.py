@@ -89,7 +89,7 @@ class Mapping:
     rules: tuple[Rule, ...]
     checkpoint_rules: tuple[Rule, ...]
     specs: tuple[str, ...] = ()  # archc specs the mapping is checked for
-    builder: dict | None = None  # keras.applications: {call: NAME, args: {arg: value or "$param"}}
+    builder: dict | None = None  # keras.applications: {call: NAME or {spec: NAME}, args: {arg: value or "$param"}}
     ignore: tuple[str, ...] = ()  # source layers that are not part of the network (preprocessing)
 
     def names(self, keys) -> dict[str, str]:
@@ -154,8 +154,14 @@ def _builder(raw, file: str) -> dict | None:
     if raw is None:
         return None
     args = raw.get("args", {}) if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or not isinstance(raw.get("call"), str) or not isinstance(args, dict):
-        raise ArchcError("'builder' must be {call: NAME, args: {ARG: VALUE or '$param'}}", Loc(file, 1, 1))
+    call = raw.get("call") if isinstance(raw, dict) else None
+    calls_ok = isinstance(call, str) or (
+        isinstance(call, dict) and call and all(isinstance(k, str) and isinstance(v, str) for k, v in call.items())
+    )
+    if not calls_ok or not isinstance(args, dict):
+        raise ArchcError(
+            "'builder' must be {call: NAME or {SPEC: NAME, ...}, args: {ARG: VALUE or '$param'}}", Loc(file, 1, 1)
+        )
     if set(raw) - {"call", "args"}:
         raise ArchcError(f"'builder' has unknown keys {sorted(set(raw) - {'call', 'args'})}", Loc(file, 1, 1))
     return {"call": raw["call"], "args": dict(args)}

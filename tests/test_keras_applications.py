@@ -72,6 +72,34 @@ CASES = {
         False,
     ),
     "mobilenet_025_odd_65": ("mobilenet_v1_025_160", [], _app("MobileNet", alpha=0.25), 65, False),
+    "mobilenet_v2_keras": ("mobilenet_v2_keras", [], _app("MobileNetV2"), 32, True),
+    "mobilenet_v2_keras_alpha14_10classes_odd33": (
+        "mobilenet_v2_keras",
+        ["alpha=1.4", "classes=10"],
+        _app("MobileNetV2", alpha=1.4, classes=10),
+        33,
+        False,
+    ),
+    "mobilenet_v3_large_keras": (
+        "mobilenet_v3_large_keras",
+        [],
+        _app("MobileNetV3Large", include_preprocessing=False),
+        32,
+        True,
+    ),
+    "mobilenet_v3_small_keras_odd33": (
+        "mobilenet_v3_small_keras",
+        [],
+        _app("MobileNetV3Small", include_preprocessing=False),
+        33,
+        False,
+    ),
+    "efficientnet_b0_keras": ("efficientnet_b0_keras", [], _app("EfficientNetB0"), 32, True),
+    # the adaptive pool to 2 x 2: the identity at 64 px as the 7 x 7 one is at 224, and the flatten's order
+    # (2 x 2 x 512) is still checked (VGG's counts and names at 224: tests/test_keras_specs_mobile.py)
+    "vgg16": ("vgg16", ["top.0.adaptive_avgpool.size=2"], _app("VGG16"), 64, True),
+    "vgg19": ("vgg19", ["top.0.adaptive_avgpool.size=1"], _app("VGG19"), 32, False),
+    "convnext_tiny": ("convnext_tiny", [], _app("ConvNeXtTiny", include_preprocessing=False), 32, True),
     "densenet_blocks_4_8_16_12_10classes": (
         "densenet121",
         ["block_config=[4, 8, 16, 12]", "classes=10"],
@@ -86,30 +114,43 @@ FILE_CASES = {"mobilenet_025_odd_65", "densenet121"}
 
 
 def randomize(model, seed):
-    """Random weights of every layer; BN: gamma near 1, beta and moving mean small, variance in [0.5, 1]."""
+    """Random weights of every layer (nested ones too); BN: gamma near 1, beta and moving mean small, variance in
+    [0.5, 1] (scale=False: no gamma); LayerNormalization: gamma near 1; EfficientNet's input Normalization: a
+    plausible mean and variance."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         for sub in getattr(layer, "layers", None) or [layer]:
-            ws = sub.get_weights()
+            ws, kind = sub.get_weights(), type(sub).__name__
             if not ws:
                 continue
-            if type(sub).__name__ == "BatchNormalization":
-                new = []
-                for w, v in zip(sub.weights, ws):  # gamma, beta, moving mean / variance (scale=False: no gamma)
-                    n = v.shape
-                    new.append(
-                        rng.uniform(0.75, 1.25, n)
-                        if w.name == "gamma"
-                        else rng.uniform(0.5, 1.0, n)
-                        if "variance" in w.name
-                        else rng.normal(0, 0.1, n)
-                    )
+            if kind in ("BatchNormalization", "LayerNormalization"):
+                new = [
+                    rng.uniform(0.75, 1.25, v.shape)
+                    if w.name == "gamma"
+                    else rng.uniform(0.5, 1.0, v.shape)
+                    if "variance" in w.name
+                    else rng.normal(0, 0.1, v.shape)
+                    for w, v in zip(sub.weights, ws)
+                ]
+            elif kind == "Normalization":
+                mean, var, count = ws
+                new = [rng.uniform(0.3, 0.6, mean.shape), rng.uniform(0.04, 0.09, var.shape), count]
             else:
                 new = []
                 for w in ws:
                     fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
                     new.append(rng.normal(0, (2.0 / fan_in) ** 0.5 if w.ndim > 1 else 0.1, w.shape))
-            sub.set_weights([x.astype(np.float32) for x in new])
+            sub.set_weights([np.asarray(x, dtype=np.float32) for x in new])
+
+
+def preprocessed(ref, x):
+    """What keras.applications' own input layers do before the network (EfficientNet's Rescaling(1 / 255) and
+    Normalization, outside the spec: the generated model takes their output); the identity for the others."""
+    norms = [layer for layer in ref.layers if type(layer).__name__ == "Normalization"]
+    if not norms:
+        return x
+    mean, var, _ = norms[0].get_weights()
+    return ((x / 255.0 - mean) / np.maximum(np.sqrt(var), keras.config.epsilon())).astype(np.float32)
 
 
 def save_legacy_h5(model, path):
@@ -139,10 +180,15 @@ def test_keras_applications_checkpoint_in(case, tmp_path):
     model = compile_spec(path, sets)
     ref = reference(build, size)
     ours = load_generated(model, "keras").build_model()
-    assert ours.count_params() == ref.count_params()  # weights=None counts, keras.applications' own
+    pre = sum(layer.count_params() for layer in ref.layers if type(layer).__name__ == "Normalization")
+    assert ours.count_params() == ref.count_params() - pre  # keras.applications' own (weights=None) counts
     randomize(ref, seed=5)
-    x = np.random.default_rng(6).normal(size=(2, size, size, 3)).astype(np.float32)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+    if preprocessed(ref, x) is not x:  # raw pixels in, as keras.applications' EfficientNet takes them
+        x = rng.uniform(0, 255, size=(2, size, size, 3)).astype(np.float32)
     y_ref = np.asarray(ref(x, training=False))
+    x = preprocessed(ref, x)
     assert y_ref.std() > 0
     assert rel(y_ref, ours(x, training=False)) > TOLERANCE  # the check can fail
     sources = [tmp_path / "ref.weights.h5"]
