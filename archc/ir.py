@@ -61,6 +61,7 @@ class BatchNorm(Node):
     channels: int
     eps: float
     momentum: float  # PyTorch convention; Keras momentum = 1 - momentum
+    scale: bool = True  # a learned scale (gamma); False: none, the scale is 1 (Keras' scale=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,7 +68,7 @@ MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
 BUILTIN_DEFAULTS = {
     "conv": {"stride": 1, "dilation": 1, "groups": 1, "bias": True, "padding": 0},
     "dwconv": {"stride": 1, "dilation": 1, "multiplier": 1, "bias": True, "padding": 0},
-    "bn": {"eps": 1e-5, "momentum": 0.1},
+    "bn": {"eps": 1e-5, "momentum": 0.1, "scale": True},
     "maxpool": {"padding": 0, "ceil": False},
     "avgpool": {"padding": 0, "ceil": False, "count_include_pad": True},
     "dense": {"bias": True},
@@ -317,7 +317,7 @@ class Lowerer:
             a = {k: x(k) for k in ("kernel", "stride", "dilation", "multiplier", "bias", "padding")}
             return mk(kind, tuple(a.items()), sym_mul(in_ch, a["multiplier"]))
         if kind == "bn":
-            return mk(kind, (("eps", x("eps")), ("momentum", x("momentum"))), in_ch)
+            return mk(kind, tuple((k, x(k)) for k in ("eps", "momentum", "scale")), in_ch)
         if kind in ACTIVATIONS or kind in ("gap",):
             return mk(kind, (), in_ch)
         if kind in ("maxpool", "avgpool"):
@@ -602,7 +602,8 @@ class Lowerer:
                 raise ArchcError(
                     f"momentum must be in [0, 1], got {mom}", al("momentum"), attr="momentum", check=_in(0, 1, True)
                 )
-            return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom)
+            scale = _bool(a["scale"], "scale", al("scale"))
+            return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom, scale=scale)
         if k in ACTIVATIONS:
             return ir.Act(**base, out_shape=shape, fn=k)
         if k in ("maxpool", "avgpool"):

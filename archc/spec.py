@@ -75,6 +75,7 @@ class DwConvAttrs(Common):
 class BnAttrs(Common):
     eps: Num | None = None
     momentum: Num | None = Field(None, description="PyTorch convention (new = (1-m)*old + m*batch); Keras uses 1-m")
+    scale: Bool | None = Field(None, description="a learned scale (gamma); false: none (Keras' scale=False)")
 
 
 class ActAttrs(Common):
