@@ -27,7 +27,10 @@ from archc.spec import FEATURES_POOL
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))
-SIZE = {"inception_v3": 96}  # the smallest inputs each spec takes (64 px, or more where the spec needs it)
+SIZE = {
+    "inception_v3": 96,
+    "inception_v3_keras": 96,
+}  # the smallest inputs each spec takes (64 px, or more where the spec needs it)
 HEADLESS = ["include_top=false"]
 
 

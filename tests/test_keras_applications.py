@@ -100,6 +100,8 @@ CASES = {
     "vgg16": ("vgg16", ["top.0.adaptive_avgpool.size=2"], _app("VGG16"), 64, True),
     "vgg19": ("vgg19", ["top.0.adaptive_avgpool.size=1"], _app("VGG19"), 32, False),
     "convnext_tiny": ("convnext_tiny", [], _app("ConvNeXtTiny", include_preprocessing=False), 32, True),
+    "resnet50_keras": ("resnet50_keras", [], _app("ResNet50"), 64, True),
+    "inception_v3_keras": ("inception_v3_keras", [], _app("InceptionV3"), 75, True),
     "densenet_blocks_4_8_16_12_10classes": (
         "densenet121",
         ["block_config=[4, 8, 16, 12]", "classes=10"],

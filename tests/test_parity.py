@@ -91,11 +91,11 @@ def randomize_keras(kmodel, seed):
             continue
         cls = type(layer).__name__
         new = []
-        for i, w in enumerate(ws):
-            if cls == "BatchNormalization":
-                if i == 0:
+        for v, w in zip(layer.weights, ws):
+            if cls == "BatchNormalization":  # gamma (absent with scale=False), beta, moving mean, moving variance
+                if v.name == "gamma":
                     new.append(rng.uniform(0.75, 1.25, w.shape))
-                elif i == 3:
+                elif v.name == "moving_variance":
                     new.append(rng.uniform(0.5, 1.0, w.shape))
                 else:
                     new.append(rng.normal(0, 0.1, w.shape))

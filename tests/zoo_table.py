@@ -44,6 +44,10 @@ ROWS = {
         TV.format("googlenet"),
     ),
     "inception_v3": ("Inception-v3 (`--set aux=true`: the aux head, 27,161,264 params)", TV.format("inception_v3")),
+    "inception_v3_keras": (
+        "Inception-v3, keras.applications' layout (BN without scale, pools leave the padding out)",
+        KA.format("InceptionV3") + ", logits from its weights files",
+    ),
     "mobilenet_v1": ("MobileNet, alpha 1.0, 224", KA.format("MobileNet")),
     "mobilenet_v1_025_160": ("MobileNet, alpha 0.25, 160", KA.format("MobileNet(alpha=0.25)")),
     "mobilenet_v1_050": ("MobileNet, alpha 0.5", KA.format("MobileNet(alpha=0.5)")),
@@ -64,6 +68,10 @@ ROWS = {
     "resnet18": ("ResNet-18", TV.format("resnet18")),
     "resnet34": ("ResNet-34", TV.format("resnet34")),
     "resnet50": ("ResNet-50 v1.5 (stride on the 3x3)", TV.format("resnet50")),
+    "resnet50_keras": (
+        "ResNet-50 v1 (stride on the first 1x1, conv biases)",
+        KA.format("ResNet50") + ", logits from its weights files",
+    ),
     "resnet101": ("ResNet-101", TV.format("resnet101")),
     "resnet152": ("ResNet-152", TV.format("resnet152")),
     "resnext50_32x4d": ("ResNeXt-50 32x4d", TV.format("resnext50_32x4d")),
