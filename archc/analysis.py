@@ -67,7 +67,7 @@ def params_of(node: ir.Node) -> tuple[int, int]:
         w = kh * kw * (node.in_channels // node.groups) * node.out_channels
         return w + (node.out_channels if node.bias else 0), 0
     if isinstance(node, ir.BatchNorm):
-        return 2 * node.channels, 2 * node.channels
+        return (2 if node.scale else 1) * node.channels, 2 * node.channels  # gamma (if scale), beta; mean, var
     if isinstance(node, ir.Dense):
         return node.in_features * node.out_features + (node.out_features if node.bias else 0), 0
     if isinstance(node, ir.Op):

@@ -262,9 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--from",
         dest="source",
-        choices=("archc", "torchvision"),
+        choices=("archc", "torchvision", "keras.applications"),
         default="archc",
-        help="SRC's names: archc (default: a generated model's) or torchvision (its state_dict -> .pt or .weights.h5)",
+        help="SRC's names: archc (default: a generated model's), torchvision (its state_dict) or keras.applications "
+        "(its .weights.h5 or legacy .h5 file), -> .pt or .weights.h5",
     )
     add_set(sp)
     sp.set_defaults(func=cmd_convert)

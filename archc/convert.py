@@ -13,7 +13,8 @@ declaration, takes them to the canonical layout and from there to the destinatio
 
 torchvision's checkpoints come in through :func:`from_torchvision`: their keys are renamed to the
 generated model's by the rules of the model's family (``archc/stdlib/torchvision/<family>.yaml``,
-:mod:`archc.mapping`), then go the same way as a generated model's state_dict.
+:mod:`archc.mapping`), then go the same way as a generated model's state_dict. keras.applications' come in
+through :mod:`archc.keras_applications` (``archc/stdlib/keras_applications/<family>.yaml``).
 
 torch, keras and numpy are imported only when a conversion runs.
 """
@@ -197,16 +198,23 @@ def _atomic(dst: str, write) -> None:
             os.unlink(tmp)
 
 
-def from_torchvision(model: ir.Model, state: dict, src: str) -> dict:
+def from_torchvision(model: ir.Model, state: dict, src: str, full: ir.Model | None = None, notes=None) -> dict:
     """A torchvision state_dict -> the generated PyTorch model's state_dict (same tensors, archc's keys),
     through the mapping of the model's family (:mod:`archc.mapping`). A checkpoint that does not fit is
-    refused naming its tensors in torchvision's names."""
+    refused naming its tensors in torchvision's names. ``full``: the spec's model with its top, when ``model``
+    is headless: the checkpoint's tensors only ``full`` has (the classifier) are skipped, listed in ``notes``."""
     from .mapping import mapping_for
 
     mapping = mapping_for(model, "torchvision")
     shapes = torch_shapes(model)
     names = mapping.names(shapes)  # archc key -> torchvision key
     renamed = mapping.checkpoint_names(state)  # checkpoint key -> current torchvision spelling
+    if full is not None and full is not model:
+        top = set(mapping.names(torch_shapes(full)).values()) - set(names.values())
+        dropped = [k for k, tv in renamed.items() if tv in top]
+        renamed = {k: tv for k, tv in renamed.items() if tv not in top}
+        if dropped and notes is not None:
+            notes.append("skipped, the classifier this headless model leaves out: " + ", ".join(dropped))
     by_tv: dict = {}
     original: dict[str, str] = {}
     for key, tv in renamed.items():
@@ -245,35 +253,89 @@ def _zero_count(state: dict):
     return np.zeros((), dtype=np.int64)
 
 
+def full_model(spec: str, sets, model: ir.Model) -> ir.Model:
+    """``model`` with its top (``include_top=true``) where it was built without: a full checkpoint's classifier
+    tensors are then known, and skipped rather than refused."""
+    from .loader import without_builtin_sets
+    from .pipeline import compile_spec
+
+    if not model.top_removed:
+        return model
+    return compile_spec(spec, without_builtin_sets(sets))
+
+
+def _drop_top(model: ir.Model, full: ir.Model, state: dict, notes: list[str]) -> dict:
+    """A generated full model's state_dict for a headless ``model``: the tensors only ``full`` has go."""
+    if full is model:
+        return state
+    top = set(torch_shapes(full)) - set(torch_shapes(model))
+    dropped = [k for k in state if k in top]
+    if dropped:
+        notes.append("skipped, the classifier this headless model leaves out: " + ", ".join(dropped))
+    return {k: v for k, v in state.items() if k not in top}
+
+
+def _said(line: str, notes: list[str]) -> str:
+    return "\n".join([line, *notes])
+
+
 def convert_weights(spec: str, src: str, dst: str, sets=(), source: str = "archc") -> str:
     """Convert ``src`` (.pt/.pth state_dict or .weights.h5) to ``dst`` (the other format) for ``spec``.
 
-    ``source="torchvision"``: ``src`` is a torchvision state_dict (.pt/.pth); ``dst`` is a .pt/.pth for the
-    generated PyTorch model or a .weights.h5 for the generated Keras model."""
+    ``source="torchvision"``: ``src`` is a torchvision state_dict (.pt/.pth); ``source="keras.applications"``:
+    ``src`` is a keras.applications weights file (``.weights.h5`` or the legacy ``.h5``). Either way ``dst``
+    is a .pt/.pth for the generated PyTorch model or a .weights.h5 for the generated Keras model. A headless
+    spec (``include_top=false``) takes a full checkpoint: the classifier's tensors are skipped and reported."""
     from .pipeline import compile_spec
 
+    sets = list(sets)
     model = compile_spec(spec, sets)
     torch_ext = (".pt", ".pth")
     if not os.path.isfile(src):
         raise ArchcError("no such file", Loc(src, 1, 1))
+    notes: list[str] = []
+    if source in ("torchvision", "keras.applications"):
+        if not (dst.endswith(torch_ext) or dst.endswith(".weights.h5")):
+            raise ArchcError(f"--from {source}: DST must be .pt/.pth (PyTorch) or .weights.h5 (Keras)", Loc(dst, 1, 1))
     if source == "torchvision":
-        if not (src.endswith(torch_ext) and (dst.endswith(torch_ext) or dst.endswith(".weights.h5"))):
-            raise ArchcError(
-                "--from torchvision converts a .pt/.pth state_dict -> .pt/.pth or .weights.h5", Loc(src, 1, 1)
-            )
-        state = from_torchvision(model, _read_torch(src), src)
+        if not src.endswith(torch_ext):
+            raise ArchcError("--from torchvision reads a .pt/.pth state_dict", Loc(src, 1, 1))
+        full = full_model(spec, sets, model)
+        state = from_torchvision(model, _read_torch(src), src, full, notes)
         if dst.endswith(".weights.h5"):
-            return _write_keras(model, state, src, dst)
+            return _said(_write_keras(model, state, src, dst), notes)
         import torch
 
         tensors = {k: torch.as_tensor(v).contiguous() for k, v in state.items()}
         _check_state(model, tensors, src)
         _atomic(dst, lambda p: torch.save(tensors, p))
-        return f"wrote {dst}: {len(tensors)} tensors of the generated PyTorch model from torchvision's {src}"
+        return _said(
+            f"wrote {dst}: {len(tensors)} tensors of the generated PyTorch model from torchvision's {src}", notes
+        )
+    if source == "keras.applications":
+        if not src.endswith(".h5"):
+            raise ArchcError("--from keras.applications reads a .weights.h5 or legacy .h5 weights file", Loc(src, 1, 1))
+        from .keras_applications import from_keras_applications
+
+        layers, notes = from_keras_applications(model, src, full_model(spec, sets, model))
+        if dst.endswith(".weights.h5"):
+            kmodel = load_generated(model, "keras").build_model()
+            set_keras_weights(kmodel, layers)
+            _atomic(dst, kmodel.save_weights)
+            return _said(f"wrote {dst}: {len(layers)} Keras layers from keras.applications' {src}", notes)
+        import torch
+
+        state = convert(model, layers, "keras", "torch", src)
+        tensors = {k: torch.as_tensor(v).contiguous() for k, v in state.items()}
+        _atomic(dst, lambda p: torch.save(tensors, p))
+        return _said(
+            f"wrote {dst}: {len(tensors)} tensors of the generated PyTorch model from keras.applications' {src}", notes
+        )
     if source != "archc":
-        raise ArchcError(f"unknown checkpoint source '{source}' (archc or torchvision)", None)
+        raise ArchcError(f"unknown checkpoint source '{source}' (archc, torchvision or keras.applications)", None)
     if src.endswith(torch_ext) and dst.endswith(".weights.h5"):
-        return _write_keras(model, _read_torch(src), src, dst)
+        state = _drop_top(model, full_model(spec, sets, model), _read_torch(src), notes)
+        return _said(_write_keras(model, state, src, dst), notes)
     if src.endswith(".weights.h5") and dst.endswith(torch_ext):
         import torch
 

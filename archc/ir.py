@@ -61,6 +61,7 @@ class BatchNorm(Node):
     channels: int
     eps: float
     momentum: float  # PyTorch convention; Keras momentum = 1 - momentum
+    scale: bool = True  # a learned scale (gamma); False: none, the scale is 1 (Keras' scale=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,6 +280,9 @@ class Model:
     blocks: tuple[BlockDef, ...]  # every block used, callees before callers
     params: tuple[tuple[str, Any], ...]  # network params after overrides
     network: TNode  # the network's items, symbolic in the network params (``in_channels``: input channels)
+    # include_top=false left the spec's ``top:`` (its classifier) out: the model is the feature extractor only, and
+    # a checkpoint of the full model has tensors this one does not (the weight converter reports them as skipped)
+    top_removed: bool = False
 
     def block(self, name: str) -> BlockDef:
         for b in self.blocks:

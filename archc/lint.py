@@ -290,7 +290,7 @@ def _unused_params(lw) -> list[LintWarning]:
 
 def _constant_if(lw) -> list[LintWarning]:
     out = []
-    stack = [v for k, v in lw.data.items() if k in ("network", "heads", "blocks")]
+    stack = [v for k, v in lw.data.items() if k in ("network", "top", "heads", "blocks")]
     while stack:
         v = stack.pop()
         if isinstance(v, list):

@@ -318,11 +318,12 @@ def load_file(path: str, _stack: tuple = ()) -> LDict:
 
 
 _SCI_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-TOP_KEYS = ("name", "doc", "input", "params", "defaults", "blocks", "network", "heads", "loss_weight")
+TOP_KEYS = ("name", "doc", "input", "params", "defaults", "blocks", "network", "top", "heads", "loss_weight")
+BUILTIN_PARAM_NAMES = ("include_top", "pooling")  # archc.spec.BUILTIN_PARAMS: every spec has them, set only here
 
 
 def apply_set(data: LDict, assignment: str) -> None:
-    """Apply one ``--set key.path=value``; a bare key names a network param.
+    """Apply one ``--set key.path=value``; a bare key names a network param, or a built-in one (include_top, pooling).
 
     Locations: the file is ``--set KEY=VALUE`` (the argument as written), line 1; problems with the key
     are at column 1, the value is at its own column (``--set growth_rate=-3:1:13``)."""
@@ -344,6 +345,12 @@ def apply_set(data: LDict, assignment: str) -> None:
         value = float(value)  # YAML 1.1 reads 1e-3 as a string; on a command line it means the number
     if isinstance(value, (dict, list)):
         value = parse_yaml(f"v: {raw}", f"--set {assignment}")["v"]
+    if parts[0] == "params" and len(parts) == 2 and parts[1] in BUILTIN_PARAM_NAMES:
+        # a built-in param is no param of the spec's: kept aside (value, where) for the lowering to check and apply
+        if not hasattr(data, "builtin_sets"):
+            data.builtin_sets = {}
+        data.builtin_sets[parts[1]] = (value, vloc)
+        return
     if parts[0] == "params":
         params = data.get("params")
         if len(parts) == 2 and (not isinstance(params, dict) or parts[1] not in params):
@@ -380,6 +387,18 @@ def apply_set(data: LDict, assignment: str) -> None:
             cur.klocs[last] = loc
     else:
         raise ArchcError(f"'{'.'.join(parts[:-1])}' is not a mapping", loc)
+
+
+def is_builtin_set(assignment: str) -> bool:
+    """Whether ``--set assignment`` sets a built-in param (include_top, pooling; also as ``params.NAME``)."""
+    parts = assignment.partition("=")[0].strip().split(".")
+    return parts[-1] in BUILTIN_PARAM_NAMES and parts[:-1] in ([], ["params"])
+
+
+def without_builtin_sets(sets) -> list[str]:
+    """``sets`` minus the built-in params': the ``--set`` list of the full model (its top included) that a
+    headless model was made from (``archc convert-weights`` compiles it to name the checkpoint's top tensors)."""
+    return [s for s in sets if not is_builtin_set(s)]
 
 
 def load(path: str, sets: list[str] | tuple = ()) -> LDict:

@@ -6,6 +6,10 @@ parsed and checked against the names in scope, channel counts propagated
 symbolically. Then the network template is *instantiated* with the network params:
 every expression evaluated, every value range-checked, every shape computed, so the
 instance tree is fully explicit.
+
+The network level is ``network:`` then ``top:`` (the classifier), one sequence in one naming scope; the
+built-in params ``include_top`` / ``pooling`` (``--set`` only) leave the top and the aux heads out and may end
+the features with a global pool (:meth:`Lowerer.builtin_params`, :meth:`Lowerer.network_items`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from pathlib import Path
 from . import analysis, ir, ops
 from .errors import ArchcError, Loc, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
-from .loader import LDict, key_loc, loc_of, parse_yaml, read_text
+from .loader import LDict, _mk_list, key_loc, loc_of, parse_yaml, read_text
 from .provenance import NETWORK, ORIGINS, Origin, Tracer
 from .spec import (
     ACTIVATIONS,
+    BUILTIN_PARAMS,
     COMBINATORS,
+    FEATURES_POOL,
+    ITEM_TYPES,
     KINDS,
     RESERVED,
     CallItem,
@@ -61,7 +68,7 @@ MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
 BUILTIN_DEFAULTS = {
     "conv": {"stride": 1, "dilation": 1, "groups": 1, "bias": True, "padding": 0},
     "dwconv": {"stride": 1, "dilation": 1, "multiplier": 1, "bias": True, "padding": 0},
-    "bn": {"eps": 1e-5, "momentum": 0.1},
+    "bn": {"eps": 1e-5, "momentum": 0.1, "scale": True},
     "maxpool": {"padding": 0, "ceil": False},
     "avgpool": {"padding": 0, "ceil": False, "count_include_pad": True},
     "dense": {"bias": True},
@@ -310,7 +317,7 @@ class Lowerer:
             a = {k: x(k) for k in ("kernel", "stride", "dilation", "multiplier", "bias", "padding")}
             return mk(kind, tuple(a.items()), sym_mul(in_ch, a["multiplier"]))
         if kind == "bn":
-            return mk(kind, (("eps", x("eps")), ("momentum", x("momentum"))), in_ch)
+            return mk(kind, tuple((k, x(k)) for k in ("eps", "momentum", "scale")), in_ch)
         if kind in ACTIVATIONS or kind in ("gap",):
             return mk(kind, (), in_ch)
         if kind in ("maxpool", "avgpool"):
@@ -595,7 +602,8 @@ class Lowerer:
                 raise ArchcError(
                     f"momentum must be in [0, 1], got {mom}", al("momentum"), attr="momentum", check=_in(0, 1, True)
                 )
-            return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom)
+            scale = _bool(a["scale"], "scale", al("scale"))
+            return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom, scale=scale)
         if k in ACTIVATIONS:
             return ir.Act(**base, out_shape=shape, fn=k)
         if k in ("maxpool", "avgpool"):
@@ -814,14 +822,16 @@ class Lowerer:
             dims.append(v)
         in_shape = tuple(dims)
         ctx = _Ctx(set(scope), "the network")
+        include_top, pooling, pool_loc = self.builtin_params()
+        items, raw_items, level = self.network_items(include_top, pooling, pool_loc)
         net_t = self.template_seq(
-            spec.network, data.get("network"), Expr("in_channels"), ctx, "", data.loc, class_scope=True
+            items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
         )
         body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[2], ORIGINS: NETWORK}, in_shape, "")
         heads = []
         raw_heads = data.get("heads") or {}
         top = {n.name: n for n in body.children}
-        for hname, h in spec.heads.items():
+        for hname, h in spec.heads.items() if include_top else ():  # a headless model has no aux heads either
             hraw = raw_heads.get(hname)
             hloc = key_loc(raw_heads, hname)
             self.check_name(hname, hloc, "head name")
@@ -861,10 +871,21 @@ class Lowerer:
             "loss_weight",
             loc_of(data, "loss_weight"),
         )
+        doc = spec.doc or _leading_comment(text)
+        if not include_top:
+            what = {
+                "none": "the feature map",
+                "avg": "global average pooled features",
+                "max": "global max pooled features",
+            }
+            doc = (f"{doc}\n\n" if doc else "") + (
+                f"Built with include_top=false, pooling={pooling}: the spec's top (its classifier) and aux heads are "
+                f"left out; the output is {what[pooling]}."
+            )
         return ir.Model(
             name=spec.name,
             class_name=class_name,
-            doc=spec.doc or _leading_comment(text),
+            doc=doc,
             spec_file=self.file,
             spec_sha256=hashlib.sha256(text.encode()).hexdigest(),
             input_shape=in_shape,
@@ -874,7 +895,64 @@ class Lowerer:
             blocks=blocks,
             params=tuple((k, _freeze(v)) for k, v in scope.items()),
             network=net_t,
+            top_removed=not include_top,
         )
+
+    # ---------------------------------------------------------------- top: and the built-in params
+    def builtin_params(self) -> tuple[bool, str, Loc | None]:
+        """include_top and pooling (``--set``; keras.applications' arguments), checked: (include_top, pooling,
+        where pooling was set)."""
+        raw_params = self.data.get("params") or {}
+        for name in BUILTIN_PARAMS:
+            if name in self.spec.params:
+                raise ArchcError(
+                    f"param '{name}' is built in (every spec has include_top and pooling, set with --set); "
+                    "rename this param",
+                    key_loc(raw_params, name),
+                )
+        sets = getattr(self.data, "builtin_sets", {})
+        include_top, it_loc = sets.get("include_top", (True, None))
+        if not isinstance(include_top, bool):
+            raise ArchcError(f"include_top must be true or false, got {include_top!r}", it_loc)
+        pooling, pool_loc = sets.get("pooling", ("none", None))
+        if pooling is None:  # YAML's null, keras.applications' pooling=None
+            pooling = "none"
+        if pooling not in BUILTIN_PARAMS["pooling"]:
+            raise ArchcError(f"pooling must be one of none, avg, max; got {pooling!r}", pool_loc)
+        if pooling != "none" and include_top:
+            raise ArchcError(
+                f"pooling={pooling} applies to a model without its top (the top pools itself): add "
+                "--set include_top=false",
+                pool_loc,
+            )
+        if not include_top and not self.spec.top:
+            raise ArchcError(
+                f"include_top=false, but spec '{self.spec.name}' has no 'top:' (its classifier) to leave out",
+                it_loc,
+                notes=[(loc_of(self.data, "network"), "its network is here; move the classifier into 'top:'")],
+            )
+        return include_top, pooling, pool_loc
+
+    def network_items(self, include_top: bool, pooling: str, pool_loc):
+        """The items of the network level: ``network:``, then ``top:`` unless include_top is false, then the global
+        pool of ``pooling``; with their located raw items, and the naming level. The level is that of network
+        and top together whether the top is built or not, so a layer has the same name in both models (a
+        checkpoint of the full model loads into the headless one)."""
+        spec, data = self.spec, self.data
+        raw = _mk_list(data.loc)
+        for key in ("network", "top") if include_top else ("network",):
+            part = data.get(key)
+            for i in range(len(getattr(spec, key))):
+                raw.append(part[i] if isinstance(part, list) and i < len(part) else None)
+                raw.locs.append(loc_of(part, i) if isinstance(part, list) else loc_of(data, key))
+        items = list(spec.network) + (list(spec.top) if include_top else [])
+        level = _Level(list(_level_items(list(spec.network) + list(spec.top), True)), True)
+        if pooling != "none":
+            kind = "gap" if pooling == "avg" else "global_maxpool"
+            items.append(ITEM_TYPES[kind].model_validate({kind: {"name": FEATURES_POOL}}))
+            raw.append(None)
+            raw.locs.append(pool_loc)
+        return items, raw, level
 
     def explain_network_value(self, exc: ArchcError, key: str, raw, value, loc) -> None:
         """A value written at network level (``input:``) failed a check: point at the params it read."""

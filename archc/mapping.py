@@ -1,4 +1,5 @@
-"""Names of other frameworks' checkpoints for archc's families, as data (``archc/stdlib/torchvision/*.yaml``).
+"""Names of other frameworks' checkpoints for archc's families, as data (``archc/stdlib/torchvision/*.yaml``,
+``archc/stdlib/keras_applications/*.yaml``).
 
 A mapping file sits next to the family it is for (``stdlib/torchvision/resnet.yaml`` for
 ``stdlib/resnet.yaml``) and holds ordered regex rewrite rules from the generated PyTorch model's
@@ -21,7 +22,10 @@ from .errors import ArchcError, Loc
 
 STDLIB_DIR = Path(__file__).parent / "stdlib"
 STDLIB_PREFIX = "<archc stdlib>/"
-SOURCES = ("torchvision",)
+SOURCES = ("torchvision", "keras.applications")
+# where each source's mapping files are, under archc/stdlib/
+FOLDERS = {"torchvision": "torchvision", "keras.applications": "keras_applications"}
+BY_ORDER = "#"  # a rule's result ending in this: matched by order among the source's auto-named layers
 
 _EXPR = re.compile(r"\{([^{}]*)\}")
 _GROUP = re.compile(r"\\(\d)")
@@ -84,6 +88,9 @@ class Mapping:
     models: tuple[str, ...]
     rules: tuple[Rule, ...]
     checkpoint_rules: tuple[Rule, ...]
+    specs: tuple[str, ...] = ()  # archc specs the mapping is checked for
+    builder: dict | None = None  # keras.applications: {call: NAME or {spec: NAME}, args: {arg: value or "$param"}}
+    ignore: tuple[str, ...] = ()  # source layers that are not part of the network (preprocessing)
 
     def names(self, keys) -> dict[str, str]:
         """Generated state_dict key -> the source framework's key, for every key; one-to-one."""
@@ -97,7 +104,7 @@ class Mapping:
                     cur, hit = new, True
             if not hit:
                 raise ArchcError(f"{self.source} mapping has no rule for '{key}'", Loc(self.file, 1, 1))
-            if cur in back:
+            if cur in back and not cur.endswith(BY_ORDER):
                 raise ArchcError(
                     f"{self.source} mapping sends both '{back[cur]}' and '{key}' to '{cur}'", Loc(self.file, 1, 1)
                 )
@@ -135,6 +142,31 @@ def _rules(raw, file: str, what: str) -> tuple[Rule, ...]:
     return tuple(out)
 
 
+def _names(raw, file: str, what: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise ArchcError(f"'{what}' must be a list of names", Loc(file, 1, 1))
+    return tuple(raw)
+
+
+def _builder(raw, file: str) -> dict | None:
+    if raw is None:
+        return None
+    args = raw.get("args", {}) if isinstance(raw, dict) else None
+    call = raw.get("call") if isinstance(raw, dict) else None
+    calls_ok = isinstance(call, str) or (
+        isinstance(call, dict) and call and all(isinstance(k, str) and isinstance(v, str) for k, v in call.items())
+    )
+    if not calls_ok or not isinstance(args, dict):
+        raise ArchcError(
+            "'builder' must be {call: NAME or {SPEC: NAME, ...}, args: {ARG: VALUE or '$param'}}", Loc(file, 1, 1)
+        )
+    if set(raw) - {"call", "args"}:
+        raise ArchcError(f"'builder' has unknown keys {sorted(set(raw) - {'call', 'args'})}", Loc(file, 1, 1))
+    return {"call": raw["call"], "args": dict(args)}
+
+
 def load_mapping(path: Path, source: str = "torchvision") -> Mapping:
     file = f"{STDLIB_PREFIX}{path.parent.name}/{path.name}"
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -148,6 +180,9 @@ def load_mapping(path: Path, source: str = "torchvision") -> Mapping:
         models=tuple(body.get("models") or ()),
         rules=_rules(body.get("rules"), file, "rule"),
         checkpoint_rules=_rules(body.get("checkpoint_rules"), file, "checkpoint rule"),
+        specs=_names(body.get("specs"), file, "specs"),
+        builder=_builder(body.get("builder"), file),
+        ignore=_names(body.get("ignore"), file, "ignore"),
     )
 
 
@@ -166,7 +201,8 @@ def mapping_for(model: ir.Model, source: str = "torchvision") -> Mapping:
     if source not in SOURCES:
         raise ArchcError(f"unknown checkpoint source '{source}' (known: {', '.join(SOURCES)})", None)
     fams = families(model)
-    have = sorted(p.stem for p in (STDLIB_DIR / source).glob("*.yaml"))
+    folder = STDLIB_DIR / FOLDERS[source]
+    have = sorted(p.stem for p in folder.glob("*.yaml"))
     found = [f for f in fams if f in have]
     where = Loc(model.spec_file, 1, 1)
     if not found:
@@ -182,4 +218,4 @@ def mapping_for(model: ir.Model, source: str = "torchvision") -> Mapping:
             "which names a checkpoint has is ambiguous",
             where,
         )
-    return load_mapping(STDLIB_DIR / source / f"{found[0]}.yaml", source)
+    return load_mapping(folder / f"{found[0]}.yaml", source)

@@ -214,6 +214,10 @@ def _adaptive_shape(shape, a):
     return (h, w, shape[-1])
 
 
+def _global_pool_shape(shape, a):
+    return (_map(shape, "global_maxpool")[-1],)
+
+
 def _scale_params(node: ir.Op) -> tuple[int, int]:
     return node.in_shape[-1], 0
 
@@ -343,6 +347,17 @@ register(
         "spans [floor(i n / m), ceil((i + 1) n / m))), exact at any input size",
         (Attr("size", "pair", None, "output size: an integer or [height, width]", required=True),),
         shape=_adaptive_shape,
+        elementwise=False,
+        group="pooling",
+    )
+)
+
+register(
+    Primitive(
+        "global_maxpool",
+        "the maximum over all positions of each channel: (H, W, C) -> flat (C,) (Keras GlobalMaxPooling2D; "
+        "PyTorch's AdaptiveMaxPool2d(1) + flatten); --set pooling=max ends a headless model with one",
+        shape=_global_pool_shape,
         elementwise=False,
         group="pooling",
     )

@@ -1,8 +1,9 @@
 """The spec language: pydantic models of what people write in YAML.
 
 A spec has network-level ``params``, per-kind ``defaults``, reusable ``blocks``
-(parametrised sequences of items), the ``network`` itself and optional auxiliary
-``heads``. An *item* is a one-key mapping ``{kind: {attributes}}`` where kind is a
+(parametrised sequences of items), the ``network`` itself, its optional ``top`` (the
+classifier, which ``--set include_top=false`` leaves out: see :data:`BUILTIN_PARAMS`) and
+optional auxiliary ``heads``. An *item* is a one-key mapping ``{kind: {attributes}}`` where kind is a
 primitive (``conv``, ``bn``, ``relu``, ...), a combinator (``seq``, ``concat``,
 ``add``, ``repeat``, ``dense_connect``) or the name of a block. Any number can be
 written as ``$param`` or ``${expression}``; see :mod:`archc.expr`.
@@ -74,6 +75,7 @@ class DwConvAttrs(Common):
 class BnAttrs(Common):
     eps: Num | None = None
     momentum: Num | None = Field(None, description="PyTorch convention (new = (1-m)*old + m*batch); Keras uses 1-m")
+    scale: Bool | None = Field(None, description="a learned scale (gamma); false: none (Keras' scale=False)")
 
 
 class ActAttrs(Common):
@@ -238,6 +240,7 @@ class CallItem(RootModel[dict[Ident, dict[Ident, Any]]]):
 
 
 _ITEM_TYPES = {k: _make_item(k, a) for k, a in KINDS.items()}
+ITEM_TYPES = _ITEM_TYPES  # kind -> the model of its item (``{kind: {attributes}}``)
 
 
 def _item_kind(v: Any) -> str:
@@ -299,9 +302,19 @@ class Spec(Model):
     )
     blocks: dict[Ident, BlockDef] = Field(default_factory=dict)
     network: list[Item] = Field(min_length=1)
+    top: list[Item] = Field(
+        default_factory=list,
+        description="the classifier (keras.applications' 'top'): built after the network, in its naming scope; "
+        "left out with --set include_top=false",
+    )
     heads: dict[Ident, HeadSpec] = Field(default_factory=dict)
     loss_weight: Num = Field(1.0, description="loss weight of the main output")
 
+
+# params every spec has, set only with --set (keras.applications' arguments): include_top false leaves the spec's
+# `top:` and its aux `heads:` out; pooling (with include_top false only) then ends the features with a global pool
+BUILTIN_PARAMS = {"include_top": (True, False), "pooling": ("none", "avg", "max")}  # name -> (default, others...)
+FEATURES_POOL = "features_pool"  # the name of the global pool that pooling avg / max appends
 
 # names the spec language itself gives a meaning to (the generated code's own names yield to the user's)
 RESERVED = frozenset({"self", "in_channels", "name"})

@@ -11,7 +11,7 @@ The canonical layout (channels last, the IR's own (H, W, C) order), per :func:`w
 
 * ``conv`` (:class:`ir.Conv`, not depthwise): kernel (kh, kw, in / groups, out), bias (out,);
 * ``dwconv`` (:class:`ir.Conv` with ``depthwise``): kernel (kh, kw, C, multiplier), bias (C * multiplier,);
-* ``bn`` (:class:`ir.BatchNorm`): gamma, beta, mean, var (C,);
+* ``bn`` (:class:`ir.BatchNorm`): gamma, beta, mean, var (C,); gamma only where the node has a scale (``node.scale``);
 * ``dense`` (:class:`ir.Dense`): kernel (in, out), bias (out,);
 * ``layernorm``, ``groupnorm`` (:class:`ir.Op`): gamma, beta (C,);
 * ``layer_scale`` (:class:`ir.Op`): scale (C,).
@@ -73,7 +73,7 @@ def canonical_shapes(node: ir.Node, ctx: Context | None = None) -> dict[str, tup
         out = {"kernel": (kh, kw, node.in_channels, node.out_channels // node.in_channels)}
         return out | ({"bias": (node.out_channels,)} if node.bias else {})
     if kind == "bn":
-        return {k: (node.channels,) for k in ("gamma", "beta", "mean", "var")}
+        return {k: (node.channels,) for k in ("gamma", "beta", "mean", "var") if k != "gamma" or node.scale}
     if kind == "dense":
         out = {"kernel": (node.in_features, node.out_features)}
         return out | ({"bias": (node.out_features,)} if node.bias else {})

@@ -28,8 +28,12 @@ def spec_report(spec: str) -> Report:
 
 
 def heavy(spec: str) -> bool:
+    """Checked as a heavy model: over the limits above, or a keras.applications twin (``*_keras.yaml``: the
+    same families as torchvision's specs, in keras.applications' layout; its torch and Keras models are
+    compared with keras.applications' own numbers in tests/test_keras_applications.py)."""
     r = spec_report(spec)
-    return r.macs > HEAVY_MACS or r.total > HEAVY_PARAMS or r.input_shape[0] * r.input_shape[1] > 300 * 300
+    big = r.macs > HEAVY_MACS or r.total > HEAVY_PARAMS or r.input_shape[0] * r.input_shape[1] > 300 * 300
+    return big or Path(spec).stem.endswith("_keras")
 
 
 @functools.cache

@@ -38,7 +38,7 @@ def test_schema_command_prints_the_schema(cli, schema):
     printed = json.loads(res.out)
     assert printed == json.loads(json.dumps(schema))
     assert printed["$schema"].startswith("https://json-schema.org/")
-    assert {"name", "input", "params", "network", "heads", "extends"} <= set(printed["properties"])
+    assert {"name", "input", "params", "network", "top", "heads", "extends"} <= set(printed["properties"])
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
@@ -107,3 +107,12 @@ def test_schema_accepts_a_block_call_without_arguments(validator, cli, write_yam
     text = HEAD + "blocks:\n  act:\n    body: [relu]\nnetwork:\n  - act:\n"
     assert cli("check", write_yaml(text)).code == 0
     assert errors(validator, yaml.safe_load(text)) == []
+
+
+def test_top_takes_items_as_network_does(validator, cli, write_yaml):
+    text = HEAD + "network: [relu]\ntop:\n  - gap\n  - dense: {out: 10}\n"
+    assert cli("check", write_yaml(text)).code == 0
+    assert errors(validator, yaml.safe_load(text)) == []
+    bad = HEAD + "network: [relu]\ntop:\n  - dense: {outs: 10}\n"
+    assert errors(validator, yaml.safe_load(bad))
+    assert cli("check", write_yaml(bad)).code == 2

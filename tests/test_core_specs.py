@@ -78,9 +78,10 @@ def test_json_summary_is_consistent(cli, path):
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", n) for n in names)
     assert all(s > 0 and isinstance(s, int) for r in layers for s in r["output_shape"])
-    for r in layers:  # BN: gamma/beta trainable, running mean/variance not; nothing else has buffers
+    for r in layers:  # BN: gamma (not with scale: false), beta trainable, mean/variance not; nothing else has buffers
         if r["kind"] == "bn":
-            assert r["trainable_params"] == r["non_trainable_params"] == 2 * r["output_shape"][-1]
+            c = r["output_shape"][-1]
+            assert r["trainable_params"] in (c, 2 * c) and r["non_trainable_params"] == 2 * c
         else:
             assert r["non_trainable_params"] == 0
         if r["kind"] not in ("conv", "dwconv", "dense"):

@@ -44,6 +44,7 @@ CASES = {
     "channel_shuffle": ("- channel_shuffle: {groups: 4}", 0),
     "slice": ("- concat: [[{slice: {stop: 5}}], [{slice: {start: 5}}, relu]]", 0),
     "adaptive_avgpool": ("- adaptive_avgpool: {size: [5, 7]}", 0),
+    "global_maxpool": ("- global_maxpool", 0),
     "mul_se": (
         "- mul: {name: se, branches: [[], [{adaptive_avgpool: {size: 1}}, {conv: {out: 4, kernel: 1}}, relu,"
         " {conv: {out: 16, kernel: 1}}, sigmoid]]}",
@@ -260,3 +261,76 @@ def test_a_block_defined_by_two_stdlib_families_is_refused(tmp_path, monkeypatch
 
 def test_the_stdlib_compiles_with_unique_block_names(spec_file):
     compile_spec(spec_file("plain", "- relu"))  # every stdlib file loads: no name is defined twice
+
+
+BN_NO_SCALE = """\
+name: vocab_bn_scale
+input: {height: 9, width: 9, channels: 3}
+params: {last_scale: false}
+blocks:
+  vocab_conv_bn:
+    params: {scale: true}
+    body:
+      - conv: {name: conv, out: 6, kernel: 3, padding: 1, bias: false}
+      - bn: {name: bn, eps: 1.0e-3, scale: $scale}
+      - relu
+network:
+  - vocab_conv_bn: {name: a, scale: false}
+  - vocab_conv_bn: {name: b}
+  - bn: {name: c, scale: false}
+  - gap
+  - dense: {out: 5}
+  - bn: {name: d, scale: $last_scale}
+"""
+
+
+def test_bn_without_scale_has_no_gamma_in_counts_and_both_backends(tmp_path):
+    """``bn: {scale: false}`` (Keras' scale=False): beta and the statistics, no gamma; PyTorch and Keras compute
+    the same from weights moved through archc.convert both ways; a non-boolean scale is a located error."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    from archc.convert import convert, set_keras_weights
+
+    path = tmp_path / "vocab_bn_scale.yaml"
+    path.write_text(BN_NO_SCALE)
+    model = compile_spec(str(path))
+    # conv 3->6 3x3, BN beta 6; conv 6->6 3x3, BN gamma + beta 12; BN beta 6; dense 6->5 + bias; BN (5) beta 5
+    trainable = 3 * 6 * 9 + 6 + 6 * 6 * 9 + 12 + 6 + (6 * 5 + 5) + 5
+    stats = 2 * (6 + 6 + 6 + 5)
+    r = analyze(model)
+    assert (r.trainable, r.non_trainable) == (trainable, stats)
+
+    tnet = _load(get_backend("torch").emit(model), "t_bn_scale", tmp_path).build_model()
+    kmodel = _load(get_backend("keras").emit(model), "k_bn_scale", tmp_path).build_model()
+    assert sum(p.numel() for p in tnet.parameters()) == trainable
+    state = tnet.state_dict()
+    assert {"a.bn.weight", "c.weight", "d.weight"}.isdisjoint(state) and "b.bn.weight" in state
+    assert sum(int(np.prod(w.shape)) for w in kmodel.trainable_weights) == trainable
+    assert sum(int(np.prod(w.shape)) for w in kmodel.non_trainable_weights) == stats
+
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for k, v in state.items():
+            if v.is_floating_point():  # variances positive; every value far from 0 and 1
+                v.copy_(torch.rand(v.shape, generator=g) + 0.5 if k.endswith("running_var") else torch.randn(v.shape))
+    tnet.eval()
+    set_keras_weights(kmodel, convert(model, state, "torch", "keras"))
+    x = np.random.default_rng(1).normal(size=(2, 3, 9, 9)).astype(np.float32)
+    with torch.no_grad():
+        ref = tnet(torch.from_numpy(x)).numpy()
+    y = np.asarray(kmodel(x.transpose(0, 2, 3, 1), training=False))
+    assert np.abs(ref - y).max() / np.abs(ref).max() < 1e-5
+
+    back = _load(get_backend("torch").emit(model), "t_bn_scale2", tmp_path).build_model()
+    kweights = {layer.name: layer.get_weights() for layer in kmodel.layers}
+    back.load_state_dict(
+        {k: torch.from_numpy(np.asarray(v)) for k, v in convert(model, kweights, "keras", "torch").items()}
+    )
+    back.eval()
+    with torch.no_grad():
+        assert np.abs(back(torch.from_numpy(x)).numpy() - ref).max() <= 1e-6 * np.abs(ref).max()
+
+    path.write_text(BN_NO_SCALE.replace("last_scale: false", "last_scale: 2"))
+    with pytest.raises(ArchcError) as e:
+        compile_spec(str(path))
+    assert str(e.value).startswith(f"{path}:3:") and "scale must be true or false, got 2" in str(e.value)

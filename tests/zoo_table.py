@@ -4,7 +4,7 @@ checks that README.md holds exactly this table (counts and MACs as `archc summar
 What each row is checked against is said here once; the checks themselves are tests/test_torchvision.py
 (torchvision's model and the generated ones compute the same logits from torchvision's state_dict),
 tests/test_core_reference.py (counts and MACs against torchvision / keras.applications, read live), and
-tests/test_keras_applications.py (keras.applications).
+tests/test_keras_applications.py and tests/test_keras_specs_mobile.py (keras.applications).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from archc.pipeline import compile_spec
 ROOT = Path(__file__).resolve().parents[1]
 TV = "torchvision `{}`: counts, MACs, logits from its state_dict"
 KA = "keras.applications `{}`: counts"
+KAW = "keras.applications `{}`: counts, logits from its weights by the mapping"
 
 # spec stem -> (what it reproduces, what it is checked against)
 ROWS = {
     "alexnet": ("AlexNet (torchvision's one-GPU layout)", TV.format("alexnet")),
-    "convnext_tiny": ("ConvNeXt-T", TV.format("convnext_tiny")),
+    "convnext_tiny": ("ConvNeXt-T", TV.format("convnext_tiny") + "; " + KAW.format("ConvNeXtTiny")),
     "densenet121": (
         "DenseNet-121 (keras.applications' BN epsilon 1.001e-5)",
         TV.format("densenet121") + "; " + KA.format("DenseNet121"),
@@ -30,6 +31,10 @@ ROWS = {
     "densenet169": ("DenseNet-169", TV.format("densenet169") + "; " + KA.format("DenseNet169")),
     "densenet201": ("DenseNet-201", TV.format("densenet201") + "; " + KA.format("DenseNet201")),
     **{f"efficientnet_b{i}": (f"EfficientNet-B{i}", TV.format(f"efficientnet_b{i}")) for i in range(8)},
+    "efficientnet_b0_keras": (
+        "EfficientNet-B0, keras.applications' layout (its Rescaling + Normalization are preprocessing)",
+        KAW.format("EfficientNetB0"),
+    ),
     "googlenet": (
         "the paper's GoogLeNet (5x5 branches) with conv-BN-ReLU, aux heads (`--set aux=false`: 7,005,832)",
         "no framework builds it (torchvision's layout has 3x3 kernels in the 5x5 branches)",
@@ -39,26 +44,43 @@ ROWS = {
         TV.format("googlenet"),
     ),
     "inception_v3": ("Inception-v3 (`--set aux=true`: the aux head, 27,161,264 params)", TV.format("inception_v3")),
+    "inception_v3_keras": (
+        "Inception-v3, keras.applications' layout (BN without scale, pools leave the padding out)",
+        KA.format("InceptionV3") + ", logits from its weights files",
+    ),
     "mobilenet_v1": ("MobileNet, alpha 1.0, 224", KA.format("MobileNet")),
     "mobilenet_v1_025_160": ("MobileNet, alpha 0.25, 160", KA.format("MobileNet(alpha=0.25)")),
     "mobilenet_v1_050": ("MobileNet, alpha 0.5", KA.format("MobileNet(alpha=0.5)")),
     "mobilenet_v2": ("MobileNetV2", TV.format("mobilenet_v2")),
+    "mobilenet_v2_keras": ("MobileNetV2, keras.applications' layout (alpha by `--set`)", KAW.format("MobileNetV2")),
     "mobilenet_v3_large": ("MobileNetV3-Large", TV.format("mobilenet_v3_large")),
+    "mobilenet_v3_large_keras": (
+        "MobileNetV3-Large, keras.applications' layout",
+        KAW.format("MobileNetV3Large(include_preprocessing=False)"),
+    ),
     "mobilenet_v3_small": ("MobileNetV3-Small", TV.format("mobilenet_v3_small")),
+    "mobilenet_v3_small_keras": (
+        "MobileNetV3-Small, keras.applications' layout",
+        KAW.format("MobileNetV3Small(include_preprocessing=False)"),
+    ),
     "regnet_x_400mf": ("RegNetX-400MF", TV.format("regnet_x_400mf")),
     "regnet_y_400mf": ("RegNetY-400MF", TV.format("regnet_y_400mf")),
     "resnet18": ("ResNet-18", TV.format("resnet18")),
     "resnet34": ("ResNet-34", TV.format("resnet34")),
     "resnet50": ("ResNet-50 v1.5 (stride on the 3x3)", TV.format("resnet50")),
+    "resnet50_keras": (
+        "ResNet-50 v1 (stride on the first 1x1, conv biases)",
+        KA.format("ResNet50") + ", logits from its weights files",
+    ),
     "resnet101": ("ResNet-101", TV.format("resnet101")),
     "resnet152": ("ResNet-152", TV.format("resnet152")),
     "resnext50_32x4d": ("ResNeXt-50 32x4d", TV.format("resnext50_32x4d")),
     "shufflenet_v2_x1_0": ("ShuffleNetV2 1.0x (0.5x by `--set`)", TV.format("shufflenet_v2_x1_0")),
     "squeezenet1_1": ("SqueezeNet 1.1", TV.format("squeezenet1_1")),
     "vgg11": ("VGG-11", TV.format("vgg11")),
-    "vgg16": ("VGG-16", TV.format("vgg16") + "; " + KA.format("VGG16")),
+    "vgg16": ("VGG-16", TV.format("vgg16") + "; " + KAW.format("VGG16")),
     "vgg16_bn": ("VGG-16 with BN", TV.format("vgg16_bn")),
-    "vgg19": ("VGG-19", TV.format("vgg19")),
+    "vgg19": ("VGG-19", TV.format("vgg19") + "; " + KA.format("VGG19") + ", names by the mapping"),
     "wide_resnet50_2": ("Wide ResNet-50-2", TV.format("wide_resnet50_2")),
 }
 

@@ -279,7 +279,9 @@ class KerasEmitter:
             mom = (
                 c.lit(round(1 - momentum, 12)) if momentum is not None else c.binop(c.lit(1), "-", node(a["momentum"]))
             )
-            self.layer(out, x, "BatchNormalization", [], [("epsilon", node(a["eps"])), ("momentum", mom), n])
+            scale = scope.value(a["scale"])
+            no_scale = [] if scale is True else [("scale", node(a["scale"]))]  # Keras' scale=False: no gamma
+            self.layer(out, x, "BatchNormalization", [], [("epsilon", node(a["eps"])), ("momentum", mom), *no_scale, n])
         elif k in ACTIVATIONS:
             cls, args = ACTIVATIONS[k]
             self.layer(out, x, cls, args, [n])

@@ -85,6 +85,10 @@ def _adaptive_avgpool(e, t, scope):
     return e.helper("AdaptiveAvgPool2D"), [node], []
 
 
+def _global_maxpool(e, t, scope):
+    return e.L("GlobalMaxPooling2D"), [], []
+
+
 EMIT = {
     "hardswish": _activation("hard_swish"),
     "hardsigmoid": _activation("hard_sigmoid"),
@@ -98,5 +102,6 @@ EMIT = {
     "channel_shuffle": _channel_shuffle,
     "slice": _slice,
     "adaptive_avgpool": _adaptive_avgpool,
+    "global_maxpool": _global_maxpool,
 }
 HELPERS = ("GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D")

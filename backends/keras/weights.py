@@ -33,7 +33,7 @@ LAYOUT = Declaration(
         "conv": _layer(("kernel", "kernel"), ("bias", "bias")),
         # DepthwiseConv2D: [kernel (kh, kw, C, m), bias]
         "dwconv": _layer(("kernel", "kernel"), ("bias", "bias")),
-        # BatchNormalization: [gamma, beta, moving_mean, moving_variance]
+        # BatchNormalization: [gamma, beta, moving_mean, moving_variance]; no gamma with scale=False
         "bn": _layer(("gamma", "gamma"), ("beta", "beta"), ("moving_mean", "mean"), ("moving_variance", "var")),
         # Dense: [kernel (in, out), bias]
         "dense": _layer(("kernel", "kernel"), ("bias", "bias")),

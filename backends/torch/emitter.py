@@ -43,6 +43,8 @@ HELPER_ORDER = [
     "Conv2dSame",
     "Conv2dPadded",
     "MaxPool2dSame",
+    "BatchNorm2dNoScale",
+    "BatchNorm1dNoScale",
     "Concat",
     "Add",
     "Mul",
@@ -497,7 +499,14 @@ class TorchEmitter:
             return self.conv(t, scope, k)
         if kind == "bn":
             cls = "BatchNorm2d" if self._rank(t) == 3 else "BatchNorm1d"
-            return self.nn(cls, self.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
+            scale = scope.value(a["scale"])
+            if scale is True:
+                func = c.attr(self.ref("nn"), cls)
+            elif scale is False:  # no learned scale: a helper whose weight is a buffer of ones
+                func = self.ref(f"{cls}NoScale")
+            else:  # decided when the block is built
+                func = c.ifexp(node(a["scale"]), c.attr(self.ref("nn"), cls), self.ref(f"{cls}NoScale"))
+            return c.call(func, self.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
         if kind in ACT_MODULES:
             if kind in INPLACE and inplace:
                 return self.nn(ACT_MODULES[kind], inplace=True)

@@ -72,6 +72,10 @@ def _adaptive_avgpool(e, t, scope, k, inplace):
     return e.nn("AdaptiveAvgPool2d", c.lit(known) if known is not None else scope.node(size))
 
 
+def _global_maxpool(e, t, scope, k, inplace):
+    return e.nn("Sequential", e.nn("AdaptiveMaxPool2d", 1), e.nn("Flatten"))
+
+
 EMIT = {
     "hardswish": _hardswish,
     "hardsigmoid": _hardsigmoid,
@@ -85,6 +89,7 @@ EMIT = {
     "channel_shuffle": _channel_shuffle,
     "slice": _slice,
     "adaptive_avgpool": _adaptive_avgpool,
+    "global_maxpool": _global_maxpool,
 }
 INPLACE_OPS = ("hardswish", "leaky_relu")  # take inplace=True where their input is a fresh tensor
 FRESH_OPS = ("layernorm", "groupnorm", "layer_scale", "adaptive_avgpool", "softmax", "gelu", "hardsigmoid")

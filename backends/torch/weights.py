@@ -54,12 +54,13 @@ def _zero_count():
 
 def bn(node: ir.BatchNorm, ctx: Context) -> Layer:
     """nn.BatchNorm2d / 1d: weight, bias, running_mean, running_var (C,); num_batches_tracked, a counter
-    (not converted, zero when made)."""
+    (not converted, zero when made). Without a scale (the BatchNorm2dNoScale helper) there is no weight: it is a
+    buffer of ones outside the state_dict."""
     c = (node.channels,)
     return Layer(
         node.path,
         (
-            Tensor("weight", c, "gamma"),
+            *([Tensor("weight", c, "gamma")] if node.scale else []),
             Tensor("bias", c, "beta"),
             Tensor("running_mean", c, "mean"),
             Tensor("running_var", c, "var"),

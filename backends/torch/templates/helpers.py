@@ -68,6 +68,28 @@ class MaxPool2dSame(nn.MaxPool2d):
         return super().forward(F.pad(x, pad, value=float("-inf")))
 
 
+class BatchNorm2dNoScale(nn.BatchNorm2d):
+    """BatchNorm2d without a learned scale (Keras' scale=False): its weight is a constant buffer of ones, neither a
+    parameter nor in the state_dict."""
+
+    def __init__(self, num_features, **kwargs):
+        super().__init__(num_features, **kwargs)
+        ones = torch.ones_like(self.weight, requires_grad=False)
+        del self.weight
+        self.register_buffer("weight", ones, persistent=False)
+
+
+class BatchNorm1dNoScale(nn.BatchNorm1d):
+    """BatchNorm1d without a learned scale (Keras' scale=False): its weight is a constant buffer of ones, neither a
+    parameter nor in the state_dict."""
+
+    def __init__(self, num_features, **kwargs):
+        super().__init__(num_features, **kwargs)
+        ones = torch.ones_like(self.weight, requires_grad=False)
+        del self.weight
+        self.register_buffer("weight", ones, persistent=False)
+
+
 class Concat(nn.ModuleDict):
     """Runs each branch on the same input and concatenates the results on channels."""
 
