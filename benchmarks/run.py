@@ -1449,7 +1449,8 @@ def markdown(result: dict) -> str:
     if libs:
         out.append("- Libraries: " + "; ".join(libs))
     out.append(
-        f"- Runs: {cfg['repeats']} timed per side after {cfg['warmup']} warm-up (keras: at least 2), alternating "
+        f"- Runs: {cfg['repeats']} timed per side ({cfg['tv_repeats']} in the rows against torchvision and the "
+        f"keras.applications-layout rows) after {cfg['warmup']} warm-up (keras: at least 2), alternating "
         "generated/reference; medians; ratio = generated / reference; paired = median of per-pair ratios."
     )
     out.append("")
