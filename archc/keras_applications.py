@@ -221,6 +221,11 @@ def from_keras_applications(model: ir.Model, src: str, full: ir.Model | None = N
         if items:
             more = f", ... ({len(items)} in all)" if len(items) > 12 else ""
             problems.append(f"{label}: " + ", ".join(items[:12]) + more)
+    if missing and "include_top=False" in built:
+        problems.append(
+            "the file has no classifier (keras.applications' include_top=False): convert into the "
+            "spec without its top, --set include_top=false"
+        )
     if problems:
         raise ArchcError(
             f"keras.applications checkpoint does not fit spec '{model.name}' ({model.spec_file}) "

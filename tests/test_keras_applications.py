@@ -305,3 +305,20 @@ def test_a_full_checkpoint_into_the_headless_model_skips_the_classifier(tmp_path
     y_ref = np.asarray(headless(x, training=False))
     assert y_ref.shape == (2, 256)
     assert rel(y_ref, ours(x, training=False)) < TOLERANCE
+
+
+def test_a_headless_file_into_the_full_model_says_to_cut_the_top(tmp_path):
+    src = tmp_path / "notop.weights.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keras.applications.MobileNet(weights=None, input_shape=(32, 32, 3), alpha=0.25, include_top=False).save_weights(
+            src
+        )
+    path = str(ROOT / "specs/mobilenet_v1_025_160.yaml")
+    with pytest.raises(ArchcError) as exc:
+        convert_weights(path, str(src), str(tmp_path / "o.pt"), ["size=32"], "keras.applications")
+    assert "missing: conv_preds" in str(exc.value) and "--set include_top=false" in str(exc.value)
+    msg = convert_weights(
+        path, str(src), str(tmp_path / "o.pt"), ["size=32", "include_top=false"], "keras.applications"
+    )
+    assert msg.startswith(f"wrote {tmp_path / 'o.pt'}")
