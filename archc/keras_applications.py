@@ -107,14 +107,15 @@ def load_reference(mapping: Mapping, model: ir.Model, src: str, classes: int | N
             except Exception as exc:  # keras refuses the arguments (a size below its minimum, ...)
                 first_error = first_error or f"{text}: {exc}"
                 continue
-            for v in ref.weights:
-                v.assign(np.full(tuple(v.shape), np.nan, dtype=v.dtype))
+            floats = [v for v in ref.weights if np.issubdtype(np.dtype(str(v.dtype)), np.floating)]
+            for v in floats:  # a value the file does not overwrite stays NaN: found below
+                v.assign(np.full(tuple(v.shape), np.nan, dtype=str(v.dtype)))
             try:
                 ref.load_weights(src)
             except Exception as exc:  # another model's file, a corrupt file: keras says why
                 first_error = first_error or f"{text}: {' '.join(str(exc).split())[:600]}"
                 continue
-        unloaded = [v.path for v in ref.weights if np.isnan(np.asarray(v.numpy(), dtype=np.float64)).any()]
+        unloaded = [v.path for v in floats if np.isnan(np.asarray(v.numpy(), dtype=np.float64)).any()]
         if unloaded:
             first_error = first_error or f"{text}: the file has no values for " + ", ".join(unloaded[:8])
             continue
