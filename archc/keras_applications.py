@@ -133,7 +133,13 @@ def _by_order_key(name: str) -> tuple[str, int]:
 
 def _resolve(mapping: Mapping, declared: list[W.Layer], ref_names: list[str]) -> dict[str, str]:
     """Generated layer name -> keras.applications layer name (rules, then '#' names by order)."""
-    names = mapping.names([layer.name for layer in declared])
+    try:
+        names = mapping.names([layer.name for layer in declared])
+    except ArchcError as exc:  # a spec of the family the mapping is not written for: say which ones it is
+        raise ArchcError(
+            f"{exc.message} (its keras.applications names are for specs {', '.join(mapping.specs) or 'none'})",
+            exc.loc,
+        ) from None
     pools: dict[str, list[str]] = {}
     for base in {v[: -len(BY_ORDER)] for v in names.values() if v.endswith(BY_ORDER)}:
         pools[base] = sorted((n for n in ref_names if _by_order_key(n)[0] == base), key=lambda n: _by_order_key(n)[1])

@@ -322,3 +322,17 @@ def test_a_headless_file_into_the_full_model_says_to_cut_the_top(tmp_path):
         path, str(src), str(tmp_path / "o.pt"), ["size=32", "include_top=false"], "keras.applications"
     )
     assert msg.startswith(f"wrote {tmp_path / 'o.pt'}")
+
+
+def test_the_torchvision_layout_inception_refuses_a_keras_inception_file(tmp_path):
+    """inception_v3.yaml shares its family with inception_v3_keras.yaml but is torchvision's layout (BN with
+    scale, pools counting the padding): keras.applications' InceptionV3 weights are refused for it."""
+    src = tmp_path / "iv3.weights.h5"
+    reference(_app("InceptionV3"), 75).save_weights(src)
+    with pytest.raises(
+        ArchcError, match=r"no rule for 'fc' \(its keras.applications names are for specs inception_v3_keras\)"
+    ):
+        convert_weights(
+            str(ROOT / "specs/inception_v3.yaml"), str(src), str(tmp_path / "o.pt"), ["size=75"], "keras.applications"
+        )
+    assert not (tmp_path / "o.pt").exists()
