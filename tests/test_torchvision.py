@@ -588,6 +588,7 @@ def test_a_key_no_rule_matches_is_a_mapping_error(write_yaml):
         "  - conv: {name: conv1, out: 64, kernel: 7, stride: 2, padding: 3, bias: false}\n"
         "  - bn: {name: stem_extra_bn}\n"
         "  - basic_stage: {name: layer1, planes: 64, blocks: 2}\n"
+        "top:\n"
         "  - gap: {name: avgpool}\n"
         "  - dense: {name: fc, out: 10}\n"
     )
