@@ -26,6 +26,7 @@ import re
 
 from . import ir
 from . import weights as W
+from .convert import MAX_LISTED
 from .errors import ArchcError, Loc
 from .mapping import BY_ORDER, Mapping, mapping_for
 
@@ -226,8 +227,8 @@ def from_keras_applications(model: ir.Model, src: str, full: ir.Model | None = N
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
         if items:
-            more = f", ... ({len(items)} in all)" if len(items) > 12 else ""
-            problems.append(f"{label}: " + ", ".join(items[:12]) + more)
+            more = f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else ""
+            problems.append(f"{label}: " + ", ".join(items[:MAX_LISTED]) + more)
     if missing and "include_top=False" in built:
         problems.append(
             "the file has no classifier (keras.applications' include_top=False): convert into the "

@@ -21,6 +21,7 @@ from archc.convert import (  # noqa: E402
     torch_shapes,
     weighted_leaves,
 )
+from archc.keras_applications import leaf_layers  # noqa: E402
 from archc.mapping import families, load_mapping  # noqa: E402
 from archc.pipeline import compile_spec  # noqa: E402
 
@@ -36,16 +37,8 @@ REFERENCES = {
 }
 
 
-def flat_layers(model):
-    """The model's layers, a Sequential sub-model (ConvNeXt's stem and down-sampling) replaced by its own."""
-    out = []
-    for layer in model.layers:
-        out.extend(flat_layers(layer) if hasattr(layer, "layers") else [layer])
-    return out
-
-
 def weighted(model):
-    return [layer for layer in flat_layers(model) if layer.get_weights()]
+    return [layer for layer in leaf_layers(model) if layer.get_weights()]
 
 
 def mapping_of(model):
@@ -56,7 +49,7 @@ def mapping_of(model):
 def counts(ref) -> tuple[int, int]:
     """(trainable, non-trainable) parameters of a keras.applications model, its preprocessing Normalization's
     (EfficientNet's mean, variance and count) left out."""
-    pre = sum(lay.count_params() for lay in flat_layers(ref) if type(lay).__name__ == "Normalization")
+    pre = sum(lay.count_params() for lay in leaf_layers(ref) if type(lay).__name__ == "Normalization")
     trainable = sum(int(np.prod(w.shape)) for w in ref.trainable_weights)
     return trainable, sum(int(np.prod(w.shape)) for w in ref.non_trainable_weights) - pre
 
