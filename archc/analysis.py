@@ -2,9 +2,11 @@
 
 Shape rules follow PyTorch / TensorFlow exactly:
 
+Every rule is per spatial axis, for any number of them (1-D, 2-D, 3-D):
+
 * convolution: ``out = floor((n + p0 + p1 - d*(k-1) - 1) / s) + 1``;
 * TensorFlow ``same``: ``out = ceil(n / s)``, total padding
-  ``max((out-1)*s + d*(k-1) + 1 - n, 0)``, the smaller half on top/left;
+  ``max((out-1)*s + d*(k-1) + 1 - n, 0)``, the smaller half before (top/left);
 * pooling with ``ceil``: rounded up, minus one if the last window would start past
   the input and its leading padding (PyTorch's ``pooling_output_shape``).
 
@@ -28,10 +30,10 @@ def same_padding(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def same_padding4(hw, kernel, stride, dilation=(1, 1)) -> ir.Pad4:
-    t, b = same_padding(hw[0], kernel[0], stride[0], dilation[0])
-    left, r = same_padding(hw[1], kernel[1], stride[1], dilation[1])
-    return (t, b, left, r)
+def same_pads(spatial, kernel, stride, dilation=None) -> ir.Pads:
+    """TensorFlow 'same' padding of every spatial axis, flat ``(before, after, ...)``."""
+    dilation = dilation or (1,) * len(spatial)
+    return tuple(p for axis in zip(spatial, kernel, stride, dilation) for p in same_padding(*axis))
 
 
 def conv_out(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
@@ -46,25 +48,30 @@ def pool_out(n: int, k: int, s: int, p0: int, p1: int, ceil: bool) -> int:
     return out
 
 
-def conv_hw(hw, kernel, stride, dilation, pad: ir.Pad4) -> tuple[int, int]:
-    return (
-        conv_out(hw[0], kernel[0], stride[0], dilation[0], pad[0], pad[1]),
-        conv_out(hw[1], kernel[1], stride[1], dilation[1], pad[2], pad[3]),
+def conv_transpose_out(n: int, k: int, s: int, d: int, p: int, op: int) -> int:
+    """PyTorch's ConvTranspose output size: ``(n - 1) s - 2 p + d (k - 1) + op + 1``."""
+    return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def conv_spatial(spatial, kernel, stride, dilation, pads: ir.Pads) -> ir.Axes:
+    """The output size of every spatial axis of a convolution."""
+    return tuple(
+        conv_out(n, k, s, d, p0, p1)
+        for n, k, s, d, (p0, p1) in zip(spatial, kernel, stride, dilation, ir.axis_pairs(pads))
     )
 
 
-def pool_hw(hw, kernel, stride, pad: ir.Pad4, ceil: bool) -> tuple[int, int]:
-    return (
-        pool_out(hw[0], kernel[0], stride[0], pad[0], pad[1], ceil),
-        pool_out(hw[1], kernel[1], stride[1], pad[2], pad[3], ceil),
+def pool_spatial(spatial, kernel, stride, pads: ir.Pads, ceil: bool) -> ir.Axes:
+    """The output size of every spatial axis of a pooling window."""
+    return tuple(
+        pool_out(n, k, s, p0, p1, ceil) for n, k, s, (p0, p1) in zip(spatial, kernel, stride, ir.axis_pairs(pads))
     )
 
 
 def params_of(node: ir.Node) -> tuple[int, int]:
     """(trainable, non-trainable) parameter counts of a leaf node."""
     if isinstance(node, ir.Conv):
-        kh, kw = node.kernel
-        w = kh * kw * (node.in_channels // node.groups) * node.out_channels
+        w = math.prod(node.kernel) * (node.in_channels // node.groups) * node.out_channels
         return w + (node.out_channels if node.bias else 0), 0
     if isinstance(node, ir.BatchNorm):
         return (2 if node.scale else 1) * node.channels, 2 * node.channels  # gamma (if scale), beta; mean, var
@@ -77,9 +84,7 @@ def params_of(node: ir.Node) -> tuple[int, int]:
 
 def macs_of(node: ir.Node) -> int:
     if isinstance(node, ir.Conv):
-        ho, wo, co = node.out_shape
-        kh, kw = node.kernel
-        return ho * wo * co * kh * kw * (node.in_channels // node.groups)
+        return math.prod(node.out_shape) * math.prod(node.kernel) * (node.in_channels // node.groups)
     if isinstance(node, ir.Dense):  # on a feature map: once per position
         return math.prod(node.out_shape[:-1]) * node.in_features * node.out_features
     if isinstance(node, ir.Op):

@@ -63,8 +63,8 @@ def cmd_summary(args) -> int:
         if i == 0:
             out.append("-" * len(out[0]))
     out.append("-" * len(out[0]))
-    h, w, c = report.input_shape
-    out.append(f"model: {report.name}   input: {h}x{w}x{c} (H, W, C)")
+    axes = {2: "L, C", 3: "H, W, C", 4: "D, H, W, C"}[len(report.input_shape)]
+    out.append(f"model: {report.name}   input: {'x'.join(map(str, report.input_shape))} ({axes})")
     for name, shape in report.outputs.items():
         out.append(f"output {name}: {_fmt_shape(shape)}   loss weight {report.loss_weights[name]:g}")
     out.append(f"trainable params:     {report.trainable:>14,}")

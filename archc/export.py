@@ -84,11 +84,12 @@ def export_program(net, example, spatial: bool = True, fixed: bool = False):
     from torch.export import Dim
 
     space = Dim.AUTO if spatial else Dim.STATIC
-    dynamic = ({0: Dim.AUTO, 2: space, 3: space},)  # by position: whatever forward calls its input
+    rank = example.dim() - 2
+    dynamic = ({0: Dim.AUTO, **{2 + i: space for i in range(rank)}},)  # by position: whatever forward calls its input
     program = torch.export.export(net, (example,), dynamic_shapes=dynamic, strict=False)
     shape, lower = _dims(program)
     parts = []
-    for label, d in (("batch", shape[0]), ("height", shape[2]), ("width", shape[3])):
+    for label, d in zip(("batch", *ir.SPATIAL_NAMES[rank]), (shape[0], *shape[2:])):
         if isinstance(d, int):
             parts.append(f"{label} fixed at {d}")
         else:
@@ -128,17 +129,18 @@ def export_folded(spec: str, src: str, dst: str, sets=(), fmt: str = "export", f
     net.load_state_dict(state)
     unfolded = copy.deepcopy(net).eval()
     fold_batchnorm(model, net)
-    h, w, c = model.input_shape
+    *spatial, c = model.input_shape
+    size = "x".join(map(str, spatial))
     folded = f"{len(foldable_pairs(model))} batch norms folded into their convolutions"
     if fmt == "torchscript":
         try:  # scripting keeps every input size working
             exported, how = torch.jit.script(net), "TorchScript, scripted: any input size"
         except Exception:  # noqa: BLE001 - TorchScript refuses some valid Python (super().forward, optional outputs)
-            exported = torch.jit.trace(net, torch.zeros(1, c, h, w), check_trace=False)
-            how = f"TorchScript, traced at {h}x{w}: run it at that input size only (rebuild with --set for another)"
+            exported = torch.jit.trace(net, torch.zeros(1, c, *spatial), check_trace=False)
+            how = f"TorchScript, traced at {size}: run it at that input size only (rebuild with --set for another)"
         _atomic(dst, lambda p: torch.jit.save(exported, p))
         return f"wrote {dst}: {folded} ({how})"
-    example = torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(0))
+    example = torch.randn(2, c, *spatial, generator=torch.Generator().manual_seed(0))
     try:
         program, how = export_program(
             net, example, spatial=not (fixed_size or fixes_spatial_size(model)), fixed=fixed_size

@@ -3,9 +3,9 @@
 Two views of the same network live here:
 
 * the **instance tree** (:class:`Model.body`, :class:`Head`): every node fully
-  evaluated -- channel counts, kernel, stride, dilation, the four paddings
-  (top, bottom, left, right), pooling rounding, BN epsilon and momentum, bias flag,
-  input and output shapes (H, W, C) -- nothing left to a backend default;
+  evaluated -- channel counts, kernel, stride, dilation (one entry per spatial axis),
+  the paddings (before, after on each axis), pooling rounding, BN epsilon and momentum,
+  bias flag, input and output shapes ``(*spatial, C)`` -- nothing left to a backend default;
 * the **block templates** (:class:`BlockDef`): each block definition once, with its
   attributes as :class:`~archc.expr.Expr` over the block's params and ``in_channels``,
   so a backend can emit one class / function per block and loops for repeats.
@@ -21,9 +21,23 @@ from typing import Any
 from .errors import Loc
 from .expr import Expr
 
-Shape = tuple[int, ...]  # (H, W, C) for feature maps, (F,) for flat features
-Pad4 = tuple[int, int, int, int]  # top, bottom, left, right
-Pair = tuple[int, int]  # (height, width)
+Shape = tuple[int, ...]  # (*spatial, C) for feature maps: (L, C), (H, W, C), (D, H, W, C); (F,) for flat features
+Axes = tuple[int, ...]  # one entry per spatial axis, in the shape's order: (L,), (H, W), (D, H, W)
+# padding: (before, after) of each spatial axis in the shape's order, flat: (top, bottom, left, right) in 2-D
+Pads = tuple[int, ...]
+
+SPATIAL_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def rank(shape: Shape) -> int:
+    """The number of spatial axes of a feature map shape (0: flat features)."""
+    return len(shape) - 1
+
+
+def axis_pairs(pads: Pads) -> tuple[tuple[int, int], ...]:
+    """``((before, after), ...)`` per axis from the flat padding."""
+    return tuple((pads[i], pads[i + 1]) for i in range(0, len(pads), 2))
+
 
 ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "silu")
 
@@ -45,13 +59,13 @@ class Conv(Node):
     kind: str = field(init=False, default="conv")
     in_channels: int
     out_channels: int
-    kernel: Pair
-    stride: Pair
-    dilation: Pair
+    kernel: Axes
+    stride: Axes
+    dilation: Axes
     groups: int
     depthwise: bool  # groups == in_channels, out = in * multiplier; Keras DepthwiseConv2D
     bias: bool
-    padding: Pad4  # resolved at the spec's input size
+    padding: Pads  # resolved at the spec's input size
     same: bool  # TensorFlow 'same': padding depends on the input size (recompute at run time)
 
 
@@ -83,9 +97,9 @@ class Pool(Node):
 
     kind: str = field(init=False, default="pool")
     op: str  # "max" | "avg"
-    kernel: Pair
-    stride: Pair
-    padding: Pad4
+    kernel: Axes
+    stride: Axes
+    padding: Pads
     ceil: bool
     count_include_pad: bool
     same: bool
@@ -105,7 +119,7 @@ class Dropout(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Flatten(Node):
-    """(H, W, C) -> (H*W*C,). Element order is framework-specific (NCHW vs NHWC)."""
+    """(*spatial, C) -> (prod(spatial) * C,). Element order is framework-specific (channels first or last)."""
 
     kind: str = field(init=False, default="flatten")
 
@@ -121,7 +135,7 @@ class Dense(Node):
 @dataclass(frozen=True, kw_only=True)
 class ZeroPad(Node):
     kind: str = field(init=False, default="zeropad")
-    padding: Pad4
+    padding: Pads
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,7 +287,7 @@ class Model:
     doc: str | None
     spec_file: str
     spec_sha256: str
-    input_shape: Shape  # (H, W, C)
+    input_shape: Shape  # (*spatial, C)
     body: Seq
     heads: tuple[Head, ...]
     loss_weight: float

@@ -70,7 +70,7 @@ BUILTIN_DEFAULTS = {
     "dwconv": {"stride": 1, "dilation": 1, "multiplier": 1, "bias": True, "padding": 0},
     "bn": {"eps": 1e-5, "momentum": 0.1, "scale": True},
     "maxpool": {"padding": 0, "ceil": False},
-    "avgpool": {"padding": 0, "ceil": False, "count_include_pad": True},
+    "avgpool": {"padding": 0, "ceil": False},  # count_include_pad: True, except with TensorFlow's 'same' padding
     "dense": {"bias": True},
     "residual": {"when": True},
 }
@@ -325,6 +325,11 @@ class Lowerer:
             a = {k: x(k) for k in keys}
             if a["stride"] is None:
                 a["stride"] = a["kernel"]
+            if kind == "avgpool" and a["count_include_pad"] is None:  # TensorFlow's 'same' averages the input only
+                pad = a["padding"]
+                a["count_include_pad"] = (
+                    parse(f"${{({pad.src}) != 'same'}}", None) if isinstance(pad, Expr) else pad != "same"
+                )
             return mk(kind, tuple(a.items()), in_ch)
         if kind == "dropout":
             return mk(kind, (("rate", x("rate")),), in_ch)
@@ -570,10 +575,11 @@ class Lowerer:
                 )
             return ir.Residual(**base, out_shape=body.out_shape, body=body, shortcut=short, level=inner_level)
         if k in ("conv", "dwconv"):
-            h, w, c = _need_map(shape, k, path, loc)
-            kernel = _pair(a["kernel"], "kernel", al("kernel"))
-            stride = _pair(a["stride"], "stride", al("stride"))
-            dil = _pair(a["dilation"], "dilation", al("dilation"))
+            c = _need_map(shape, k, path, loc)[-1]
+            n = ir.rank(shape)
+            kernel = _axes(a["kernel"], "kernel", al("kernel"), n)
+            stride = _axes(a["stride"], "stride", al("stride"), n)
+            dil = _axes(a["dilation"], "dilation", al("dilation"), n)
             if k == "conv":
                 out = _pos(a["out"], "out", al("out"))
                 groups = _pos(a["groups"], "groups", al("groups"))
@@ -585,12 +591,12 @@ class Lowerer:
             else:
                 out = c * _pos(a["multiplier"], "multiplier", al("multiplier"))
                 groups, depthwise = c, True
-            pad, same = self.padding(a["padding"], (h, w), kernel, stride, dil, al("padding"))
-            ho, wo = analysis.conv_hw((h, w), kernel, stride, dil, pad)
-            self.check_fits(k, path, shape, kernel, dil, pad, ho, wo, loc)
+            pad, same = self.padding(a["padding"], shape[:-1], kernel, stride, dil, al("padding"))
+            spatial = analysis.conv_spatial(shape[:-1], kernel, stride, dil, pad)
+            self.check_fits(k, path, shape, kernel, dil, pad, spatial, loc)
             bias = _bool(a["bias"], "bias", al("bias"))
             return ir.Conv(
-                **base, out_shape=(ho, wo, _chan(out, loc)), in_channels=c, out_channels=out, kernel=kernel,
+                **base, out_shape=(*spatial, _chan(out, loc)), in_channels=c, out_channels=out, kernel=kernel,
                 stride=stride, dilation=dil, groups=groups, depthwise=depthwise, bias=bias, padding=pad, same=same,
             )  # fmt: skip
         if k == "bn":
@@ -607,20 +613,19 @@ class Lowerer:
         if k in ACTIVATIONS:
             return ir.Act(**base, out_shape=shape, fn=k)
         if k in ("maxpool", "avgpool"):
-            h, w, c = _need_map(shape, k, path, loc)
-            kernel = _pair(a["kernel"], "kernel", al("kernel"))
-            stride = _pair(a["stride"], "stride", al("stride"))
+            c = _need_map(shape, k, path, loc)[-1]
+            n = ir.rank(shape)
+            kernel = _axes(a["kernel"], "kernel", al("kernel"), n)
+            stride = _axes(a["stride"], "stride", al("stride"), n)
             ceil = _bool(a["ceil"], "ceil", al("ceil"))
             cip = _bool(a.get("count_include_pad", True), "count_include_pad", al("count_include_pad"))
-            pad, same = self.padding(a["padding"], (h, w), kernel, stride, (1, 1), al("padding"))
-            if same:
-                if ceil:
-                    raise ArchcError("'same' padding and ceil rounding cannot be combined", loc)
-                cip = False  # TensorFlow averages over the valid elements only
-            ho, wo = analysis.pool_hw((h, w), kernel, stride, pad, ceil)
-            self.check_fits(k, path, shape, kernel, (1, 1), pad, ho, wo, loc)
+            pad, same = self.padding(a["padding"], shape[:-1], kernel, stride, (1,) * n, al("padding"))
+            if same and ceil:
+                raise ArchcError("'same' padding and ceil rounding cannot be combined", loc)
+            spatial = analysis.pool_spatial(shape[:-1], kernel, stride, pad, ceil)
+            self.check_fits(k, path, shape, kernel, (1,) * n, pad, spatial, loc)
             return ir.Pool(
-                **base, out_shape=(ho, wo, c), op=k[:3], kernel=kernel, stride=stride, padding=pad, ceil=ceil,
+                **base, out_shape=(*spatial, c), op=k[:3], kernel=kernel, stride=stride, padding=pad, ceil=ceil,
                 count_include_pad=cip, same=same,
             )  # fmt: skip
         if k == "gap":
@@ -632,10 +637,10 @@ class Lowerer:
                 raise ArchcError(f"dropout rate must be in [0, 1), got {rate}", al("rate"), attr="rate", check=_rate)
             return ir.Dropout(**base, out_shape=shape, rate=rate)
         if k == "flatten":
-            h, w, c = _need_map(shape, k, path, loc)
+            _need_map(shape, k, path, loc)
             hw = t.attr("hw").src
-            self.flat_sizes.setdefault(hw, set()).add((h, w))
-            return ir.Flatten(**base, out_shape=(h * w * c,))
+            self.flat_sizes.setdefault(hw, set()).add(shape[:-1])
+            return ir.Flatten(**base, out_shape=(math.prod(shape),))
         if k == "dense":
             out = _chan(_pos(a["out"], "out", al("out")), al("out"))
             return ir.Dense(  # on a feature map: pointwise over the channels (Keras Dense, a Linear on NHWC)
@@ -646,12 +651,13 @@ class Lowerer:
                 bias=_bool(a["bias"], "bias", al("bias")),
             )
         if k == "zeropad":
-            h, w, c = _need_map(shape, k, path, loc)
-            pad = _pad4(a["padding"], al("padding"))
-            return ir.ZeroPad(**base, out_shape=(h + pad[0] + pad[1], w + pad[2] + pad[3], c), padding=pad)
+            _need_map(shape, k, path, loc)
+            pad = _pads(a["padding"], al("padding"), ir.rank(shape))
+            spatial = tuple(n + lo + hi for n, (lo, hi) in zip(shape[:-1], ir.axis_pairs(pad)))
+            return ir.ZeroPad(**base, out_shape=(*spatial, shape[-1]), padding=pad)
         if k in ops.PRIMITIVES:
             prim = ops.get(k)
-            vals = {attr.name: attr.check(a[attr.name], al(attr.name)) for attr in prim.attrs}
+            vals = {attr.name: attr.check(a[attr.name], al(attr.name), ir.rank(shape)) for attr in prim.attrs}
             try:
                 out_shape = prim.shape(shape, vals)
             except ops.OpError as exc:
@@ -660,15 +666,15 @@ class Lowerer:
             return ir.Op(**base, out_shape=out_shape, op=k, attrs=tuple(vals.items()))
         if k == "mul":
             branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
-            full = [b.out_shape for b in branches if b.out_shape[:-1] != (1, 1) or len(b.out_shape) != 3]
+            full = [b.out_shape for b in branches if not _is_gate(b.out_shape)]
             out_shape = full[0] if full else branches[0].out_shape
             for b in branches:
                 s = b.out_shape
-                if s != out_shape and not (len(s) == 3 and s[:2] == (1, 1) and s[-1] == out_shape[-1]):
+                if s != out_shape and not (_is_gate(s) and len(s) == len(out_shape) and s[-1] == out_shape[-1]):
                     raise ArchcError(
                         f"mul '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
                         f"branch '{b.name}' gives {_fmt(s)}; shapes must match, or a branch must give "
-                        f"{_fmt((1, 1, out_shape[-1]))} (broadcast over the positions)",
+                        f"{_fmt((*(1,) * ir.rank(out_shape), out_shape[-1]))} (broadcast over the positions)",
                         loc,
                     )
             return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
@@ -686,13 +692,13 @@ class Lowerer:
                 out_shape = shapes[0]
             else:
                 for b in branches:
-                    if len(b.out_shape) != 3 or b.out_shape[:2] != shapes[0][:2]:
+                    if len(b.out_shape) < 2 or b.out_shape[:-1] != shapes[0][:-1]:
                         raise ArchcError(
                             f"concat '{path}': branch '{branches[0].name}' gives {_fmt(shapes[0])} but branch "
                             f"'{b.name}' gives {_fmt(b.out_shape)}; spatial sizes must match",
                             loc,
                         )
-                out_shape = (*shapes[0][:2], _chan(sum(s[2] for s in shapes), loc))
+                out_shape = (*shapes[0][:-1], _chan(sum(s[-1] for s in shapes), loc))
             return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
         if k in ("repeat", "dense_connect"):
             count_key = "times" if k == "repeat" else "layers"
@@ -713,13 +719,13 @@ class Lowerer:
             for i in range(n):
                 s = self.inst_seq(body, {**scope, "in_channels": cur[-1]}, cur, _join(path, str(i)))
                 if k == "dense_connect":
-                    if len(s.out_shape) != 3 or s.out_shape[:2] != cur[:2]:
+                    if len(s.out_shape) < 2 or s.out_shape[:-1] != cur[:-1]:
                         raise ArchcError(
                             f"dense_connect '{path}': layer {i} maps {_fmt(cur)} to {_fmt(s.out_shape)}; "
                             "layers must keep the spatial size",
                             loc,
                         )
-                    cur = (*cur[:2], _chan(cur[2] + s.out_shape[2], loc))
+                    cur = (*cur[:-1], _chan(cur[-1] + s.out_shape[-1], loc))
                 else:
                     if i >= 1 and s.out_shape[-1] != items[0].out_shape[-1]:
                         widths = ", ".join(str(it.out_shape[-1]) for it in [*items, s])
@@ -757,21 +763,21 @@ class Lowerer:
             self._tsize[key] = n
         return self._tsize[key]
 
-    def padding(self, p, hw, kernel, stride, dil, loc):
+    def padding(self, p, spatial, kernel, stride, dil, loc):
         if p == "same":
-            return analysis.same_padding4(hw, kernel, stride, dil), True
+            return analysis.same_pads(spatial, kernel, stride, dil), True
         if p == "valid":
-            return (0, 0, 0, 0), False
-        return _pad4(p, loc), False
+            return (0,) * (2 * len(spatial)), False
+        return _pads(p, loc, len(spatial)), False
 
-    def check_fits(self, kind, path, shape, kernel, dil, pad, ho, wo, loc):
-        h, w = shape[0], shape[1]
-        eff = (dil[0] * (kernel[0] - 1) + 1, dil[1] * (kernel[1] - 1) + 1)
-        ph, pw = h + pad[0] + pad[1], w + pad[2] + pad[3]
-        if eff[0] > ph or eff[1] > pw or ho < 1 or wo < 1:
+    def check_fits(self, kind, path, shape, kernel, dil, pad, out_spatial, loc):
+        eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dil))
+        padded = tuple(n + lo + hi for n, (lo, hi) in zip(shape[:-1], ir.axis_pairs(pad)))
+        if any(e > p for e, p in zip(eff, padded)) or min(out_spatial) < 1:
+            x = "x".join
             raise ArchcError(
-                f"{kind} '{path}': kernel {eff[0]}x{eff[1]} is larger than its input {h}x{w} "
-                f"(padded {ph}x{pw}; input shape {_fmt(shape)})",
+                f"{kind} '{path}': kernel {x(map(str, eff))} is larger than its input {x(map(str, shape[:-1]))} "
+                f"(padded {x(map(str, padded))}; input shape {_fmt(shape)})",
                 loc,
             )
 
@@ -808,8 +814,16 @@ class Lowerer:
             raw_k = raw_defaults.get(kind)
             self.defaults[kind] = {key: self.literal(v, scope, loc_of(raw_k, key)) for key, v in attrs.items()}
         raw_input = data.get("input")
+        given = tuple(k for k in ("length", "depth", "height", "width") if getattr(spec.input, k) is not None)
+        ranks = {names: r for r, names in ir.SPATIAL_NAMES.items()}
+        if given not in ranks:
+            raise ArchcError(
+                "input needs 'length' (1-D), 'height' and 'width' (2-D), or 'depth', 'height' and 'width' (3-D), "
+                f"with 'channels'; got {', '.join(given) or 'no spatial size'}",
+                loc_of(data, "input"),
+            )
         dims = []
-        for key in ("height", "width", "channels"):
+        for key in (*given, "channels"):
             loc = loc_of(raw_input, key)
             raw_v = getattr(spec.input, key)
             v = self.literal(raw_v, scope, loc)
@@ -827,7 +841,7 @@ class Lowerer:
         net_t = self.template_seq(
             items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
         )
-        body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[2], ORIGINS: NETWORK}, in_shape, "")
+        body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[-1], ORIGINS: NETWORK}, in_shape, "")
         heads = []
         raw_heads = data.get("heads") or {}
         top = {n.name: n for n in body.children}
@@ -988,14 +1002,14 @@ class Lowerer:
         mapping = self._flat_map = {}
         for hw, sizes in self.flat_sizes.items():
             if len(sizes) > 1:
-                desc = ", ".join(f"{h}x{w}" for h, w in sorted(sizes))
+                desc = ", ".join("x".join(map(str, size)) for size in sorted(sizes))
                 raise ArchcError(
                     f"this flatten is reached at different spatial sizes ({desc}) through one block; the "
                     "block's dense layer would need a different size at each use",
                     self.flat_locs.get(hw),
                 )
-            ((h, w),) = sizes
-            mapping[hw] = h * w
+            (size,) = sizes
+            mapping[hw] = math.prod(size)
 
         def fix_expr(e):
             if isinstance(e, Expr) and any(n.startswith("_hw") for n in e.names()):
@@ -1106,31 +1120,52 @@ def _chan(v: int, loc) -> int:
     return v
 
 
-def _pair(v, what, loc) -> tuple[int, int]:
-    if isinstance(v, list) and len(v) == 2:
-        return (_pos(v[0], what, loc), _pos(v[1], what, loc))
+def _axes(v, what, loc, n: int) -> ir.Axes:
+    """One positive integer per spatial axis, from an integer or a list of ``n``."""
+    if isinstance(v, (list, tuple)) and len(v) == n:
+        return tuple(_pos(x, what, loc) for x in v)
     if isinstance(v, (list, tuple)):
-        raise ArchcError(f"{what} must be an integer or [height, width], got {v!r}", loc, attr=what)
+        names = ", ".join(ir.SPATIAL_NAMES.get(n, ()))
+        raise ArchcError(
+            f"{what} must be an integer or a list of {n} (one per spatial axis: {names}), got {v!r}", loc, attr=what
+        )
     p = _pos(v, what, loc)
     if p > MAX_SPATIAL:
         raise ArchcError(f"{what}={p} is too large", loc)
-    return (p, p)
+    return (p,) * n
 
 
-def _pad4(v, loc) -> ir.Pad4:
+def _pads(v, loc, n: int) -> ir.Pads:
+    """Flat ``(before, after)`` per spatial axis from an integer, one entry per axis (an integer or
+    [before, after]), or in 2-D [top, bottom, left, right]."""
+
     def nn(x):
         if not _is_int(x) or x < 0 or x > MAX_SPATIAL:
             raise ArchcError(f"padding must be non-negative integers, got {x!r}", loc, attr="padding", check=_good_pad)
         return x
 
     if _is_int(v):
-        return (nn(v),) * 4
-    if isinstance(v, (list, tuple)) and len(v) == 2:
-        return (nn(v[0]), nn(v[0]), nn(v[1]), nn(v[1]))
-    if isinstance(v, (list, tuple)) and len(v) == 4:
+        return (nn(v),) * (2 * n)
+    if isinstance(v, (list, tuple)) and len(v) == n:
+        out = []
+        for x in v:
+            if isinstance(x, (list, tuple)) and len(x) == 2:
+                out += [nn(x[0]), nn(x[1])]
+            elif isinstance(x, (list, tuple)):
+                break
+            else:
+                out += [nn(x), nn(x)]
+        else:
+            return tuple(out)
+    if n == 2 and isinstance(v, (list, tuple)) and len(v) == 4 and all(not isinstance(x, (list, tuple)) for x in v):
         return tuple(nn(x) for x in v)
+    forms = {
+        1: "[length] or [[before, after]]",
+        2: "[h, w], [[top, bottom], [left, right]] or [top, bottom, left, right]",
+        3: "[d, h, w] or [[before, after], [before, after], [before, after]]",
+    }
     raise ArchcError(
-        f"padding must be 'same', 'valid', an integer, [h, w] or [top, bottom, left, right]; got {v!r}",
+        f"padding must be 'same', 'valid', an integer, {forms.get(n, 'one entry per spatial axis')}; got {v!r}",
         loc,
         attr="padding",
     )
@@ -1192,8 +1227,13 @@ def _is_finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_gate(shape) -> bool:
+    """A ``(1, ..., 1, C)`` feature map: broadcast over the positions by ``mul``."""
+    return len(shape) >= 2 and all(s == 1 for s in shape[:-1])
+
+
 def _need_map(shape, kind, path, loc):
-    if len(shape) != 3:
+    if len(shape) < 2:
         raise ArchcError(f"{kind} '{path}' needs a feature map but gets flat features of size {shape[0]}", loc)
     return shape
 

@@ -41,7 +41,8 @@ class Attr:
     """One attribute of a primitive.
 
     ``type``: ``"int"`` (a positive integer), ``"index"`` (an integer >= 0, or None where ``default`` is
-    None and optional), ``"pair"`` (an integer or [height, width], positive), ``"float"`` (finite, in
+    None and optional), ``"pair"`` (an integer or one per spatial axis, positive: a tuple of the input's rank),
+    ``"float"`` (finite, in
     ``range`` = (lo, hi, brackets)), ``"choice"`` (one of ``choices``)."""
 
     name: str
@@ -52,15 +53,15 @@ class Attr:
     choices: tuple[str, ...] = ()
     required: bool = False
 
-    def check(self, v, loc):
+    def check(self, v, loc, rank: int = 2):
         """The value ``v`` (evaluated) checked and normalized, or a located error (the lowering's own checks, so
-        a bad value is explained as any other: which param it came from)."""
-        from .lower import _float, _pair, _pos
+        a bad value is explained as any other: which param it came from). ``rank``: the input's spatial axes."""
+        from .lower import _axes, _float, _pos
 
         if self.type == "int":
             return _pos(v, self.name, loc)
         if self.type == "pair":
-            return _pair(v, self.name, loc)
+            return _axes(v, self.name, loc, max(rank, 1))
         if self.type == "index":
             if v is None and not self.required:
                 return None
@@ -146,7 +147,7 @@ class Primitive:
 
 
 def _map(shape, kind):
-    if len(shape) != 3:
+    if len(shape) < 2:
         raise OpError(f"{kind} needs a feature map but gets flat features of size {shape[0]}")
     return shape
 
@@ -210,8 +211,7 @@ def _slice_width(in_ch: Expr, a: dict) -> Expr:
 
 def _adaptive_shape(shape, a):
     _map(shape, "adaptive_avgpool")
-    h, w = a["size"]
-    return (h, w, shape[-1])
+    return (*a["size"], shape[-1])
 
 
 def _global_pool_shape(shape, a):

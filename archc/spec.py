@@ -32,11 +32,21 @@ ExprStr = Annotated[str, Field(pattern=r"^\$([A-Za-z_][A-Za-z0-9_]*|\{.*\})$", d
 Int = Union[StrictInt, ExprStr]
 Num = Union[StrictInt, StrictFloat, ExprStr]
 Bool = Union[StrictBool, ExprStr]
-Pair = Union[Int, Annotated[list[Int], Field(min_length=2, max_length=2)]]
+Axes = Union[Int, Annotated[list[Int], Field(min_length=1, max_length=3, description="one entry per spatial axis")]]
+Pair = Axes  # (the name of the registry's attribute type: an integer or one entry per spatial axis)
+PadPair = Annotated[list[Int], Field(min_length=2, max_length=2, description="[before, after]")]
 PaddingT = Union[
     Literal["same", "valid"],
     Int,
-    Annotated[list[Int], Field(min_length=2, max_length=4, description="[h, w] or [top, bottom, left, right]")],
+    Annotated[
+        list[Union[Int, PadPair]],
+        Field(
+            min_length=1,
+            max_length=4,
+            description="one entry per spatial axis (an integer or [before, after]); in 2-D also "
+            "[top, bottom, left, right]",
+        ),
+    ],
 ]
 from . import ops  # noqa: E402
 
@@ -90,7 +100,11 @@ class PoolAttrs(Common):
 
 
 class AvgPoolAttrs(PoolAttrs):
-    count_include_pad: Bool | None = None
+    count_include_pad: Bool | None = Field(
+        None,
+        description="count the padding in each window's divisor (default: true; false with 'same' padding, as "
+        "TensorFlow's average pooling)",
+    )
 
 
 class GapAttrs(Common):
@@ -272,8 +286,13 @@ def item_kind_and_attrs(item) -> tuple[str, Any]:
 
 
 class InputSpec(Model):
-    height: Int
-    width: Int
+    """The network input; its spatial keys give the rank: ``length`` (1-D), ``height, width`` (2-D), or
+    ``depth, height, width`` (3-D)."""
+
+    length: Int | None = Field(None, description="1-D input: the number of positions (audio samples, tokens)")
+    depth: Int | None = Field(None, description="3-D input: the depth (a clip's frames, a volume's slices)")
+    height: Int | None = None
+    width: Int | None = None
     channels: Int
 
 

@@ -9,8 +9,9 @@ destination (:func:`to_canonical`, :func:`from_canonical`, :func:`archc.convert.
 
 The canonical layout (channels last, the IR's own (H, W, C) order), per :func:`weight_kind`:
 
-* ``conv`` (:class:`ir.Conv`, not depthwise): kernel (kh, kw, in / groups, out), bias (out,);
-* ``dwconv`` (:class:`ir.Conv` with ``depthwise``): kernel (kh, kw, C, multiplier), bias (C * multiplier,);
+* ``conv`` (:class:`ir.Conv`, not depthwise): kernel (*k, in / groups, out), bias (out,), where ``*k`` is the
+  kernel's size on each spatial axis ((kl,) in 1-D, (kh, kw) in 2-D, (kd, kh, kw) in 3-D);
+* ``dwconv`` (:class:`ir.Conv` with ``depthwise``): kernel (*k, C, multiplier), bias (C * multiplier,);
 * ``bn`` (:class:`ir.BatchNorm`): gamma, beta, mean, var (C,); gamma only where the node has a scale (``node.scale``);
 * ``dense`` (:class:`ir.Dense`): kernel (in, out), bias (out,);
 * ``layernorm``, ``groupnorm`` (:class:`ir.Op`): gamma, beta (C,);
@@ -65,12 +66,10 @@ def canonical_shapes(node: ir.Node, ctx: Context | None = None) -> dict[str, tup
     """The canonical tensors of ``node`` (see the table above): name -> shape, in this order."""
     kind = weight_kind(node)
     if kind == "conv":
-        kh, kw = node.kernel
-        out = {"kernel": (kh, kw, node.in_channels // node.groups, node.out_channels)}
+        out = {"kernel": (*node.kernel, node.in_channels // node.groups, node.out_channels)}
         return out | ({"bias": (node.out_channels,)} if node.bias else {})
     if kind == "dwconv":
-        kh, kw = node.kernel
-        out = {"kernel": (kh, kw, node.in_channels, node.out_channels // node.in_channels)}
+        out = {"kernel": (*node.kernel, node.in_channels, node.out_channels // node.in_channels)}
         return out | ({"bias": (node.out_channels,)} if node.bias else {})
     if kind == "bn":
         return {k: (node.channels,) for k in ("gamma", "beta", "mean", "var") if k != "gamma" or node.scale}
@@ -111,10 +110,10 @@ class Layer:
 
 @dataclass(frozen=True)
 class Context:
-    """What a declaration may need beyond the node: ``flattened`` is the (H, W, C) a dense node's inputs were
-    flattened from (None if it is not fed by a flatten)."""
+    """What a declaration may need beyond the node: ``flattened`` is the shape ``(*spatial, C)`` a dense node's
+    inputs were flattened from (None if it is not fed by a flatten)."""
 
-    flattened: tuple[int, int, int] | None = None
+    flattened: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,13 +150,13 @@ def weighted_leaves(model: ir.Model) -> list[ir.Node]:
     return [n for r in roots(model) for n in ir.walk(r) if weight_kind(n) is not None]
 
 
-def flatten_sources(model: ir.Model) -> tuple[dict[str, tuple[int, int, int]], list[tuple[str, ir.Node]]]:
+def flatten_sources(model: ir.Model) -> tuple[dict[str, tuple[int, ...]], list[tuple[str, ir.Node]]]:
     """IR path of each dense layer fed by a flatten, through elementwise ops only (activations, dropout, the
-    registry's ``elementwise`` primitives: :mod:`archc.ops`) -> the flattened (H, W, C);
+    registry's ``elementwise`` primitives: :mod:`archc.ops`) -> the flattened ``(*spatial, C)``;
     and the nodes on flattened features whose weights or effect depend on the features' order (a batch norm,
     a layer norm, a layer scale, a channel shuffle... after a flatten), which weight conversion cannot map:
     ``(what, node)``."""
-    out: dict[str, tuple[int, int, int]] = {}
+    out: dict[str, tuple[int, ...]] = {}
     problems: list[tuple[str, ir.Node]] = []
 
     def walk(n: ir.Node, flat):

@@ -147,16 +147,31 @@ def docstring(text: str, indent: str = "", width: int = 120) -> str:
     return out
 
 
-def pair(v):
-    """(h, w) from an int or a pair."""
-    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+def axes(v, n: int) -> tuple:
+    """One entry per spatial axis from an integer or a list of ``n``."""
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * n
 
 
-def pad4(v):
-    """(top, bottom, left, right) from an int, [h, w] or a 4-sequence."""
+def pads(v, n: int) -> tuple:
+    """Flat ``(before, after)`` per spatial axis (as :class:`archc.ir.Pads`) from a checked padding value: an
+    integer, one entry per axis (an integer or [before, after]), or in 2-D [top, bottom, left, right]."""
     if isinstance(v, int):
-        return (v, v, v, v)
+        return (v,) * (2 * n)
     v = tuple(v)
-    if len(v) == 2:
-        return (v[0], v[0], v[1], v[1])
-    return v
+    if len(v) == 2 * n and n == 2 and not any(isinstance(x, (list, tuple)) for x in v):
+        return v
+    out: list = []
+    for x in v:
+        out += list(x) if isinstance(x, (list, tuple)) else [x, x]
+    return tuple(out)
+
+
+def pad_last_axis_first(p: tuple) -> tuple:
+    """Flat per-axis padding -> the order of PyTorch's ``F.pad`` / ``nn.ZeroPad2d``: last axis first
+    ((left, right, top, bottom) in 2-D)."""
+    return tuple(x for i in range(len(p) - 2, -1, -2) for x in p[i : i + 2])
+
+
+def compact(t: tuple):
+    """A per-axis tuple as people write it: one integer when every axis has the same value."""
+    return t[0] if len(set(t)) == 1 else t

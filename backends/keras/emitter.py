@@ -10,6 +10,10 @@ Where Keras lacks a primitive the emitter lowers it exactly: explicit padding be
 -inf (``MaxPadding2D``) unless the input comes straight from a ReLU, ``ceil_mode`` becomes
 extra bottom/right padding computed from the input size, BN momentum is converted (Keras'
 is 1 - PyTorch's). With auxiliary heads the outputs are named after LOSS_WEIGHTS' keys.
+
+The rank (1-D, 2-D, 3-D) is the model's: its input's spatial axes. Layers are Keras' for that rank
+(``Conv1D``, ``MaxPooling3D``, ...); a depthwise conv in 3-D, which Keras lacks, is a ``Conv3D`` with one
+group per channel.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from archc import ir
 from archc.expr import Expr
 
 from .. import code as c
-from ..common import Scope, Unsupported, pad4, pair, pair_instances, spec_label
+from ..common import Scope, Unsupported, axes, pads, pair_instances, spec_label
 from .ops import EMIT as OP_EMIT
 from .ops import HELPERS as OP_HELPERS
 
@@ -33,15 +37,17 @@ ACTIVATIONS = {
     "silu": ("Activation", ["silu"]),
 }
 NONNEGATIVE = ("relu", "relu6", "sigmoid")
-HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D") + OP_HELPERS  # in the order they are emitted
+HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D", "Pooling2DPadded") + OP_HELPERS  # in emitted order
 HELPER_DEFS = {
     "explicit_padding": "_explicit_padding",
     "pool_padding": "_pool_padding",
     "MaxPadding2D": "MaxPadding2D",
+    "Pooling2DPadded": "Pooling2DPadded",
     **{h: h for h in OP_HELPERS},
 }
 NEEDS_OPS = {
     "MaxPadding2D",
+    "Pooling2DPadded",
     "GeluTanh",
     "StochasticDepth",
     "ChannelShuffle",
@@ -91,7 +97,8 @@ class KerasEmitter:
             spec_names.update(p for p, _ in b.params)
         top = c.Namespace(spec_names)
         self.module_names = {n: top.fresh(n) for n in MODULE_NAMES}
-        self.helper_names = {h: top.fresh(d) for h, d in HELPER_DEFS.items()}
+        self.rank = len(model.input_shape) - 1
+        self.helper_names = {h: top.fresh(self.ranked(d)) for h, d in HELPER_DEFS.items()}
         functions = [self.block_function(b) for b in model.blocks]
         functions.append(self.model_function())
         functions.append(self.inference_function())
@@ -121,14 +128,25 @@ class KerasEmitter:
     def L(self, cls: str) -> ast.expr:  # noqa: N802 - reads like the code it makes: layers.Conv2D
         return c.attr(self.module_names["layers"], cls)
 
+    def ranked(self, name: str) -> str:
+        """A 2-D name for this model's rank: ``Conv2D`` -> ``Conv3D`` in a 3-D model."""
+        return name.replace("2D", f"{self.rank}D") if self.rank in (1, 3) else name
+
     def helper(self, h: str) -> ast.expr:
         self.helpers.add(h)
         return c.name(self.helper_names[h])
 
     def helper_defs(self) -> list[ast.stmt]:
         defs = {s.name: s for s in ast.parse(self.helper_text).body if hasattr(s, "name")}
-        mapping = {**self.module_names, **{HELPER_DEFS[h]: v for h, v in self.helper_names.items()}}
-        return [c.Rename(mapping).visit(defs[HELPER_DEFS[h]]) for h in HELPERS if h in self.helpers]
+        mapping = {**self.module_names, **{self.ranked(HELPER_DEFS[h]): v for h, v in self.helper_names.items()}}
+        out = []
+        for h in HELPERS:
+            if h in self.helpers:
+                tree = defs[HELPER_DEFS[h]]
+                if self.ranked(HELPER_DEFS[h]) != HELPER_DEFS[h]:  # the 2-D template written for this rank
+                    tree = ast.parse(self.ranked(ast.unparse(tree))).body[0]
+                out.append(c.Rename(mapping).visit(tree))
+        return out
 
     # ------------------------------------------------------------------ functions
     def start_function(self, params) -> None:
@@ -169,7 +187,7 @@ class KerasEmitter:
 
     def model_function(self) -> ast.stmt:
         m = self.model
-        scope = Scope({**dict(m.params), "in_channels": m.input_shape[2]})
+        scope = Scope({**dict(m.params), "in_channels": m.input_shape[-1]})
         self.start_function(["input_shape"])
         inputs = self.ns.fresh("inputs")
         x = self.ns.fresh("x")
@@ -180,8 +198,8 @@ class KerasEmitter:
         self.head_vars: dict[str, str] = {}
         self.seq(m.network, scope, x, Name(), body, top=True)
         body = c.merge_adjacent_ifs(body)
-        h, w, ch = m.input_shape
-        doc = f"{m.name}: input (N, {h}, {w}, {ch}) NHWC; outputs logits."
+        layout = {1: "NLC", 2: "NHWC", 3: "NDHWC"}[self.rank]
+        doc = f"{m.name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs logits."
         if not m.heads:
             body.append(c.ret(c.call(c.attr(keras, "Model"), c.name(inputs), c.name(x), name=m.name)))
         else:
@@ -200,7 +218,7 @@ class KerasEmitter:
                 "losses: with a list, Keras 3 takes a dict of weights in sorted-key order). inference_model(model) "
                 "keeps the main output only."
             )
-        return c.function("build_model", ["input_shape"], body, defaults={"input_shape": (h, w, ch)}, doc=doc)
+        return c.function("build_model", ["input_shape"], body, defaults={"input_shape": m.input_shape}, doc=doc)
 
     def inference_function(self) -> ast.stmt:
         keras = self.module_names["keras"]
@@ -288,7 +306,7 @@ class KerasEmitter:
         elif k in ("maxpool", "avgpool"):
             self.pool(t, scope, x, name.child(t.name), out, prev)
         elif k == "gap":
-            self.layer(out, x, "GlobalAveragePooling2D", [], [n])
+            self.layer(out, x, self.ranked("GlobalAveragePooling2D"), [], [n])
         elif k == "flatten":
             self.layer(out, x, "Flatten", [], [n])
         elif k == "dropout":
@@ -303,8 +321,7 @@ class KerasEmitter:
             pad = scope.value(a["padding"])
             if pad is None:
                 raise Unsupported("zeropad padding must be known when emitting", t.loc)
-            top_, bottom, left, right = pad4(pad)
-            self.layer(out, x, "ZeroPadding2D", [c.lit(((top_, bottom), (left, right)))], [n])
+            self.layer(out, x, self.ranked("ZeroPadding2D"), [c.lit(self.pad_arg(pads(pad, self.rank)))], [n])
         elif k == "seq":
             self.seq(t, scope, x, level, out, False, prev)
         elif k in ("concat", "add", "mul"):
@@ -388,13 +405,19 @@ class KerasEmitter:
                     "Keras convolutions cannot combine strides > 1 with dilation_rate > 1",
                     t.loc,
                 )
-        if t.kind == "dwconv":
-            cls, args = "DepthwiseConv2D", [node(a["kernel"])]
+        grouped_dw = t.kind == "dwconv" and self.rank == 3  # no DepthwiseConv3D: a Conv3D with a group per channel
+        if grouped_dw:
+            channels = c.subscript(c.attr(x, "shape"), -1)
+            mult = scope.value(a["multiplier"])
+            filters = channels if mult == 1 else c.binop(channels, "*", node(a["multiplier"]))
+            cls, args = "Conv3D", [filters, node(a["kernel"])]
+        elif t.kind == "dwconv":
+            cls, args = self.ranked("DepthwiseConv2D"), [node(a["kernel"])]
         else:
-            cls, args = "Conv2D", [node(a["out"]), node(a["kernel"])]
+            cls, args = self.ranked("Conv2D"), [node(a["out"]), node(a["kernel"])]
         kw: list[tuple[str, ast.expr]] = []
         stride = scope.value(a["stride"])
-        if stride not in (1, (1, 1)):
+        if not _ones(stride):
             kw.append(("strides", node(a["stride"])))
         padding = scope.value(a["padding"])
         if padding is None and _string_valued(a["padding"]):  # 'same' or 'valid', decided when the function runs
@@ -413,24 +436,26 @@ class KerasEmitter:
         elif padding == "same":
             kw.append(("padding", c.lit("same")))
         elif padding not in ("valid", 0):
-            top, bottom, left, right = pad4(padding)
+            p = pads(padding, self.rank)
             kernel = scope.value(a["kernel"])
             dil = scope.value(a["dilation"])
-            if stride in (1, (1, 1)) and _same_at_stride1(kernel, dil, (top, bottom, left, right)):
+            if _ones(stride) and _same_at_stride1(kernel, dil, p, self.rank):
                 kw.append(("padding", c.lit("same")))
             else:
                 self.pad_layers[id(t)] = "always"
                 self.layer(
                     out,
                     x,
-                    "ZeroPadding2D",
-                    [c.lit(((top, bottom), (left, right)))],
+                    self.ranked("ZeroPadding2D"),
+                    [c.lit(self.pad_arg(p))],
                     [("name", name.child("pad").node())],
                 )
         dil = scope.value(a["dilation"])
-        if dil not in (1, (1, 1)):
+        if not _ones(dil):
             kw.append(("dilation_rate", node(a["dilation"])))
-        if t.kind == "dwconv":
+        if grouped_dw:
+            kw.append(("groups", channels))
+        elif t.kind == "dwconv":
             if scope.value(a["multiplier"]) != 1:
                 kw.append(("depth_multiplier", node(a["multiplier"])))
         elif scope.value(a["groups"]) != 1:
@@ -445,7 +470,7 @@ class KerasEmitter:
         a = dict(t.attrs)
         n = ("name", name.node())
         is_max = t.kind == "maxpool"
-        cls = "MaxPooling2D" if is_max else "AveragePooling2D"
+        cls = self.ranked("MaxPooling2D" if is_max else "AveragePooling2D")
         kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
         padding, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
         cip = scope.value(a.get("count_include_pad", True))
@@ -453,56 +478,65 @@ class KerasEmitter:
         kw: list[tuple[str, ast.expr]] = []
         if stride != kernel or stride is None:
             kw.append(("strides", node(a["stride"])))
-        if padding == "same":
+        if padding == "same" and (is_max or cip is False):  # Keras' 'same' average leaves the padding out
             self.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
             return
-        if padding is None or ceil is None or kernel is None or stride is None or cip is None:
-            raise Unsupported("keras backend: pooling padding, ceil, kernel and stride must be literals", t.loc)
-        pads = pad4(0 if padding == "valid" else padding)
-        if pair(stride) == (1, 1) and any(pads) and _same_at_stride1(kernel, 1, pads) and (is_max or not cip):
+        known = None not in (padding, ceil, kernel, stride, cip) and padding != "same"
+        p = pads(0 if padding == "valid" else padding, self.rank) if known else None
+        if known and _ones(stride) and any(p) and _same_at_stride1(kernel, 1, p, self.rank) and (is_max or not cip):
             # TensorFlow 'same' at stride 1: the same padding, padded values never win / never counted (and
             # ceil rounding changes nothing at stride 1)
             self.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
             return
-        if not is_max and (ceil or (any(pads) and not cip)):
-            raise Unsupported(
-                "keras backend: average pooling with ceil rounding or padding left out of the average", t.loc
-            )
-        self._check_pool_sizes(t, pads, kernel, stride, ceil)
-        if any(pads) or ceil:
+        if not known or (not is_max and (ceil or (any(p) and not cip))):  # what Keras' own layers cannot compute
+            kw = [("strides", node(a["stride"])), ("padding", node(a["padding"]))]
+            if ceil is not False:
+                kw.append(("ceil_mode", node(a["ceil"])))
+            if not is_max and cip is not True:
+                kw.append(("count_include_pad", node(a["count_include_pad"])))
+            op = c.lit("max" if is_max else "avg")
+            self.layer(out, x, self.helper("Pooling2DPadded"), [op, node(a["kernel"])], [*kw, n])
+            return
+        kernel, stride = axes(kernel, self.rank), axes(stride, self.rank)
+        self._check_pool_sizes(t, p, kernel, stride, ceil)
+        if any(p) or ceil:
             nonneg = prev is not None and (prev.kind in NONNEGATIVE or _ends_nonnegative(prev, self.model))
             pad_name = ("name", name.child("pad").node())
             self.pad_layers[id(t)] = "always"
-            pad_cls = self.L("ZeroPadding2D") if nonneg or not is_max else self.helper("MaxPadding2D")
+            pad_cls = self.L(self.ranked("ZeroPadding2D")) if nonneg or not is_max else self.helper("MaxPadding2D")
             if ceil:
-                (kh, kw_), (sh, sw) = pair(kernel), pair(stride)
-                top, bottom, left, right = pads
-                pad_h, pad_w = self.ns.fresh("pad_h"), self.ns.fresh("pad_w")
-                for var, axis, k, st, p0, p1 in ((pad_h, 1, kh, sh, top, bottom), (pad_w, 2, kw_, sw, left, right)):
+                pad_vars = []
+                axis_names = ir.SPATIAL_NAMES[self.rank]
+                for axis, (k, st, (p0, p1)) in enumerate(zip(kernel, stride, ir.axis_pairs(p)), start=1):
+                    var = self.ns.fresh(f"pad_{axis_names[axis - 1][0]}")  # pad_h, pad_w
                     size = c.subscript(c.attr(x, "shape"), axis)
                     out.append(c.assign(var, c.call(self.helper("pool_padding"), size, k, st, p0, p1, ceil=True)))
-                self.ns.taken.difference_update((pad_h, pad_w))
-                pad_arg = ast.Tuple(elts=[c.name(pad_h), c.name(pad_w)], ctx=ast.Load())
+                    pad_vars.append(var)
+                self.ns.taken.difference_update(pad_vars)
+                pad_arg = ast.Tuple(elts=[c.name(v) for v in pad_vars], ctx=ast.Load())
+                pad_arg = c.name(pad_vars[0]) if self.rank == 1 else pad_arg
                 self.layer(out, x, pad_cls, [pad_arg], [pad_name])
             else:
-                top, bottom, left, right = pads
-                self.layer(out, x, pad_cls, [c.lit(((top, bottom), (left, right)))], [pad_name])
+                self.layer(out, x, pad_cls, [c.lit(self.pad_arg(p))], [pad_name])
         self.layer(out, x, cls, args, [*kw, n])
 
-    def _check_pool_sizes(self, t, pads, kernel, stride, ceil) -> None:
+    def pad_arg(self, p: tuple):
+        """Flat per-axis padding as Keras' ZeroPadding takes it: (before, after) in 1-D, one pair per axis else."""
+        pairs = ir.axis_pairs(p)
+        return pairs[0] if self.rank == 1 else pairs
+
+    def _check_pool_sizes(self, t, p, kernel, stride, ceil) -> None:
         """Padding (plus ceil's extra rows) then a 'valid' pool must give the IR's output size at every use."""
         from archc.analysis import pool_out
 
-        (kh, kw), (sh, sw) = pair(kernel), pair(stride)
         for inst in self.instances.get(id(t), []):
-            h, w = inst.in_shape[:2]
-            hw = []
-            for size, k, st, p0, p1 in ((h, kh, sh, pads[0], pads[1]), (w, kw, sw, pads[2], pads[3])):
+            sizes = []
+            for size, k, st, (p0, p1) in zip(inst.in_shape[:-1], kernel, stride, ir.axis_pairs(p)):
                 if ceil:
                     o = pool_out(size, k, st, p0, p1, True)
                     p1 = max((o - 1) * st + k - size - p0, 0)
-                hw.append((size + p0 + p1 - k) // st + 1)
-            if tuple(hw) != tuple(inst.out_shape[:2]):
+                sizes.append((size + p0 + p1 - k) // st + 1)
+            if tuple(sizes) != tuple(inst.out_shape[:-1]):
                 raise Unsupported(f"keras backend: pool '{inst.path}' has no exact Keras form", t.loc)
 
     # ------------------------------------------------------------------ names
@@ -584,14 +618,17 @@ def _string_valued(v) -> bool:
     return strings(v.tree)
 
 
-def _same_at_stride1(kernel, dilation, pads) -> bool:
-    """Whether padding (top, bottom, left, right) is TensorFlow's 'same' at stride 1 (which is size-independent)."""
+def _same_at_stride1(kernel, dilation, p, rank: int) -> bool:
+    """Whether flat per-axis padding ``p`` is TensorFlow's 'same' at stride 1 (which is size-independent)."""
     if kernel is None or dilation is None:
         return False
-    (kh, kw), (dh, dw) = pair(kernel), pair(dilation)
-    top, bottom, left, right = pads
-    th, tw = dh * (kh - 1), dw * (kw - 1)
-    return (top, bottom) == (th // 2, th - th // 2) and (left, right) == (tw // 2, tw - tw // 2)
+    totals = [d * (k - 1) for k, d in zip(axes(kernel, rank), axes(dilation, rank))]
+    return all(pair == (tot // 2, tot - tot // 2) for pair, tot in zip(ir.axis_pairs(p), totals))
+
+
+def _ones(v) -> bool:
+    """A stride or dilation of 1 on every axis."""
+    return v == 1 or (isinstance(v, (list, tuple)) and all(x == 1 for x in v))
 
 
 def _uses_in_channels(t: ir.TNode) -> bool:

@@ -77,8 +77,8 @@ def _slice(e, t, scope):
 def _adaptive_avgpool(e, t, scope):
     size = t.attr("size")
     known = scope.value(size)
-    if known in (1, (1, 1), [1, 1]):
-        return e.L("GlobalAveragePooling2D"), [], [("keepdims", c.lit(True))]  # the same mean, read as it is
+    if known == 1 or (isinstance(known, (list, tuple)) and set(known) == {1}):
+        return e.L(e.ranked("GlobalAveragePooling2D")), [], [("keepdims", c.lit(True))]  # the same mean
     # a helper, not Keras 3.15's AdaptiveAveragePooling2D: that one pools with a window of the input's size + 1
     # where an axis goes to 1, which TensorFlow's graph mode refuses (predict, fit: "Negative dimension size")
     node = c.lit(tuple(known) if isinstance(known, (list, tuple)) else known) if known is not None else scope.node(size)
@@ -86,7 +86,7 @@ def _adaptive_avgpool(e, t, scope):
 
 
 def _global_maxpool(e, t, scope):
-    return e.L("GlobalMaxPooling2D"), [], []
+    return e.L(e.ranked("GlobalMaxPooling2D")), [], []
 
 
 EMIT = {

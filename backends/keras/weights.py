@@ -26,13 +26,31 @@ def _layer(*names: tuple[str, str]):
     return declare
 
 
+def _dwconv(node: ir.Conv, ctx: Context) -> Layer:
+    """DepthwiseConv1D / 2D: [kernel (*k, C, m), bias]; in 3-D (no DepthwiseConv3D) a Conv3D with a group per
+    channel: [kernel (kd, kh, kw, 1, C * m), bias], output channel c * m + j from input c."""
+    if len(node.kernel) != 3:
+        return _layer(("kernel", "kernel"), ("bias", "bias"))(node, ctx)
+    shapes = canonical_shapes(node, ctx)
+    k, c = node.kernel, node.in_channels
+    kernel = Tensor(
+        "kernel",
+        (*k, 1, node.out_channels),
+        "kernel",
+        to_canonical=lambda a: a.reshape(*k, c, node.out_channels // c),
+        from_canonical=lambda a: a.reshape(*k, 1, node.out_channels),
+    )
+    bias = [Tensor("bias", shapes["bias"], "bias")] if "bias" in shapes else []
+    return Layer(layer_name(node.path), (kernel, *bias))
+
+
 LAYOUT = Declaration(
     backend="keras",
     tables={
-        # Conv2D: [kernel (kh, kw, in / groups, out), bias]
+        # Conv1D / 2D / 3D: [kernel (*k, in / groups, out), bias]
         "conv": _layer(("kernel", "kernel"), ("bias", "bias")),
-        # DepthwiseConv2D: [kernel (kh, kw, C, m), bias]
-        "dwconv": _layer(("kernel", "kernel"), ("bias", "bias")),
+        # DepthwiseConv2D: [kernel (kh, kw, C, m), bias]; 3-D: a grouped Conv3D
+        "dwconv": _dwconv,
         # BatchNormalization: [gamma, beta, moving_mean, moving_variance]; no gamma with scale=False
         "bn": _layer(("gamma", "gamma"), ("beta", "beta"), ("moving_mean", "mean"), ("moving_variance", "var")),
         # Dense: [kernel (in, out), bias]

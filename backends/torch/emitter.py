@@ -19,6 +19,10 @@ step as a comment in ``forward``. The module tree follows the IR's names exactly
 Where PyTorch lacks a primitive the emitter lowers it exactly: TensorFlow 'same' padding with
 stride > 1 is computed at run time (``Conv2dSame``), asymmetric padding is explicit, pooling
 padding is -inf for max.
+
+The rank (1-D, 2-D, 3-D) is the model's: its input's spatial axes. Classes are PyTorch's for that
+rank (``nn.Conv1d``, ``nn.BatchNorm3d``, ...) and so are the helpers (written for 2-D in
+``templates/helpers.py``: ``Conv2dSame`` is emitted as ``Conv1dSame`` in a 1-D model).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from archc.expr import Expr, sym_add, sym_mul
 from archc.lower import camel
 
 from .. import code as c
-from ..common import Scope, Unsupported, pad4, pair, pair_instances, spec_label
+from ..common import Scope, Unsupported, axes, compact, pad_last_axis_first, pads, pair_instances, spec_label
 from .ops import EMIT, FRESH_OPS, INPLACE_OPS
 
 ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
@@ -43,6 +47,9 @@ HELPER_ORDER = [
     "Conv2dSame",
     "Conv2dPadded",
     "MaxPool2dSame",
+    "pool_pads",
+    "MaxPool2dPadded",
+    "AvgPool2dPadded",
     "BatchNorm2dNoScale",
     "BatchNorm1dNoScale",
     "Concat",
@@ -57,7 +64,9 @@ HELPER_ORDER = [
     "ChannelSlice",
 ]
 # module-level names of the generated file besides classes: name -> what needs it
-MODULE_NAMES = ("torch", "nn", "F", "OrderedDict", "NamedTuple", "checkpoint", "_same_pad", "_cat_then", "_KeepStats")
+MODULE_NAMES = (
+    "torch", "nn", "F", "OrderedDict", "NamedTuple", "checkpoint", "_same_pad", "_pool_pads", "_cat_then", "_KeepStats",
+)  # fmt: skip
 
 
 class _Class:
@@ -104,7 +113,9 @@ class TorchEmitter:
             spec_names.add(f"{model.class_name}Outputs")
         top = c.Namespace(spec_names)
         self.module_names = {n: top.fresh(n) for n in MODULE_NAMES}
-        self.helper_names = {h: top.fresh(h) for h in HELPER_ORDER}
+        self.rank = len(model.input_shape) - 1
+        fresh: dict[str, str] = {}  # ranked helper name -> its name in the file (1-D: two BatchNorm1dNoScale keys)
+        self.helper_names = {h: fresh.setdefault(self.ranked(h), top.fresh(self.ranked(h))) for h in HELPER_ORDER}
         classes = [self.block_class(b) for b in model.blocks]
         classes += self.model_class()
         what = f"spec '{model.name}' ({spec_label(model.spec_file)}), backend torch"
@@ -145,6 +156,14 @@ class TorchEmitter:
     def nn(self, cls: str, *args, **kwargs) -> ast.Call:
         return c.call(c.attr(self.ref("nn"), cls), *args, **kwargs)
 
+    def ranked(self, name: str) -> str:
+        """A 2-D class name for this model's rank: ``Conv2d`` -> ``Conv3d`` in a 3-D model."""
+        return name.replace("2d", f"{self.rank}d") if self.rank in (1, 3) else name
+
+    def nd(self, cls: str, *args, **kwargs) -> ast.Call:
+        """``nn.<cls>Nd(...)`` for this model's rank: ``self.nd("Conv", ...)`` -> ``nn.Conv2d(...)`` in 2-D."""
+        return self.nn(f"{cls}{max(self.rank, 1)}d", *args, **kwargs)
+
     def imports(self) -> list[ast.stmt]:
         m = self.module_names
         out: list[ast.stmt] = []
@@ -169,7 +188,9 @@ class TorchEmitter:
         """The helper classes and functions the model uses, parsed from ``templates/helpers.py``, names mapped."""
         if "Conv2dSame" in self.helpers or "MaxPool2dSame" in self.helpers:
             self.helpers.add("same_pad")
-        if self.helpers & {"Conv2dPadded", "same_pad", "LayerNorm2d", "PointwiseLinear"}:
+        if self.helpers & {"MaxPool2dPadded", "AvgPool2dPadded"}:
+            self.helpers.add("pool_pads")
+        if self.helpers & {"Conv2dPadded", "same_pad", "LayerNorm2d", "PointwiseLinear", "pool_pads"}:
             self.used.add("F")
         if "DenseConnect" in self.helpers and self.memory_efficient:
             self.helpers.add("cat_then")
@@ -177,12 +198,23 @@ class TorchEmitter:
             self.used.add("checkpoint")
         defs = {s.name: s for s in ast.parse(self.helper_text).body if hasattr(s, "name")}
         dense = "DenseConnectMemoryEfficient" if self.memory_efficient else "DenseConnect"
-        groups = {"same_pad": ["_same_pad"], "cat_then": ["_cat_then", "_KeepStats"], "DenseConnect": [dense]}
-        mapping = {**self.module_names, **self.helper_names, dense: self.helper_names["DenseConnect"]}
-        out = []
+        groups = {
+            "same_pad": ["_same_pad"],
+            "pool_pads": ["_pool_pads"],
+            "cat_then": ["_cat_then", "_KeepStats"],
+            "DenseConnect": [dense],
+        }
+        mapping = {**self.module_names, dense: self.helper_names["DenseConnect"]}
+        mapping.update({self.ranked(h): v for h, v in self.helper_names.items()})
+        out, written = [], set()
         for h in HELPER_ORDER:
-            if h in self.helpers:
-                out += [c.Rename(mapping).visit(defs[d]) for d in groups.get(h, [h])]
+            if h in self.helpers and self.helper_names[h] not in written:
+                written.add(self.helper_names[h])
+                for d in groups.get(h, [h]):
+                    tree = defs[d]
+                    if self.ranked(h) != h or d == "_KeepStats":  # the 2-D template written for this rank
+                        tree = ast.parse(self.ranked(ast.unparse(tree))).body[0]
+                    out.append(c.Rename(mapping).visit(tree))
         return out
 
     # ------------------------------------------------------------------ classes
@@ -210,7 +242,7 @@ class TorchEmitter:
 
     def model_class(self) -> list[ast.stmt]:
         m = self.model
-        scope = Scope({**dict(m.params), "in_channels": m.input_shape[2]})
+        scope = Scope({**dict(m.params), "in_channels": m.input_shape[-1]})
         k = _Class(self, _attr_names(m.network) | {h.name for h in m.heads} | {"loss_weights"}, [], symbolic=False)
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
@@ -218,8 +250,8 @@ class TorchEmitter:
         fwd = self.class_body(m.network, scope, k, "x", top=True)
         out: list[ast.stmt] = []
         body: list[ast.stmt] = []
-        h, w, ch = m.input_shape
-        doc = f"{m.name}: input N x {ch} x {h} x {w} (NCHW)."
+        layout = {1: "NCL", 2: "NCHW", 3: "NCDHW"}[self.rank]
+        doc = f"{m.name}: input {_shape_text(m.input_shape)} ({layout})."
         if m.heads:
             out_cls = f"{m.class_name}Outputs"
             fields = ["main"] + [hd.name for hd in m.heads]
@@ -366,7 +398,7 @@ class TorchEmitter:
         if t.kind == "flatten" and cond is None:
             return [c.assign(var, c.call(c.attr(self.ref("torch"), "flatten"), v, 1), comment)]
         if t.kind == "gap" and cond is None:
-            k.init.append(c.assign(me, self.nn("AdaptiveAvgPool2d", 1)))
+            k.init.append(c.assign(me, self.nd("AdaptiveAvgPool", 1)))
             return [c.assign(var, c.call(c.attr(self.ref("torch"), "flatten"), c.call(me, v), 1), comment)]
         if t.kind == "dense_connect" and cond is None:
             layer, n, i = self.dense_layers(t, scope, k)
@@ -498,7 +530,7 @@ class TorchEmitter:
         if kind in ("conv", "dwconv"):
             return self.conv(t, scope, k)
         if kind == "bn":
-            cls = "BatchNorm2d" if self._rank(t) == 3 else "BatchNorm1d"
+            cls = self.ranked("BatchNorm2d") if self.is_map(t) else "BatchNorm1d"
             scale = scope.value(a["scale"])
             if scale is True:
                 func = c.attr(self.ref("nn"), cls)
@@ -514,14 +546,14 @@ class TorchEmitter:
         if kind in ("maxpool", "avgpool"):
             return self.pool(t, scope)
         if kind == "gap":
-            return self.nn("Sequential", self.nn("AdaptiveAvgPool2d", 1), self.nn("Flatten"))
+            return self.nn("Sequential", self.nd("AdaptiveAvgPool", 1), self.nn("Flatten"))
         if kind == "flatten":
             return self.nn("Flatten")
         if kind == "dropout":
             return self.nn("Dropout", p=node(a["rate"]))
         if kind == "dense":
             kw = {} if scope.value(a["bias"]) is True else {"bias": node(a["bias"])}
-            cls = self.ref("PointwiseLinear") if self._rank(t) == 3 else c.attr(self.ref("nn"), "Linear")
+            cls = self.ref("PointwiseLinear") if self.is_map(t) else c.attr(self.ref("nn"), "Linear")
             return c.call(cls, self.width(t.in_ch, scope, k), node(a["out"]), **kw)
         if kind in EMIT:
             return EMIT[kind](self, t, scope, k, inplace)
@@ -529,8 +561,7 @@ class TorchEmitter:
             pad = scope.value(a["padding"])
             if pad is None:
                 raise Unsupported("zeropad padding must be known when emitting", t.loc)
-            top, bottom, left, right = pad4(pad)
-            return self.nn("ZeroPad2d", c.lit((left, right, top, bottom)))
+            return self.nd("ZeroPad", c.lit(pad_last_axis_first(pads(pad, self.rank))))
         if kind == "seq":
             return self.container(t, scope, k)
         if kind in ("concat", "add", "mul"):
@@ -650,12 +681,12 @@ class TorchEmitter:
             cout = self.width(a["out"], scope, k)
         kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
         stride = scope.value(a["stride"])
-        if stride not in (1, (1, 1)):
+        if not _ones(stride):
             kw.append(("stride", node(a["stride"])))
         pad_kw, cls, extra = self._conv_padding(t, scope, stride)
         kw += pad_kw
         dil = scope.value(a["dilation"])
-        if dil not in (1, (1, 1)):
+        if not _ones(dil):
             kw.append(("dilation", node(a["dilation"])))
         if t.kind == "dwconv":
             kw.append(("groups", cin))
@@ -664,7 +695,7 @@ class TorchEmitter:
         if scope.value(a["bias"]) is not True:
             kw.append(("bias", node(a["bias"])))
         kw += extra
-        func = c.attr(self.ref("nn"), "Conv2d") if cls == "nn.Conv2d" else self.ref(cls)
+        func = c.attr(self.ref("nn"), self.ranked("Conv2d")) if cls == "nn.Conv2d" else self.ref(cls)
         return c.kwcall(func, [cin, cout], kw)
 
     def _conv_padding(self, t: ir.TNode, scope: Scope, stride):
@@ -674,9 +705,7 @@ class TorchEmitter:
         if known is None:
             # symbolic: PyTorch accepts it as written only if every use is symmetric or stride-1 'same'
             for n in self.instances.get(id(t), []):
-                ok = (n.same and n.stride == (1, 1)) or (
-                    not n.same and n.padding[0] == n.padding[1] and n.padding[2] == n.padding[3]
-                )
+                ok = (n.same and _ones(n.stride)) or (not n.same and _symmetric(n.padding))
                 if not ok:
                     raise Unsupported(f"padding {p} gives asymmetric padding at {n.path}; write it as a literal", t.loc)
             return [("padding", scope.node(p))], "nn.Conv2d", []
@@ -684,74 +713,97 @@ class TorchEmitter:
             return [], "nn.Conv2d", []
         if known == "same":
             dil = scope.value(t.attr("dilation"))
-            if stride in (1, (1, 1)) and dil is not None:
+            if _ones(stride) and dil is not None:
                 return [("padding", c.lit("same"))], "nn.Conv2d", []
             return [], "Conv2dSame", []
-        top, bottom, left, right = pad4(known)
-        if top == bottom and left == right:
-            return [("padding", c.lit(top if top == left else (top, left)))], "nn.Conv2d", []
-        return [], "Conv2dPadded", [("pad", c.lit((left, right, top, bottom)))]
+        p = pads(known, self.rank)
+        if _symmetric(p):
+            return [("padding", c.lit(compact(p[::2])))], "nn.Conv2d", []
+        return [], "Conv2dPadded", [("pad", c.lit(pad_last_axis_first(p)))]
 
     def pool(self, t: ir.TNode, scope: Scope) -> ast.expr:
+        """``nn.MaxPool2d`` / ``nn.AvgPool2d`` where they compute the IR's pool; else a helper that pads explicitly
+        (max: -inf; average: zeros, dividing by the count of what it includes), at run time where a value is a
+        block's param."""
         a = dict(t.attrs)
         node = scope.node
         is_max = t.kind == "maxpool"
-        cls = "MaxPool2d" if is_max else "AvgPool2d"
+        cls = "MaxPool" if is_max else "AvgPool"
+        kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
+        known, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
+        cip = True if is_max else scope.value(a["count_include_pad"])
         kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
-        if scope.value(a["stride"]) != scope.value(a["kernel"]) or scope.value(a["stride"]) is None:
+        if stride != kernel or stride is None:
             kw.append(("stride", node(a["stride"])))
-        known = scope.value(a["padding"])
-        ceil = scope.value(a["ceil"])
-        wrap = None
-        if known == "same":
-            if not is_max:
-                raise Unsupported("torch backend: average pooling with 'same' padding", t.loc)
-            kern, strd = scope.value(a["kernel"]), scope.value(a["stride"])
-            return c.call(self.ref("MaxPool2dSame"), kernel_size=c.lit(pair(kern)), stride=c.lit(pair(strd)))
-        if known is None:
-            kw.append(("padding", node(a["padding"])))
-        elif known not in ("valid", 0):
-            top, bottom, left, right = pad4(known)
-            kh, kw_ = pair(scope.value(a["kernel"]))
-            if top == bottom and left == right and top <= kh // 2 and left <= kw_ // 2:
-                kw.append(("padding", c.lit(top if top == left else (top, left))))
-            else:
-                value = c.call("float", "-inf") if is_max else c.lit(0.0)
-                wrap = self.nn("ConstantPad2d", c.lit((left, right, top, bottom)), value)
-                self._check_explicit_pool(t)
-        if ceil is None:
+        if known == "same" and is_max and kernel is not None and stride is not None:
+            return c.call(
+                self.ref("MaxPool2dSame"),
+                kernel_size=c.lit(axes(kernel, self.rank)),
+                stride=c.lit(axes(stride, self.rank)),
+            )
+        if self._native_pool(t, known, kernel):
+            if known is None:
+                kw.append(("padding", node(a["padding"])))
+            elif known not in ("valid", 0):
+                kw.append(("padding", c.lit(compact(pads(known, self.rank)[::2]))))
+            if ceil is None:
+                kw.append(("ceil_mode", node(a["ceil"])))
+            elif ceil:
+                kw.append(("ceil_mode", c.lit(True)))
+            if cip is None:
+                kw.append(("count_include_pad", node(a["count_include_pad"])))
+            elif not cip:
+                kw.append(("count_include_pad", c.lit(False)))
+            return c.kwcall(c.attr(self.ref("nn"), self.ranked(f"{cls}2d")), [], kw)
+        kw = [("kernel_size", node(a["kernel"])), ("stride", node(a["stride"])), ("padding", node(a["padding"]))]
+        if ceil is not False:
             kw.append(("ceil_mode", node(a["ceil"])))
-        elif ceil:
-            kw.append(("ceil_mode", c.lit(True)))
-        if not is_max and scope.value(a.get("count_include_pad")) is False:
-            kw.append(("count_include_pad", c.lit(False)))
-        mod = c.kwcall(c.attr(self.ref("nn"), cls), [], kw)
-        return self.nn("Sequential", wrap, mod) if wrap is not None else mod
+        if not is_max and cip is not True:
+            kw.append(("count_include_pad", node(a["count_include_pad"])))
+        return c.kwcall(self.ref(f"{cls}2dPadded"), [], kw)
 
-    def _check_explicit_pool(self, t: ir.TNode) -> None:
-        """Explicit padding outside the pool changes ceil rounding's last-window rule; check no use differs."""
-        from archc.analysis import pool_hw
-
-        for n in self.instances.get(id(t), []):
-            h, w = n.in_shape[0] + n.padding[0] + n.padding[1], n.in_shape[1] + n.padding[2] + n.padding[3]
-            if pool_hw((h, w), n.kernel, n.stride, (0, 0, 0, 0), n.ceil) != n.out_shape[:2]:
-                raise Unsupported(f"pool {n.path}: this padding with ceil rounding has no exact PyTorch form", t.loc)
-            if n.op == "avg" and not n.count_include_pad:
-                raise Unsupported(f"pool {n.path}: asymmetric padding excluded from the average", t.loc)
+    def _native_pool(self, t: ir.TNode, known, kernel) -> bool:
+        """Whether PyTorch's own pool computes every instance of ``t``: its padding symmetric and at most half the
+        window on every axis (not TensorFlow's 'same', whose average leaves the padding out)."""
+        if known is not None and kernel is not None:
+            if known in ("valid", 0):
+                return True
+            if known == "same":
+                return False
+            p = pads(known, self.rank)
+            return _symmetric(p) and all(lo <= k // 2 for lo, k in zip(p[::2], axes(kernel, self.rank)))
+        insts = self.instances.get(id(t), [])
+        return bool(insts) and all(
+            not n.same and _symmetric(n.padding) and all(lo <= k // 2 for lo, k in zip(n.padding[::2], n.kernel))
+            for n in insts
+        )
 
     # ------------------------------------------------------------------ facts from instances
     def shape_comment(self, t: ir.TNode) -> str | None:
         inst = self.instances.get(id(t))
         if not inst:
             return None
-        shape = inst[0].out_shape
-        if len(shape) == 3:
-            return f"N x {shape[2]} x {shape[0]} x {shape[1]}"
-        return f"N x {shape[0]}"
+        return _shape_text(inst[0].out_shape)
 
-    def _rank(self, t: ir.TNode) -> int:
+    def is_map(self, t: ir.TNode) -> bool:
+        """Whether ``t``'s input is a feature map (not flat features)."""
         inst = self.instances.get(id(t))
-        return len(inst[0].in_shape) if inst else 3
+        return len(inst[0].in_shape) > 1 if inst else True
+
+
+def _shape_text(shape) -> str:
+    """A shape ``(*spatial, C)`` as PyTorch lays it out: ``N x C x H x W``."""
+    return " x ".join(["N", str(shape[-1]), *map(str, shape[:-1])])
+
+
+def _ones(v) -> bool:
+    """A stride or dilation of 1 on every axis."""
+    return v == 1 or (isinstance(v, (list, tuple)) and all(x == 1 for x in v))
+
+
+def _symmetric(p) -> bool:
+    """Flat per-axis padding with before == after on every axis."""
+    return all(p[i] == p[i + 1] for i in range(0, len(p), 2))
 
 
 def _conditions(t: ir.TNode, scope: Scope, inherited):

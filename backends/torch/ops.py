@@ -35,7 +35,7 @@ def _softmax(e, t, scope, k, inplace):
 
 
 def _layernorm(e, t, scope, k, inplace):
-    cls = e.ref("LayerNorm2d") if e._rank(t) == 3 else c.attr(e.ref("nn"), "LayerNorm")
+    cls = e.ref("LayerNorm2d") if e.is_map(t) else c.attr(e.ref("nn"), "LayerNorm")
     return c.call(cls, e.width(t.in_ch, scope, k), eps=scope.node(t.attr("eps")))
 
 
@@ -44,7 +44,8 @@ def _groupnorm(e, t, scope, k, inplace):
 
 
 def _layer_scale(e, t, scope, k, inplace):
-    kw = {} if e._rank(t) == 3 else {"spatial": False}
+    rank = e.rank if e.is_map(t) else 0
+    kw = {} if rank == 2 else {"spatial": rank}
     return c.call(e.ref("LayerScale"), e.width(t.in_ch, scope, k), scope.node(t.attr("init")), **kw)
 
 
@@ -65,15 +66,15 @@ def _slice(e, t, scope, k, inplace):
 def _adaptive_avgpool(e, t, scope, k, inplace):
     size = t.attr("size")
     known = scope.value(size)
-    if isinstance(known, (list, tuple)) and known[0] == known[1]:
+    if isinstance(known, (list, tuple)) and len(set(known)) == 1:
         known = known[0]
     if isinstance(known, (list, tuple)):
-        return e.nn("AdaptiveAvgPool2d", c.lit(tuple(known)))
-    return e.nn("AdaptiveAvgPool2d", c.lit(known) if known is not None else scope.node(size))
+        return e.nd("AdaptiveAvgPool", c.lit(tuple(known)))
+    return e.nd("AdaptiveAvgPool", c.lit(known) if known is not None else scope.node(size))
 
 
 def _global_maxpool(e, t, scope, k, inplace):
-    return e.nn("Sequential", e.nn("AdaptiveMaxPool2d", 1), e.nn("Flatten"))
+    return e.nn("Sequential", e.nd("AdaptiveMaxPool", 1), e.nn("Flatten"))
 
 
 EMIT = {

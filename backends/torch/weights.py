@@ -18,30 +18,40 @@ def _bias(node, n: int) -> list[Tensor]:
     return [Tensor("bias", (n,), "bias")] if node.bias else []
 
 
+def _to_channels_last(rank: int) -> tuple[int, ...]:
+    """The axes that take a channels-first kernel ``(a, b, *k)`` to ``(*k, b, a)`` (OIHW -> HWIO in 2-D)."""
+    return (*range(2, 2 + rank), 1, 0)
+
+
+def _to_channels_first(rank: int) -> tuple[int, ...]:
+    """The inverse of :func:`_to_channels_last`: ``(*k, b, a)`` -> ``(a, b, *k)``."""
+    return (rank + 1, rank, *range(rank))
+
+
 def conv(node: ir.Conv, ctx: Context) -> Layer:
-    """nn.Conv2d: weight (out, in / groups, kh, kw) = OIHW; canonical HWIO."""
-    kh, kw = node.kernel
+    """nn.Conv1d / 2d / 3d: weight (out, in / groups, *k) (OIHW in 2-D); canonical (*k, in / groups, out)."""
+    n = len(node.kernel)
     weight = Tensor(
         "weight",
-        (node.out_channels, node.in_channels // node.groups, kh, kw),
+        (node.out_channels, node.in_channels // node.groups, *node.kernel),
         "kernel",
-        to_canonical=lambda w: w.transpose(2, 3, 1, 0),
-        from_canonical=lambda k: k.transpose(3, 2, 0, 1),
+        to_canonical=lambda w: w.transpose(_to_channels_last(n)),
+        from_canonical=lambda k: k.transpose(_to_channels_first(n)),
     )
     return Layer(node.path, (weight, *_bias(node, node.out_channels)))
 
 
 def dwconv(node: ir.Conv, ctx: Context) -> Layer:
-    """nn.Conv2d with groups = C: weight (C * m, 1, kh, kw), output channel c * m + j from input c;
-    canonical (kh, kw, C, m)."""
-    (kh, kw), c = node.kernel, node.in_channels
+    """nn.Conv1d / 2d / 3d with groups = C: weight (C * m, 1, *k), output channel c * m + j from input c;
+    canonical (*k, C, m)."""
+    k, c, n = node.kernel, node.in_channels, len(node.kernel)
     m = node.out_channels // c
     weight = Tensor(
         "weight",
-        (c * m, 1, kh, kw),
+        (c * m, 1, *k),
         "kernel",
-        to_canonical=lambda w: w.reshape(c, m, kh, kw).transpose(2, 3, 0, 1),
-        from_canonical=lambda k: k.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw),
+        to_canonical=lambda w: w.reshape(c, m, *k).transpose(*range(2, 2 + n), 0, 1),  # (C, m, *k) -> (*k, C, m)
+        from_canonical=lambda a: a.transpose(n, n + 1, *range(n)).reshape(c * m, 1, *k),
     )
     return Layer(node.path, (weight, *_bias(node, node.out_channels)))
 
@@ -70,17 +80,19 @@ def bn(node: ir.BatchNorm, ctx: Context) -> Layer:
 
 
 def dense(node: ir.Dense, ctx: Context) -> Layer:
-    """nn.Linear: weight (out, in). Fed by a flatten of (H, W, C), PyTorch's inputs are in (C, H, W) order, the
-    canonical kernel's in (H, W, C) order; on a feature map (channels last) it acts on channels: same layout."""
+    """nn.Linear: weight (out, in). Fed by a flatten of (*spatial, C), PyTorch's inputs are in (C, *spatial)
+    order, the canonical kernel's in (*spatial, C) order; on a feature map (channels last) it acts on channels:
+    same layout."""
     i, o = node.in_features, node.out_features
     if ctx.flattened is not None:
-        h, w, c = ctx.flattened
+        *spatial, c = ctx.flattened
+        n = len(spatial)
 
-        def to_canonical(a):
-            return a.reshape(o, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, o)
+        def to_canonical(a):  # (o, c, *spatial) -> (*spatial, c, o)
+            return a.reshape(o, c, *spatial).transpose(_to_channels_last(n)).reshape(i, o)
 
         def from_canonical(k):
-            return k.reshape(h, w, c, o).transpose(3, 2, 0, 1).reshape(o, c * h * w)
+            return k.reshape(*spatial, c, o).transpose(_to_channels_first(n)).reshape(o, i)
 
     else:
 
@@ -101,16 +113,17 @@ def norm(node: ir.Op, ctx: Context) -> Layer:
 
 
 def layer_scale(node: ir.Op, ctx: Context) -> Layer:
-    """The LayerScale helper: parameter ``scale`` (C, 1, 1) on a feature map (broadcast over NCHW), (C,) on
-    flat features."""
+    """The LayerScale helper: parameter ``scale`` (C, 1, ...) on a feature map (broadcast over N, C, *spatial),
+    (C,) on flat features."""
     c = channels(node)
-    if len(node.in_shape) == 3:
+    if len(node.in_shape) > 1:
+        ones = (1,) * ir.rank(node.in_shape)
         scale = Tensor(
             "scale",
-            (c, 1, 1),
+            (c, *ones),
             "scale",
             to_canonical=lambda a: a.reshape(c),
-            from_canonical=lambda s: s.reshape(c, 1, 1),
+            from_canonical=lambda s: s.reshape(c, *ones),
         )
     else:
         scale = Tensor("scale", (c,), "scale")

@@ -13,17 +13,21 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 
 def _explicit_padding(x, padding, name):
-    """Keras has only 'same' and 'valid': other padding becomes a ZeroPadding2D before a 'valid' layer."""
+    """Keras has only 'same' and 'valid': other padding becomes a ZeroPadding2D before a 'valid' layer (an integer,
+    one entry per spatial axis: an integer or (before, after), or (top, bottom, left, right)).
+    """
     if isinstance(padding, str):
         return (x, padding)
+    rank = len(x.shape) - 2
     if isinstance(padding, int):
-        padding = (padding,) * 4
-    elif len(padding) == 2:
-        padding = (padding[0], padding[0], padding[1], padding[1])
-    if not any(padding):
+        padding = [padding] * rank
+    if len(padding) == 4 and rank == 2:
+        padding = [padding[:2], padding[2:]]
+    pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
+    if not any(sum(pairs, ())):
         return (x, "valid")
-    top, bottom, left, right = padding
-    return (layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}_pad")(x), "valid")
+    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
 
 
 class StochasticDepth(layers.Layer):

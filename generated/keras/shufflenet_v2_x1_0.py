@@ -27,10 +27,11 @@ class ChannelShuffle(layers.Layer):
         self.groups = groups
 
     def call(self, x):
-        _, h, w, c = x.shape
-        x = ops.reshape(x, (-1, h, w, self.groups, c // self.groups))
-        x = ops.transpose(x, (0, 1, 2, 4, 3))
-        return ops.reshape(x, (-1, h, w, c))
+        *spatial, c = x.shape[1:]
+        n = len(spatial)
+        x = ops.reshape(x, (-1, *spatial, self.groups, c // self.groups))
+        x = ops.transpose(x, (*range(n + 1), n + 2, n + 1))
+        return ops.reshape(x, (-1, *spatial, c))
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups}

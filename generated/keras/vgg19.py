@@ -18,26 +18,32 @@ LOSS_WEIGHTS = {"main": 1.0}
 class AdaptiveAvgPool2D(layers.Layer):
     """PyTorch's AdaptiveAvgPool2d: output cell i of m (per axis) averages the inputs [floor(i n / m),
     ceil((i + 1) n / m)) of n, at any input size (Keras' own layer is refused by TensorFlow's graph mode
-    where an axis pools to or from 1).
+    where an axis pools to or from 1). A box's mean is the mean over one axis of the means over the others.
     """
 
     def __init__(self, size, **kwargs):
         super().__init__(**kwargs)
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.size = tuple(size) if isinstance(size, (list, tuple)) else size
+
+    def _size(self, rank):
+        return self.size if isinstance(self.size, tuple) else (self.size,) * rank
 
     def call(self, x):
-        (m, n), (h, w) = (self.size, x.shape[1:3])
-        if h % m == 0 and w % n == 0:
-            return ops.average_pool(x, (h // m, w // n), strides=(h // m, w // n), padding="valid")
-        rows = []
-        for i in range(m):
-            r0, r1 = (i * h // m, -(-((i + 1) * h) // m))
-            cells = [ops.mean(x[:, r0:r1, j * w // n : -(-((j + 1) * w) // n)], axis=(1, 2)) for j in range(n)]
-            rows.append(ops.stack(cells, axis=1))
-        return ops.stack(rows, axis=1)
+        spatial = x.shape[1:-1]
+        size = self._size(len(spatial))
+        window = [n // m for n, m in zip(spatial, size)]
+        if [w * m for w, m in zip(window, size)] == list(spatial):
+            return ops.average_pool(x, window, strides=window, padding="valid")
+        for axis, (n, m) in enumerate(zip(spatial, size), start=1):
+            cells = []
+            for i in range(m):
+                index = (slice(None),) * axis + (slice(i * n // m, -(-((i + 1) * n) // m)),)
+                cells.append(ops.mean(x[index], axis=axis))
+            x = ops.stack(cells, axis=axis)
+        return x
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.size, input_shape[-1])
+        return (input_shape[0], *self._size(len(input_shape) - 2), input_shape[-1])
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}

@@ -28,25 +28,23 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an N x C x H x W tensor, at each position (torchvision's LayerNorm2d)."""
 
     def forward(self, x):
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        x = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.movedim(-1, 1)
 
 
 class PointwiseLinear(nn.Linear):
-    """A Linear layer applied to the channels of an N x C x H x W tensor at each position."""
+    """A Linear layer applied to the channels of an N x C x ... tensor at each position."""
 
     def forward(self, x):
-        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+        return F.linear(x.movedim(1, -1), self.weight, self.bias).movedim(-1, 1)
 
 
 class LayerScale(nn.Module):
-    """A learned per-channel scale (ConvNeXt's layer scale); ``spatial``: the input is N x C x H x W."""
+    """A learned per-channel scale (ConvNeXt's layer scale) on N x C x ... tensors with ``spatial`` axes."""
 
-    def __init__(self, channels, init, spatial=True):
+    def __init__(self, channels, init, spatial=2):
         super().__init__()
-        shape = (channels, 1, 1) if spatial else (channels,)
-        self.scale = nn.Parameter(torch.full(shape, float(init)))
+        self.scale = nn.Parameter(torch.full((channels,) + (1,) * spatial, float(init)))
 
     def forward(self, x):
         return x * self.scale

@@ -26,13 +26,12 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 
 def _same_pad(x, kernel_size, stride, dilation):
-    """(left, right, top, bottom) padding of TensorFlow's 'same' for this input's size."""
+    """TensorFlow's 'same' padding for this input's size, in F.pad's order: (left, right, top, bottom) in 2-D."""
     pads = []
-    for size, k, s, d in zip(x.shape[-2:], kernel_size, stride, dilation):
+    for size, k, s, d in zip(reversed(x.shape[2:]), reversed(kernel_size), reversed(stride), reversed(dilation)):
         total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
-        pads.append((total // 2, total - total // 2))
-    (top, bottom), (left, right) = pads
-    return (left, right, top, bottom)
+        pads += [total // 2, total - total // 2]
+    return pads
 
 
 class Conv2dSame(nn.Conv2d):

@@ -1,21 +1,27 @@
-"""Helpers the generated Keras code may need; the emitter copies the ones a model uses (not imported by archc)."""
+"""Helpers the generated Keras code may need; the emitter copies the ones a model uses (not imported by archc).
+
+The helpers named after a rank (``MaxPadding2D``, ``AdaptiveAvgPool2D``) are written for 2-D; the emitter writes
+them for the model's rank (``MaxPadding1D``, ``MaxPadding3D``): their code is rank-generic."""
 
 import keras
 from keras import layers, ops
 
 
 def _explicit_padding(x, padding, name):
-    """Keras has only 'same' and 'valid': other padding becomes a ZeroPadding2D before a 'valid' layer."""
+    """Keras has only 'same' and 'valid': other padding becomes a ZeroPadding2D before a 'valid' layer (an integer,
+    one entry per spatial axis: an integer or (before, after), or (top, bottom, left, right))."""
     if isinstance(padding, str):
         return x, padding
+    rank = len(x.shape) - 2
     if isinstance(padding, int):
-        padding = (padding,) * 4
-    elif len(padding) == 2:
-        padding = (padding[0], padding[0], padding[1], padding[1])
-    if not any(padding):
+        padding = [padding] * rank
+    if len(padding) == 4 and rank == 2:
+        padding = [padding[:2], padding[2:]]
+    pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
+    if not any(sum(pairs, ())):
         return x, "valid"
-    top, bottom, left, right = padding
-    return layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}_pad")(x), "valid"
+    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    return zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid"
 
 
 def _pool_padding(size, kernel, stride, before, after, ceil):
@@ -28,18 +34,80 @@ def _pool_padding(size, kernel, stride, before, after, ceil):
 
 
 class MaxPadding2D(layers.Layer):
-    """Pads height and width with -inf, so padded values never win a max-pool (zeros could)."""
+    """Pads the spatial axes with -inf, so padded values never win a max-pool (zeros could)."""
 
     def __init__(self, padding, **kwargs):
         super().__init__(**kwargs)
-        self.padding = tuple(tuple(p) for p in padding)  # ((top, bottom), (left, right))
+        padding = (padding,) if isinstance(padding[0], int) else padding  # 1-D: (before, after)
+        self.padding = tuple(tuple(p) for p in padding)  # ((top, bottom), (left, right)) in 2-D
 
     def call(self, x):
-        (top, bottom), (left, right) = self.padding
-        return ops.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=float("-inf"))
+        return ops.pad(x, ((0, 0), *self.padding, (0, 0)), constant_values=float("-inf"))
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
+
+
+class Pooling2DPadded(layers.Layer):
+    """PyTorch's pooling where Keras has no layer for it: any padding (TensorFlow's 'same', asymmetric, more than
+    half the window), ceil_mode (the last window starts inside the input or its padding before), and for averages
+    count_include_pad either way. Max pools pad with -inf; averages divide each window's sum over the zero-padded
+    input by the number of elements they count (the input's, the padding's with count_include_pad, never what
+    ceil_mode adds)."""
+
+    def __init__(self, op, pool_size, strides, padding, ceil_mode=False, count_include_pad=True, **kwargs):
+        super().__init__(**kwargs)
+        self.op, self.pool_size, self.strides, self.padding = op, pool_size, strides, padding
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+
+    def _pads(self, sizes):
+        n = len(sizes)
+        kernel = self.pool_size if isinstance(self.pool_size, (list, tuple)) else [self.pool_size] * n
+        stride = self.strides if isinstance(self.strides, (list, tuple)) else [self.strides] * n
+        padding = self.padding
+        if padding == "same":
+            totals = [max((-(-size // s) - 1) * s + k - size, 0) for size, k, s in zip(sizes, kernel, stride)]
+            pairs = [(t // 2, t - t // 2) for t in totals]
+        elif padding == "valid":
+            pairs = [(0, 0)] * n
+        elif isinstance(padding, int):
+            pairs = [(padding, padding)] * n
+        elif n == 2 and len(padding) == 4:  # (top, bottom, left, right)
+            pairs = [tuple(padding[:2]), tuple(padding[2:])]
+        else:
+            pairs = [tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding]
+        extra = []
+        for size, k, s, (lo, hi) in zip(sizes, kernel, stride, pairs):
+            out = (size + lo + hi - k) // s + 1
+            if self.ceil_mode:
+                out = -(-(size + lo + hi - k) // s) + 1
+                if (out - 1) * s >= size + lo:
+                    out -= 1
+            extra.append(max((out - 1) * s + k - size - lo - hi, 0))
+        return kernel, stride, pairs, extra
+
+    def call(self, x):
+        kernel, stride, pairs, extra = self._pads(x.shape[1:-1])
+        padded = ((0, 0), *[(lo, hi + e) for (lo, hi), e in zip(pairs, extra)], (0, 0))
+        if self.op == "max":
+            x = ops.pad(x, padded, constant_values=float("-inf"))
+            return ops.max_pool(x, kernel, strides=stride, padding="valid")
+        count = ops.pad(ops.ones_like(x[..., :1]), ((0, 0), *pairs, (0, 0)), constant_values=self.count_include_pad)
+        count = ops.pad(count, ((0, 0), *[(0, e) for e in extra], (0, 0)))
+        total = ops.average_pool(ops.pad(x, padded), kernel, strides=stride, padding="valid")
+        return total / ops.average_pool(count, kernel, strides=stride, padding="valid")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "op": self.op,
+            "pool_size": self.pool_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "ceil_mode": self.ceil_mode,
+            "count_include_pad": self.count_include_pad,
+        }
 
 
 class GeluTanh(layers.Layer):
@@ -97,10 +165,11 @@ class ChannelShuffle(layers.Layer):
         self.groups = groups
 
     def call(self, x):
-        _, h, w, c = x.shape
-        x = ops.reshape(x, (-1, h, w, self.groups, c // self.groups))
-        x = ops.transpose(x, (0, 1, 2, 4, 3))
-        return ops.reshape(x, (-1, h, w, c))
+        *spatial, c = x.shape[1:]
+        n = len(spatial)
+        x = ops.reshape(x, (-1, *spatial, self.groups, c // self.groups))
+        x = ops.transpose(x, (*range(n + 1), n + 2, n + 1))
+        return ops.reshape(x, (-1, *spatial, c))
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups}
@@ -123,25 +192,31 @@ class ChannelSlice(layers.Layer):
 class AdaptiveAvgPool2D(layers.Layer):
     """PyTorch's AdaptiveAvgPool2d: output cell i of m (per axis) averages the inputs [floor(i n / m),
     ceil((i + 1) n / m)) of n, at any input size (Keras' own layer is refused by TensorFlow's graph mode
-    where an axis pools to or from 1)."""
+    where an axis pools to or from 1). A box's mean is the mean over one axis of the means over the others."""
 
     def __init__(self, size, **kwargs):
         super().__init__(**kwargs)
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.size = tuple(size) if isinstance(size, (list, tuple)) else size
+
+    def _size(self, rank):
+        return self.size if isinstance(self.size, tuple) else (self.size,) * rank
 
     def call(self, x):
-        (m, n), (h, w) = self.size, x.shape[1:3]
-        if h % m == 0 and w % n == 0:
-            return ops.average_pool(x, (h // m, w // n), strides=(h // m, w // n), padding="valid")
-        rows = []
-        for i in range(m):
-            r0, r1 = (i * h) // m, -(-((i + 1) * h) // m)
-            cells = [ops.mean(x[:, r0:r1, (j * w) // n : -(-((j + 1) * w) // n)], axis=(1, 2)) for j in range(n)]
-            rows.append(ops.stack(cells, axis=1))
-        return ops.stack(rows, axis=1)
+        spatial = x.shape[1:-1]
+        size = self._size(len(spatial))
+        window = [n // m for n, m in zip(spatial, size)]
+        if [w * m for w, m in zip(window, size)] == list(spatial):
+            return ops.average_pool(x, window, strides=window, padding="valid")
+        for axis, (n, m) in enumerate(zip(spatial, size), start=1):
+            cells = []
+            for i in range(m):
+                index = (slice(None),) * axis + (slice((i * n) // m, -(-((i + 1) * n) // m)),)
+                cells.append(ops.mean(x[index], axis=axis))
+            x = ops.stack(cells, axis=axis)
+        return x
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.size, input_shape[-1])
+        return (input_shape[0], *self._size(len(input_shape) - 2), input_shape[-1])
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}

@@ -1,4 +1,7 @@
-"""Helpers the generated PyTorch code may need; the emitter copies the ones a model uses (not imported by archc)."""
+"""Helpers the generated PyTorch code may need; the emitter copies the ones a model uses (not imported by archc).
+
+The helpers named after a rank (``Conv2dSame``, ``MaxPool2dSame``, ...) are written for 2-D; the emitter writes
+them for the model's rank (``Conv1dSame(nn.Conv1d)``, ``Conv3dSame(nn.Conv3d)``): their code is rank-generic."""
 
 import torch
 import torch.nn.functional as F
@@ -7,13 +10,43 @@ from torch.utils.checkpoint import checkpoint
 
 
 def _same_pad(x, kernel_size, stride, dilation):
-    """(left, right, top, bottom) padding of TensorFlow's 'same' for this input's size."""
+    """TensorFlow's 'same' padding for this input's size, in F.pad's order: (left, right, top, bottom) in 2-D."""
     pads = []
-    for size, k, s, d in zip(x.shape[-2:], kernel_size, stride, dilation):
+    for size, k, s, d in zip(reversed(x.shape[2:]), reversed(kernel_size), reversed(stride), reversed(dilation)):
         total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
-        pads.append((total // 2, total - total // 2))
-    (top, bottom), (left, right) = pads
-    return left, right, top, bottom
+        pads += [total // 2, total - total // 2]
+    return pads
+
+
+def _pool_pads(x, kernel_size, stride, padding, ceil_mode):
+    """A pool's explicit padding at this input's size, in F.pad's order: (padding, extra). ``padding`` is as the
+    spec writes it ('same' is TensorFlow's); ``extra`` is what ceil_mode adds after it (PyTorch's rule: the last
+    window starts inside the input or its padding before)."""
+    sizes = x.shape[2:]
+    n = len(sizes)
+    kernel_size = kernel_size if isinstance(kernel_size, (list, tuple)) else [kernel_size] * n
+    stride = stride if isinstance(stride, (list, tuple)) else [stride] * n
+    if padding == "same":
+        totals = [max((-(-size // s) - 1) * s + k - size, 0) for size, k, s in zip(sizes, kernel_size, stride)]
+        pairs = [(t // 2, t - t // 2) for t in totals]
+    elif padding == "valid":
+        pairs = [(0, 0)] * n
+    elif isinstance(padding, int):
+        pairs = [(padding, padding)] * n
+    elif n == 2 and len(padding) == 4:  # (top, bottom, left, right)
+        pairs = [tuple(padding[:2]), tuple(padding[2:])]
+    else:
+        pairs = [tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding]
+    extra = []
+    for size, k, s, (lo, hi) in zip(sizes, kernel_size, stride, pairs):
+        out = (size + lo + hi - k) // s + 1
+        if ceil_mode:
+            out = -(-(size + lo + hi - k) // s) + 1
+            if (out - 1) * s >= size + lo:
+                out -= 1
+        extra.append(max((out - 1) * s + k - size - lo - hi, 0))
+    pad = [p for pair in reversed(pairs) for p in pair]
+    return pad, [p for e in reversed(extra) for p in (0, e)]
 
 
 def _cat_then(layer, *features):
@@ -64,8 +97,40 @@ class MaxPool2dSame(nn.MaxPool2d):
     """MaxPool2d with TensorFlow 'same' padding (padded values never win)."""
 
     def forward(self, x):
-        pad = _same_pad(x, self.kernel_size, self.stride, (1, 1))  # kernel_size, stride: (h, w) pairs
+        pad = _same_pad(x, self.kernel_size, self.stride, [1] * len(self.stride))  # one entry per axis
         return super().forward(F.pad(x, pad, value=float("-inf")))
+
+
+class MaxPool2dPadded(nn.Module):
+    """Max pooling with any padding (TensorFlow's 'same', asymmetric, more than half the window) and ceil_mode:
+    the input padded with -inf (padded values never win), then pooled without padding."""
+
+    def __init__(self, kernel_size, stride, padding, ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+
+    def forward(self, x):
+        pad, extra = _pool_pads(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        x = F.pad(F.pad(x, pad, value=float("-inf")), extra, value=float("-inf"))
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
+class AvgPool2dPadded(nn.Module):
+    """Average pooling with any padding (TensorFlow's 'same', asymmetric, more than half the window), ceil_mode and
+    count_include_pad either way: each window's sum over the zero-padded input divided by the number of elements
+    the average counts (the input's, and the padding's with count_include_pad; never what ceil_mode adds)."""
+
+    def __init__(self, kernel_size, stride, padding, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.ceil_mode = kernel_size, stride, padding, ceil_mode
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x):
+        pad, extra = _pool_pads(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+        ones = torch.ones_like(x[:1, :1])
+        count = F.pad(F.pad(ones, pad, value=float(self.count_include_pad)), extra)
+        total = F.avg_pool2d(F.pad(F.pad(x, pad), extra), self.kernel_size, self.stride)
+        return total / F.avg_pool2d(count, self.kernel_size, self.stride)
 
 
 class BatchNorm2dNoScale(nn.BatchNorm2d):
@@ -162,28 +227,40 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an N x C x H x W tensor, at each position (torchvision's LayerNorm2d)."""
 
     def forward(self, x):
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        x = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.movedim(-1, 1)
 
 
 class PointwiseLinear(nn.Linear):
-    """A Linear layer applied to the channels of an N x C x H x W tensor at each position."""
+    """A Linear layer applied to the channels of an N x C x ... tensor at each position."""
 
     def forward(self, x):
-        return F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+        return F.linear(x.movedim(1, -1), self.weight, self.bias).movedim(-1, 1)
 
 
 class LayerScale(nn.Module):
-    """A learned per-channel scale (ConvNeXt's layer scale); ``spatial``: the input is N x C x H x W."""
+    """A learned per-channel scale (ConvNeXt's layer scale) on N x C x ... tensors with ``spatial`` axes."""
 
-    def __init__(self, channels, init, spatial=True):
+    def __init__(self, channels, init, spatial=2):
         super().__init__()
-        shape = (channels, 1, 1) if spatial else (channels,)
-        self.scale = nn.Parameter(torch.full(shape, float(init)))
+        self.scale = nn.Parameter(torch.full((channels,) + (1,) * spatial, float(init)))
 
     def forward(self, x):
         return x * self.scale
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant ``factor`` (no parameters): Inception-ResNet's residual scaling."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self):
+        return f"factor={self.factor}"
 
 
 class StochasticDepth(nn.Module):
