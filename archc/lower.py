@@ -38,10 +38,24 @@ from .spec import (
     check_identifier,
     item_kind_and_attrs,
 )
+from .values import (
+    MAX_CHANNELS,
+    MAX_SPATIAL,
+    axes,
+    boolean,
+    chan,
+    good_pos,
+    in_range,
+    is_bool,
+    is_int,
+    number,
+    pads,
+    plain,
+    pos,
+    valid_rate,
+)
 
 MAX_INSTANCE_NODES = 100_000  # layers and blocks after expansion (10,000 blocks fit; checked within about a second)
-MAX_CHANNELS = 1 << 24
-MAX_SPATIAL = 1 << 16
 MAX_REPEAT = 50_000
 
 # attributes of torch.nn.Module (torch 2.13, public names) and of the generated model class: a layer given one of
@@ -560,7 +574,7 @@ class Lowerer:
         if k == "seq":
             return self.inst_seq(t, scope, shape, inner_level)
         if k == "residual":
-            when = _bool(a["when"], "when", al("when"))
+            when = boolean(a["when"], "when", al("when"))
             body_t, short_t = t.children
             sub = (lambda key: inner_level) if t.transparent else (lambda key: _join(path, key))
             body = self.inst_seq(body_t, scope, shape, sub("body"))
@@ -577,48 +591,53 @@ class Lowerer:
         if k in ("conv", "dwconv"):
             c = _need_map(shape, k, path, loc)[-1]
             n = ir.rank(shape)
-            kernel = _axes(a["kernel"], "kernel", al("kernel"), n)
-            stride = _axes(a["stride"], "stride", al("stride"), n)
-            dil = _axes(a["dilation"], "dilation", al("dilation"), n)
+            kernel = axes(a["kernel"], "kernel", al("kernel"), n)
+            stride = axes(a["stride"], "stride", al("stride"), n)
+            dil = axes(a["dilation"], "dilation", al("dilation"), n)
             if k == "conv":
-                out = _pos(a["out"], "out", al("out"))
-                groups = _pos(a["groups"], "groups", al("groups"))
+                out = pos(a["out"], "out", al("out"))
+                groups = pos(a["groups"], "groups", al("groups"))
                 if c % groups or out % groups:
                     raise ArchcError(
                         f"groups={groups} must divide input channels ({c}) and output channels ({out})", loc
                     )
                 depthwise = False
             else:
-                out = c * _pos(a["multiplier"], "multiplier", al("multiplier"))
+                out = c * pos(a["multiplier"], "multiplier", al("multiplier"))
                 groups, depthwise = c, True
             pad, same = self.padding(a["padding"], shape[:-1], kernel, stride, dil, al("padding"))
             spatial = analysis.conv_spatial(shape[:-1], kernel, stride, dil, pad)
             self.check_fits(k, path, shape, kernel, dil, pad, spatial, loc)
-            bias = _bool(a["bias"], "bias", al("bias"))
+            bias = boolean(a["bias"], "bias", al("bias"))
             return ir.Conv(
-                **base, out_shape=(*spatial, _chan(out, loc)), in_channels=c, out_channels=out, kernel=kernel,
+                **base, out_shape=(*spatial, chan(out, loc)), in_channels=c, out_channels=out, kernel=kernel,
                 stride=stride, dilation=dil, groups=groups, depthwise=depthwise, bias=bias, padding=pad, same=same,
             )  # fmt: skip
         if k == "bn":
-            eps = _float(a["eps"], "eps", al("eps"))
-            mom = _float(a["momentum"], "momentum", al("momentum"))
+            eps = number(a["eps"], "eps", al("eps"))
+            mom = number(a["momentum"], "momentum", al("momentum"))
             if not 0 < eps < 1:
-                raise ArchcError(f"eps must be in (0, 1), got {eps}", al("eps"), attr="eps", check=_in(0, 1, False))
+                raise ArchcError(
+                    f"eps must be in (0, 1), got {eps}", al("eps"), attr="eps", check=in_range(0, 1, False)
+                )
             if not 0 <= mom <= 1:
                 raise ArchcError(
-                    f"momentum must be in [0, 1], got {mom}", al("momentum"), attr="momentum", check=_in(0, 1, True)
+                    f"momentum must be in [0, 1], got {mom}",
+                    al("momentum"),
+                    attr="momentum",
+                    check=in_range(0, 1, True),
                 )
-            scale = _bool(a["scale"], "scale", al("scale"))
+            scale = boolean(a["scale"], "scale", al("scale"))
             return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom, scale=scale)
         if k in ACTIVATIONS:
             return ir.Act(**base, out_shape=shape, fn=k)
         if k in ("maxpool", "avgpool"):
             c = _need_map(shape, k, path, loc)[-1]
             n = ir.rank(shape)
-            kernel = _axes(a["kernel"], "kernel", al("kernel"), n)
-            stride = _axes(a["stride"], "stride", al("stride"), n)
-            ceil = _bool(a["ceil"], "ceil", al("ceil"))
-            cip = _bool(a.get("count_include_pad", True), "count_include_pad", al("count_include_pad"))
+            kernel = axes(a["kernel"], "kernel", al("kernel"), n)
+            stride = axes(a["stride"], "stride", al("stride"), n)
+            ceil = boolean(a["ceil"], "ceil", al("ceil"))
+            cip = boolean(a.get("count_include_pad", True), "count_include_pad", al("count_include_pad"))
             pad, same = self.padding(a["padding"], shape[:-1], kernel, stride, (1,) * n, al("padding"))
             if same and ceil:
                 raise ArchcError("'same' padding and ceil rounding cannot be combined", loc)
@@ -632,9 +651,11 @@ class Lowerer:
             _need_map(shape, k, path, loc)
             return ir.GlobalPool(**base, out_shape=(shape[-1],), op="avg")
         if k == "dropout":
-            rate = _float(a["rate"], "rate", al("rate"))
+            rate = number(a["rate"], "rate", al("rate"))
             if not 0 <= rate < 1:
-                raise ArchcError(f"dropout rate must be in [0, 1), got {rate}", al("rate"), attr="rate", check=_rate)
+                raise ArchcError(
+                    f"dropout rate must be in [0, 1), got {rate}", al("rate"), attr="rate", check=valid_rate
+                )
             return ir.Dropout(**base, out_shape=shape, rate=rate)
         if k == "flatten":
             _need_map(shape, k, path, loc)
@@ -642,24 +663,34 @@ class Lowerer:
             self.flat_sizes.setdefault(hw, set()).add(shape[:-1])
             return ir.Flatten(**base, out_shape=(math.prod(shape),))
         if k == "dense":
-            out = _chan(_pos(a["out"], "out", al("out")), al("out"))
+            out = chan(pos(a["out"], "out", al("out")), al("out"))
             return ir.Dense(  # on a feature map: pointwise over the channels (Keras Dense, a Linear on NHWC)
                 **base,
                 out_shape=(*shape[:-1], out),
                 in_features=shape[-1],
                 out_features=out,
-                bias=_bool(a["bias"], "bias", al("bias")),
+                bias=boolean(a["bias"], "bias", al("bias")),
             )
         if k == "zeropad":
             _need_map(shape, k, path, loc)
-            pad = _pads(a["padding"], al("padding"), ir.rank(shape))
+            pad = pads(a["padding"], al("padding"), ir.rank(shape))
             spatial = tuple(n + lo + hi for n, (lo, hi) in zip(shape[:-1], ir.axis_pairs(pad)))
             return ir.ZeroPad(**base, out_shape=(*spatial, shape[-1]), padding=pad)
         if k in ops.PRIMITIVES:
             prim = ops.get(k)
             vals = {attr.name: attr.check(a[attr.name], al(attr.name), ir.rank(shape)) for attr in prim.attrs}
+            seen = dict(vals)  # what the shape rule sees: `size: input` is the network input's spatial size
+            for attr in prim.attrs:
+                if attr.type == "size" and vals[attr.name] == "input":
+                    if "." in path:
+                        raise ArchcError(
+                            f"{k} '{path}': {attr.name}: input is for a top-level item of the network (the model's "
+                            "forward knows its input's size; a block or a nested item does not)",
+                            al(attr.name),
+                        )
+                    seen[attr.name] = self.input_shape[:-1]
             try:
-                out_shape = prim.shape(shape, vals)
+                out_shape = prim.shape(shape, seen)
             except ops.OpError as exc:
                 where = al(exc.attr) if exc.attr else loc
                 raise ArchcError(f"{k} '{path}': {exc.message}", where, attr=exc.attr) from None
@@ -698,12 +729,12 @@ class Lowerer:
                             f"'{b.name}' gives {_fmt(b.out_shape)}; spatial sizes must match",
                             loc,
                         )
-                out_shape = (*shapes[0][:-1], _chan(sum(s[-1] for s in shapes), loc))
+                out_shape = (*shapes[0][:-1], chan(sum(s[-1] for s in shapes), loc))
             return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
         if k in ("repeat", "dense_connect"):
             count_key = "times" if k == "repeat" else "layers"
             n = a[count_key]
-            if not _is_int(n) or n < (0 if k == "repeat" else 1):
+            if not is_int(n) or n < (0 if k == "repeat" else 1):
                 kind_word = "non-negative" if k == "repeat" else "positive"
                 raise ArchcError(f"{count_key} must be a {kind_word} integer, got {n!r}", al(count_key))
             if n > MAX_REPEAT:
@@ -725,7 +756,7 @@ class Lowerer:
                             "layers must keep the spatial size",
                             loc,
                         )
-                    cur = (*cur[:-1], _chan(cur[-1] + s.out_shape[-1], loc))
+                    cur = (*cur[:-1], chan(cur[-1] + s.out_shape[-1], loc))
                 else:
                     if i >= 1 and s.out_shape[-1] != items[0].out_shape[-1]:
                         widths = ", ".join(str(it.out_shape[-1]) for it in [*items, s])
@@ -743,7 +774,7 @@ class Lowerer:
             bdef = self.templates[t.block]
             args = dict(a)
             for p, v in args.items():
-                _plain(v, f"param '{p}' of block '{t.block}'", al(p))
+                plain(v, f"param '{p}' of block '{t.block}'", al(p))
             inner = {**args, "in_channels": shape[-1], ORIGINS: (t, scope)}
             try:
                 body = self.inst_seq(bdef.body, inner, shape, path)
@@ -768,7 +799,7 @@ class Lowerer:
             return analysis.same_pads(spatial, kernel, stride, dil), True
         if p == "valid":
             return (0,) * (2 * len(spatial)), False
-        return _pads(p, loc, len(spatial)), False
+        return pads(p, loc, len(spatial)), False
 
     def check_fits(self, kind, path, shape, kernel, dil, pad, out_spatial, loc):
         eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dil))
@@ -828,13 +859,13 @@ class Lowerer:
             raw_v = getattr(spec.input, key)
             v = self.literal(raw_v, scope, loc)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                exc = ArchcError(f"input {key} must be a positive integer, got {v!r}", loc, check=_good_pos)
+                exc = ArchcError(f"input {key} must be a positive integer, got {v!r}", loc, check=good_pos)
                 self.explain_network_value(exc, key, raw_v, v, loc)
                 raise exc
             if v > (MAX_CHANNELS if key == "channels" else MAX_SPATIAL):
                 raise ArchcError(f"input {key}={v} is too large", loc)
             dims.append(v)
-        in_shape = tuple(dims)
+        in_shape = self.input_shape = tuple(dims)
         ctx = _Ctx(set(scope), "the network")
         include_top, pooling, pool_loc = self.builtin_params()
         items, raw_items, level = self.network_items(include_top, pooling, pool_loc)
@@ -859,7 +890,7 @@ class Lowerer:
                     f"{suggest(h.at, top)}",
                     loc_of(hraw, "at"),
                 )
-            lw = _float(
+            lw = number(
                 self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight")),
                 "loss_weight",
                 loc_of(hraw, "loss_weight"),
@@ -880,7 +911,7 @@ class Lowerer:
             if cn in seen:
                 raise ArchcError(f"block '{b.name}' and '{seen[cn]}' would both become class {cn}", b.loc)
             seen[cn] = b.name
-        lw_main = _float(
+        lw_main = number(
             self.literal(spec.loss_weight, scope, loc_of(data, "loss_weight")),
             "loss_weight",
             loc_of(data, "loss_weight"),
@@ -1079,7 +1110,7 @@ def _at_call_site(exc: ArchcError, call: ir.TNode) -> ArchcError:
 def _as_bool(v, loc) -> bool:
     """The value of an ``if``: only true or false, so that a string 'false' cannot mean true."""
     if not isinstance(v, bool):
-        raise ArchcError(f"'if' must be true or false, got {v!r}", loc, attr="if", check=_is_bool)
+        raise ArchcError(f"'if' must be true or false, got {v!r}", loc, attr="if", check=is_bool)
     return v
 
 
@@ -1095,136 +1126,6 @@ def _gt0(e) -> Expr:
 
 def _freeze(v):
     return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _good_pos(v) -> bool:
-    """A positive integer (or a list of them: a [height, width] param read by a kernel)."""
-    if isinstance(v, (list, tuple)):
-        return bool(v) and all(_good_pos(x) for x in v)
-    return _is_int(v) and v >= 1
-
-
-def _pos(v, what, loc) -> int:
-    if not _is_int(v) or v < 1:
-        raise ArchcError(f"{what} must be a positive integer, got {v!r}", loc, attr=what, check=_good_pos)
-    return v
-
-
-def _chan(v: int, loc) -> int:
-    if v > MAX_CHANNELS:
-        raise ArchcError(f"{v} channels is more than archc accepts ({MAX_CHANNELS})", loc)
-    return v
-
-
-def _axes(v, what, loc, n: int) -> ir.Axes:
-    """One positive integer per spatial axis, from an integer or a list of ``n``."""
-    if isinstance(v, (list, tuple)) and len(v) == n:
-        return tuple(_pos(x, what, loc) for x in v)
-    if isinstance(v, (list, tuple)):
-        names = ", ".join(ir.SPATIAL_NAMES.get(n, ()))
-        raise ArchcError(
-            f"{what} must be an integer or a list of {n} (one per spatial axis: {names}), got {v!r}", loc, attr=what
-        )
-    p = _pos(v, what, loc)
-    if p > MAX_SPATIAL:
-        raise ArchcError(f"{what}={p} is too large", loc)
-    return (p,) * n
-
-
-def _pads(v, loc, n: int) -> ir.Pads:
-    """Flat ``(before, after)`` per spatial axis from an integer, one entry per axis (an integer or
-    [before, after]), or in 2-D [top, bottom, left, right]."""
-
-    def nn(x):
-        if not _is_int(x) or x < 0 or x > MAX_SPATIAL:
-            raise ArchcError(f"padding must be non-negative integers, got {x!r}", loc, attr="padding", check=_good_pad)
-        return x
-
-    if _is_int(v):
-        return (nn(v),) * (2 * n)
-    if isinstance(v, (list, tuple)) and len(v) == n:
-        out = []
-        for x in v:
-            if isinstance(x, (list, tuple)) and len(x) == 2:
-                out += [nn(x[0]), nn(x[1])]
-            elif isinstance(x, (list, tuple)):
-                break
-            else:
-                out += [nn(x), nn(x)]
-        else:
-            return tuple(out)
-    if n == 2 and isinstance(v, (list, tuple)) and len(v) == 4 and all(not isinstance(x, (list, tuple)) for x in v):
-        return tuple(nn(x) for x in v)
-    forms = {
-        1: "[length] or [[before, after]]",
-        2: "[h, w], [[top, bottom], [left, right]] or [top, bottom, left, right]",
-        3: "[d, h, w] or [[before, after], [before, after], [before, after]]",
-    }
-    raise ArchcError(
-        f"padding must be 'same', 'valid', an integer, {forms.get(n, 'one entry per spatial axis')}; got {v!r}",
-        loc,
-        attr="padding",
-    )
-
-
-def _good_pad(v) -> bool:
-    if isinstance(v, (list, tuple)):
-        return bool(v) and all(_good_pad(x) for x in v)
-    return v in ("same", "valid") or (_is_int(v) and 0 <= v <= MAX_SPATIAL)
-
-
-def _plain(v, what, loc, depth=0):
-    """Block arguments reach generated code as literals: only finite numbers, bools, strings, lists."""
-    if isinstance(v, (list, tuple)) and depth < 8:
-        for x in v:
-            _plain(x, what, loc, depth + 1)
-    elif isinstance(v, float) and not math.isfinite(v):
-        raise ArchcError(f"{what} must be a finite number, got {v}", loc)
-    elif not isinstance(v, (bool, int, float, str)):
-        raise ArchcError(f"{what} must be a number, bool, string or list, got {type(v).__name__}", loc)
-
-
-def _is_bool(v) -> bool:
-    return isinstance(v, bool)
-
-
-def _bool(v, what, loc) -> bool:
-    if not isinstance(v, bool):
-        raise ArchcError(f"{what} must be true or false, got {v!r}", loc, attr=what, check=_is_bool)
-    return v
-
-
-def _float(v, what, loc) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        hint = ""
-        try:
-            float(v)
-            hint = f" (YAML reads {v} as a string: write it with a dot, e.g. 1.0e-5)"
-        except (TypeError, ValueError):
-            pass
-        raise ArchcError(f"{what} must be a number, got {v!r}{hint}", loc, attr=what, check=_is_finite)
-    if not math.isfinite(v):
-        raise ArchcError(f"{what} must be a finite number, got {v}", loc, attr=what, check=_is_finite)
-    return float(v)
-
-
-def _in(lo, hi, closed: bool):
-    """A range predicate for value checks: (lo, hi), or [lo, hi] when ``closed``."""
-    if closed:
-        return lambda v: _is_finite(v) and lo <= v <= hi
-    return lambda v: _is_finite(v) and lo < v < hi
-
-
-def _rate(v) -> bool:
-    return _is_finite(v) and 0 <= v < 1
-
-
-def _is_finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_gate(shape) -> bool:

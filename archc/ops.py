@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ir
+from . import ir, values
 from .errors import ArchcError
-from .expr import Expr, parse
+from .expr import Expr, parse, sym
 
 
 class OpError(Exception):
@@ -42,8 +42,10 @@ class Attr:
 
     ``type``: ``"int"`` (a positive integer), ``"index"`` (an integer >= 0, or None where ``default`` is
     None and optional), ``"pair"`` (an integer or one per spatial axis, positive: a tuple of the input's rank),
-    ``"float"`` (finite, in
-    ``range`` = (lo, hi, brackets)), ``"choice"`` (one of ``choices``)."""
+    ``"axes0"`` (the same, >= 0), ``"scales"`` (a positive number or one per spatial axis: a tuple of floats),
+    ``"size"`` (``input``: the network input's spatial size, or as ``pair``), ``"float"`` (finite, in
+    ``range`` = (lo, hi, brackets)), ``"bool"``, ``"choice"`` (one of ``choices``). An optional attribute
+    (``default`` None, not ``required``) may be absent: its value is then None."""
 
     name: str
     type: str
@@ -56,12 +58,20 @@ class Attr:
     def check(self, v, loc, rank: int = 2):
         """The value ``v`` (evaluated) checked and normalized, or a located error (the lowering's own checks, so
         a bad value is explained as any other: which param it came from). ``rank``: the input's spatial axes."""
-        from .lower import _axes, _float, _pos
-
+        if v is None and not self.required and self.default is None and self.type != "index":
+            return None
         if self.type == "int":
-            return _pos(v, self.name, loc)
+            return values.pos(v, self.name, loc)
         if self.type == "pair":
-            return _axes(v, self.name, loc, max(rank, 1))
+            return values.axes(v, self.name, loc, max(rank, 1))
+        if self.type == "axes0":
+            return values.axes(v, self.name, loc, max(rank, 1), least=0)
+        if self.type == "scales":
+            return values.scales(v, self.name, loc, max(rank, 1))
+        if self.type == "size":
+            return "input" if v == "input" else values.axes(v, self.name, loc, max(rank, 1))
+        if self.type == "bool":
+            return values.boolean(v, self.name, loc)
         if self.type == "index":
             if v is None and not self.required:
                 return None
@@ -72,7 +82,7 @@ class Attr:
                 )  # fmt: skip
             return v
         if self.type == "float":
-            v = _float(v, self.name, loc)
+            v = values.number(v, self.name, loc)
             if self.range is not None and not self._in_range(v):
                 lo, hi, b = self.range
                 raise ArchcError(
@@ -360,6 +370,135 @@ register(
         shape=_global_pool_shape,
         elementwise=False,
         group="pooling",
+    )
+)
+
+register(
+    Primitive(
+        "scale",
+        "multiplies by a constant factor, without parameters (Inception-ResNet scales each residual branch by 0.1 "
+        "to 0.2 before the add)",
+        (Attr("factor", "float", None, "the constant", range=(-1e6, 1e6, "[]"), required=True),),
+        group="scaling",
+    )
+)
+
+
+def _conv_transpose_out(n: int, k: int, s: int, d: int, p: int, op: int) -> int:
+    """PyTorch's ConvTranspose output size on one axis: ``(n - 1) s - 2 p + d (k - 1) + op + 1``."""
+    return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+
+
+def _conv_transpose_shape(shape, a):
+    _map(shape, "conv_transpose")
+    c, g = shape[-1], a["groups"]
+    if c % g or a["out"] % g:
+        raise OpError(f"groups={g} must divide input channels ({c}) and output channels ({a['out']})", "groups")
+    if g > 1:
+        raise OpError(
+            "groups > 1 is not supported for conv_transpose yet (Keras has no grouped transposed convolution)", "groups"
+        )
+    out = []
+    axes = zip(shape[:-1], a["kernel"], a["stride"], a["dilation"], a["padding"], a["output_padding"])
+    for n, k, st, d, p, op in axes:
+        if op >= max(st, d):
+            raise OpError(
+                f"output_padding={op} must be smaller than the stride ({st}) or the dilation ({d}) (PyTorch's rule)",
+                "output_padding",
+            )
+        o = _conv_transpose_out(n, k, st, d, p, op)
+        if o < 1:
+            raise OpError(
+                f"padding={p} removes the whole output ({(n - 1) * st + d * (k - 1) + 1} positions)", "padding"
+            )
+        out.append(o)
+    return (*out, a["out"])
+
+
+def _attrs(node: ir.Op) -> dict:
+    return dict(node.attrs)
+
+
+def _conv_transpose_params(node: ir.Op) -> tuple[int, int]:
+    a = _attrs(node)
+    w = math.prod(a["kernel"]) * node.in_shape[-1] * a["out"] // a["groups"]
+    return w + (a["out"] if a["bias"] else 0), 0
+
+
+def _conv_transpose_macs(node: ir.Op) -> int:
+    """Every input element meets kernel-size x out / groups weights (fvcore's count for transposed convolutions)."""
+    a = _attrs(node)
+    return math.prod(node.in_shape) * math.prod(a["kernel"]) * a["out"] // a["groups"]
+
+
+def _conv_transpose_weights(node: ir.Op) -> dict[str, tuple]:
+    """kernel (*k, out / groups, in) (Keras' layout of a transposed convolution's kernel), bias (out,)."""
+    a = _attrs(node)
+    out = {"kernel": (*a["kernel"], a["out"] // a["groups"], node.in_shape[-1])}
+    return out | ({"bias": (a["out"],)} if a["bias"] else {})
+
+
+register(
+    Primitive(
+        "conv_transpose",
+        "transposed convolution (PyTorch's ConvTranspose1d/2d/3d, the gradient of a convolution with respect to its "
+        "input): each axis grows to (n - 1) stride - 2 padding + dilation (kernel - 1) + output_padding + 1",
+        (
+            Attr("out", "int", None, "output channels", required=True),
+            Attr("kernel", "pair", None, "kernel size: an integer or one per spatial axis", required=True),
+            Attr("stride", "pair", 1, "stride: an integer or one per spatial axis"),
+            Attr("padding", "axes0", 0, "removed from both ends of each axis of the output (PyTorch's padding)"),
+            Attr("output_padding", "axes0", 0, "added to the end of each axis of the output (< stride or dilation)"),
+            Attr("dilation", "pair", 1, "spacing of the kernel's taps"),
+            Attr("groups", "int", 1, "channel groups (1 for now)"),
+            Attr("bias", "bool", True, "a learned bias per output channel"),
+        ),
+        width=lambda in_ch, a: sym(a["out"]),
+        shape=_conv_transpose_shape,
+        params=_conv_transpose_params,
+        macs=_conv_transpose_macs,
+        weights=_conv_transpose_weights,
+        elementwise=False,
+        group="convolution",
+    )
+)
+
+UPSAMPLE_MODES = ("nearest", "linear", "bilinear", "trilinear")
+
+
+def _upsample_shape(shape, a):
+    """Output size: ``size``, or floor(n * scale) on each axis (PyTorch's). ``size: input`` arrives here as the
+    network input's spatial size (the lowering's)."""
+    _map(shape, "upsample")
+    scale, size, mode, rank = a["scale"], a["size"], a["mode"], len(shape) - 1
+    if (scale is None) == (size is None):
+        raise OpError("upsample takes either scale or size" + (", not both" if scale is not None else ""), "scale")
+    need = {"linear": 1, "bilinear": 2, "trilinear": 3}.get(mode)
+    if need is not None and need != rank:
+        names = {1: "linear", 2: "bilinear", 3: "trilinear"}
+        raise OpError(f"mode {mode} is for {need}-D inputs; this input is {rank}-D (use {names[rank]})", "mode")
+    if mode == "nearest" and a["align_corners"] is not None:
+        raise OpError("align_corners applies to the linear modes only, not to nearest", "align_corners")
+    out = size if size is not None else tuple(math.floor(n * f) for n, f in zip(shape[:-1], scale))
+    if min(out) < 1:
+        raise OpError(f"scale {scale} leaves no output position", "scale")
+    return (*out, shape[-1])
+
+
+register(
+    Primitive(
+        "upsample",
+        "resampling to a larger (or smaller) spatial size, as PyTorch's Upsample / interpolate computes it: by a "
+        "scale factor per axis, to a size, or to the network input's size (`size: input`, at any size the model is "
+        "called with); nearest or (bi/tri)linear interpolation",
+        (
+            Attr("scale", "scales", None, "scale factor: a number or one per spatial axis (output: floor(n * scale))"),
+            Attr("size", "size", None, "output size: an integer, one per spatial axis, or `input`"),
+            Attr("mode", "choice", "nearest", "interpolation", choices=UPSAMPLE_MODES),
+            Attr("align_corners", "bool", None, "linear modes: align the corner pixels' centers (default false)"),
+        ),
+        shape=_upsample_shape,
+        group="resampling",
     )
 )
 

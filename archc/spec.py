@@ -177,7 +177,16 @@ def _registry_attrs(p) -> type[Model]:
     """The attribute model of a registry primitive (:mod:`archc.ops`), made from its declaration."""
     from pydantic import create_model
 
-    types = {"int": Int, "index": Int, "pair": Pair, "float": Num}
+    types = {
+        "int": Int,
+        "index": Int,
+        "pair": Pair,
+        "axes0": Pair,
+        "float": Num,
+        "bool": Bool,
+        "scales": Union[Num, Annotated[list[Num], Field(min_length=1, max_length=3)]],
+        "size": Union[Literal["input"], Pair],
+    }
     fields: dict = {}
     for a in p.attrs:
         t = Union[Literal[a.choices], ExprStr] if a.type == "choice" else types[a.type]

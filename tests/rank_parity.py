@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from archc.backends import get_backend
+
 from archc.pipeline import compile_spec
 
 
@@ -48,6 +48,9 @@ def randomize_torch(model, seed: int) -> None:
                 b.copy_(torch.randn(b.shape, generator=g, dtype=b.dtype) * 0.1)
             elif name.endswith("running_var"):
                 b.copy_(torch.rand(b.shape, generator=g, dtype=b.dtype) * 0.5 + 0.5)
+        for t in [*model.parameters(), *model.buffers()]:  # float32 values: what the converter hands Keras
+            if t.is_floating_point():
+                t.copy_(t.float())
 
 
 def parity(path, sets=(), seed: int = 0, batch: int = 2, dtype: str = "float64"):

@@ -52,6 +52,7 @@ NEEDS_OPS = {
     "StochasticDepth",
     "ChannelShuffle",
     "AdaptiveAvgPool2D",
+    "Resize",
 }  # helpers that use keras.ops
 MODULE_NAMES = ("keras", "layers", "ops")
 
@@ -315,8 +316,10 @@ class KerasEmitter:
             bias = [] if scope.value(a["bias"]) is True else [("use_bias", node(a["bias"]))]
             self.layer(out, x, "Dense", [node(a["out"])], [*bias, n])
         elif k in OP_EMIT:
-            cls, args, kwargs = OP_EMIT[k](self, t, scope)
-            self.layer(out, x, cls, args, [*kwargs, n])
+            made = OP_EMIT[k](self, t, scope)
+            for cls, args, kwargs, *suffix in made if isinstance(made, list) else [made]:
+                layer_name = ("name", name.child(t.name, *suffix).node()) if suffix else n
+                self.layer(out, x, cls, args, [*kwargs, layer_name])
         elif k == "zeropad":
             pad = scope.value(a["padding"])
             if pad is None:

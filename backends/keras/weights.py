@@ -60,6 +60,8 @@ LAYOUT = Declaration(
         "groupnorm": _layer(("gamma", "gamma"), ("beta", "beta")),
         # the LayerScale helper layer: [scale (C,)]
         "layer_scale": _layer(("scale", "scale")),
+        # Conv1DTranspose / 2D / 3D: [kernel (*k, out, in), bias] (then a Cropping layer without weights)
+        "conv_transpose": _layer(("kernel", "kernel"), ("bias", "bias")),
     },
     grouped=True,
     noun="Keras weight set",

@@ -36,7 +36,7 @@ from archc.lower import camel
 
 from .. import code as c
 from ..common import Scope, Unsupported, axes, compact, pad_last_axis_first, pads, pair_instances, spec_label
-from .ops import EMIT, FRESH_OPS, INPLACE_OPS
+from .ops import EMIT, FRESH_OPS, INPLACE_OPS, upsample_kwargs
 
 ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 INPLACE = ("relu", "relu6", "silu") + INPLACE_OPS
@@ -62,6 +62,7 @@ HELPER_ORDER = [
     "LayerScale",
     "StochasticDepth",
     "ChannelSlice",
+    "Scale",
 ]
 # module-level names of the generated file besides classes: name -> what needs it
 MODULE_NAMES = (
@@ -160,6 +161,10 @@ class TorchEmitter:
         """A 2-D class name for this model's rank: ``Conv2d`` -> ``Conv3d`` in a 3-D model."""
         return name.replace("2d", f"{self.rank}d") if self.rank in (1, 3) else name
 
+    def nd_class(self, cls: str) -> ast.expr:
+        """``nn.<cls>Nd`` for this model's rank: ``self.nd_class("ConvTranspose")`` -> ``nn.ConvTranspose2d``."""
+        return c.attr(self.ref("nn"), f"{cls}{max(self.rank, 1)}d")
+
     def nd(self, cls: str, *args, **kwargs) -> ast.Call:
         """``nn.<cls>Nd(...)`` for this model's rank: ``self.nd("Conv", ...)`` -> ``nn.Conv2d(...)`` in 2-D."""
         return self.nn(f"{cls}{max(self.rank, 1)}d", *args, **kwargs)
@@ -248,6 +253,9 @@ class TorchEmitter:
         self.head_vars: dict[str, str] = {}
         k.fwd.reserve(*(h.name for h in m.heads))
         fwd = self.class_body(m.network, scope, k, "x", top=True)
+        if hasattr(k, "input_size"):
+            spatial = ast.Slice(lower=c.lit(2), upper=None, step=None)
+            fwd.insert(0, c.assign(k.input_size, c.subscript(c.attr("x", "shape"), spatial)))
         out: list[ast.stmt] = []
         body: list[ast.stmt] = []
         layout = {1: "NCL", 2: "NCHW", 3: "NCDHW"}[self.rank]
@@ -400,6 +408,14 @@ class TorchEmitter:
         if t.kind == "gap" and cond is None:
             k.init.append(c.assign(me, self.nd("AdaptiveAvgPool", 1)))
             return [c.assign(var, c.call(c.attr(self.ref("torch"), "flatten"), c.call(me, v), 1), comment)]
+        if t.kind == "upsample" and scope.value(t.attr("size")) == "input":  # the model's own input size
+            if k.symbolic:
+                raise Unsupported("upsample to the input's size outside the model class", t.loc)
+            kw = [("size", c.name(self.input_size(k))), *upsample_kwargs(self, t, scope)]
+            resized = c.kwcall(c.attr(self.ref("F"), "interpolate"), [v], kw)
+            if cond is None:
+                return [c.assign(var, resized, comment)]
+            return [c.if_(cond, [c.assign(var, resized, comment)])]
         if t.kind == "dense_connect" and cond is None:
             layer, n, i = self.dense_layers(t, scope, k)
             k.init.append(c.assign(me, self.nn("ModuleList", c.listcomp(layer, i, c.call("range", n)))))
@@ -411,6 +427,12 @@ class TorchEmitter:
             return [stmt]
         k.init.append(c.if_(cond, [c.assign(me, module)], [c.assign(me, c.lit(None))]))
         return [c.if_(c.compare(me, "is not", c.lit(None)), [stmt])]
+
+    def input_size(self, k: _Class) -> str:
+        """The forward local holding the model input's spatial size (``size = x.shape[2:]``, set first)."""
+        if not hasattr(k, "input_size"):
+            k.input_size = k.fwd.fresh("input_size")
+        return k.input_size
 
     def class_merge(self, t, scope: Scope, k: _Class, var: str, cond, comment) -> list[ast.stmt]:
         v = c.name(var)

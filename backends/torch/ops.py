@@ -77,6 +77,43 @@ def _global_maxpool(e, t, scope, k, inplace):
     return e.nn("Sequential", e.nd("AdaptiveMaxPool", 1), e.nn("Flatten"))
 
 
+def _scale(e, t, scope, k, inplace):
+    return c.call(e.ref("Scale"), scope.node(t.attr("factor")))
+
+
+def _conv_transpose(e, t, scope, k, inplace):
+    """``nn.ConvTranspose2d`` (1d, 3d): PyTorch's own semantics; arguments at their defaults left out."""
+    defaults = {"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "bias": True, "dilation": 1}
+    kw = [("kernel_size", scope.node(t.attr("kernel")))]
+    for name, default in defaults.items():
+        v = scope.value(t.attr(name))
+        if v != default and not (isinstance(v, (list, tuple)) and set(v) == {default}):
+            kw.append((name, scope.node(t.attr(name))))
+    return c.kwcall(e.nd_class("ConvTranspose"), [e.width(t.in_ch, scope, k), scope.node(t.attr("out"))], kw)
+
+
+def upsample_kwargs(e, t, scope) -> list:
+    """The keyword arguments of ``nn.Upsample`` / ``F.interpolate`` for an upsample item (``size`` left to the
+    caller when it is the network input's)."""
+    kw = []
+    size, scale = t.attr("size"), t.attr("scale")
+    if size is not None and scope.value(size) != "input":
+        kw.append(("size", scope.node(size)))
+    if scale is not None:
+        known = scope.value(scale)
+        factor = known if not isinstance(known, (list, tuple)) or len(set(known)) > 1 else known[0]
+        kw.append(("scale_factor", c.lit(factor) if known is not None else scope.node(scale)))
+    if scope.value(t.attr("mode")) != "nearest":
+        kw.append(("mode", scope.node(t.attr("mode"))))
+    if t.attr("align_corners") is not None:
+        kw.append(("align_corners", scope.node(t.attr("align_corners"))))
+    return kw
+
+
+def _upsample(e, t, scope, k, inplace):
+    return c.kwcall(c.attr(e.ref("nn"), "Upsample"), [], upsample_kwargs(e, t, scope))
+
+
 EMIT = {
     "hardswish": _hardswish,
     "hardsigmoid": _hardsigmoid,
@@ -91,6 +128,12 @@ EMIT = {
     "slice": _slice,
     "adaptive_avgpool": _adaptive_avgpool,
     "global_maxpool": _global_maxpool,
+    "scale": _scale,
+    "conv_transpose": _conv_transpose,
+    "upsample": _upsample,
 }
 INPLACE_OPS = ("hardswish", "leaky_relu")  # take inplace=True where their input is a fresh tensor
-FRESH_OPS = ("layernorm", "groupnorm", "layer_scale", "adaptive_avgpool", "softmax", "gelu", "hardsigmoid")
+FRESH_OPS = (
+    "layernorm", "groupnorm", "layer_scale", "adaptive_avgpool", "softmax", "gelu", "hardsigmoid", "scale",
+    "conv_transpose", "upsample",
+)  # fmt: skip

@@ -56,6 +56,20 @@ def dwconv(node: ir.Conv, ctx: Context) -> Layer:
     return Layer(node.path, (weight, *_bias(node, node.out_channels)))
 
 
+def conv_transpose(node: ir.Op, ctx: Context) -> Layer:
+    """nn.ConvTranspose1d / 2d / 3d: weight (in, out / groups, *k); canonical (*k, out / groups, in)."""
+    kernel, out, groups = node.attr("kernel"), node.attr("out"), node.attr("groups")
+    n = len(kernel)
+    weight = Tensor(
+        "weight",
+        (node.in_shape[-1], out // groups, *kernel),
+        "kernel",
+        to_canonical=lambda w: w.transpose(_to_channels_last(n)),
+        from_canonical=lambda k: k.transpose(_to_channels_first(n)),
+    )
+    return Layer(node.path, (weight, *([Tensor("bias", (out,), "bias")] if node.attr("bias") else [])))
+
+
 def _zero_count():
     import numpy as np
 
@@ -140,6 +154,7 @@ LAYOUT = Declaration(
         "layernorm": norm,
         "groupnorm": norm,
         "layer_scale": layer_scale,
+        "conv_transpose": conv_transpose,
     },
     grouped=False,
     noun="checkpoint",

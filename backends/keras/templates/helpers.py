@@ -220,3 +220,68 @@ class AdaptiveAvgPool2D(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}
+
+
+class Scale(layers.Layer):
+    """Multiplies by a constant ``factor`` (no weights): Inception-ResNet's residual scaling."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+class Resize(layers.Layer):
+    """PyTorch's interpolate (nn.Upsample) on channels-last input of any rank, one spatial axis at a time (nearest
+    and multilinear interpolation are separable): to ``size``, or by ``scale`` (output floor(n * scale); source
+    positions from 1 / scale, as PyTorch computes them), ``mode`` nearest or linear (bilinear, trilinear: linear
+    on each axis), ``align_corners`` as PyTorch's."""
+
+    def __init__(self, size=None, scale=None, mode="nearest", align_corners=False, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.scale, self.mode, self.align_corners = size, scale, mode, bool(align_corners)
+
+    def _per_axis(self, v, rank):
+        return v if isinstance(v, (list, tuple)) else [v] * rank
+
+    def call(self, x):
+        spatial = x.shape[1:-1]
+        rank = len(spatial)
+        for axis, n in enumerate(spatial, start=1):
+            if self.size is not None:
+                out = self._per_axis(self.size, rank)[axis - 1]
+                ratio = n / out
+            else:
+                factor = self._per_axis(self.scale, rank)[axis - 1]
+                out, ratio = int(n * factor), 1.0 / factor
+            if self.mode == "nearest":
+                x = ops.take(x, [min(int(j * ratio), n - 1) for j in range(out)], axis=axis)
+                continue
+            if self.align_corners:
+                src = [j * (n - 1) / (out - 1) if out > 1 else 0.0 for j in range(out)]
+            else:
+                src = [max((j + 0.5) * ratio - 0.5, 0.0) for j in range(out)]
+            low = [min(int(s), n - 1) for s in src]
+            high = [min(i + 1, n - 1) for i in low]
+            shape = [1] * (rank + 2)
+            shape[axis] = out
+            weight = ops.reshape(ops.convert_to_tensor([s - i for s, i in zip(src, low)], dtype=x.dtype), shape)
+            x = ops.take(x, low, axis=axis) * (1 - weight) + ops.take(x, high, axis=axis) * weight
+        return x
+
+    def compute_output_shape(self, input_shape):
+        spatial = input_shape[1:-1]
+        if self.size is not None:
+            out = self._per_axis(self.size, len(spatial))
+        else:
+            out = [int(n * f) for n, f in zip(spatial, self._per_axis(self.scale, len(spatial)))]
+        return (input_shape[0], *out, input_shape[-1])
+
+    def get_config(self):
+        config = {"size": self.size, "scale": self.scale, "mode": self.mode, "align_corners": self.align_corners}
+        return {**super().get_config(), **config}
