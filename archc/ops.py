@@ -398,6 +398,12 @@ def _conv_transpose_shape(shape, a):
         raise OpError(
             "groups > 1 is not supported for conv_transpose yet (Keras has no grouped transposed convolution)", "groups"
         )
+    if max(a["dilation"]) > 1:
+        raise OpError(
+            "dilation > 1 is not supported for conv_transpose (TensorFlow's CPU kernels for Keras' Conv2DTranspose "
+            "have no dilation)",
+            "dilation",
+        )
     out = []
     axes = zip(shape[:-1], a["kernel"], a["stride"], a["dilation"], a["padding"], a["output_padding"])
     for n, k, st, d, p, op in axes:

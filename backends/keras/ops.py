@@ -134,10 +134,9 @@ def _upsample(e, t, scope):
     mode, align = value(t.attr("mode")), value(t.attr("align_corners"))
     scale = axes(scale, e.rank) if scale is not None else None
     integral = scale is not None and all(float(f).is_integer() for f in scale)
-    if integral and (mode == "nearest" or (mode == "bilinear" and not align)):
+    if integral and mode == "nearest":  # (UpSampling2D's bilinear resizes in float32 whatever the model's dtype)
         factors = tuple(int(f) for f in scale)
-        kw = [] if mode == "nearest" else [("interpolation", c.lit("bilinear"))]
-        return e.L(e.ranked("UpSampling2D")), [c.lit(factors[0] if len(set(factors)) == 1 else factors)], kw
+        return e.L(e.ranked("UpSampling2D")), [c.lit(factors[0] if len(set(factors)) == 1 else factors)], []
     kw = []
     if size == "input":
         kw.append(("size", c.subscript(c.name("input_shape"), ast.Slice(lower=None, upper=c.lit(-1), step=None))))
