@@ -17,79 +17,25 @@ mean/variance non-trainable. MACs count multiply-accumulates of conv and dense l
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from . import ir, ops
+from .geometry import conv_out, conv_spatial, conv_transpose_out, pool_out, pool_spatial, same_padding, same_pads
 
-
-def same_padding(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
-    """TensorFlow 'same' padding (before, after) for one spatial dimension."""
-    out = -(-n // s)
-    total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
-    return total // 2, total - total // 2
-
-
-def same_pads(spatial, kernel, stride, dilation=None) -> ir.Pads:
-    """TensorFlow 'same' padding of every spatial axis, flat ``(before, after, ...)``."""
-    dilation = dilation or (1,) * len(spatial)
-    return tuple(p for axis in zip(spatial, kernel, stride, dilation) for p in same_padding(*axis))
-
-
-def conv_out(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
-    return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
-
-
-def pool_out(n: int, k: int, s: int, p0: int, p1: int, ceil: bool) -> int:
-    span = n + p0 + p1 - k
-    out = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (out - 1) * s >= n + p0:
-        out -= 1
-    return out
-
-
-def conv_transpose_out(n: int, k: int, s: int, d: int, p: int, op: int) -> int:
-    """PyTorch's ConvTranspose output size: ``(n - 1) s - 2 p + d (k - 1) + op + 1``."""
-    return (n - 1) * s - 2 * p + d * (k - 1) + op + 1
-
-
-def conv_spatial(spatial, kernel, stride, dilation, pads: ir.Pads) -> ir.Axes:
-    """The output size of every spatial axis of a convolution."""
-    return tuple(
-        conv_out(n, k, s, d, p0, p1)
-        for n, k, s, d, (p0, p1) in zip(spatial, kernel, stride, dilation, ir.axis_pairs(pads))
-    )
-
-
-def pool_spatial(spatial, kernel, stride, pads: ir.Pads, ceil: bool) -> ir.Axes:
-    """The output size of every spatial axis of a pooling window."""
-    return tuple(
-        pool_out(n, k, s, p0, p1, ceil) for n, k, s, (p0, p1) in zip(spatial, kernel, stride, ir.axis_pairs(pads))
-    )
+__all__ = [  # the geometry lives in archc.geometry; these names stay importable from here
+    "conv_out", "conv_spatial", "conv_transpose_out", "pool_out", "pool_spatial", "same_padding", "same_pads",
+    "params_of", "macs_of", "analyze", "collapse", "row_depth", "Report", "Row",
+]  # fmt: skip
 
 
 def params_of(node: ir.Node) -> tuple[int, int]:
-    """(trainable, non-trainable) parameter counts of a leaf node."""
-    if isinstance(node, ir.Conv):
-        w = math.prod(node.kernel) * (node.in_channels // node.groups) * node.out_channels
-        return w + (node.out_channels if node.bias else 0), 0
-    if isinstance(node, ir.BatchNorm):
-        return (2 if node.scale else 1) * node.channels, 2 * node.channels  # gamma (if scale), beta; mean, var
-    if isinstance(node, ir.Dense):
-        return node.in_features * node.out_features + (node.out_features if node.bias else 0), 0
-    if isinstance(node, ir.Op):
-        return ops.get(node.op).params(node)
-    return 0, 0
+    """(trainable, non-trainable) parameter counts of a leaf node: its kind's rule (:mod:`archc.ops`)."""
+    return ops.of(node).params(node)
 
 
 def macs_of(node: ir.Node) -> int:
-    if isinstance(node, ir.Conv):
-        return math.prod(node.out_shape) * math.prod(node.kernel) * (node.in_channels // node.groups)
-    if isinstance(node, ir.Dense):  # on a feature map: once per position
-        return math.prod(node.out_shape[:-1]) * node.in_features * node.out_features
-    if isinstance(node, ir.Op):
-        return ops.get(node.op).macs(node)
-    return 0
+    """Multiply-accumulates of a leaf node: its kind's rule (:mod:`archc.ops`)."""
+    return ops.of(node).macs(node)
 
 
 @dataclass(frozen=True)
@@ -142,18 +88,6 @@ class Report:
         }
 
 
-def _leaf_kind(node: ir.Node) -> str:
-    if isinstance(node, ir.Conv):
-        return "dwconv" if node.depthwise else "conv"
-    if isinstance(node, ir.Act):
-        return node.fn
-    if isinstance(node, ir.Pool):
-        return f"{node.op}pool"
-    if isinstance(node, ir.Op):
-        return node.op
-    return node.kind
-
-
 def analyze(model: ir.Model) -> Report:
     """Per-layer output shapes, parameter counts and MACs of a lowered model."""
     rows: list[Row] = []
@@ -162,7 +96,7 @@ def analyze(model: ir.Model) -> Report:
         for node in ir.walk(root):
             if ir.is_leaf(node):
                 tr, nt = params_of(node)
-                rows.append(Row(node.path, _leaf_kind(node), node.out_shape, tr, nt, macs_of(node)))
+                rows.append(Row(node.path, ops.leaf_kind(node), node.out_shape, tr, nt, macs_of(node)))
     outputs = {"main": model.body.out_shape}
     weights = {"main": model.loss_weight}
     for h in model.heads:
@@ -185,7 +119,7 @@ def _node_kind(node: ir.Node) -> str:
         return node.block
     if isinstance(node, ir.Merge):
         return node.mode
-    return node.kind if not ir.is_leaf(node) else _leaf_kind(node)
+    return node.kind if not ir.is_leaf(node) else ops.leaf_kind(node)
 
 
 def collapse(model: ir.Model, report: Report, depth: int | None) -> tuple[Row, ...]:

@@ -27,7 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ir
+from . import ir, ops
 from .errors import ArchcError
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -97,42 +97,11 @@ def call_signature(model: ir.Model, node: ir.Call) -> str:
     return f"{node.block}({', '.join(fmt_value(v) for _, v in args)})"
 
 
-def _kxs(kernel, stride) -> str:
-    k = f"{kernel[0]}x{kernel[1]}" if kernel[0] != kernel[1] else f"{kernel[0]}x{kernel[0]}"
-    if tuple(stride) != (1, 1):
-        k += f"/{stride[0]}" if stride[0] == stride[1] else f"/{stride[0]}x{stride[1]}"
-    return k
-
-
 def leaf_text(node: ir.Node) -> str:
-    """The kind and key attributes of a layer: ``conv 3x3/2, 64``, ``maxpool 3x3/2 ceil``, ``dense 1000``."""
-    if isinstance(node, ir.Conv):
-        if node.depthwise:
-            mult = node.out_channels // max(node.in_channels, 1)
-            s = f"dwconv {_kxs(node.kernel, node.stride)}" + (f", x{mult}" if mult != 1 else "")
-        else:
-            s = f"conv {_kxs(node.kernel, node.stride)}, {node.out_channels}"
-            if node.groups != 1:
-                s += f", groups {node.groups}"
-        if tuple(node.dilation) != (1, 1):
-            s += f", dilation {node.dilation[0]}"
-        return s + (" same" if node.same else "")
-    if isinstance(node, ir.BatchNorm):
-        return "bn"
-    if isinstance(node, ir.Act):
-        return node.fn
-    if isinstance(node, ir.Pool):
-        s = f"{node.op}pool {_kxs(node.kernel, node.stride)}"
-        return s + (" same" if node.same else "") + (" ceil" if node.ceil else "")
-    if isinstance(node, ir.GlobalPool):
-        return f"global {node.op}pool"
-    if isinstance(node, ir.Dropout):
-        return f"dropout {node.rate:g}"
-    if isinstance(node, ir.Dense):
-        return f"dense {node.out_features}"
-    if isinstance(node, ir.ZeroPad):
-        return "zeropad " + ",".join(str(p) for p in node.padding)
-    return node.kind
+    """The kind and key attributes of a layer: ``conv 3x3/2, 64``, ``maxpool 3x3/2 ceil``, ``dense 1000``
+    (each kind's ``describe`` in :mod:`archc.ops`)."""
+    prim = ops.of(node)
+    return prim.describe(node) if prim.describe is not None else prim.kind
 
 
 _NOT_STRUCTURE = {"name", "path", "loc", "in_shape", "out_shape"}
@@ -157,8 +126,9 @@ def structure(node: ir.Node):
 
 
 def _color_key(node: ir.Node) -> str:
-    if isinstance(node, ir.Conv):
-        return "dwconv" if node.depthwise else "conv"
+    kind = ops.leaf_kind(node)
+    if kind in _COLORS:
+        return kind
     return node.kind if node.kind in _COLORS else "dropout"
 
 

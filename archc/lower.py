@@ -20,13 +20,12 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from . import analysis, ir, ops
+from . import ir, ops
 from .errors import ArchcError, Loc, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
 from .loader import LDict, _mk_list, key_loc, loc_of, parse_yaml, read_text
 from .provenance import NETWORK, ORIGINS, Origin, Tracer
 from .spec import (
-    ACTIVATIONS,
     BUILTIN_PARAMS,
     COMBINATORS,
     FEATURES_POOL,
@@ -41,18 +40,13 @@ from .spec import (
 from .values import (
     MAX_CHANNELS,
     MAX_SPATIAL,
-    axes,
     boolean,
     chan,
     good_pos,
-    in_range,
     is_bool,
     is_int,
     number,
-    pads,
     plain,
-    pos,
-    valid_rate,
 )
 
 MAX_INSTANCE_NODES = 100_000  # layers and blocks after expansion (10,000 blocks fit; checked within about a second)
@@ -79,17 +73,8 @@ GENERATED_ATTRS = frozenset({"loss_weights"})  # the generated model class's LOS
 WIDTH_PREFIX = "__w"  # names of running widths (ir.TNode.lets); spec names cannot start with '__'
 MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
 
-BUILTIN_DEFAULTS = {
-    "conv": {"stride": 1, "dilation": 1, "groups": 1, "bias": True, "padding": 0},
-    "dwconv": {"stride": 1, "dilation": 1, "multiplier": 1, "bias": True, "padding": 0},
-    "bn": {"eps": 1e-5, "momentum": 0.1, "scale": True},
-    "maxpool": {"padding": 0, "ceil": False},
-    "avgpool": {"padding": 0, "ceil": False},  # count_include_pad: True, except with TensorFlow's 'same' padding
-    "dense": {"bias": True},
-    "residual": {"when": True},
-}
-
-BUILTIN_DEFAULTS.update({k: p.defaults for k, p in ops.PRIMITIVES.items() if p.defaults})
+# archc's defaults: each kind's from its registration (archc.ops), the combinators' here
+BUILTIN_DEFAULTS = {"residual": {"when": True}, **{k: p.defaults for k, p in ops.PRIMITIVES.items() if p.defaults}}
 MERGES = ("concat", "add", "mul")
 
 STDLIB_DIR = Path(__file__).parent / "stdlib"
@@ -324,39 +309,17 @@ class Lowerer:
                 transparent=transparent,
             )  # fmt: skip
 
-        if kind == "conv":
-            a = {k: x(k) for k in ("out", "kernel", "stride", "dilation", "groups", "bias", "padding")}
-            return mk(kind, tuple(a.items()), sym(a["out"]))
-        if kind == "dwconv":
-            a = {k: x(k) for k in ("kernel", "stride", "dilation", "multiplier", "bias", "padding")}
-            return mk(kind, tuple(a.items()), sym_mul(in_ch, a["multiplier"]))
-        if kind == "bn":
-            return mk(kind, tuple((k, x(k)) for k in ("eps", "momentum", "scale")), in_ch)
-        if kind in ACTIVATIONS or kind in ("gap",):
-            return mk(kind, (), in_ch)
-        if kind in ("maxpool", "avgpool"):
-            keys = ["kernel", "stride", "padding", "ceil"] + (["count_include_pad"] if kind == "avgpool" else [])
-            a = {k: x(k) for k in keys}
-            if a["stride"] is None:
-                a["stride"] = a["kernel"]
-            if kind == "avgpool" and a["count_include_pad"] is None:  # TensorFlow's 'same' averages the input only
-                pad = a["padding"]
-                a["count_include_pad"] = (
-                    parse(f"${{({pad.src}) != 'same'}}", None) if isinstance(pad, Expr) else pad != "same"
-                )
-            return mk(kind, tuple(a.items()), in_ch)
-        if kind == "dropout":
-            return mk(kind, (("rate", x("rate")),), in_ch)
-        if kind == "flatten":
+        if kind == "flatten":  # its width needs the spatial size its instances see: a placeholder until then
             self._flat_ids += 1
             hw = f"_hw{self._flat_ids}"
             self.flat_locs[hw] = loc
             return mk(kind, (("hw", Expr(hw)),), sym_mul(in_ch, Expr(hw)))
-        if kind == "dense":
-            a = {k: x(k) for k in ("out", "bias")}
-            return mk(kind, tuple(a.items()), sym(a["out"]))
-        if kind == "zeropad":
-            return mk(kind, (("padding", x("padding")),), in_ch)
+        if kind in ops.PRIMITIVES:
+            prim = ops.get(kind)
+            a = {attr.name: x(attr.name) for attr in prim.attrs}
+            if prim.fill is not None:
+                a = prim.fill(a)
+            return mk(kind, tuple(a.items()), prim.width(in_ch, a))
         if kind == "seq":
             transparent = attrs.name is None
             body = self.template_seq(
@@ -390,9 +353,6 @@ class Lowerer:
                     level.claim(f"branch{j + 1}", bloc)
             out = sym_add(*[b.out_ch for b in branches]) if kind == "concat" else branches[0].out_ch
             return mk(kind, (), out, branches, transparent)
-        if kind in ops.PRIMITIVES:
-            a = {attr.name: x(attr.name) for attr in ops.get(kind).attrs}
-            return mk(kind, tuple(a.items()), ops.get(kind).width(in_ch, a))
         if kind in ("repeat", "dense_connect"):
             count_key = "times" if kind == "repeat" else "layers"
             count = x(count_key)
@@ -588,97 +548,11 @@ class Lowerer:
                     loc,
                 )
             return ir.Residual(**base, out_shape=body.out_shape, body=body, shortcut=short, level=inner_level)
-        if k in ("conv", "dwconv"):
-            c = _need_map(shape, k, path, loc)[-1]
-            n = ir.rank(shape)
-            kernel = axes(a["kernel"], "kernel", al("kernel"), n)
-            stride = axes(a["stride"], "stride", al("stride"), n)
-            dil = axes(a["dilation"], "dilation", al("dilation"), n)
-            if k == "conv":
-                out = pos(a["out"], "out", al("out"))
-                groups = pos(a["groups"], "groups", al("groups"))
-                if c % groups or out % groups:
-                    raise ArchcError(
-                        f"groups={groups} must divide input channels ({c}) and output channels ({out})", loc
-                    )
-                depthwise = False
-            else:
-                out = c * pos(a["multiplier"], "multiplier", al("multiplier"))
-                groups, depthwise = c, True
-            pad, same = self.padding(a["padding"], shape[:-1], kernel, stride, dil, al("padding"))
-            spatial = analysis.conv_spatial(shape[:-1], kernel, stride, dil, pad)
-            self.check_fits(k, path, shape, kernel, dil, pad, spatial, loc)
-            bias = boolean(a["bias"], "bias", al("bias"))
-            return ir.Conv(
-                **base, out_shape=(*spatial, chan(out, loc)), in_channels=c, out_channels=out, kernel=kernel,
-                stride=stride, dilation=dil, groups=groups, depthwise=depthwise, bias=bias, padding=pad, same=same,
-            )  # fmt: skip
-        if k == "bn":
-            eps = number(a["eps"], "eps", al("eps"))
-            mom = number(a["momentum"], "momentum", al("momentum"))
-            if not 0 < eps < 1:
-                raise ArchcError(
-                    f"eps must be in (0, 1), got {eps}", al("eps"), attr="eps", check=in_range(0, 1, False)
-                )
-            if not 0 <= mom <= 1:
-                raise ArchcError(
-                    f"momentum must be in [0, 1], got {mom}",
-                    al("momentum"),
-                    attr="momentum",
-                    check=in_range(0, 1, True),
-                )
-            scale = boolean(a["scale"], "scale", al("scale"))
-            return ir.BatchNorm(**base, out_shape=shape, channels=shape[-1], eps=eps, momentum=mom, scale=scale)
-        if k in ACTIVATIONS:
-            return ir.Act(**base, out_shape=shape, fn=k)
-        if k in ("maxpool", "avgpool"):
-            c = _need_map(shape, k, path, loc)[-1]
-            n = ir.rank(shape)
-            kernel = axes(a["kernel"], "kernel", al("kernel"), n)
-            stride = axes(a["stride"], "stride", al("stride"), n)
-            ceil = boolean(a["ceil"], "ceil", al("ceil"))
-            cip = boolean(a.get("count_include_pad", True), "count_include_pad", al("count_include_pad"))
-            pad, same = self.padding(a["padding"], shape[:-1], kernel, stride, (1,) * n, al("padding"))
-            if same and ceil:
-                raise ArchcError("'same' padding and ceil rounding cannot be combined", loc)
-            spatial = analysis.pool_spatial(shape[:-1], kernel, stride, pad, ceil)
-            self.check_fits(k, path, shape, kernel, (1,) * n, pad, spatial, loc)
-            return ir.Pool(
-                **base, out_shape=(*spatial, c), op=k[:3], kernel=kernel, stride=stride, padding=pad, ceil=ceil,
-                count_include_pad=cip, same=same,
-            )  # fmt: skip
-        if k == "gap":
-            _need_map(shape, k, path, loc)
-            return ir.GlobalPool(**base, out_shape=(shape[-1],), op="avg")
-        if k == "dropout":
-            rate = number(a["rate"], "rate", al("rate"))
-            if not 0 <= rate < 1:
-                raise ArchcError(
-                    f"dropout rate must be in [0, 1), got {rate}", al("rate"), attr="rate", check=valid_rate
-                )
-            return ir.Dropout(**base, out_shape=shape, rate=rate)
-        if k == "flatten":
-            _need_map(shape, k, path, loc)
-            hw = t.attr("hw").src
-            self.flat_sizes.setdefault(hw, set()).add(shape[:-1])
-            return ir.Flatten(**base, out_shape=(math.prod(shape),))
-        if k == "dense":
-            out = chan(pos(a["out"], "out", al("out")), al("out"))
-            return ir.Dense(  # on a feature map: pointwise over the channels (Keras Dense, a Linear on NHWC)
-                **base,
-                out_shape=(*shape[:-1], out),
-                in_features=shape[-1],
-                out_features=out,
-                bias=boolean(a["bias"], "bias", al("bias")),
-            )
-        if k == "zeropad":
-            _need_map(shape, k, path, loc)
-            pad = pads(a["padding"], al("padding"), ir.rank(shape))
-            spatial = tuple(n + lo + hi for n, (lo, hi) in zip(shape[:-1], ir.axis_pairs(pad)))
-            return ir.ZeroPad(**base, out_shape=(*spatial, shape[-1]), padding=pad)
         if k in ops.PRIMITIVES:
             prim = ops.get(k)
-            vals = {attr.name: attr.check(a[attr.name], al(attr.name), ir.rank(shape)) for attr in prim.attrs}
+            if prim.needs_map:
+                _need_map(shape, k, path, loc)
+            vals = {attr.name: attr.check(a.get(attr.name), al(attr.name), ir.rank(shape)) for attr in prim.attrs}
             seen = dict(vals)  # what the shape rule sees: `size: input` is the network input's spatial size
             for attr in prim.attrs:
                 if attr.type == "size" and vals[attr.name] == "input":
@@ -689,7 +563,11 @@ class Lowerer:
                             al(attr.name),
                         )
                     seen[attr.name] = self.input_shape[:-1]
+            if k == "flatten":  # the spatial size this use sees fixes its block's placeholder (resolve_flatten)
+                self.flat_sizes.setdefault(t.attr("hw").src, set()).add(shape[:-1])
             try:
+                if prim.build is not None:
+                    return prim.build(shape, seen, base)
                 out_shape = prim.shape(shape, seen)
             except ops.OpError as exc:
                 where = al(exc.attr) if exc.attr else loc
@@ -793,24 +671,6 @@ class Lowerer:
                 n += self.tsize(self.templates[t.block].body)
             self._tsize[key] = n
         return self._tsize[key]
-
-    def padding(self, p, spatial, kernel, stride, dil, loc):
-        if p == "same":
-            return analysis.same_pads(spatial, kernel, stride, dil), True
-        if p == "valid":
-            return (0,) * (2 * len(spatial)), False
-        return pads(p, loc, len(spatial)), False
-
-    def check_fits(self, kind, path, shape, kernel, dil, pad, out_spatial, loc):
-        eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dil))
-        padded = tuple(n + lo + hi for n, (lo, hi) in zip(shape[:-1], ir.axis_pairs(pad)))
-        if any(e > p for e, p in zip(eff, padded)) or min(out_spatial) < 1:
-            x = "x".join
-            raise ArchcError(
-                f"{kind} '{path}': kernel {x(map(str, eff))} is larger than its input {x(map(str, shape[:-1]))} "
-                f"(padded {x(map(str, padded))}; input shape {_fmt(shape)})",
-                loc,
-            )
 
     # ---------------------------------------------------------------- driver
     def lower(self) -> ir.Model:

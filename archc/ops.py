@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ir, values
+from . import geometry, ir, values
 from .errors import ArchcError
-from .expr import Expr, parse, sym
+from .expr import Expr, parse, sym, sym_mul
 
 
 class OpError(Exception):
@@ -43,7 +43,8 @@ class Attr:
     ``type``: ``"int"`` (a positive integer), ``"index"`` (an integer >= 0, or None where ``default`` is
     None and optional), ``"pair"`` (an integer or one per spatial axis, positive: a tuple of the input's rank),
     ``"axes0"`` (the same, >= 0), ``"scales"`` (a positive number or one per spatial axis: a tuple of floats),
-    ``"size"`` (``input``: the network input's spatial size, or as ``pair``), ``"float"`` (finite, in
+    ``"size"`` (``input``: the network input's spatial size, or as ``pair``), ``"padding"`` (``same``, ``valid``,
+    or flat per-axis padding from any of its written forms), ``"float"`` (finite, in
     ``range`` = (lo, hi, brackets)), ``"bool"``, ``"choice"`` (one of ``choices``). An optional attribute
     (``default`` None, not ``required``) may be absent: its value is then None."""
 
@@ -70,6 +71,8 @@ class Attr:
             return values.scales(v, self.name, loc, max(rank, 1))
         if self.type == "size":
             return "input" if v == "input" else values.axes(v, self.name, loc, max(rank, 1))
+        if self.type == "padding":
+            return v if v in ("same", "valid") else values.pads(v, loc, max(rank, 1))
         if self.type == "bool":
             return values.boolean(v, self.name, loc)
         if self.type == "index":
@@ -144,6 +147,15 @@ class Primitive:
     elementwise: bool = True
     activation: bool = False
     group: str = "layer"  # for documentation: activation, normalization, pooling, regularization, channels
+    # the instance node, where the kind has an IR node class of its own (ir.Conv, ir.Pool, ...): (input shape,
+    # checked attributes, the node's common fields) -> node; None: an ir.Op whose shape is ``shape``'s
+    build: Callable[[tuple, dict, dict], ir.Node] | None = None
+    # template attributes whose defaults depend on others (a pool's stride is its kernel): attrs -> attrs
+    fill: Callable[[dict], dict] | None = None
+    # a node in a few words, for diagrams and reports: "conv 3x3/2, 64"; None: the kind
+    describe: Callable[[ir.Node], str] | None = None
+    # the input must be a feature map (not flat features): refused with the lowering's own message
+    needs_map: bool = False
     defaults: dict = field(default_factory=dict, init=False)
 
     def __post_init__(self):
@@ -242,6 +254,384 @@ def register(p: Primitive) -> Primitive:
         raise ValueError(f"primitive '{p.kind}' is already registered")
     PRIMITIVES[p.kind] = p
     return p
+
+
+# ---------------------------------------------------------------------------------------------- the layers
+# Convolution, normalization, activation, pooling, regularization, dense and padding: kinds with an IR node class of
+# their own (``build``), which the backends, the weight layouts and the analysis read by its fields.
+
+
+def _padding_of(a: dict, spatial, kernel, stride, dilation) -> tuple[tuple, bool]:
+    """(flat per-axis padding, whether it is TensorFlow's 'same') of a checked ``padding`` value."""
+    p = a["padding"]
+    if p == "same":
+        return geometry.same_pads(spatial, kernel, stride, dilation), True
+    if p == "valid":
+        return (0,) * (2 * len(spatial)), False
+    return p, False
+
+
+def _fits(shape, kernel, dilation, pads, out_spatial) -> None:
+    """The dilated kernel fits the padded input on every axis, and every output axis is non-empty."""
+    eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(shape[:-1], ir.axis_pairs(pads)))
+    if any(e > p for e, p in zip(eff, padded)) or min(out_spatial) < 1:
+        x = "x".join
+        raise OpError(
+            f"kernel {x(map(str, eff))} is larger than its input {x(map(str, shape[:-1]))} (padded "
+            f"{x(map(str, padded))}; input shape {x(map(str, shape))})"
+        )
+
+
+def _conv_build(shape, a, base):
+    c = shape[-1]
+    if a.get("multiplier") is None:  # conv
+        out, groups = a["out"], a["groups"]
+        if c % groups or out % groups:
+            raise OpError(f"groups={groups} must divide input channels ({c}) and output channels ({out})", "groups")
+    else:  # dwconv: one filter (times the multiplier) per input channel
+        out, groups = c * a["multiplier"], c
+    pads, same = _padding_of(a, shape[:-1], a["kernel"], a["stride"], a["dilation"])
+    spatial = geometry.conv_spatial(shape[:-1], a["kernel"], a["stride"], a["dilation"], pads)
+    _fits(shape, a["kernel"], a["dilation"], pads, spatial)
+    if out > values.MAX_CHANNELS:
+        raise OpError(f"{out} channels is more than archc accepts ({values.MAX_CHANNELS})", "out")
+    return ir.Conv(
+        **base, out_shape=(*spatial, out), in_channels=c, out_channels=out, kernel=a["kernel"], stride=a["stride"],
+        dilation=a["dilation"], groups=groups, depthwise=a.get("multiplier") is not None, bias=a["bias"],
+        padding=pads, same=same,
+    )  # fmt: skip
+
+
+def _conv_params(node: ir.Conv) -> tuple[int, int]:
+    w = math.prod(node.kernel) * (node.in_channels // node.groups) * node.out_channels
+    return w + (node.out_channels if node.bias else 0), 0
+
+
+def _conv_macs(node: ir.Conv) -> int:
+    return math.prod(node.out_shape) * math.prod(node.kernel) * (node.in_channels // node.groups)
+
+
+def _conv_weights(node: ir.Conv) -> dict[str, tuple]:
+    """conv: kernel (*k, in / groups, out); dwconv: kernel (*k, C, multiplier); bias (out,)."""
+    if node.depthwise:
+        out = {"kernel": (*node.kernel, node.in_channels, node.out_channels // node.in_channels)}
+    else:
+        out = {"kernel": (*node.kernel, node.in_channels // node.groups, node.out_channels)}
+    return out | ({"bias": (node.out_channels,)} if node.bias else {})
+
+
+def _kxs(kernel, stride) -> str:
+    """``3x3/2``: the kernel, then the stride where it is not 1."""
+    k = "x".join(str(x) for x in kernel)
+    if any(s != 1 for s in stride):
+        k += f"/{stride[0]}" if len(set(stride)) == 1 else "/" + "x".join(str(s) for s in stride)
+    return k
+
+
+def _conv_describe(node: ir.Conv) -> str:
+    if node.depthwise:
+        mult = node.out_channels // max(node.in_channels, 1)
+        s = f"dwconv {_kxs(node.kernel, node.stride)}" + (f", x{mult}" if mult != 1 else "")
+    else:
+        s = f"conv {_kxs(node.kernel, node.stride)}, {node.out_channels}"
+        if node.groups != 1:
+            s += f", groups {node.groups}"
+    if any(d != 1 for d in node.dilation):
+        s += f", dilation {node.dilation[0]}"
+    return s + (" same" if node.same else "")
+
+
+_CONV_GEOMETRY = (
+    Attr("kernel", "pair", None, "kernel size: an integer or one per spatial axis", required=True),
+    Attr("stride", "pair", 1, "stride: an integer or one per spatial axis"),
+    Attr("dilation", "pair", 1, "spacing of the kernel's taps: an integer or one per spatial axis"),
+)
+_CONV_TAIL = (
+    Attr("bias", "bool", True, "a learned bias per output channel"),
+    Attr(
+        "padding", "padding", 0,
+        "an integer, one per spatial axis (an integer or [before, after]), [top, bottom, left, right] in 2-D, "
+        "'valid', or 'same' (TensorFlow's: asymmetric for stride 2, recomputed for every input size)",
+    ),
+)  # fmt: skip
+_CONV = dict(
+    build=_conv_build, params=_conv_params, macs=_conv_macs, weights=_conv_weights, describe=_conv_describe,
+    elementwise=False, needs_map=True, group="convolution",
+)  # fmt: skip
+register(
+    Primitive(
+        "conv",
+        "convolution (PyTorch's Conv1d/2d/3d, Keras' Conv1D/2D/3D), in `groups` channel groups",
+        (
+            Attr("out", "int", None, "output channels", required=True),
+            *_CONV_GEOMETRY,
+            Attr("groups", "int", 1, "channel groups (divides input and output channels)"),
+            *_CONV_TAIL,
+        ),
+        width=lambda in_ch, a: sym(a["out"]),
+        **_CONV,
+    )
+)
+register(
+    Primitive(
+        "dwconv",
+        "depthwise convolution: `multiplier` filters per input channel (Keras' DepthwiseConv2D; PyTorch's Conv2d "
+        "with groups = channels)",
+        (
+            *_CONV_GEOMETRY,
+            Attr("multiplier", "int", 1, "depth multiplier: output channels = input channels * multiplier"),
+            *_CONV_TAIL,
+        ),
+        width=lambda in_ch, a: sym_mul(in_ch, a["multiplier"]),
+        **_CONV,
+    )
+)
+
+
+def _bn_build(shape, a, base):
+    return ir.BatchNorm(
+        **base, out_shape=shape, channels=shape[-1], eps=a["eps"], momentum=a["momentum"], scale=a["scale"]
+    )
+
+
+def _bn_params(node: ir.BatchNorm) -> tuple[int, int]:
+    return (2 if node.scale else 1) * node.channels, 2 * node.channels  # gamma (if scale), beta; mean, var
+
+
+def _bn_weights(node: ir.BatchNorm) -> dict[str, tuple]:
+    return {k: (node.channels,) for k in ("gamma", "beta", "mean", "var") if k != "gamma" or node.scale}
+
+
+register(
+    Primitive(
+        "bn",
+        "batch normalization over the channels (PyTorch's BatchNorm1d/2d/3d, Keras' BatchNormalization), with "
+        "running statistics",
+        (
+            Attr("eps", "float", 1e-5, "added to the variance", range=(0.0, 1.0, "()")),
+            Attr(
+                "momentum", "float", 0.1,
+                "PyTorch's convention (new = (1 - m) old + m batch); Keras' momentum is 1 - m",
+                range=(0.0, 1.0, "[]"),
+            ),
+            Attr("scale", "bool", True, "a learned scale (gamma); false: none (Keras' scale=False)"),
+        ),
+        build=_bn_build,
+        params=_bn_params,
+        weights=_bn_weights,
+        describe=lambda node: "bn",
+        elementwise=False,
+        group="normalization",
+    )
+)  # fmt: skip
+
+ACTIVATION_DOCS = {
+    "relu": "max(x, 0)",
+    "relu6": "min(max(x, 0), 6)",
+    "sigmoid": "1 / (1 + exp(-x))",
+    "tanh": "the hyperbolic tangent",
+    "silu": "x * sigmoid(x) (swish)",
+}
+for _fn, _doc in ACTIVATION_DOCS.items():
+    register(
+        Primitive(
+            _fn,
+            _doc,
+            build=lambda shape, a, base, fn=_fn: ir.Act(**base, out_shape=shape, fn=fn),
+            describe=lambda node: node.fn,
+            activation=True,
+            group="activation",
+        )
+    )
+
+
+def _pool_fill(a: dict) -> dict:
+    """A pool's stride defaults to its kernel; an average's count_include_pad to true, except with TensorFlow's
+    'same' padding, whose average leaves the padding out."""
+    a = dict(a)
+    if a.get("stride") is None:
+        a["stride"] = a["kernel"]
+    if "count_include_pad" in a and a["count_include_pad"] is None:
+        pad = a["padding"]
+        a["count_include_pad"] = parse(f"${{({pad.src}) != 'same'}}", None) if isinstance(pad, Expr) else pad != "same"
+    return a
+
+
+def _pool_build(shape, a, base, op):
+    n = len(shape) - 1
+    pads, same = _padding_of(a, shape[:-1], a["kernel"], a["stride"], (1,) * n)
+    if same and a["ceil"]:
+        raise OpError("'same' padding and ceil rounding cannot be combined", "ceil")
+    spatial = geometry.pool_spatial(shape[:-1], a["kernel"], a["stride"], pads, a["ceil"])
+    _fits(shape, a["kernel"], (1,) * n, pads, spatial)
+    return ir.Pool(
+        **base, out_shape=(*spatial, shape[-1]), op=op, kernel=a["kernel"], stride=a["stride"], padding=pads,
+        ceil=a["ceil"], count_include_pad=a.get("count_include_pad", True), same=same,
+    )  # fmt: skip
+
+
+def _pool_describe(node: ir.Pool) -> str:
+    s = f"{node.op}pool {_kxs(node.kernel, node.stride)}"
+    return s + (" same" if node.same else "") + (" ceil" if node.ceil else "")
+
+
+_POOL_ATTRS = (
+    Attr("kernel", "pair", None, "window size: an integer or one per spatial axis", required=True),
+    Attr("stride", "pair", None, "stride (default: the kernel size)"),
+    Attr("padding", "padding", 0, "as a conv's; 'same' is TensorFlow's"),
+    Attr("ceil", "bool", False, "ceil rounding of the output size (PyTorch's ceil_mode)"),
+)
+register(
+    Primitive(
+        "maxpool",
+        "max pooling (padded values never win)",
+        _POOL_ATTRS,
+        build=lambda shape, a, base: _pool_build(shape, a, base, "max"),
+        fill=_pool_fill,
+        describe=_pool_describe,
+        elementwise=False,
+        needs_map=True,
+        group="pooling",
+    )
+)
+register(
+    Primitive(
+        "avgpool",
+        "average pooling; the divisor counts the padding with count_include_pad (PyTorch's default), never what ceil "
+        "rounding adds past it",
+        (
+            *_POOL_ATTRS,
+            Attr(
+                "count_include_pad", "bool", None,
+                "count the padding in each window's divisor (default: true; false with 'same' padding, as "
+                "TensorFlow's average pooling)",
+            ),
+        ),
+        build=lambda shape, a, base: _pool_build(shape, a, base, "avg"),
+        fill=_pool_fill,
+        describe=_pool_describe,
+        elementwise=False,
+        needs_map=True,
+        group="pooling",
+    )
+)  # fmt: skip
+register(
+    Primitive(
+        "gap",
+        "global average pooling: the mean over all positions of each channel, (*spatial, C) -> flat (C,)",
+        build=lambda shape, a, base: ir.GlobalPool(**base, out_shape=(shape[-1],), op="avg"),
+        describe=lambda node: f"global {node.op}pool",
+        elementwise=False,
+        needs_map=True,
+        group="pooling",
+    )
+)
+register(
+    Primitive(
+        "dropout",
+        "dropout: in training each element is zeroed with probability `rate`, the others scaled by 1 / (1 - rate)",
+        (Attr("rate", "float", None, "drop probability", range=(0.0, 1.0, "[)"), required=True),),
+        build=lambda shape, a, base: ir.Dropout(**base, out_shape=shape, rate=a["rate"]),
+        describe=lambda node: f"dropout {node.rate:g}",
+        group="regularization",
+    )
+)
+register(
+    Primitive(
+        "flatten",
+        "a feature map (*spatial, C) as flat features (prod(spatial) * C,), in each framework's element order "
+        "(weight conversion permutes a dense layer after it)",
+        build=lambda shape, a, base: ir.Flatten(**base, out_shape=(math.prod(shape),)),
+        elementwise=False,
+        needs_map=True,
+        group="layer",
+    )
+)
+
+
+def _dense_build(shape, a, base):
+    if a["out"] > values.MAX_CHANNELS:
+        raise OpError(f"{a['out']} channels is more than archc accepts ({values.MAX_CHANNELS})", "out")
+    return ir.Dense(  # on a feature map: pointwise over the channels (Keras Dense, a Linear on channels last)
+        **base, out_shape=(*shape[:-1], a["out"]), in_features=shape[-1], out_features=a["out"], bias=a["bias"]
+    )
+
+
+def _dense_params(node: ir.Dense) -> tuple[int, int]:
+    return node.in_features * node.out_features + (node.out_features if node.bias else 0), 0
+
+
+def _dense_macs(node: ir.Dense) -> int:  # on a feature map: once per position
+    return math.prod(node.out_shape[:-1]) * node.in_features * node.out_features
+
+
+register(
+    Primitive(
+        "dense",
+        "a fully connected layer (PyTorch's Linear, Keras' Dense); on a feature map, pointwise over the channels",
+        (
+            Attr("out", "int", None, "output features", required=True),
+            Attr("bias", "bool", True, "a learned bias per output"),
+        ),
+        width=lambda in_ch, a: sym(a["out"]),
+        build=_dense_build,
+        params=_dense_params,
+        macs=_dense_macs,
+        weights=lambda node: (
+            {"kernel": (node.in_features, node.out_features)} | ({"bias": (node.out_features,)} if node.bias else {})
+        ),
+        describe=lambda node: f"dense {node.out_features}",
+        elementwise=False,
+        group="layer",
+    )
+)
+
+
+def _zeropad_build(shape, a, base):
+    spatial = tuple(n + lo + hi for n, (lo, hi) in zip(shape[:-1], ir.axis_pairs(a["padding"])))
+    return ir.ZeroPad(**base, out_shape=(*spatial, shape[-1]), padding=a["padding"])
+
+
+register(
+    Primitive(
+        "zeropad",
+        "zero padding of the spatial axes",
+        (
+            Attr(
+                "padding", "padding", None,
+                "an integer, one per spatial axis (an integer or [before, after]), or [top, bottom, left, right] "
+                "in 2-D",
+                required=True,
+            ),
+        ),
+        build=_zeropad_build,
+        describe=lambda node: "zeropad " + ",".join(str(p) for p in node.padding),
+        elementwise=False,
+        needs_map=True,
+        group="layer",
+    )
+)  # fmt: skip
+
+
+def leaf_kind(node: ir.Node) -> str:
+    """The spec kind a leaf instance node was built from (its registry entry)."""
+    if isinstance(node, ir.Op):
+        return node.op
+    if isinstance(node, ir.Conv):
+        return "dwconv" if node.depthwise else "conv"
+    if isinstance(node, ir.Act):
+        return node.fn
+    if isinstance(node, ir.Pool):
+        return f"{node.op}pool"
+    if isinstance(node, ir.GlobalPool):
+        return "gap"
+    return node.kind
+
+
+def of(node: ir.Node) -> Primitive:
+    """The registry entry of a leaf instance node."""
+    return PRIMITIVES[leaf_kind(node)]
 
 
 register(Primitive("hardswish", "x * relu6(x + 3) / 6 (PyTorch's Hardswish; MobileNetV3)", **_ACT))

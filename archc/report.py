@@ -15,8 +15,8 @@ from pathlib import Path
 
 import jinja2
 
-from . import ir
-from .analysis import _leaf_kind, analyze, macs_of, params_of
+from . import ir, ops
+from .analysis import analyze, macs_of, params_of
 from .diagram import fmt_shape, leaf_text, svg_text
 from .errors import Loc
 
@@ -69,7 +69,7 @@ def _rows_of(item: ir.Node, root_href: str | None, sources: _Sources) -> list[Ro
                 Row(
                     id="row-" + node.path,
                     name=node.path,
-                    kind=_leaf_kind(node),
+                    kind=ops.leaf_kind(node),
                     detail=leaf_text(node),
                     shape=fmt_shape(node.out_shape),
                     trainable=tr,
@@ -121,7 +121,7 @@ def _item_detail(model: ir.Model, node: ir.Node) -> tuple[str, str]:
     if isinstance(node, ir.DenseConnect):
         return "dense_connect", f"dense_connect x{len(node.layers)}"
     if ir.is_leaf(node):
-        return _leaf_kind(node), leaf_text(node)
+        return ops.leaf_kind(node), leaf_text(node)
     return node.kind, node.kind
 
 

@@ -63,67 +63,6 @@ class Common(Model):
     if_: Bool | None = Field(None, alias="if", description="include this item only when the condition holds")
 
 
-class ConvAttrs(Common):
-    out: Int = Field(description="output channels")
-    kernel: Pair
-    stride: Pair = 1
-    dilation: Pair = 1
-    groups: Int = 1
-    bias: Bool | None = None
-    padding: PaddingT | None = None
-
-
-class DwConvAttrs(Common):
-    kernel: Pair
-    stride: Pair = 1
-    dilation: Pair = 1
-    multiplier: Int = Field(1, description="depth multiplier: output channels = input channels * multiplier")
-    bias: Bool | None = None
-    padding: PaddingT | None = None
-
-
-class BnAttrs(Common):
-    eps: Num | None = None
-    momentum: Num | None = Field(None, description="PyTorch convention (new = (1-m)*old + m*batch); Keras uses 1-m")
-    scale: Bool | None = Field(None, description="a learned scale (gamma); false: none (Keras' scale=False)")
-
-
-class ActAttrs(Common):
-    pass
-
-
-class PoolAttrs(Common):
-    kernel: Pair
-    stride: Pair | None = Field(None, description="defaults to the kernel size")
-    padding: PaddingT | None = None
-    ceil: Bool | None = Field(None, description="ceil rounding of the output size (PyTorch ceil_mode)")
-
-
-class AvgPoolAttrs(PoolAttrs):
-    count_include_pad: Bool | None = Field(
-        None,
-        description="count the padding in each window's divisor (default: true; false with 'same' padding, as "
-        "TensorFlow's average pooling)",
-    )
-
-
-class GapAttrs(Common):
-    pass
-
-
-class DropoutAttrs(Common):
-    rate: Num
-
-
-class DenseAttrs(Common):
-    out: Int
-    bias: Bool | None = None
-
-
-class ZeroPadAttrs(Common):
-    padding: PaddingT
-
-
 class SeqAttrs(Common):
     body: list[Item]
 
@@ -154,25 +93,6 @@ class DenseConnectAttrs(Common):
     body: list[Item]
 
 
-PRIMITIVES: dict[str, type[Model]] = {
-    "conv": ConvAttrs,
-    "dwconv": DwConvAttrs,
-    "bn": BnAttrs,
-    "relu": ActAttrs,
-    "relu6": ActAttrs,
-    "sigmoid": ActAttrs,
-    "tanh": ActAttrs,
-    "silu": ActAttrs,
-    "maxpool": PoolAttrs,
-    "avgpool": AvgPoolAttrs,
-    "gap": GapAttrs,
-    "dropout": DropoutAttrs,
-    "flatten": GapAttrs,
-    "dense": DenseAttrs,
-    "zeropad": ZeroPadAttrs,
-}
-
-
 def _registry_attrs(p) -> type[Model]:
     """The attribute model of a registry primitive (:mod:`archc.ops`), made from its declaration."""
     from pydantic import create_model
@@ -186,6 +106,7 @@ def _registry_attrs(p) -> type[Model]:
         "bool": Bool,
         "scales": Union[Num, Annotated[list[Num], Field(min_length=1, max_length=3)]],
         "size": Union[Literal["input"], Pair],
+        "padding": PaddingT,
     }
     fields: dict = {}
     for a in p.attrs:
@@ -197,7 +118,7 @@ def _registry_attrs(p) -> type[Model]:
     return model
 
 
-PRIMITIVES.update({k: _registry_attrs(p) for k, p in ops.PRIMITIVES.items()})
+PRIMITIVES: dict[str, type[Model]] = {k: _registry_attrs(p) for k, p in ops.PRIMITIVES.items()}
 COMBINATORS: dict[str, type[Model]] = {
     "seq": SeqAttrs,
     "concat": BranchesAttrs,
@@ -208,7 +129,7 @@ COMBINATORS: dict[str, type[Model]] = {
     "residual": ResidualAttrs,
 }
 KINDS = {**PRIMITIVES, **COMBINATORS}
-ACTIVATIONS = ("relu", "relu6", "sigmoid", "tanh", "silu")
+ACTIVATIONS = tuple(ops.ACTIVATION_DOCS)  # the built-in activations (ir.Act)
 
 
 def _normalize(v: Any) -> Any:

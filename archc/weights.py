@@ -39,22 +39,15 @@ from . import ir, ops
 from .errors import ArchcError, InternalError
 
 # ops of the registry (ir.Op kinds) that carry weights; each backend declares each of them
-OP_KINDS = tuple(k for k, p in ops.PRIMITIVES.items() if p.weights is not None)  # registry primitives with weights
-KINDS = ("conv", "dwconv", "bn", "dense") + OP_KINDS
+KINDS = tuple(k for k, p in ops.PRIMITIVES.items() if p.weights is not None)  # the kinds with weights
 
 
 def weight_kind(node: ir.Node) -> str | None:
-    """Which declaration applies to ``node``: "conv", "dwconv", "bn", "dense", the op's kind for registry ops
-    with weights (:data:`OP_KINDS`); None for a node without weights."""
-    if isinstance(node, ir.Conv):
-        return "dwconv" if node.depthwise else "conv"
-    if isinstance(node, ir.BatchNorm):
-        return "bn"
-    if isinstance(node, ir.Dense):
-        return "dense"
-    if isinstance(node, ir.Op) and node.op in OP_KINDS:
-        return node.op
-    return None
+    """Which declaration applies to ``node``: its kind (:data:`KINDS`), or None for a node without weights."""
+    if not ir.is_leaf(node):
+        return None
+    kind = ops.leaf_kind(node)
+    return kind if kind in KINDS else None
 
 
 def channels(node: ir.Node) -> int:
@@ -63,22 +56,12 @@ def channels(node: ir.Node) -> int:
 
 
 def canonical_shapes(node: ir.Node, ctx: Context | None = None) -> dict[str, tuple]:
-    """The canonical tensors of ``node`` (see the table above): name -> shape, in this order."""
+    """The canonical tensors of ``node`` (see the table above; each kind declares its own in :mod:`archc.ops`):
+    name -> shape, in this order."""
     kind = weight_kind(node)
-    if kind == "conv":
-        out = {"kernel": (*node.kernel, node.in_channels // node.groups, node.out_channels)}
-        return out | ({"bias": (node.out_channels,)} if node.bias else {})
-    if kind == "dwconv":
-        out = {"kernel": (*node.kernel, node.in_channels, node.out_channels // node.in_channels)}
-        return out | ({"bias": (node.out_channels,)} if node.bias else {})
-    if kind == "bn":
-        return {k: (node.channels,) for k in ("gamma", "beta", "mean", "var") if k != "gamma" or node.scale}
-    if kind == "dense":
-        out = {"kernel": (node.in_features, node.out_features)}
-        return out | ({"bias": (node.out_features,)} if node.bias else {})
-    if kind in OP_KINDS:  # declared with the primitive (archc/ops.py)
-        return ops.get(kind).weights(node)
-    raise InternalError(f"no canonical weights for {node.kind} node '{node.path}'", node.loc)
+    if kind is None:
+        raise InternalError(f"no canonical weights for {node.kind} node '{node.path}'", node.loc)
+    return ops.get(kind).weights(node)
 
 
 def _same(a):

@@ -175,3 +175,13 @@ def pad_last_axis_first(p: tuple) -> tuple:
 def compact(t: tuple):
     """A per-axis tuple as people write it: one integer when every axis has the same value."""
     return t[0] if len(set(t)) == 1 else t
+
+
+def ones(v) -> bool:
+    """A stride or dilation of 1 on every axis (an integer or one per axis)."""
+    return v == 1 or (isinstance(v, (list, tuple)) and all(x == 1 for x in v))
+
+
+def symmetric(p) -> bool:
+    """Flat per-axis padding with before == after on every axis."""
+    return all(p[i] == p[i + 1] for i in range(0, len(p), 2))

@@ -52,7 +52,17 @@ CASES = {
     ),
     "pointwise_dense": ("- dense: {out: 24}\n- gelu\n- dense: {out: 16}", (16 * 24 + 24) + (24 * 16 + 16)),
     "flat_layernorm": ("- gap\n- layernorm\n- layer_scale: {init: 2.0}\n- dense: {out: 10}", 32 + 16 + 170),
+    "scale": ("- scale: {factor: 0.17}", 0),
+    # a 3 x 3 kernel from each of 16 inputs to each of 6 outputs, and 6 biases
+    "conv_transpose": (
+        "- conv_transpose: {out: 6, kernel: 3, stride: 2, padding: 1, output_padding: 1}",
+        16 * 6 * 9 + 6,
+    ),
+    "upsample": ("- upsample: {scale: 2, mode: bilinear}", 0),
 }
+# the first families' kinds: every spec in specs/ uses them (tests/test_parity.py, tests/test_ranks.py)
+FIRST_FAMILIES = {"conv", "dwconv", "bn", "relu", "relu6", "sigmoid", "tanh", "silu", "maxpool", "avgpool", "gap"}
+FIRST_FAMILIES |= {"dropout", "flatten", "dense", "zeropad"}
 STEM = 8 * 16 * 9 + 16
 
 
@@ -78,7 +88,7 @@ def test_every_registry_primitive_is_in_the_spec_language_and_both_emitters():
         assert kind in KINDS
         assert kind in TORCH, f"torch backend cannot emit {kind}"
         assert kind in KERAS, f"keras backend cannot emit {kind}"
-    covered = {k.split("_tanh")[0] for k in CASES} | {"slice", "adaptive_avgpool"}
+    covered = {k.split("_tanh")[0] for k in CASES} | {"slice", "adaptive_avgpool"} | FIRST_FAMILIES
     assert set(ops.PRIMITIVES) <= covered | {"gelu"}
 
 

@@ -329,7 +329,7 @@ def test_every_registry_primitive_with_weights_has_a_canonical_layout():
     from archc import ops
 
     weighted = {k for k, p in ops.PRIMITIVES.items() if p.params is not ops._no_params}
-    assert weighted == set(W.OP_KINDS)
+    assert weighted == set(W.KINDS)
 
 
 @pytest.mark.parametrize("direction", ["torch_to_keras", "keras_to_torch"])

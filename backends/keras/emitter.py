@@ -25,18 +25,10 @@ from archc import ir
 from archc.expr import Expr
 
 from .. import code as c
-from ..common import Scope, Unsupported, axes, pads, pair_instances, spec_label
+from ..common import Scope, Unsupported, pair_instances, spec_label
 from .ops import EMIT as OP_EMIT
 from .ops import HELPERS as OP_HELPERS
 
-ACTIVATIONS = {
-    "relu": ("ReLU", []),
-    "relu6": ("ReLU", [6.0]),
-    "sigmoid": ("Activation", ["sigmoid"]),
-    "tanh": ("Activation", ["tanh"]),
-    "silu": ("Activation", ["silu"]),
-}
-NONNEGATIVE = ("relu", "relu6", "sigmoid")
 HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D", "Pooling2DPadded") + OP_HELPERS  # in emitted order
 HELPER_DEFS = {
     "explicit_padding": "_explicit_padding",
@@ -287,44 +279,11 @@ class KerasEmitter:
 
     def item(self, t, scope: Scope, x: str, name: Name, out: list, prev, top: bool):
         k = t.kind
-        a = dict(t.attrs)
         node = scope.node
         level = name if t.transparent else name.child(t.name)
         n = ("name", name.child(t.name).node())
-        if k in ("conv", "dwconv"):
-            self.conv(t, scope, x, name.child(t.name), out)
-        elif k == "bn":
-            momentum = scope.value(a["momentum"])
-            mom = (
-                c.lit(round(1 - momentum, 12)) if momentum is not None else c.binop(c.lit(1), "-", node(a["momentum"]))
-            )
-            scale = scope.value(a["scale"])
-            no_scale = [] if scale is True else [("scale", node(a["scale"]))]  # Keras' scale=False: no gamma
-            self.layer(out, x, "BatchNormalization", [], [("epsilon", node(a["eps"])), ("momentum", mom), *no_scale, n])
-        elif k in ACTIVATIONS:
-            cls, args = ACTIVATIONS[k]
-            self.layer(out, x, cls, args, [n])
-        elif k in ("maxpool", "avgpool"):
-            self.pool(t, scope, x, name.child(t.name), out, prev)
-        elif k == "gap":
-            self.layer(out, x, self.ranked("GlobalAveragePooling2D"), [], [n])
-        elif k == "flatten":
-            self.layer(out, x, "Flatten", [], [n])
-        elif k == "dropout":
-            self.layer(out, x, "Dropout", [node(a["rate"])], [n])
-        elif k == "dense":
-            bias = [] if scope.value(a["bias"]) is True else [("use_bias", node(a["bias"]))]
-            self.layer(out, x, "Dense", [node(a["out"])], [*bias, n])
-        elif k in OP_EMIT:
-            made = OP_EMIT[k](self, t, scope)
-            for cls, args, kwargs, *suffix in made if isinstance(made, list) else [made]:
-                layer_name = ("name", name.child(t.name, *suffix).node()) if suffix else n
-                self.layer(out, x, cls, args, [*kwargs, layer_name])
-        elif k == "zeropad":
-            pad = scope.value(a["padding"])
-            if pad is None:
-                raise Unsupported("zeropad padding must be known when emitting", t.loc)
-            self.layer(out, x, self.ranked("ZeroPadding2D"), [c.lit(self.pad_arg(pads(pad, self.rank)))], [n])
+        if k in OP_EMIT:
+            OP_EMIT[k](self, t, scope, x, name.child(t.name), out, prev)
         elif k == "seq":
             self.seq(t, scope, x, level, out, False, prev)
         elif k in ("concat", "add", "mul"):
@@ -398,149 +357,10 @@ class KerasEmitter:
         out.append(c.for_(var, c.call("range", scope.node(count)), lines))
 
     # ------------------------------------------------------------------ layers
-    def conv(self, t: ir.TNode, scope: Scope, x: str, name: Name, out: list):
-        node = scope.node
-        a = dict(t.attrs)
-        for inst in self.instances.get(id(t), []):
-            if max(inst.stride) > 1 and max(inst.dilation) > 1:
-                raise Unsupported(
-                    f"keras backend: '{inst.path}' has stride {inst.stride} and dilation {inst.dilation}; "
-                    "Keras convolutions cannot combine strides > 1 with dilation_rate > 1",
-                    t.loc,
-                )
-        grouped_dw = t.kind == "dwconv" and self.rank == 3  # no DepthwiseConv3D: a Conv3D with a group per channel
-        if grouped_dw:
-            channels = c.subscript(c.attr(x, "shape"), -1)
-            mult = scope.value(a["multiplier"])
-            filters = channels if mult == 1 else c.binop(channels, "*", node(a["multiplier"]))
-            cls, args = "Conv3D", [filters, node(a["kernel"])]
-        elif t.kind == "dwconv":
-            cls, args = self.ranked("DepthwiseConv2D"), [node(a["kernel"])]
-        else:
-            cls, args = self.ranked("Conv2D"), [node(a["out"]), node(a["kernel"])]
-        kw: list[tuple[str, ast.expr]] = []
-        stride = scope.value(a["stride"])
-        if not _ones(stride):
-            kw.append(("strides", node(a["stride"])))
-        padding = scope.value(a["padding"])
-        if padding is None and _string_valued(a["padding"]):  # 'same' or 'valid', decided when the function runs
-            kw.append(("padding", node(a["padding"])))
-        elif padding is None:  # symbolic: decided when the function runs
-            self.pad_layers[id(t)] = "if_padded"
-            keras_padding = self.ns.fresh("keras_padding")
-            out.append(
-                c.assign(
-                    (x, keras_padding),
-                    c.call(self.helper("explicit_padding"), c.name(x), node(a["padding"]), name.node()),
-                )
-            )
-            self.ns.taken.discard(keras_padding)
-            kw.append(("padding", c.name(keras_padding)))
-        elif padding == "same":
-            kw.append(("padding", c.lit("same")))
-        elif padding not in ("valid", 0):
-            p = pads(padding, self.rank)
-            kernel = scope.value(a["kernel"])
-            dil = scope.value(a["dilation"])
-            if _ones(stride) and _same_at_stride1(kernel, dil, p, self.rank):
-                kw.append(("padding", c.lit("same")))
-            else:
-                self.pad_layers[id(t)] = "always"
-                self.layer(
-                    out,
-                    x,
-                    self.ranked("ZeroPadding2D"),
-                    [c.lit(self.pad_arg(p))],
-                    [("name", name.child("pad").node())],
-                )
-        dil = scope.value(a["dilation"])
-        if not _ones(dil):
-            kw.append(("dilation_rate", node(a["dilation"])))
-        if grouped_dw:
-            kw.append(("groups", channels))
-        elif t.kind == "dwconv":
-            if scope.value(a["multiplier"]) != 1:
-                kw.append(("depth_multiplier", node(a["multiplier"])))
-        elif scope.value(a["groups"]) != 1:
-            kw.append(("groups", node(a["groups"])))
-        if scope.value(a["bias"]) is not True:
-            kw.append(("use_bias", node(a["bias"])))
-        kw.append(("name", name.node()))
-        self.layer(out, x, cls, args, kw)
-
-    def pool(self, t: ir.TNode, scope: Scope, x: str, name: Name, out: list, prev):
-        node = scope.node
-        a = dict(t.attrs)
-        n = ("name", name.node())
-        is_max = t.kind == "maxpool"
-        cls = self.ranked("MaxPooling2D" if is_max else "AveragePooling2D")
-        kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
-        padding, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
-        cip = scope.value(a.get("count_include_pad", True))
-        args = [node(a["kernel"])]
-        kw: list[tuple[str, ast.expr]] = []
-        if stride != kernel or stride is None:
-            kw.append(("strides", node(a["stride"])))
-        if padding == "same" and (is_max or cip is False):  # Keras' 'same' average leaves the padding out
-            self.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
-            return
-        known = None not in (padding, ceil, kernel, stride, cip) and padding != "same"
-        p = pads(0 if padding == "valid" else padding, self.rank) if known else None
-        if known and _ones(stride) and any(p) and _same_at_stride1(kernel, 1, p, self.rank) and (is_max or not cip):
-            # TensorFlow 'same' at stride 1: the same padding, padded values never win / never counted (and
-            # ceil rounding changes nothing at stride 1)
-            self.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
-            return
-        if not known or (not is_max and (ceil or (any(p) and not cip))):  # what Keras' own layers cannot compute
-            kw = [("strides", node(a["stride"])), ("padding", node(a["padding"]))]
-            if ceil is not False:
-                kw.append(("ceil_mode", node(a["ceil"])))
-            if not is_max and cip is not True:
-                kw.append(("count_include_pad", node(a["count_include_pad"])))
-            op = c.lit("max" if is_max else "avg")
-            self.layer(out, x, self.helper("Pooling2DPadded"), [op, node(a["kernel"])], [*kw, n])
-            return
-        kernel, stride = axes(kernel, self.rank), axes(stride, self.rank)
-        self._check_pool_sizes(t, p, kernel, stride, ceil)
-        if any(p) or ceil:
-            nonneg = prev is not None and (prev.kind in NONNEGATIVE or _ends_nonnegative(prev, self.model))
-            pad_name = ("name", name.child("pad").node())
-            self.pad_layers[id(t)] = "always"
-            pad_cls = self.L(self.ranked("ZeroPadding2D")) if nonneg or not is_max else self.helper("MaxPadding2D")
-            if ceil:
-                pad_vars = []
-                axis_names = ir.SPATIAL_NAMES[self.rank]
-                for axis, (k, st, (p0, p1)) in enumerate(zip(kernel, stride, ir.axis_pairs(p)), start=1):
-                    var = self.ns.fresh(f"pad_{axis_names[axis - 1][0]}")  # pad_h, pad_w
-                    size = c.subscript(c.attr(x, "shape"), axis)
-                    out.append(c.assign(var, c.call(self.helper("pool_padding"), size, k, st, p0, p1, ceil=True)))
-                    pad_vars.append(var)
-                self.ns.taken.difference_update(pad_vars)
-                pad_arg = ast.Tuple(elts=[c.name(v) for v in pad_vars], ctx=ast.Load())
-                pad_arg = c.name(pad_vars[0]) if self.rank == 1 else pad_arg
-                self.layer(out, x, pad_cls, [pad_arg], [pad_name])
-            else:
-                self.layer(out, x, pad_cls, [c.lit(self.pad_arg(p))], [pad_name])
-        self.layer(out, x, cls, args, [*kw, n])
-
     def pad_arg(self, p: tuple):
         """Flat per-axis padding as Keras' ZeroPadding takes it: (before, after) in 1-D, one pair per axis else."""
         pairs = ir.axis_pairs(p)
         return pairs[0] if self.rank == 1 else pairs
-
-    def _check_pool_sizes(self, t, p, kernel, stride, ceil) -> None:
-        """Padding (plus ceil's extra rows) then a 'valid' pool must give the IR's output size at every use."""
-        from archc.analysis import pool_out
-
-        for inst in self.instances.get(id(t), []):
-            sizes = []
-            for size, k, st, (p0, p1) in zip(inst.in_shape[:-1], kernel, stride, ir.axis_pairs(p)):
-                if ceil:
-                    o = pool_out(size, k, st, p0, p1, True)
-                    p1 = max((o - 1) * st + k - size - p0, 0)
-                sizes.append((size + p0 + p1 - k) // st + 1)
-            if tuple(sizes) != tuple(inst.out_shape[:-1]):
-                raise Unsupported(f"keras backend: pool '{inst.path}' has no exact Keras form", t.loc)
 
     # ------------------------------------------------------------------ names
     def check_layer_names(self) -> None:
@@ -606,34 +426,6 @@ def _last(t: ir.TNode, scope: Scope):
     return None
 
 
-def _string_valued(v) -> bool:
-    """Whether expression ``v`` can only give a string (e.g. ``'same' if stride == 1 else 'valid'``)."""
-    if not isinstance(v, Expr):
-        return False
-
-    def strings(node) -> bool:
-        if isinstance(node, ast.Constant):
-            return isinstance(node.value, str)
-        if isinstance(node, ast.IfExp):
-            return strings(node.body) and strings(node.orelse)
-        return False
-
-    return strings(v.tree)
-
-
-def _same_at_stride1(kernel, dilation, p, rank: int) -> bool:
-    """Whether flat per-axis padding ``p`` is TensorFlow's 'same' at stride 1 (which is size-independent)."""
-    if kernel is None or dilation is None:
-        return False
-    totals = [d * (k - 1) for k, d in zip(axes(kernel, rank), axes(dilation, rank))]
-    return all(pair == (tot // 2, tot - tot // 2) for pair, tot in zip(ir.axis_pairs(p), totals))
-
-
-def _ones(v) -> bool:
-    """A stride or dilation of 1 on every axis."""
-    return v == 1 or (isinstance(v, (list, tuple)) and all(x == 1 for x in v))
-
-
 def _uses_in_channels(t: ir.TNode) -> bool:
     """Whether any expression in ``t`` (outside nested loop bodies, which rebind it) uses ``in_channels``."""
     exprs = [v for _, v in t.attrs] + ([t.cond] if t.cond is not None else [])
@@ -644,18 +436,3 @@ def _uses_in_channels(t: ir.TNode) -> bool:
     if t.kind in ("repeat", "dense_connect"):
         return False
     return any(_uses_in_channels(ch) for ch in t.children)
-
-
-def _ends_nonnegative(t: ir.TNode, model: ir.Model) -> bool:
-    """Whether the output of ``t`` is >= 0 everywhere (it ends in a ReLU-like activation)."""
-    if t.cond is not None:
-        return False
-    if t.kind in NONNEGATIVE:
-        return True
-    if t.kind == "seq":
-        return bool(t.children) and _ends_nonnegative(t.children[-1], model)
-    if t.kind == "concat":
-        return all(_ends_nonnegative(b, model) for b in t.children)
-    if t.kind == "call":
-        return _ends_nonnegative(model.block(t.block).body, model)
-    return False

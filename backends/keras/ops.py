@@ -1,26 +1,283 @@
-"""Keras layers for the registry's primitives (:mod:`archc.ops`): one emit function per kind.
+"""Keras layers for the registry's kinds (:mod:`archc.ops`): one emit function per kind, in :data:`EMIT`.
 
-Each function gets the emitter, the template node and the scope, and returns ``(layer class, args,
-kwargs)``: the class as an ``ast`` expression (``layers.Activation``, or a helper from
-``templates/helpers.py`` through ``e.helper``) called with the args and kwargs, then on the input.
-Keras' own layers are used where they compute PyTorch's numbers (checked by tests/test_vocabulary.py).
+Each function gets the emitter, the template node, the scope, the variable it transforms, the layer's name, the
+statements being written and the previous item, and appends ``x = Layer(...)(x)`` statements. Most kinds are one
+layer: ``@layer`` functions return ``(layer class, args, kwargs)`` (or a list of them, each with a name suffix
+after the first): the class as an ``ast`` expression (``layers.Activation``, or a helper from
+``templates/helpers.py`` through ``e.helper``). Keras' own layers are used where they compute PyTorch's numbers
+(checked by tests/test_vocabulary.py and tests/test_ranks.py).
 """
 
 from __future__ import annotations
 
 import ast
 
+from archc import ir
+from archc.expr import Expr
+
 from .. import code as c
-from ..common import axes
+from ..common import Unsupported, axes, ones, pads
+
+NONNEGATIVE = ("relu", "relu6", "sigmoid")  # activations whose output is >= 0: zero padding before a max pool is safe
+
+
+def layer(fn):
+    """An emit function from one that returns the layer(s): ``(class, args, kwargs)`` or a list of
+    ``(class, args, kwargs, suffix)`` after the first (a second layer named ``<name>_<suffix>``)."""
+
+    def emit(e, t, scope, x, name, out, prev):
+        made = fn(e, t, scope)
+        for cls, args, kwargs, *suffix in made if isinstance(made, list) else [made]:
+            e.layer(out, x, cls, args, [*kwargs, ("name", name.child(*suffix).node())])
+
+    emit.__doc__ = fn.__doc__
+    return emit
+
+
+ACTIVATIONS = {
+    "relu": ("ReLU", []),
+    "relu6": ("ReLU", [6.0]),
+    "sigmoid": ("Activation", ["sigmoid"]),
+    "tanh": ("Activation", ["tanh"]),
+    "silu": ("Activation", ["silu"]),
+}
+
+
+@layer
+def _builtin_activation(e, t, scope):
+    cls, args = ACTIVATIONS[t.kind]
+    return e.L(cls), [c.lit(a) for a in args], []
+
+
+@layer
+def _bn(e, t, scope):
+    """BatchNormalization, momentum in Keras' convention (1 - PyTorch's)."""
+    node = scope.node
+    momentum = scope.value(t.attr("momentum"))
+    mom = c.lit(round(1 - momentum, 12)) if momentum is not None else c.binop(c.lit(1), "-", node(t.attr("momentum")))
+    scale = scope.value(t.attr("scale"))
+    no_scale = [] if scale is True else [("scale", node(t.attr("scale")))]  # Keras' scale=False: no gamma
+    return e.L("BatchNormalization"), [], [("epsilon", node(t.attr("eps"))), ("momentum", mom), *no_scale]
+
+
+@layer
+def _gap(e, t, scope):
+    return e.L(e.ranked("GlobalAveragePooling2D")), [], []
+
+
+@layer
+def _flatten(e, t, scope):
+    return e.L("Flatten"), [], []
+
+
+@layer
+def _dropout(e, t, scope):
+    return e.L("Dropout"), [scope.node(t.attr("rate"))], []
+
+
+@layer
+def _dense(e, t, scope):
+    bias = [] if scope.value(t.attr("bias")) is True else [("use_bias", scope.node(t.attr("bias")))]
+    return e.L("Dense"), [scope.node(t.attr("out"))], bias
+
+
+@layer
+def _zeropad(e, t, scope):
+    pad = scope.value(t.attr("padding"))
+    if pad is None:
+        raise Unsupported("zeropad padding must be known when emitting", t.loc)
+    return e.L(e.ranked("ZeroPadding2D")), [c.lit(e.pad_arg(pads(pad, e.rank)))], []
+
+
+def _conv(e, t, scope, x, name, out, prev):
+    node = scope.node
+    a = dict(t.attrs)
+    for inst in e.instances.get(id(t), []):
+        if max(inst.stride) > 1 and max(inst.dilation) > 1:
+            raise Unsupported(
+                f"keras backend: '{inst.path}' has stride {inst.stride} and dilation {inst.dilation}; "
+                "Keras convolutions cannot combine strides > 1 with dilation_rate > 1",
+                t.loc,
+            )
+    grouped_dw = t.kind == "dwconv" and e.rank == 3  # no DepthwiseConv3D: a Conv3D with a group per channel
+    if grouped_dw:
+        channels = c.subscript(c.attr(x, "shape"), -1)
+        mult = scope.value(a["multiplier"])
+        filters = channels if mult == 1 else c.binop(channels, "*", node(a["multiplier"]))
+        cls, args = "Conv3D", [filters, node(a["kernel"])]
+    elif t.kind == "dwconv":
+        cls, args = e.ranked("DepthwiseConv2D"), [node(a["kernel"])]
+    else:
+        cls, args = e.ranked("Conv2D"), [node(a["out"]), node(a["kernel"])]
+    kw: list[tuple[str, ast.expr]] = []
+    stride = scope.value(a["stride"])
+    if not ones(stride):
+        kw.append(("strides", node(a["stride"])))
+    padding = scope.value(a["padding"])
+    if padding is None and _string_valued(a["padding"]):  # 'same' or 'valid', decided when the function runs
+        kw.append(("padding", node(a["padding"])))
+    elif padding is None:  # symbolic: decided when the function runs
+        e.pad_layers[id(t)] = "if_padded"
+        keras_padding = e.ns.fresh("keras_padding")
+        out.append(
+            c.assign(
+                (x, keras_padding),
+                c.call(e.helper("explicit_padding"), c.name(x), node(a["padding"]), name.node()),
+            )
+        )
+        e.ns.taken.discard(keras_padding)
+        kw.append(("padding", c.name(keras_padding)))
+    elif padding == "same":
+        kw.append(("padding", c.lit("same")))
+    elif padding not in ("valid", 0):
+        p = pads(padding, e.rank)
+        kernel = scope.value(a["kernel"])
+        dil = scope.value(a["dilation"])
+        if ones(stride) and _same_at_stride1(kernel, dil, p, e.rank):
+            kw.append(("padding", c.lit("same")))
+        else:
+            e.pad_layers[id(t)] = "always"
+            e.layer(
+                out,
+                x,
+                e.ranked("ZeroPadding2D"),
+                [c.lit(e.pad_arg(p))],
+                [("name", name.child("pad").node())],
+            )
+    dil = scope.value(a["dilation"])
+    if not ones(dil):
+        kw.append(("dilation_rate", node(a["dilation"])))
+    if grouped_dw:
+        kw.append(("groups", channels))
+    elif t.kind == "dwconv":
+        if scope.value(a["multiplier"]) != 1:
+            kw.append(("depth_multiplier", node(a["multiplier"])))
+    elif scope.value(a["groups"]) != 1:
+        kw.append(("groups", node(a["groups"])))
+    if scope.value(a["bias"]) is not True:
+        kw.append(("use_bias", node(a["bias"])))
+    kw.append(("name", name.node()))
+    e.layer(out, x, cls, args, kw)
+
+
+def _pool(e, t, scope, x, name, out, prev):
+    node = scope.node
+    a = dict(t.attrs)
+    n = ("name", name.node())
+    is_max = t.kind == "maxpool"
+    cls = e.ranked("MaxPooling2D" if is_max else "AveragePooling2D")
+    kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
+    padding, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
+    cip = scope.value(a.get("count_include_pad", True))
+    args = [node(a["kernel"])]
+    kw: list[tuple[str, ast.expr]] = []
+    if stride != kernel or stride is None:
+        kw.append(("strides", node(a["stride"])))
+    if padding == "same" and (is_max or cip is False):  # Keras' 'same' average leaves the padding out
+        e.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
+        return
+    known = None not in (padding, ceil, kernel, stride, cip) and padding != "same"
+    p = pads(0 if padding == "valid" else padding, e.rank) if known else None
+    if known and ones(stride) and any(p) and _same_at_stride1(kernel, 1, p, e.rank) and (is_max or not cip):
+        # TensorFlow 'same' at stride 1: the same padding, padded values never win / never counted (and
+        # ceil rounding changes nothing at stride 1)
+        e.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
+        return
+    if not known or (not is_max and (ceil or (any(p) and not cip))):  # what Keras' own layers cannot compute
+        kw = [("strides", node(a["stride"])), ("padding", node(a["padding"]))]
+        if ceil is not False:
+            kw.append(("ceil_mode", node(a["ceil"])))
+        if not is_max and cip is not True:
+            kw.append(("count_include_pad", node(a["count_include_pad"])))
+        op = c.lit("max" if is_max else "avg")
+        e.layer(out, x, e.helper("Pooling2DPadded"), [op, node(a["kernel"])], [*kw, n])
+        return
+    kernel, stride = axes(kernel, e.rank), axes(stride, e.rank)
+    _check_pool_sizes(e, t, p, kernel, stride, ceil)
+    if any(p) or ceil:
+        nonneg = prev is not None and (prev.kind in NONNEGATIVE or _ends_nonnegative(prev, e.model))
+        pad_name = ("name", name.child("pad").node())
+        e.pad_layers[id(t)] = "always"
+        pad_cls = e.L(e.ranked("ZeroPadding2D")) if nonneg or not is_max else e.helper("MaxPadding2D")
+        if ceil:
+            pad_vars = []
+            axis_names = ir.SPATIAL_NAMES[e.rank]
+            for axis, (k, st, (p0, p1)) in enumerate(zip(kernel, stride, ir.axis_pairs(p)), start=1):
+                var = e.ns.fresh(f"pad_{axis_names[axis - 1][0]}")  # pad_h, pad_w
+                size = c.subscript(c.attr(x, "shape"), axis)
+                out.append(c.assign(var, c.call(e.helper("pool_padding"), size, k, st, p0, p1, ceil=True)))
+                pad_vars.append(var)
+            e.ns.taken.difference_update(pad_vars)
+            pad_arg = ast.Tuple(elts=[c.name(v) for v in pad_vars], ctx=ast.Load())
+            pad_arg = c.name(pad_vars[0]) if e.rank == 1 else pad_arg
+            e.layer(out, x, pad_cls, [pad_arg], [pad_name])
+        else:
+            e.layer(out, x, pad_cls, [c.lit(e.pad_arg(p))], [pad_name])
+    e.layer(out, x, cls, args, [*kw, n])
+
+
+def _check_pool_sizes(e, t, p, kernel, stride, ceil) -> None:
+    """Padding (plus ceil's extra rows) then a 'valid' pool must give the IR's output size at every use."""
+    from archc.analysis import pool_out
+
+    for inst in e.instances.get(id(t), []):
+        sizes = []
+        for size, k, st, (p0, p1) in zip(inst.in_shape[:-1], kernel, stride, ir.axis_pairs(p)):
+            if ceil:
+                o = pool_out(size, k, st, p0, p1, True)
+                p1 = max((o - 1) * st + k - size - p0, 0)
+            sizes.append((size + p0 + p1 - k) // st + 1)
+        if tuple(sizes) != tuple(inst.out_shape[:-1]):
+            raise Unsupported(f"keras backend: pool '{inst.path}' has no exact Keras form", t.loc)
+
+
+def _string_valued(v) -> bool:
+    """Whether expression ``v`` can only give a string (e.g. ``'same' if stride == 1 else 'valid'``)."""
+    if not isinstance(v, Expr):
+        return False
+
+    def strings(node) -> bool:
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str)
+        if isinstance(node, ast.IfExp):
+            return strings(node.body) and strings(node.orelse)
+        return False
+
+    return strings(v.tree)
+
+
+def _same_at_stride1(kernel, dilation, p, rank: int) -> bool:
+    """Whether flat per-axis padding ``p`` is TensorFlow's 'same' at stride 1 (which is size-independent)."""
+    if kernel is None or dilation is None:
+        return False
+    totals = [d * (k - 1) for k, d in zip(axes(kernel, rank), axes(dilation, rank))]
+    return all(pair == (tot // 2, tot - tot // 2) for pair, tot in zip(ir.axis_pairs(p), totals))
+
+
+def _ends_nonnegative(t: ir.TNode, model: ir.Model) -> bool:
+    """Whether the output of ``t`` is >= 0 everywhere (it ends in a ReLU-like activation)."""
+    if t.cond is not None:
+        return False
+    if t.kind in NONNEGATIVE:
+        return True
+    if t.kind == "seq":
+        return bool(t.children) and _ends_nonnegative(t.children[-1], model)
+    if t.kind == "concat":
+        return all(_ends_nonnegative(b, model) for b in t.children)
+    if t.kind == "call":
+        return _ends_nonnegative(model.block(t.block).body, model)
+    return False
 
 
 def _activation(name):
+    @layer
     def emit(e, t, scope):
         return e.L("Activation"), [c.lit(name)], []
 
     return emit
 
 
+@layer
 def _gelu(e, t, scope):
     approx = scope.value(t.attr("approximate"))
     if approx == "none":
@@ -36,18 +293,22 @@ def raise_unknown(t):
     raise Unsupported("keras backend: gelu's approximate must be known when emitting", t.loc)
 
 
+@layer
 def _leaky_relu(e, t, scope):
     return e.L("LeakyReLU"), [], [("negative_slope", scope.node(t.attr("slope")))]
 
 
+@layer
 def _softmax(e, t, scope):
     return e.L("Softmax"), [], []
 
 
+@layer
 def _layernorm(e, t, scope):
     return e.L("LayerNormalization"), [], [("epsilon", scope.node(t.attr("eps")))]
 
 
+@layer
 def _groupnorm(e, t, scope):
     return (
         e.L("GroupNormalization"),
@@ -56,18 +317,22 @@ def _groupnorm(e, t, scope):
     )
 
 
+@layer
 def _layer_scale(e, t, scope):
     return e.helper("LayerScale"), [scope.node(t.attr("init"))], []
 
 
+@layer
 def _stochastic_depth(e, t, scope):
     return e.helper("StochasticDepth"), [scope.node(t.attr("p"))], []
 
 
+@layer
 def _channel_shuffle(e, t, scope):
     return e.helper("ChannelShuffle"), [scope.node(t.attr("groups"))], []
 
 
+@layer
 def _slice(e, t, scope):
     stop = t.attr("stop")
     return (
@@ -77,6 +342,7 @@ def _slice(e, t, scope):
     )
 
 
+@layer
 def _adaptive_avgpool(e, t, scope):
     size = t.attr("size")
     known = scope.value(size)
@@ -88,14 +354,17 @@ def _adaptive_avgpool(e, t, scope):
     return e.helper("AdaptiveAvgPool2D"), [node], []
 
 
+@layer
 def _global_maxpool(e, t, scope):
     return e.L(e.ranked("GlobalMaxPooling2D")), [], []
 
 
+@layer
 def _scale(e, t, scope):
     return e.helper("Scale"), [scope.node(t.attr("factor"))], []
 
 
+@layer
 def _conv_transpose(e, t, scope):
     """``Conv2DTranspose`` with 'valid' padding (the full transposed convolution), then ``Cropping2D`` removing
     PyTorch's padding; ``output_padding`` only where PyTorch's output reaches past the full one (Keras then adds
@@ -128,6 +397,7 @@ def _conv_transpose(e, t, scope):
     return [layer, (e.L(e.ranked("Cropping2D")), [c.lit(arg)], [], "crop")]
 
 
+@layer
 def _upsample(e, t, scope):
     value = scope.value
     scale, size = value(t.attr("scale")), value(t.attr("size"))
@@ -152,6 +422,17 @@ def _upsample(e, t, scope):
 
 
 EMIT = {
+    "conv": _conv,
+    "dwconv": _conv,
+    "bn": _bn,
+    **{fn: _builtin_activation for fn in ACTIVATIONS},
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "gap": _gap,
+    "dropout": _dropout,
+    "flatten": _flatten,
+    "dense": _dense,
+    "zeropad": _zeropad,
     "hardswish": _activation("hard_swish"),
     "hardsigmoid": _activation("hard_sigmoid"),
     "gelu": _gelu,

@@ -35,11 +35,15 @@ from archc.expr import Expr, sym_add, sym_mul
 from archc.lower import camel
 
 from .. import code as c
-from ..common import Scope, Unsupported, axes, compact, pad_last_axis_first, pads, pair_instances, spec_label
+from ..common import (
+    Scope,
+    Unsupported,
+    pair_instances,
+    spec_label,
+)
 from .ops import EMIT, FRESH_OPS, INPLACE_OPS, upsample_kwargs
 
-ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
-INPLACE = ("relu", "relu6", "silu") + INPLACE_OPS
+INPLACE = INPLACE_OPS
 FRESH_OUTPUT = ("conv", "dwconv", "bn", "dense", "maxpool", "avgpool", "zeropad", "concat", "add", "mul") + FRESH_OPS
 HELPER_ORDER = [
     "same_pad",
@@ -547,43 +551,8 @@ class TorchEmitter:
     # ------------------------------------------------------------------ modules
     def module(self, t: ir.TNode, scope: Scope, k: _Class, inplace: bool = False) -> ast.expr:
         kind = t.kind
-        a = dict(t.attrs)
-        node = scope.node
-        if kind in ("conv", "dwconv"):
-            return self.conv(t, scope, k)
-        if kind == "bn":
-            cls = self.ranked("BatchNorm2d") if self.is_map(t) else "BatchNorm1d"
-            scale = scope.value(a["scale"])
-            if scale is True:
-                func = c.attr(self.ref("nn"), cls)
-            elif scale is False:  # no learned scale: a helper whose weight is a buffer of ones
-                func = self.ref(f"{cls}NoScale")
-            else:  # decided when the block is built
-                func = c.ifexp(node(a["scale"]), c.attr(self.ref("nn"), cls), self.ref(f"{cls}NoScale"))
-            return c.call(func, self.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
-        if kind in ACT_MODULES:
-            if kind in INPLACE and inplace:
-                return self.nn(ACT_MODULES[kind], inplace=True)
-            return self.nn(ACT_MODULES[kind])
-        if kind in ("maxpool", "avgpool"):
-            return self.pool(t, scope)
-        if kind == "gap":
-            return self.nn("Sequential", self.nd("AdaptiveAvgPool", 1), self.nn("Flatten"))
-        if kind == "flatten":
-            return self.nn("Flatten")
-        if kind == "dropout":
-            return self.nn("Dropout", p=node(a["rate"]))
-        if kind == "dense":
-            kw = {} if scope.value(a["bias"]) is True else {"bias": node(a["bias"])}
-            cls = self.ref("PointwiseLinear") if self.is_map(t) else c.attr(self.ref("nn"), "Linear")
-            return c.call(cls, self.width(t.in_ch, scope, k), node(a["out"]), **kw)
         if kind in EMIT:
             return EMIT[kind](self, t, scope, k, inplace)
-        if kind == "zeropad":
-            pad = scope.value(a["padding"])
-            if pad is None:
-                raise Unsupported("zeropad padding must be known when emitting", t.loc)
-            return self.nd("ZeroPad", c.lit(pad_last_axis_first(pads(pad, self.rank))))
         if kind == "seq":
             return self.container(t, scope, k)
         if kind in ("concat", "add", "mul"):
@@ -692,114 +661,6 @@ class TorchEmitter:
 
         visit(seq, None)
 
-    def conv(self, t: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
-        a = dict(t.attrs)
-        node = scope.node
-        cin = self.width(t.in_ch, scope, k)
-        if t.kind == "dwconv":
-            mult = scope.value(a["multiplier"])
-            cout = cin if mult == 1 else self.width(sym_mul(t.in_ch, a["multiplier"]), scope, k)
-        else:
-            cout = self.width(a["out"], scope, k)
-        kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
-        stride = scope.value(a["stride"])
-        if not _ones(stride):
-            kw.append(("stride", node(a["stride"])))
-        pad_kw, cls, extra = self._conv_padding(t, scope, stride)
-        kw += pad_kw
-        dil = scope.value(a["dilation"])
-        if not _ones(dil):
-            kw.append(("dilation", node(a["dilation"])))
-        if t.kind == "dwconv":
-            kw.append(("groups", cin))
-        elif scope.value(a["groups"]) != 1:
-            kw.append(("groups", node(a["groups"])))
-        if scope.value(a["bias"]) is not True:
-            kw.append(("bias", node(a["bias"])))
-        kw += extra
-        func = c.attr(self.ref("nn"), self.ranked("Conv2d")) if cls == "nn.Conv2d" else self.ref(cls)
-        return c.kwcall(func, [cin, cout], kw)
-
-    def _conv_padding(self, t: ir.TNode, scope: Scope, stride):
-        """(padding kwargs, conv class, extra kwargs) reproducing the IR's padding exactly."""
-        p = t.attr("padding")
-        known = scope.value(p)
-        if known is None:
-            # symbolic: PyTorch accepts it as written only if every use is symmetric or stride-1 'same'
-            for n in self.instances.get(id(t), []):
-                ok = (n.same and _ones(n.stride)) or (not n.same and _symmetric(n.padding))
-                if not ok:
-                    raise Unsupported(f"padding {p} gives asymmetric padding at {n.path}; write it as a literal", t.loc)
-            return [("padding", scope.node(p))], "nn.Conv2d", []
-        if known == "valid" or known == 0:
-            return [], "nn.Conv2d", []
-        if known == "same":
-            dil = scope.value(t.attr("dilation"))
-            if _ones(stride) and dil is not None:
-                return [("padding", c.lit("same"))], "nn.Conv2d", []
-            return [], "Conv2dSame", []
-        p = pads(known, self.rank)
-        if _symmetric(p):
-            return [("padding", c.lit(compact(p[::2])))], "nn.Conv2d", []
-        return [], "Conv2dPadded", [("pad", c.lit(pad_last_axis_first(p)))]
-
-    def pool(self, t: ir.TNode, scope: Scope) -> ast.expr:
-        """``nn.MaxPool2d`` / ``nn.AvgPool2d`` where they compute the IR's pool; else a helper that pads explicitly
-        (max: -inf; average: zeros, dividing by the count of what it includes), at run time where a value is a
-        block's param."""
-        a = dict(t.attrs)
-        node = scope.node
-        is_max = t.kind == "maxpool"
-        cls = "MaxPool" if is_max else "AvgPool"
-        kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
-        known, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
-        cip = True if is_max else scope.value(a["count_include_pad"])
-        kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
-        if stride != kernel or stride is None:
-            kw.append(("stride", node(a["stride"])))
-        if known == "same" and is_max and kernel is not None and stride is not None:
-            return c.call(
-                self.ref("MaxPool2dSame"),
-                kernel_size=c.lit(axes(kernel, self.rank)),
-                stride=c.lit(axes(stride, self.rank)),
-            )
-        if self._native_pool(t, known, kernel):
-            if known is None:
-                kw.append(("padding", node(a["padding"])))
-            elif known not in ("valid", 0):
-                kw.append(("padding", c.lit(compact(pads(known, self.rank)[::2]))))
-            if ceil is None:
-                kw.append(("ceil_mode", node(a["ceil"])))
-            elif ceil:
-                kw.append(("ceil_mode", c.lit(True)))
-            if cip is None:
-                kw.append(("count_include_pad", node(a["count_include_pad"])))
-            elif not cip:
-                kw.append(("count_include_pad", c.lit(False)))
-            return c.kwcall(c.attr(self.ref("nn"), self.ranked(f"{cls}2d")), [], kw)
-        kw = [("kernel_size", node(a["kernel"])), ("stride", node(a["stride"])), ("padding", node(a["padding"]))]
-        if ceil is not False:
-            kw.append(("ceil_mode", node(a["ceil"])))
-        if not is_max and cip is not True:
-            kw.append(("count_include_pad", node(a["count_include_pad"])))
-        return c.kwcall(self.ref(f"{cls}2dPadded"), [], kw)
-
-    def _native_pool(self, t: ir.TNode, known, kernel) -> bool:
-        """Whether PyTorch's own pool computes every instance of ``t``: its padding symmetric and at most half the
-        window on every axis (not TensorFlow's 'same', whose average leaves the padding out)."""
-        if known is not None and kernel is not None:
-            if known in ("valid", 0):
-                return True
-            if known == "same":
-                return False
-            p = pads(known, self.rank)
-            return _symmetric(p) and all(lo <= k // 2 for lo, k in zip(p[::2], axes(kernel, self.rank)))
-        insts = self.instances.get(id(t), [])
-        return bool(insts) and all(
-            not n.same and _symmetric(n.padding) and all(lo <= k // 2 for lo, k in zip(n.padding[::2], n.kernel))
-            for n in insts
-        )
-
     # ------------------------------------------------------------------ facts from instances
     def shape_comment(self, t: ir.TNode) -> str | None:
         inst = self.instances.get(id(t))
@@ -816,16 +677,6 @@ class TorchEmitter:
 def _shape_text(shape) -> str:
     """A shape ``(*spatial, C)`` as PyTorch lays it out: ``N x C x H x W``."""
     return " x ".join(["N", str(shape[-1]), *map(str, shape[:-1])])
-
-
-def _ones(v) -> bool:
-    """A stride or dilation of 1 on every axis."""
-    return v == 1 or (isinstance(v, (list, tuple)) and all(x == 1 for x in v))
-
-
-def _symmetric(p) -> bool:
-    """Flat per-axis padding with before == after on every axis."""
-    return all(p[i] == p[i + 1] for i in range(0, len(p), 2))
 
 
 def _conditions(t: ir.TNode, scope: Scope, inherited):

@@ -1,4 +1,4 @@
-"""PyTorch modules for the registry's primitives (:mod:`archc.ops`): one emit function per kind.
+"""PyTorch modules for the registry's kinds (:mod:`archc.ops`): one emit function per kind, in :data:`EMIT`.
 
 Each function gets the emitter, the template node, the scope and the class being emitted, and returns
 the module's constructor as an ``ast`` expression (``nn.Hardswish()``); forward calls it on the input.
@@ -7,7 +7,171 @@ Helpers (``LayerNorm2d``, ...) come from ``templates/helpers.py`` through ``e.re
 
 from __future__ import annotations
 
+import ast
+
+from archc.expr import sym_mul
+
 from .. import code as c
+from ..common import Unsupported, axes, compact, ones, pad_last_axis_first, pads, symmetric
+
+ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
+
+
+def _activation(e, t, scope, k, inplace):
+    cls = ACT_MODULES[t.kind]
+    return e.nn(cls, inplace=True) if inplace and t.kind in INPLACE_OPS else e.nn(cls)
+
+
+def _bn(e, t, scope, k, inplace):
+    """``nn.BatchNorm2d`` (1d, 3d; 1d on flat features); without a learned scale the ``BatchNorm2dNoScale`` helper."""
+    a, node = dict(t.attrs), scope.node
+    cls = e.ranked("BatchNorm2d") if e.is_map(t) else "BatchNorm1d"
+    scale = scope.value(a["scale"])
+    if scale is True:
+        func = c.attr(e.ref("nn"), cls)
+    elif scale is False:  # no learned scale: a helper whose weight is a buffer of ones
+        func = e.ref(f"{cls}NoScale")
+    else:  # decided when the block is built
+        func = c.ifexp(node(a["scale"]), c.attr(e.ref("nn"), cls), e.ref(f"{cls}NoScale"))
+    return c.call(func, e.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
+
+
+def _gap(e, t, scope, k, inplace):
+    return e.nn("Sequential", e.nd("AdaptiveAvgPool", 1), e.nn("Flatten"))
+
+
+def _flatten(e, t, scope, k, inplace):
+    return e.nn("Flatten")
+
+
+def _dropout(e, t, scope, k, inplace):
+    return e.nn("Dropout", p=scope.node(t.attr("rate")))
+
+
+def _dense(e, t, scope, k, inplace):
+    """``nn.Linear``; on a feature map the ``PointwiseLinear`` helper (a Linear over the channels)."""
+    kw = {} if scope.value(t.attr("bias")) is True else {"bias": scope.node(t.attr("bias"))}
+    cls = e.ref("PointwiseLinear") if e.is_map(t) else c.attr(e.ref("nn"), "Linear")
+    return c.call(cls, e.width(t.in_ch, scope, k), scope.node(t.attr("out")), **kw)
+
+
+def _zeropad(e, t, scope, k, inplace):
+    pad = scope.value(t.attr("padding"))
+    if pad is None:
+        raise Unsupported("zeropad padding must be known when emitting", t.loc)
+    return e.nd("ZeroPad", c.lit(pad_last_axis_first(pads(pad, e.rank))))
+
+
+def _conv(e, t, scope, k, inplace):
+    a = dict(t.attrs)
+    node = scope.node
+    cin = e.width(t.in_ch, scope, k)
+    if t.kind == "dwconv":
+        mult = scope.value(a["multiplier"])
+        cout = cin if mult == 1 else e.width(sym_mul(t.in_ch, a["multiplier"]), scope, k)
+    else:
+        cout = e.width(a["out"], scope, k)
+    kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
+    stride = scope.value(a["stride"])
+    if not ones(stride):
+        kw.append(("stride", node(a["stride"])))
+    pad_kw, cls, extra = _conv_padding(e, t, scope, stride)
+    kw += pad_kw
+    dil = scope.value(a["dilation"])
+    if not ones(dil):
+        kw.append(("dilation", node(a["dilation"])))
+    if t.kind == "dwconv":
+        kw.append(("groups", cin))
+    elif scope.value(a["groups"]) != 1:
+        kw.append(("groups", node(a["groups"])))
+    if scope.value(a["bias"]) is not True:
+        kw.append(("bias", node(a["bias"])))
+    kw += extra
+    func = c.attr(e.ref("nn"), e.ranked("Conv2d")) if cls == "nn.Conv2d" else e.ref(cls)
+    return c.kwcall(func, [cin, cout], kw)
+
+
+def _conv_padding(e, t, scope, stride):
+    """(padding kwargs, conv class, extra kwargs) reproducing the IR's padding exactly."""
+    p = t.attr("padding")
+    known = scope.value(p)
+    if known is None:
+        # symbolic: PyTorch accepts it as written only if every use is symmetric or stride-1 'same'
+        for n in e.instances.get(id(t), []):
+            ok = (n.same and ones(n.stride)) or (not n.same and symmetric(n.padding))
+            if not ok:
+                raise Unsupported(f"padding {p} gives asymmetric padding at {n.path}; write it as a literal", t.loc)
+        return [("padding", scope.node(p))], "nn.Conv2d", []
+    if known == "valid" or known == 0:
+        return [], "nn.Conv2d", []
+    if known == "same":
+        dil = scope.value(t.attr("dilation"))
+        if ones(stride) and dil is not None:
+            return [("padding", c.lit("same"))], "nn.Conv2d", []
+        return [], "Conv2dSame", []
+    p = pads(known, e.rank)
+    if symmetric(p):
+        return [("padding", c.lit(compact(p[::2])))], "nn.Conv2d", []
+    return [], "Conv2dPadded", [("pad", c.lit(pad_last_axis_first(p)))]
+
+
+def _pool(e, t, scope, k, inplace):
+    """``nn.MaxPool2d`` / ``nn.AvgPool2d`` where they compute the IR's pool; else a helper that pads explicitly
+    (max: -inf; average: zeros, dividing by the count of what it includes), at run time where a value is a
+    block's param."""
+    a = dict(t.attrs)
+    node = scope.node
+    is_max = t.kind == "maxpool"
+    cls = "MaxPool" if is_max else "AvgPool"
+    kernel, stride = scope.value(a["kernel"]), scope.value(a["stride"])
+    known, ceil = scope.value(a["padding"]), scope.value(a["ceil"])
+    cip = True if is_max else scope.value(a["count_include_pad"])
+    kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
+    if stride != kernel or stride is None:
+        kw.append(("stride", node(a["stride"])))
+    if known == "same" and is_max and kernel is not None and stride is not None:
+        return c.call(
+            e.ref("MaxPool2dSame"),
+            kernel_size=c.lit(axes(kernel, e.rank)),
+            stride=c.lit(axes(stride, e.rank)),
+        )
+    if _native_pool(e, t, known, kernel):
+        if known is None:
+            kw.append(("padding", node(a["padding"])))
+        elif known not in ("valid", 0):
+            kw.append(("padding", c.lit(compact(pads(known, e.rank)[::2]))))
+        if ceil is None:
+            kw.append(("ceil_mode", node(a["ceil"])))
+        elif ceil:
+            kw.append(("ceil_mode", c.lit(True)))
+        if cip is None:
+            kw.append(("count_include_pad", node(a["count_include_pad"])))
+        elif not cip:
+            kw.append(("count_include_pad", c.lit(False)))
+        return c.kwcall(c.attr(e.ref("nn"), e.ranked(f"{cls}2d")), [], kw)
+    kw = [("kernel_size", node(a["kernel"])), ("stride", node(a["stride"])), ("padding", node(a["padding"]))]
+    if ceil is not False:
+        kw.append(("ceil_mode", node(a["ceil"])))
+    if not is_max and cip is not True:
+        kw.append(("count_include_pad", node(a["count_include_pad"])))
+    return c.kwcall(e.ref(f"{cls}2dPadded"), [], kw)
+
+
+def _native_pool(e, t, known, kernel) -> bool:
+    """Whether PyTorch's own pool computes every instance of ``t``: its padding symmetric and at most half the
+    window on every axis (not TensorFlow's 'same', whose average leaves the padding out)."""
+    if known is not None and kernel is not None:
+        if known in ("valid", 0):
+            return True
+        if known == "same":
+            return False
+        p = pads(known, e.rank)
+        return symmetric(p) and all(lo <= k // 2 for lo, k in zip(p[::2], axes(kernel, e.rank)))
+    insts = e.instances.get(id(t), [])
+    return bool(insts) and all(
+        not n.same and symmetric(n.padding) and all(lo <= k // 2 for lo, k in zip(n.padding[::2], n.kernel))
+        for n in insts
+    )
 
 
 def _hardswish(e, t, scope, k, inplace):
@@ -115,6 +279,17 @@ def _upsample(e, t, scope, k, inplace):
 
 
 EMIT = {
+    "conv": _conv,
+    "dwconv": _conv,
+    "bn": _bn,
+    **{fn: _activation for fn in ACT_MODULES},
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "gap": _gap,
+    "dropout": _dropout,
+    "flatten": _flatten,
+    "dense": _dense,
+    "zeropad": _zeropad,
     "hardswish": _hardswish,
     "hardsigmoid": _hardsigmoid,
     "gelu": _gelu,
@@ -132,7 +307,7 @@ EMIT = {
     "conv_transpose": _conv_transpose,
     "upsample": _upsample,
 }
-INPLACE_OPS = ("hardswish", "leaky_relu")  # take inplace=True where their input is a fresh tensor
+INPLACE_OPS = ("relu", "relu6", "silu", "hardswish", "leaky_relu")  # inplace=True where the input is a fresh tensor
 FRESH_OPS = (
     "layernorm", "groupnorm", "layer_scale", "adaptive_avgpool", "softmax", "gelu", "hardsigmoid", "scale",
     "conv_transpose", "upsample",
