@@ -102,6 +102,10 @@ def test_conv_autoencoder_counts_and_shapes():
     assert y.shape == (3, 1, 28, 28)
     assert y.min() >= 0 and y.max() <= 1  # sigmoid
     assert params(ConvAutoencoder(channels=3)) == 210_369 + 9 * 2 * 16 + 9 * 16 * 2 + 2
+    # any size divisible by 4 and >= 28 comes back: 32 -> 16 -> 8 -> a 2x2 code -> 8 -> 16 -> 32
+    with torch.no_grad():
+        assert ae.encoder(torch.rand(1, 1, 32, 32)).shape == (1, 64, 2, 2)
+        assert ae(torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
 
 
 def _unet_count(channels: int, classes: int, w: int) -> tuple[int, int]:
@@ -137,6 +141,10 @@ def test_unet_counts_from_figure_1():
     assert (params(u), bn_stats(u)) == (31_037_698, 11_776)
     u = UNet(channels=1, classes=3, width=8)
     assert (params(u), bn_stats(u)) == _unet_count(1, 3, 8)
+    # the names drafts/specs/unet.yaml gives its items (its state_dict loads into this module by name)
+    keys = set(u.state_dict())
+    assert {"inc.conv1.weight", "down1.conv.bn2.running_var", "up1.up.weight", "up1.up.bias"} <= keys
+    assert {"up4.conv.conv2.weight", "outc.weight", "outc.bias"} <= keys
 
 
 def test_unet_shapes():

@@ -16,7 +16,9 @@ Deviations from the paper, those of the common variant (e.g. milesial/Pytorch-UN
   - the height and width must be divisible by 16 (four 2x2 pools), so the up-sampled map always matches its skip
     (milesial's version pads the up-sampled map when they differ; here a mismatch is an error).
 ``width`` is the first level's width (64 in the paper), ``classes`` the output channels (2 in the paper),
-``channels`` the input's (1 in the paper).
+``channels`` the input's (1 in the paper). The attribute names (inc, down1-4 with pool and conv, up1-4 with up and
+conv, each double conv's conv1 / bn1 / conv2 / bn2, outc) are those drafts/specs/unet.yaml gives its items, so a
+state_dict of one loads into the other by name.
 """
 
 from __future__ import annotations
@@ -25,25 +27,31 @@ import torch
 from torch import nn
 
 
-class DoubleConv(nn.Sequential):
+class DoubleConv(nn.Module):
     """(3x3 conv, padding 1, no bias - BN - ReLU) twice."""
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(x)))
 
 
-class Down(nn.Sequential):
+class Down(nn.Module):
     """2x2 max pool, stride 2, then a double conv."""
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.MaxPool2d(2), DoubleConv(cin, cout))
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.conv = DoubleConv(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
 
 
 class Up(nn.Module):
