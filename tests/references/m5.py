@@ -11,7 +11,7 @@ Waveforms", ICASSP 2017, arXiv:1610.00087. Table 1, column "M5 (0.5M)":
     [3, 256]                                                       ->  500 x 256
     maxpool 4 x 1                                                  ->  125 x 256
     [3, 512]                                                       ->  125 x 512
-    maxpool 4 x 1                                                  ->   31 x 512
+    maxpool 4 x 1                                                  ->   32 x 512
     global average pooling                                         ->    1 x 512
     softmax            (a linear layer to the classes; this module returns its logits)
 
@@ -26,7 +26,13 @@ Choices the paper leaves open, made here and to be written the same way in the s
     written as ``padding=38``; the kernel-3 convs get ``padding=1``.
   - the convolutions keep their bias (PyTorch's default, as the usual PyTorch M5 does), although BN follows;
   - BN is PyTorch's default (eps 1e-5, momentum 0.1);
-  - the last pool floors (125 / 4 -> 31), as Table 1 shows.
+  - Table 1's last length, 32 from 125, is a pool that keeps the partial last window: ``ceil_mode=True`` (the
+    32nd window holds the 125th step alone; the other pools divide exactly at 32000 samples). A pool that drops
+    it would give 31. (arrrrrmin/esc-learner's PyTorch M5 reads the table the same way: ceil_mode on the last
+    pool, then an average over 32.)
+Written without the PDF at hand: Table 1 as quoted above was checked against independent implementations
+(widths, kernels, strides and pools agree in all; the 8000 / 32 lengths with arrrrrmin/esc-learner's), not against
+the table itself; a reviewer with the paper should confirm the last pool's 32.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ class M5(nn.Module):
         self.pool3 = nn.MaxPool1d(4)
         self.conv4 = nn.Conv1d(w3, w4, kernel_size=3, padding=1)
         self.bn4 = nn.BatchNorm1d(w4)
-        self.pool4 = nn.MaxPool1d(4)
+        self.pool4 = nn.MaxPool1d(4, ceil_mode=True)
         self.fc = nn.Linear(w4, classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
