@@ -1,9 +1,10 @@
 """The hand-written reference modules (tests/references/) against figures independent of archc.
 
-Each expected count is derived here, layer by layer, from the paper's (or source's) layer table, as the
-arithmetic is written out: a conv has k * c_in * c_out weights (+ c_out bias), a transposed conv
-k * c_in * c_out too (its weight is c_in x c_out x k...), a BN 2 * c parameters and 2 * c running statistics,
-a linear c_in * c_out + c_out. Output shapes are those the papers' tables give.
+Each expected count is derived here, layer by layer, from the paper's (or source's) layer table, with the
+arithmetic written out: a conv with a kernel of k elements has k * c_in * c_out weights (+ c_out biases), a
+transposed conv as many (its weight is c_in x c_out x kernel), a BN 2 * c parameters and 2 * c running statistics,
+a linear layer c_in * c_out + c_out. Output shapes are those the papers' tables give. The last test only checks
+that the draft specs (drafts/) parse; drafts/checks/check_drafts.py checks them against their references.
 """
 
 from __future__ import annotations
