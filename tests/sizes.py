@@ -8,6 +8,7 @@ zoo against torchvision are in tests/test_torchvision.py.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
 from archc.analysis import Report, analyze
@@ -19,6 +20,7 @@ SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml")
 HEAVY_MACS = 6.0e9  # multiply-accumulates of one image at the spec's size
 HEAVY_PARAMS = 40_000_000
 SMALL = (64, 75, 97, 128, 160)  # the first of these a heavy spec compiles at is its small size
+SMALL_CLIP = (4, 32)  # a heavy 3-D spec's small clip: 4 frames of 32 x 32
 SECOND_INPUT = ["input.height=161", "input.width=192", "input.channels=1"]
 
 
@@ -32,8 +34,13 @@ def heavy(spec: str) -> bool:
     same families as torchvision's specs, in keras.applications' layout; its torch and Keras models are
     compared with keras.applications' own numbers in tests/test_keras_applications.py)."""
     r = spec_report(spec)
-    big = r.macs > HEAVY_MACS or r.total > HEAVY_PARAMS or r.input_shape[0] * r.input_shape[1] > 300 * 300
+    big = r.macs > HEAVY_MACS or r.total > HEAVY_PARAMS or math.prod(r.input_shape[:-1]) > 300 * 300
     return big or Path(spec).stem.endswith("_keras")
+
+
+def rank(spec: str) -> int:
+    """The spec's spatial axes: 1 (length), 2 (height, width) or 3 (depth, height, width)."""
+    return len(spec_report(spec).input_shape) - 1
 
 
 @functools.cache
@@ -51,12 +58,23 @@ def check_sets(spec: str) -> list[str]:
     """``--set`` overrides for checks "at the spec's size": none, or a small input for a heavy spec."""
     if not heavy(spec):
         return []
+    if rank(spec) == 3:
+        clip, size = SMALL_CLIP
+        return [f"input.depth={clip}", f"input.height={size}", f"input.width={size}"]
+    if rank(spec) == 1:
+        return [f"input.length={spec_report(spec).input_shape[0] // 4}"]
     s = small_size(spec)
     return [f"input.height={s}", f"input.width={s}"]
 
 
 def second_sets(spec: str) -> list[str]:
-    """A second, non-square input with one channel: 161 x 192 x 1, or a small odd size for a heavy spec."""
+    """A second input with one channel: 161 x 192 x 1 (a 1-D spec: a longer odd length; a 3-D one: a small odd
+    clip), or a small odd size for a heavy spec."""
+    if rank(spec) == 3:
+        clip, size = SMALL_CLIP
+        return [f"input.depth={clip + 1}", f"input.height={size + 3}", f"input.width={size + 10}", "input.channels=1"]
+    if rank(spec) == 1:
+        return [f"input.length={spec_report(spec).input_shape[0] // 4 + 1001}", "input.channels=1"]
     if not heavy(spec):
         return SECOND_INPUT
     s = small_size(spec)

@@ -67,7 +67,7 @@ def test_json_summary_is_consistent(cli, path):
     assert set(j) >= {"name", "input", "outputs", "trainable_params", "non_trainable_params", "total_params", "macs"}
     assert "layers" in j
     assert j["name"] == yaml.safe_load(path.read_text())["name"]
-    assert len(j["input"]) == 3 and all(isinstance(v, int) and v > 0 for v in j["input"])
+    assert len(j["input"]) in (2, 3, 4) and all(isinstance(v, int) and v > 0 for v in j["input"])  # (*spatial, C)
     assert "main" in j["outputs"]
     assert j["total_params"] == j["trainable_params"] + j["non_trainable_params"] > 0
     layers = j["layers"]
@@ -123,18 +123,20 @@ def test_ir_is_fully_explicit(path):
     for root in [m.body, *(h.body for h in m.heads)]:
         for n in ir.walk(root):
             assert n.in_shape and n.out_shape
+            rank = len(m.input_shape) - 1  # spatial axes: one (before, after) padding pair and kernel entry each
             if isinstance(n, ir.Conv):
-                assert len(n.padding) == 4 and all(p >= 0 for p in n.padding)
+                assert len(n.padding) == 2 * rank and all(p >= 0 for p in n.padding)
+                assert len(n.kernel) == len(n.stride) == len(n.dilation) == rank
                 assert isinstance(n.bias, bool)
                 assert n.in_channels == n.in_shape[-1] and n.out_channels == n.out_shape[-1]
                 assert n.in_channels % n.groups == 0
             if isinstance(n, ir.Pool):
-                assert len(n.padding) == 4 and isinstance(n.ceil, bool) and n.op in ("max", "avg")
+                assert len(n.padding) == 2 * rank and isinstance(n.ceil, bool) and n.op in ("max", "avg")
             if isinstance(n, ir.BatchNorm):
                 assert 0 < n.eps < 1 and 0 <= n.momentum <= 1 and n.channels == n.in_shape[-1]
             if isinstance(n, ir.Dense):
                 # flat features, or a feature map (dense acts on the channels at each position)
-                assert len(n.in_shape) in (1, 3) and n.in_shape[-1] == n.in_features
+                assert len(n.in_shape) in (1, rank + 1) and n.in_shape[-1] == n.in_features
                 assert n.out_shape == (*n.in_shape[:-1], n.out_features)
             if isinstance(n, ir.Seq) and n.children:
                 assert n.children[0].in_shape == n.in_shape and n.children[-1].out_shape == n.out_shape

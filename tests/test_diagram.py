@@ -147,6 +147,11 @@ def expected(model: ir.Model, depth: int | None) -> Count:
     return c
 
 
+def drawn(items) -> list:
+    """The nodes a diagram draws for a level's items: a sequence is drawn as its items (at any depth)."""
+    return [x for item in items for x in (drawn(item.children) if isinstance(item, ir.Seq) else [item])]
+
+
 def counted_dot(dot: str) -> Count:
     """Counts read back from DOT text."""
     return Count(
@@ -184,8 +189,9 @@ def test_dot_counts_match_ir_at_default_depth(spec):
     m = model_of(spec)
     dot = diagram.dot_text(m, 1)
     assert counted_dot(dot) == expected(m, 1)
-    # every top-level item is one node at default depth, plus input and outputs
-    assert expected(m, 1).nodes == 2 + len(m.body.children) + sum(1 + len(h.body.children) for h in m.heads)
+    # every top-level item is one node at default depth (a named sequence: its items), plus input and outputs
+    items = drawn(m.body.children)
+    assert expected(m, 1).nodes == 2 + len(items) + sum(1 + len(drawn(h.body.children)) for h in m.heads)
 
 
 @needs_dot
@@ -195,7 +201,7 @@ def test_svg_parses_and_counts_match_ir(spec):
     root = parse_svg(diagram.svg_text(m, 1))
     assert counted_svg(root) == expected(m, 1)
     ids = {g.get("id") for g in root.iter(f"{SVG}g")}
-    for item in m.body.children:
+    for item in drawn(m.body.children):
         assert "node-" + item.path in ids, item.path
     for head in m.heads:
         assert "cluster-head-" + head.name in ids and "output-" + head.name in ids

@@ -102,6 +102,8 @@ CASES = {
     "convnext_tiny": ("convnext_tiny", [], _app("ConvNeXtTiny", include_preprocessing=False), 32, True),
     "resnet50_keras": ("resnet50_keras", [], _app("ResNet50"), 64, True),
     "inception_v3_keras": ("inception_v3_keras", [], _app("InceptionV3"), 75, True),
+    # its residuals scaled by constants (scale: {factor: 0.17 / 0.1 / 0.2}), at keras.applications' least size
+    "inception_resnet_v2": ("inception_resnet_v2", [], _app("InceptionResNetV2"), 75, False),
     "densenet_blocks_4_8_16_12_10classes": (
         "densenet121",
         ["block_config=[4, 8, 16, 12]", "classes=10"],

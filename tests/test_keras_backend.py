@@ -301,11 +301,10 @@ def test_layer_names_and_configs_follow_the_ir(spec, spec_models):
         shapes = [tuple(w.shape) for w in layer.weights]
         cfg = layer.get_config()
         if isinstance(n, ir.Conv):
-            kh, kw = n.kernel
             if n.depthwise:
-                expected = [(kh, kw, n.in_channels, n.out_channels // n.in_channels)]
+                expected = [(*n.kernel, n.in_channels, n.out_channels // n.in_channels)]
             else:
-                expected = [(kh, kw, n.in_channels // n.groups, n.out_channels)]
+                expected = [(*n.kernel, n.in_channels // n.groups, n.out_channels)]
             assert shapes == expected + ([(n.out_channels,)] if n.bias else []), n.path
             assert tuple(cfg["strides"]) == n.stride and tuple(cfg["dilation_rate"]) == n.dilation, n.path
         elif isinstance(n, ir.BatchNorm):
@@ -321,6 +320,10 @@ def test_layer_names_and_configs_follow_the_ir(spec, spec_models):
             assert cfg["epsilon"] == pytest.approx(n.attr("eps"), rel=1e-12)
         elif isinstance(n, ir.Op) and n.op == "layer_scale":
             assert shapes == [(n.in_shape[-1],)], n.path
+        elif isinstance(n, ir.Op) and n.op == "conv_transpose":  # Conv2DTranspose: kernel (*k, out, in), bias
+            out = n.attr("out")
+            assert shapes == [(*n.attr("kernel"), out, n.in_shape[-1])] + ([(out,)] if n.attr("bias") else []), n.path
+            assert tuple(cfg["strides"]) == n.attr("stride"), n.path
         else:
             assert shapes == [], n.path
 

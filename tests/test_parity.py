@@ -24,7 +24,7 @@ from archc.convert import keras_model_weights, keras_to_torch, set_keras_weights
 from archc.pipeline import compile_spec  # noqa: E402
 from tests.bn_stats import measured_bn_stats  # noqa: E402
 from tests.conftest import keep_report  # noqa: E402
-from tests.sizes import check_sets, heavy, small_size  # noqa: E402
+from tests.sizes import check_sets, heavy, rank, second_sets, small_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
@@ -40,7 +40,9 @@ FLOAT64 = {"regnet_y_400mf"}
 @functools.cache
 def built(spec: str, odd: bool, tmp: str):
     """(IR model, torch module, keras module) for a spec, emitted into ``tmp``."""
-    if heavy(spec):  # VGG, ResNet-152, EfficientNet-B5..B7, ...: a small size and a small odd one (tests/sizes.py)
+    if rank(spec) != 2:  # 1-D, 3-D: the spec's (or a small) input, and a second one of other sizes (tests/sizes.py)
+        sets = [s for s in second_sets(spec) if not s.startswith("input.channels")] if odd else check_sets(spec)
+    elif heavy(spec):  # VGG, ResNet-152, EfficientNet-B5..B7, ...: a small size and a small odd one (tests/sizes.py)
         s = small_size(spec) + (3 if odd else 0)
         sets = [f"input.height={s}", f"input.width={s}"] if odd else check_sets(spec)
     else:
@@ -113,16 +115,15 @@ def rel_err(a, b) -> float:
 
 
 def run_both(model, tmodel, kmodel, seed):
-    h, w, c = model.input_shape
-    x = np.random.default_rng(seed).normal(size=(1, h, w, c)).astype(keras.config.floatx())
+    x = np.random.default_rng(seed).normal(size=(1, *model.input_shape)).astype(keras.config.floatx())
     tmodel.eval()
     if keras.config.floatx() == "float64":
         tmodel.double()
     with torch.no_grad():
-        yt = tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+        yt = tmodel(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
     yk = kmodel(x, training=False)
     yk = (yk[0] if isinstance(yk, (list, tuple)) else yk).numpy()
-    return yt, yk
+    return yt, (np.moveaxis(yk, -1, 1) if yk.ndim > 2 else yk)  # a feature map (a generator's image): as PyTorch's
 
 
 # Squeeze-and-excitation networks under random BN statistics are chaotic in float32: the float32 and float64
@@ -193,8 +194,8 @@ def test_torch_to_keras(spec, odd, tmpdir_str):
     tmodel = tmod.build_model()
     randomize_torch(tmodel, seed=1)
     if Path(spec).stem in CONDITIONED:
-        h, w, c = model.input_shape
-        measured_bn_stats(tmodel, (c, h, w), seed=5)
+        *spatial, c = model.input_shape
+        measured_bn_stats(tmodel, (c, *spatial), seed=5)
     kmodel = kmod.build_model()
     set_keras_weights(kmodel, torch_to_keras(model, tmodel.state_dict()))
     yt, yk = run_both(model, tmodel, kmodel, seed=2)

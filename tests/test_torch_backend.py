@@ -46,22 +46,22 @@ def counts(model):
 
 
 def nchw(shape):
-    return (shape[2], shape[0], shape[1]) if len(shape) == 3 else tuple(shape)
+    """(*spatial, C) as PyTorch lays it out, (C, *spatial); flat features as they are."""
+    return (shape[-1], *shape[:-1]) if len(shape) > 1 else tuple(shape)
 
 
 def check_model(module, report):
     torch.manual_seed(0)
     model = module.build_model()
     assert counts(model) == (report.trainable, report.non_trainable)
-    h, w, c = report.input_shape
-    x = torch.randn(1, c, h, w)
+    x = torch.randn(1, *nchw(report.input_shape))
     model.eval()
     with torch.no_grad():
         y = model(x)
     assert isinstance(y, torch.Tensor), "eval mode returns the main output only"
     assert tuple(y.shape) == (1, *nchw(report.outputs["main"]))
     model.train()
-    out = model(torch.randn(2, c, h, w))  # batch 2: training-mode BN on 1x1 maps needs > 1 value
+    out = model(torch.randn(2, *nchw(report.input_shape)))  # batch 2: training-mode BN on 1x1 maps needs > 1 value
     names = list(report.outputs)
     if len(names) == 1:
         assert tuple(out.shape) == (2, *nchw(report.outputs["main"]))
@@ -83,7 +83,7 @@ def test_generated_module_matches_analysis(spec):
 def test_second_input_size_and_channels(spec, tmp_path):
     sets = second_sets(spec)
     report = analyze(compile_spec(spec, sets))
-    assert report.input_shape[2] == 1 and report.input_shape[0] != report.input_shape[1]
+    assert report.input_shape[-1] == 1 and report.input_shape != check_report(spec).input_shape
     path = emit(spec, tmp_path / "m.py", sets)
     check_model(load_module(path, f"gen2_{Path(spec).stem}"), report)
 

@@ -36,7 +36,7 @@ def test_torchvision_rows_are_torchvisions(stem, torchvision):
     import torch
 
     builder = torchvision_builder(stem)
-    build = getattr(torchvision.models, builder)
+    build = torchvision.models.get_model_builder(builder)  # torchvision.models.video's too
     try:
         with torch.device("meta"):
             net = build(weights=None, **BUILDER_KWARGS.get(stem, {}))

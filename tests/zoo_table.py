@@ -4,7 +4,8 @@ checks that README.md holds exactly this table (counts and MACs as `archc summar
 What each row is checked against is said here once; the checks themselves are tests/test_torchvision.py
 (torchvision's model and the generated ones compute the same logits from torchvision's state_dict),
 tests/test_core_reference.py (counts and MACs against torchvision / keras.applications, read live), and
-tests/test_keras_applications.py and tests/test_keras_specs_mobile.py (keras.applications).
+tests/test_keras_applications.py and tests/test_keras_specs_mobile.py (keras.applications), tests/test_zoo_ranks.py
+(the video ResNets, Inception-ResNet-v2 and the hand-written references of tests/references/).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TV = "torchvision `{}`: counts, MACs, logits from its state_dict"
 KA = "keras.applications `{}`: counts"
 KAW = "keras.applications `{}`: counts, logits from its weights by the mapping"
+REF = "a PyTorch module written by hand from the paper (tests/references/{}): counts, outputs"
 
 # spec stem -> (what it reproduces, what it is checked against)
 ROWS = {
@@ -82,6 +84,17 @@ ROWS = {
     "vgg16_bn": ("VGG-16 with BN", TV.format("vgg16_bn")),
     "vgg19": ("VGG-19", TV.format("vgg19") + "; " + KA.format("VGG19") + ", names by the mapping"),
     "wide_resnet50_2": ("Wide ResNet-50-2", TV.format("wide_resnet50_2")),
+    # beyond 2-D classifiers: 1-D, 3-D, transposed convolutions, constant scales
+    "m5": ("M5, raw-waveform 1-D CNN (Dai et al. 2017, Table 1)", REF.format("m5.py")),
+    "r3d_18": ("R3D-18 video ResNet, 3-D (clips T x H x W)", TV.format("r3d_18")),
+    "mc3_18": ("MC3-18 video ResNet (3-D convs in layer1, 1x3x3 above)", TV.format("mc3_18")),
+    "r2plus1d_18": ("R(2+1)D-18 video ResNet ((2+1)D convs)", TV.format("r2plus1d_18")),
+    "dcgan_generator": ("DCGAN generator (Radford et al. 2016): (1, 1, 100) -> (64, 64, 3)", REF.format("dcgan.py")),
+    "conv_autoencoder": ("a convolutional autoencoder (28 x 28, transposed convs up)", REF.format("autoencoder.py")),
+    "inception_resnet_v2": (
+        "Inception-ResNet-v2, keras.applications' layout (residuals scaled by 0.17, 0.1, 0.2)",
+        KAW.format("InceptionResNetV2"),
+    ),
 }
 
 

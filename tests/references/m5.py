@@ -24,7 +24,7 @@ Choices the paper leaves open, made here and to be written the same way in the s
     then 2000 through the kernel-3 conv), i.e. TensorFlow's 'same'. For the 80/4 conv that is
     (ceil(L/4) - 1) * 4 + 80 - L = 76 zeros, 38 on each side, at every L divisible by 4 (32000 included), so it is
     written as ``padding=38``; the kernel-3 convs get ``padding=1``.
-  - the convolutions keep their bias (PyTorch's default, as the usual PyTorch M5 does), although BN follows;
+  - the convolutions have no bias: BN follows each of them and cancels it (the paper does not say);
   - BN is PyTorch's default (eps 1e-5, momentum 0.1);
   - Table 1's last length, 32 from 125, is a pool that keeps the partial last window: ``ceil_mode=True`` (the
     32nd window holds the 125th step alone; the other pools divide exactly at 32000 samples). A pool that drops
@@ -47,16 +47,16 @@ class M5(nn.Module):
     def __init__(self, classes: int = 10, channels: int = 1, widths: tuple[int, ...] = WIDTHS) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
-        self.conv1 = nn.Conv1d(channels, w1, kernel_size=80, stride=4, padding=38)
+        self.conv1 = nn.Conv1d(channels, w1, kernel_size=80, stride=4, padding=38, bias=False)
         self.bn1 = nn.BatchNorm1d(w1)
         self.pool1 = nn.MaxPool1d(4)
-        self.conv2 = nn.Conv1d(w1, w2, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(w1, w2, kernel_size=3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm1d(w2)
         self.pool2 = nn.MaxPool1d(4)
-        self.conv3 = nn.Conv1d(w2, w3, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv1d(w2, w3, kernel_size=3, padding=1, bias=False)
         self.bn3 = nn.BatchNorm1d(w3)
         self.pool3 = nn.MaxPool1d(4)
-        self.conv4 = nn.Conv1d(w3, w4, kernel_size=3, padding=1)
+        self.conv4 = nn.Conv1d(w3, w4, kernel_size=3, padding=1, bias=False)
         self.bn4 = nn.BatchNorm1d(w4)
         self.pool4 = nn.MaxPool1d(4, ceil_mode=True)
         self.fc = nn.Linear(w4, classes)
