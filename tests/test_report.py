@@ -14,8 +14,8 @@ import pytest
 
 from archc.cli import main
 from archc.pipeline import compile_spec
-from tests.test_diagram import drawn
 from archc.report import report_html
+from tests.test_diagram import drawn
 
 ROOT = Path(__file__).resolve().parent.parent
 # every spec in specs/ (and in zoo/, when it lands)
