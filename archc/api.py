@@ -133,8 +133,8 @@ def source(spec_or_name, backend: str = "torch", **params) -> str:
 def _check_params(path: str, params: dict) -> list[str]:
     """``params`` as ``--set`` arguments, after checking every name is a param of the spec."""
     from .errors import suggest
+    from .loader import key_loc
     from .loader import load as load_data
-    from .loader import loc_of
 
     if not params:
         return []
@@ -143,7 +143,7 @@ def _check_params(path: str, params: dict) -> list[str]:
     known = list(own) if isinstance(own, dict) else []
     for key in params:
         if key not in known and key not in BUILTIN_PARAMS:
-            where = loc_of(data, "params") if known else Loc(path, 1, 1)
+            where = key_loc(data, "params") if known else Loc(path, 1, 1)
             hint = suggest(key, [*known, *BUILTIN_PARAMS]) or f" (params: {', '.join([*known, *BUILTIN_PARAMS])})"
             raise ArchcError(f"unknown param '{key}' of {os.path.basename(path)}{hint}", where)
     return [f"{key}={_yaml_value(key, value)}" for key, value in params.items()]
