@@ -6,17 +6,17 @@ cheap (no framework is imported until :func:`create_model` runs a generated mode
 - ``archc.create_model(spec_or_name, backend="torch" | "keras", **params)``: a live model, no file written;
 - ``archc.load(spec_or_name, **params)``: the compiled IR with its analysis (shapes, counts, MACs);
 - ``archc.source(spec_or_name, backend, **params)``: the generated code as a string;
-- ``archc.zoo()``: the names of the specs archc ships (``archc list`` shows them with their counts).
+- ``archc.list_zoo()``: the names of the specs archc ships (``archc list`` shows them with their counts).
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["ArchcError", "Compiled", "create_model", "load", "source", "zoo"]
+__all__ = ["ArchcError", "Compiled", "create_model", "list_zoo", "load", "source"]
 
 _API = {"Compiled", "create_model", "load", "source"}
 
 
-def zoo() -> list[str]:
+def list_zoo() -> list[str]:
     """The names of the zoo's specs (``archc list``), each usable wherever a spec file is."""
     from .catalog import zoo_names
 

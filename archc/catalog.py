@@ -7,6 +7,7 @@ imports a framework, or even the compiler, until a table of counts is asked for.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -88,9 +89,57 @@ def first_line(doc: str | None, width: int = 100) -> str:
     return line if len(line) <= width else line[: width - 3].rstrip() + "..."
 
 
-def zoo_table() -> tuple[list[dict], list[str]]:
+def zoo_table(cache: bool = True) -> tuple[list[dict], list[str]]:
     """One row per zoo spec (name, file, input, counts, MACs, one-line description), and the error messages of
-    the specs that did not compile. Compiles and analyzes every spec; imports no framework."""
+    the specs that did not compile. Imports no framework.
+
+    Compiling and analyzing the whole zoo takes seconds; the rows are kept in :func:`cache_dir` under a key
+    that is the hash of every spec and every file of archc itself (any change to either computes them anew)."""
+    path = _cache_file() if cache else None
+    if path is not None:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["rows"], []
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    rows, errors = _compute_table()
+    if path is not None and not errors:
+        try:
+            from .build import atomic_write
+
+            atomic_write(path, json.dumps({"rows": rows}))
+        except OSError:  # a read-only home: no cache, same answer
+            pass
+    return rows, errors
+
+
+def cache_dir() -> Path | None:
+    """Where ``archc list`` keeps its table: ``$ARCHC_CACHE_DIR`` (empty: no cache), else
+    ``$XDG_CACHE_HOME/archc``, else ``~/.cache/archc``."""
+    if "ARCHC_CACHE_DIR" in os.environ:
+        return Path(os.environ["ARCHC_CACHE_DIR"]) if os.environ["ARCHC_CACHE_DIR"] else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "archc"
+
+
+def _cache_file() -> Path | None:
+    import hashlib
+
+    folder = cache_dir()
+    if folder is None:
+        return None
+    here, zoo = Path(__file__).resolve().parent, zoo_dir()
+    h = hashlib.sha256(f"{zoo}\n".encode())
+    files = {*here.rglob("*.py"), *here.rglob("*.yaml"), *zoo.glob("*.yaml")}
+    try:
+        for f in sorted(files):
+            h.update(f"{f}\n".encode())
+            h.update(f.read_bytes())
+    except OSError:
+        return None
+    return folder / f"zoo-{h.hexdigest()[:24]}.json"
+
+
+def _compute_table() -> tuple[list[dict], list[str]]:
     from .analysis import analyze
     from .pipeline import compile_spec
 

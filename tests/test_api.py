@@ -7,6 +7,7 @@ The non-editable install (a wheel in a fresh venv, run from outside the reposito
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,10 +36,16 @@ top:
 """
 
 
+@pytest.fixture(autouse=True)
+def no_cache_in_home(monkeypatch, tmp_path):
+    """`archc list` keeps its table in ~/.cache/archc; the tests' go to their own folder."""
+    monkeypatch.setenv("ARCHC_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def zoo_rows():
     """``archc list --json``'s rows, computed once (every zoo spec compiled and analyzed: ~2 s)."""
-    rows, errors = catalog.zoo_table()
+    rows, errors = catalog.zoo_table(cache=False)
     assert errors == []
     return rows
 
@@ -46,7 +53,7 @@ def zoo_rows():
 def test_the_zoo_is_specs_in_a_source_tree():
     assert catalog.zoo_dir() == SPECS.resolve()
     assert catalog.zoo_names() == sorted(p.stem for p in SPECS.glob("*.yaml"))
-    assert archc.zoo() == catalog.zoo_names() and "resnet50" in archc.zoo()
+    assert archc.list_zoo() == catalog.zoo_names() and "resnet50" in archc.list_zoo()
 
 
 def test_import_archc_load_and_list_import_no_framework(zoo_rows, tmp_path):
@@ -64,7 +71,10 @@ def test_import_archc_load_and_list_import_no_framework(zoo_rows, tmp_path):
         "print(json.dumps({'before': before, 'code': code, 'fw': fw, 'list': json.loads(out.getvalue()),\n"
         "                  'trainable': m.trainable}))\n"
     )
-    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "ARCHC_CACHE_DIR": ""}  # computed, not read from a cache
+    r = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
     assert r.returncode == 0, r.stderr
     seen = json.loads(r.stdout)
     assert seen["fw"] == [] and seen["code"] == 0, seen["fw"]
@@ -113,6 +123,36 @@ def test_list_reports_a_spec_that_does_not_compile(cli, tmp_path, monkeypatch):
         assert res.code == 2 and "Traceback" not in res.err
         assert res.err.startswith(f"{tmp_path / 'bad.yaml'}:5:"), res.err
         assert "good" in res.out and "bad" not in res.out.replace(str(tmp_path), "")
+
+
+def test_list_keeps_its_table_until_a_spec_or_archc_changes(tmp_path, monkeypatch):
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "tiny.yaml").write_text(TINY)
+    monkeypatch.setattr(catalog, "zoo_dir", lambda: zoo)
+    cache = tmp_path / "cache"
+    rows, errors = catalog.zoo_table()
+    assert errors == [] and [r["name"] for r in rows] == ["tiny"] and rows[0]["trainable_params"] == 137
+    (written,) = cache.iterdir()
+
+    def fail():
+        raise AssertionError("computed again")
+
+    compute = catalog._compute_table
+    monkeypatch.setattr(catalog, "_compute_table", fail)
+    assert catalog.zoo_table() == (rows, [])  # from the cache
+    (zoo / "tiny.yaml").write_text(TINY.replace("classes: 5", "classes: 6"))
+    with pytest.raises(AssertionError, match="computed again"):
+        catalog.zoo_table()  # another key: a spec changed
+    (zoo / "tiny.yaml").write_text(TINY)
+    monkeypatch.setenv("ARCHC_CACHE_DIR", "")
+    with pytest.raises(AssertionError, match="computed again"):
+        catalog.zoo_table()  # no cache at all
+    monkeypatch.setenv("ARCHC_CACHE_DIR", str(cache))
+    monkeypatch.setattr(catalog, "_compute_table", compute)
+    written.write_text("{not json")
+    assert catalog.zoo_table() == (rows, [])  # a damaged cache file is computed again, and rewritten
+    assert json.loads(written.read_text()) == {"rows": rows}
 
 
 def test_build_by_name_writes_where_a_path_would(cli, tmp_path, monkeypatch):

@@ -89,6 +89,7 @@ def fresh(tmp_path_factory):
 def clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PYTHONNOUSERSITE"] = "1"
+    env["ARCHC_CACHE_DIR"] = ""  # `archc list` computes its table (no cache in ~/.cache/archc)
     return env
 
 
