@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import ArchcError, Loc
+
+if TYPE_CHECKING:  # not imported at run time: `import archc` stays cheap
+    from .analysis import Report
+    from .ir import Model
 
 BUILTIN_PARAMS = ("include_top", "pooling")  # every spec takes them (archc.loader.BUILTIN_PARAM_NAMES)
 
@@ -27,10 +31,18 @@ class Compiled:
     shapes, parameter counts and MACs per layer), as ``archc summary`` shows them."""
 
     spec: str  # the file compiled (a zoo spec's installed path)
-    ir: Any  # archc.ir.Model
-    analysis: Any  # archc.analysis.Report
+    ir: Model = field(repr=False)
+    analysis: Report = field(repr=False)
     overrides: dict = field(default_factory=dict)  # the params given, as given
     sets: tuple[str, ...] = ()  # the same, as --set KEY=VALUE arguments
+
+    def __repr__(self) -> str:
+        given = "".join(f", {k}={v!r}" for k, v in self.overrides.items())
+        h, w, c = self.input_shape
+        return (
+            f"<archc.Compiled {self.name}{given}: input {h}x{w}x{c}, {self.trainable:,} trainable + "
+            f"{self.non_trainable:,} non-trainable params, {self.macs:,} MACs>"
+        )
 
     @property
     def name(self) -> str:

@@ -242,6 +242,10 @@ def test_load_is_the_ir_and_its_analysis_with_params_as_set(cli):
     )
     assert m.total == m.trainable + m.non_trainable and m.layers[0].path == m.summary()["layers"][0]["name"]
     assert m.ir.name == "densenet121" and m.spec == str(SPECS.resolve() / "densenet121.yaml")
+    assert repr(m) == (  # one line, not the IR
+        "<archc.Compiled densenet121, growth_rate=12, block_config=(6, 12, 24, 16), classes=10: input 224x224x3, "
+        f"{m.trainable:,} trainable + {m.non_trainable:,} non-trainable params, {m.macs:,} MACs>"
+    )
     # built-in params, and a float in the notation YAML 1.1 reads as a string
     headless = archc.load(SMALL, include_top=False, pooling="avg")
     assert headless.outputs == {"main": (256,)} and headless.ir.top_removed
