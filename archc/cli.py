@@ -11,6 +11,8 @@ import sys
 
 from .errors import ArchcError, InternalError
 
+SPEC_HELP = "a spec file, or the name of a spec of the zoo (`archc list`); an existing file wins over a name"
+
 
 def _fmt_shape(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
@@ -18,11 +20,13 @@ def _fmt_shape(shape) -> str:
 
 def cmd_check(args) -> int:
     from .analysis import analyze
+    from .catalog import resolve
     from .pipeline import check_spec
 
     failed = 0
-    for path in args.specs:  # report every spec, not just the first bad one
+    for arg in args.specs:  # report every spec, not just the first bad one
         try:
+            path = resolve(arg)
             model, warnings = check_spec(path, args.set)
             r = analyze(model)
         except ArchcError as exc:
@@ -33,10 +37,10 @@ def cmd_check(args) -> int:
             print(f"{w}", file=sys.stderr)
         if warnings and args.strict:
             n = len(warnings)
-            print(f"{path}: {n} warning{'s' if n > 1 else ''}, errors with --strict", file=sys.stderr)
+            print(f"{arg}: {n} warning{'s' if n > 1 else ''}, errors with --strict", file=sys.stderr)
             failed += 1
             continue
-        print(f"{path}: ok ({r.name}: {r.trainable:,} trainable + {r.non_trainable:,} non-trainable params)")
+        print(f"{arg}: ok ({r.name}: {r.trainable:,} trainable + {r.non_trainable:,} non-trainable params)")
     return 2 if failed else 0
 
 
@@ -100,13 +104,19 @@ def _version() -> str:
         return __version__
 
 
+def _is_zoo_name(arg: str) -> bool:
+    from .catalog import zoo_path
+
+    return zoo_path(arg) is not None
+
+
 class _SetAction(argparse.Action):
     """``--set a=1 b=2`` (several pairs after one flag) and repeated ``--set``: one flat list of pairs."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         pairs = list(getattr(namespace, self.dest, None) or [])
         for v in values:
-            if "=" not in v and v.endswith((".yaml", ".yml")):  # a spec written after the pairs
+            if "=" not in v and (v.endswith((".yaml", ".yml")) or _is_zoo_name(v)):  # a spec written after the pairs
                 parser.error(
                     f"--set takes KEY=VALUE pairs; '{v}' has no '=' (put specs before --set, or end the pairs with --)"
                 )
@@ -132,6 +142,30 @@ def cmd_build(args) -> int:
     for path in stale:
         print(f"wrote {path}")
     return 0
+
+
+def cmd_list(args) -> int:
+    from .catalog import zoo_table
+
+    rows, errors = zoo_table()
+    for e in errors:
+        print(e, file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 2 if errors else 0
+    table = [("name", "input", "trainable", "non-trainable", "MACs", "")]
+    for r in rows:
+        h, w, c = r["input"]
+        macs = f"{r['macs'] / 1e9:.3f} G" if r["macs"] >= 1e8 else f"{r['macs'] / 1e6:.1f} M"
+        table.append(
+            (r["name"], f"{h}x{w}x{c}", f"{r['trainable_params']:,}", f"{r['non_trainable_params']:,}", macs, r["doc"])
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1])] + [c.rjust(w) for c, w in zip(row[2:5], widths[2:])]
+        print("  ".join([*cells, row[5]]).rstrip())
+    print(f"{len(rows)} specs; build one with `archc build NAME --backend torch`, or load it with archc.create_model")
+    return 2 if errors else 0
 
 
 def cmd_convert(args) -> int:
@@ -217,13 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     sp = sub.add_parser("check", help="validate specs; lints are warnings")
-    sp.add_argument("specs", nargs="+", metavar="SPEC")
+    sp.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
     sp.add_argument("--strict", action="store_true", help="lint warnings are errors (exit 2)")
     add_set(sp)
     sp.set_defaults(func=cmd_check)
 
     sp = sub.add_parser("summary", help="per-layer output shapes, params and MACs")
-    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     sp.add_argument("--compact", action="store_true", help="with --json: no indentation")
     sp.add_argument(
@@ -238,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_summary)
 
     sp = sub.add_parser("build", help="emit framework code for specs")
-    sp.add_argument("specs", nargs="+", metavar="SPEC")
+    sp.add_argument("specs", nargs="+", metavar="SPEC", help=SPEC_HELP)
     sp.add_argument("--backend", "-b", required=True, help=_backend_help())
     sp.add_argument("-o", "--output", help="output file (one spec) or folder; default generated/<backend>/<spec>.py")
     sp.add_argument("--check", action="store_true", help="write nothing; exit 1 if any output differs")
@@ -256,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "convert-weights", help="PyTorch state_dict (.pt/.pth) <-> Keras weights (.weights.h5), through the IR"
     )
-    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     sp.add_argument("src", metavar="SRC")
     sp.add_argument("dst", metavar="DST")
     sp.add_argument(
@@ -271,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_convert)
 
     sp = sub.add_parser("export-folded", help="PyTorch inference export: BN folded into convs, torch.export .pt2")
-    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     sp.add_argument("src", metavar="STATE_DICT.pt")
     sp.add_argument("dst", metavar="OUT.pt2")
     sp.add_argument(
@@ -287,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_fold)
 
     sp = sub.add_parser("diagram", help="draw the network (Graphviz): svg, png, pdf or dot")
-    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     sp.add_argument("-o", "--output", help="output file, '-' for stdout; default <spec>.<format>")
     sp.add_argument(
         "--depth",
@@ -302,21 +336,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_diagram)
 
     sp = sub.add_parser("report", help="one self-contained HTML page: diagram, summary, charts, source")
-    sp.add_argument("spec", metavar="SPEC")
+    sp.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     sp.add_argument("-o", "--output", help="output file, '-' for stdout; default <spec>.html")
     sp.add_argument("--depth", default="1", metavar="N", help="depth of the diagram (as for diagram)")
     add_set(sp)
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("list", help="the zoo: the specs archc ships, by name, with their counts")
+    sp.add_argument("--json", action="store_true", help="print one JSON list (exact counts, each spec's file)")
+    sp.set_defaults(func=cmd_list)
 
     sp = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     sp.set_defaults(func=cmd_schema)
     return p
 
 
+def _resolve_names(args) -> None:
+    """A SPEC argument is a path or a zoo name (an existing path wins); ``check`` resolves its own, one by one."""
+    from .catalog import resolve
+
+    if getattr(args, "spec", None) is not None:
+        args.spec = resolve(args.spec)
+    if args.func is cmd_build:
+        args.specs = [resolve(s) for s in args.specs]
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _resolve_names(args)
         return args.func(args)
     except InternalError as exc:  # archc's fault, not the spec's: its own status
         print(f"{exc}", file=sys.stderr)

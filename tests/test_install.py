@@ -26,7 +26,7 @@ from packaging.version import Version
 from archc.pipeline import compile_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["pyproject.toml", "README.md", "archc", "backends"]
+SOURCES = ["pyproject.toml", "README.md", "archc", "backends", "specs"]
 
 
 def run(*argv, cwd=None, env=None) -> subprocess.CompletedProcess:
@@ -89,6 +89,7 @@ def fresh(tmp_path_factory):
 def clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PYTHONNOUSERSITE"] = "1"
+    env["ARCHC_CACHE_DIR"] = ""  # `archc list` computes its table (no cache in ~/.cache/archc)
     return env
 
 
@@ -103,6 +104,10 @@ def test_wheel_installs_no_top_level_backends(fresh):
     assert sorted(p.name for p in (site / "archc" / "stdlib").glob("*.yaml")) == sorted(
         p.name for p in (ROOT / "archc" / "stdlib").glob("*.yaml")
     )
+    # the zoo: specs/ installs as archc/zoo/, every file, nothing else (no Python: it is data)
+    assert sorted(p.name for p in (site / "archc" / "zoo").iterdir()) == sorted(
+        p.name for p in (ROOT / "specs").glob("*.yaml")
+    )
 
 
 def test_non_editable_install_runs_from_another_directory(fresh, tmp_path, monkeypatch):
@@ -112,12 +117,13 @@ def test_non_editable_install_runs_from_another_directory(fresh, tmp_path, monke
     (tmp_path / "backends").mkdir()
     (tmp_path / "backends" / "__init__.py").write_text("raise ImportError('the user s own backends package')\n")
     probe = (
-        "import importlib.util, json, archc, archc.backends as b; "
+        "import importlib.util, json, archc, archc.backends as b, archc.catalog as c; "
         "print(json.dumps({'archc': archc.__file__, 'backends': b.__file__, 'list': b.list_backends(), "
-        "'torch': importlib.util.find_spec('torch') is not None}))"
+        "'zoo': str(c.zoo_dir()), 'torch': importlib.util.find_spec('torch') is not None}))"
     )
     seen = json.loads(run(python, "-I", "-c", probe, cwd=tmp_path, env=env).stdout)
     assert Path(seen["archc"]).is_relative_to(site) and Path(seen["backends"]).is_relative_to(site), seen
+    assert Path(seen["zoo"]) == site / "archc" / "zoo", seen
     assert seen["list"] == list_backends() and not seen["torch"], seen  # this venv (torch, editable archc) unseen
     spec = ROOT / "specs" / "densenet169.yaml"
     # the console script, and `python -m archc` with the user's `backends` first on sys.path
@@ -127,9 +133,11 @@ def test_non_editable_install_runs_from_another_directory(fresh, tmp_path, monke
         assert r.stdout.strip() == f"wrote {out}"
         monkeypatch.chdir(tmp_path)  # the header names the spec relative to the working directory
         assert out.read_text(encoding="utf-8") == get_backend(backend).emit(compile_spec(str(spec)))
-    specs = sorted(str(p) for p in (ROOT / "specs").glob("*.yaml"))
-    r = run(archc_script, "check", *specs, cwd=tmp_path, env=env)
-    assert r.stdout.count(": ok (") == len(specs)
+    # every zoo spec by name, from the installed zoo (those that extend another too)
+    names = sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))
+    r = run(archc_script, "check", *names, cwd=tmp_path, env=env)
+    assert r.stdout.splitlines() == [line for line in r.stdout.splitlines() if line.split(": ok (")[0] in names]
+    assert r.stdout.count(": ok (") == len(names)
     r = subprocess.run([archc_script, "check", tmp_path / "missing.yaml"], cwd=tmp_path, env=env, capture_output=True)
     assert r.returncode == 2 and b"Traceback" not in r.stderr, r.stderr
 
@@ -176,3 +184,52 @@ def test_extras_are_ranges_and_ci_pins_them():
     lines = (ROOT / "README.md").read_text().splitlines()
     (command,) = [line for line in lines if line.startswith("python3 -m venv") and "pytest" in line]
     assert "-c constraints.txt" in command.split("&&")[1], command
+
+
+def test_zoo_by_name_from_a_non_editable_install(fresh, tmp_path, monkeypatch):
+    """Issue 22's check, from a folder outside the repository: `archc list`, `archc build resnet50`."""
+    python, archc_script, site, _ = fresh
+    env = clean_env()
+    r = run(archc_script, "list", cwd=tmp_path, env=env)
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:-1]}
+    assert list(rows) == sorted(p.stem for p in (ROOT / "specs").glob("*.yaml")), r.stdout
+    assert rows["resnet50"][1:4] == ["224x224x3", "25,557,032", "53,120"], rows["resnet50"]
+    r = run(archc_script, "build", "resnet50", "--backend", "torch", cwd=tmp_path, env=env)
+    assert r.stdout.strip() == "wrote generated/torch/resnet50.py"
+    monkeypatch.chdir(tmp_path)  # the header names the spec relative to the working directory: its file name here
+    expected = get_backend("torch").emit(compile_spec(str(ROOT / "specs" / "resnet50.yaml")))
+    assert (tmp_path / "generated" / "torch" / "resnet50.py").read_text(encoding="utf-8") == expected
+    r = subprocess.run([archc_script, "build", "resnet5O", "-b", "torch"], cwd=tmp_path, env=env, capture_output=True)
+    assert r.returncode == 2 and r.stderr.startswith(b"'resnet5O' is neither a spec file nor a zoo spec"), r.stderr
+
+
+@pytest.mark.parametrize(
+    "backend, call, shape",
+    [
+        ("torch", "archc.create_model('resnet50', backend='torch', classes=10)", (1, 10)),
+        ("keras", "archc.create_model('mobilenet_v2', backend='keras', classes=7)", (1, 7)),
+    ],
+)
+def test_create_model_from_a_non_editable_install(fresh, tmp_path, backend, call, shape):
+    """archc.create_model in the fresh venv, from outside the repository; the framework (and only it) is lent
+    from this venv, appended to sys.path after the fresh install's own site-packages."""
+    python, _, site, _ = fresh
+    import importlib.util
+    import sysconfig
+
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    lent = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    forward = {
+        "torch": "import torch; model.eval(); y = model(torch.zeros(1, 3, 224, 224))",
+        "keras": "import numpy as np; y = model(np.zeros((1, 224, 224, 3), 'float32'))",
+    }[backend]
+    probe = (
+        f"import json, os, sys; sys.path += {lent!r}\n"
+        f"import archc\nmodel = {call}\n{forward}\n"
+        "print(json.dumps({'archc': archc.__file__, 'shape': list(y.shape), 'files': os.listdir('.')}))\n"
+    )
+    r = run(python, "-I", "-c", probe, cwd=tmp_path, env=clean_env())
+    seen = json.loads(r.stdout.splitlines()[-1])
+    assert Path(seen["archc"]).is_relative_to(site), seen
+    assert tuple(seen["shape"]) == shape and seen["files"] == [], seen
