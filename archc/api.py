@@ -38,9 +38,9 @@ class Compiled:
 
     def __repr__(self) -> str:
         given = "".join(f", {k}={v!r}" for k, v in self.overrides.items())
-        h, w, c = self.input_shape
+        size = "x".join(map(str, self.input_shape))  # (*spatial, C)
         return (
-            f"<archc.Compiled {self.name}{given}: input {h}x{w}x{c}, {self.trainable:,} trainable + "
+            f"<archc.Compiled {self.name}{given}: input {size}, {self.trainable:,} trainable + "
             f"{self.non_trainable:,} non-trainable params, {self.macs:,} MACs>"
         )
 

@@ -155,11 +155,9 @@ def cmd_list(args) -> int:
         return 2 if errors else 0
     table = [("name", "input", "trainable", "non-trainable", "MACs", "")]
     for r in rows:
-        h, w, c = r["input"]
+        size = "x".join(map(str, r["input"]))  # (*spatial, C)
         macs = f"{r['macs'] / 1e9:.3f} G" if r["macs"] >= 1e8 else f"{r['macs'] / 1e6:.1f} M"
-        table.append(
-            (r["name"], f"{h}x{w}x{c}", f"{r['trainable_params']:,}", f"{r['non_trainable_params']:,}", macs, r["doc"])
-        )
+        table.append((r["name"], size, f"{r['trainable_params']:,}", f"{r['non_trainable_params']:,}", macs, r["doc"]))
     widths = [max(len(row[i]) for row in table) for i in range(5)]
     for row in table:
         cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1])] + [c.rjust(w) for c, w in zip(row[2:5], widths[2:])]
