@@ -221,7 +221,10 @@ NOTES: dict[str, dict] = {
         doc="A sequence of items, one after the other; named, it is one level of names (`stem.conv`); unnamed, none.",
         shape="The last item's.",
         params="The sum of its items'.",
-        example=([32, 32, 3], "- seq:\n    name: stem\n    body: [conv: {out: 16, kernel: 3, padding: 1}, bn, relu]"),
+        example=(
+            [32, 32, 3],
+            "- seq:\n    name: stem\n    body: [conv: {out: 16, kernel: 3, padding: 1, bias: false}, bn, relu]",
+        ),
     ),
     "concat": dict(
         doc="Parallel branches, each fed the input, their outputs concatenated along the channels (Inception).",
@@ -238,7 +241,7 @@ NOTES: dict[str, dict] = {
         doc="Parallel branches, each fed the input, their outputs added; an empty branch is the identity.",
         shape="The branches' (they must all be the same).",
         params="The sum of its branches'.",
-        example=([16, 16, 32], "- add:\n    - []\n    - [conv: {out: 32, kernel: 3, padding: 1}, bn]"),
+        example=([16, 16, 32], "- add:\n    - []\n    - [conv: {out: 32, kernel: 3, padding: 1, bias: false}, bn]"),
     ),
     "mul": dict(
         doc="Parallel branches, each fed the input, their outputs multiplied elementwise; a 1 x 1 x C branch "
