@@ -54,6 +54,7 @@ class KindDoc:
     group: str  # activation, normalization, pooling, ... ; "combinator" for items that hold items
     doc: str  # the code's doc string ("" when the code has none: NOTES must then give one)
     attrs: list[AttrDoc] = field(default_factory=list)
+    weights: bool | None = None  # whether it has weights, where the registry says (None: not registered there)
 
 
 COMMON_ATTRS = ("name", "if")  # every item takes them; the reference explains them once
@@ -82,14 +83,15 @@ def registry() -> dict[str, KindDoc]:
         doc = (prim.doc if prim else "") or attrs.get("description", "")
         holds_items = any("#/$defs/Item" in json.dumps(v) for v in attrs["properties"].values())
         group = getattr(prim, "group", None) or ("combinator" if holds_items else "")
-        kd = KindDoc(kind, group, doc)
+        kd = KindDoc(kind, group, doc, weights=(prim.weights is not None) if prim else None)
         for name, p in attrs["properties"].items():
             if name in COMMON_ATTRS:
                 continue
             default = p.get("default", defaults.get(name))
             default = defaults.get(name) if default is None else default
             required = name in attrs.get("required", [])
-            kd.attrs.append(AttrDoc(name, _type_words(p), default, required, p.get("description", "")))
+            words = p.get("description", "") or ATTR_NOTES.get(name, "")
+            kd.attrs.append(AttrDoc(name, _type_words(p), default, required, words))
         out[kind] = kd
     return out
 
@@ -180,6 +182,7 @@ NOTES: dict[str, dict] = {
         group="layer",
         doc="Flattens a feature map to features, in PyTorch's C, H, W order (weight conversion permutes a following "
         "dense layer's inputs for Keras' H, W, C).",
+        params="None.",
         shape="(H, W, C) -> (H * W * C,).",
         example=([4, 4, 8], "- flatten"),
     ),
@@ -193,6 +196,7 @@ NOTES: dict[str, dict] = {
     "zeropad": dict(
         group="layer",
         doc="Zero padding of the borders.",
+        params="None.",
         shape="H' = H + top + bottom, W' = W + left + right.",
         example=([8, 8, 4], "- zeropad: {padding: [0, 1, 0, 1]}"),
     ),
@@ -285,6 +289,23 @@ NOTES: dict[str, dict] = {
         ),
     ),
 }
+# What an attribute means, where the schema does not say (the older kinds' attributes have no description yet).
+ATTR_NOTES = {
+    "kernel": "window size: an integer or [height, width]",
+    "stride": "step between windows: an integer or [height, width]",
+    "dilation": "spacing between kernel elements: an integer or [height, width]",
+    "groups": "number of groups (divides the input channels and out)",
+    "bias": "a learned bias",
+    "padding": "an integer, [h, w], [top, bottom, left, right], `valid`, or `same` (TensorFlow's: asymmetric for "
+    "stride 2)",
+    "out": "output channels (features)",
+    "eps": "added to the variance",
+    "count_include_pad": "the padding counts in the average (PyTorch's default)",
+    "rate": "the probability of zeroing a value, in [0, 1)",
+    "times": "number of iterations",
+    "body": "the items, in sequence",
+    "branches": "the branches: lists of items, each fed the input",
+}
 ACTIVATION_EXAMPLE = ([8, 8, 4], "- {kind}")
 GROUP_ORDER = [
     "convolution",
@@ -314,8 +335,8 @@ def kind_notes(kd: KindDoc) -> dict:
     )
     if out["shape"] is None and group in ("activation", "regularization", "normalization", "scaling"):
         out["shape"] = "Unchanged."
-    if out["params"] is None and not kd.kind.startswith(("conv", "dwconv")) and group not in ("combinator",):
-        out["params"] = "None." if group in ("activation", "pooling", "regularization", "channels", "layer") else None
+    if out["params"] is None and (kd.weights is False or group in ("activation", "pooling", "regularization")):
+        out["params"] = "None."
     return out
 
 

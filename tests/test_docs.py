@@ -290,3 +290,35 @@ def test_page_in_a_browser(served, tmp_path, path, heading):
             browser.screenshot(str(Path(keep) / f"docs-{path.strip('/').replace('/', '-') or 'home'}.png"))
         assert browser.problems() == []
         assert all(u.startswith(served) or u.startswith("data:") for u in browser.requests()), browser.requests()
+
+
+# ------------------------------------------------------------------------------------------------ README and pins
+
+
+def test_readme_is_a_front_page_whose_links_work():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 150
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert len(links) >= 10
+    for link in (x for x in links if not x.startswith(("http:", "https:"))):
+        assert (ROOT / link).is_file(), f"README links to {link}, which is not there"
+    assert not re.search(r"CMD\d_TIME", readme)
+
+
+def test_docs_extra_is_pinned_in_constraints():
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = Version(version)
+    assert {canonicalize_name(Requirement(r).name) for r in extras["docs"]} == {"mkdocs", "mkdocs-material"}
+    for r in map(Requirement, extras["docs"]):
+        assert r.specifier.contains(pins[canonicalize_name(r.name)]), r
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "-e '.[test,docs]'" in ci and "-e '.[test,docs]'" in (ROOT / "README.md").read_text()
