@@ -393,6 +393,26 @@ def run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def run_line(argv: list[str]) -> tuple[int, str, str]:
+    """A shell line's words, ``NAME=value`` assignments first (set while it runs), then ``archc`` and its
+    arguments: run as :func:`run` runs them."""
+    env = {}
+    while argv and re.fullmatch(r"[A-Z_]+=.*", argv[0]):
+        name, _, value = argv.pop(0).partition("=")
+        env[name] = value
+    assert argv and argv[0] == "archc", argv
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return run(*argv[1:])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
 def example_spec(kind: str, shape: list[int], items: str) -> str:
     """The complete spec of a kind's example: its items on an input of ``shape`` ((H, W, C) or (C,))."""
     if len(shape) == 3:
@@ -755,6 +775,23 @@ TROUBLE_CASES: list[tuple[str, str, dict[str, str], list[str]]] = [
         ["check", "mine.yaml"],
     ),
     (
+        "A construct a backend cannot express",
+        "Refused with its location when that backend builds it, rather than emitted with other numbers: here Keras has "
+        "no average pooling with ceil rounding (`archc check` accepts the spec: PyTorch can build it).",
+        {
+            "mine.yaml": "name: mine\ninput: {height: 9, width: 9, channels: 3}\nnetwork:\n"
+            "  - avgpool: {kernel: 2, stride: 2, ceil: true}\n"
+        },
+        ["archc", "build", "mine.yaml", "--backend", "keras", "-o", "mine_keras.py"],
+    ),
+    (
+        "Graphviz is not installed",
+        "`archc diagram` and `archc report` need Graphviz's `dot` for svg, png and pdf (here it is hidden from the "
+        "PATH); `--format dot` needs nothing.",
+        {},
+        ["PATH=/nonexistent", "archc", "diagram", "specs/resnet18.yaml", "-o", "resnet18.svg"],
+    ),
+    (
         "A command-line mistake",
         "`--set` takes KEY=VALUE pairs; specs go before it (or end the pairs with `--`).",
         {},
@@ -782,13 +819,14 @@ def trouble_page() -> str:
     )
     lines.append("Each example below is real: the input shown, run through archc when this page was generated.\n")
     for title, what, files, argv in TROUBLE_CASES:
+        argv = argv if "archc" in argv else ["archc", *argv]
         with _workdir(files):
-            code, out, err = run(*argv)
+            code, out, err = run_line(list(argv))
         lines += [f"## {title}\n", f"{what}\n"]
         for name, text in files.items():
             lines += [f'```yaml title="{name}"', text.rstrip(), "```\n"]
         shown = " ".join(a if re.fullmatch(r"[\w./=-]+", a) else repr(a) for a in argv)
-        lines += ["```console", f"$ archc {shown}", (err + out).rstrip(), f"# exit status {code}", "```\n"]
+        lines += ["```console", f"$ {shown}", (err + out).rstrip(), f"# exit status {code}", "```\n"]
     return "\n".join(lines).rstrip() + "\n"
 
 
