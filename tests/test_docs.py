@@ -11,7 +11,7 @@ list of items, checked inside a spec. ```sh lines run in this process (with the 
 tests/test_readme_transfer.py for the transfer-learning page): those are parsed by archc's own argument parser. A
 shell line that is not `archc` must be one of README's two commands (run by CI itself). ```console blocks: each `$
 archc ...` runs, and prints what the block shows (with `# exit status N`: exits with N). ```python blocks compile;
-the getting-started one runs.
+the getting-started and generated-code ones run.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PAGES = sorted(p.relative_to(ROOT).as_posix() for p in DOCS.rglob("*.md") if "zo
 PAGES.append("README.md")
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz 'dot' not installed")
 PARSED_ONLY = ("convert-weights", "export-folded")  # need checkpoints: their arguments are checked, not run
-RUN_PYTHON = ("docs/getting-started.md",)
+RUN_PYTHON = ("docs/getting-started.md", "docs/guides/generated-code.md")  # run (the others compile)
 
 
 # ------------------------------------------------------------------------------------------------ generated pages
@@ -216,6 +216,10 @@ def test_examples(page, tmp_path, monkeypatch):
     found = blocks(text)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "specs").symlink_to(ROOT / "specs")
+    # the repository's generated code, each file linked (not the folder: the pages' builds write into it)
+    for f in (ROOT / "generated").glob("*/*.py"):
+        (tmp_path / f.parent.relative_to(ROOT)).mkdir(parents=True, exist_ok=True)
+        (tmp_path / f.relative_to(ROOT)).symlink_to(f)
     checked = 0
     for lang, title, body in found:  # in the page's order: a file is written where it is shown
         if lang == "yaml":
