@@ -125,8 +125,9 @@ def _type_words(p: dict) -> str:
 
 
 # What the code does not (yet) say about a kind: the shape rule and parameter count in words, and an example (input
-# shape, items) that the page compiles and builds. `doc` only where the code has no doc string. A kind the schema
-# accepts with no doc string in the code and none here, or without an example, fails tests/test_docs.py.
+# shape, items; or a whole spec as a string) that the page compiles and builds; `doc` only where the code has no doc
+# string. A kind the schema accepts without a doc string (in the code or here), a shape rule, a parameter count or an
+# example fails tests/test_docs.py (activations, pools and the like have defaults: see kind_notes).
 NOTES: dict[str, dict] = {
     "conv": dict(
         group="convolution",
@@ -451,8 +452,8 @@ def kind_page(kd: KindDoc) -> str:
     from .backends import list_backends
 
     n = kind_notes(kd)
-    shape, items = n["example"]
-    spec = example_spec(kd.kind, shape, items)
+    example = n["example"]  # (input shape, items), or a whole spec (another rank, say)
+    spec = example if isinstance(example, str) else example_spec(kd.kind, *example)
     lines = [f"# `{kd.kind}`\n", GENERATED_NOTE.format("the registry"), f"*{n['group']}*\n", f"{n['doc']}\n"]
     lines.append("## Attributes\n")
     if kd.attrs:
@@ -532,7 +533,7 @@ def cli_page() -> str:
             arg = ", ".join(a.option_strings) if a.option_strings else (a.metavar or a.dest)
             if a.option_strings and a.nargs != 0:
                 arg += f" {a.metavar or a.dest.upper()}"
-            meaning = a.help or ""
+            meaning = a.help or ARG_NOTES.get(a.metavar or a.dest, "")
             if a.choices:
                 meaning += f" (one of: {', '.join(map(str, a.choices))})"
             if a.required and a.option_strings:
@@ -540,6 +541,16 @@ def cli_page() -> str:
             lines.append(f"| `{_md_cell(arg)}` | {_md_cell(meaning)} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# what a positional argument is, where the parser gives it no help
+ARG_NOTES = {
+    "SPEC": "a spec file (YAML)",
+    "SRC": "the checkpoint to read: a .pt / .pth state_dict, or a .weights.h5 (or legacy .h5) Keras weights file",
+    "DST": "the file to write: .pt / .pth for the generated PyTorch model, .weights.h5 for the generated Keras model",
+    "STATE_DICT.pt": "the generated PyTorch model's state_dict (torch.save)",
+    "OUT.pt2": "the file to write",
+}
 
 
 def _usage(parser: argparse.ArgumentParser, formatter) -> str:
