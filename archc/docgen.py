@@ -223,6 +223,17 @@ NOTES: dict[str, dict] = {
         shape="(H, W, C) -> (size_h, size_w, C).", example=([9, 9, 8], "- adaptive_avgpool: {size: 3}")
     ),
     "global_maxpool": dict(shape="(H, W, C) -> (C,).", example=([7, 7, 64], "- global_maxpool")),
+    "conv_transpose": dict(
+        shape="Each spatial axis: n' = (n - 1) stride - 2 padding + dilation (kernel - 1) + output_padding + 1; "
+        "C' = out.",
+        params="kernel_h * kernel_w * C / groups * out, plus out with a bias.",
+        example=([8, 8, 16], "- conv_transpose: {out: 8, kernel: 2, stride: 2}"),
+    ),
+    "upsample": dict(
+        shape="Each spatial axis: `size`, or floor(n * scale); C unchanged.",
+        example=([8, 8, 4], "- upsample: {scale: 2, mode: bilinear}"),
+    ),
+    "scale": dict(example=([8, 8, 4], "- scale: {factor: 0.2}")),
     "seq": dict(
         doc="A sequence of items, one after the other; named, it is one level of names (`stem.conv`); unnamed, none.",
         shape="The last item's.",
@@ -314,6 +325,7 @@ GROUP_ORDER = [
     "normalization",
     "activation",
     "pooling",
+    "resampling",
     "regularization",
     "scaling",
     "channels",
