@@ -799,11 +799,11 @@ TROUBLE_CASES: list[tuple[str, str, dict[str, str], list[str]]] = [
     ),
     (
         "A construct a backend cannot express",
-        "Refused with its location when that backend builds it, rather than emitted with other numbers: here Keras has "
-        "no average pooling with ceil rounding (`archc check` accepts the spec: PyTorch can build it).",
+        "Refused with its location when that backend builds it, rather than emitted with other numbers: here Keras "
+        "convolutions cannot combine a stride with a dilation (`archc check` accepts the spec: PyTorch can build it).",
         {
-            "mine.yaml": "name: mine\ninput: {height: 9, width: 9, channels: 3}\nnetwork:\n"
-            "  - avgpool: {kernel: 2, stride: 2, ceil: true}\n"
+            "mine.yaml": "name: mine\ninput: {height: 16, width: 16, channels: 3}\nnetwork:\n"
+            "  - conv: {out: 8, kernel: 3, stride: 2, dilation: 2}\n"
         },
         ["archc", "build", "mine.yaml", "--backend", "keras", "-o", "mine_keras.py"],
     ),
