@@ -1,8 +1,8 @@
-"""README's "Transfer learning" examples, run as written: one per framework.
+"""The transfer-learning tutorial's examples (docs/tutorials/transfer-learning.md), run as written: one per framework.
 
 In a temporary folder (with ``specs`` linked to the repository's): the source checkpoint is made with random
 weights (torchvision's resnet50() state_dict; keras.applications.DenseNet169(weights=None)'s weights), then the
-README's `archc` commands run (in this process) and its Python block is executed. One optimizer step must
+the page's `archc` commands run (in this process) and its Python block is executed. One optimizer step must
 change the new head and leave the trunk exactly as loaded (its weights and its BN statistics).
 """
 
@@ -19,12 +19,12 @@ import pytest
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGE = "docs/tutorials/transfer-learning.md"
 
 
 def blocks() -> dict[str, tuple[list[str], str]]:
-    """framework -> (its `archc` command lines, its Python block), from README's Transfer learning section."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Transfer learning\n", 1)[1].split("\n## ", 1)[0]
+    """framework -> (its `archc` command lines, its Python block), from the transfer-learning tutorial."""
+    section = (ROOT / PAGE).read_text(encoding="utf-8")
     found = re.findall(r"```(sh|python)\n(.*?)```", section, re.S)
     assert [lang for lang, _ in found] == ["sh", "python", "sh", "python"], "two examples: commands, then Python"
     out = {}
@@ -71,7 +71,7 @@ def test_pytorch_example(workdir, torchvision):
     hook = register_optimizer_step_pre_hook(snapshot)
     try:
         ns: dict = {}
-        exec(compile(code, "README.md (Transfer learning, PyTorch)", "exec"), ns)
+        exec(compile(code, f"{PAGE} (PyTorch)", "exec"), ns)
     finally:
         hook.remove()
     base, head = ns["base"], ns["head"]
@@ -101,7 +101,7 @@ def test_keras_example(workdir, monkeypatch):
 
     monkeypatch.setattr(keras.Model, "train_on_batch", spy)
     ns: dict = {}
-    exec(compile(code, "README.md (Transfer learning, Keras)", "exec"), ns)
+    exec(compile(code, f"{PAGE} (Keras)", "exec"), ns)
     base, model = ns["base"], ns["model"]
     before = seen["before"]
     trunk = {id(v) for v in base.weights}

@@ -1,5 +1,5 @@
-"""README's table of the specs, from the analysis: `python -m tests.zoo_table` prints it; tests/test_vocabulary.py
-checks that README.md holds exactly this table (counts and MACs as `archc summary` gives them).
+"""The table of the specs, from the analysis: `python -m tests.zoo_table` prints it; tests/test_zoo_table.py
+checks that the zoo page (docs/zoo/index.md) shows these figures (counts and MACs as `archc summary` gives them).
 
 What each row is checked against is said here once; the checks themselves are tests/test_torchvision.py
 (torchvision's model and the generated ones compute the same logits from torchvision's state_dict),
