@@ -769,6 +769,7 @@ register(
         "multiplies by a constant factor, without parameters (Inception-ResNet scales each residual branch by 0.1 "
         "to 0.2 before the add)",
         (Attr("factor", "float", None, "the constant", range=(-1e6, 1e6, "[]"), required=True),),
+        describe=lambda node: f"scale {node.attr('factor'):g}",
         group="scaling",
     )
 )
@@ -850,6 +851,7 @@ register(
             Attr("bias", "bool", True, "a learned bias per output channel"),
         ),
         width=lambda in_ch, a: sym(a["out"]),
+        describe=lambda node: f"conv_transpose {_kxs(node.attr('kernel'), node.attr('stride'))}, {node.attr('out')}",
         shape=_conv_transpose_shape,
         params=_conv_transpose_params,
         macs=_conv_transpose_macs,
@@ -881,6 +883,14 @@ def _upsample_shape(shape, a):
     return (*out, shape[-1])
 
 
+def _upsample_describe(node: ir.Op) -> str:
+    scale, size = node.attr("scale"), node.attr("size")
+    to = f"to {'input' if size == 'input' else 'x'.join(map(str, size))}" if size is not None else ""
+    if scale is not None:
+        to = "x" + ("x".join(f"{f:g}" for f in scale) if len(set(scale)) > 1 else f"{scale[0]:g}")
+    return f"upsample {to} {node.attr('mode')}"
+
+
 register(
     Primitive(
         "upsample",
@@ -894,6 +904,7 @@ register(
             Attr("align_corners", "bool", None, "linear modes: align the corner pixels' centers (default false)"),
         ),
         shape=_upsample_shape,
+        describe=_upsample_describe,
         group="resampling",
     )
 )
