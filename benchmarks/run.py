@@ -19,7 +19,8 @@ sensitive to drift of the machine's speed during the run):
    None, forward in train mode, cross-entropy against random labels (GoogLeNet: + 0.3 x each auxiliary head's
    cross-entropy), backward. No optimizer update (it would be identical for both).
 1b. PyTorch against torchvision's own models (section ``torchvision``): ``generated/torch/{resnet50,mobilenet_v2,
-   efficientnet_b0}.py`` vs ``torchvision.models.resnet50() / mobilenet_v2() / efficientnet_b0()`` (torchvision
+   efficientnet_b0,r3d_18}.py`` vs ``torchvision.models.resnet50() / mobilenet_v2() / efficientnet_b0()`` and
+   ``torchvision.models.video.r3d_18()`` (clips of 8 x 112 x 112, a quarter of the images' batches) (torchvision
    imported through ``tests/torchvision_fixture.import_torchvision``, the suite's CPU workaround; rows skipped,
    with the reason printed, without torchvision). torchvision's model is built (its own init, seed 0), given
    random BN statistics and affine parameters, and its state_dict moved into the generated model with
@@ -139,7 +140,10 @@ TORCHVISION_MODELS = {
     "resnet50": ("ResNet-50", "resnet50"),
     "mobilenet_v2": ("MobileNetV2", "mobilenet_v2"),
     "efficientnet_b0": ("EfficientNet-B0", "efficientnet_b0"),
+    "r3d_18": ("R3D-18 (video, 3-D)", "r3d_18"),
 }
+# models whose input is not a 224 x 224 image: stem -> (its input after the batch, its classes); quick runs: 1/4
+CLIP_INPUTS = {"r3d_18": ((3, 8, 112, 112), 400)}
 # generated Keras models in keras.applications' layout: spec stem (specs/<stem>.yaml, generated/keras/<stem>.py)
 # -> (label, keras.applications builder); a row whose spec is missing is skipped with the reason printed
 KERAS_APP_MODELS = {
@@ -524,7 +528,7 @@ def torchvision_pair(torch, tv, stem: str, builder: str) -> tuple[dict, dict]:
 
     spec = ROOT / "specs" / f"{stem}.yaml"
     torch.manual_seed(0)
-    ref = getattr(tv.models, builder)(weights=None)
+    ref = tv.models.get_model_builder(builder)(weights=None)  # torchvision.models.video's builders too
     gen = load_generated("torch", stem).build_model()
     (gp, gb), (rp, rb) = torch_params(gen), torch_params(ref)
     if gp != rp or gb != rb:
@@ -536,7 +540,7 @@ def torchvision_pair(torch, tv, stem: str, builder: str) -> tuple[dict, dict]:
     gen.load_state_dict(from_torchvision(compile_spec(str(spec)), ref.state_dict(), str(spec)), strict=True)
     gen.eval()
     ref.eval()
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, *clip_shape(stem, quick=True)) if stem in CLIP_INPUTS else torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         a, b = gen(x), ref(x)
     rel = rel_diff(a, b)
@@ -571,14 +575,19 @@ def bench_torchvision(torch, cfg: Config) -> tuple[dict, dict, dict]:
         models, params[stem] = torchvision_pair(torch, tv, stem, builder)
         s, b = cfg.size, cfg.eval_batch
         torch.manual_seed(0)
-        x = torch.randn(b, 3, s, s)
-        log(f"torchvision eval {stem} {b}x3x{s}x{s}, {cfg.tv_repeats} runs each")
+        if stem in CLIP_INPUTS:  # clips: a quarter of the batch (each is several images' work)
+            b = max(1, b // 4)
+            x = torch.randn(b, *clip_shape(stem, cfg.quick))
+        else:
+            x = torch.randn(b, 3, s, s)
+        eval_inputs = "x".join(map(str, x.shape))
+        log(f"torchvision eval {stem} {eval_inputs}, {cfg.tv_repeats} runs each")
         t = alternate({k: make_eval(m, x) for k, m in models.items()}, cfg.warmup, cfg.tv_repeats)
         rows[f"torchvision_eval_{stem}"] = compare_row(
             "torchvision",
             f"{label} eval forward (no_grad) vs torchvision.models.{builder}",
             "s",
-            f"{b}x3x{s}x{s}",
+            eval_inputs,
             t["generated"],
             t["reference"],
             **faults(t),
@@ -620,10 +629,20 @@ def alloc_peak_bytes(torch, step: Callable[[], object]) -> int:
     return peak
 
 
+def clip_shape(stem: str, quick: bool) -> tuple[int, ...]:
+    """A clip model's input after the batch: its benchmark size, or a quarter of each axis in quick runs."""
+    c, *spatial = CLIP_INPUTS[stem][0]
+    return (c, *(max(1, n // 4) if quick else n for n in spatial))
+
+
 def train_inputs(torch, name: str, cfg: Config):
     """(input, target labels, "BxCxHxW") of model ``name``'s training-step rows, seed 0."""
     s = cfg.train_size(name)
     torch.manual_seed(0)
+    if name in CLIP_INPUTS:  # clips: a quarter of the batch, the model's own classes
+        b = max(1, cfg.train_batch // 4)
+        x = torch.randn(b, *clip_shape(name, cfg.quick))
+        return x, torch.randint(0, CLIP_INPUTS[name][1], (b,)), "x".join(map(str, x.shape))
     x = torch.randn(cfg.train_batch, 3, s, s)
     target = torch.randint(0, 1000, (cfg.train_batch,))
     return x, target, f"{cfg.train_batch}x3x{s}x{s}"
