@@ -30,8 +30,6 @@ from . import ir
 from . import weights as W
 from .errors import ArchcError, Loc
 
-MAX_LISTED = 12
-
 
 def keras_layer_name(path: str) -> str:
     return path.replace(".", "_")
@@ -80,13 +78,7 @@ def _fit_problems(
         for k in common
         if tuple(state[k].shape) != expected[k] and k not in unchecked
     ]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        items = [shown(k) for k in items] if label != "mis-shaped" else items
-        if items:
-            more = f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else ""
-            problems.append(f"{label}: " + ", ".join(items[:MAX_LISTED]) + more)
-    return problems
+    return W.problem_lines([shown(k) for k in missing], [shown(k) for k in unexpected], misshaped)
 
 
 def check(model: ir.Model, decl: W.Declaration, weights, src: str) -> None:

@@ -26,7 +26,6 @@ import re
 
 from . import ir
 from . import weights as W
-from .convert import MAX_LISTED
 from .errors import ArchcError, Loc
 from .mapping import BY_ORDER, Mapping, mapping_for
 
@@ -224,11 +223,7 @@ def from_keras_applications(model: ir.Model, src: str, full: ir.Model | None = N
             ignored.append(name)
         else:
             unexpected.append(name)
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
-        if items:
-            more = f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else ""
-            problems.append(f"{label}: " + ", ".join(items[:MAX_LISTED]) + more)
+    problems = W.problem_lines(missing, unexpected, misshaped)
     if missing and "include_top=False" in built:
         problems.append(
             "the file has no classifier (keras.applications' include_top=False): convert into the "

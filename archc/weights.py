@@ -282,3 +282,17 @@ def from_canonical(decl: Declaration, model: ir.Model, canon: Mapping[str, Mappi
             flat[key(layer, t)] = a
         grouped[layer.name] = arrays
     return grouped if decl.grouped else flat
+
+
+MAX_LISTED = 12  # tensors named per kind of problem in a refusal
+
+
+def problem_lines(missing, unexpected, misshaped) -> list[str]:
+    """``missing: a, b, ...`` / ``unexpected: ...`` / ``mis-shaped: ...`` lines of a refused checkpoint, each naming
+    at most :data:`MAX_LISTED` tensors (and how many there are in all)."""
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            more = f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else ""
+            problems.append(f"{label}: " + ", ".join(items[:MAX_LISTED]) + more)
+    return problems

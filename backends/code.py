@@ -22,6 +22,7 @@ import keyword
 import os
 import shutil
 import subprocess
+import textwrap
 
 from archc.errors import InternalError
 
@@ -261,9 +262,26 @@ class _Printer:
 
 
 def _triple_quoted(text: str, indent: str) -> str:
-    from .common import docstring as escape
+    return '"""' + docstring_text(text, indent) + '"""'
 
-    return '"""' + escape(text, indent) + '"""'
+
+def docstring_text(text: str, indent: str = "", width: int = 120) -> str:
+    """Text for a triple-quoted docstring: escaped, long lines wrapped, continuation lines indented."""
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
+    if text.endswith('"'):
+        text = text[:-1] + '\\"'
+    text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
+    lines = []
+    for line in text.splitlines():
+        lead = line[: len(line) - len(line.lstrip())]
+        wrapped = textwrap.wrap(line, width - len(indent) - 4, subsequent_indent=lead) or [""]
+        lines.extend(wrapped)
+    out = lines[0]
+    for line in lines[1:]:
+        out += "\n" + (indent + line if line else "")
+    if len(lines) > 1:
+        out += "\n" + indent
+    return out
 
 
 def render(header: list[str], body: list[ast.stmt], what: str) -> str:

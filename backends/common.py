@@ -16,6 +16,8 @@ from archc import ir
 from archc.errors import ArchcError
 from archc.expr import Expr, evaluate, simplify, substitute
 
+from .code import lit
+
 
 class Unsupported(ArchcError):
     """The IR asks for something this backend cannot express exactly."""
@@ -60,8 +62,6 @@ class Scope:
     def node(self, v):
         """An :mod:`ast` expression for ``v`` (a literal, an Expr, or a tuple of them); renames applied."""
         import copy
-
-        from .code import lit
 
         known = self.value(v)
         if known is not None:
@@ -124,27 +124,6 @@ def spec_label(path: str) -> str:
     if not all(c.isprintable() for c in rel) or '"""' in rel or "\\" in rel:
         rel = json.dumps(rel, ensure_ascii=True)[1:-1].replace('"""', '\\"""')
     return rel
-
-
-def docstring(text: str, indent: str = "", width: int = 120) -> str:
-    """Text for a triple-quoted docstring: escaped, long lines wrapped, continuation lines indented."""
-    import textwrap
-
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
-    if text.endswith('"'):
-        text = text[:-1] + '\\"'
-    text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
-    lines = []
-    for line in text.splitlines():
-        lead = line[: len(line) - len(line.lstrip())]
-        wrapped = textwrap.wrap(line, width - len(indent) - 4, subsequent_indent=lead) or [""]
-        lines.extend(wrapped)
-    out = lines[0]
-    for line in lines[1:]:
-        out += "\n" + (indent + line if line else "")
-    if len(lines) > 1:
-        out += "\n" + indent
-    return out
 
 
 def axes(v, n: int) -> tuple:
