@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import ir, ops
+from .backends import reserved_layer_names
 from .errors import ArchcError, Loc, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
 from .loader import LDict, _mk_list, key_loc, loc_of, parse_yaml, read_text
@@ -52,22 +53,6 @@ from .values import (
 MAX_INSTANCE_NODES = 100_000  # layers and blocks after expansion (10,000 blocks fit; checked within about a second)
 MAX_REPEAT = 50_000
 
-# attributes of torch.nn.Module (torch 2.13, public names) and of the generated model class: a layer given one of
-# these names would shadow it in the generated PyTorch code (Keras' functional code has no such attributes)
-TORCH_MODULE_ATTRS = frozenset(
-    {
-        "T_destination", "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "compile",
-        "cpu", "cuda", "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer",
-        "get_extra_state", "get_parameter", "get_submodule", "half", "ipu", "load_state_dict", "modules", "mtia",
-        "named_buffers", "named_children", "named_modules", "named_parameters", "parameters",
-        "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
-        "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
-        "register_load_state_dict_pre_hook", "register_module", "register_parameter",
-        "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_", "set_extra_state",
-        "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train", "training", "type", "xpu",
-        "zero_grad",
-    }
-)  # fmt: skip
 GENERATED_ATTRS = frozenset({"loss_weights"})  # the generated model class's LOSS_WEIGHTS
 
 WIDTH_PREFIX = "__w"  # names of running widths (ir.TNode.lets); spec names cannot start with '__'
@@ -197,8 +182,8 @@ class Lowerer:
         why = check_identifier(name, variable=what not in ("name", "head name", "model name"))
         if why is None and name in RESERVED:
             why = "is a word of the spec language"
-        if why is None and what in ("name", "head name") and name in TORCH_MODULE_ATTRS:
-            why = f"would shadow torch.nn.Module.{name} in the generated PyTorch code"
+        if why is None and what in ("name", "head name"):
+            why = reserved_layer_names().get(name)  # a backend's own (torch.nn.Module's attributes)
         if why is None and what == "name" and name in GENERATED_ATTRS:
             why = "would shadow the generated model's loss_weights"
         if why:

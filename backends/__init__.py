@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 _REGISTRY: dict[str, Callable] = {}
@@ -57,3 +58,23 @@ def weight_layout(name: str):
             raise
         raise KeyError(f"backend '{name}' declares no weights (no {__name__}.{name}.weights module)") from None
     return module.LAYOUT
+
+
+@functools.cache
+def reserved_layer_names() -> dict[str, str]:
+    """Names some backend cannot give a layer: name -> why (``RESERVED_LAYER_NAMES`` of each backend's ``names``
+    module, which imports nothing), so that ``archc check`` refuses what a backend would (what check accepts, every
+    backend builds)."""
+    import importlib
+
+    out: dict[str, str] = {}
+    for name in list_backends():
+        try:
+            module = importlib.import_module(f"{__name__}.{name}.names")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}.names":
+                raise
+            continue
+        for layer, why in module.RESERVED_LAYER_NAMES.items():
+            out.setdefault(layer, why)
+    return out
