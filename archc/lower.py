@@ -61,6 +61,16 @@ MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
 # archc's defaults: each kind's from its registration (archc.ops), the combinators' here
 BUILTIN_DEFAULTS = {"residual": {"when": True}, **{k: p.defaults for k, p in ops.PRIMITIVES.items() if p.defaults}}
 MERGES = ("concat", "add", "mul")
+# the combinators' instance builders (Lowerer methods); every other kind is the registry's (archc.ops)
+COMBINATOR_METHODS = {
+    "residual": "inst_residual",
+    "mul": "inst_mul",
+    "concat": "inst_merge",
+    "add": "inst_merge",
+    "repeat": "inst_loop",
+    "dense_connect": "inst_loop",
+    "call": "inst_call",
+}
 
 STDLIB_DIR = Path(__file__).parent / "stdlib"
 STDLIB_PREFIX = "<archc stdlib>/"
@@ -504,148 +514,172 @@ class Lowerer:
         return v
 
     def inst(self, t: ir.TNode, scope: dict, shape, path: str, level: str = ""):
-        """The instance of ``t`` at ``path`` (its item path), in naming level ``level``; None if absent."""
+        """The instance of ``t`` at ``path`` (its item path), in naming level ``level``; None if absent: the
+        registry's kinds (:meth:`inst_kind`), or a combinator's method (:data:`COMBINATOR_METHODS`)."""
         self.count += 1
         if self.count > MAX_INSTANCE_NODES:
             raise ArchcError(f"network has more than {MAX_INSTANCE_NODES} layers and blocks", t.loc)
         if t.cond is not None and not _as_bool(self.ev(t.cond, scope, t.loc), t.loc):
             return None
-        loc = t.loc
+        if t.kind == "seq":
+            return self.inst_seq(t, scope, shape, level if t.transparent else path)
         al = t.attr_loc
         a = {k: self.ev(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
-        base = dict(name=t.name, path=path, loc=loc, in_shape=shape)
-        k = t.kind
+        base = dict(name=t.name, path=path, loc=t.loc, in_shape=shape)
+        if t.kind in ops.PRIMITIVES:
+            return self.inst_kind(t, shape, path, a, base)
+        method = COMBINATOR_METHODS.get(t.kind)
+        if method is None:
+            raise ArchcError(f"cannot lower kind '{t.kind}'", t.loc)  # pragma: no cover
+        return getattr(self, method)(t, scope, shape, path, level, a, base)
+
+    def inst_kind(self, t: ir.TNode, shape, path: str, a: dict, base: dict) -> ir.Node:
+        """A registry kind's node (:mod:`archc.ops`): its attributes checked, its shape rule or builder run."""
+        k, loc, al = t.kind, t.loc, t.attr_loc
+        prim = ops.get(k)
+        if prim.needs_map:
+            _need_map(shape, k, path, loc)
+        vals = {attr.name: attr.check(a.get(attr.name), al(attr.name), ir.rank(shape)) for attr in prim.attrs}
+        seen = dict(vals)  # what the shape rule sees: `size: input` is the network input's spatial size
+        for attr in prim.attrs:
+            if attr.type == "size" and vals[attr.name] == "input":
+                if "." in path:
+                    raise ArchcError(
+                        f"{k} '{path}': {attr.name}: input is for a top-level item of the network (the model's "
+                        "forward knows its input's size; a block or a nested item does not)",
+                        al(attr.name),
+                    )
+                seen[attr.name] = self.input_shape[:-1]
+        if k == "flatten":  # the spatial size this use sees fixes its block's placeholder (resolve_flatten)
+            self.flat_sizes.setdefault(t.attr("hw").src, set()).add(shape[:-1])
+        try:
+            if prim.build is not None:
+                return prim.build(shape, seen, base)
+            out_shape = prim.shape(shape, seen)
+        except ops.OpError as exc:
+            where = al(exc.attr) if exc.attr else loc
+            raise ArchcError(f"{k} '{path}': {exc.message}", where, attr=exc.attr) from None
+        return ir.Op(**base, out_shape=out_shape, op=k, attrs=tuple(vals.items()))
+
+    def inst_residual(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
+        """``body(x) + shortcut(x)``, the shortcut only ``when`` it holds."""
+        loc, al = t.loc, t.attr_loc
         inner_level = level if t.transparent else path  # where the names below this node live
-        if k == "seq":
-            return self.inst_seq(t, scope, shape, inner_level)
-        if k == "residual":
-            when = boolean(a["when"], "when", al("when"))
-            body_t, short_t = t.children
-            sub = (lambda key: inner_level) if t.transparent else (lambda key: _join(path, key))
-            body = self.inst_seq(body_t, scope, shape, sub("body"))
-            short = self.inst_seq(short_t, scope, shape, sub("shortcut")) if when else None
-            if short is not None and short.out_shape != body.out_shape:
-                what = "the identity" if not short.children else "its shortcut"
+        when = boolean(a["when"], "when", al("when"))
+        body_t, short_t = t.children
+        sub = (lambda key: inner_level) if t.transparent else (lambda key: _join(path, key))
+        body = self.inst_seq(body_t, scope, shape, sub("body"))
+        short = self.inst_seq(short_t, scope, shape, sub("shortcut")) if when else None
+        if short is not None and short.out_shape != body.out_shape:
+            what = "the identity" if not short.children else "its shortcut"
+            raise ArchcError(
+                f"residual '{path}': the body gives {_fmt(body.out_shape)} but {what} gives "
+                f"{_fmt(short.out_shape)}; shapes must match (add a projection to the shortcut, or a "
+                "'when:' condition)",
+                loc,
+            )
+        return ir.Residual(**base, out_shape=body.out_shape, body=body, shortcut=short, level=inner_level)
+
+    def inst_mul(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
+        """Branches multiplied; a ``(1, ..., 1, C)`` branch broadcasts over the positions."""
+        inner_level = level if t.transparent else path  # where the names below this node live
+        k, loc = t.kind, t.loc
+        branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
+        full = [b.out_shape for b in branches if not _is_gate(b.out_shape)]
+        out_shape = full[0] if full else branches[0].out_shape
+        for b in branches:
+            s = b.out_shape
+            if s != out_shape and not (_is_gate(s) and len(s) == len(out_shape) and s[-1] == out_shape[-1]):
                 raise ArchcError(
-                    f"residual '{path}': the body gives {_fmt(body.out_shape)} but {what} gives "
-                    f"{_fmt(short.out_shape)}; shapes must match (add a projection to the shortcut, or a "
-                    "'when:' condition)",
+                    f"mul '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
+                    f"branch '{b.name}' gives {_fmt(s)}; shapes must match, or a branch must give "
+                    f"{_fmt((*(1,) * ir.rank(out_shape), out_shape[-1]))} (broadcast over the positions)",
                     loc,
                 )
-            return ir.Residual(**base, out_shape=body.out_shape, body=body, shortcut=short, level=inner_level)
-        if k in ops.PRIMITIVES:
-            prim = ops.get(k)
-            if prim.needs_map:
-                _need_map(shape, k, path, loc)
-            vals = {attr.name: attr.check(a.get(attr.name), al(attr.name), ir.rank(shape)) for attr in prim.attrs}
-            seen = dict(vals)  # what the shape rule sees: `size: input` is the network input's spatial size
-            for attr in prim.attrs:
-                if attr.type == "size" and vals[attr.name] == "input":
-                    if "." in path:
-                        raise ArchcError(
-                            f"{k} '{path}': {attr.name}: input is for a top-level item of the network (the model's "
-                            "forward knows its input's size; a block or a nested item does not)",
-                            al(attr.name),
-                        )
-                    seen[attr.name] = self.input_shape[:-1]
-            if k == "flatten":  # the spatial size this use sees fixes its block's placeholder (resolve_flatten)
-                self.flat_sizes.setdefault(t.attr("hw").src, set()).add(shape[:-1])
-            try:
-                if prim.build is not None:
-                    return prim.build(shape, seen, base)
-                out_shape = prim.shape(shape, seen)
-            except ops.OpError as exc:
-                where = al(exc.attr) if exc.attr else loc
-                raise ArchcError(f"{k} '{path}': {exc.message}", where, attr=exc.attr) from None
-            return ir.Op(**base, out_shape=out_shape, op=k, attrs=tuple(vals.items()))
-        if k == "mul":
-            branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
-            full = [b.out_shape for b in branches if not _is_gate(b.out_shape)]
-            out_shape = full[0] if full else branches[0].out_shape
-            for b in branches:
-                s = b.out_shape
-                if s != out_shape and not (_is_gate(s) and len(s) == len(out_shape) and s[-1] == out_shape[-1]):
+        return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
+
+    def inst_merge(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
+        """Branches concatenated on the channels, or added."""
+        inner_level = level if t.transparent else path  # where the names below this node live
+        k, loc = t.kind, t.loc
+        branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
+        shapes = [b.out_shape for b in branches]
+        if k == "add":
+            for b in branches[1:]:
+                if b.out_shape != branches[0].out_shape:
                     raise ArchcError(
-                        f"mul '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
-                        f"branch '{b.name}' gives {_fmt(s)}; shapes must match, or a branch must give "
-                        f"{_fmt((*(1,) * ir.rank(out_shape), out_shape[-1]))} (broadcast over the positions)",
+                        f"add '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
+                        f"branch '{b.name}' gives {_fmt(b.out_shape)}; shapes must match",
                         loc,
                     )
-            return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
-        if k in ("concat", "add"):
-            branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
-            shapes = [b.out_shape for b in branches]
-            if k == "add":
-                for b in branches[1:]:
-                    if b.out_shape != branches[0].out_shape:
-                        raise ArchcError(
-                            f"add '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
-                            f"branch '{b.name}' gives {_fmt(b.out_shape)}; shapes must match",
-                            loc,
-                        )
-                out_shape = shapes[0]
+            out_shape = shapes[0]
+        else:
+            for b in branches:
+                if len(b.out_shape) < 2 or b.out_shape[:-1] != shapes[0][:-1]:
+                    raise ArchcError(
+                        f"concat '{path}': branch '{branches[0].name}' gives {_fmt(shapes[0])} but branch "
+                        f"'{b.name}' gives {_fmt(b.out_shape)}; spatial sizes must match",
+                        loc,
+                    )
+            out_shape = (*shapes[0][:-1], chan(sum(s[-1] for s in shapes), loc))
+        return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
+
+    def inst_loop(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
+        """A repeat (a loop of the body), or dense connectivity (each layer sees all before)."""
+        k, loc, al = t.kind, t.loc, t.attr_loc
+        count_key = "times" if k == "repeat" else "layers"
+        n = a[count_key]
+        if not is_int(n) or n < (0 if k == "repeat" else 1):
+            kind_word = "non-negative" if k == "repeat" else "positive"
+            raise ArchcError(f"{count_key} must be a {kind_word} integer, got {n!r}", al(count_key))
+        if n > MAX_REPEAT:
+            raise ArchcError(f"{count_key}={n} is more than {MAX_REPEAT}", al(count_key))
+        body = t.children[0]
+        if self.count + n * self.tsize(body) > MAX_INSTANCE_NODES:
+            raise ArchcError(
+                f"{count_key}={n} would make the network larger than {MAX_INSTANCE_NODES} layers and blocks",
+                al(count_key),
+            )
+        items = []
+        cur = shape
+        for i in range(n):
+            s = self.inst_seq(body, {**scope, "in_channels": cur[-1]}, cur, _join(path, str(i)))
+            if k == "dense_connect":
+                if len(s.out_shape) < 2 or s.out_shape[:-1] != cur[:-1]:
+                    raise ArchcError(
+                        f"dense_connect '{path}': layer {i} maps {_fmt(cur)} to {_fmt(s.out_shape)}; "
+                        "layers must keep the spatial size",
+                        loc,
+                    )
+                cur = (*cur[:-1], chan(cur[-1] + s.out_shape[-1], loc))
             else:
-                for b in branches:
-                    if len(b.out_shape) < 2 or b.out_shape[:-1] != shapes[0][:-1]:
-                        raise ArchcError(
-                            f"concat '{path}': branch '{branches[0].name}' gives {_fmt(shapes[0])} but branch "
-                            f"'{b.name}' gives {_fmt(b.out_shape)}; spatial sizes must match",
-                            loc,
-                        )
-                out_shape = (*shapes[0][:-1], chan(sum(s[-1] for s in shapes), loc))
-            return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
-        if k in ("repeat", "dense_connect"):
-            count_key = "times" if k == "repeat" else "layers"
-            n = a[count_key]
-            if not is_int(n) or n < (0 if k == "repeat" else 1):
-                kind_word = "non-negative" if k == "repeat" else "positive"
-                raise ArchcError(f"{count_key} must be a {kind_word} integer, got {n!r}", al(count_key))
-            if n > MAX_REPEAT:
-                raise ArchcError(f"{count_key}={n} is more than {MAX_REPEAT}", al(count_key))
-            body = t.children[0]
-            if self.count + n * self.tsize(body) > MAX_INSTANCE_NODES:
-                raise ArchcError(
-                    f"{count_key}={n} would make the network larger than {MAX_INSTANCE_NODES} layers and blocks",
-                    al(count_key),
-                )
-            items = []
-            cur = shape
-            for i in range(n):
-                s = self.inst_seq(body, {**scope, "in_channels": cur[-1]}, cur, _join(path, str(i)))
-                if k == "dense_connect":
-                    if len(s.out_shape) < 2 or s.out_shape[:-1] != cur[:-1]:
-                        raise ArchcError(
-                            f"dense_connect '{path}': layer {i} maps {_fmt(cur)} to {_fmt(s.out_shape)}; "
-                            "layers must keep the spatial size",
-                            loc,
-                        )
-                    cur = (*cur[:-1], chan(cur[-1] + s.out_shape[-1], loc))
-                else:
-                    if i >= 1 and s.out_shape[-1] != items[0].out_shape[-1]:
-                        widths = ", ".join(str(it.out_shape[-1]) for it in [*items, s])
-                        raise ArchcError(
-                            f"repeat '{path}': the iterations give widths {widths}; archc emits a repeat as a loop, "
-                            "which needs every iteration after the first to keep the width the first one gives",
-                            loc,
-                        )
-                    cur = s.out_shape
-                items.append(s)
-            if k == "repeat":
-                return ir.Repeat(**base, out_shape=cur, iterations=tuple(items))
-            return ir.DenseConnect(**base, out_shape=cur, layers=tuple(items))
-        if k == "call":
-            bdef = self.templates[t.block]
-            args = dict(a)
-            for p, v in args.items():
-                plain(v, f"param '{p}' of block '{t.block}'", al(p))
-            inner = {**args, "in_channels": shape[-1], ORIGINS: (t, scope)}
-            try:
-                body = self.inst_seq(bdef.body, inner, shape, path)
-            except ArchcError as exc:
-                raise _at_call_site(exc, t) from None
-            frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
-            return ir.Call(**base, out_shape=body.out_shape, block=t.block, args=frozen, body=body)
-        raise ArchcError(f"cannot lower kind '{k}'", loc)  # pragma: no cover
+                if i >= 1 and s.out_shape[-1] != items[0].out_shape[-1]:
+                    widths = ", ".join(str(it.out_shape[-1]) for it in [*items, s])
+                    raise ArchcError(
+                        f"repeat '{path}': the iterations give widths {widths}; archc emits a repeat as a loop, "
+                        "which needs every iteration after the first to keep the width the first one gives",
+                        loc,
+                    )
+                cur = s.out_shape
+            items.append(s)
+        if k == "repeat":
+            return ir.Repeat(**base, out_shape=cur, iterations=tuple(items))
+        return ir.DenseConnect(**base, out_shape=cur, layers=tuple(items))
+
+    def inst_call(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
+        """A block's body, instantiated with the call's arguments."""
+        al = t.attr_loc
+        bdef = self.templates[t.block]
+        args = dict(a)
+        for p, v in args.items():
+            plain(v, f"param '{p}' of block '{t.block}'", al(p))
+        inner = {**args, "in_channels": shape[-1], ORIGINS: (t, scope)}
+        try:
+            body = self.inst_seq(bdef.body, inner, shape, path)
+        except ArchcError as exc:
+            raise _at_call_site(exc, t) from None
+        frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
+        return ir.Call(**base, out_shape=body.out_shape, block=t.block, args=frozen, body=body)
 
     def tsize(self, t: ir.TNode) -> int:
         """Nodes one instance of ``t`` makes at least (repeats counted once): refuses huge repeats early."""
