@@ -693,58 +693,12 @@ class Lowerer:
 
     # ---------------------------------------------------------------- driver
     def lower(self) -> ir.Model:
+        """The model: params, defaults, the input, the network's templates and instances, the heads."""
         spec, data = self.spec, self.data
         self.check_name(spec.name, loc_of(data, "name"), "model name")
-        scope = self.eval_param_scope()
-        self.scope = scope
-        # per-kind defaults, evaluated at network level
-        self.defaults: dict[str, dict] = {}
-        raw_defaults = data.get("defaults") or {}
-        for kind, attrs in spec.defaults.items():
-            kloc = key_loc(raw_defaults, kind)
-            if kind in KINDS:
-                allowed = set(KINDS[kind].model_fields) - {"name", "if_"}
-                if kind in COMBINATORS:
-                    raise ArchcError(f"defaults cannot be given for combinator '{kind}'", kloc)
-            elif kind in self.raw_blocks:
-                allowed = set(self.raw_blocks[kind][0].params)
-            else:
-                raise ArchcError(
-                    f"defaults for unknown kind or block '{kind}'{suggest(kind, list(KINDS) + list(self.raw_blocks))}",
-                    kloc,
-                )
-            for key in attrs:
-                if key not in allowed:
-                    raw_k = raw_defaults.get(kind) if isinstance(raw_defaults, dict) else None
-                    raise ArchcError(
-                        f"'{kind}' has no attribute '{key}' (valid: {', '.join(sorted(allowed))})"
-                        f"{suggest(key, allowed)}",
-                        key_loc(raw_k, key) if raw_k is not None else kloc,
-                    )
-            raw_k = raw_defaults.get(kind)
-            self.defaults[kind] = {key: self.literal(v, scope, loc_of(raw_k, key)) for key, v in attrs.items()}
-        raw_input = data.get("input")
-        given = tuple(k for k in ("length", "depth", "height", "width") if getattr(spec.input, k) is not None)
-        ranks = {names: r for r, names in ir.SPATIAL_NAMES.items()}
-        if given not in ranks:
-            raise ArchcError(
-                "input needs 'length' (1-D), 'height' and 'width' (2-D), or 'depth', 'height' and 'width' (3-D), "
-                f"with 'channels'; got {', '.join(given) or 'no spatial size'}",
-                loc_of(data, "input"),
-            )
-        dims = []
-        for key in (*given, "channels"):
-            loc = loc_of(raw_input, key)
-            raw_v = getattr(spec.input, key)
-            v = self.literal(raw_v, scope, loc)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                exc = ArchcError(f"input {key} must be a positive integer, got {v!r}", loc, check=good_pos)
-                self.explain_network_value(exc, key, raw_v, v, loc)
-                raise exc
-            if v > (MAX_CHANNELS if key == "channels" else MAX_SPATIAL):
-                raise ArchcError(f"input {key}={v} is too large", loc)
-            dims.append(v)
-        in_shape = self.input_shape = tuple(dims)
+        scope = self.scope = self.eval_param_scope()
+        self.defaults = self.spec_defaults(scope)
+        in_shape = self.input_shape = self.lower_input(scope)
         ctx = _Ctx(set(scope), "the network")
         include_top, pooling, pool_loc = self.builtin_params()
         items, raw_items, level = self.network_items(include_top, pooling, pool_loc)
@@ -752,32 +706,7 @@ class Lowerer:
             items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
         )
         body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[-1], ORIGINS: NETWORK}, in_shape, "")
-        heads = []
-        raw_heads = data.get("heads") or {}
-        top = {n.name: n for n in body.children}
-        for hname, h in spec.heads.items() if include_top else ():  # a headless model has no aux heads either
-            hraw = raw_heads.get(hname)
-            hloc = key_loc(raw_heads, hname)
-            self.check_name(hname, hloc, "head name")
-            if hname == "main" or hname in top:
-                raise ArchcError(f"head name '{hname}' clashes with a layer or the main output", hloc)
-            if h.if_ is not None and not _as_bool(self.literal(h.if_, scope, loc_of(hraw, "if")), loc_of(hraw, "if")):
-                continue
-            if h.at not in top:
-                raise ArchcError(
-                    f"head '{hname}' is attached at '{h.at}', which is not a top-level item of the network"
-                    f"{suggest(h.at, top)}",
-                    loc_of(hraw, "at"),
-                )
-            lw = number(
-                self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight")),
-                "loss_weight",
-                loc_of(hraw, "loss_weight"),
-            )
-            ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
-            at_shape = top[h.at].out_shape
-            hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1], ORIGINS: NETWORK}, at_shape, hname)
-            heads.append(ir.Head(hname, h.at, lw, hbody, ht))
+        heads = self.lower_heads(scope, ctx, body) if include_top else []  # a headless model has no aux heads
         self.resolve_flatten()
         net_t = self.fix(net_t)
         heads = [replace(h, template=self.fix(h.template)) for h in heads]
@@ -821,6 +750,93 @@ class Lowerer:
             network=net_t,
             top_removed=not include_top,
         )
+
+    def spec_defaults(self, scope: dict) -> dict[str, dict]:
+        """The spec's ``defaults:`` per kind or block, checked and evaluated at network level."""
+        spec, data = self.spec, self.data
+        out: dict[str, dict] = {}
+        raw_defaults = data.get("defaults") or {}
+        for kind, attrs in spec.defaults.items():
+            kloc = key_loc(raw_defaults, kind)
+            if kind in KINDS:
+                allowed = set(KINDS[kind].model_fields) - {"name", "if_"}
+                if kind in COMBINATORS:
+                    raise ArchcError(f"defaults cannot be given for combinator '{kind}'", kloc)
+            elif kind in self.raw_blocks:
+                allowed = set(self.raw_blocks[kind][0].params)
+            else:
+                raise ArchcError(
+                    f"defaults for unknown kind or block '{kind}'{suggest(kind, list(KINDS) + list(self.raw_blocks))}",
+                    kloc,
+                )
+            for key in attrs:
+                if key not in allowed:
+                    raw_k = raw_defaults.get(kind) if isinstance(raw_defaults, dict) else None
+                    raise ArchcError(
+                        f"'{kind}' has no attribute '{key}' (valid: {', '.join(sorted(allowed))})"
+                        f"{suggest(key, allowed)}",
+                        key_loc(raw_k, key) if raw_k is not None else kloc,
+                    )
+            raw_k = raw_defaults.get(kind)
+            out[kind] = {key: self.literal(v, scope, loc_of(raw_k, key)) for key, v in attrs.items()}
+        return out
+
+    def lower_input(self, scope: dict) -> ir.Shape:
+        """The input's shape ``(*spatial, C)``: its keys give the rank."""
+        spec, data = self.spec, self.data
+        raw_input = data.get("input")
+        given = tuple(k for k in ("length", "depth", "height", "width") if getattr(spec.input, k) is not None)
+        ranks = {names: r for r, names in ir.SPATIAL_NAMES.items()}
+        if given not in ranks:
+            raise ArchcError(
+                "input needs 'length' (1-D), 'height' and 'width' (2-D), or 'depth', 'height' and 'width' (3-D), "
+                f"with 'channels'; got {', '.join(given) or 'no spatial size'}",
+                loc_of(data, "input"),
+            )
+        dims = []
+        for key in (*given, "channels"):
+            loc = loc_of(raw_input, key)
+            raw_v = getattr(spec.input, key)
+            v = self.literal(raw_v, scope, loc)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                exc = ArchcError(f"input {key} must be a positive integer, got {v!r}", loc, check=good_pos)
+                self.explain_network_value(exc, key, raw_v, v, loc)
+                raise exc
+            if v > (MAX_CHANNELS if key == "channels" else MAX_SPATIAL):
+                raise ArchcError(f"input {key}={v} is too large", loc)
+            dims.append(v)
+        return tuple(dims)
+
+    def lower_heads(self, scope: dict, ctx: _Ctx, body: ir.Seq) -> list[ir.Head]:
+        """The auxiliary heads, each attached to a top-level item of the network."""
+        spec, data = self.spec, self.data
+        heads = []
+        raw_heads = data.get("heads") or {}
+        top = {n.name: n for n in body.children}
+        for hname, h in spec.heads.items():
+            hraw = raw_heads.get(hname)
+            hloc = key_loc(raw_heads, hname)
+            self.check_name(hname, hloc, "head name")
+            if hname == "main" or hname in top:
+                raise ArchcError(f"head name '{hname}' clashes with a layer or the main output", hloc)
+            if h.if_ is not None and not _as_bool(self.literal(h.if_, scope, loc_of(hraw, "if")), loc_of(hraw, "if")):
+                continue
+            if h.at not in top:
+                raise ArchcError(
+                    f"head '{hname}' is attached at '{h.at}', which is not a top-level item of the network"
+                    f"{suggest(h.at, top)}",
+                    loc_of(hraw, "at"),
+                )
+            lw = number(
+                self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight")),
+                "loss_weight",
+                loc_of(hraw, "loss_weight"),
+            )
+            ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
+            at_shape = top[h.at].out_shape
+            hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1], ORIGINS: NETWORK}, at_shape, hname)
+            heads.append(ir.Head(hname, h.at, lw, hbody, ht))
+        return heads
 
     # ---------------------------------------------------------------- top: and the built-in params
     def builtin_params(self) -> tuple[bool, str, Loc | None]:
