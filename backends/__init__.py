@@ -68,7 +68,7 @@ def reserved_layer_names() -> dict[str, str]:
     import importlib
 
     out: dict[str, str] = {}
-    for name in list_backends():
+    for name in _packages():  # a backend registered in-process without a package declares none
         try:
             module = importlib.import_module(f"{__name__}.{name}.names")
         except ModuleNotFoundError as exc:
