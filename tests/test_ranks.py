@@ -112,6 +112,18 @@ CASES = {
         "[upsample: {scale: [1, 2, 2], mode: trilinear}, upsample: {scale: 2}, upsample: {size: input}]",
     ),
     "scale": (TWO_D, "[conv: {out: 4, kernel: 1}, scale: {factor: 0.17}, relu]"),
+    # strides TensorFlow's kernels cannot take (with dilation; a 2-D depthwise conv's unequal strides): Keras runs
+    # them at stride 1 and keeps every stride-th output
+    "strided_dilated2d": (
+        TWO_D,
+        "[conv: {out: 4, kernel: 3, stride: 2, dilation: 2, padding: same}, dwconv: {kernel: 3, stride: [1, 2],"
+        " padding: 1}, conv: {out: 5, kernel: [3, 2], stride: [2, 1], dilation: [1, 2], padding: [[1, 0], [0, 2]]}]",
+    ),
+    "strided_dilated3d": (
+        THREE_D,
+        "[conv: {out: 4, kernel: 3, stride: 2, dilation: 2, padding: same},"
+        " dwconv: {kernel: 3, stride: [1, 2, 1], padding: 1, dilation: [2, 1, 1], multiplier: 2}]",
+    ),
 }
 FLOAT32 = {name for name, (head, _) in CASES.items() if head is THREE_D}
 

@@ -30,16 +30,20 @@ from ..common import Scope, Unsupported
 from .ops import EMIT as OP_EMIT
 from .ops import HELPERS as OP_HELPERS
 
-HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D", "Pooling2DPadded") + OP_HELPERS  # in emitted order
+HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D", "SamePadding2D", "Subsample2D", "Pooling2DPadded")
+HELPERS += OP_HELPERS  # in emitted order
 HELPER_DEFS = {
     "explicit_padding": "_explicit_padding",
     "pool_padding": "_pool_padding",
     "MaxPadding2D": "MaxPadding2D",
+    "SamePadding2D": "SamePadding2D",
+    "Subsample2D": "Subsample2D",
     "Pooling2DPadded": "Pooling2DPadded",
     **{h: h for h in OP_HELPERS},
 }
 NEEDS_OPS = {
     "MaxPadding2D",
+    "SamePadding2D",
     "Pooling2DPadded",
     "GeluTanh",
     "StochasticDepth",

@@ -89,16 +89,23 @@ def _zeropad(e, t, scope):
     return e.L(e.ranked("ZeroPadding2D")), [c.lit(e.pad_arg(pads(pad, e.rank)))], []
 
 
+def _strided_by_subsampling(e, t) -> bool:
+    """Whether TensorFlow's kernels cannot stride this convolution: strides > 1 with dilation > 1 (any conv), or a
+    2-D depthwise convolution with unequal strides. It then runs at stride 1 and every stride-th output is kept,
+    which is the same convolution."""
+    for inst in e.instances.get(id(t), []):
+        if max(inst.stride) > 1 and max(inst.dilation) > 1:
+            return True
+        if inst.depthwise and e.rank == 2 and len(set(inst.stride)) > 1:
+            return True
+    return False
+
+
 def _conv(e, t, scope, x, name, out, prev):
     node = scope.node
     a = dict(t.attrs)
-    for inst in e.instances.get(id(t), []):
-        if max(inst.stride) > 1 and max(inst.dilation) > 1:
-            raise Unsupported(
-                f"keras backend: '{inst.path}' has stride {inst.stride} and dilation {inst.dilation}; "
-                "Keras convolutions cannot combine strides > 1 with dilation_rate > 1",
-                t.loc,
-            )
+    if _strided_by_subsampling(e, t):
+        return _subsampled_conv(e, t, scope, x, name, out)
     grouped_dw = t.kind == "dwconv" and e.rank == 3  # no DepthwiseConv3D: a Conv3D with a group per channel
     if grouped_dw:
         channels = c.subscript(c.attr(x, "shape"), -1)
@@ -158,6 +165,53 @@ def _conv(e, t, scope, x, name, out, prev):
         kw.append(("use_bias", node(a["bias"])))
     kw.append(("name", name.node()))
     e.layer(out, x, cls, args, kw)
+
+
+def _subsampled_conv(e, t, scope, x, name, out):
+    """The convolution at stride 1 after its padding (TensorFlow's 'same' for the real stride, computed from the
+    input's size: the ``SamePadding2D`` helper), then every stride-th output (the ``Subsample2D`` helper)."""
+    node = scope.node
+    a = dict(t.attrs)
+    padding = scope.value(a["padding"])
+    pad_name = ("name", name.child("pad").node())
+    e.pad_layers[id(t)] = "always"
+    if padding is None and not _string_valued(a["padding"]):
+        e.pad_layers[id(t)] = "if_padded"
+        keras_padding = e.ns.fresh("keras_padding")
+        out.append(
+            c.assign(
+                (x, keras_padding), c.call(e.helper("explicit_padding"), c.name(x), node(a["padding"]), name.node())
+            )
+        )
+        e.ns.taken.discard(keras_padding)
+    elif padding is None or padding == "same":
+        helper = e.helper("SamePadding2D")
+        same = c.kwcall(helper, [node(a["kernel"]), node(a["stride"]), node(a["dilation"])], [pad_name])
+        if padding is None:  # 'same' or 'valid', decided when the function runs
+            is_same = c.compare(node(a["padding"]), "==", c.lit("same"))
+            same = c.ifexp(is_same, same, c.kwcall(e.L("Identity"), [], [pad_name]))
+        out.append(c.assign(x, c.call(same, c.name(x))))
+    elif padding not in ("valid", 0):
+        e.layer(out, x, e.ranked("ZeroPadding2D"), [c.lit(e.pad_arg(pads(padding, e.rank)))], [pad_name])
+    else:
+        e.pad_layers.pop(id(t))
+    if t.kind == "conv":
+        cls, args = e.ranked("Conv2D"), [node(a["out"]), node(a["kernel"])]
+        kw = [] if scope.value(a["groups"]) == 1 else [("groups", node(a["groups"]))]
+    elif e.rank == 3:  # no DepthwiseConv3D: a Conv3D with a group per channel
+        channels = c.subscript(c.attr(x, "shape"), -1)
+        mult = scope.value(a["multiplier"])
+        filters = channels if mult == 1 else c.binop(channels, "*", node(a["multiplier"]))
+        cls, args, kw = "Conv3D", [filters, node(a["kernel"])], [("groups", channels)]
+    else:
+        cls, args = e.ranked("DepthwiseConv2D"), [node(a["kernel"])]
+        kw = [] if scope.value(a["multiplier"]) == 1 else [("depth_multiplier", node(a["multiplier"]))]
+    if not ones(scope.value(a["dilation"])):
+        kw.append(("dilation_rate", node(a["dilation"])))
+    if scope.value(a["bias"]) is not True:
+        kw.append(("use_bias", node(a["bias"])))
+    e.layer(out, x, cls, args, [*kw, ("name", name.node())])
+    e.layer(out, x, e.helper("Subsample2D"), [node(a["stride"])], [("name", name.child("stride").node())])
 
 
 def _pool(e, t, scope, x, name, out, prev):

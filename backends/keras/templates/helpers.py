@@ -48,6 +48,46 @@ class MaxPadding2D(layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+class SamePadding2D(layers.Layer):
+    """Zero padding as TensorFlow's 'same' pads for a convolution of this kernel, stride and dilation, from the
+    input's size (before a convolution run at stride 1 and subsampled: TensorFlow has no kernel for its stride)."""
+
+    def __init__(self, kernel_size, strides, dilation_rate, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size, self.strides, self.dilation_rate = kernel_size, strides, dilation_rate
+
+    def call(self, x):
+        rank = len(x.shape) - 2
+        per_axis = [v if isinstance(v, (list, tuple)) else [v] * rank for v in (self.kernel_size, self.strides)]
+        dilation = self.dilation_rate if isinstance(self.dilation_rate, (list, tuple)) else [self.dilation_rate] * rank
+        pairs = []
+        for n, k, s, d in zip(x.shape[1:-1], *per_axis, dilation):
+            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            pairs.append((total // 2, total - total // 2))
+        return ops.pad(x, ((0, 0), *pairs, (0, 0)))
+
+    def get_config(self):
+        config = {"kernel_size": self.kernel_size, "strides": self.strides, "dilation_rate": self.dilation_rate}
+        return {**super().get_config(), **config}
+
+
+class Subsample2D(layers.Layer):
+    """Every stride-th position of each spatial axis (a convolution run at stride 1, subsampled, is the strided
+    convolution)."""
+
+    def __init__(self, strides, **kwargs):
+        super().__init__(**kwargs)
+        self.strides = strides
+
+    def call(self, x):
+        rank = len(x.shape) - 2
+        strides = self.strides if isinstance(self.strides, (list, tuple)) else [self.strides] * rank
+        return x[(slice(None), *[slice(None, None, s) for s in strides])]
+
+    def get_config(self):
+        return {**super().get_config(), "strides": self.strides}
+
+
 class Pooling2DPadded(layers.Layer):
     """PyTorch's pooling where Keras has no layer for it: any padding (TensorFlow's 'same', asymmetric, more than
     half the window), ceil_mode (the last window starts inside the input or its padding before), and for averages
