@@ -93,10 +93,6 @@ def check(model: ir.Model, decl: W.Declaration, weights, src: str) -> None:
         )
 
 
-def _check_state(model: ir.Model, state: dict, src: str) -> None:
-    check(model, layout("torch"), state, src)
-
-
 def _numpy(weights, grouped: bool):
     import numpy as np
 
@@ -156,24 +152,6 @@ def set_keras_weights(kmodel, layers: dict[str, list]) -> None:
         if name not in by_name:
             raise ArchcError(f"generated Keras model has no layer '{name}'", None)
         by_name[name].set_weights(ws)
-
-
-def _read_torch(src: str) -> dict:
-    import torch
-
-    try:
-        state = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file: say so, no traceback
-        raise ArchcError(f"cannot read PyTorch checkpoint: {exc}", Loc(src, 1, 1)) from None
-    for wrapper in ("state_dict", "model"):  # a training checkpoint (torchvision's references save "model")
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-            break
-    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
-        raise ArchcError("not a state_dict (a mapping of names to tensors)", Loc(src, 1, 1))
-    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
 
 
 def _atomic(dst: str, write) -> None:
@@ -256,11 +234,12 @@ def full_model(spec: str, sets, model: ir.Model) -> ir.Model:
     return compile_spec(spec, without_builtin_sets(sets))
 
 
-def _drop_top(model: ir.Model, full: ir.Model, state: dict, notes: list[str]) -> dict:
-    """A generated full model's state_dict for a headless ``model``: the tensors only ``full`` has go."""
+def _drop_top(model: ir.Model, full: ir.Model, state: dict, notes: list[str], backend: str = "torch") -> dict:
+    """A generated full model's flat weights (a state_dict) for a headless ``model``: the tensors only ``full``
+    has go."""
     if full is model:
         return state
-    top = set(torch_shapes(full)) - set(torch_shapes(model))
+    top = set(W.shapes(layout(backend), full)) - set(W.shapes(layout(backend), model))
     dropped = [k for k in state if k in top]
     if dropped:
         notes.append("skipped, the classifier this headless model leaves out: " + ", ".join(dropped))
@@ -271,89 +250,76 @@ def _said(line: str, notes: list[str]) -> str:
     return "\n".join([line, *notes])
 
 
+def _checkpoint_files() -> dict[str, W.Files]:
+    """Backend name -> its checkpoint files (the backends whose weight declarations say how they keep them)."""
+    from .backends import list_backends, weight_layout
+
+    out = {}
+    for name in list_backends():
+        try:
+            files = weight_layout(name).files
+        except KeyError:  # a backend without weight declarations
+            continue
+        if files is not None:
+            out[name] = files
+    return out
+
+
+def _file_backend(path: str) -> str | None:
+    """The backend whose checkpoint files ``path`` is named as (its declaration's ``files.extensions``)."""
+    return next((name for name, f in _checkpoint_files().items() if path.endswith(f.extensions)), None)
+
+
+def _formats() -> str:
+    return ", ".join(f"{'/'.join(f.extensions)} ({name})" for name, f in _checkpoint_files().items())
+
+
 def convert_weights(spec: str, src: str, dst: str, sets=(), source: str = "archc") -> str:
-    """Convert ``src`` (.pt/.pth state_dict or .weights.h5) to ``dst`` (the other format) for ``spec``.
+    """Convert ``src``, a checkpoint of one generated model, into ``dst``, the other's, for ``spec``: each backend
+    declares its files (``archc.weights.Files``: .pt/.pth for PyTorch, .weights.h5 for Keras).
 
     ``source="torchvision"``: ``src`` is a torchvision state_dict (.pt/.pth); ``source="keras.applications"``:
     ``src`` is a keras.applications weights file (``.weights.h5`` or the legacy ``.h5``). Either way ``dst``
-    is a .pt/.pth for the generated PyTorch model or a .weights.h5 for the generated Keras model. A headless
-    spec (``include_top=false``) takes a full checkpoint: the classifier's tensors are skipped and reported."""
+    is any backend's file. A headless spec (``include_top=false``) takes a full checkpoint: the classifier's
+    tensors are skipped and reported."""
     from .pipeline import compile_spec
 
     sets = list(sets)
     model = compile_spec(spec, sets)
-    torch_ext = (".pt", ".pth")
     if not os.path.isfile(src):
         raise ArchcError("no such file", Loc(src, 1, 1))
     notes: list[str] = []
-    if source in ("torchvision", "keras.applications"):
-        if not (dst.endswith(torch_ext) or dst.endswith(".weights.h5")):
-            raise ArchcError(f"--from {source}: DST must be .pt/.pth (PyTorch) or .weights.h5 (Keras)", Loc(dst, 1, 1))
+    dst_backend = _file_backend(dst)
     if source == "torchvision":
-        if not src.endswith(torch_ext):
+        if not src.endswith((".pt", ".pth")):
             raise ArchcError("--from torchvision reads a .pt/.pth state_dict", Loc(src, 1, 1))
-        full = full_model(spec, sets, model)
-        state = from_torchvision(model, _read_torch(src), src, full, notes)
-        if dst.endswith(".weights.h5"):
-            return _said(_write_keras(model, state, src, dst), notes)
-        import torch
-
-        tensors = {k: torch.as_tensor(v).contiguous() for k, v in state.items()}
-        _check_state(model, tensors, src)
-        _atomic(dst, lambda p: torch.save(tensors, p))
-        return _said(
-            f"wrote {dst}: {len(tensors)} tensors of the generated PyTorch model from torchvision's {src}", notes
-        )
-    if source == "keras.applications":
+        src_backend, origin = "torch", f"torchvision's {src}"
+        read = layout("torch").files.read
+        weights = from_torchvision(model, read(model, src), src, full_model(spec, sets, model), notes)
+    elif source == "keras.applications":
         if not src.endswith(".h5"):
             raise ArchcError("--from keras.applications reads a .weights.h5 or legacy .h5 weights file", Loc(src, 1, 1))
         from .keras_applications import from_keras_applications
 
-        layers, notes = from_keras_applications(model, src, full_model(spec, sets, model))
-        if dst.endswith(".weights.h5"):
-            kmodel = load_generated(model, "keras").build_model()
-            set_keras_weights(kmodel, layers)
-            _atomic(dst, kmodel.save_weights)
-            return _said(f"wrote {dst}: {len(layers)} Keras layers from keras.applications' {src}", notes)
-        import torch
-
-        state = convert(model, layers, "keras", "torch", src)
-        tensors = {k: torch.as_tensor(v).contiguous() for k, v in state.items()}
-        _atomic(dst, lambda p: torch.save(tensors, p))
-        return _said(
-            f"wrote {dst}: {len(tensors)} tensors of the generated PyTorch model from keras.applications' {src}", notes
-        )
-    if source != "archc":
+        src_backend, origin = "keras", f"keras.applications' {src}"
+        weights, notes = from_keras_applications(model, src, full_model(spec, sets, model))
+    elif source == "archc":
+        src_backend, origin = _file_backend(src), src
+        if src_backend is None or dst_backend is None or src_backend == dst_backend:
+            raise ArchcError(f"convert one framework's checkpoint into another's: {_formats()}", Loc(src, 1, 1))
+        weights = layout(src_backend).files.read(model, src)
+        if not layout(src_backend).grouped:  # a full model's state_dict into a headless model: its top goes
+            weights = _drop_top(model, full_model(spec, sets, model), weights, notes, src_backend)
+    else:
         raise ArchcError(f"unknown checkpoint source '{source}' (archc, torchvision or keras.applications)", None)
-    if src.endswith(torch_ext) and dst.endswith(".weights.h5"):
-        state = _drop_top(model, full_model(spec, sets, model), _read_torch(src), notes)
-        return _said(_write_keras(model, state, src, dst), notes)
-    if src.endswith(".weights.h5") and dst.endswith(torch_ext):
-        import torch
-
-        kmodel = load_generated(model, "keras").build_model()
-        try:
-            kmodel.load_weights(src)
-        except Exception as exc:
-            raise ArchcError(f"Keras weights do not fit spec '{model.name}': {exc}", Loc(src, 1, 1)) from None
-        state = keras_to_torch(model, keras_model_weights(kmodel))
-        tensors = {k: torch.from_numpy(v) for k, v in state.items()}
-        _atomic(dst, lambda p: torch.save(tensors, p))
-        return f"wrote {dst}: {len(tensors)} tensors from {src}"
-    raise ArchcError("convert .pt/.pth -> .weights.h5 or .weights.h5 -> .pt/.pth", Loc(src, 1, 1))
-
-
-def _write_keras(model: ir.Model, state: dict, src: str, dst: str) -> str:
-    layers = torch_to_keras_checked(model, state, src)
-    kmodel = load_generated(model, "keras").build_model()
-    set_keras_weights(kmodel, layers)
-    _atomic(dst, kmodel.save_weights)
-    return f"wrote {dst}: {len(layers)} Keras layers from {src}"
-
-
-def torch_to_keras_checked(model: ir.Model, state: dict, src: str) -> dict[str, list]:
-    import numpy as np
-
-    arrays = {k: np.asarray(v.detach().cpu().numpy()) for k, v in state.items()}
-    _check_state(model, arrays, src)
-    return torch_to_keras(model, arrays)
+    if dst_backend is None:
+        raise ArchcError(f"--from {source}: DST must be one of {_formats()}", Loc(dst, 1, 1))
+    if src_backend == dst_backend:  # renamed only (torchvision's into the generated PyTorch model): checked as it is
+        check(model, layout(dst_backend), _numpy(weights, layout(dst_backend).grouped), src)
+        out = weights
+    else:
+        out = convert(model, weights, src_backend, dst_backend, src)
+    files = layout(dst_backend).files
+    written = []
+    _atomic(dst, lambda p: written.append(files.write(model, out, p)))
+    return _said(f"wrote {dst}: {written[0]} {files.what} from {origin}", notes)

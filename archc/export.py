@@ -117,14 +117,14 @@ def export_folded(spec: str, src: str, dst: str, sets=(), fmt: str = "export", f
 
     import torch
 
-    from .convert import _atomic, _check_state, _read_torch, load_generated
+    from .convert import _atomic, check, layout, load_generated
     from .pipeline import compile_spec
 
     if fmt not in FORMATS:
         raise ArchcError(f"unknown export format '{fmt}' (available: {', '.join(FORMATS)})", None)
     model = compile_spec(spec, sets)
-    state = _read_torch(src)
-    _check_state(model, {k: v.numpy() for k, v in state.items()}, src)
+    state = layout("torch").files.read(model, src)
+    check(model, layout("torch"), {k: v.numpy() for k, v in state.items()}, src)
     net = load_generated(model, "torch").build_model()
     net.load_state_dict(state)
     unfolded = copy.deepcopy(net).eval()

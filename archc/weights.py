@@ -100,6 +100,19 @@ class Context:
 
 
 @dataclass(frozen=True)
+class Files:
+    """How a backend keeps a whole model's weights in a file: the file names it takes (``extensions``), and
+    ``read(model, path)`` / ``write(model, weights, path)`` of weights held its declaration's way (``write`` gets
+    numpy arrays; it writes ``path`` in place: the caller writes to a temporary file and renames it). ``what``
+    names the contents in messages ("tensors of the generated PyTorch model")."""
+
+    extensions: tuple[str, ...]
+    read: Callable[[ir.Model, str], object]
+    write: Callable[[ir.Model, object, str], int]  # returns how many tensors / layers it wrote
+    what: str
+
+
+@dataclass(frozen=True)
 class Declaration:
     """A backend's weights: per kind (:data:`KINDS`), ``(node, ctx) -> Layer``.
 
@@ -111,6 +124,7 @@ class Declaration:
     tables: Mapping[str, Callable[[ir.Node, Context], Layer]]
     grouped: bool = False
     noun: str = "weights"
+    files: Files | None = None  # the backend's checkpoint files (archc convert-weights)
 
     def layer(self, node: ir.Node, ctx: Context | None = None) -> Layer:
         kind = weight_kind(node)

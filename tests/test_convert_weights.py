@@ -99,6 +99,7 @@ def test_refuses_garbage_and_wrong_directions(tmp_path):
     code, out, err = cli("convert-weights", "specs/mobilenet_v1.yaml", junk, tmp_path / "z.weights.h5")
     assert code == 2 and err.startswith(f"{junk}:1:1: cannot read PyTorch checkpoint")
     code, out, err = cli("convert-weights", "specs/mobilenet_v1.yaml", junk, tmp_path / "z.onnx")
-    assert code == 2 and "convert .pt/.pth -> .weights.h5" in err
+    assert code == 2 and "convert one framework's checkpoint into another's: " in err
+    assert ".pt/.pth (torch)" in err and ".weights.h5 (keras)" in err  # each backend's checkpoint files
     code, out, err = cli("convert-weights", "specs/mobilenet_v1.yaml", tmp_path / "none.pt", tmp_path / "z.weights.h5")
     assert code == 2 and "no such file" in err

@@ -8,7 +8,8 @@ identity. tests/test_weight_layouts.py builds every spec's model and checks thes
 from __future__ import annotations
 
 from archc import ir
-from archc.weights import Context, Declaration, Layer, Tensor, canonical_shapes
+from archc.errors import ArchcError, Loc
+from archc.weights import Context, Declaration, Files, Layer, Tensor, canonical_shapes
 
 
 def layer_name(path: str) -> str:
@@ -44,6 +45,29 @@ def _dwconv(node: ir.Conv, ctx: Context) -> Layer:
     return Layer(layer_name(node.path), (kernel, *bias))
 
 
+def read_weights_file(model: ir.Model, path: str) -> dict[str, list]:
+    """A ``.weights.h5`` of the generated Keras model (``model.save_weights``), loaded by Keras into it:
+    {layer name: [weights]}."""
+    from archc.convert import keras_model_weights, load_generated
+
+    kmodel = load_generated(model, "keras").build_model()
+    try:
+        kmodel.load_weights(path)
+    except Exception as exc:
+        raise ArchcError(f"Keras weights do not fit spec '{model.name}': {exc}", Loc(path, 1, 1)) from None
+    return keras_model_weights(kmodel)
+
+
+def write_weights_file(model: ir.Model, layers: dict[str, list], path: str) -> int:
+    """The generated Keras model given ``layers``, saved with ``save_weights``."""
+    from archc.convert import load_generated, set_keras_weights
+
+    kmodel = load_generated(model, "keras").build_model()
+    set_keras_weights(kmodel, layers)
+    kmodel.save_weights(path)
+    return len(layers)
+
+
 LAYOUT = Declaration(
     backend="keras",
     tables={
@@ -65,4 +89,5 @@ LAYOUT = Declaration(
     },
     grouped=True,
     noun="Keras weight set",
+    files=Files((".weights.h5",), read_weights_file, write_weights_file, "Keras layers"),
 )

@@ -11,7 +11,8 @@ model and checks that these are exactly its ``state_dict``.
 from __future__ import annotations
 
 from archc import ir
-from archc.weights import Context, Declaration, Layer, Tensor, channels
+from archc.errors import ArchcError, Loc
+from archc.weights import Context, Declaration, Files, Layer, Tensor, channels
 
 
 def _bias(node, n: int) -> list[Tensor]:
@@ -144,6 +145,36 @@ def layer_scale(node: ir.Op, ctx: Context) -> Layer:
     return Layer(node.path, (scale,))
 
 
+def read_checkpoint(model: ir.Model, path: str) -> dict:
+    """A ``torch.save``'d state_dict (or a training checkpoint holding one under ``state_dict`` / ``model``; keys
+    of a DataParallel model lose their ``module.``): name -> tensor."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file: say so, no traceback
+        raise ArchcError(f"cannot read PyTorch checkpoint: {exc}", Loc(path, 1, 1)) from None
+    for wrapper in ("state_dict", "model"):  # a training checkpoint (torchvision's references save "model")
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
+    if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
+        raise ArchcError("not a state_dict (a mapping of names to tensors)", Loc(path, 1, 1))
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def write_checkpoint(model: ir.Model, state: dict, path: str) -> int:
+    """``torch.save`` of the state_dict (contiguous tensors): what ``model.load_state_dict(torch.load(path))``
+    reads."""
+    import torch
+
+    tensors = {k: torch.as_tensor(v).contiguous() for k, v in state.items()}
+    torch.save(tensors, path)
+    return len(tensors)
+
+
 LAYOUT = Declaration(
     backend="torch",
     tables={
@@ -158,4 +189,5 @@ LAYOUT = Declaration(
     },
     grouped=False,
     noun="checkpoint",
+    files=Files((".pt", ".pth"), read_checkpoint, write_checkpoint, "tensors of the generated PyTorch model"),
 )
