@@ -141,3 +141,33 @@ def test_limits_hold_every_spec_far_inside():
     measured = [limits.measure(compile_spec(str(p)))[:2] for p in sorted((root / "specs").glob("*.yaml"))]
     assert max(i for i, _ in measured) * 10 <= limits.MAX_TEMPLATE_ITEMS
     assert max(d for _, d in measured) * 4 <= limits.MAX_LOOP_NESTING
+
+
+def test_backend_refusal_names_the_backend_once(cli, write_yaml, tmp_path):
+    """The Keras emitter's own messages name the backend; the build's prefix is not added a second time."""
+    path = write_yaml(f"{HEAD}network:\n  - conv: {{out: 4, kernel: 3, stride: 2, dilation: 2}}\n")
+    err = refused(cli("build", path, "--backend", "keras", "-o", tmp_path / "k.py"), "keras backend: ")
+    assert err.count("backend:") == 1, err
+
+
+def test_generated_files_get_the_umask_mode_and_unchanged_is_said(cli, write_yaml, tmp_path):
+    import os
+    import stat
+
+    path = write_yaml(f"{HEAD}network: [relu]\n")
+    dst = tmp_path / "out" / "t.py"
+    old = os.umask(0o027)
+    try:
+        r = cli("build", path, "--backend", "torch", "-o", dst)
+        assert r.code == 0 and r.out == f"wrote {dst}\n", r
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o640
+        os.umask(0o022)
+        r = cli("build", path, "--backend", "torch", "-o", dst)  # nothing to write: said, and the file untouched
+        assert r.code == 0 and r.out == f"unchanged {dst}\n", r
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o640
+        dst.write_text("stale\n")
+        assert cli("build", path, "--backend", "torch", "-o", dst).out == f"wrote {dst}\n"
+        assert stat.S_IMODE(dst.stat().st_mode) == 0o644
+        assert not [p for p in dst.parent.iterdir() if p.name != "t.py"]  # no temporary left behind
+    finally:
+        os.umask(old)
