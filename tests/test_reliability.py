@@ -171,3 +171,62 @@ def test_generated_files_get_the_umask_mode_and_unchanged_is_said(cli, write_yam
         assert not [p for p in dst.parent.iterdir() if p.name != "t.py"]  # no temporary left behind
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize(
+    "item,suggested",
+    [
+        ("conv: {out: 3, kernal: 1}", "kernel"),  # one edit in six letters
+        ("conv: {out: 3, kernel: 1, strdie: 1}", "stride"),  # a transposition is one edit
+        ("maxpol: {kernel: 2}", "maxpool"),
+        ("Conv: {out: 3, kernel: 1}", "conv"),
+        ("conv: {out: 3, kernel: 1, depth: 2}", None),  # was: did you mean 'width'? (shares 'dth' only)
+        ("reshape", None),  # was: did you mean 'repeat'?
+        ("x", None),
+    ],
+)
+def test_suggestions_only_when_close(item, suggested, cli, write_yaml):
+    err = refused(cli("check", write_yaml(f"{HEAD}network:\n  - {item}\n")))
+    if suggested is None:
+        assert "did you mean" not in err, err
+    else:
+        assert f"did you mean '{suggested}'?" in err, err
+
+
+def test_unknown_kind_lists_the_kinds_by_category(cli, write_yaml):
+    from archc.spec import COMBINATORS, PRIMITIVES
+
+    err = refused(cli("check", write_yaml(f"{HEAD}blocks:\n  mine:\n    body: [relu]\nnetwork:\n  - reshape\n")))
+    assert f"primitives: {', '.join(sorted(PRIMITIVES))};" in err, err
+    assert f"combinators: {', '.join(sorted(COMBINATORS))};" in err, err
+    assert "blocks: mine;" in err and "stdlib blocks: " in err, err
+
+
+def test_unused_block_param_is_warned_about(cli, write_yaml):
+    text = (
+        f"{HEAD}blocks:\n  b:\n    params: {{width: 4, depth: 2, act: true}}\n"
+        "    body:\n      - conv: {out: $width, kernel: 1}\n      - relu: {if: $act}\nnetwork: [b]\n"
+    )
+    path = write_yaml(text)
+    r = cli("check", path)
+    assert r.code == 0, r.err
+    warnings = [line for line in r.err.splitlines() if "warning:" in line]
+    col = text.splitlines()[4].index("depth") + 1
+    assert warnings == [f"{path}:5:{col}: warning: param 'depth' of block 'b' is never used"], r.err
+    assert cli("check", path, "--strict").code == 2
+
+
+def test_a_layer_may_be_called_input(cli, write_yaml, tmp_path):
+    """The user's names stay; the Keras model input's own name yields (input, then input_1, ...)."""
+    text = f"{HEAD}network:\n  - conv: {{name: input, out: 4, kernel: 1}}\n  - relu: {{name: input_1}}\n  - gap\n"
+    src = built_both(cli, write_yaml(text), tmp_path)
+    keras = pytest.importorskip("keras")
+    import importlib.util
+
+    spec = importlib.util.spec_from_loader("input_named", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    exec(compile(src["keras"], "input_named.py", "exec"), module.__dict__)
+    model = module.build_model()
+    assert isinstance(model.get_layer("input"), keras.layers.Conv2D)
+    assert model.get_layer("input_1").__class__.__name__ == "ReLU"
+    assert [t.name for t in model.inputs] and model.inputs[0].name not in ("input", "input_1")
