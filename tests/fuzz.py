@@ -55,7 +55,9 @@ LOCATED = re.compile(r"^[^\n]*?:\d+:\d+: ")
 # fuzzer counts any such case as a defect again.
 KNOWN_DEFECTS = {
     "torch avgpool padding same": "torch backend: average pooling with 'same' padding",
-    "keras avgpool ceil without pad": "keras backend: average pooling with ceil rounding or padding left out of the",
+    "keras avgpool ceil without pad": (
+        "keras backend: average pooling with ceil rounding or padding left out of the average"
+    ),
     "keras pool param literal": "keras backend: pooling padding, ceil, kernel and stride must be literals",
 }
 
