@@ -68,3 +68,16 @@ def test_the_harness_classes_outcomes(one_case, monkeypatch):
     out = one_case(HEAD + "network: [relu]\n")
     assert out.cls.startswith("defect"), out
     assert "exit 3" in out.detail or "escaped" in out.detail or "traceback" in out.detail, out.detail
+
+
+def test_the_harness_turns_a_hang_into_a_defect(one_case, monkeypatch):
+    import archc.cli
+
+    def spin(argv):
+        while True:
+            pass
+
+    monkeypatch.setattr(fuzz, "CASE_CPU_SECONDS", 0.5)
+    monkeypatch.setattr(archc.cli, "main", spin)
+    out = one_case(HEAD + "network: [relu]\n")
+    assert out.cls == "defect:hang", out
