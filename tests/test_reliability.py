@@ -120,7 +120,7 @@ def test_loop_nesting_bounded_before_building(cli, write_yaml, tmp_path):
 
 def test_model_size_bounded_before_building(cli, write_yaml, tmp_path):
     """One item past the bound is refused naming it; at the bound both backends build (a 50,000-layer spec took
-    5.6 GB to build)."""
+    5.6 GB to build; 12,000 take ~3.3 s of CPU each)."""
     n = limits.MAX_TEMPLATE_ITEMS
     big = write_yaml(HEAD + "network:\n" + "  - relu\n" * (n + 1), "big.yaml")
     refused(cli("check", big), f"writes {n + 1} items", f"at most {n}")
@@ -141,6 +141,21 @@ def test_limits_hold_every_spec_far_inside():
     measured = [limits.measure(compile_spec(str(p)))[:2] for p in sorted((root / "specs").glob("*.yaml"))]
     assert max(i for i, _ in measured) * 10 <= limits.MAX_TEMPLATE_ITEMS
     assert max(d for _, d in measured) * 4 <= limits.MAX_LOOP_NESTING
+
+
+def test_limits_admit_the_benchmarks_scaling_spec():
+    """benchmarks/run.py analyses and emits 10,000 explicit block calls (its scaling rows): inside the bound."""
+    import tempfile
+    from pathlib import Path
+
+    from archc.pipeline import compile_spec
+    from benchmarks.run import scaling_spec
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "scaling.yaml"
+        path.write_text(scaling_spec("explicit", 10_000))
+        items, depth, _ = limits.measure(compile_spec(str(path)))
+    assert 10_000 <= items <= limits.MAX_TEMPLATE_ITEMS and depth <= limits.MAX_LOOP_NESTING
 
 
 def test_backend_refusal_names_the_backend_once(cli, write_yaml, tmp_path):
