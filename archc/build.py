@@ -16,6 +16,9 @@ def atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a generated file gets the mode any new file gets
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -55,9 +58,16 @@ def parse_options(raw) -> dict:
 
 
 def build(
-    specs: list[str], backend: str, out: str | None = None, check: bool = False, sets=(), options=()
+    specs: list[str],
+    backend: str,
+    out: str | None = None,
+    check: bool = False,
+    sets=(),
+    options=(),
+    unchanged: list[str] | None = None,
 ) -> list[str]:
-    """Emit every (spec, backend); returns the list of stale outputs when ``check`` (nothing written)."""
+    """Emit every (spec, backend); returns the outputs that were stale (written, unless ``check``: then nothing
+    is written). The outputs already up to date are appended to ``unchanged`` when it is given."""
     from .backends import backend_options, get_backend, list_backends
     from .pipeline import compile_spec
 
@@ -84,7 +94,8 @@ def build(
         except ArchcError as exc:
             if exc.loc is None:
                 exc.loc = Loc(spec, 1, 1)
-            exc.message = f"{b} backend: {exc.message}"
+            if not exc.message.startswith(f"{b} backend: "):  # some of the backends' messages name it already
+                exc.message = f"{b} backend: {exc.message}"
             raise
         except Exception as exc:  # a bug in a backend, never the user's: say so, write nothing
             raise InternalError(
@@ -106,4 +117,6 @@ def build(
             stale.append(str(path))
             if not check:
                 atomic_write(path, text)
+        elif unchanged is not None:
+            unchanged.append(str(path))
     return stale

@@ -134,13 +134,16 @@ def cmd_schema(args) -> int:
 def cmd_build(args) -> int:
     from .build import build
 
-    stale = build(args.specs, args.backend, args.output, args.check, args.set, args.option)
+    unchanged: list[str] = []
+    stale = build(args.specs, args.backend, args.output, args.check, args.set, args.option, unchanged)
     if args.check:
         for path in stale:
             print(f"stale: {path}", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
         print(f"wrote {path}")
+    for path in unchanged:
+        print(f"unchanged {path}")
     return 0
 
 

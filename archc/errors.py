@@ -65,9 +65,39 @@ class InternalError(ArchcError):
     """Something archc itself got wrong (e.g. an emitter produced code that does not compile): exit status 3."""
 
 
-def suggest(word: str, choices) -> str:
-    """A ' (did you mean ...?)' hint naming the closest valid choice, or ''."""
-    import difflib
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Damerau-Levenshtein distance (adjacent transpositions count one), or ``limit + 1`` once it exceeds ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2, prev = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if prev2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]
 
-    close = difflib.get_close_matches(str(word), sorted(map(str, choices)), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+
+def suggest(word: str, choices) -> str:
+    """A ' (did you mean ...?)' hint naming the closest of ``choices`` (things of the kind ``word`` should have
+    been: keys for a key, kinds and blocks for an item), or ''. Close as rustc counts it: at most one edit per
+    three characters (``kernal`` -> ``kernel``, ``gorwth_rate`` -> ``growth_rate``), or the same word in
+    another case; never a word that merely shares letters (``depth`` is not ``width``, ``reshape`` not ``repeat``)."""
+    word = str(word)
+    limit = max(len(word), 3) // 3
+    best, best_d = None, limit + 1
+    for c in sorted(map(str, choices)):
+        d = 0 if c.lower() == word.lower() else edit_distance(word, c, limit)
+        if d < best_d and (d < len(word) or d == 0):  # 'x' is not a typo of 'y'
+            best, best_d = c, d
+    return f" (did you mean '{best}'?)" if best is not None and best != word else ""
+
+
+def listing(categories: dict) -> str:
+    """``' (primitives: a, b; combinators: c)'``: the valid choices by category, empty categories left out."""
+    parts = [f"{cat}: {', '.join(sorted(names))}" for cat, names in categories.items() if names]
+    return f" ({'; '.join(parts)})" if parts else ""

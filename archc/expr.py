@@ -115,10 +115,23 @@ def parse(text: str, loc: Loc | None = None) -> Expr:
     return Expr(ast.unparse(tree.body))
 
 
+MAX_NDIGITS = 64  # round(x, n): |n| beyond this changes nothing for any number within MAX_INT or a float
+
+
 def _check_num(v, loc):
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_INT:
-        raise ArchcError(f"number {v} is out of range (max {MAX_INT})", loc)
+        shown = str(v) if v.bit_length() < 200 else f"of over {v.bit_length() * 3 // 10} digits"
+        raise ArchcError(f"number {shown} is out of range (max {MAX_INT})", loc)
+    if isinstance(v, complex):  # (-8) ** 0.5
+        raise ArchcError("complex numbers are not allowed in expressions", loc)
     return v
+
+
+def _check_call(name: str, args: list, src: str, loc) -> None:
+    """Refuses the calls whose cost is not bounded by their arguments' sizes: ``round(1, -10**8)`` computes
+    10**(10**8), an int of 10**8 digits."""
+    if name == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > MAX_NDIGITS:
+        raise ArchcError(f"round's digits must be within +-{MAX_NDIGITS} in ${{{src}}}", loc)
 
 
 def evaluate(expr: Expr, scope: dict, loc: Loc | None = None):
@@ -126,7 +139,7 @@ def evaluate(expr: Expr, scope: dict, loc: Loc | None = None):
 
     def ev(n):
         if isinstance(n, ast.Constant):
-            return n.value
+            return _check_num(n.value, loc)
         if isinstance(n, ast.Name):
             if n.id in scope:
                 return scope[n.id]
@@ -140,6 +153,8 @@ def evaluate(expr: Expr, scope: dict, loc: Loc | None = None):
                 raise ArchcError(f"power too large in ${{{expr.src}}}", loc)
             if isinstance(n.op, (ast.Mult, ast.Pow)) and (isinstance(a, (str, list)) or isinstance(b, (str, list))):
                 raise ArchcError(f"cannot repeat a string or list in ${{{expr.src}}}", loc)
+            if isinstance(n.op, ast.Mod) and isinstance(a, str):  # printf formatting: '%099999999d' % 1
+                raise ArchcError(f"string formatting with % is not allowed in ${{{expr.src}}}", loc)
             if isinstance(a, (str, list)) and isinstance(b, (str, list)) and len(a) + len(b) > MAX_LEN:
                 raise ArchcError(f"result of ${{{expr.src}}} is longer than {MAX_LEN} elements", loc)
             return _check_num(_BINOPS[type(n.op)](a, b), loc)
@@ -162,7 +177,9 @@ def evaluate(expr: Expr, scope: dict, loc: Loc | None = None):
         if isinstance(n, ast.IfExp):
             return ev(n.body) if ev(n.test) else ev(n.orelse)
         if isinstance(n, ast.Call):
-            return _check_num(FUNCTIONS[n.func.id](*[ev(a) for a in n.args]), loc)
+            args = [ev(a) for a in n.args]
+            _check_call(n.func.id, args, expr.src, loc)
+            return _check_num(FUNCTIONS[n.func.id](*args), loc)
         if isinstance(n, ast.Subscript):
             return ev(n.value)[ev(n.slice)]
         if isinstance(n, (ast.List, ast.Tuple)):

@@ -9,7 +9,7 @@ reported where the user called it (the stdlib item as a note).
 * a ``defaults:`` entry that applies to no item (a kind or block the network does not have; an
   attribute every item of the kind writes itself; ``conv`` defaults while ``dwconv`` items keep the
   built-in value of the same attribute);
-* a network param that no expression reads;
+* a network param that no expression reads, and a param of one of the spec's blocks that its body does not read;
 * a dropout of rate 0 that is present (not switched off by its ``if:``);
 * an item whose ``if:`` is constant (a literal, or an expression that reads no name).
 """
@@ -52,6 +52,7 @@ def lint(lowerer, model: ir.Model) -> list[LintWarning]:
     out += _dropout_zero(sites)
     out += _defaults(lowerer, model)
     out += _unused_params(lowerer)
+    out += _unused_block_params(lowerer)
     out += _constant_if(lowerer)
     seen, unique = set(), []
     for w in out:
@@ -286,6 +287,30 @@ def _unused_params(lw) -> list[LintWarning]:
         for name in lw.spec.params
         if name not in read
     ]
+
+
+def _unused_block_params(lw) -> list[LintWarning]:
+    """A param of one of the spec's own blocks that nothing in the block reads (nor any ``defaults:`` entry,
+    which may be written for the items inside blocks)."""
+    blocks = lw.data.get("blocks")
+    if not isinstance(blocks, dict):
+        return []
+    in_defaults: set[str] = set()
+    for text in _exprs(lw.data.get("defaults")):
+        in_defaults |= _names_of(text)
+    out = []
+    for bname, raw in blocks.items():
+        params = raw.get("params") if isinstance(raw, dict) else None
+        if not isinstance(params, dict):
+            continue
+        read = set(in_defaults)
+        for value in raw.values():
+            for text in _exprs(value):
+                read |= _names_of(text)
+        for name in params:
+            if name not in read:
+                out.append(LintWarning(key_loc(params, name), f"param '{name}' of block '{bname}' is never used"))
+    return out
 
 
 def _constant_if(lw) -> list[LintWarning]:

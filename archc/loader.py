@@ -199,8 +199,11 @@ def _build(text: str, file: str):
                 node = yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style)
                 try:
                     value = constructors[tag](scalars, node)
-                except (yaml.YAMLError, ValueError) as exc:
-                    raise ArchcError(f"bad value: {exc}", loc) from None
+                except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError, IndexError) as exc:
+                    # PyYAML's scalar constructors raise what their parsing raises (`!!bool maybe`: KeyError)
+                    short = "!!" + tag.rsplit(":", 1)[-1]
+                    detail = f": {exc}" if isinstance(exc, (yaml.YAMLError, ValueError, OverflowError)) else ""
+                    raise ArchcError(f"{ev.value!r} is not a valid {short}{detail}", loc) from None
             if ev.anchor is not None:
                 anchors[ev.anchor] = (value, 1, 1, loc)
             add(value, loc, 1, 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import ir, ops
 from .backends import reserved_layer_names
-from .errors import ArchcError, Loc, suggest
+from .errors import ArchcError, Loc, listing, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
 from .loader import LDict, _mk_list, key_loc, loc_of, parse_yaml, read_text
 from .provenance import NETWORK, ORIGINS, Origin, Tracer
@@ -184,6 +184,14 @@ class Lowerer:
                 except ValidationError as exc:  # a bug in archc itself, but say where
                     raise ArchcError(f"stdlib block '{name}': {exc}", loc_of(raw["blocks"], name)) from None
                 self.raw_blocks[name] = (b, rb, "stdlib")
+
+    def item_choices(self) -> dict:
+        """What an item may be, by category (for the message about an unknown one)."""
+        from .spec import COMBINATORS, PRIMITIVES
+
+        own = [n for n, (_, _, where) in self.raw_blocks.items() if where != "stdlib"]
+        std = [n for n, (_, _, where) in self.raw_blocks.items() if where == "stdlib"]
+        return {"primitives": list(PRIMITIVES), "combinators": list(COMBINATORS), "blocks": own, "stdlib blocks": std}
 
     def loc(self, container, key) -> Loc | None:
         return loc_of(container, key) if container is not None else None
@@ -389,7 +397,8 @@ class Lowerer:
         block = item.block
         if block not in self.raw_blocks:
             raise ArchcError(
-                f"unknown block or kind '{block}'{suggest(block, list(self.raw_blocks) + list(KINDS))}",
+                f"unknown block or kind '{block}'{suggest(block, list(self.raw_blocks) + list(KINDS))}"
+                f"{listing(self.item_choices())}",
                 loc,
             )
         bdef = self.block_template(block, loc)
@@ -766,7 +775,8 @@ class Lowerer:
                 allowed = set(self.raw_blocks[kind][0].params)
             else:
                 raise ArchcError(
-                    f"defaults for unknown kind or block '{kind}'{suggest(kind, list(KINDS) + list(self.raw_blocks))}",
+                    f"defaults for unknown kind or block '{kind}'{suggest(kind, list(KINDS) + list(self.raw_blocks))}"
+                    f"{listing(self.item_choices())}",
                     kloc,
                 )
             for key in attrs:

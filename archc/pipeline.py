@@ -7,7 +7,7 @@ import gc
 
 from pydantic import ValidationError
 
-from . import ir
+from . import ir, limits
 from .errors import ArchcError, suggest
 from .loader import LDict, key_loc, load, loc_of
 from .spec import IDENT_PATTERN, KINDS, HeadSpec, InputSpec, Spec
@@ -133,9 +133,11 @@ def compile_spec(path: str, sets=()) -> ir.Model:
     with _no_gc():
         data, spec = load_spec(path, sets)
         try:
-            return lower(data, spec, path)
+            model = lower(data, spec, path)
         except RecursionError:
             raise ArchcError("spec nests too deeply", data.loc) from None
+        limits.check(model)
+        return model
 
 
 def check_spec(path: str, sets=()) -> tuple[ir.Model, list]:
@@ -150,6 +152,7 @@ def check_spec(path: str, sets=()) -> tuple[ir.Model, list]:
             model = lowerer.lower()
         except RecursionError:
             raise ArchcError("spec nests too deeply", data.loc) from None
+        limits.check(model)
         return model, lint(lowerer, model)
 
 

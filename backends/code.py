@@ -265,17 +265,27 @@ def _triple_quoted(text: str, indent: str) -> str:
     return '"""' + docstring_text(text, indent) + '"""'
 
 
+def _escape_char(c: str) -> str:
+    """A Python escape for a character that is not printed as itself (``\\x0b``, ``\\u2028``, ``\\U0001d000``)."""
+    o = ord(c)
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+
+
 def docstring_text(text: str, indent: str = "", width: int = 120) -> str:
     """Text for a triple-quoted docstring: escaped, long lines wrapped, continuation lines indented."""
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
-    if text.endswith('"'):
-        text = text[:-1] + '\\"'
-    text = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
+    text = text.replace("\\", "\\\\").strip()
+    end = ""
+    if text.endswith('"'):  # a quote just before the closing one; escaped before '"""' is, never twice
+        text, end = text[:-1], '\\"'
+    text = text.replace('"""', '\\"\\"\\"') + end
+    text = "".join(c if c.isprintable() or c in "\n\t" else _escape_char(c) for c in text)
     lines = []
     for line in text.splitlines():
         lead = line[: len(line) - len(line.lstrip())]
         wrapped = textwrap.wrap(line, width - len(indent) - 4, subsequent_indent=lead) or [""]
         lines.extend(wrapped)
+    if not lines:  # a doc of whitespace only
+        return ""
     out = lines[0]
     for line in lines[1:]:
         out += "\n" + (indent + line if line else "")

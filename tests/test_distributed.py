@@ -220,12 +220,11 @@ devices = jax.devices("cpu")
 keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
 parallel, loss2 = step()
 shardings = {len(v.value.sharding.device_set) for v in parallel.weights}
-worst = 0.0
-for a, b, w0 in zip(parallel.get_weights(), single.get_weights(), init):
+worst = 0.0  # per tensor, max |difference| / max |tensor| (not relative to how far the step moved it: near 0 for some)
+for a, b in zip(parallel.get_weights(), single.get_weights()):
     if np.issubdtype(b.dtype, np.floating):
-        moved = np.abs(b - w0).max()  # what one step changed
-        if moved > 0:
-            worst = max(worst, float(np.abs(a - b).max() / moved))
+        scale = np.abs(b).max()
+        worst = max(worst, float(np.abs(a - b).max() / scale) if scale > 0 else float(np.abs(a).max() > 0))
 print(json.dumps({"devices": len(devices), "shardings": sorted(shardings), "loss": [loss1, loss2], "worst": worst,
                   "distribution": type(keras.distribution.distribution()).__name__}))
 """
@@ -234,8 +233,8 @@ print(json.dumps({"devices": len(devices), "shardings": sorted(shardings), "loss
 @pytest.mark.parametrize("case", ["mobilenet_v1"])
 def test_keras_data_parallel_step_equals_single_device(case, tmp_path):
     """keras.distribution.DataParallel on Keras' JAX backend with 2 CPU devices: the batch is split across the
-    devices, the program is one SPMD computation (BN statistics over the whole batch), and one SGD step moves
-    every weight as one device does (relative to how far the step moved it)."""
+    devices, the program is one SPMD computation (BN statistics over the whole batch), and one SGD step leaves
+    every weight and statistic where one device leaves it (relative to the tensor's scale)."""
     pytest.importorskip("jax")
     spec, sets, _ = CASES[case]
     model = compile_spec(spec, sets)
@@ -254,7 +253,10 @@ def test_keras_data_parallel_step_equals_single_device(case, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["devices"] == 2 and out["shardings"] == [2] and out["distribution"] == "DataParallel", out
-    # float64 here still differs by ~4e-7 in the loss and ~6e-5 of a step (some of Keras-JAX's path runs in
-    # float32); BN statistics per device instead of over the whole batch would differ by > 1e-2
+    # float64 here still differs by ~4e-7 in the loss and up to 4.3e-6 of a tensor's scale after the step (some of
+    # Keras-JAX's path runs in float32: eager and jitted single-device losses differ by 1e-6 too; on one machine
+    # this measure, taken relative to how far the step moved each tensor, gave 0.107 for a tensor the step barely
+    # moved); the wrong algorithm, BN statistics per device (the mean of two half-batch steps), differs by 2.06
+    # (conv1/kernel), so 1e-4 is 23x the rounding seen and 20,000x below the error it guards against
     assert abs(out["loss"][0] - out["loss"][1]) <= 1e-5 * abs(out["loss"][0]), out
-    assert out["worst"] <= 1e-3, out
+    assert out["worst"] <= 1e-4, out

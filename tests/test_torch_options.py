@@ -42,9 +42,12 @@ def test_memory_efficient_densenet_same_numbers_and_gradients(tmp_path):
     for args in (["check"], ["format", "--check"]):
         r = subprocess.run([sys.executable, "-m", "ruff", *args, lean_module.__file__], cwd=ROOT, capture_output=True)
         assert r.returncode == 0, r.stdout
-    lean = lean_module.build_model()
+    # float64: checkpointing recomputes the same function, so the two must agree to float64 rounding, per tensor
+    # relative to the tensor's own scale (an element-wise atol/rtol on gradients says nothing about near-zero ones)
+    plain = plain.double()
+    lean = lean_module.build_model().double()
     lean.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     grads = []
     for model in (plain, lean):
         model.train()
@@ -53,12 +56,13 @@ def test_memory_efficient_densenet_same_numbers_and_gradients(tmp_path):
         y.square().mean().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
         assert not torch.isnan(y).any()
-    for name in grads[0]:
-        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4), name
+    for name, g in grads[0].items():
+        assert (grads[1][name] - g).abs().max() <= 1e-10 * g.abs().max(), name
     plain.eval()
     lean.eval()
     with torch.no_grad():
-        assert torch.allclose(plain(x), lean(x), atol=1e-5)
+        y = plain(x)
+        assert (lean(x) - y).abs().max() <= 1e-10 * y.abs().max()
 
 
 @pytest.mark.parametrize("spec", ["specs/densenet121.yaml", "specs/googlenet.yaml", "specs/mobilenet_v1.yaml"])

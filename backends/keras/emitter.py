@@ -160,7 +160,12 @@ class KerasEmitter(BaseEmitter):
         inputs = self.ns.fresh("inputs")
         x = self.ns.fresh("x")
         keras = self.module_names["keras"]
-        body = [c.assign(inputs, c.call(c.attr(keras, "Input"), shape=c.name("input_shape"), name="input"))]
+        # the Input layer's name yields to the user's: 'input' unless an item is called that (then input_1, ...)
+        taken = {n.path.replace(".", "_") for r in [m.body, *(h.body for h in m.heads)] for n in ir.walk(r)}
+        taken |= {"main", *(h.name for h in m.heads)}
+        names = ("input", *(f"input_{i}" for i in range(1, len(taken) + 2)))
+        self.input_name = next(n for n in names if n not in taken)
+        body = [c.assign(inputs, c.call(c.attr(keras, "Input"), shape=c.name("input_shape"), name=self.input_name))]
         body.append(c.assign(x, c.name(inputs)))
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
@@ -349,7 +354,7 @@ class KerasEmitter(BaseEmitter):
                 )
             owners[layer] = what
 
-        claim("input", "the model input", None)
+        claim(self.input_name, "the model input", None)
         if m.heads:
             claim("main", "the main output", None)
             for h in m.heads:
