@@ -945,7 +945,8 @@ def _rank_invalid(draw, r, network):
         "output_padding": {"conv_transpose": {"out": 2, "kernel": 3, "stride": 2, "output_padding": 2}},
         "mode_rank": {"upsample": {"scale": 2, "mode": LINEAR[wrong]}},
         "nearest_align": {"upsample": {"scale": 2, "align_corners": True}},
-        "size_input_nested": {"seq": {"body": [{"upsample": {"size": "input"}}]}},
+        # (an unnamed seq's items are the network's own: only a named one nests)
+        "size_input_nested": {"seq": {"name": "nested", "body": [{"upsample": {"size": "input"}}]}},
         "kernel_axes": {"maxpool": {"kernel": [2] * wrong}},
         "scale_and_size": {"upsample": {"scale": 2, "size": 4}},
     }[what]
