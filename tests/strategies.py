@@ -565,11 +565,28 @@ LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 FRACTIONS = [0.5, 0.75, 1.25, 1.5, 1.7, 2.5]
 
 
+def _ints(lo, hi):
+    return lambda rnd: rnd.randint(lo, hi)
+
+
+def _pick(values):
+    values = list(values)
+    return lambda rnd: values[rnd.randrange(len(values))]
+
+
+def _coin():
+    return lambda rnd: rnd.random() < 0.5
+
+
+def _rchance(draw, p: float) -> bool:
+    return draw(lambda rnd: rnd.random() < p)
+
+
 def _per_axis(draw, rank, values):
     """An integer, or one per spatial axis (``values``: one list of allowed values per axis)."""
-    if len(set(map(tuple, values))) == 1 and draw(st.booleans()):
-        return draw(st.sampled_from(values[0]))
-    return [draw(st.sampled_from(v)) for v in values]
+    if len(set(map(tuple, values))) == 1 and draw(_coin()):
+        return draw(_pick(values[0]))
+    return [draw(_pick(v)) for v in values]
 
 
 def _as_axes(v, rank):
@@ -598,19 +615,16 @@ def _draw_padding(draw, rank, most, named=True, four=True):
     """Every padding form: an integer, 'same', 'valid', one entry per axis (an integer or [before, after]) and,
     in 2-D, [top, bottom, left, right]; entries up to ``most`` (a list: one bound per axis)."""
     forms = ["int", "axes", "pairs"] + (["same", "valid"] if named else []) + (["four"] if four and rank == 2 else [])
-    form = draw(st.sampled_from(forms))
+    form = draw(_pick(forms))
     if form in ("same", "valid"):
         return form
     if form == "int":
-        return draw(st.integers(0, min(most)))
+        return draw(_ints(0, min(most)))
     if form == "four":
-        return [draw(st.integers(0, most[i // 2])) for i in range(4)]
+        return [draw(_ints(0, most[i // 2])) for i in range(4)]
     if form == "axes":
-        return [draw(st.integers(0, m)) for m in most]
-    return [
-        [draw(st.integers(0, m)), draw(st.integers(0, m))] if draw(st.booleans()) else draw(st.integers(0, m))
-        for m in most
-    ]
+        return [draw(_ints(0, m)) for m in most]
+    return [[draw(_ints(0, m)), draw(_ints(0, m))] if draw(_coin()) else draw(_ints(0, m)) for m in most]
 
 
 def _conv_out(sizes, kernel, stride, pairs, dilation=None, ceil=False):
@@ -636,27 +650,26 @@ class _RankState:
         return RANK_CAP[self.rank]
 
 
-@st.composite
 def _rank_conv(draw, s: _RankState, keep_size=False, out=None):
     r = s.rank
     kernel = _per_axis(draw, r, [list(range(1, min(4, n) + 1)) for n in s.sizes])
     k = _as_axes(kernel, r)
-    attrs = {"out": out if out is not None else draw(st.integers(1, 5)), "kernel": kernel}
+    attrs = {"out": out if out is not None else draw(_ints(1, 5)), "kernel": kernel}
     if keep_size:
         attrs["padding"] = "same"
-        if draw(st.booleans()):
+        if draw(_coin()):
             attrs["dilation"] = _per_axis(draw, r, [[1, 2]] * r)
         if any(n < 2 for n in s.sizes):
             attrs.pop("dilation", None)
     else:
-        if _chance(draw, 0.7):
+        if _rchance(draw, 0.7):
             attrs["stride"] = _per_axis(draw, r, [[1, 2] if n >= 4 else [1] for n in s.sizes])
-        if _chance(draw, 0.3):
+        if _rchance(draw, 0.3):
             attrs["dilation"] = _per_axis(draw, r, [[1, 2] if n >= 2 * kk else [1] for n, kk in zip(s.sizes, k)])
         attrs["padding"] = _draw_padding(draw, r, [min(kk, 3) for kk in k])
-    if _chance(draw, 0.15) and s.channels % 2 == 0 and attrs["out"] % 2 == 0:
+    if _rchance(draw, 0.15) and s.channels % 2 == 0 and attrs["out"] % 2 == 0:
         attrs["groups"] = 2
-    attrs["bias"] = draw(st.booleans())
+    attrs["bias"] = draw(_coin())
     stride = _as_axes(attrs.get("stride", 1), r)
     dil = _as_axes(attrs.get("dilation", 1), r)
     pairs = _padding_pairs(attrs["padding"], r, k, stride, s.sizes, dil)
@@ -665,45 +678,43 @@ def _rank_conv(draw, s: _RankState, keep_size=False, out=None):
     return {"conv": attrs}
 
 
-@st.composite
 def _rank_dwconv(draw, s: _RankState):
     r = s.rank
     kernel = _per_axis(draw, r, [list(range(1, min(3, n) + 1)) for n in s.sizes])
     k = _as_axes(kernel, r)
     attrs = {"kernel": kernel, "padding": _draw_padding(draw, r, [min(kk, 2) for kk in k])}
-    if _chance(draw, 0.5):
+    if _rchance(draw, 0.5):
         attrs["stride"] = _per_axis(draw, r, [[1, 2] if n >= 4 else [1] for n in s.sizes])
-    if _chance(draw, 0.5):
-        attrs["multiplier"] = draw(st.integers(1, 2))
-    attrs["bias"] = draw(st.booleans())
+    if _rchance(draw, 0.5):
+        attrs["multiplier"] = draw(_ints(1, 2))
+    attrs["bias"] = draw(_coin())
     stride = _as_axes(attrs.get("stride", 1), r)
     s.sizes = _conv_out(s.sizes, k, stride, _padding_pairs(attrs["padding"], r, k, stride, s.sizes))
     s.channels *= attrs.get("multiplier", 1)
     return {"dwconv": attrs}
 
 
-@st.composite
 def _rank_pool(draw, s: _RankState, kind=None, keep_size=False):
     """max or average pooling with any kernel, stride, padding form, ceil and (average) count_include_pad."""
     r = s.rank
-    kind = kind or draw(st.sampled_from(["maxpool", "avgpool"]))
+    kind = kind or draw(_pick(["maxpool", "avgpool"]))
     if keep_size:
-        k = draw(st.sampled_from([1, 3]))
-        attrs = {"kernel": k, "stride": 1, "padding": draw(st.sampled_from(["same", k // 2]))}
+        k = draw(_pick([1, 3]))
+        attrs = {"kernel": k, "stride": 1, "padding": draw(_pick(["same", k // 2]))}
     else:
         kernel = _per_axis(draw, r, [list(range(1, min(4, n) + 1)) for n in s.sizes])
         k = _as_axes(kernel, r)
         attrs = {"kernel": kernel}
-        if _chance(draw, 0.8):
+        if _rchance(draw, 0.8):
             attrs["stride"] = _per_axis(draw, r, [[1, 2, 3] if n >= 6 else [1, 2] for n in s.sizes])
         # PyTorch's own pools take padding <= kernel / 2; archc lowers the rest (and asymmetric forms) itself
-        most = [kk // 2 if _chance(draw, 0.8) else kk for kk in k]
-        if _chance(draw, 0.7):
+        most = [kk // 2 if _rchance(draw, 0.8) else kk for kk in k]
+        if _rchance(draw, 0.7):
             attrs["padding"] = _draw_padding(draw, r, most)
-    if _chance(draw, 0.4):
-        attrs["ceil"] = draw(st.booleans())
-    if kind == "avgpool" and _chance(draw, 0.5):
-        attrs["count_include_pad"] = draw(st.booleans())
+    if _rchance(draw, 0.4):
+        attrs["ceil"] = draw(_coin())
+    if kind == "avgpool" and _rchance(draw, 0.5):
+        attrs["count_include_pad"] = draw(_coin())
     k = _as_axes(attrs["kernel"], r)
     stride = _as_axes(attrs.get("stride", attrs["kernel"]), r)
     pairs = _padding_pairs(attrs.get("padding", 0), r, k, stride, s.sizes)
@@ -712,7 +723,6 @@ def _rank_pool(draw, s: _RankState, kind=None, keep_size=False):
     return {kind: attrs}
 
 
-@st.composite
 def _rank_conv_transpose(draw, s: _RankState, out=None):
     r = s.rank
     grow = all(n * 2 <= s.cap() for n in s.sizes)
@@ -720,15 +730,15 @@ def _rank_conv_transpose(draw, s: _RankState, out=None):
     st_ = _as_axes(stride, r)
     kernel = _per_axis(draw, r, [[1, 2, 3, 4]] * r)
     k = _as_axes(kernel, r)
-    attrs = {"out": out if out is not None else draw(st.integers(1, 5)), "kernel": kernel, "stride": stride}
-    if _chance(draw, 0.6):
+    attrs = {"out": out if out is not None else draw(_ints(1, 5)), "kernel": kernel, "stride": stride}
+    if _rchance(draw, 0.6):
         attrs["padding"] = _per_axis(draw, r, [list(range(0, (kk - 1) // 2 + 2)) for kk in k])
-    if _chance(draw, 0.5):
+    if _rchance(draw, 0.5):
         attrs["output_padding"] = _per_axis(draw, r, [list(range(0, ss)) for ss in st_])
         if isinstance(attrs["output_padding"], int) and attrs["output_padding"] >= min(st_):
             attrs["output_padding"] = 0
-    if _chance(draw, 0.5):
-        attrs["bias"] = draw(st.booleans())
+    if _rchance(draw, 0.5):
+        attrs["bias"] = draw(_coin())
     p = _as_axes(attrs.get("padding", 0), r)
     op = _as_axes(attrs.get("output_padding", 0), r)
     s.sizes = [(n - 1) * ss - 2 * pp + (kk - 1) + oo + 1 for n, ss, pp, kk, oo in zip(s.sizes, st_, p, k, op)]
@@ -736,17 +746,16 @@ def _rank_conv_transpose(draw, s: _RankState, out=None):
     return {"conv_transpose": attrs}
 
 
-@st.composite
 def _rank_upsample(draw, s: _RankState, top_level=False):
     """By a scale (integer or fractional, one or per axis), to a size (one or per axis), or to the input's size."""
     r = s.rank
     attrs = {}
-    mode = draw(st.sampled_from(["nearest", LINEAR[r]]))
-    if mode != "nearest" or _chance(draw, 0.3):
+    mode = draw(_pick(["nearest", LINEAR[r]]))
+    if mode != "nearest" or _rchance(draw, 0.3):
         attrs["mode"] = mode
-    if mode != "nearest" and _chance(draw, 0.5):
-        attrs["align_corners"] = draw(st.booleans())
-    how = draw(st.sampled_from(["scale", "scale", "size", "input"] if top_level else ["scale", "scale", "size"]))
+    if mode != "nearest" and _rchance(draw, 0.5):
+        attrs["align_corners"] = draw(_coin())
+    how = draw(_pick(["scale", "scale", "size", "input"] if top_level else ["scale", "scale", "size"]))
     if how == "input":
         attrs["size"] = "input"
         s.sizes = list(s.input)
@@ -763,68 +772,66 @@ def _rank_upsample(draw, s: _RankState, top_level=False):
     return {"upsample": attrs}
 
 
-@st.composite
 def _rank_keep(draw, s: _RankState, keep_width=False):
     """An item keeping the spatial size (and, with ``keep_width``, the width): for branches and residual bodies."""
     r = s.rank
-    choice = draw(st.integers(0, 8))
+    choice = draw(_ints(0, 8))
     w = s.channels if keep_width else None
     if choice <= 1:
-        return draw(_rank_conv(s, keep_size=True, out=w))
+        return _rank_conv(draw, s, keep_size=True, out=w)
     if choice == 2:
-        return draw(_rank_pool(s, keep_size=True))
+        return _rank_pool(draw, s, keep_size=True)
     if choice == 3:
-        return {"scale": {"factor": draw(st.sampled_from([0.17, -1.5, 2.0, 0.1]))}}
+        return {"scale": {"factor": draw(_pick([0.17, -1.5, 2.0, 0.1]))}}
     if choice == 4:
         return {"bn": {}}
     if choice == 5:
-        return {draw(st.sampled_from(ACTS)): {}}
+        return {draw(_pick(ACTS)): {}}
     if choice == 6:  # down then back up to the same size (a U-Net level): pool, then upsample to an explicit size
         size = list(s.sizes)
-        down = draw(_rank_pool(s))
-        mode = draw(st.sampled_from(["nearest", LINEAR[r]]))
-        up = {"size": size if draw(st.booleans()) or len(set(size)) > 1 else size[0], "mode": mode}
-        if mode != "nearest" and draw(st.booleans()):
-            up["align_corners"] = draw(st.booleans())
+        down = _rank_pool(draw, s)
+        mode = draw(_pick(["nearest", LINEAR[r]]))
+        up = {"size": size if draw(_coin()) or len(set(size)) > 1 else size[0], "mode": mode}
+        if mode != "nearest" and draw(_coin()):
+            up["align_corners"] = draw(_coin())
         s.sizes = size
         return {"seq": {"body": [down, {"upsample": up}]}}
     if choice == 7:  # up by a transposed convolution, down by a strided pool: kernel = stride, no padding
-        f = draw(st.integers(2, 3)) if all(n * 3 <= s.cap() for n in s.sizes) else 2
-        ct = {"out": s.channels if keep_width else draw(st.integers(1, 5)), "kernel": f, "stride": f}
+        f = draw(_ints(2, 3)) if all(n * 3 <= s.cap() for n in s.sizes) else 2
+        ct = {"out": s.channels if keep_width else draw(_ints(1, 5)), "kernel": f, "stride": f}
         s.channels = ct["out"]
-        down = {draw(st.sampled_from(["maxpool", "avgpool"])): {"kernel": f}}
+        down = {draw(_pick(["maxpool", "avgpool"])): {"kernel": f}}
         return {"seq": {"body": [{"conv_transpose": ct}, down]}}
     return {"dropout": {"rate": 0.25}}
 
 
-@st.composite
 def _rank_combinator(draw, s: _RankState):
-    choice = draw(st.sampled_from(["residual", "add", "concat", "repeat"]))
+    choice = draw(_pick(["residual", "add", "concat", "repeat"]))
     if choice == "residual":
         c = s.channels
-        body = [draw(_rank_keep(s, keep_width=True)) for _ in range(draw(st.integers(1, 3)))]
+        body = [_rank_keep(draw, s, keep_width=True) for _ in range(draw(_ints(1, 3)))]
         s.channels = c
         return {"residual": {"body": body}}
     if choice == "add":
-        c, c0, branches = draw(st.integers(1, 5)), s.channels, []
+        c, c0, branches = draw(_ints(1, 5)), s.channels, []
         for _ in range(2):
             s.channels = c0
-            body = [draw(_rank_keep(s)) for _ in range(draw(st.integers(0, 2)))]
+            body = [_rank_keep(draw, s) for _ in range(draw(_ints(0, 2)))]
             branches.append([*body, {"conv": {"out": c, "kernel": 1}}])
         s.channels = c
         return {"add": branches}
     if choice == "concat":
         c0, total, branches = s.channels, 0, []
-        for _ in range(draw(st.integers(2, 3))):
+        for _ in range(draw(_ints(2, 3))):
             s.channels = c0
-            branches.append([draw(_rank_keep(s)) for _ in range(draw(st.integers(0, 2)))])
+            branches.append([_rank_keep(draw, s) for _ in range(draw(_ints(0, 2)))])
             total += s.channels
         s.channels = total
         return {"concat": branches}
     c = s.channels
-    body = [draw(_rank_keep(s, keep_width=True)) for _ in range(draw(st.integers(1, 2)))]
+    body = [_rank_keep(draw, s, keep_width=True) for _ in range(draw(_ints(1, 2)))]
     s.channels = c
-    return {"repeat": {"times": draw(st.integers(1, 2)), "body": body}}
+    return {"repeat": {"times": draw(_ints(1, 2)), "body": body}}
 
 
 def _rank_blocks(r):
@@ -878,24 +885,23 @@ def _rank_blocks(r):
     }
 
 
-@st.composite
 def _rank_call(draw, s: _RankState, name: str, defaults: dict):
     """A call of one of ``_rank_blocks``' blocks with literal arguments (some left to their defaults:
     ``defaults`` is the block's params merged with the spec's ``defaults:``)."""
     r = s.rank
-    args = {"width": draw(st.integers(1, 5))}
+    args = {"width": draw(_ints(1, 5))}
 
     def arg(key, value, _default=None):
-        if value != defaults[key] or draw(st.booleans()):
+        if value != defaults[key] or draw(_coin()):
             args[key] = value
         return value
 
     if name == "down":
-        k = arg("k", draw(st.sampled_from([1, 2, 3])), 3)
-        stride = arg("stride", draw(st.sampled_from([1, 2])), 2)
-        ceil = arg("ceil", draw(st.booleans()), False)
-        arg("cip", draw(st.booleans()), True)
-        pool = arg("pool", draw(st.booleans()), True)
+        k = arg("k", draw(_pick([1, 2, 3])), 3)
+        stride = arg("stride", draw(_pick([1, 2])), 2)
+        ceil = arg("ceil", draw(_coin()), False)
+        arg("cip", draw(_coin()), True)
+        pool = arg("pool", draw(_coin()), True)
         kk, ss = [k] * r, [stride] * r
         if pool:
             s.sizes = _conv_out(s.sizes, kk, ss, [(k // 2, k // 2)] * r, ceil=ceil)
@@ -903,29 +909,29 @@ def _rank_call(draw, s: _RankState, name: str, defaults: dict):
             s.sizes = [-(-n // stride) for n in s.sizes]
     elif name == "up":
         options = [f for f in [1, 2, *FRACTIONS] if all(1 <= int(n * f) <= s.cap() for n in s.sizes)] or [1]
-        f = arg("factor", draw(st.sampled_from(options)), 2)
-        arg("linear", draw(st.booleans()), False)
+        f = arg("factor", draw(_pick(options)), 2)
+        arg("linear", draw(_coin()), False)
         s.sizes = [int(n * f) for n in s.sizes]
         if s.channels <= args["width"]:
-            args["width"] = s.channels if draw(st.booleans()) else args["width"]
+            args["width"] = s.channels if draw(_coin()) else args["width"]
     else:
         grow = all(n * 2 <= s.cap() for n in s.sizes)
-        stride = arg("stride", draw(st.sampled_from([1, 2] if grow else [1])), 2)
-        k = arg("k", draw(st.sampled_from([2, 3, 4])), 3)
-        pad = arg("pad", draw(st.integers(0, (k - 1) // 2)), 1)
-        arg("flag", draw(st.booleans()), False)
+        stride = arg("stride", draw(_pick([1, 2] if grow else [1])), 2)
+        k = arg("k", draw(_pick([2, 3, 4])), 3)
+        pad = arg("pad", draw(_ints(0, (k - 1) // 2)), 1)
+        arg("flag", draw(_coin()), False)
         s.sizes = [(n - 1) * stride - 2 * pad + (k - 1) + (stride - 1) + 1 for n in s.sizes]
     if name != "up" or s.channels > args["width"]:
         s.channels = args["width"]
-    if _chance(draw, 0.2):
-        args["name"] = f"{name}_{draw(st.integers(0, 10**4))}"
+    if _rchance(draw, 0.2):
+        args["name"] = f"{name}_{draw(_ints(0, 10**4))}"
     return {name: args}
 
 
 def _rank_invalid(draw, r, network):
     """A spec made invalid on purpose, in a way ``check`` must refuse with a located error."""
     what = draw(
-        st.sampled_from(
+        _pick(
             [
                 "ct_dilation",
                 "ct_groups",
@@ -954,61 +960,70 @@ def _rank_invalid(draw, r, network):
         network.insert(0, {"conv": {"out": 2, "kernel": 1}})
         network.insert(1, item)
     else:
-        network.insert(draw(st.integers(0, len(network))), item)
+        network.insert(draw(_ints(0, len(network))), item)
     return what
 
 
 @st.composite
-def rank_spec(draw, invalid_rate=0.08, ranks=(1, 2, 3)):
-    """(spec text, what was broken or None, rank): a random network of rank 1, 2 or 3."""
-    r = draw(st.sampled_from(ranks))
+def rank_spec(hypothesis_draw, invalid_rate=0.08, ranks=(1, 2, 3)):
+    """(spec text, what was broken or None, rank): a random network of rank 1, 2 or 3.
+
+    Every choice comes from one ``random.Random`` that hypothesis seeds: these specs make dozens of choices each,
+    and hypothesis' own choices lean to the first and smallest values (in a hundred cases, no [top, bottom, left,
+    right] padding, no fractional scale), where a uniform choice covers every form in a CI run."""
+    rnd = hypothesis_draw(st.randoms(use_true_random=True))
+
+    def draw(choice):
+        return choice(rnd)
+
+    r = draw(_pick(ranks))
     lo, hi = RANK_SIZES[r]
-    sizes = [draw(st.integers(lo, hi)) for _ in range(r)]
-    s = _RankState(r, sizes, draw(st.integers(1, 3)))
+    sizes = [draw(_ints(lo, hi)) for _ in range(r)]
+    s = _RankState(r, sizes, draw(_ints(1, 3)))
     names = {1: ["length"], 2: ["height", "width"], 3: ["depth", "height", "width"]}[r]
     doc = {"name": f"rank{r}_net", "input": {**dict(zip(names, sizes)), "channels": s.channels}}
     blocks = _rank_blocks(r)
-    use_blocks = _chance(draw, 0.4)
+    use_blocks = _rchance(draw, 0.4)
     if use_blocks:
         doc["blocks"] = blocks
-        if _chance(draw, 0.3):
+        if _rchance(draw, 0.3):
             doc["defaults"] = {"down": {"ceil": True}, "tconv": {"flag": True}}
     effective = {b: {**d["params"], **doc.get("defaults", {}).get(b, {})} for b, d in blocks.items()}
     network = []
-    for _ in range(draw(st.integers(1, 5))):
+    for _ in range(draw(_ints(1, 5))):
         if min(s.sizes) < 1 or max(s.sizes) > 4 * s.cap():
             break  # the guess went wrong: the compiler will say what
-        choice = draw(st.integers(0, 11))
+        choice = draw(_ints(0, 11))
         big = any(n * 2 > s.cap() for n in s.sizes)
         if choice in (0, 1):
-            item = draw(_rank_conv(s))
+            item = _rank_conv(draw, s)
         elif choice == 2:
-            item = draw(_rank_dwconv(s))
+            item = _rank_dwconv(draw, s)
         elif choice in (3, 4):
-            item = draw(_rank_pool(s))
+            item = _rank_pool(draw, s)
         elif choice == 5 and not big:
-            item = draw(_rank_conv_transpose(s))
+            item = _rank_conv_transpose(draw, s)
         elif choice == 6:
-            item = draw(_rank_upsample(s, top_level=True))
+            item = _rank_upsample(draw, s, top_level=True)
         elif choice == 7:
-            item = draw(_rank_combinator(s))
+            item = _rank_combinator(draw, s)
         elif choice in (8, 9) and use_blocks:
-            name = draw(st.sampled_from(["down", "up", "tconv"] if not big else ["down"]))
-            item = draw(_rank_call(s, name, effective[name]))
+            name = draw(_pick(["down", "up", "tconv"] if not big else ["down"]))
+            item = _rank_call(draw, s, name, effective[name])
         elif choice == 10:
-            item = {"scale": {"factor": draw(st.sampled_from([0.17, 0.2, -2.0, 3.0]))}}
+            item = {"scale": {"factor": draw(_pick([0.17, 0.2, -2.0, 3.0]))}}
         else:
-            item = draw(_rank_keep(s))
-        if _chance(draw, 0.1) and isinstance(next(iter(item.values())), dict):
+            item = _rank_keep(draw, s)
+        if _rchance(draw, 0.1) and isinstance(next(iter(item.values())), dict):
             next(iter(item.values()))["name"] = f"item{len(network)}"
         network.append(item)
-    tail = draw(st.sampled_from(["gap", "flatten", "global_maxpool", "none", "none"]))
+    tail = draw(_pick(["gap", "flatten", "global_maxpool", "none", "none"]))
     if tail == "flatten" and s.channels * max(1, math.prod(s.sizes)) > 4000:
         tail = "gap"
     if tail != "none":
         network.append({tail: {}})
-        if draw(st.booleans()):
-            network.append({"dense": {"out": draw(st.integers(1, 4))}})
-    broken = _rank_invalid(draw, r, network) if _chance(draw, invalid_rate) else None
+        if draw(_coin()):
+            network.append({"dense": {"out": draw(_ints(1, 4))}})
+    broken = _rank_invalid(draw, r, network) if _rchance(draw, invalid_rate) else None
     doc["network"] = network
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200), broken, r

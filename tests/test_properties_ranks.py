@@ -313,6 +313,13 @@ FOUND: dict[str, tuple[str, str]] = {
         "length strides in the row and column dimensions' (3-D is fine)",
         "name: dw\ninput: {height: 8, width: 8, channels: 1}\nnetwork: [dwconv: {kernel: 3, stride: [2, 1]}]\n",
     ),
+    "avgpool3d_axis_shorter_than_kernel": (
+        "check accepts (and analyses to (4, 1, 1)) a 3-D average pool over an axis shorter than the kernel that the "
+        "padding makes long enough; PyTorch's AvgPool3d refuses it when called: 'input image (T: 6 H: 1 W: 1) "
+        "smaller than kernel size (kT: 2 kH: 2 kW: 2)' (1-D and 2-D average pools and 3-D max pools are fine)",
+        "name: ap3\ninput: {depth: 6, height: 1, width: 1, channels: 1}\n"
+        "network: [avgpool: {kernel: 2, stride: 2, padding: 1}]\n",
+    ),
     "maxpool_window_in_padding": (
         "check accepts a max pool whose padding holds a whole window (padding >= kernel): PyTorch outputs -inf there "
         "and Keras -1.8e308 (PyTorch's own MaxPool refuses padding > kernel / 2)",
