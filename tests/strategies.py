@@ -48,10 +48,14 @@ def pool(draw):
     kind = draw(st.sampled_from(["maxpool", "avgpool"]))
     k = draw(st.integers(1, 3))
     attrs = {"kernel": k, "stride": draw(st.integers(1, 2)), "padding": draw(st.integers(0, k // 2))}
-    # ceil rounding only for max-pooling: the Keras backend refuses average pooling with ceil (see README)
-    attrs["ceil"] = draw(st.booleans()) if kind == "maxpool" else False
-    if kind == "maxpool" and draw(st.booleans()):
+    # both backends build every pool now (issue 20): ceil and count_include_pad either way, 'same' averages
+    attrs["ceil"] = draw(st.booleans())
+    if kind == "avgpool" and draw(st.booleans()):
+        attrs["count_include_pad"] = draw(st.booleans())
+    if draw(st.booleans()):
         attrs = {"kernel": k, "stride": attrs["stride"], "padding": "same"}
+        if kind == "avgpool" and draw(st.booleans()):
+            attrs["count_include_pad"] = draw(st.booleans())
     return {kind: attrs}
 
 

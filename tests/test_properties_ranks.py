@@ -271,12 +271,12 @@ def check_case(folder: Path, text: str, broken, rank: int, tag: str) -> None:
         keras.config.set_dtype_policy(policy)
     assert yk.shape[1:] == tuple(report.outputs["main"]), (yk.shape, report.outputs["main"], text)
     yk = np.moveaxis(yk, -1, 1) if yk.ndim > 2 else yk
-    assert np.isfinite(yt).all(), text
-    scale = float(np.abs(yt).max())
-    err = float(np.abs(yt - yk).max()) / max(scale, 1e-300)
+    assert np.isfinite(yt).all() and np.isfinite(yk).all(), f"non-finite outputs (torch, keras): {yt}, {yk}\n{text}"
+    scale, diff = float(np.abs(yt).max()), float(np.abs(yt - yk).max())
+    err = diff / scale if scale > 0 else diff  # an all-zero output (a relu of negatives) must be zero in Keras too
     roundoff = UNIT_ROUNDOFF[dtype] * _accumulation(report)
     bound = FACTOR * roundoff
-    assert scale == 0 or err <= bound, f"torch != keras ({dtype}): relative error {err:.2e} > bound {bound:.2e}\n{text}"
+    assert err <= bound, f"torch != keras ({dtype}): relative error {err:.2e} > bound {bound:.2e}\n{text}"
     FIGURES["worst"][dtype] = max(FIGURES["worst"][dtype], err)
     if err / roundoff > FIGURES["worst_ratio"]:
         FIGURES["worst_ratio"], FIGURES["worst_ratio_case"] = err / roundoff, text
@@ -319,6 +319,25 @@ FOUND: dict[str, tuple[str, str]] = {
         "smaller than kernel size (kT: 2 kH: 2 kW: 2)' (1-D and 2-D average pools and 3-D max pools are fine)",
         "name: ap3\ninput: {depth: 6, height: 1, width: 1, channels: 1}\n"
         "network: [avgpool: {kernel: 2, stride: 2, padding: 1}]\n",
+    ),
+    "torch_width_chain_in_concat": (
+        "found by test_properties_blocks.py (a backend may refuse nothing check accepts): check accepts, Keras builds, "
+        "the PyTorch build refuses 'the width after 'concat' depends on its input through a chain of conditions too "
+        "long to write out here; name the part as a block of its own'",
+        "name: chain\n"
+        "input: {height: 8, width: 8, channels: 1}\n"
+        "blocks:\n"
+        "  inv:\n"
+        "    params: {out: null}\n"
+        "    body:\n"
+        "    - add: {if: '${in_channels == out}', branches: [[conv: {out: $out, kernel: 1}], []]}\n"
+        "    - seq: {if: '${in_channels != out}', body: [conv: {out: $out, kernel: 1}]}\n"
+        "  outer:\n"
+        "    params: {width: null}\n"
+        "    body:\n"
+        "    - conv: {if: '${in_channels != width}', out: $width, kernel: 1}\n"
+        "    - concat: [[inv: {out: 1}], []]\n"
+        "network: [outer: {width: 1}]\n",
     ),
     "maxpool_window_in_padding": (
         "check accepts a max pool whose padding holds a whole window (padding >= kernel): PyTorch outputs -inf there "
