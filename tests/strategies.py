@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import yaml
 from hypothesis import strategies as st
@@ -47,10 +48,14 @@ def pool(draw):
     kind = draw(st.sampled_from(["maxpool", "avgpool"]))
     k = draw(st.integers(1, 3))
     attrs = {"kernel": k, "stride": draw(st.integers(1, 2)), "padding": draw(st.integers(0, k // 2))}
-    # ceil rounding only for max-pooling: the Keras backend refuses average pooling with ceil (see README)
-    attrs["ceil"] = draw(st.booleans()) if kind == "maxpool" else False
-    if kind == "maxpool" and draw(st.booleans()):
+    # both backends build every pool now (issue 20): ceil and count_include_pad either way, 'same' averages
+    attrs["ceil"] = draw(st.booleans())
+    if kind == "avgpool" and draw(st.booleans()):
+        attrs["count_include_pad"] = draw(st.booleans())
+    if draw(st.booleans()):
         attrs = {"kernel": k, "stride": attrs["stride"], "padding": "same"}
+        if kind == "avgpool" and draw(st.booleans()):
+            attrs["count_include_pad"] = draw(st.booleans())
     return {kind: attrs}
 
 
@@ -546,3 +551,483 @@ def spec_with_blocks(draw, invalid_rate=0.1):
     broken = _invalid_edit(draw, doc, blocks) if break_it else None
     # block style with flow-style leaves: one item a line, so each error has its own line
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200), broken
+
+
+# --------------------------------------------------------------------------------------------------
+# Networks of any rank (issue 20): 1-D, 2-D and 3-D inputs, per-axis attributes of every form, pools
+# with every padding / ceil / count_include_pad, transposed convolutions, resampling and constant scaling
+#
+# ``rank_spec()`` draws (spec text, what was broken or None, rank). The generator tracks the spatial size
+# it expects (PyTorch's formulas) only to choose kernels, strides and scales that keep the sizes small and
+# mostly valid: it asserts nothing itself, and a guess it gets wrong makes a case the compiler refuses (which
+# the test then checks is a located error). Blocks take params used as pool, transposed-convolution and
+# resampling attributes, with conditions on params and on ``in_channels``.
+
+RANK_SIZES = {1: (8, 40), 2: (5, 16), 3: (3, 8)}  # input size per axis
+RANK_CAP = {1: 80, 2: 24, 3: 10}  # the generator grows no axis past this (tensors stay small)
+LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+FRACTIONS = [0.5, 0.75, 1.25, 1.5, 1.7, 2.5]
+
+
+def _ints(lo, hi):
+    return lambda rnd: rnd.randint(lo, hi)
+
+
+def _pick(values):
+    values = list(values)
+    return lambda rnd: values[rnd.randrange(len(values))]
+
+
+def _coin():
+    return lambda rnd: rnd.random() < 0.5
+
+
+def _rchance(draw, p: float) -> bool:
+    return draw(lambda rnd: rnd.random() < p)
+
+
+def _per_axis(draw, rank, values):
+    """An integer, or one per spatial axis (``values``: one list of allowed values per axis)."""
+    if len(set(map(tuple, values))) == 1 and draw(_coin()):
+        return draw(_pick(values[0]))
+    return [draw(_pick(v)) for v in values]
+
+
+def _as_axes(v, rank):
+    return list(v) if isinstance(v, list) else [v] * rank
+
+
+def _padding_pairs(pad, rank, kernel, stride, sizes, dilation=None):
+    """(before, after) per axis of a drawn padding value (TensorFlow's 'same': ceil(n / s) outputs)."""
+    dilation = dilation or [1] * rank
+    if pad == "valid":
+        return [(0, 0)] * rank
+    if pad == "same":
+        out = []
+        for n, k, s, d in zip(sizes, kernel, stride, dilation):
+            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            out.append((total // 2, total - total // 2))
+        return out
+    if isinstance(pad, int):
+        return [(pad, pad)] * rank
+    if rank == 2 and len(pad) == 4:
+        return [(pad[0], pad[1]), (pad[2], pad[3])]
+    return [tuple(p) if isinstance(p, list) else (p, p) for p in pad]
+
+
+def _draw_padding(draw, rank, most, named=True, four=True):
+    """Every padding form: an integer, 'same', 'valid', one entry per axis (an integer or [before, after]) and,
+    in 2-D, [top, bottom, left, right]; entries up to ``most`` (a list: one bound per axis)."""
+    forms = ["int", "axes", "pairs"] + (["same", "valid"] if named else []) + (["four"] if four and rank == 2 else [])
+    form = draw(_pick(forms))
+    if form in ("same", "valid"):
+        return form
+    if form == "int":
+        return draw(_ints(0, min(most)))
+    if form == "four":
+        return [draw(_ints(0, most[i // 2])) for i in range(4)]
+    if form == "axes":
+        return [draw(_ints(0, m)) for m in most]
+    return [[draw(_ints(0, m)), draw(_ints(0, m))] if draw(_coin()) else draw(_ints(0, m)) for m in most]
+
+
+def _conv_out(sizes, kernel, stride, pairs, dilation=None, ceil=False):
+    dilation = dilation or [1] * len(sizes)
+    out = []
+    for n, k, s, (b, a), d in zip(sizes, kernel, stride, pairs, dilation):
+        span = n + b + a - d * (k - 1) - 1
+        o = (-(-span // s) if ceil else span // s) + 1
+        if ceil and (o - 1) * s >= n + b:  # PyTorch: the last window starts inside the input or its left padding
+            o -= 1
+        out.append(o)
+    return out
+
+
+class _RankState:
+    """What the generator expects: the spatial size and the width after the items drawn so far."""
+
+    def __init__(self, rank, sizes, channels):
+        self.rank, self.sizes, self.channels = rank, list(sizes), channels
+        self.input = list(sizes)
+
+    def cap(self):
+        return RANK_CAP[self.rank]
+
+
+def _rank_conv(draw, s: _RankState, keep_size=False, out=None):
+    r = s.rank
+    kernel = _per_axis(draw, r, [list(range(1, min(4, n) + 1)) for n in s.sizes])
+    k = _as_axes(kernel, r)
+    attrs = {"out": out if out is not None else draw(_ints(1, 5)), "kernel": kernel}
+    if keep_size:
+        attrs["padding"] = "same"
+        if draw(_coin()):
+            attrs["dilation"] = _per_axis(draw, r, [[1, 2]] * r)
+        if any(n < 2 for n in s.sizes):
+            attrs.pop("dilation", None)
+    else:
+        if _rchance(draw, 0.7):
+            attrs["stride"] = _per_axis(draw, r, [[1, 2] if n >= 4 else [1] for n in s.sizes])
+        if _rchance(draw, 0.3):
+            attrs["dilation"] = _per_axis(draw, r, [[1, 2] if n >= 2 * kk else [1] for n, kk in zip(s.sizes, k)])
+        attrs["padding"] = _draw_padding(draw, r, [min(kk, 3) for kk in k])
+    if _rchance(draw, 0.15) and s.channels % 2 == 0 and attrs["out"] % 2 == 0:
+        attrs["groups"] = 2
+    attrs["bias"] = draw(_coin())
+    stride = _as_axes(attrs.get("stride", 1), r)
+    dil = _as_axes(attrs.get("dilation", 1), r)
+    pairs = _padding_pairs(attrs["padding"], r, k, stride, s.sizes, dil)
+    s.sizes = s.sizes if keep_size else _conv_out(s.sizes, k, stride, pairs, dil)
+    s.channels = attrs["out"]
+    return {"conv": attrs}
+
+
+def _rank_dwconv(draw, s: _RankState):
+    r = s.rank
+    kernel = _per_axis(draw, r, [list(range(1, min(3, n) + 1)) for n in s.sizes])
+    k = _as_axes(kernel, r)
+    attrs = {"kernel": kernel, "padding": _draw_padding(draw, r, [min(kk, 2) for kk in k])}
+    if _rchance(draw, 0.5):
+        attrs["stride"] = _per_axis(draw, r, [[1, 2] if n >= 4 else [1] for n in s.sizes])
+    if _rchance(draw, 0.5):
+        attrs["multiplier"] = draw(_ints(1, 2))
+    attrs["bias"] = draw(_coin())
+    stride = _as_axes(attrs.get("stride", 1), r)
+    s.sizes = _conv_out(s.sizes, k, stride, _padding_pairs(attrs["padding"], r, k, stride, s.sizes))
+    s.channels *= attrs.get("multiplier", 1)
+    return {"dwconv": attrs}
+
+
+def _rank_pool(draw, s: _RankState, kind=None, keep_size=False):
+    """max or average pooling with any kernel, stride, padding form, ceil and (average) count_include_pad."""
+    r = s.rank
+    kind = kind or draw(_pick(["maxpool", "avgpool"]))
+    if keep_size:
+        k = draw(_pick([1, 3]))
+        attrs = {"kernel": k, "stride": 1, "padding": draw(_pick(["same", k // 2]))}
+    else:
+        kernel = _per_axis(draw, r, [list(range(1, min(4, n) + 1)) for n in s.sizes])
+        k = _as_axes(kernel, r)
+        attrs = {"kernel": kernel}
+        if _rchance(draw, 0.8):
+            attrs["stride"] = _per_axis(draw, r, [[1, 2, 3] if n >= 6 else [1, 2] for n in s.sizes])
+        # PyTorch's own pools take padding <= kernel / 2; archc lowers the rest (and asymmetric forms) itself
+        most = [kk // 2 if _rchance(draw, 0.8) else kk for kk in k]
+        if _rchance(draw, 0.7):
+            attrs["padding"] = _draw_padding(draw, r, most)
+    if _rchance(draw, 0.4):
+        attrs["ceil"] = draw(_coin())
+    if kind == "avgpool" and _rchance(draw, 0.5):
+        attrs["count_include_pad"] = draw(_coin())
+    k = _as_axes(attrs["kernel"], r)
+    stride = _as_axes(attrs.get("stride", attrs["kernel"]), r)
+    pairs = _padding_pairs(attrs.get("padding", 0), r, k, stride, s.sizes)
+    if not keep_size:
+        s.sizes = _conv_out(s.sizes, k, stride, pairs, ceil=attrs.get("ceil", False) and attrs.get("padding") != "same")
+    return {kind: attrs}
+
+
+def _rank_conv_transpose(draw, s: _RankState, out=None):
+    r = s.rank
+    grow = all(n * 2 <= s.cap() for n in s.sizes)
+    stride = _per_axis(draw, r, [[1, 2, 3] if grow and n * 3 <= s.cap() else [1, 2] if grow else [1] for n in s.sizes])
+    st_ = _as_axes(stride, r)
+    kernel = _per_axis(draw, r, [[1, 2, 3, 4]] * r)
+    k = _as_axes(kernel, r)
+    attrs = {"out": out if out is not None else draw(_ints(1, 5)), "kernel": kernel, "stride": stride}
+    if _rchance(draw, 0.6):
+        attrs["padding"] = _per_axis(draw, r, [list(range(0, (kk - 1) // 2 + 2)) for kk in k])
+    if _rchance(draw, 0.5):
+        attrs["output_padding"] = _per_axis(draw, r, [list(range(0, ss)) for ss in st_])
+        if isinstance(attrs["output_padding"], int) and attrs["output_padding"] >= min(st_):
+            attrs["output_padding"] = 0
+    if _rchance(draw, 0.5):
+        attrs["bias"] = draw(_coin())
+    p = _as_axes(attrs.get("padding", 0), r)
+    op = _as_axes(attrs.get("output_padding", 0), r)
+    s.sizes = [(n - 1) * ss - 2 * pp + (kk - 1) + oo + 1 for n, ss, pp, kk, oo in zip(s.sizes, st_, p, k, op)]
+    s.channels = attrs["out"]
+    return {"conv_transpose": attrs}
+
+
+def _rank_upsample(draw, s: _RankState, top_level=False):
+    """By a scale (integer or fractional, one or per axis), to a size (one or per axis), or to the input's size."""
+    r = s.rank
+    attrs = {}
+    mode = draw(_pick(["nearest", LINEAR[r]]))
+    if mode != "nearest" or _rchance(draw, 0.3):
+        attrs["mode"] = mode
+    if mode != "nearest" and _rchance(draw, 0.5):
+        attrs["align_corners"] = draw(_coin())
+    how = draw(_pick(["scale", "scale", "size", "input"] if top_level else ["scale", "scale", "size"]))
+    if how == "input":
+        attrs["size"] = "input"
+        s.sizes = list(s.input)
+        return {"upsample": attrs}
+    if how == "scale":
+        options = [[f for f in [1, 2, 3, *FRACTIONS] if 1 <= int(n * f) <= s.cap()] or [1] for n in s.sizes]
+        scale = _per_axis(draw, r, options)
+        attrs["scale"] = scale
+        s.sizes = [int(n * f) for n, f in zip(s.sizes, _as_axes(scale, r))]
+    else:
+        size = _per_axis(draw, r, [list(range(1, s.cap() + 1))] * r)
+        attrs["size"] = size
+        s.sizes = _as_axes(size, r)
+    return {"upsample": attrs}
+
+
+def _rank_keep(draw, s: _RankState, keep_width=False):
+    """An item keeping the spatial size (and, with ``keep_width``, the width): for branches and residual bodies."""
+    r = s.rank
+    choice = draw(_ints(0, 8))
+    w = s.channels if keep_width else None
+    if choice <= 1:
+        return _rank_conv(draw, s, keep_size=True, out=w)
+    if choice == 2:
+        return _rank_pool(draw, s, keep_size=True)
+    if choice == 3:
+        return {"scale": {"factor": draw(_pick([0.17, -1.5, 2.0, 0.1]))}}
+    if choice == 4:
+        return {"bn": {}}
+    if choice == 5:
+        return {draw(_pick(ACTS)): {}}
+    if choice == 6:  # down then back up to the same size (a U-Net level): pool, then upsample to an explicit size
+        size = list(s.sizes)
+        down = _rank_pool(draw, s)
+        mode = draw(_pick(["nearest", LINEAR[r]]))
+        up = {"size": size if draw(_coin()) or len(set(size)) > 1 else size[0], "mode": mode}
+        if mode != "nearest" and draw(_coin()):
+            up["align_corners"] = draw(_coin())
+        s.sizes = size
+        return {"seq": {"body": [down, {"upsample": up}]}}
+    if choice == 7:  # up by a transposed convolution, down by a strided pool: kernel = stride, no padding
+        f = draw(_ints(2, 3)) if all(n * 3 <= s.cap() for n in s.sizes) else 2
+        ct = {"out": s.channels if keep_width else draw(_ints(1, 5)), "kernel": f, "stride": f}
+        s.channels = ct["out"]
+        down = {draw(_pick(["maxpool", "avgpool"])): {"kernel": f}}
+        return {"seq": {"body": [{"conv_transpose": ct}, down]}}
+    return {"dropout": {"rate": 0.25}}
+
+
+def _rank_combinator(draw, s: _RankState):
+    choice = draw(_pick(["residual", "add", "concat", "repeat"]))
+    if choice == "residual":
+        c = s.channels
+        body = [_rank_keep(draw, s, keep_width=True) for _ in range(draw(_ints(1, 3)))]
+        s.channels = c
+        return {"residual": {"body": body}}
+    if choice == "add":
+        c, c0, branches = draw(_ints(1, 5)), s.channels, []
+        for _ in range(2):
+            s.channels = c0
+            body = [_rank_keep(draw, s) for _ in range(draw(_ints(0, 2)))]
+            branches.append([*body, {"conv": {"out": c, "kernel": 1}}])
+        s.channels = c
+        return {"add": branches}
+    if choice == "concat":
+        c0, total, branches = s.channels, 0, []
+        for _ in range(draw(_ints(2, 3))):
+            s.channels = c0
+            branches.append([_rank_keep(draw, s) for _ in range(draw(_ints(0, 2)))])
+            total += s.channels
+        s.channels = total
+        return {"concat": branches}
+    c = s.channels
+    body = [_rank_keep(draw, s, keep_width=True) for _ in range(draw(_ints(1, 2)))]
+    s.channels = c
+    return {"repeat": {"times": draw(_ints(1, 2)), "body": body}}
+
+
+def _rank_blocks(r):
+    """Blocks whose params are pool, transposed-convolution and resampling attributes, with conditions."""
+    lin, same3 = LINEAR[r], {"kernel": 3, "padding": 1}
+    return {
+        "down": {
+            "params": {"width": None, "k": 3, "stride": 2, "ceil": False, "cip": True, "pool": True},
+            "body": [
+                {"conv": {"out": "$width", "kernel": 3, "padding": "same", "if": "${in_channels != width}"}},
+                {
+                    "avgpool": {
+                        "kernel": "$k",
+                        "stride": "$stride",
+                        "padding": "${k // 2}",
+                        "ceil": "$ceil",
+                        "count_include_pad": "$cip",
+                        "if": "$pool",
+                    }
+                },
+                {"maxpool": {"kernel": "$k", "stride": "$stride", "padding": "same", "if": "${not pool}"}},
+            ],
+        },
+        "up": {
+            "params": {"width": None, "factor": 2, "linear": False},
+            "body": [
+                {"upsample": {"scale": "$factor", "if": "${not linear}"}},
+                {"upsample": {"scale": "$factor", "mode": lin, "align_corners": False, "if": "$linear"}},
+                {"conv": {"out": "$width", "kernel": 1, "if": "${in_channels > width}"}},
+                {"residual": {"body": [{"bn": {}}, {"relu": {}}, {"conv": {"out": "${in_channels}", **same3}}]}},
+            ],
+        },
+        "tconv": {
+            "params": {"width": None, "stride": 2, "pad": 1, "k": 3, "flag": False},
+            "body": [
+                {
+                    "conv_transpose": {
+                        "out": "$width",
+                        "kernel": "$k",
+                        "stride": "$stride",
+                        "padding": "$pad",
+                        "output_padding": "${stride - 1}",
+                        "bias": False,
+                    }
+                },
+                {"bn": {}},
+                {"scale": {"factor": 0.5, "if": "$flag"}},
+                {"relu": {}},
+            ],
+        },
+    }
+
+
+def _rank_call(draw, s: _RankState, name: str, defaults: dict):
+    """A call of one of ``_rank_blocks``' blocks with literal arguments (some left to their defaults:
+    ``defaults`` is the block's params merged with the spec's ``defaults:``)."""
+    r = s.rank
+    args = {"width": draw(_ints(1, 5))}
+
+    def arg(key, value, _default=None):
+        if value != defaults[key] or draw(_coin()):
+            args[key] = value
+        return value
+
+    if name == "down":
+        k = arg("k", draw(_pick([1, 2, 3])), 3)
+        stride = arg("stride", draw(_pick([1, 2])), 2)
+        ceil = arg("ceil", draw(_coin()), False)
+        arg("cip", draw(_coin()), True)
+        pool = arg("pool", draw(_coin()), True)
+        kk, ss = [k] * r, [stride] * r
+        if pool:
+            s.sizes = _conv_out(s.sizes, kk, ss, [(k // 2, k // 2)] * r, ceil=ceil)
+        else:
+            s.sizes = [-(-n // stride) for n in s.sizes]
+    elif name == "up":
+        options = [f for f in [1, 2, *FRACTIONS] if all(1 <= int(n * f) <= s.cap() for n in s.sizes)] or [1]
+        f = arg("factor", draw(_pick(options)), 2)
+        arg("linear", draw(_coin()), False)
+        s.sizes = [int(n * f) for n in s.sizes]
+        if s.channels <= args["width"]:
+            args["width"] = s.channels if draw(_coin()) else args["width"]
+    else:
+        grow = all(n * 2 <= s.cap() for n in s.sizes)
+        stride = arg("stride", draw(_pick([1, 2] if grow else [1])), 2)
+        k = arg("k", draw(_pick([2, 3, 4])), 3)
+        pad = arg("pad", draw(_ints(0, (k - 1) // 2)), 1)
+        arg("flag", draw(_coin()), False)
+        s.sizes = [(n - 1) * stride - 2 * pad + (k - 1) + (stride - 1) + 1 for n in s.sizes]
+    if name != "up" or s.channels > args["width"]:
+        s.channels = args["width"]
+    if _rchance(draw, 0.2):
+        args["name"] = f"{name}_{draw(_ints(0, 10**4))}"
+    return {name: args}
+
+
+def _rank_invalid(draw, r, network):
+    """A spec made invalid on purpose, in a way ``check`` must refuse with a located error."""
+    what = draw(
+        _pick(
+            [
+                "ct_dilation",
+                "ct_groups",
+                "output_padding",
+                "mode_rank",
+                "nearest_align",
+                "size_input_nested",
+                "kernel_axes",
+                "scale_and_size",
+            ]
+        )
+    )
+    wrong = {1: 2, 2: 3, 3: 2}[r]
+    item = {
+        "ct_dilation": {"conv_transpose": {"out": 2, "kernel": 3, "dilation": 2}},
+        "ct_groups": {"conv_transpose": {"out": 2, "kernel": 3, "groups": 2}},
+        "output_padding": {"conv_transpose": {"out": 2, "kernel": 3, "stride": 2, "output_padding": 2}},
+        "mode_rank": {"upsample": {"scale": 2, "mode": LINEAR[wrong]}},
+        "nearest_align": {"upsample": {"scale": 2, "align_corners": True}},
+        # (an unnamed seq's items are the network's own: only a named one nests)
+        "size_input_nested": {"seq": {"name": "nested", "body": [{"upsample": {"size": "input"}}]}},
+        "kernel_axes": {"maxpool": {"kernel": [2] * wrong}},
+        "scale_and_size": {"upsample": {"scale": 2, "size": 4}},
+    }[what]
+    if what == "ct_groups":  # the width must be even, so that only the groups rule can refuse it
+        network.insert(0, {"conv": {"out": 2, "kernel": 1}})
+        network.insert(1, item)
+    else:
+        network.insert(draw(_ints(0, len(network))), item)
+    return what
+
+
+@st.composite
+def rank_spec(hypothesis_draw, invalid_rate=0.08, ranks=(1, 2, 3)):
+    """(spec text, what was broken or None, rank): a random network of rank 1, 2 or 3.
+
+    Every choice comes from one ``random.Random`` that hypothesis seeds: these specs make dozens of choices each,
+    and hypothesis' own choices lean to the first and smallest values (in a hundred cases, no [top, bottom, left,
+    right] padding, no fractional scale), where a uniform choice covers every form in a CI run."""
+    rnd = hypothesis_draw(st.randoms(use_true_random=True))
+
+    def draw(choice):
+        return choice(rnd)
+
+    r = draw(_pick(ranks))
+    lo, hi = RANK_SIZES[r]
+    sizes = [draw(_ints(lo, hi)) for _ in range(r)]
+    s = _RankState(r, sizes, draw(_ints(1, 3)))
+    names = {1: ["length"], 2: ["height", "width"], 3: ["depth", "height", "width"]}[r]
+    doc = {"name": f"rank{r}_net", "input": {**dict(zip(names, sizes)), "channels": s.channels}}
+    blocks = _rank_blocks(r)
+    use_blocks = _rchance(draw, 0.4)
+    if use_blocks:
+        doc["blocks"] = blocks
+        if _rchance(draw, 0.3):
+            doc["defaults"] = {"down": {"ceil": True}, "tconv": {"flag": True}}
+    effective = {b: {**d["params"], **doc.get("defaults", {}).get(b, {})} for b, d in blocks.items()}
+    network = []
+    for _ in range(draw(_ints(1, 5))):
+        if min(s.sizes) < 1 or max(s.sizes) > 4 * s.cap():
+            break  # the guess went wrong: the compiler will say what
+        choice = draw(_ints(0, 11))
+        big = any(n * 2 > s.cap() for n in s.sizes)
+        if choice in (0, 1):
+            item = _rank_conv(draw, s)
+        elif choice == 2:
+            item = _rank_dwconv(draw, s)
+        elif choice in (3, 4):
+            item = _rank_pool(draw, s)
+        elif choice == 5 and not big:
+            item = _rank_conv_transpose(draw, s)
+        elif choice == 6:
+            item = _rank_upsample(draw, s, top_level=True)
+        elif choice == 7:
+            item = _rank_combinator(draw, s)
+        elif choice in (8, 9) and use_blocks:
+            name = draw(_pick(["down", "up", "tconv"] if not big else ["down"]))
+            item = _rank_call(draw, s, name, effective[name])
+        elif choice == 10:
+            item = {"scale": {"factor": draw(_pick([0.17, 0.2, -2.0, 3.0]))}}
+        else:
+            item = _rank_keep(draw, s)
+        if _rchance(draw, 0.1) and isinstance(next(iter(item.values())), dict):
+            next(iter(item.values()))["name"] = f"item{len(network)}"
+        network.append(item)
+    tail = draw(_pick(["gap", "flatten", "global_maxpool", "none", "none"]))
+    if tail == "flatten" and s.channels * max(1, math.prod(s.sizes)) > 4000:
+        tail = "gap"
+    if tail != "none":
+        network.append({tail: {}})
+        if draw(_coin()):
+            network.append({"dense": {"out": draw(_ints(1, 4))}})
+    broken = _rank_invalid(draw, r, network) if _rchance(draw, invalid_rate) else None
+    doc["network"] = network
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200), broken, r
