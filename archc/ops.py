@@ -465,6 +465,15 @@ def _pool_build(shape, a, base, op):
         raise OpError("'same' padding and ceil rounding cannot be combined", "ceil")
     spatial = geometry.pool_spatial(shape[:-1], a["kernel"], a["stride"], pads, a["ceil"])
     _fits(shape, a["kernel"], (1,) * n, pads, spatial)
+    axes = zip(shape[:-1], a["kernel"], a["stride"], ir.axis_pairs(pads), spatial)
+    for axis, (size, k, st, (lo, hi), out) in enumerate(axes):
+        if k <= lo or (out - 1) * st >= lo + size:  # the first window ends before the input, or the last starts after
+            raise OpError(
+                f"a window covers only padding on axis {axis} (padding {lo}, {hi} around {size} positions, kernel {k}, "
+                f"stride {st}): a max would be -inf, an average without the padding 0 / 0; PyTorch allows padding up "
+                "to half the kernel",
+                "padding",
+            )
     return ir.Pool(
         **base, out_shape=(*spatial, shape[-1]), op=op, kernel=a["kernel"], stride=a["stride"], padding=pads,
         ceil=a["ceil"], count_include_pad=a.get("count_include_pad", True), same=same,
@@ -865,7 +874,7 @@ UPSAMPLE_MODES = ("nearest", "linear", "bilinear", "trilinear")
 
 
 def _upsample_shape(shape, a):
-    """Output size: ``size``, or floor(n * scale) on each axis (PyTorch's). ``size: input`` arrives here as the
+    """Output size: ``size``, or n * scale on each axis (a whole number). ``size: input`` arrives here as the
     network input's spatial size (the lowering's)."""
     _map(shape, "upsample")
     scale, size, mode, rank = a["scale"], a["size"], a["mode"], len(shape) - 1
@@ -877,7 +886,16 @@ def _upsample_shape(shape, a):
         raise OpError(f"mode {mode} is for {need}-D inputs; this input is {rank}-D (use {names[rank]})", "mode")
     if mode == "nearest" and a["align_corners"] is not None:
         raise OpError("align_corners applies to the linear modes only, not to nearest", "align_corners")
-    out = size if size is not None else tuple(math.floor(n * f) for n, f in zip(shape[:-1], scale))
+    if scale is not None:
+        for n, f in zip(shape[:-1], scale):
+            if abs(n * f - round(n * f)) > 1e-9 * max(1.0, n * f):
+                raise OpError(
+                    f"scale {f:g} makes {n * f:g} positions of {n}: PyTorch's resampling then depends on its kernel "
+                    "(a copy where the size stays, the scale elsewhere); write the output's `size:`, or a scale "
+                    "that gives whole positions",
+                    "scale",
+                )
+    out = size if size is not None else tuple(round(n * f) for n, f in zip(shape[:-1], scale))
     if min(out) < 1:
         raise OpError(f"scale {scale} leaves no output position", "scale")
     return (*out, shape[-1])
@@ -898,7 +916,12 @@ register(
         "scale factor per axis, to a size, or to the network input's size (`size: input`, at any size the model is "
         "called with); nearest or (bi/tri)linear interpolation",
         (
-            Attr("scale", "scales", None, "scale factor: a number or one per spatial axis (output: floor(n * scale))"),
+            Attr(
+                "scale",
+                "scales",
+                None,
+                "scale factor: a number or one per spatial axis (output: n * scale, a whole number)",
+            ),
             Attr("size", "size", None, "output size: an integer, one per spatial axis, or `input`"),
             Attr("mode", "choice", "nearest", "interpolation", choices=UPSAMPLE_MODES),
             Attr("align_corners", "bool", None, "linear modes: align the corner pixels' centers (default false)"),

@@ -60,6 +60,7 @@ from .strategies import spec_with_blocks
 torch = pytest.importorskip("torch")
 from archc.backends import get_backend  # noqa: E402
 from archc.backends.common import Unsupported  # noqa: E402
+from tests.fuzz import KNOWN_DEFECTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 N = int(os.environ.get("ARCHC_PROPERTY_EXAMPLES", "300"))
@@ -181,13 +182,17 @@ def _compile(spec: Path, text: str, broken, figures: Counter):
     return model
 
 
-def _emit(model, backend: str, path: Path, text: str, figures: Counter) -> str:
+def _emit(model, backend: str, path: Path, text: str, figures: Counter) -> str | None:
     """Emit ``model``; the module must compile (this is what issue 11 found broken). A backend may not refuse a
     spec the core accepted (issue 20, item 4: what ``check`` accepts, every backend builds)."""
     try:
         with _time_limit(f"emitting {backend}", text):
             src = get_backend(backend).emit(model)
     except Unsupported as exc:
+        known = [k for k, message in KNOWN_DEFECTS.items() if message in str(exc)]
+        if known:  # a defect pinned by its reproducer (tests/fuzz.py, tests/test_properties_ranks.py): counted
+            figures[f"known defect: {known[0]}"] += 1
+            return None
         pytest.fail(f"the core accepts this spec and the {backend} backend refuses it: {exc}\n--- spec:\n{text}")
     path.write_text(src, encoding="utf-8")
     try:
@@ -309,6 +314,8 @@ def test_random_blocks_torch_matches_analysis(emitted, case):
     keras_src = _emit(model, "keras", emitted / f"t{n:05d}_keras.py", text, fig)  # numbers checked below
     path = emitted / f"t{n:05d}_torch.py"
     torch_src = _emit(model, "torch", path, text, fig)
+    if keras_src is None or torch_src is None:  # a known defect's refusal (counted)
+        return
     again = compile_spec(str(spec))  # deterministic: the same spec gives byte-identical modules
     assert get_backend("keras").emit(again) == keras_src, text
     assert get_backend("torch").emit(again) == torch_src, text
@@ -348,8 +355,8 @@ def test_random_blocks_keras_parity(emitted, case):
         return
     report = analyze(model)
     tpath, kpath = emitted / f"k{n:05d}_torch.py", emitted / f"k{n:05d}_keras.py"
-    _emit(model, "torch", tpath, text, fig)
-    _emit(model, "keras", kpath, text, fig)
+    if _emit(model, "torch", tpath, text, fig) is None or _emit(model, "keras", kpath, text, fig) is None:
+        return  # a known defect's refusal (counted)
     keras.utils.clear_session()
     tnet = _load(tpath, f"blocks_kt{n}").build_model().eval()
     knet = _load(kpath, f"blocks_kk{n}").build_model()

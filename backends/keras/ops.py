@@ -227,7 +227,9 @@ def _pool(e, t, scope, x, name, out, prev):
     kw: list[tuple[str, ast.expr]] = []
     if stride != kernel or stride is None:
         kw.append(("strides", node(a["stride"])))
-    if padding == "same" and (is_max or cip is False):  # Keras' 'same' average leaves the padding out
+    # Keras' 'same' average leaves the padding out; in 3-D with unequal strides TensorFlow's divides wrongly
+    unequal_3d = e.rank == 3 and not is_max and (stride is None or len(set(axes(stride, e.rank))) > 1)
+    if padding == "same" and (is_max or cip is False) and not unequal_3d:
         e.layer(out, x, cls, args, [*kw, ("padding", c.lit("same")), n])
         return
     known = None not in (padding, ceil, kernel, stride, cip) and padding != "same"

@@ -159,7 +159,12 @@ def _pool(e, t, scope, k, inplace):
 
 def _native_pool(e, t, known, kernel) -> bool:
     """Whether PyTorch's own pool computes every instance of ``t``: its padding symmetric and at most half the
-    window on every axis (not TensorFlow's 'same', whose average leaves the padding out)."""
+    window on every axis (not TensorFlow's 'same', whose average leaves the padding out), and for a 3-D average
+    every input axis as long as the window (AvgPool3d refuses a shorter one even where the padding fills it)."""
+    if t.kind == "avgpool" and e.rank == 3:
+        short = any(n < k for inst in e.instances.get(id(t), []) for n, k in zip(inst.in_shape[:-1], inst.kernel))
+        if short or not e.instances.get(id(t)):
+            return False
     if known is not None and kernel is not None:
         if known in ("valid", 0):
             return True

@@ -293,14 +293,16 @@ class Resize(layers.Layer):
         spatial = x.shape[1:-1]
         rank = len(spatial)
         for axis, n in enumerate(spatial, start=1):
-            if self.size is not None:
+            if self.size is not None:  # PyTorch: in / out (for nearest a float32 division, as below)
                 out = self._per_axis(self.size, rank)[axis - 1]
-                ratio = n / out
-            else:
+                ratio = n / out if self.mode != "nearest" else float(ops.cast(n, "float32") / ops.cast(out, "float32"))
+            else:  # PyTorch: 1 / scale
                 factor = self._per_axis(self.scale, rank)[axis - 1]
-                out, ratio = int(n * factor), 1.0 / factor
-            if self.mode == "nearest":
-                x = ops.take(x, [min(int(j * ratio), n - 1) for j in range(out)], axis=axis)
+                out, ratio = round(n * factor), 1.0 / factor
+            if self.mode == "nearest":  # PyTorch's floorf(j * scale), the scale a float32
+                scale = ops.cast(ops.convert_to_tensor(ratio, dtype="float64"), "float32")
+                index = ops.floor(ops.cast(ops.arange(out), "float32") * scale)
+                x = ops.take(x, ops.minimum(ops.cast(index, "int32"), n - 1), axis=axis)
                 continue
             if self.align_corners:
                 src = [j * (n - 1) / (out - 1) if out > 1 else 0.0 for j in range(out)]
@@ -319,7 +321,7 @@ class Resize(layers.Layer):
         if self.size is not None:
             out = self._per_axis(self.size, len(spatial))
         else:
-            out = [int(n * f) for n, f in zip(spatial, self._per_axis(self.scale, len(spatial)))]
+            out = [round(n * f) for n, f in zip(spatial, self._per_axis(self.scale, len(spatial)))]
         return (input_shape[0], *out, input_shape[-1])
 
     def get_config(self):
