@@ -60,6 +60,7 @@ from .strategies import spec_with_blocks
 torch = pytest.importorskip("torch")
 from archc.backends import get_backend  # noqa: E402
 from archc.backends.common import Unsupported  # noqa: E402
+
 from tests.fuzz import KNOWN_DEFECTS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
