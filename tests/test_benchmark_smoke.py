@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 MODELS = ("densenet169", "googlenet_torchvision")
-TORCHVISION = ("resnet50", "mobilenet_v2", "efficientnet_b0")  # against torchvision's own models
+TORCHVISION = ("resnet50", "mobilenet_v2", "efficientnet_b0", "r3d_18")  # against torchvision's own models
 KERAS_APP = ("resnet50_keras", "mobilenet_v2_keras")  # keras.applications' layout, against keras.applications
 HAVE_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 COMPARED = [

@@ -610,13 +610,14 @@ def test_colliding_layer_names_are_refused(tmp_path):
     assert "a.b" in str(exc.value)
 
 
-def test_stride_with_dilation_is_refused(tmp_path):
-    """Keras refuses strides > 1 together with dilation_rate > 1: say so when emitting, not when building."""
+def test_stride_with_dilation_runs_at_stride_one_and_subsamples(tmp_path):
+    """TensorFlow has no kernel for strides > 1 with dilation_rate > 1: the Keras code runs the convolution at
+    stride 1 and keeps every stride-th output (the numbers: tests/test_ranks.py)."""
     spec = tmp_path / "strided_dilated.yaml"
     spec.write_text(
         POOL.format(tag=0, h=9, w=9, op="maxpool", k=3, s=2, p=0, ceil="false", extra="").replace(
             "kernel: 1, bias: false", "kernel: 3, stride: 2, dilation: 2, bias: false"
         )
     )
-    with pytest.raises(Unsupported, match="dilation"):
-        get_backend("keras").emit(compile_spec(str(spec)))
+    src = get_backend("keras").emit(compile_spec(str(spec)))
+    assert "dilation_rate=2" in src and "Subsample2D(2" in src and "strides=2" not in src.split("Subsample2D")[1]

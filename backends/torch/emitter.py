@@ -111,7 +111,7 @@ class TorchEmitter(BaseEmitter):
 
     # ------------------------------------------------------------------ the module (BaseEmitter's hooks)
     def start(self) -> None:
-        self.used: set[str] = {"torch", "nn"}
+        self.used: set[str] = {"nn"}
 
     def spec_names(self, model: ir.Model) -> set[str]:
         # the spec's names come first: block classes, block params (constructor locals), public names
@@ -169,14 +169,19 @@ class TorchEmitter(BaseEmitter):
             out.append(ast.ImportFrom(module="collections", names=[alias("collections", "OrderedDict")], level=0))
         if "NamedTuple" in self.used:
             out.append(ast.ImportFrom(module="typing", names=[alias("typing", "NamedTuple")], level=0))
-        torch = ast.Import(names=[ast.alias(name="torch", asname=None if m["torch"] == "torch" else m["torch"])])
-        out.append(c.blank_before(torch) if out else torch)
+        third: list[ast.stmt] = []  # torch's: after a blank line where the standard library's come first
+        if "torch" in self.used:  # torch.flatten, torch.cat, ...: a network of modules alone imports nn only
+            third.append(
+                ast.Import(names=[ast.alias(name="torch", asname=None if m["torch"] == "torch" else m["torch"])])
+            )
         if "F" in self.used:
-            out.append(ast.Import(names=[ast.alias(name="torch.nn.functional", asname=m["F"])]))
-        out.append(ast.ImportFrom(module="torch", names=[alias("torch", "nn")], level=0))
+            third.append(ast.Import(names=[ast.alias(name="torch.nn.functional", asname=m["F"])]))
+        third.append(ast.ImportFrom(module="torch", names=[alias("torch", "nn")], level=0))
         if "checkpoint" in self.used:
-            out.append(ast.ImportFrom(module="torch.utils.checkpoint", names=[alias("", "checkpoint")], level=0))
-        return out
+            third.append(ast.ImportFrom(module="torch.utils.checkpoint", names=[alias("", "checkpoint")], level=0))
+        if out:
+            third[0] = c.blank_before(third[0])
+        return out + third
 
     def helper_dependencies(self) -> None:
         if "Conv2dSame" in self.helpers or "MaxPool2dSame" in self.helpers:
@@ -189,6 +194,13 @@ class TorchEmitter(BaseEmitter):
             self.helpers.add("cat_then")
         if "cat_then" in self.helpers:
             self.used.add("checkpoint")
+
+    def helper_defs(self) -> list[ast.stmt]:
+        defs = super().helper_defs()
+        torch = self.module_names["torch"]
+        if any(isinstance(n, ast.Name) and n.id == torch for d in defs for n in ast.walk(d)):
+            self.used.add("torch")  # a helper's torch.cat, torch.full, ...
+        return defs
 
     def helper_templates(self, key: str) -> list[str]:
         groups = {

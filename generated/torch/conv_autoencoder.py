@@ -22,7 +22,6 @@ No `top:`: the output is the reconstruction (include_top / pooling do not apply)
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 LOSS_WEIGHTS = {"main": 1.0}

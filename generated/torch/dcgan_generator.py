@@ -21,7 +21,6 @@ its state_dict pairs with this spec's by order (same order, same shapes).
 No `top:`: a generator has no classifier (include_top / pooling do not apply).
 """
 
-import torch
 from torch import nn
 
 LOSS_WEIGHTS = {"main": 1.0}
