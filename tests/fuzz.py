@@ -59,9 +59,19 @@ LOCATED = re.compile(r"^[^\n]*?:\d+:\d+: ")
 # fuzzer counts any such case as a defect again.
 KNOWN_DEFECTS = {
     # the PyTorch emitter cannot write a block class's running width through some chains of conditional parts
-    # (`python -m tests.fuzz --case 7001086`; tests/test_properties_ranks.py pins a minimal spec): check accepts them
+    # (`python -m tests.fuzz --case 7001086`; WIDTH_CHAIN is a minimal spec): check accepts them
     "torch conditional width chain": "depends on its input through a chain of conditions too long to write out here",
 }
+WIDTH_CHAIN = (  # the known defect's minimal spec: check accepts it, Keras builds it, the PyTorch build refuses it
+    "name: chain\ninput: {height: 8, width: 8, channels: 1}\nblocks:\n"
+    "  inv:\n    params: {out: null}\n    body:\n"
+    "    - add: {if: '${in_channels == out}', branches: [[conv: {out: $out, kernel: 1}], []]}\n"
+    "    - seq: {if: '${in_channels != out}', body: [conv: {out: $out, kernel: 1}]}\n"
+    "  outer:\n    params: {width: null}\n    body:\n"
+    "    - conv: {if: '${in_channels != width}', out: $width, kernel: 1}\n"
+    "    - concat: [[inv: {out: 1}], []]\n"
+    "network: [outer: {width: 1}]\n"
+)
 
 CANARY = "ARCHC_FUZZ_CANARY"  # the file a hostile input's payload would create (in the case's folder)
 

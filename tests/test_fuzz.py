@@ -60,16 +60,7 @@ def test_the_harness_classes_outcomes(one_case, monkeypatch):
     pooled = one_case(HEAD + "network:\n  - avgpool: {kernel: 3, stride: 1, padding: same}\n")
     assert pooled.cls == "built", pooled
     # the known-defect exclusion matches its backend message (delete the entry once the core builds it)
-    chain = one_case(
-        "name: chain\ninput: {height: 8, width: 8, channels: 1}\nblocks:\n"
-        "  inv:\n    params: {out: null}\n    body:\n"
-        "    - add: {if: '${in_channels == out}', branches: [[conv: {out: $out, kernel: 1}], []]}\n"
-        "    - seq: {if: '${in_channels != out}', body: [conv: {out: $out, kernel: 1}]}\n"
-        "  outer:\n    params: {width: null}\n    body:\n"
-        "    - conv: {if: '${in_channels != width}', out: $width, kernel: 1}\n"
-        "    - concat: [[inv: {out: 1}], []]\n"
-        "network: [outer: {width: 1}]\n"
-    )
+    chain = one_case(fuzz.WIDTH_CHAIN)
     assert chain.cls == "known:torch conditional width chain", chain
     from archc.backends.torch import emitter
 

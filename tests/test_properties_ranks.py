@@ -66,6 +66,7 @@ from .strategies import rank_spec
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")
 
+from tests.fuzz import WIDTH_CHAIN  # noqa: E402
 from tests.rank_parity import randomize_torch  # noqa: E402
 
 N = int(os.environ.get("ARCHC_PROPERTY_RANK_EXAMPLES", "100"))
@@ -314,20 +315,7 @@ FOUND: dict[str, tuple[str, str]] = {
         "found by test_properties_blocks.py (a backend may refuse nothing check accepts): check accepts, Keras builds, "
         "the PyTorch build refuses 'the width after 'concat' depends on its input through a chain of conditions too "
         "long to write out here; name the part as a block of its own'",
-        "name: chain\n"
-        "input: {height: 8, width: 8, channels: 1}\n"
-        "blocks:\n"
-        "  inv:\n"
-        "    params: {out: null}\n"
-        "    body:\n"
-        "    - add: {if: '${in_channels == out}', branches: [[conv: {out: $out, kernel: 1}], []]}\n"
-        "    - seq: {if: '${in_channels != out}', body: [conv: {out: $out, kernel: 1}]}\n"
-        "  outer:\n"
-        "    params: {width: null}\n"
-        "    body:\n"
-        "    - conv: {if: '${in_channels != width}', out: $width, kernel: 1}\n"
-        "    - concat: [[inv: {out: 1}], []]\n"
-        "network: [outer: {width: 1}]\n",
+        WIDTH_CHAIN,
     ),
 }
 

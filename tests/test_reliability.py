@@ -161,16 +161,9 @@ def test_limits_admit_the_benchmarks_scaling_spec():
 def test_backend_refusal_names_the_backend_once(cli, write_yaml, tmp_path):
     """A backend's refusal names the backend once (the build's prefix is not added a second time): the one refusal
     left, the PyTorch emitter's conditional width chain (tests/fuzz.py's KNOWN_DEFECTS)."""
-    path = write_yaml(
-        "name: chain\ninput: {height: 8, width: 8, channels: 1}\nblocks:\n"
-        "  inv:\n    params: {out: null}\n    body:\n"
-        "    - add: {if: '${in_channels == out}', branches: [[conv: {out: $out, kernel: 1}], []]}\n"
-        "    - seq: {if: '${in_channels != out}', body: [conv: {out: $out, kernel: 1}]}\n"
-        "  outer:\n    params: {width: null}\n    body:\n"
-        "    - conv: {if: '${in_channels != width}', out: $width, kernel: 1}\n"
-        "    - concat: [[inv: {out: 1}], []]\n"
-        "network: [outer: {width: 1}]\n"
-    )
+    from tests.fuzz import WIDTH_CHAIN
+
+    path = write_yaml(WIDTH_CHAIN)
     err = refused(cli("build", path, "--backend", "torch", "-o", tmp_path / "t.py"), "torch backend: ")
     assert err.count("backend:") == 1, err
 
