@@ -153,16 +153,5 @@ def number(v, what, loc) -> float:
     return float(v)
 
 
-def in_range(lo, hi, closed: bool):
-    """A range predicate for value checks: (lo, hi), or [lo, hi] when ``closed``."""
-    if closed:
-        return lambda v: is_finite(v) and lo <= v <= hi
-    return lambda v: is_finite(v) and lo < v < hi
-
-
-def valid_rate(v) -> bool:
-    return is_finite(v) and 0 <= v < 1
-
-
 def is_finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -17,7 +17,7 @@ from pathlib import Path
 from archc import ir
 
 from . import code as c
-from .common import Unsupported, pair_instances, spec_label
+from .common import pair_instances, spec_label
 
 
 class BaseEmitter:
@@ -135,12 +135,6 @@ class BaseEmitter:
         """The output shape of the instance of ``t`` (its first), as a comment."""
         inst = self.instances.get(id(t))
         return self.shape_text(inst[0].out_shape) if inst else None
-
-    def emitter_of(self, t: ir.TNode):
-        """The emit function of ``t``'s kind (the backend's ``ops.EMIT``)."""
-        if t.kind not in self.EMIT:
-            raise Unsupported(f"{self.name} backend cannot emit '{t.kind}'", t.loc)
-        return self.EMIT[t.kind]
 
     def is_map(self, t: ir.TNode) -> bool:
         """Whether ``t``'s input is a feature map (not flat features)."""
