@@ -246,6 +246,9 @@ class TNode:
     # (its definition over earlier names, params and in_channels; None: the output of child ``i - 1``, a part
     # whose width formula stays inside it). They keep chains of conditional widths linear in size.
     lets: tuple[tuple[int, str, Expr | None], ...] = ()
+    # seq only: for each running width named with definition None, the part's own formula over names made inside
+    # it (a backend that cannot read the width off the built part writes it from this)
+    opaque: tuple[tuple[str, Expr], ...] = field(default=(), compare=False)
 
     def attr_loc(self, key: str) -> Loc | None:
         """Where attribute ``key`` was written (or the item, if it came from a default)."""

@@ -255,6 +255,7 @@ class Lowerer:
             level = _Level(list(_level_items(items, class_scope)), class_scope)
         nodes = []
         lets = []
+        opaque = []
         ch = in_ch
         bound = set(self._width_names[-1]) if self._width_names else set()
         self._width_names.append(bound)
@@ -268,6 +269,7 @@ class Lowerer:
                 if any(n.startswith(WIDTH_PREFIX) and n not in bound for n in out.names()):
                     # the part's width formula uses names of its own: its output width is a name here
                     out = self._width_name(bound)
+                    opaque.append((out.src, node.out_ch))
                     node = replace(node, out_ch=out)
                     lets.append((i + 1, out.src, None))
                 nodes.append(node)
@@ -278,7 +280,7 @@ class Lowerer:
                     ch = sym
         finally:
             self._width_names.pop()
-        return ir.TNode("seq", name, (), tuple(nodes), None, in_ch, ch, loc, lets=tuple(lets))
+        return ir.TNode("seq", name, (), tuple(nodes), None, in_ch, ch, loc, lets=tuple(lets), opaque=tuple(opaque))
 
     def _width_name(self, bound: set) -> Expr:
         self._width_count += 1

@@ -54,15 +54,12 @@ CASE_WALL_SECONDS = 300
 MAX_RSS_GROWTH_MB = 1024  # peak memory a case may add (the largest seeds build in < 300 MB)
 LOCATED = re.compile(r"^[^\n]*?:\d+:\d+: ")
 
-# Known defects, excluded by their exact backend message: valid specs with average pools that pass `check` and
-# that a build refuses. The core is being fixed for them (issue 24, item 2); delete these entries then, and the
-# fuzzer counts any such case as a defect again.
-KNOWN_DEFECTS = {
-    # the PyTorch emitter cannot write a block class's running width through some chains of conditional parts
-    # (`python -m tests.fuzz --case 7001086`; WIDTH_CHAIN is a minimal spec): check accepts them
-    "torch conditional width chain": "depends on its input through a chain of conditions too long to write out here",
-}
-WIDTH_CHAIN = (  # the known defect's minimal spec: check accepts it, Keras builds it, the PyTorch build refuses it
+# Known defects, excluded by their exact backend message: valid specs that pass `check` and that a build refuses,
+# while the core is being fixed for them. None stand: the last (the PyTorch emitter could not write a block class's
+# running width through a chain of conditional parts; `python -m tests.fuzz --case 7001086`) is built since, and any
+# such case counts as a defect again. Add an entry only with an issue that fixes it.
+KNOWN_DEFECTS: dict[str, str] = {}
+WIDTH_CHAIN = (  # the last known defect's minimal spec: check accepts it, and both backends build it now
     "name: chain\ninput: {height: 8, width: 8, channels: 1}\nblocks:\n"
     "  inv:\n    params: {out: null}\n    body:\n"
     "    - add: {if: '${in_channels == out}', branches: [[conv: {out: $out, kernel: 1}], []]}\n"

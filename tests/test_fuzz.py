@@ -59,10 +59,21 @@ def test_the_harness_classes_outcomes(one_case, monkeypatch):
     # once a known defect, built by both backends now
     pooled = one_case(HEAD + "network:\n  - avgpool: {kernel: 3, stride: 1, padding: same}\n")
     assert pooled.cls == "built", pooled
-    # the known-defect exclusion matches its backend message (delete the entry once the core builds it)
+    # the last known defect (a block class's running width through a chain of conditional parts): built now
     chain = one_case(fuzz.WIDTH_CHAIN)
-    assert chain.cls == "known:torch conditional width chain", chain
+    assert chain.cls == "built", chain
+    # a known-defect entry excludes a refusal by its backend message; any other refusal is a defect
+    from archc.backends.common import Unsupported
     from archc.backends.torch import emitter
+
+    def refuse(self, model):
+        raise Unsupported("torch backend: a refusal this test makes up", None)
+
+    monkeypatch.setattr(emitter.TorchEmitter, "emit", refuse, raising=False)
+    assert one_case(HEAD + "network: [relu]\n").cls.startswith("defect")
+    monkeypatch.setattr(fuzz, "KNOWN_DEFECTS", {"made up": "a refusal this test makes up"})
+    assert one_case(HEAD + "network: [relu]\n").cls == "known:made up"
+    monkeypatch.undo()
 
     def broken(self, model):
         raise IndexError("list index out of range")

@@ -129,12 +129,19 @@ def test_non_utf8_binary_directory_missing(tmp_path):
 
 def test_largest_allowed_network_is_checked_quickly(tmp_path):
     """Near the bound (24,000 x conv-BN-ReLU: 96,000 of the 100,000 layers and blocks allowed): valid, and
-    still answered at once."""
+    still answered in seconds."""
     path = tmp_path / "big.yaml"
     path.write_text(HEAD + "network:\n  - repeat: {times: 24000, body: [conv: {out: 3, kernel: 1}, bn, relu]}\n")
     code, err, seconds = run_check(path)
     assert code == 0, err
-    assert seconds < 2.0
+    # linear work (about a CPU second here, 2 on a slower CPU); the least of three tries, as above: contention for
+    # caches only adds to it. A quadratic walk over 96,000 nodes would take minutes, far past this bound.
+    for _ in range(2):
+        if seconds < 4.0:
+            break
+        _STARTUP.clear()
+        seconds = min(seconds, run_check(path)[2])
+    assert seconds < 4.0
 
 
 def test_devices_and_pipes(tmp_path):

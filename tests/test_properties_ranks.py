@@ -310,19 +310,15 @@ def check_case(folder: Path, text: str, broken, rank: int, tag: str) -> None:
 # pools over an axis shorter than the kernel and 3-D 'same' averages with unequal strides (the padded helpers),
 # pools with a window of padding only and resampling scales that miss whole positions (refused by check, located);
 # a network ending in a flatten is compared in each framework's element order (below).
-FOUND: dict[str, tuple[str, str]] = {
-    "torch_width_chain_in_concat": (
-        "found by test_properties_blocks.py (a backend may refuse nothing check accepts): check accepts, Keras builds, "
-        "the PyTorch build refuses 'the width after 'concat' depends on its input through a chain of conditions too "
-        "long to write out here; name the part as a block of its own'",
-        WIDTH_CHAIN,
-    ),
-}
+FOUND: dict[str, tuple[str, str]] = {}
 
 
 # The defects above that are fixed: each spec must now pass every invariant (check refuses it, located, or both
 # backends build it and agree).
 FIXED = {
+    # found by test_properties_blocks.py: the PyTorch build refused 'the width after 'concat' depends on its input
+    # through a chain of conditions too long to write out here'
+    "torch_width_chain_in_concat": WIDTH_CHAIN,
     "flatten_output_order": "name: flat\ninput: {height: 3, width: 4, channels: 2}\nnetwork: [flatten]\n",
     "flatten_output_order_3d": (
         "name: flat3\n"

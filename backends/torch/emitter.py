@@ -31,8 +31,8 @@ import ast
 from pathlib import Path
 
 from archc import ir
-from archc.expr import Expr, sym_add, sym_mul
-from archc.lower import camel
+from archc.expr import Expr, substitute, sym_add, sym_mul
+from archc.lower import WIDTH_PREFIX, camel
 
 from .. import code as c
 from ..base import BaseEmitter
@@ -88,6 +88,7 @@ class _Class:
         self.cse: dict[str, str] = {}
         self.uses: dict[str, int] = {}
         self.producer: dict[str, str] = {}
+        self.widths: dict[str, Expr] = {}  # running widths (ir.TNode.lets) read off a part built in __init__
 
 
 class TorchEmitter(BaseEmitter):
@@ -351,12 +352,21 @@ class TorchEmitter(BaseEmitter):
                     value = c.ifexp(c.compare(me, "is not", c.lit(None)), value, c.lit(0))
                 k.init.append(c.assign(var, value))
                 scope = scope.with_rename(**{sym: Expr(var)})
-            else:
-                raise Unsupported(
-                    f"torch backend: the width after '{prev.name}' depends on its input through a chain of "
-                    "conditions too long to write out here; name the part as a block of its own",
-                    prev.loc,
-                )
+            elif sym in k.widths:  # a block built inside a nested level: read off its instance (see entries)
+                scope = scope.with_rename(**{sym: k.widths[sym]})
+            else:  # a part with widths of its own inside: its formula over them
+                formula = _inline_widths(dict(seq.opaque)[sym], prev, k.widths)
+                if any(n.startswith(WIDTH_PREFIX) for n in formula.names() - set(scope.rename)):
+                    raise Unsupported(
+                        f"torch backend: the width after '{prev.name}' depends on its input through a chain of "
+                        "conditions too long to write out here; name the part as a block of its own",
+                        prev.loc,
+                    )
+                if statements:
+                    var = k.locals.fresh(f"{prev.name}_channels")
+                    k.init.append(c.assign(var, scope.node(formula)))
+                    formula = Expr(var)
+                scope = scope.with_rename(**{sym: formula})
         return scope
 
     def _width_before(self, seq: ir.TNode, i: int) -> int:
@@ -526,6 +536,12 @@ class TorchEmitter(BaseEmitter):
                 prev = None
                 continue
             module = self.module(t, scope, k, inplace=prev is not None and prev.kind in FRESH_OUTPUT + INPLACE)
+            if t.kind == "call" and scope.values is None:
+                opaque = [sym for idx, sym, d in seq.lets if idx == i + 1 and d is None]
+                if opaque:  # its width stays inside the block: name the instance, read the width off it
+                    var = k.locals.fresh(t.name)
+                    module = ast.NamedExpr(target=c.store(var), value=module)
+                    k.widths[opaque[0]] = Expr(f"{var}.out_channels")
             if item_cond is not None:
                 module = c.ifexp(item_cond, module, self.nn("Identity"))
             out.append((t.name, module))
@@ -668,10 +684,24 @@ def _conditions(t: ir.TNode, scope: Scope, inherited):
     return own, (c.and_(inherited, own) if own is not None else inherited)
 
 
+def _inline_widths(formula: Expr, part: ir.TNode, known: dict[str, Expr]) -> Expr:
+    """``formula`` with the running widths named inside ``part`` (and those in ``known``) written out."""
+    defs = dict(known)
+    stack = [part]
+    while stack:
+        t = stack.pop()
+        defs.update((sym, d) for _, sym, d in t.lets if d is not None)
+        stack.extend(t.children)
+    for _ in range(len(defs)):  # each round writes out one more level of names
+        inner = {n: defs[n] for n in formula.names() if n in defs}
+        if not inner:
+            break
+        formula = substitute(formula, inner)
+    return formula
+
+
 def _after_first(t: ir.TNode) -> Expr:
     """The input width of a repeat's second and later iterations (the first iteration's output)."""
-    from archc.expr import substitute
-
     body = t.children[0]
     return substitute(body.out_ch, {"in_channels": t.in_ch}) if "in_channels" in body.out_ch.names() else body.out_ch
 
