@@ -52,6 +52,9 @@ class Node:
     loc: Loc | None = field(default=None, compare=False)
     in_shape: Shape
     out_shape: Shape
+    # the paths of the earlier outputs this node reads (``from:``), in order; empty: the previous node's output.
+    # An input of the network or of a block is ``<input>`` / ``<call path>.<input name>``.
+    src: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,6 +245,14 @@ class TNode:
     block: str | None = None  # for kind == "call"
     attr_locs: tuple[tuple[str, Loc | None], ...] = field(default=(), compare=False)
     transparent: bool = False
+    # ``from:``: the names (keys in the class: see ``key``) of the earlier outputs this item reads, in order. A
+    # call's entries follow its block's inputs ('' for the main input read from the previous item); a merge with
+    # ``from:`` has no branches.
+    src: tuple[str, ...] = ()
+    # an item of its class's own level (the network's or a block body's, through unnamed seqs): its name, which
+    # references use; None for items inside a nested level (a named seq, a branch, a loop body)
+    key: str | None = None
+    src_ch: tuple[Expr, ...] = ()  # the widths of ``src``'s outputs (a call's main input: its ``in_ch``)
     # seq only: names for running widths, ``(i, name, definition)``: before child ``i`` the width is ``name``
     # (its definition over earlier names, params and in_channels; None: the output of child ``i - 1``, a part
     # whose width formula stays inside it). They keep chains of conditional widths linear in size.
@@ -272,6 +283,7 @@ class BlockDef:
     body: TNode  # kind "seq"
     out_ch: Expr
     loc: Loc | None = field(default=None, compare=False)
+    inputs: tuple[str, ...] = ()  # names of its inputs (``inputs:``; the first the main one); () one unnamed input
 
 
 @dataclass(frozen=True)
@@ -300,6 +312,9 @@ class Model:
     # include_top=false left the spec's ``top:`` (its classifier) out: the model is the feature extractor only, and
     # a checkpoint of the full model has tensors this one does not (the weight converter reports them as skipped)
     top_removed: bool = False
+    input_name: str | None = None  # ``input: {name: ...}``, the name items read the input by
+    # ``outputs:``: (output name, key of a network-level item), in order; () the output is the last item's
+    outputs: tuple[tuple[str, str], ...] = ()
 
     def block(self, name: str) -> BlockDef:
         for b in self.blocks:

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from . import ir, ops
+from . import ir, ops, refs
 from .backends import reserved_layer_names
 from .errors import ArchcError, Loc, listing, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
@@ -157,6 +157,9 @@ class Lowerer:
         self.templates: dict[str, ir.BlockDef] = {}
         self.order: list[str] = []
         self._building: list[str] = []
+        self.ref_scopes: list[refs.Scope] = []  # the names references can read, one per class being built
+        self.live: list[dict] = []  # per class being instantiated: key -> (path, shape, loc) of each output made
+        self._cond_depth = 0  # inside a part built only under a condition (its items cannot be references' targets)
         self._flat_ids = 0
         self.flat_sizes: dict[str, set] = {}
         self.flat_locs: dict[str, Loc | None] = {}
@@ -272,6 +275,10 @@ class Lowerer:
                     opaque.append((out.src, node.out_ch))
                     node = replace(node, out_ch=out)
                     lets.append((i + 1, out.src, None))
+                if class_scope and self.ref_scopes:  # an output of its class's own level: references may read it
+                    node = replace(node, key=node.name)
+                    conditional = node.cond is not None or self._cond_depth > 0
+                    self.ref_scopes[-1].define(node.name, out, item_loc, conditional)
                 nodes.append(node)
                 ch = out if node.cond is None else _ifexp(node.cond, out, ch)
                 if len(ch.src) > MAX_WIDTH_SRC:  # name the running width: the next formulas refer to it
@@ -291,11 +298,41 @@ class Lowerer:
     def template_item(
         self, item, raw_item, in_ch: Expr, ctx: _Ctx, auto: str, loc, level: _Level, class_scope: bool
     ) -> ir.TNode:
+        """An item's template; a ``from:`` resolved (:mod:`archc.refs`): the item reads the named output."""
         kind, attrs = item_kind_and_attrs(item)
         raw = _raw_attrs(raw_item)
         raw = raw if isinstance(raw, dict) else None
         if kind == "call":
-            return self.template_call(item, raw, in_ch, ctx, auto, loc)
+            return self.template_call(item, raw, in_ch, ctx, auto, loc, class_scope)
+        targets = []
+        if attrs.from_ is not None:
+            floc = self.loc(raw, "from") or loc
+            scope = self.ref_scope(class_scope, floc, f"'from: {attrs.from_}'")
+            if isinstance(attrs.from_, list):
+                raw_from = raw.get("from") if raw is not None else None
+                targets = [scope.resolve(r, self.loc(raw_from, j) or floc) for j, r in enumerate(attrs.from_)]
+            else:
+                targets = [scope.resolve(attrs.from_, floc, attrs.name)]
+                in_ch = targets[0].width
+        conditional = attrs.if_ is not None
+        self._cond_depth += conditional
+        try:
+            node = self._template_item(kind, attrs, raw, raw_item, in_ch, ctx, auto, loc, level, class_scope, targets)
+        finally:
+            self._cond_depth -= conditional
+        if targets:
+            node = replace(node, src=tuple(t.key for t in targets), src_ch=tuple(t.width for t in targets))
+        return node
+
+    def ref_scope(self, class_scope: bool, loc, what: str) -> refs.Scope:
+        """The names a reference written here can read; an error where none can be read."""
+        if not class_scope or not self.ref_scopes:
+            raise refs.nested_error(loc, what)
+        return self.ref_scopes[-1]
+
+    def _template_item(
+        self, kind, attrs, raw, raw_item, in_ch: Expr, ctx: _Ctx, auto, loc, level: _Level, class_scope: bool, targets
+    ) -> ir.TNode:
         name = attrs.name or auto
         self.check_name(name, self.loc(raw, "name") or loc, "name")
         cond = None
@@ -322,6 +359,12 @@ class Lowerer:
         if kind in ops.PRIMITIVES:
             prim = ops.get(kind)
             a = {attr.name: x(attr.name) for attr in prim.attrs}
+            for attr in prim.attrs:
+                if attr.type == "ref" and a[attr.name] is not None:  # a name: resolved to its output's key
+                    v, where = a[attr.name], locs[attr.name] or loc
+                    if not isinstance(v, str):
+                        raise ArchcError(f"{attr.name} must be the name of an earlier output, got {v!r}", where)
+                    a[attr.name] = self.ref_scope(class_scope, where, f"'{attr.name}: {v}'").resolve(v, where).key
             if prim.fill is not None:
                 a = prim.fill(a)
             return mk(kind, tuple(a.items()), prim.width(in_ch, a))
@@ -337,13 +380,20 @@ class Lowerer:
             when = x("when")
             parts = []
             for key in ("body", "shortcut"):
-                parts.append(
-                    self.template_seq(
-                        getattr(attrs, key), self.loc_list(raw, key), in_ch, ctx, key, self.loc(raw, key) or loc,
-                        level if transparent else None, class_scope and transparent,
-                    )
-                )  # fmt: skip
+                self._cond_depth += key == "shortcut"  # (the shortcut is built only `when` it holds)
+                try:
+                    parts.append(
+                        self.template_seq(
+                            getattr(attrs, key), self.loc_list(raw, key), in_ch, ctx, key,
+                            self.loc(raw, key) or loc, level if transparent else None, class_scope and transparent,
+                        )
+                    )  # fmt: skip
+                finally:
+                    self._cond_depth -= key == "shortcut"
             return mk(kind, (("when", when),), parts[0].out_ch, parts, transparent)
+        if kind in MERGES and targets:  # the named outputs, merged: no branches
+            widths = [t.width for t in targets]
+            return mk(kind, (), sym_add(*widths) if kind == "concat" else widths[0])
         if kind in MERGES:
             raw_br = self.loc_list(raw, "branches") if raw is not None else None
             if raw_br is None and isinstance(_raw_attrs(raw_item), list):
@@ -395,7 +445,9 @@ class Lowerer:
             v = BUILTIN_DEFAULTS.get(kind, {}).get(key)
         return v
 
-    def template_call(self, item: CallItem, raw, in_ch: Expr, ctx: _Ctx, auto: str, loc) -> ir.TNode:
+    def template_call(
+        self, item: CallItem, raw, in_ch: Expr, ctx: _Ctx, auto: str, loc, class_scope: bool = False
+    ) -> ir.TNode:
         block = item.block
         if block not in self.raw_blocks:
             raise ArchcError(
@@ -409,6 +461,10 @@ class Lowerer:
         if not isinstance(name, str):
             raise ArchcError("'name' must be a string", self.loc(raw, "name") or loc)
         self.check_name(name, self.loc(raw, "name") or loc, "name")
+        src, src_ch = self.call_inputs(bdef, args.pop("from", None), raw, loc, class_scope, name)
+        if src and src[0]:
+            in_ch = src_ch[0]
+        src_ch = tuple(in_ch if w is None else w for w in src_ch)
         cond_raw = args.pop("if", None)
         cond = None
         if cond_raw is not None:
@@ -432,9 +488,62 @@ class Lowerer:
                 raise ArchcError(f"block '{block}' needs param '{k}'", loc)
             else:
                 values[k] = default
-        out = substitute(bdef.out_ch, {**values, "in_channels": in_ch})
+        widths = {f"{n}_channels": w for n, w in zip(bdef.inputs[1:], src_ch[1:])}
+        out = substitute(bdef.out_ch, {**values, "in_channels": in_ch, **widths})
         alocs = tuple((k, self.loc(raw, k)) for k in args if raw is not None and k in raw)
-        return ir.TNode("call", name, tuple(values.items()), (), cond, in_ch, out, loc, block, alocs)
+        node = ir.TNode("call", name, tuple(values.items()), (), cond, in_ch, out, loc, block, alocs)
+        return replace(node, src=src, src_ch=src_ch) if src else node
+
+    def call_inputs(self, bdef: ir.BlockDef, given, raw, loc, class_scope: bool, name: str):
+        """A call's ``from:`` (a name: the main input's; ``{input: name, ...}``: by the block's input names), as
+        (keys, widths) aligned with the block's inputs, '' where the main input is the previous item's output; ((),
+        ()) when the call reads only the previous item's output."""
+        inputs = bdef.inputs or ("",)
+        floc = self.loc(raw, "from") or loc
+        if given is None:
+            given = {}
+        elif isinstance(given, str):
+            given = {inputs[0]: given}
+        elif not isinstance(given, dict):
+            raise ArchcError(
+                f"'from' of a block call is the name of an earlier output (the block's main input) or a mapping "
+                f"{{input: name}} (block '{bdef.name}' has inputs: {', '.join(i for i in inputs if i) or 'one'}); "
+                f"got {given!r}",
+                floc,
+            )
+        raw_from = raw.get("from") if isinstance(raw, dict) else None
+        for k in given:
+            if k not in inputs:
+                named = ", ".join(i for i in inputs if i)
+                raise ArchcError(
+                    f"block '{bdef.name}' has no input '{k}'"
+                    + (f" (its inputs: {named})" if named else " (it has one input: give `from: NAME`)")
+                    + suggest(k, [i for i in inputs if i]),
+                    key_loc(raw_from, k) if isinstance(raw_from, dict) else floc,
+                )
+        keys, widths = [], []
+        for i, inp in enumerate(inputs):
+            ref = given.get(inp)
+            if ref is None:
+                if i == 0:
+                    keys.append("")
+                    widths.append(None)
+                    continue
+                raise ArchcError(
+                    f"block '{bdef.name}' needs its input '{inp}': give it as `from: {{{inp}: NAME}}` (NAME an "
+                    "earlier output)",
+                    floc,
+                    notes=[(bdef.loc, f"block '{bdef.name}' is defined here")],
+                )
+            where = (self.loc(raw_from, inp) if isinstance(raw_from, dict) else None) or floc
+            if not isinstance(ref, str):
+                raise ArchcError(f"input '{inp}' must be the name of an earlier output, got {ref!r}", where)
+            t = self.ref_scope(class_scope, where, f"'from: {ref}'").resolve(ref, where, name)
+            keys.append(t.key)
+            widths.append(t.width)
+        if not any(keys):
+            return (), ()
+        return tuple(keys), tuple(widths)
 
     def block_template(self, name: str, use_loc) -> ir.BlockDef:
         if name in self.templates:
@@ -447,24 +556,46 @@ class Lowerer:
         self.check_name(name, bloc, "block name")
         for p in bspec.params:
             self.check_name(p, key_loc(raw.get("params"), p) if isinstance(raw, dict) else bloc, "block param")
+        inputs = tuple(bspec.inputs or ())
+        scope = self.block_ref_scope(name, bspec, raw, inputs)
         self._building.append(name)
         outer_widths, self._width_names = self._width_names, []  # a block's widths are its own
+        outer_cond, self._cond_depth = self._cond_depth, 0
+        self.ref_scopes.append(scope)
         try:
-            ctx = _Ctx(set(bspec.params), f"block '{name}'")
+            ctx = _Ctx(set(bspec.params) | {f"{i}_channels" for i in inputs[1:]}, f"block '{name}'")
             raw_body = raw.get("body") if isinstance(raw, dict) else None
             body = self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc, class_scope=True)
         finally:
             self._building.pop()
             self._width_names = outer_widths
+            self._cond_depth = outer_cond
+            self.ref_scopes.pop()
         params = []
         for p, d in bspec.params.items():
             if isinstance(d, (dict,)) or is_expr(d):
                 raise ArchcError(f"default of param '{p}' must be a plain value", bloc)
             params.append((p, tuple(d) if isinstance(d, list) else d))
-        bdef = ir.BlockDef(name, bspec.doc, tuple(params), body, body.out_ch, bloc)
+        bdef = ir.BlockDef(name, bspec.doc, tuple(params), body, body.out_ch, bloc, inputs)
         self.templates[name] = bdef
         self.order.append(name)
         return bdef
+
+    def block_ref_scope(self, name: str, bspec, raw, inputs: tuple[str, ...]) -> refs.Scope:
+        """What a block's body can read by name: its inputs (``inputs:``), then its items as they are made."""
+        raw_inputs = raw.get("inputs") if isinstance(raw, dict) else None
+        targets = {}
+        for i, inp in enumerate(inputs):
+            iloc = (loc_of(raw_inputs, i) if isinstance(raw_inputs, list) else None) or getattr(raw, "loc", None)
+            self.check_name(inp, iloc, "block input")
+            if inp in targets or inp in bspec.params or f"{inp}_channels" in bspec.params:
+                clash = "another input" if inp in targets else "a param"
+                raise ArchcError(f"block input '{inp}' has the name of {clash} of block '{name}'", iloc)
+            width = Expr("in_channels") if i == 0 else Expr(f"{inp}_channels")
+            what = f"the main input '{inp}'" if i == 0 else f"input '{inp}'"
+            targets[inp] = refs.Target(inp, width, iloc, what)
+        raw_body = raw.get("body") if isinstance(raw, dict) else None
+        return refs.Scope(f"block '{name}'", targets, raw_body)
 
     # ---------------------------------------------------------------- instances
     def inst_seq(self, t: ir.TNode, scope: dict, shape, path: str) -> ir.Seq:
@@ -478,13 +609,20 @@ class Lowerer:
         for i, child in enumerate(t.children):
             for name in lets.get(i, ()):
                 scope[name] = cur[-1]  # a running width's value is the width the instance has there
+            src_in = cur
+            if child.src and child.src[0] and child.kind not in MERGES:  # it reads a named output
+                src_in = self.live[-1][child.src[0]][1]
             try:
-                n = self.inst(child, scope, cur, _join(path, child.name), path)
+                n = self.inst(child, scope, src_in, _join(path, child.name), path)
             except ArchcError as exc:
                 if not exc.explained:
                     self.explain(exc, child, scope)
                 raise
             if n is not None:
+                if child.src:
+                    n = replace(n, src=tuple(self.live[-1][k][0] if k else "" for k in child.src))
+                if child.key is not None and self.live:
+                    self.live[-1][child.key] = (n.path, n.out_shape, child.loc)
                 nodes.append(n)
                 cur = n.out_shape
         return ir.Seq(name=t.name, path=path, loc=t.loc, in_shape=shape, out_shape=cur, children=tuple(nodes))
@@ -561,6 +699,17 @@ class Lowerer:
                         al(attr.name),
                     )
                 seen[attr.name] = self.input_shape[:-1]
+        for attr in prim.attrs:
+            if attr.type == "ref" and vals[attr.name] is not None:  # `like: NAME`: that output's spatial size
+                like = self.live[-1][vals[attr.name]][1]
+                if any(seen.get(o) is not None for o in ("size", "scale")):
+                    raise ArchcError(f"{k} '{path}': takes one of scale, size or {attr.name}", al(attr.name))
+                if len(like) != len(shape):
+                    raise ArchcError(
+                        f"{k} '{path}': '{vals[attr.name]}' gives {_fmt(like)}, of another rank than {_fmt(shape)}",
+                        al(attr.name),
+                    )
+                seen["size"] = like[:-1]
         if k == "flatten":  # the spatial size this use sees fixes its block's placeholder (resolve_flatten)
             self.flat_sizes.setdefault(t.attr("hw").src, set()).add(shape[:-1])
         try:
@@ -591,11 +740,18 @@ class Lowerer:
             )
         return ir.Residual(**base, out_shape=body.out_shape, body=body, shortcut=short, level=inner_level)
 
+    def merged(self, t: ir.TNode, scope: dict, shape, inner_level: str) -> list:
+        """What a merge merges: its branches' instances, or (``from:``) stand-ins for the named outputs (a name and
+        an ``out_shape`` each, for the checks and messages below)."""
+        if t.src:
+            return [_Ref(k, self.live[-1][k][1]) for k in t.src]
+        return [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
+
     def inst_mul(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
         """Branches multiplied; a ``(1, ..., 1, C)`` branch broadcasts over the positions."""
         inner_level = level if t.transparent else path  # where the names below this node live
         k, loc = t.kind, t.loc
-        branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
+        branches = self.merged(t, scope, shape, inner_level)
         full = [b.out_shape for b in branches if not _is_gate(b.out_shape)]
         out_shape = full[0] if full else branches[0].out_shape
         for b in branches:
@@ -607,13 +763,14 @@ class Lowerer:
                     f"{_fmt((*(1,) * ir.rank(out_shape), out_shape[-1]))} (broadcast over the positions)",
                     loc,
                 )
-        return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
+        branches = tuple(b for b in branches if not isinstance(b, _Ref))
+        return ir.Merge(**base, out_shape=out_shape, mode=k, branches=branches, level=inner_level)
 
     def inst_merge(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
         """Branches concatenated on the channels, or added."""
         inner_level = level if t.transparent else path  # where the names below this node live
         k, loc = t.kind, t.loc
-        branches = [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
+        branches = self.merged(t, scope, shape, inner_level)
         shapes = [b.out_shape for b in branches]
         if k == "add":
             for b in branches[1:]:
@@ -633,7 +790,8 @@ class Lowerer:
                         loc,
                     )
             out_shape = (*shapes[0][:-1], chan(sum(s[-1] for s in shapes), loc))
-        return ir.Merge(**base, out_shape=out_shape, mode=k, branches=tuple(branches), level=inner_level)
+        branches = tuple(b for b in branches if not isinstance(b, _Ref))
+        return ir.Merge(**base, out_shape=out_shape, mode=k, branches=branches, level=inner_level)
 
     def inst_loop(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
         """A repeat (a loop of the body), or dense connectivity (each layer sees all before)."""
@@ -685,10 +843,20 @@ class Lowerer:
         for p, v in args.items():
             plain(v, f"param '{p}' of block '{t.block}'", al(p))
         inner = {**args, "in_channels": shape[-1], ORIGINS: (t, scope)}
+        frame = {}
+        for i, inp in enumerate(bdef.inputs):
+            key = t.src[i] if i < len(t.src) else ""
+            src_path, src_shape, src_loc = self.live[-1][key] if key else ("", shape, t.loc)
+            frame[inp] = (src_path, src_shape, src_loc)
+            if i:
+                inner[f"{inp}_channels"] = src_shape[-1]
+        self.live.append(frame)
         try:
             body = self.inst_seq(bdef.body, inner, shape, path)
         except ArchcError as exc:
             raise _at_call_site(exc, t) from None
+        finally:
+            self.live.pop()
         frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
         return ir.Call(**base, out_shape=body.out_shape, block=t.block, args=frozen, body=body)
 
@@ -713,10 +881,18 @@ class Lowerer:
         ctx = _Ctx(set(scope), "the network")
         include_top, pooling, pool_loc = self.builtin_params()
         items, raw_items, level = self.network_items(include_top, pooling, pool_loc)
-        net_t = self.template_seq(
-            items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
-        )
+        net_refs = self.network_ref_scope()
+        self.ref_scopes.append(net_refs)
+        try:
+            net_t = self.template_seq(
+                items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
+            )
+            outputs = self.resolve_outputs(net_refs)
+        finally:
+            self.ref_scopes.pop()
+        self.live.append({n: ("", in_shape, t.loc) for n, t in net_refs.inputs.items()})
         body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[-1], ORIGINS: NETWORK}, in_shape, "")
+        self.live.pop()
         heads = self.lower_heads(scope, ctx, body) if include_top else []  # a headless model has no aux heads
         self.resolve_flatten()
         net_t = self.fix(net_t)
@@ -760,7 +936,31 @@ class Lowerer:
             params=tuple((k, _freeze(v)) for k, v in scope.items()),
             network=net_t,
             top_removed=not include_top,
+            input_name=self.spec.input.name,
+            outputs=outputs,
         )
+
+    def network_ref_scope(self) -> refs.Scope:
+        """What the network's items can read by name: its input (``input: {name: ...}``), then its items."""
+        raw_input = self.data.get("input")
+        inputs = {}
+        if self.spec.input.name is not None:
+            iloc = loc_of(raw_input, "name")
+            self.check_name(self.spec.input.name, iloc, "input name")
+            inputs[self.spec.input.name] = refs.Target(
+                self.spec.input.name, Expr("in_channels"), iloc, f"the input '{self.spec.input.name}'"
+            )
+        raw_items = [*(self.data.get("network") or []), *(self.data.get("top") or [])]
+        return refs.Scope("the network", inputs, raw_items)
+
+    def resolve_outputs(self, scope: refs.Scope) -> tuple[tuple[str, str], ...]:
+        """``outputs:``: each name's key (an item of the network's own level, or its input)."""
+        raw = self.data.get("outputs")
+        out = []
+        for oname, ref in self.spec.outputs.items():
+            oloc = loc_of(raw, oname) or key_loc(raw, oname)
+            out.append((oname, scope.resolve(ref, oloc).key))
+        return tuple(out)
 
     def spec_defaults(self, scope: dict) -> dict[str, dict]:
         """The spec's ``defaults:`` per kind or block, checked and evaluated at network level."""
@@ -975,6 +1175,14 @@ class Lowerer:
 
 
 # ---------------------------------------------------------------- value checks
+class _Ref:
+    """A named output a merge reads (``from:``), as the merge's checks see a branch: its name and shape."""
+
+    def __init__(self, key: str, shape):
+        self.name, self.out_shape = key, shape
+        self.children = (None,)  # (a residual's message says "the identity" for a shortcut without children)
+
+
 def _template_walk(t: ir.TNode):
     yield t
     for ch in t.children:

@@ -71,6 +71,8 @@ class Attr:
             return values.scales(v, self.name, loc, max(rank, 1))
         if self.type == "size":
             return "input" if v == "input" else values.axes(v, self.name, loc, max(rank, 1))
+        if self.type == "ref":  # resolved by the lowering (archc.refs): the key of an earlier output
+            return v
         if self.type == "padding":
             return v if v in ("same", "valid") else values.pads(v, loc, max(rank, 1))
         if self.type == "bool":
@@ -874,12 +876,14 @@ UPSAMPLE_MODES = ("nearest", "linear", "bilinear", "trilinear")
 
 
 def _upsample_shape(shape, a):
-    """Output size: ``size``, or n * scale on each axis (a whole number). ``size: input`` arrives here as the
-    network input's spatial size (the lowering's)."""
+    """Output size: ``size``, or n * scale on each axis (a whole number). ``size: input`` and ``like: NAME``
+    arrive here as ``size``: the network input's or that output's spatial size (the lowering's)."""
     _map(shape, "upsample")
     scale, size, mode, rank = a["scale"], a["size"], a["mode"], len(shape) - 1
     if (scale is None) == (size is None):
-        raise OpError("upsample takes either scale or size" + (", not both" if scale is not None else ""), "scale")
+        raise OpError(
+            "upsample takes one of scale, size or like" + (", not several" if scale is not None else ""), "scale"
+        )
     need = {"linear": 1, "bilinear": 2, "trilinear": 3}.get(mode)
     if need is not None and need != rank:
         names = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -904,6 +908,8 @@ def _upsample_shape(shape, a):
 def _upsample_describe(node: ir.Op) -> str:
     scale, size = node.attr("scale"), node.attr("size")
     to = f"to {'input' if size == 'input' else 'x'.join(map(str, size))}" if size is not None else ""
+    if node.attr("like") is not None:
+        to = f"like {node.attr('like')}"
     if scale is not None:
         to = "x" + ("x".join(f"{f:g}" for f in scale) if len(set(scale)) > 1 else f"{scale[0]:g}")
     return f"upsample {to} {node.attr('mode')}"
@@ -923,6 +929,13 @@ register(
                 "scale factor: a number or one per spatial axis (output: n * scale, a whole number)",
             ),
             Attr("size", "size", None, "output size: an integer, one per spatial axis, or `input`"),
+            Attr(
+                "like",
+                "ref",
+                None,
+                "resize to the spatial size of this earlier named output (at run time: it follows the size the "
+                "model is called with)",
+            ),
             Attr("mode", "choice", "nearest", "interpolation", choices=UPSAMPLE_MODES),
             Attr("align_corners", "bool", None, "linear modes: align the corner pixels' centers (default false)"),
         ),

@@ -58,17 +58,53 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Ref = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        max_length=200,
+        description="the name of an earlier item (a dotted path reaches inside a named seq), of the network's "
+        "input, or of one of the block's inputs",
+    ),
+]
+
+
 class Common(Model):
     name: Ident | None = Field(None, description="name of this item (module attribute / layer name)")
     if_: Bool | None = Field(None, alias="if", description="include this item only when the condition holds")
+    from_: Ref | None = Field(
+        None,
+        alias="from",
+        description="read the output of this earlier named item instead of the previous item's output",
+    )
 
 
 class SeqAttrs(Common):
     body: list[Item]
 
 
-class BranchesAttrs(Common):
-    branches: list[list[Item]] = Field(min_length=1)
+class BranchesAttrs(Model):
+    name: Ident | None = Field(None, description="name of this item (module attribute / layer name)")
+    if_: Bool | None = Field(None, alias="if", description="include this item only when the condition holds")
+    branches: list[list[Item]] = Field(
+        default_factory=list, description="the branches, each a list of items applied to the input"
+    )
+    from_: list[Ref] | None = Field(
+        None,
+        alias="from",
+        min_length=1,
+        description="instead of branches: the names of earlier outputs to merge, in order",
+    )
+
+    @model_validator(mode="after")
+    def _branches_or_from(self):
+        if bool(self.branches) == (self.from_ is not None):
+            raise ValueError(
+                "give either 'branches' or 'from' (the names of earlier outputs), not both"
+                if self.branches
+                else "needs 'branches' or 'from' (the names of earlier outputs)"
+            )
+        return self
 
 
 class RepeatAttrs(Common):
@@ -106,6 +142,7 @@ def _registry_attrs(p) -> type[Model]:
         "bool": Bool,
         "scales": Union[Num, Annotated[list[Num], Field(min_length=1, max_length=3)]],
         "size": Union[Literal["input"], Pair],
+        "ref": Ref,
         "padding": PaddingT,
     }
     fields: dict = {}
@@ -224,11 +261,19 @@ class InputSpec(Model):
     height: Int | None = None
     width: Int | None = None
     channels: Int
+    name: Ident | None = Field(None, description="a name items can read the input by (`from: NAME`)")
 
 
 class BlockDef(Model):
     doc: str | None = None
     params: dict[Ident, Any] = Field(default_factory=dict, description="param name -> default (null: required)")
+    inputs: list[Ident] | None = Field(
+        None,
+        min_length=1,
+        description="names of the block's inputs, readable with `from:` in its body: the first is the main input "
+        "(the previous item's output where the block is called), the others are given at the call as "
+        "`from: {NAME: EARLIER_OUTPUT}`",
+    )
     body: list[Item] = Field(min_length=1)
 
 
@@ -257,6 +302,11 @@ class Spec(Model):
         "left out with --set include_top=false",
     )
     heads: dict[Ident, HeadSpec] = Field(default_factory=dict)
+    outputs: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$", max_length=64)], Ref] = Field(
+        default_factory=dict,
+        description="the model's outputs, by name: output name -> a named item (in that order; eval and training "
+        "alike). Without it the output is the last item's",
+    )
     loss_weight: Num = Field(1.0, description="loss weight of the main output")
 
 

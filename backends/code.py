@@ -528,3 +528,59 @@ def drop_unused(body: list[ast.stmt], names: set[str]) -> list[ast.stmt]:
         return out
 
     return keep(body) if dead else body
+
+
+def _reads(node: ast.AST, var: str) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == var and isinstance(n.ctx, ast.Load) for n in ast.walk(node))
+
+
+def _plain_assign(s: ast.stmt, var: str | None = None) -> bool:
+    """``NAME = value`` (to ``var`` if given)."""
+    return (
+        isinstance(s, ast.Assign)
+        and len(s.targets) == 1
+        and isinstance(s.targets[0], ast.Name)
+        and (var is None or s.targets[0].id == var)
+    )
+
+
+def name_saved_outputs(stmts: list[ast.stmt], var: str, saved: set[str]) -> list[ast.stmt]:
+    """Readable data flow around the outputs a forward keeps by name (references, several outputs), as people
+    write it: ``x = self.enc1(x); enc1 = x; x = self.pool(x)`` becomes ``enc1 = self.enc1(x); x = self.pool(enc1)``,
+    and ``x = skip; x = self.conv(x)`` becomes ``x = self.conv(skip)``. ``var`` is the running variable, ``saved``
+    the names that hold kept outputs. Only straight-line statements are rewritten (a branch leaves them as they
+    are), so the meaning never changes."""
+    out = list(stmts)
+    i = 0
+    while i < len(out) - 1:
+        s, t = out[i], out[i + 1]
+        # x = NAME; x = f(x)  ->  x = f(NAME)
+        if (
+            _plain_assign(s, var)
+            and isinstance(s.value, ast.Name)
+            and s.value.id != var
+            and _plain_assign(t, var)
+            and not getattr(s, "_archc_comment", None)
+        ):
+            t.value = Rename({var: s.value.id}).visit(t.value)
+            del out[i]
+            continue
+        # x = E; T = x; ... (reads of x until x is assigned again)  ->  T = E; ... (reads of T)
+        if _plain_assign(s, var) and _plain_assign(t) and t.targets[0].id in saved and _is_name(t.value, var):
+            rest = out[i + 2 :]
+            end = next((j for j, u in enumerate(rest) if not _plain_assign(u) and not isinstance(u, ast.Return)), None)
+            upto = rest if end is None else rest[:end]
+            again = next((j for j, u in enumerate(upto) if _plain_assign(u, var)), None)
+            if again is not None or (end is None and upto and isinstance(upto[-1], ast.Return)):
+                last = again if again is not None else len(upto) - 1
+                s.targets = [store(t.targets[0].id)]
+                for u in upto[: last + 1]:
+                    u.value = Rename({var: t.targets[0].id}).visit(u.value)
+                del out[i + 1]
+                continue
+        i += 1
+    return out
+
+
+def _is_name(e: ast.AST, n: str) -> bool:
+    return isinstance(e, ast.Name) and e.id == n

@@ -74,11 +74,21 @@ def parity(path, sets=(), seed: int = 0, batch: int = 2, dtype: str = "float64")
         set_keras_weights(knet, torch_to_keras(model, tnet.state_dict()))
         x = np.random.default_rng(seed + 1).normal(size=(batch, *model.input_shape)).astype(dtype)
         with torch.no_grad():
-            yt = tnet(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
-        yk = np.asarray(knet(x, training=False))
+            yt = tnet(torch.from_numpy(np.moveaxis(x, -1, 1).copy()))
+        yk = knet(x, training=False)
     finally:
         keras.config.set_floatx(floatx)
         keras.config.set_dtype_policy(policy)
+    if model.outputs:  # several outputs: a dict in both, in the spec's order; the worst error of them
+        names = [n for n, _ in model.outputs]
+        assert list(yt) == names and sorted(yk) == sorted(names), (list(yt), list(yk))
+        pairs = [_pair(yt[n].numpy(), np.asarray(yk[n])) for n in names]
+        return [p[0] for p in pairs], [p[1] for p in pairs], max(p[2] for p in pairs)
+    return _pair(yt.numpy(), np.asarray(yk))
+
+
+def _pair(yt, yk):
+    """(torch output, keras output in PyTorch's layout, relative error)."""
     if yk.ndim > 2:
         yk = np.moveaxis(yk, -1, 1)
     assert yt.shape == yk.shape, (yt.shape, yk.shape)

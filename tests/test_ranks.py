@@ -247,7 +247,7 @@ def test_same_average_pool_counts_padding_only_when_asked(tmp_path):
             "[upsample: {scale: 2, mode: trilinear}]",
             "mode trilinear is for 3-D inputs; this input is 2-D (use bilinear)",
         ),
-        (TWO_D, "[upsample: {scale: 2, size: 4}]", "upsample takes either scale or size, not both"),
+        (TWO_D, "[upsample: {scale: 2, size: 4}]", "upsample takes one of scale, size or like, not several"),
         (TWO_D, "[upsample: {scale: 2, align_corners: true}]", "align_corners applies to the linear modes only"),
         (
             TWO_D,

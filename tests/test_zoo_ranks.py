@@ -27,6 +27,7 @@ from tests.rank_parity import parity, randomize_torch  # noqa: E402
 from tests.references.autoencoder import ConvAutoencoder  # noqa: E402
 from tests.references.dcgan import DCGANGenerator  # noqa: E402
 from tests.references.m5 import M5  # noqa: E402
+from tests.references.unet import UNet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = ("r3d_18", "mc3_18", "r2plus1d_18")
@@ -98,6 +99,8 @@ REFERENCES = {
     "m5": (lambda: M5(classes=10), ["length=8000"], (2, 1, 8000), "name"),
     "dcgan_generator": (lambda: DCGANGenerator(nz=100, ngf=64, nc=3), [], (2, 100, 1, 1), "order"),
     "conv_autoencoder": (lambda: ConvAutoencoder(channels=1), [], (2, 1, 28, 28), "order"),
+    # references by name (each skip a `from:`); built at 32 x 32, called at 48 x 32 too (any multiple of 16)
+    "unet": (lambda: UNet(channels=3, classes=2, width=8), ["width=8", "size=32"], (2, 3, 48, 32), "name"),
 }
 
 

@@ -131,9 +131,10 @@ class KerasEmitter(BaseEmitter):
     def block_function(self, b: ir.BlockDef) -> ast.stmt:
         scope = Scope(None)
         params = [p for p, _ in b.params]
-        self.start_function(params + ["name"])
+        extra = list(b.inputs[1:])  # inputs besides the main one: arguments after it
+        self.start_function(params + extra + ["name"])
         x = self.ns.fresh("x")
-        body: list[ast.stmt] = []
+        body: list[ast.stmt] = self.save_inputs(_ref_keys(b.body), {i: i for i in extra}, b.inputs[:1], x)
         if _uses_in_channels(b.body):
             self.ns.reserve("in_channels")
             body.append(c.assign("in_channels", c.subscript(c.attr(x, "shape"), -1)))
@@ -141,13 +142,14 @@ class KerasEmitter(BaseEmitter):
         body = c.merge_adjacent_ifs(body)
         body = c.hoist_repeated(body, set(params) | {"in_channels"}, self.ns, at=1 if "in_channels" in self.ns else 0)
         body.append(c.ret(c.name(x)))
+        body = c.name_saved_outputs(body, x, set(self.saved.values()))
         body = c.drop_unused(body, {"in_channels"} | self.own_locals)
         required = [p for p, d in b.params if d is None]
         defaulted = [(p, d) for p, d in b.params if d is not None]
         doc = (b.doc or f"The '{b.name}' block.") + '\n\nLayers are named f"{name}_<path>" after the spec\'s items.'
         return c.function(
             b.name,
-            [x, *required, *(p for p, _ in defaulted), "name"],
+            [x, *extra, *required, *(p for p, _ in defaulted), "name"],
             body,
             defaults={**dict(defaulted), "name": None},
             doc=doc,
@@ -169,11 +171,24 @@ class KerasEmitter(BaseEmitter):
         body.append(c.assign(x, c.name(inputs)))
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
+        keys = _ref_keys(m.network) + [key for _, key in m.outputs]
+        given = {m.input_name: inputs} if m.input_name else {}
+        body += self.save_inputs(keys, given, (), x)
         self.seq(m.network, scope, x, Name(), body, top=True)
         body = c.merge_adjacent_ifs(body)
         layout = {1: "NLC", 2: "NHWC", 3: "NDHWC"}[self.rank]
         doc = f"{m.name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs logits."
-        if not m.heads:
+        if m.outputs:  # a dict of the named outputs (and the aux heads'): Keras 3 returns the same structure
+            outs = [(c.lit(oname), c.name(self.saved[key])) for oname, key in m.outputs]
+            for head in m.heads:
+                var = self.head_vars[head.name]
+                body.append(c.assign(var, c.call(c.call(self.L("Identity"), name=head.name), c.name(var))))
+                outs.append((c.lit(head.name), c.name(var)))
+            result = ast.Dict(keys=[k for k, _ in outs], values=[v for _, v in outs])
+            body.append(c.ret(c.call(c.attr(keras, "Model"), c.name(inputs), result, name=m.name)))
+            doc = f"{m.name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs a dict: "
+            doc += ", ".join(n for n, _ in outs_names(m)) + "."
+        elif not m.heads:
             body.append(c.ret(c.call(c.attr(keras, "Model"), c.name(inputs), c.name(x), name=m.name)))
         else:
             main = self.ns.fresh("main")
@@ -191,7 +206,23 @@ class KerasEmitter(BaseEmitter):
                 "losses: with a list, Keras 3 takes a dict of weights in sorted-key order). inference_model(model) "
                 "keeps the main output only."
             )
+        body = c.name_saved_outputs(body, x, set(self.saved.values()))
         return c.function("build_model", ["input_shape"], body, defaults={"input_shape": m.input_shape}, doc=doc)
+
+    def save_inputs(self, keys: list[str], given: dict[str, str], main: tuple, x: str) -> list[ast.stmt]:
+        """Name the locals that keep the outputs references read (``self.saved``); the statement that keeps the
+        main input under its name if it is read (``given``: inputs that are variables already)."""
+        self.saved: dict[str, str] = {}
+        out = []
+        for key in dict.fromkeys(keys):
+            if key in given:
+                self.saved[key] = given[key]
+            elif key in main:
+                self.saved[key] = self.ns.fresh(key)
+                out.append(c.assign(self.saved[key], c.name(x)))
+            else:
+                self.saved[key] = self.ns.fresh(key)
+        return out
 
     def inference_function(self) -> ast.stmt:
         keras = self.module_names["keras"]
@@ -219,6 +250,9 @@ class KerasEmitter(BaseEmitter):
                 continue
             lines: list[ast.stmt] = []
             comment = self.shape_comment(item) if top else None
+            if item.src and item.src[0] and item.kind not in ("concat", "add", "mul"):  # it reads a kept output
+                lines.append(c.assign(x, c.name(self.saved[item.src[0]])))
+                prev = None
             self.item(item, scope, x, name, lines, prev, top)
             if lines and comment:
                 c.commented(lines[-1], comment) if not isinstance(lines[-1], (ast.If, ast.For)) else None
@@ -228,6 +262,8 @@ class KerasEmitter(BaseEmitter):
             else:
                 out.extend(lines)
                 prev = item if item.kind != "seq" else _last(item, scope)
+            if item.key in self.saved:  # references read it: kept in a local
+                out.append(c.assign(self.saved[item.key], c.name(x)))
             if top and item.name in self.taps:
                 h = self.taps.pop(item.name)
                 at = self.instances[id(item)][0]
@@ -262,6 +298,9 @@ class KerasEmitter(BaseEmitter):
             OP_EMIT[k](self, t, scope, x, name.child(t.name), out, prev)
         elif k == "seq":
             self.seq(t, scope, x, level, out, False, prev)
+        elif k in ("concat", "add", "mul") and t.src:  # named outputs merged
+            cls = {"concat": "Concatenate", "add": "Add", "mul": "Multiply"}[k]
+            self.layer(out, x, cls, [], [n], c.lst(c.name(self.saved[s]) for s in t.src))
         elif k in ("concat", "add", "mul"):
             if len(t.children) == 1:  # nothing to merge
                 self.seq(t.children[0], scope, x, level.child(t.children[0].name), out, False, prev)
@@ -282,7 +321,8 @@ class KerasEmitter(BaseEmitter):
         elif k == "call":
             defaults = dict(self.model.block(t.block).params)
             kwargs = [(p, node(v)) for p, v in t.attrs if not _is_default(defaults.get(p), scope.value(v))]
-            out.append(c.assign(x, c.kwcall(c.name(t.block), [c.name(x)], [*kwargs, n])))
+            more = [c.name(self.saved[s]) for s in t.src[1:]]  # the block's other inputs
+            out.append(c.assign(x, c.kwcall(c.name(t.block), [c.name(x), *more], [*kwargs, n])))
         else:
             raise Unsupported(f"keras backend cannot emit '{k}'", t.loc)
 
@@ -375,6 +415,20 @@ class KerasEmitter(BaseEmitter):
                 elif isinstance(node, ir.DenseConnect):
                     for i in range(len(node.layers)):
                         claim(f"{base}_{i}_concat", f"the concat after layer {i} of IR node '{node.path}'", node.loc)
+
+
+def _ref_keys(t: ir.TNode) -> list[str]:
+    """The keys of the outputs a function's items read by reference (``from:``, ``upsample: {like:}``)."""
+    keys = [s for s in t.src if s]
+    if t.kind == "upsample" and t.attr("like") is not None:
+        keys.append(t.attr("like"))
+    for ch in t.children:
+        keys += _ref_keys(ch)
+    return keys
+
+
+def outs_names(m: ir.Model) -> list[tuple[str, str]]:
+    return [*m.outputs, *((h.name, h.at) for h in m.heads)]
 
 
 def _mentions(t: ir.TNode, name: str) -> bool:

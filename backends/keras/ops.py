@@ -464,7 +464,11 @@ def _upsample(e, t, scope):
         factors = tuple(int(f) for f in scale)
         return e.L(e.ranked("UpSampling2D")), [c.lit(factors[0] if len(set(factors)) == 1 else factors)], []
     kw = []
-    if size == "input":
+    like = t.attr("like")
+    if like is not None:  # that output's spatial size (static in a functional model)
+        spatial = ast.Slice(lower=c.lit(1), upper=c.lit(-1), step=None)
+        kw.append(("size", c.subscript(c.attr(e.saved[like], "shape"), spatial)))
+    elif size == "input":
         kw.append(("size", c.subscript(c.name("input_shape"), ast.Slice(lower=None, upper=c.lit(-1), step=None))))
     elif t.attr("size") is not None:
         kw.append(("size", scope.node(t.attr("size"))))

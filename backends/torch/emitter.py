@@ -89,6 +89,7 @@ class _Class:
         self.uses: dict[str, int] = {}
         self.producer: dict[str, str] = {}
         self.widths: dict[str, Expr] = {}  # running widths (ir.TNode.lets) read off a part built in __init__
+        self.saved: dict[str, str] = {}  # key of an output references read (archc.refs) -> its forward local
 
 
 class TorchEmitter(BaseEmitter):
@@ -221,22 +222,27 @@ class TorchEmitter(BaseEmitter):
     # ------------------------------------------------------------------ classes
     def block_class(self, b: ir.BlockDef) -> ast.stmt:
         params = [p for p, _ in b.params]
-        k = _Class(self, _attr_names(b.body), params, symbolic=True)
+        extra = list(b.inputs[1:])  # inputs besides the main one: forward arguments, their widths __init__'s
+        widths = [f"{i}_channels" for i in extra]
+        k = _Class(self, _attr_names(b.body), params + widths, symbolic=True)
+        k.fwd.reserve(*extra)
         scope = Scope(None)
         self.count_widths(b.body, scope, k)
-        fwd = self.class_body(b.body, scope, k, "x", top=False)
+        fwd = self.save_inputs(k, _ref_keys(b.body), {i: i for i in extra}, b.inputs[0] if b.inputs else None)
+        fwd += self.class_body(b.body, scope, k, "x", top=False)
         fwd.append(c.ret(c.name("x")))
+        fwd = c.name_saved_outputs(fwd, "x", set(k.saved.values()))
         if any(n.startswith("__w") for n in b.out_ch.names()):  # callers read the width this block gives
             k.init.append(c.assign(c.attr("self", "out_channels"), k.final_scope.node(b.out_ch)))
         required = [p for p, d in b.params if d is None]
         defaulted = [(p, d) for p, d in b.params if d is not None]
         init = c.function(
             "__init__",
-            ["self", "in_channels", *required, *(p for p, _ in defaulted)],
+            ["self", "in_channels", *widths, *required, *(p for p, _ in defaulted)],
             [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *k.hoisted, *k.init],
             defaults=dict(defaulted),
         )
-        forward = c.function("forward", ["self", "x"], fwd)
+        forward = c.function("forward", ["self", "x", *extra], fwd)
         return c.class_(
             camel(b.name), [c.attr(self.ref("nn"), "Module")], [init, forward], doc=b.doc or f"The '{b.name}' block."
         )
@@ -248,7 +254,9 @@ class TorchEmitter(BaseEmitter):
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
         k.fwd.reserve(*(h.name for h in m.heads))
-        fwd = self.class_body(m.network, scope, k, "x", top=True)
+        keys = _ref_keys(m.network) + [key for _, key in m.outputs]
+        fwd = self.save_inputs(k, keys, {}, m.input_name)
+        fwd += self.class_body(m.network, scope, k, "x", top=True)
         if hasattr(k, "input_size"):
             spatial = ast.Slice(lower=c.lit(2), upper=None, step=None)
             fwd.insert(0, c.assign(k.input_size, c.subscript(c.attr("x", "shape"), spatial)))
@@ -256,7 +264,19 @@ class TorchEmitter(BaseEmitter):
         body: list[ast.stmt] = []
         layout = {1: "NCL", 2: "NCHW", 3: "NCDHW"}[self.rank]
         doc = f"{m.name}: input {_shape_text(m.input_shape)} ({layout})."
-        if m.heads:
+        if m.outputs:  # a dict of the named outputs, in order (as torchvision's IntermediateLayerGetter returns)
+            names = [n for n, _ in m.outputs]
+            outputs = [(c.lit(n), c.name(k.saved[key])) for n, key in m.outputs]
+            heads = [(c.lit(hd.name), c.name(self.head_vars[hd.name])) for hd in m.heads]
+            if heads:
+                both = outputs + heads
+                fwd.append(c.if_(c.attr("self", "training"), [c.ret(ast.Dict(*map(list, zip(*both))))]))
+                body.append(c.assign("loss_weights", c.name("LOSS_WEIGHTS")))
+            fwd.append(c.ret(ast.Dict(*map(list, zip(*outputs)))))
+            doc += f"\n\nReturns a dict of its outputs: {', '.join(names)}."
+            if heads:
+                doc += f" In training mode also the auxiliary heads': {', '.join(hd.name for hd in m.heads)}."
+        elif m.heads:
             out_cls = f"{m.class_name}Outputs"
             fields = ["main"] + [hd.name for hd in m.heads]
             ann = [
@@ -280,7 +300,9 @@ class TorchEmitter(BaseEmitter):
             body.append(c.assign("loss_weights", c.name("LOSS_WEIGHTS")))
             heads = ", ".join(hd.name for hd in m.heads)
             doc += f"\n\nIn training mode returns {out_cls}(main, {heads}); in eval mode the main logits."
-        fwd.append(c.ret(c.name("x")))
+        if not m.outputs:
+            fwd.append(c.ret(c.name("x")))
+        fwd = c.name_saved_outputs(fwd, "x", set(k.saved.values()))
         init = c.function(
             "__init__",
             ["self"],
@@ -288,6 +310,20 @@ class TorchEmitter(BaseEmitter):
         )
         body += [init, c.function("forward", ["self", "x"], fwd)]
         out.append(c.class_(m.class_name, [c.attr(self.ref("nn"), "Module")], body, doc=doc))
+        return out
+
+    def save_inputs(self, k: _Class, keys: list[str], given: dict[str, str], main: str | None) -> list[ast.stmt]:
+        """Name the forward locals of the outputs references read (``k.saved``); the statements that keep the
+        class's main input under its name if it is read (``given``: inputs that are forward arguments)."""
+        out = []
+        for key in dict.fromkeys(keys):
+            if key in given:
+                k.saved[key] = given[key]
+            elif key == main:
+                k.saved[key] = k.fwd.fresh(key)
+                out.append(c.assign(k.saved[key], c.name("x")))
+            else:
+                k.saved[key] = k.fwd.fresh(key)
         return out
 
     # ------------------------------------------------------------------ class bodies
@@ -304,12 +340,19 @@ class TorchEmitter(BaseEmitter):
             own, item_cond = _conditions(t, scope, cond)
             if own is False:
                 continue
+            if t.src and t.src[0] and t.kind not in ("concat", "add", "mul"):  # it reads a kept output
+                read = c.assign(var, c.name(k.saved[t.src[0]]))
+                fwd.append(read if item_cond is None else c.if_(item_cond, [read]))
+                fresh_in = False
             if own is not None and t.transparent:  # several attributes under one condition: one if for all
                 emit = lambda t=t, scope=scope: self.class_item(t, scope, k, var, top, cond, False)  # noqa: E731
                 fwd += self.guarded(own, k, emit)
             else:
                 fwd += self.class_item(t, scope, k, var, top, item_cond, fresh_in)
             fresh_in = item_cond is None and (t.kind in FRESH_OUTPUT + INPLACE or _adds_shortcut(t, scope))
+            if t.key in k.saved:  # references read it: kept in a local (and never changed in place)
+                fwd.append(c.assign(k.saved[t.key], c.name(var)))
+                fresh_in = False
             if top and t.name in self.taps:
                 hd = self.taps.pop(t.name)
                 at = self.instances[id(t)][0]
@@ -405,6 +448,9 @@ class TorchEmitter(BaseEmitter):
             return self.class_body(t, scope, k, var, top, cond)
         if t.kind == "residual" and t.transparent:
             return self.class_residual(t, scope, k, var, top, cond, comment)
+        if t.kind in ("concat", "add", "mul") and t.src:  # named outputs merged
+            value = self.merge_value(t.kind, [c.name(k.saved[s]) for s in t.src])
+            return [c.assign(var, value, comment) if cond is None else c.if_(cond, [c.assign(var, value, comment)])]
         if t.kind in ("concat", "add", "mul") and t.transparent:
             return self.class_merge(t, scope, k, var, cond, comment)
         me = c.attr("self", t.name)
@@ -413,10 +459,13 @@ class TorchEmitter(BaseEmitter):
         if t.kind == "gap" and cond is None:
             k.init.append(c.assign(me, self.nd("AdaptiveAvgPool", 1)))
             return [c.assign(var, c.call(c.attr(self.ref("torch"), "flatten"), c.call(me, v), 1), comment)]
-        if t.kind == "upsample" and scope.value(t.attr("size")) == "input":  # the model's own input size
-            if k.symbolic:
+        like = t.attr("like") if t.kind == "upsample" else None
+        if t.kind == "upsample" and (like is not None or scope.value(t.attr("size")) == "input"):
+            if like is None and k.symbolic:
                 raise Unsupported("upsample to the input's size outside the model class", t.loc)
-            kw = [("size", c.name(self.input_size(k))), *upsample_kwargs(self, t, scope)]
+            spatial = ast.Slice(lower=c.lit(2), upper=None, step=None)
+            size = c.subscript(c.attr(k.saved[like], "shape"), spatial) if like else c.name(self.input_size(k))
+            kw = [("size", size), *upsample_kwargs(self, t, scope)]
             resized = c.kwcall(c.attr(self.ref("F"), "interpolate"), [v], kw)
             if cond is None:
                 return [c.assign(var, resized, comment)]
@@ -426,7 +475,8 @@ class TorchEmitter(BaseEmitter):
             k.init.append(c.assign(me, self.nn("ModuleList", c.listcomp(layer, i, c.call("range", n)))))
             return self.dense_forward(me, var, comment, k)
         module = self.module(t, scope, k, inplace=fresh_in)
-        stmt = c.assign(var, c.call(me, v), comment)
+        more = [c.name(k.saved[s]) for s in t.src[1:]] if t.kind == "call" else []  # a block's other inputs
+        stmt = c.assign(var, c.call(me, v, *more), comment)
         if cond is None:
             k.init.append(c.assign(me, module))
             return [stmt]
@@ -450,17 +500,20 @@ class TorchEmitter(BaseEmitter):
             module = self.container(br, scope, k)
             k.init.append(c.assign(me, module) if cond is None else c.assign(me, c.ifexp(cond, module, c.lit(None))))
             outs.append(c.call(me, v))
-        if t.kind == "concat":
-            value = c.call(c.attr(self.ref("torch"), "cat"), c.lst(outs), 1)
-        else:
-            value = outs[0]
-            for o in outs[1:]:
-                value = c.binop(value, "+" if t.kind == "add" else "*", o)
-        stmt = c.assign(var, value, comment)
+        stmt = c.assign(var, self.merge_value(t.kind, outs), comment)
         if cond is None:
             return [stmt]
         first = next((c.attr("self", br.name) for br in t.children if br.children), None)
         return [c.if_(c.compare(first, "is not", c.lit(None)) if first is not None else cond, [stmt])]
+
+    def merge_value(self, kind: str, outs: list[ast.expr]) -> ast.expr:
+        """``torch.cat([a, b], 1)``, ``a + b`` or ``a * b``."""
+        if kind == "concat":
+            return c.call(c.attr(self.ref("torch"), "cat"), c.lst(outs), 1)
+        value = outs[0]
+        for o in outs[1:]:
+            value = c.binop(value, "+" if kind == "add" else "*", o)
+        return value
 
     def class_residual(self, t, scope: Scope, k: _Class, var: str, top: bool, cond, comment) -> list[ast.stmt]:
         when = scope.value(t.attr("when"))
@@ -470,7 +523,8 @@ class TorchEmitter(BaseEmitter):
         fwd += self.class_body(body_t, scope, k, var, False)
         if when is False:
             return fwd[1:]
-        if when is True and _fresh_end(body_t, scope):  # torchvision's ``out += identity``: no new tensor
+        kept = any(n.key in k.saved for n in _template_nodes(body_t))  # (a kept output must not change in place)
+        if when is True and _fresh_end(body_t, scope) and not kept:  # torchvision's ``out += identity``
             add = c.commented(ast.AugAssign(target=c.store(var), op=ast.Add(), value=c.name(identity)), comment)
         else:
             add = c.assign(var, c.binop(c.name(var), "+", c.name(identity)), comment)
@@ -594,7 +648,8 @@ class TorchEmitter(BaseEmitter):
             if known is not None and defaults.get(p) is not None and known == defaults[p]:
                 continue  # the block's own default: leave it out, as a person would
             kwargs.append((p, scope.node(v)))
-        return c.kwcall(c.name(camel(t.block)), [self.width(t.in_ch, scope, k)], kwargs)
+        widths = [self.width(w, scope, k) for w in t.src_ch[1:]]  # a block's other inputs' widths
+        return c.kwcall(c.name(camel(t.block)), [self.width(t.in_ch, scope, k), *widths], kwargs)
 
     def dense_layers(self, t: ir.TNode, scope: Scope, k: _Class):
         """(layer module expression in terms of the loop variable, the count, the loop variable)."""
@@ -682,6 +737,22 @@ def _conditions(t: ir.TNode, scope: Scope, inherited):
         return False, None
     own = None if present is True else scope.node(t.cond)
     return own, (c.and_(inherited, own) if own is not None else inherited)
+
+
+def _template_nodes(t: ir.TNode):
+    yield t
+    for ch in t.children:
+        yield from _template_nodes(ch)
+
+
+def _ref_keys(t: ir.TNode) -> list[str]:
+    """The keys of the outputs a class's items read by reference (``from:``, ``upsample: {like:}``), in order."""
+    keys = []
+    for n in _template_nodes(t):
+        keys += [s for s in n.src if s]
+        if n.kind == "upsample" and n.attr("like") is not None:
+            keys.append(n.attr("like"))
+    return keys
 
 
 def _inline_widths(formula: Expr, part: ir.TNode, known: dict[str, Expr]) -> Expr:

@@ -72,8 +72,7 @@ def alexnet_classifier(x, classes, dropout=0.5, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """alexnet: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding2D(((2, 2), (2, 2)), name="conv1_pad")(x)
+    x = layers.ZeroPadding2D(((2, 2), (2, 2)), name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 11, strides=4, name="conv1")(x)  # 55 x 55 x 64
     x = layers.ReLU(name="relu1")(x)  # 55 x 55 x 64
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)  # 27 x 27 x 64

@@ -29,8 +29,7 @@ LOSS_WEIGHTS = {"main": 1.0}
 def build_model(input_shape=(28, 28, 1)):
     """conv_autoencoder: input (N, 28, 28, 1) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="encoder_conv1_pad")(x)
+    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="encoder_conv1_pad")(inputs)
     x = layers.Conv2D(16, 3, strides=2, name="encoder_conv1")(x)
     x = layers.ReLU(name="encoder_relu1")(x)
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="encoder_conv2_pad")(x)

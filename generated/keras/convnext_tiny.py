@@ -112,8 +112,7 @@ def convnext_downsample(x, out, eps=1e-06, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """convnext_tiny: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.Conv2D(96, 4, strides=4, name="stem_conv")(x)  # 56 x 56 x 96
+    x = layers.Conv2D(96, 4, strides=4, name="stem_conv")(inputs)  # 56 x 56 x 96
     x = layers.LayerNormalization(epsilon=1e-06, name="stem_norm")(x)  # 56 x 56 x 96
     x = convnext_stage(x, blocks=3, total=18, sd_prob=0.1, name="stage1")  # 56 x 56 x 96
     x = convnext_downsample(x, out=192, name="down1")  # 28 x 28 x 192

@@ -30,8 +30,7 @@ LOSS_WEIGHTS = {"main": 1.0}
 def build_model(input_shape=(1, 1, 100)):
     """dcgan_generator: input (N, 1, 1, 100) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.Conv2DTranspose(512, 4, use_bias=False, name="convt1")(x)  # 4 x 4 x 512
+    x = layers.Conv2DTranspose(512, 4, use_bias=False, name="convt1")(inputs)  # 4 x 4 x 512
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 4 x 4 x 512
     x = layers.ReLU(name="relu1")(x)  # 4 x 4 x 512
     x = layers.Conv2DTranspose(256, 4, strides=2, use_bias=False, name="convt2")(x)

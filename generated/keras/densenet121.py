@@ -64,8 +64,7 @@ def transition(x, reduction=0.5, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """densenet121: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv0_pad")(x)
+    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv0_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv0")(x)  # 112 x 112 x 64
     x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.9, name="norm0")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="relu0")(x)  # 112 x 112 x 64

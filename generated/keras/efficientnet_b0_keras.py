@@ -92,8 +92,7 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
 def build_model(input_shape=(224, 224, 3)):
     """efficientnet_b0_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)  # 112 x 112 x 32
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 32
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.Activation("silu", name="stem_activation")(x)  # 112 x 112 x 32
     x = effk_block(x, filters_in=32, filters_out=16, expand=1, name="block1a")  # 112 x 112 x 16

@@ -147,8 +147,7 @@ def effnet_stage(
 def build_model(input_shape=(288, 288, 3)):
     """efficientnet_b2: input (N, 288, 288, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = effnet_conv(x, out=32, kernel=3, stride=2, name="stem")  # 144 x 144 x 32
+    x = effnet_conv(inputs, out=32, kernel=3, stride=2, name="stem")  # 144 x 144 x 32
     x = effnet_stage(
         x, expand=1, kernel=3, out=16, blocks=2, total_blocks=23, width_mult=1.1, name="stage1"
     )  # 144 x 144 x 16

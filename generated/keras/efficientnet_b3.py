@@ -147,8 +147,7 @@ def effnet_stage(
 def build_model(input_shape=(300, 300, 3)):
     """efficientnet_b3: input (N, 300, 300, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = effnet_conv(x, out=40, kernel=3, stride=2, name="stem")  # 150 x 150 x 40
+    x = effnet_conv(inputs, out=40, kernel=3, stride=2, name="stem")  # 150 x 150 x 40
     x = effnet_stage(
         x, expand=1, kernel=3, out=16, blocks=2, total_blocks=26, width_mult=1.2, name="stage1"
     )  # 150 x 150 x 24

@@ -147,8 +147,7 @@ def effnet_stage(
 def build_model(input_shape=(380, 380, 3)):
     """efficientnet_b4: input (N, 380, 380, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = effnet_conv(x, out=48, kernel=3, stride=2, name="stem")  # 190 x 190 x 48
+    x = effnet_conv(inputs, out=48, kernel=3, stride=2, name="stem")  # 190 x 190 x 48
     x = effnet_stage(
         x, expand=1, kernel=3, out=16, blocks=2, total_blocks=32, width_mult=1.4, name="stage1"
     )  # 190 x 190 x 24

@@ -147,8 +147,7 @@ def effnet_stage(
 def build_model(input_shape=(456, 456, 3)):
     """efficientnet_b5: input (N, 456, 456, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = effnet_conv(x, out=48, kernel=3, stride=2, name="stem")  # 228 x 228 x 48
+    x = effnet_conv(inputs, out=48, kernel=3, stride=2, name="stem")  # 228 x 228 x 48
     x = effnet_stage(
         x, expand=1, kernel=3, out=16, blocks=3, total_blocks=39, width_mult=1.6, name="stage1"
     )  # 228 x 228 x 24

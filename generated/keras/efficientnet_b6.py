@@ -147,8 +147,7 @@ def effnet_stage(
 def build_model(input_shape=(528, 528, 3)):
     """efficientnet_b6: input (N, 528, 528, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = effnet_conv(x, out=56, kernel=3, stride=2, name="stem")  # 264 x 264 x 56
+    x = effnet_conv(inputs, out=56, kernel=3, stride=2, name="stem")  # 264 x 264 x 56
     x = effnet_stage(
         x, expand=1, kernel=3, out=16, blocks=3, total_blocks=45, width_mult=1.8, name="stage1"
     )  # 264 x 264 x 32

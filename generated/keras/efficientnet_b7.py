@@ -147,8 +147,7 @@ def effnet_stage(
 def build_model(input_shape=(600, 600, 3)):
     """efficientnet_b7: input (N, 600, 600, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = effnet_conv(x, out=64, kernel=3, stride=2, name="stem")  # 300 x 300 x 64
+    x = effnet_conv(inputs, out=64, kernel=3, stride=2, name="stem")  # 300 x 300 x 64
     x = effnet_stage(
         x, expand=1, kernel=3, out=16, blocks=4, total_blocks=55, width_mult=2.0, name="stage1"
     )  # 300 x 300 x 32

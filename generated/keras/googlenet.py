@@ -95,8 +95,7 @@ def build_model(input_shape=(224, 224, 3)):
     sorted-key order). inference_model(model) keeps the main output only.
     """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = conv_bn_act(x, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
+    x = conv_bn_act(inputs, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool1")(x)  # 56 x 56 x 64
     x = conv_bn_act(x, out=64, kernel=1, name="conv2")  # 56 x 56 x 64

@@ -105,8 +105,7 @@ def build_model(input_shape=(224, 224, 3)):
     sorted-key order). inference_model(model) keeps the main output only.
     """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = conv_bn_act(x, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
+    x = conv_bn_act(inputs, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
     pad_h = _pool_padding(x.shape[1], 3, 2, 0, 0, ceil=True)
     pad_w = _pool_padding(x.shape[2], 3, 2, 0, 0, ceil=True)
     x = layers.ZeroPadding2D((pad_h, pad_w), name="maxpool1_pad")(x)

@@ -213,8 +213,7 @@ def irv2_block8(x, up, factor=0.2, act=True, name=None):
 def build_model(input_shape=(299, 299, 3)):
     """inception_resnet_v2: input (N, 299, 299, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = irv2_conv(x, out=32, kernel=3, stride=2, name="conv1")  # 149 x 149 x 32
+    x = irv2_conv(inputs, out=32, kernel=3, stride=2, name="conv1")  # 149 x 149 x 32
     x = irv2_conv(x, out=32, kernel=3, name="conv2")  # 147 x 147 x 32
     x = irv2_conv(x, out=64, kernel=3, padding=1, name="conv3")  # 147 x 147 x 64
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)  # 73 x 73 x 64

@@ -189,8 +189,7 @@ def inception3_e(x, name=None):
 def build_model(input_shape=(299, 299, 3)):
     """inception_v3_keras: input (N, 299, 299, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = inception3_conv(x, out=32, kernel=3, stride=2, name="Conv2d_1a_3x3")  # 149 x 149 x 32
+    x = inception3_conv(inputs, out=32, kernel=3, stride=2, name="Conv2d_1a_3x3")  # 149 x 149 x 32
     x = inception3_conv(x, out=32, kernel=3, name="Conv2d_2a_3x3")  # 147 x 147 x 32
     x = inception3_conv(x, out=64, kernel=3, padding=1, name="Conv2d_2b_3x3")  # 147 x 147 x 64
     x = layers.MaxPooling2D(3, strides=2, name="maxpool1")(x)  # 73 x 73 x 64

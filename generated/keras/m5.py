@@ -39,8 +39,7 @@ def _pool_padding(size, kernel, stride, before, after, ceil):
 def build_model(input_shape=(32000, 1)):
     """m5: input (N, 32000, 1) NLC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding1D((38, 38), name="conv1_pad")(x)
+    x = layers.ZeroPadding1D((38, 38), name="conv1_pad")(inputs)
     x = layers.Conv1D(128, 80, strides=4, use_bias=False, name="conv1")(x)  # 8000 x 128
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 8000 x 128
     x = layers.ReLU(name="relu1")(x)  # 8000 x 128

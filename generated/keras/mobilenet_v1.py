@@ -50,8 +50,7 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """mobilenet_v1: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv1")(x)  # 112 x 112 x 32
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)  # 112 x 112 x 32
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="conv1_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(6.0, name="conv1_relu")(x)  # 112 x 112 x 32
     x = ds_conv(x, filters=64, name="ds1")  # 112 x 112 x 64

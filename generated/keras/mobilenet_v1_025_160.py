@@ -39,8 +39,7 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
 def build_model(input_shape=(160, 160, 3)):
     """mobilenet_v1_025_160: input (N, 160, 160, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv1")(x)  # 80 x 80 x 8
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)  # 80 x 80 x 8
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="conv1_bn")(x)  # 80 x 80 x 8
     x = layers.ReLU(6.0, name="conv1_relu")(x)  # 80 x 80 x 8
     x = ds_conv(x, filters=64, alpha=0.25, name="ds1")  # 80 x 80 x 16

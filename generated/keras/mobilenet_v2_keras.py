@@ -70,8 +70,7 @@ def mbv2k_stage(x, filters, blocks, stride=1, expansion=6, alpha=1.0, name=None)
 def build_model(input_shape=(224, 224, 3)):
     """mobilenet_v2_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)  # 112 x 112 x 32
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 32
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(6.0, name="stem_relu")(x)  # 112 x 112 x 32
     x = mbv2k_stage(x, filters=16, blocks=1, expansion=1, name="stage1")  # 112 x 112 x 16

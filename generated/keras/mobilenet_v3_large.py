@@ -118,8 +118,7 @@ def mbv3_classifier(x, hidden, classes=1000, dropout=0.2, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """mobilenet_v3_large: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = mbv3_conv(x, out=16, kernel=3, stride=2, act="HS", name="stem")  # 112 x 112 x 16
+    x = mbv3_conv(inputs, out=16, kernel=3, stride=2, act="HS", name="stem")  # 112 x 112 x 16
     x = mbv3_bneck(x, expanded=16, out=16, name="bneck1")  # 112 x 112 x 16
     x = mbv3_bneck(x, expanded=64, out=24, stride=2, name="bneck2")  # 56 x 56 x 24
     x = mbv3_bneck(x, expanded=72, out=24, name="bneck3")  # 56 x 56 x 24

@@ -91,8 +91,7 @@ def mbv3k_classifier(x, hidden, classes=1000, dropout=0.2, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """mobilenet_v3_small_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)  # 112 x 112 x 16
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 16
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 16
     x = layers.Activation("hard_swish", name="stem_act")(x)  # 112 x 112 x 16
     x = mbv3k_bneck(x, expanded=16, out=16, se=True, stride=2, name="bneck0")  # 56 x 56 x 16

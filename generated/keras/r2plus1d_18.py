@@ -97,8 +97,7 @@ def video_stage_2plus1d(x, planes, blocks, stride=1, name=None):
 def build_model(input_shape=(16, 112, 112, 3)):
     """r2plus1d_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="stem_spatial_pad")(x)
+    x = layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="stem_spatial_pad")(inputs)
     x = layers.Conv3D(45, (1, 7, 7), strides=(1, 2, 2), use_bias=False, name="stem_spatial")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_spatial_bn")(x)
     x = layers.ReLU(name="stem_relu1")(x)

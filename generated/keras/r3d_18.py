@@ -95,8 +95,7 @@ def video_stage(x, planes, blocks, stride=1, temporal=3, name=None):
 def build_model(input_shape=(16, 112, 112, 3)):
     """r3d_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding3D(((1, 1), (3, 3), (3, 3)), name="stem_conv_pad")(x)
+    x = layers.ZeroPadding3D(((1, 1), (3, 3), (3, 3)), name="stem_conv_pad")(inputs)
     x = layers.Conv3D(64, (3, 7, 7), strides=(1, 2, 2), use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)  # 16 x 56 x 56 x 64

@@ -98,8 +98,7 @@ def regnet_stage(x, out, depth, stride=2, group_width=1, bottleneck_multiplier=1
 def build_model(input_shape=(224, 224, 3)):
     """regnet_x_400mf: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(x)
+    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="stem_conv")(x)  # 112 x 112 x 32
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(name="stem_relu")(x)  # 112 x 112 x 32

@@ -81,8 +81,7 @@ def resnet_v1_stage(x, filters, blocks, stride=2, name=None):
 def build_model(input_shape=(224, 224, 3)):
     """resnet50_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(x)  # 230 x 230 x 3
+    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)  # 230 x 230 x 3
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)  # 112 x 112 x 64
     x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name="conv1_bn")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="conv1_relu")(x)  # 112 x 112 x 64

@@ -61,8 +61,7 @@ def bottleneck_stage(x, planes, blocks, stride=1, groups=1, base_width=64, name=
 def build_model(input_shape=(224, 224, 3)):
     """wide_resnet50_2: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(x)
+    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1")(x)  # 112 x 112 x 64
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="relu")(x)  # 112 x 112 x 64

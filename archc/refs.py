@@ -1,0 +1,118 @@
+"""References between outputs: ``from:``, ``outputs:`` and ``upsample: {like:}``.
+
+A reference names an earlier output of the same *class*: the network, or one block's body (each becomes one class
+in PyTorch, one function in Keras). What a class's items can read is its inputs (the network's ``input: {name:}``;
+a block's ``inputs: [main, other, ...]``) and the items of its own level, through unnamed seqs and residuals, once
+they are made: resolution is lexical and earlier-only, so references never make a cycle. Items inside a nested
+level (a named seq, a merge's branch, a loop's body, a head) are one module in PyTorch; a reference neither reads
+from there nor is read there. A block is how a part with several inputs is written (a U-Net's up step and its
+skip): ``inputs: [x, skip]`` in the block, ``from: {skip: enc4}`` at the call, as torchvision's and timm's
+``forward(self, x, skip)`` modules are.
+
+:class:`Scope` is one class's names while its template is built; the instances read the shapes of what the names
+name from the lowering's ``live`` frames (:meth:`archc.lower.Lowerer.live`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ArchcError, Loc, suggest
+from .expr import Expr
+from .loader import loc_of
+
+
+@dataclass(frozen=True)
+class Target:
+    """A name a reference can read: an item of the class's own level, or one of the class's inputs."""
+
+    key: str
+    width: Expr  # in the class's terms
+    loc: Loc | None
+    what: str  # for messages: "item 'enc1'", "input 'skip'"
+    conditional: bool = False
+
+
+class Scope:
+    """The names one class's items can read, in the order they are made."""
+
+    def __init__(self, where: str, inputs: dict[str, Target], raw_body=None):
+        self.where = where  # "the network", "block 'up'"
+        self.inputs = dict(inputs)
+        self.known: dict[str, Target] = dict(inputs)
+        self.raw_body = raw_body  # the class's raw items, to say where a later name is defined
+        self.used: set[str] = set()  # keys read by some reference (what the emitters keep in named locals)
+
+    def define(self, name: str, width: Expr, loc: Loc | None, conditional: bool) -> None:
+        if name in self.inputs:
+            raise ArchcError(
+                f"'{name}' is the name of {self.inputs[name].what} of {self.where}; name this item otherwise",
+                loc,
+                notes=[(self.inputs[name].loc, f"{self.inputs[name].what} is named here")],
+            )
+        self.known[name] = Target(name, width, loc, f"item '{name}'", conditional)
+
+    def resolve(self, ref: str, loc: Loc | None, reader: str | None = None) -> Target:
+        """The target ``ref`` names, or a located error saying what is wrong with it (and where the name is)."""
+        head, _, rest = ref.partition(".")
+        if ref == reader:
+            raise ArchcError(f"'{ref}' is this item: a reference reads an earlier output", loc)
+        if head in self.known and rest:
+            t = self.known[head]
+            raise ArchcError(
+                f"'{ref}' reaches inside {t.what}: a reference reads an item of {self.where}'s own level (through "
+                "unnamed seqs), or its input; the part is one module, its inside is not an output. Drop the part's "
+                "name to make its items this level's, or make it a block",
+                loc,
+                notes=[(t.loc, f"{t.what} is here")],
+            )
+        if head in self.known:
+            t = self.known[head]
+            if t.conditional:
+                raise ArchcError(
+                    f"'{ref}' names {t.what}, which is built only when its 'if:' (or that of a part around it) "
+                    "holds; a reference reads an output that is always there",
+                    loc,
+                    notes=[(t.loc, f"{t.what} is here")],
+                )
+            self.used.add(t.key)
+            return t
+        later = _find_name(self.raw_body, head)
+        if later is not None and later != loc:
+            raise ArchcError(
+                f"'{ref}' is not an earlier output here: it is defined later, or inside a nested part, at {later}; "
+                "a reference reads an earlier output of its own level",
+                loc,
+                notes=[(later, f"'{head}' is defined here")],
+            )
+        names = sorted(self.known)
+        can = f" (earlier outputs here: {', '.join(names)})" if names and len(names) <= 12 else ""
+        raise ArchcError(f"unknown output '{ref}' in {self.where}{suggest(head, names)}{can}", loc)
+
+
+def nested_error(loc: Loc | None, what: str) -> ArchcError:
+    return ArchcError(
+        f"{what} inside a nested part (a named seq, a merge's branch, a repeat's or dense_connect's body, or a "
+        "head): references are read by the items of the network's own level or of a block's body (through unnamed "
+        "seqs); drop the enclosing part's name, or make the part a block with `inputs:`",
+        loc,
+    )
+
+
+def _find_name(raw, name: str, depth: int = 0) -> Loc | None:
+    """Where ``name: NAME`` is written in ``raw`` (a class's raw items), or None."""
+    if raw is None or depth > 64:
+        return None
+    if isinstance(raw, dict):
+        if raw.get("name") == name:
+            return loc_of(raw, "name")
+        for v in raw.values():
+            found = _find_name(v, name, depth + 1)
+            if found is not None:
+                return found
+    elif isinstance(raw, list):
+        for v in raw:
+            found = _find_name(v, name, depth + 1)
+            if found is not None:
+                return found
+    return None
