@@ -99,6 +99,11 @@ def analyze(model: ir.Model) -> Report:
                 rows.append(Row(node.path, ops.leaf_kind(node), node.out_shape, tr, nt, macs_of(node)))
     outputs = {"main": model.body.out_shape}
     weights = {"main": model.loss_weight}
+    if model.outputs:  # the named outputs (a dict in the generated models), each with the main loss weight
+        shapes = {n.path: n.out_shape for n in ir.walk(model.body)}
+        shapes.update({model.input_name: model.input_shape} if model.input_name else {})
+        outputs = {name: shapes[key] for name, key in model.outputs}
+        weights = dict.fromkeys(outputs, model.loss_weight)
     for h in model.heads:
         outputs[h.name] = h.body.out_shape
         weights[h.name] = h.loss_weight

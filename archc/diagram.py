@@ -186,6 +186,7 @@ class _Builder:
         self.g = Graph()
         self.stack = [self.g.root]
         self.used_ids: set[str] = set()
+        self.made: dict[str, list] = {}  # IR path -> the exits of its drawing (what a reference to it reads)
 
     # -- primitives
     def _html_id(self, base: str) -> str:
@@ -257,7 +258,20 @@ class _Builder:
 
     # -- the walk
     def emit(self, node: ir.Node, srcs: list, budget: int, free: bool = False) -> list:
-        """Draw ``node`` fed by ``srcs`` ((node name, shape, edge style) triples); returns its exits."""
+        """Draw ``node`` fed by ``srcs`` ((node name, shape, edge style) triples); returns its exits. A node that
+        reads earlier outputs by name (``from:``) is fed from where they were made: an edge, not a cluster."""
+        if node.src and node.src[0] and not (isinstance(node, ir.Merge) and not node.branches):
+            srcs = self.made.get(node.src[0], srcs)
+        exits = self._emit(node, srcs, budget, free)
+        self.made[node.path] = exits
+        return exits
+
+    def _emit(self, node: ir.Node, srcs: list, budget: int, free: bool = False) -> list:
+        if isinstance(node, ir.Merge) and not node.branches and node.src:  # named outputs merged
+            m = self.node(f"node-{node.path}-merge", html_escape(node.mode), "merge", "ellipse")
+            for s in node.src:
+                self.connect(self.made.get(s, srcs), m)
+            return [(m, node.out_shape, "")]
         if ir.is_leaf(node):
             n = self.node("node-" + node.path, self.title(node.name, leaf_text(node)), _color_key(node), ir_node=node)
             self.connect(srcs, n)
@@ -273,6 +287,9 @@ class _Builder:
                 return [(n, node.out_shape, "")]
             budget -= 1
         if isinstance(node, ir.Call):
+            inputs = self.model.block(node.block).inputs
+            if inputs:  # its main input, as references inside it record it
+                self.made[f"{node.path}.<{inputs[0]}>"] = srcs
             self.open("cluster-" + node.path, self.cluster_text(node))
             body = node.body
             inner = body.children[0] if len(body.children) == 1 else None
@@ -355,12 +372,19 @@ class _Builder:
         m = self.model
         inp = self.node("input", f"<b>input</b><br/>{fmt_shape(m.input_shape)}", "io", "oval")
         srcs = [(inp, m.input_shape, "")]
+        self.made["<input>"] = srcs  # (the network input, as the references to it are recorded)
         exits_at = {}
         for item in m.body.children:
             srcs = self.emit(item, srcs, self.budget)
             exits_at[item.path] = srcs
-        out = self.node("output-main", f"<b>output</b><br/>loss weight {m.loss_weight:g}", "io", "oval")
-        self.connect(srcs, out)
+        if m.outputs:  # several outputs, each from where it was made
+            for name, key in m.outputs:
+                path = "<input>" if key == m.input_name else key
+                o = self.node(f"output-{name}", f"<b>output {html_escape(name)}</b>", "io", "oval")
+                self.connect(self.made.get(path, srcs), o)
+        else:
+            out = self.node("output-main", f"<b>output</b><br/>loss weight {m.loss_weight:g}", "io", "oval")
+            self.connect(srcs, out)
         for head in m.heads:
             self.open(
                 "cluster-head-" + head.name,

@@ -53,7 +53,8 @@ class Node:
     in_shape: Shape
     out_shape: Shape
     # the paths of the earlier outputs this node reads (``from:``), in order; empty: the previous node's output.
-    # An input of the network or of a block is ``<input>`` / ``<call path>.<input name>``.
+    # The network's input is ``<input>``; a block's main input read from the previous item ``<call path>.<NAME>``;
+    # a call's own entry '' is its main input read from the previous item.
     src: tuple[str, ...] = ()
 
 

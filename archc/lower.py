@@ -55,6 +55,7 @@ MAX_REPEAT = 50_000
 
 GENERATED_ATTRS = frozenset({"loss_weights"})  # the generated model class's LOSS_WEIGHTS
 
+INPUT_PATH = "<input>"  # the path references to the network's input record (ir.Node.src)
 WIDTH_PREFIX = "__w"  # names of running widths (ir.TNode.lets); spec names cannot start with '__'
 MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
 
@@ -846,7 +847,7 @@ class Lowerer:
         frame = {}
         for i, inp in enumerate(bdef.inputs):
             key = t.src[i] if i < len(t.src) else ""
-            src_path, src_shape, src_loc = self.live[-1][key] if key else ("", shape, t.loc)
+            src_path, src_shape, src_loc = self.live[-1][key] if key else (f"{path}.<{inp}>", shape, t.loc)
             frame[inp] = (src_path, src_shape, src_loc)
             if i:
                 inner[f"{inp}_channels"] = src_shape[-1]
@@ -890,7 +891,7 @@ class Lowerer:
             outputs = self.resolve_outputs(net_refs)
         finally:
             self.ref_scopes.pop()
-        self.live.append({n: ("", in_shape, t.loc) for n, t in net_refs.inputs.items()})
+        self.live.append({n: (INPUT_PATH, in_shape, t.loc) for n, t in net_refs.inputs.items()})
         body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[-1], ORIGINS: NETWORK}, in_shape, "")
         self.live.pop()
         heads = self.lower_heads(scope, ctx, body) if include_top else []  # a headless model has no aux heads

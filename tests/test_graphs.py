@@ -25,7 +25,8 @@ HEAD = "name: g\ninput: {name: image, height: 16, width: 16, channels: 3}\n"
 
 CASES = {
     # a long skip over a stride-2 step and back up, concatenated (a U-Net level)
-    "unet_level": HEAD + """
+    "unet_level": HEAD
+    + """
 network:
   - conv: {name: enc, out: 4, kernel: 3, padding: 1}
   - relu: {name: act}
@@ -36,7 +37,8 @@ network:
   - conv: {out: 2, kernel: 1}
 """,
     # an item reads an earlier output and the network's input; add and mul of named outputs
-    "from_and_input": HEAD + """
+    "from_and_input": HEAD
+    + """
 network:
   - conv: {name: a, out: 4, kernel: 3, padding: 1}
   - conv: {name: b, from: image, out: 4, kernel: 1}
@@ -45,7 +47,8 @@ network:
   - mul: {from: [gate, a]}
 """,
     # a saved output followed by what PyTorch would do in place (a ReLU, a residual's +=): it must not change
-    "in_place_after_a_saved_output": HEAD + """
+    "in_place_after_a_saved_output": HEAD
+    + """
 network:
   - conv: {name: a, out: 3, kernel: 3, padding: 1}
   - relu
@@ -58,7 +61,8 @@ network:
 """,
     # a block with two inputs (its second by name at the call), resized to the other's size (an FPN's top-down
     # step), and several outputs, one of them the network's input branch
-    "two_inputs_like_and_outputs": HEAD + """
+    "two_inputs_like_and_outputs": HEAD
+    + """
 blocks:
   merge_up:
     params: {out: null}
@@ -78,7 +82,8 @@ network:
 outputs: {fine: back, coarse: r2, side: side}
 """,
     # a block reads its own main input by name (a hand-written shortcut), and a block reused at two levels
-    "block_reads_its_input": HEAD + """
+    "block_reads_its_input": HEAD
+    + """
 blocks:
   shortcut_cat:
     params: {out: null}
@@ -94,7 +99,8 @@ network:
   - shortcut_cat: {out: 5}
 """,
     # outputs of a headless model (timm's features_only): the stages, without the classifier
-    "features_only": HEAD + """
+    "features_only": HEAD
+    + """
 params: {classes: 10}
 network:
   - conv: {name: stage1, out: 4, kernel: 3, stride: 2, padding: 1}
@@ -254,8 +260,7 @@ ERRORS = {
         5,
     ),
     "missing_block_input": (
-        "blocks:\n  up:\n    inputs: [x, skip]\n    body: [concat: {from: [skip, x]}]\n"
-        "network:\n  - up\n",
+        "blocks:\n  up:\n    inputs: [x, skip]\n    body: [concat: {from: [skip, x]}]\nnetwork:\n  - up\n",
         "block 'up' needs its input 'skip'",
         8,
     ),

@@ -95,6 +95,11 @@ ROWS = {
         "Inception-ResNet-v2, keras.applications' layout (residuals scaled by 0.17, 0.1, 0.2)",
         KAW.format("InceptionResNetV2"),
     ),
+    # graphs: skips by name (`from:`), several outputs
+    "unet": (
+        "U-Net (Ronneberger et al. 2015), 'same'-padding BN variant; each skip one `from:`",
+        REF.format("unet.py"),
+    ),
 }
 
 
