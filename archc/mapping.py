@@ -91,6 +91,7 @@ class Mapping:
     specs: tuple[str, ...] = ()  # archc specs the mapping is checked for
     builder: dict | None = None  # keras.applications: {call: NAME or {spec: NAME}, args: {arg: value or "$param"}}
     ignore: tuple[str, ...] = ()  # source layers that are not part of the network (preprocessing)
+    covers: tuple[str, ...] = ()  # other families whose blocks its models use (segmentation: resnet's)
 
     def names(self, keys) -> dict[str, str]:
         """Generated state_dict key -> the source framework's key, for every key; one-to-one."""
@@ -183,6 +184,7 @@ def load_mapping(path: Path, source: str = "torchvision") -> Mapping:
         specs=_names(body.get("specs"), file, "specs"),
         builder=_builder(body.get("builder"), file),
         ignore=_names(body.get("ignore"), file, "ignore"),
+        covers=_names(body.get("covers"), file, "covers"),
     )
 
 
@@ -204,6 +206,8 @@ def mapping_for(model: ir.Model, source: str = "torchvision") -> Mapping:
     folder = STDLIB_DIR / FOLDERS[source]
     have = sorted(p.stem for p in folder.glob("*.yaml"))
     found = [f for f in fams if f in have]
+    covered = {c for f in found for c in load_mapping(folder / f"{f}.yaml", source).covers}
+    found = [f for f in found if f not in covered]  # a family whose models embed another's names it too
     where = Loc(model.spec_file, 1, 1)
     if not found:
         used = ", ".join(fams) if fams else "none"

@@ -598,6 +598,7 @@ def test_every_mapping_file_loads_and_names_its_models():
         "mobilenetv3",
         "regnet",
         "resnet",
+        "segmentation",
         "shufflenetv2",
         "squeezenet",
         "vgg",
@@ -610,9 +611,10 @@ def test_every_mapping_file_loads_and_names_its_models():
 
 
 def test_every_model_a_mapping_names_is_checked_here():
+    from tests.test_segmentation import MODELS  # segmentation models: their dicts are checked there
     from tests.test_zoo_ranks import VIDEO  # the video ResNets: their clips are checked there
 
-    builders = {b for _, _, b, _ in CASES.values()} | set(VIDEO)
+    builders = {b for _, _, b, _ in CASES.values()} | set(VIDEO) | set(MODELS.values())
     for f in sorted((ROOT / "archc" / "stdlib" / "torchvision").glob("*.yaml")):
         assert set(load_mapping(f).models) <= builders, f.name
 

@@ -100,6 +100,14 @@ ROWS = {
         "U-Net (Ronneberger et al. 2015), 'same'-padding BN variant; each skip one `from:`",
         REF.format("unet.py"),
     ),
+    "fcn_resnet50": (
+        "FCN-ResNet50: dilated stages, FCNHead, resized to the input (a dict `out`)",
+        TV.format("fcn_resnet50") + " (segmentation, at two sizes)",
+    ),
+    "deeplabv3_resnet50": (
+        "DeepLabV3-ResNet50: ASPP, its image pooling resized `like:` its input",
+        TV.format("deeplabv3_resnet50") + " (segmentation, at two sizes)",
+    ),
 }
 
 

@@ -16,7 +16,25 @@ from keras import layers
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, name=None):
+def _explicit_padding(x, padding, name):
+    """Keras has only 'same' and 'valid': other padding becomes a ZeroPadding2D before a 'valid' layer (an integer,
+    one entry per spatial axis: an integer or (before, after), or (top, bottom, left, right)).
+    """
+    if isinstance(padding, str):
+        return (x, padding)
+    rank = len(x.shape) - 2
+    if isinstance(padding, int):
+        padding = [padding] * rank
+    if len(padding) == 4 and rank == 2:
+        padding = [padding[:2], padding[2:]]
+    pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
+    if not any(sum(pairs, ())):
+        return (x, "valid")
+    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
+
+
+def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilation=1, name=None):
     """Bottleneck (ResNet-50 and deeper): 1x1 conv (width) - BN - ReLU - 3x3 conv (width, stride, groups) - BN - ReLU -
     1x1 conv (planes * 4) - BN, plus the input (projected by a strided 1x1 conv - BN when the shape changes), then
     ReLU. width = planes * base_width / 64 * groups (ResNeXt, wide ResNet).
@@ -30,8 +48,17 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, name=N
     x = layers.Conv2D(conv1_channels, 1, use_bias=False, name=f"{name}_conv1")(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_conv2_pad")(x)
-    x = layers.Conv2D(conv1_channels, 3, strides=stride, groups=groups, use_bias=False, name=f"{name}_conv2")(x)
+    x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
+    x = layers.Conv2D(
+        conv1_channels,
+        3,
+        strides=stride,
+        padding=keras_padding,
+        dilation_rate=dilation,
+        groups=groups,
+        use_bias=False,
+        name=f"{name}_conv2",
+    )(x)
     x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
     x = layers.Conv2D(conv3_channels, 1, use_bias=False, name=f"{name}_conv3")(x)
@@ -46,14 +73,26 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, name=N
     return x
 
 
-def bottleneck_stage(x, planes, blocks, stride=1, groups=1, base_width=64, name=None):
-    """A stage of bottlenecks; the first may change the stride and width, the rest repeat it.
+def bottleneck_stage(x, planes, blocks, stride=1, groups=1, base_width=64, dilation=1, first_dilation=1, name=None):
+    """A stage of bottlenecks; the first may change the stride and width, the rest repeat it. A dilated stage
+    (torchvision's replace_stride_with_dilation, for segmentation) has stride 1 and 3x3 convs dilated by `dilation`,
+    its first block keeping the previous stage's (`first_dilation`).
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x = bottleneck(x, planes=planes, stride=stride, groups=groups, base_width=base_width, name=f"{name}_first")
+    x = bottleneck(
+        x,
+        planes=planes,
+        stride=stride,
+        groups=groups,
+        base_width=base_width,
+        dilation=first_dilation,
+        name=f"{name}_first",
+    )
     for i in range(blocks - 1):
-        x = bottleneck(x, planes=planes, groups=groups, base_width=base_width, name=f"{name}_rest_{i}_block")
+        x = bottleneck(
+            x, planes=planes, groups=groups, base_width=base_width, dilation=dilation, name=f"{name}_rest_{i}_block"
+        )
     return x
 
 

@@ -25,7 +25,7 @@ class Bottleneck(nn.Module):
     ReLU. width = planes * base_width / 64 * groups (ResNeXt, wide ResNet).
     """
 
-    def __init__(self, in_channels, planes, stride=1, groups=1, base_width=64, expansion=4):
+    def __init__(self, in_channels, planes, stride=1, groups=1, base_width=64, expansion=4, dilation=1):
         super().__init__()
         conv1_channels = int(planes * (base_width / 64)) * groups
         conv3_channels = planes * expansion
@@ -33,7 +33,14 @@ class Bottleneck(nn.Module):
         self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
-            conv1_channels, conv1_channels, kernel_size=3, stride=stride, padding=1, groups=groups, bias=False
+            conv1_channels,
+            conv1_channels,
+            kernel_size=3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
         )
         self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
         self.relu2 = nn.ReLU(inplace=True)
@@ -68,15 +75,24 @@ class Bottleneck(nn.Module):
 
 
 class BottleneckStage(nn.Module):
-    """A stage of bottlenecks; the first may change the stride and width, the rest repeat it."""
+    """A stage of bottlenecks; the first may change the stride and width, the rest repeat it. A dilated stage
+    (torchvision's replace_stride_with_dilation, for segmentation) has stride 1 and 3x3 convs dilated by `dilation`,
+    its first block keeping the previous stage's (`first_dilation`).
+    """
 
-    def __init__(self, in_channels, planes, blocks, stride=1, groups=1, base_width=64):
+    def __init__(self, in_channels, planes, blocks, stride=1, groups=1, base_width=64, dilation=1, first_dilation=1):
         super().__init__()
-        self.first = Bottleneck(in_channels, planes=planes, stride=stride, groups=groups, base_width=base_width)
+        self.first = Bottleneck(
+            in_channels, planes=planes, stride=stride, groups=groups, base_width=base_width, dilation=first_dilation
+        )
         self.rest = nn.Sequential(
             *[
                 nn.Sequential(
-                    OrderedDict(block=Bottleneck(planes * 4, planes=planes, groups=groups, base_width=base_width))
+                    OrderedDict(
+                        block=Bottleneck(
+                            planes * 4, planes=planes, groups=groups, base_width=base_width, dilation=dilation
+                        )
+                    )
                 )
                 for _ in range(blocks - 1)
             ]

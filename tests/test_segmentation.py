@@ -1,0 +1,117 @@
+"""The segmentation zoo against torchvision.models.segmentation (weights=None, weights_backbone=None, aux_loss=False).
+
+For each spec: the counts equal torchvision's model's; torchvision's model with random weights and random BN
+statistics -> ``torch.save(state_dict)`` -> ``archc convert-weights ... --from torchvision`` -> the generated PyTorch
+model (.pt) and Keras model (.weights.h5) -> the same ``out`` (a dict, as torchvision's) at the spec's size and at
+another (the final resize follows the size the model is called with). PyTorch in float32 against torchvision's
+float32 (the same operations: <= 1e-5 relative); Keras in float64 against torchvision's float64 copy (the same
+float32 weights, exactly representable: a right mapping agrees to float64 rounding, <= 1e-9).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from archc.convert import load_generated
+from archc.pipeline import compile_spec
+from tests.test_torchvision import keras_floatx, randomize, rel_err
+
+TORCH_TOL = 1e-5
+FLOAT64_TOL = 1e-9
+SIZE, OTHER = 64, 97  # the spec built at SIZE; called at SIZE and OTHER (PyTorch), built at OTHER too (Keras)
+
+# stem -> torchvision builder (torchvision.models.segmentation)
+MODELS = {"fcn_resnet50": "fcn_resnet50", "deeplabv3_resnet50": "deeplabv3_resnet50"}
+
+
+@pytest.fixture(scope="module")
+def reference(torchvision, tmp_path_factory):
+    import torch
+
+    folder = tmp_path_factory.mktemp("segmentation")
+    made: dict = {}
+
+    def get(stem: str):
+        if stem not in made:
+            made.clear()  # one model in memory at a time
+            torch.manual_seed(0)
+            builder = getattr(torchvision.models.segmentation, MODELS[stem])
+            net = randomize(builder(weights=None, weights_backbone=None, aux_loss=False), seed=1)
+            ckpt = folder / f"{stem}.pt"
+            torch.save(net.state_dict(), ckpt)
+            made[stem] = (net, ckpt)
+        return made[stem]
+
+    return get
+
+
+def _outputs(net, x):
+    import torch
+
+    with torch.no_grad():
+        y = net(torch.from_numpy(x))
+    assert list(y) == ["out"]
+    return y["out"].numpy()
+
+
+def _input(size: int, dtype=np.float32):
+    return np.random.default_rng(size).normal(size=(2, 3, size, size)).astype(dtype)
+
+
+@pytest.mark.parametrize("stem", sorted(MODELS))
+def test_counts_are_torchvisions(stem, reference):
+    from archc.analysis import analyze
+
+    net, _ = reference(stem)
+    report = analyze(compile_spec(f"specs/{stem}.yaml"))
+    params = sum(p.numel() for p in net.parameters())
+    stats = sum(b.numel() for n, b in net.named_buffers() if n.endswith(("running_mean", "running_var")))
+    assert (report.trainable, report.non_trainable) == (params, stats)
+
+
+@pytest.mark.parametrize("stem", sorted(MODELS))
+def test_from_torchvision_to_generated_torch_at_two_sizes(stem, reference, cli, tmp_path):
+    import torch
+
+    net, ckpt = reference(stem)
+    dst = tmp_path / "generated.pt"
+    r = cli("convert-weights", f"specs/{stem}.yaml", ckpt, dst, "--from", "torchvision", "--set", f"size={SIZE}")
+    assert r.code == 0, r.err
+    model = compile_spec(f"specs/{stem}.yaml", [f"size={SIZE}"])
+    ours = load_generated(model, "torch").build_model()
+    ours.load_state_dict(torch.load(dst, weights_only=True), strict=True)
+    ours.eval()
+    for size in (SIZE, OTHER):  # built for SIZE; the resize to the input follows the size it is called with
+        x = _input(size)
+        ref, y = _outputs(net, x), _outputs(ours, x)
+        assert y.shape == ref.shape == (2, 21, size, size)
+        assert rel_err(ref[0], ref[1]) > 1e-3  # two inputs give two outputs: the comparison can fail
+        assert rel_err(ref, y) <= TORCH_TOL
+
+
+@pytest.mark.parametrize("stem", sorted(MODELS))
+def test_from_torchvision_to_generated_keras_at_two_sizes(stem, reference, cli, tmp_path):
+    pytest.importorskip("keras")
+    import torch
+
+    net, ckpt = reference(stem)
+    net64 = copy.deepcopy(net).double()
+    for size in (SIZE, OTHER):
+        h5 = tmp_path / f"generated_{size}.weights.h5"
+        argv = ["convert-weights", f"specs/{stem}.yaml", ckpt, h5, "--from", "torchvision", "--set", f"size={size}"]
+        r = cli(*argv)
+        assert r.code == 0, r.err
+        x = _input(size, np.float64)
+        with torch.no_grad():
+            ref = net64(torch.from_numpy(x))["out"].numpy()
+        with keras_floatx("float64"):
+            kmodel = load_generated(compile_spec(f"specs/{stem}.yaml", [f"size={size}"]), "keras").build_model()
+            kmodel.load_weights(h5)
+            y = kmodel(x.transpose(0, 2, 3, 1), training=False)
+        assert sorted(y) == ["out"]
+        y = np.moveaxis(np.asarray(y["out"]), -1, 1)
+        assert y.shape == ref.shape
+        assert rel_err(ref, y) <= FLOAT64_TOL
