@@ -1,11 +1,15 @@
-"""The segmentation zoo against torchvision.models.segmentation (weights=None, weights_backbone=None, aux_loss=False).
+"""Models with several or dict outputs against torchvision: torchvision.models.segmentation's (weights=None,
+weights_backbone=None, aux_loss=False) and the ResNet-50-FPN backbone of its detectors
+(detection.backbone_utils.resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=BatchNorm2d,
+trainable_layers=5)).
 
 For each spec: the counts equal torchvision's model's; torchvision's model with random weights and random BN
 statistics -> ``torch.save(state_dict)`` -> ``archc convert-weights ... --from torchvision`` -> the generated PyTorch
-model (.pt) and Keras model (.weights.h5) -> the same ``out`` (a dict, as torchvision's) at the spec's size and at
-another (the final resize follows the size the model is called with). PyTorch in float32 against torchvision's
-float32 (the same operations: <= 1e-5 relative); Keras in float64 against torchvision's float64 copy (the same
-float32 weights, exactly representable: a right mapping agrees to float64 rounding, <= 1e-9).
+model (.pt) and Keras model (.weights.h5) -> the same outputs (a dict, as torchvision's, its keys in its order) at
+the spec's size and at another (a segmentation model's final resize follows the size it is called with). PyTorch
+in float32 against torchvision's float32 (the same operations: <= 1e-5 relative); Keras in float64 against
+torchvision's float64 copy (the same float32 weights, exactly representable: a right mapping agrees to float64
+rounding, <= 1e-9).
 """
 
 from __future__ import annotations
@@ -23,8 +27,26 @@ TORCH_TOL = 1e-5
 FLOAT64_TOL = 1e-9
 SIZE, OTHER = 64, 97  # the spec built at SIZE; called at SIZE and OTHER (PyTorch), built at OTHER too (Keras)
 
-# stem -> torchvision builder (torchvision.models.segmentation)
-MODELS = {"fcn_resnet50": "fcn_resnet50", "deeplabv3_resnet50": "deeplabv3_resnet50"}
+# stem -> torchvision builder (torchvision.models.segmentation, or the FPN backbone's)
+MODELS = {
+    "fcn_resnet50": "fcn_resnet50",
+    "deeplabv3_resnet50": "deeplabv3_resnet50",
+    "resnet50_fpn": "resnet_fpn_backbone",
+}
+KEYS = {"resnet50_fpn": ["0", "1", "2", "3", "pool"]}  # the outputs' names (segmentation: "out")
+
+
+def build_reference(torchvision, stem: str):
+    import torch
+
+    if stem == "resnet50_fpn":
+        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+        return resnet_fpn_backbone(
+            backbone_name="resnet50", weights=None, norm_layer=torch.nn.BatchNorm2d, trainable_layers=5
+        )
+    builder = getattr(torchvision.models.segmentation, MODELS[stem])
+    return builder(weights=None, weights_backbone=None, aux_loss=False)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +60,7 @@ def reference(torchvision, tmp_path_factory):
         if stem not in made:
             made.clear()  # one model in memory at a time
             torch.manual_seed(0)
-            builder = getattr(torchvision.models.segmentation, MODELS[stem])
-            net = randomize(builder(weights=None, weights_backbone=None, aux_loss=False), seed=1)
+            net = randomize(build_reference(torchvision, stem), seed=1)
             ckpt = folder / f"{stem}.pt"
             torch.save(net.state_dict(), ckpt)
             made[stem] = (net, ckpt)
@@ -48,13 +69,14 @@ def reference(torchvision, tmp_path_factory):
     return get
 
 
-def _outputs(net, x):
+def _outputs(net, x, stem):
+    """The outputs, concatenated flat in their order (their names checked)."""
     import torch
 
     with torch.no_grad():
         y = net(torch.from_numpy(x))
-    assert list(y) == ["out"]
-    return y["out"].numpy()
+    assert list(y) == KEYS.get(stem, ["out"])
+    return np.concatenate([v.numpy().reshape(len(x), -1) for v in y.values()], axis=1)
 
 
 def _input(size: int, dtype=np.float32):
@@ -86,8 +108,8 @@ def test_from_torchvision_to_generated_torch_at_two_sizes(stem, reference, cli, 
     ours.eval()
     for size in (SIZE, OTHER):  # built for SIZE; the resize to the input follows the size it is called with
         x = _input(size)
-        ref, y = _outputs(net, x), _outputs(ours, x)
-        assert y.shape == ref.shape == (2, 21, size, size)
+        ref, y = _outputs(net, x, stem), _outputs(ours, x, stem)
+        assert y.shape == ref.shape
         assert rel_err(ref[0], ref[1]) > 1e-3  # two inputs give two outputs: the comparison can fail
         assert rel_err(ref, y) <= TORCH_TOL
 
@@ -95,7 +117,6 @@ def test_from_torchvision_to_generated_torch_at_two_sizes(stem, reference, cli, 
 @pytest.mark.parametrize("stem", sorted(MODELS))
 def test_from_torchvision_to_generated_keras_at_two_sizes(stem, reference, cli, tmp_path):
     pytest.importorskip("keras")
-    import torch
 
     net, ckpt = reference(stem)
     net64 = copy.deepcopy(net).double()
@@ -105,13 +126,13 @@ def test_from_torchvision_to_generated_keras_at_two_sizes(stem, reference, cli, 
         r = cli(*argv)
         assert r.code == 0, r.err
         x = _input(size, np.float64)
-        with torch.no_grad():
-            ref = net64(torch.from_numpy(x))["out"].numpy()
+        ref = _outputs(net64, x, stem)
         with keras_floatx("float64"):
             kmodel = load_generated(compile_spec(f"specs/{stem}.yaml", [f"size={size}"]), "keras").build_model()
             kmodel.load_weights(h5)
             y = kmodel(x.transpose(0, 2, 3, 1), training=False)
-        assert sorted(y) == ["out"]
-        y = np.moveaxis(np.asarray(y["out"]), -1, 1)
+        keys = KEYS.get(stem, ["out"])
+        assert sorted(y) == sorted(keys)
+        y = np.concatenate([np.moveaxis(np.asarray(y[k]), -1, 1).reshape(len(x), -1) for k in keys], axis=1)
         assert y.shape == ref.shape
         assert rel_err(ref, y) <= FLOAT64_TOL

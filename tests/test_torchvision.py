@@ -592,6 +592,7 @@ def test_every_mapping_file_loads_and_names_its_models():
         "convnext",
         "densenet",
         "efficientnet",
+        "fpn",
         "inception",
         "inception_v3",
         "mobilenetv2",

@@ -108,6 +108,10 @@ ROWS = {
         "DeepLabV3-ResNet50: ASPP, its image pooling resized `like:` its input",
         TV.format("deeplabv3_resnet50") + " (segmentation, at two sizes)",
     ),
+    "resnet50_fpn": (
+        "ResNet-50-FPN, the detectors' backbone: outputs '0'..'3', 'pool'",
+        'torchvision\'s `resnet_fpn_backbone("resnet50")`: counts, the five outputs from its state_dict',
+    ),
 }
 
 
