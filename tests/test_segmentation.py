@@ -31,6 +31,8 @@ SIZE, OTHER = 64, 97  # the spec built at SIZE; called at SIZE and OTHER (PyTorc
 MODELS = {
     "fcn_resnet50": "fcn_resnet50",
     "deeplabv3_resnet50": "deeplabv3_resnet50",
+    "deeplabv3_mobilenet_v3_large": "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large": "lraspp_mobilenet_v3_large",  # (it has no aux_loss argument)
     "resnet50_fpn": "resnet_fpn_backbone",
 }
 KEYS = {"resnet50_fpn": ["0", "1", "2", "3", "pool"]}  # the outputs' names (segmentation: "out")
@@ -46,7 +48,8 @@ def build_reference(torchvision, stem: str):
             backbone_name="resnet50", weights=None, norm_layer=torch.nn.BatchNorm2d, trainable_layers=5
         )
     builder = getattr(torchvision.models.segmentation, MODELS[stem])
-    return builder(weights=None, weights_backbone=None, aux_loss=False)
+    aux = {} if stem.startswith("lraspp") else {"aux_loss": False}
+    return builder(weights=None, weights_backbone=None, **aux)
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,15 @@ BUILDER_KWARGS = {
     "inception_v3": {"aux_logits": False},
     "fcn_resnet50": {"weights_backbone": None, "aux_loss": False},
     "deeplabv3_resnet50": {"weights_backbone": None, "aux_loss": False},
+    "deeplabv3_mobilenet_v3_large": {"weights_backbone": None, "aux_loss": False},
+    "lraspp_mobilenet_v3_large": {"weights_backbone": None},
 }
 # torchvision's `_ops` of its segmentation weights count the auxiliary FCNHead(1024, 21) those weights were trained
 # with (aux_loss=True), which the specs (aux_loss=False) do not have: at 520 px on layer3's 65 x 65 map, a 3x3 conv
-# 1024 -> 256 and a 1x1 conv 256 -> 21 (torchvision.models.segmentation.fcn.FCNHead)
+# 1024 -> 256 and a 1x1 conv 256 -> 21 (torchvision.models.segmentation.fcn.FCNHead); on MobileNetV3's stride-8 tap
+# (40 channels), 40 -> 10 -> 21
 AUX_MACS = {stem: (3 * 3 * 1024 * 256 + 256 * 21) * 65 * 65 for stem in ("fcn_resnet50", "deeplabv3_resnet50")}
+AUX_MACS["deeplabv3_mobilenet_v3_large"] = (3 * 3 * 40 * 10 + 10 * 21) * 65 * 65
 
 
 def test_docs_hold_the_table():

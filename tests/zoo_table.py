@@ -108,6 +108,14 @@ ROWS = {
         "DeepLabV3-ResNet50: ASPP, its image pooling resized `like:` its input",
         TV.format("deeplabv3_resnet50") + " (segmentation, at two sizes)",
     ),
+    "deeplabv3_mobilenet_v3_large": (
+        "DeepLabV3-MobileNetV3-Large: the last stage dilated, ASPP",
+        TV.format("deeplabv3_mobilenet_v3_large") + " (segmentation, at two sizes)",
+    ),
+    "lraspp_mobilenet_v3_large": (
+        "LR-ASPP-MobileNetV3-Large: two taps of the backbone (`from:`), a gated high branch resized `like:` the low",
+        TV.format("lraspp_mobilenet_v3_large") + " (segmentation, at two sizes)",
+    ),
     "resnet50_fpn": (
         "ResNet-50-FPN, the detectors' backbone: outputs '0'..'3', 'pool'",
         'torchvision\'s `resnet_fpn_backbone("resnet50")`: counts, the five outputs from its state_dict',

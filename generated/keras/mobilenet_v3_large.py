@@ -53,13 +53,15 @@ def mbv3_conv(x, out, kernel=1, stride=1, act="RE", name=None):
     return x
 
 
-def mbv3_dwconv(x, kernel=3, stride=1, act="RE", name=None):
-    """Depthwise conv - BN - activation (RE or HS), padding (kernel - 1) // 2, no conv bias.
+def mbv3_dwconv(x, kernel=3, stride=1, act="RE", dilation=1, name=None):
+    """Depthwise conv - BN - activation (RE or HS), padding (kernel - 1) // 2 * dilation, no conv bias.
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_conv")
-    x = layers.DepthwiseConv2D(kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
+    x, keras_padding = _explicit_padding(x, (kernel - 1) // 2 * dilation, f"{name}_conv")
+    x = layers.DepthwiseConv2D(
+        kernel, strides=stride, padding=keras_padding, dilation_rate=dilation, use_bias=False, name=f"{name}_conv"
+    )(x)
     x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
@@ -68,12 +70,14 @@ def mbv3_dwconv(x, kernel=3, stride=1, act="RE", name=None):
     return x
 
 
-def mbv3_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=None):
+def mbv3_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, dilation=1, name=None):
     """MobileNetV3 bottleneck (paper fig. 4; torchvision's InvertedResidual): 1x1 expansion conv to `expanded` (left
     out when it equals the input width) - BN - act, depthwise kernel x kernel conv (stride) - BN - act, squeeze-and-
     excitation when `se` (global average pool, 1x1 conv with bias to _make_divisible(expanded // 4, 8), ReLU, 1x1
     conv with bias back to `expanded`, hardsigmoid, times the input), linear 1x1 projection to `out` - BN; the input
-    is added when the stride is 1 and the width is kept. act: RE (ReLU) or HS (hardswish), the table's NL column.
+    is added when the stride is 1 and the width is kept. act: RE (ReLU) or HS (hardswish), the table's NL column. A
+    dilated block (torchvision's dilated=True, for segmentation) has a depthwise conv of stride 1 dilated by
+    `dilation`.
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
@@ -81,7 +85,9 @@ def mbv3_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=No
     identity = x
     if expanded != in_channels:
         x = mbv3_conv(x, out=expanded, act=act, name=f"{name}_expand")
-    x = mbv3_dwconv(x, kernel=kernel, stride=stride, act=act, name=f"{name}_dw")
+    x = mbv3_dwconv(
+        x, kernel=kernel, stride=1 if dilation > 1 else stride, act=act, dilation=dilation, name=f"{name}_dw"
+    )
     if se:
         branch1 = x
         branch2 = x

@@ -63,16 +63,17 @@ class Mbv3Conv(nn.Module):
 
 
 class Mbv3Dwconv(nn.Module):
-    """Depthwise conv - BN - activation (RE or HS), padding (kernel - 1) // 2, no conv bias."""
+    """Depthwise conv - BN - activation (RE or HS), padding (kernel - 1) // 2 * dilation, no conv bias."""
 
-    def __init__(self, in_channels, kernel=3, stride=1, act="RE"):
+    def __init__(self, in_channels, kernel=3, stride=1, act="RE", dilation=1):
         super().__init__()
         self.conv = nn.Conv2d(
             in_channels,
             in_channels,
             kernel_size=kernel,
             stride=stride,
-            padding=(kernel - 1) // 2,
+            padding=(kernel - 1) // 2 * dilation,
+            dilation=dilation,
             groups=in_channels,
             bias=False,
         )
@@ -101,10 +102,12 @@ class Mbv3Bneck(nn.Module):
     out when it equals the input width) - BN - act, depthwise kernel x kernel conv (stride) - BN - act, squeeze-and-
     excitation when `se` (global average pool, 1x1 conv with bias to _make_divisible(expanded // 4, 8), ReLU, 1x1
     conv with bias back to `expanded`, hardsigmoid, times the input), linear 1x1 projection to `out` - BN; the input
-    is added when the stride is 1 and the width is kept. act: RE (ReLU) or HS (hardswish), the table's NL column.
+    is added when the stride is 1 and the width is kept. act: RE (ReLU) or HS (hardswish), the table's NL column. A
+    dilated block (torchvision's dilated=True, for segmentation) has a depthwise conv of stride 1 dilated by
+    `dilation`.
     """
 
-    def __init__(self, in_channels, expanded, out, kernel=3, se=False, act="RE", stride=1):
+    def __init__(self, in_channels, expanded, out, kernel=3, se=False, act="RE", stride=1, dilation=1):
         super().__init__()
         expand_channels = expanded if expanded != in_channels else in_channels
         fc1_channels = max(8, (expanded // 4 + 4) // 8 * 8) + (
@@ -114,7 +117,9 @@ class Mbv3Bneck(nn.Module):
             self.expand = Mbv3Conv(in_channels, out=expanded, act=act)
         else:
             self.expand = None
-        self.dw = Mbv3Dwconv(expand_channels, kernel=kernel, stride=stride, act=act)
+        self.dw = Mbv3Dwconv(
+            expand_channels, kernel=kernel, stride=1 if dilation > 1 else stride, act=act, dilation=dilation
+        )
         if se:
             self.se = Mul(
                 OrderedDict(
