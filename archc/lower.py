@@ -365,7 +365,8 @@ class Lowerer:
                     v, where = a[attr.name], locs[attr.name] or loc
                     if not isinstance(v, str):
                         raise ArchcError(f"{attr.name} must be the name of an earlier output, got {v!r}", where)
-                    a[attr.name] = self.ref_scope(class_scope, where, f"'{attr.name}: {v}'").resolve(v, where).key
+                    scope = self.ref_scope(class_scope, where, f"'{attr.name}: {v}'")
+                    a[attr.name] = scope.resolve(v, where, size_only=True).key
             if prim.fill is not None:
                 a = prim.fill(a)
             return mk(kind, tuple(a.items()), prim.width(in_ch, a))
@@ -567,6 +568,7 @@ class Lowerer:
             ctx = _Ctx(set(bspec.params) | {f"{i}_channels" for i in inputs[1:]}, f"block '{name}'")
             raw_body = raw.get("body") if isinstance(raw, dict) else None
             body = self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc, class_scope=True)
+            refs.check_flow(body, scope.used, True, f"block '{name}'")
         finally:
             self._building.pop()
             self._width_names = outer_widths
@@ -889,6 +891,8 @@ class Lowerer:
                 items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
             )
             outputs = self.resolve_outputs(net_refs)
+            live = net_refs.used | {key for _, key in outputs} | {h.at for h in self.spec.heads.values()}
+            refs.check_flow(net_t, live, not outputs, "the network")
         finally:
             self.ref_scopes.pop()
         self.live.append({n: (INPUT_PATH, in_shape, t.loc) for n, t in net_refs.inputs.items()})

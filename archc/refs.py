@@ -41,7 +41,7 @@ class Scope:
         self.inputs = dict(inputs)
         self.known: dict[str, Target] = dict(inputs)
         self.raw_body = raw_body  # the class's raw items, to say where a later name is defined
-        self.used: set[str] = set()  # keys read by some reference (what the emitters keep in named locals)
+        self.used: set[str] = set()  # keys whose outputs some reference reads (not only their size: `like:`)
 
     def define(self, name: str, width: Expr, loc: Loc | None, conditional: bool) -> None:
         if name in self.inputs:
@@ -52,8 +52,9 @@ class Scope:
             )
         self.known[name] = Target(name, width, loc, f"item '{name}'", conditional)
 
-    def resolve(self, ref: str, loc: Loc | None, reader: str | None = None) -> Target:
-        """The target ``ref`` names, or a located error saying what is wrong with it (and where the name is)."""
+    def resolve(self, ref: str, loc: Loc | None, reader: str | None = None, size_only: bool = False) -> Target:
+        """The target ``ref`` names, or a located error saying what is wrong with it (and where the name is).
+        ``size_only``: the reference reads the output's size, not its values (`like:`)."""
         head, _, rest = ref.partition(".")
         if ref == reader:
             raise ArchcError(f"'{ref}' is this item: a reference reads an earlier output", loc)
@@ -75,7 +76,8 @@ class Scope:
                     loc,
                     notes=[(t.loc, f"{t.what} is here")],
                 )
-            self.used.add(t.key)
+            if not size_only:
+                self.used.add(t.key)
             return t
         later = _find_name(self.raw_body, head)
         if later is not None and later != loc:
@@ -116,3 +118,46 @@ def _find_name(raw, name: str, depth: int = 0) -> Loc | None:
             if found is not None:
                 return found
     return None
+
+
+def check_flow(seq, live: set[str], last_live: bool, what: str) -> None:
+    """Every output of a class's own level is read: an item whose next item reads something else by name
+    (``from:``) must be read by name itself, or it computes nothing the model returns (and Keras' functional model
+    would leave it out); with ``outputs:`` the network's last item must be one of them (``last_live`` False)."""
+
+    def is_live(t) -> bool:
+        if t.key in live:
+            return True
+        return t.kind == "seq" and t.transparent and bool(t.children) and is_live(t.children[-1])
+
+    def reads_other(t) -> bool:
+        if t.kind == "call":
+            return bool(t.src) and bool(t.src[0])
+        return bool(t.src) and (t.kind in ("concat", "add", "mul") or bool(t.src[0]))
+
+    def walk(children, last_flows: bool) -> None:
+        for i, t in enumerate(children):
+            if t.kind == "seq" and t.transparent:
+                walk(t.children, True)
+            elif t.kind == "residual" and t.transparent:
+                walk(t.children[0].children, True)
+            if t.cond is not None or is_live(t):
+                continue
+            nxt = children[i + 1] if i + 1 < len(children) else None
+            if nxt is not None and nxt.cond is None and reads_other(nxt):
+                read = ", ".join(nxt.src[1:] if nxt.kind == "call" else nxt.src)
+                raise ArchcError(
+                    f"the output of '{t.name}' is never read: the next item, '{nxt.name}', reads {read} by name; "
+                    f"read '{t.name}' by name too, or remove it",
+                    t.loc,
+                    notes=[(nxt.loc, f"'{nxt.name}' is here")],
+                )
+            if nxt is None and not last_flows:
+                raise ArchcError(
+                    f"the output of '{t.name}', the last item of {what}, is not one of its `outputs:` (the model "
+                    "returns only those): name it there, or leave it out (a classifier in `top:`: build with "
+                    "--set include_top=false)",
+                    t.loc,
+                )
+
+    walk(seq.children, last_live)

@@ -1031,3 +1031,124 @@ def rank_spec(hypothesis_draw, invalid_rate=0.08, ranks=(1, 2, 3)):
     broken = _rank_invalid(draw, r, network) if _rchance(draw, invalid_rate) else None
     doc["network"] = network
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200), broken, r
+
+
+# ---------------------------------------------------------------- graphs: references, blocks with two inputs, outputs
+GRAPH_BLOCKS = {
+    # a block with two inputs: the second resized like the first's projection, fused by add or concat
+    "fuse": {
+        "params": {"out": None, "merge": "add"},
+        "inputs": ["x", "other"],
+        "body": [
+            {"conv": {"name": "a", "out": "$out", "kernel": 1}},
+            {"upsample": {"name": "b", "from": "other", "like": "a"}},
+            {"conv": {"name": "c", "out": "$out", "kernel": 1}},
+            {"add": {"name": "sum", "if": "${merge == 'add'}", "from": ["a", "c"]}},
+            {"concat": {"name": "cat", "if": "${merge != 'add'}", "from": ["c", "a"]}},
+        ],
+    },
+    # a block that reads its own input by name after transforming it (a hand-written shortcut)
+    "keep": {
+        "params": {"out": None},
+        "inputs": ["x"],
+        "body": [
+            {"conv": {"out": "$out", "kernel": 3, "padding": "same"}},
+            {"relu": {"name": "act"}},
+            {"concat": {"from": ["x", "act"]}},
+        ],
+    },
+}
+
+
+@st.composite
+def graph_spec(hypothesis_draw, ranks=(1, 2, 3)):
+    """(spec text, rank): a network whose items read earlier outputs by name (``from:``), merge named outputs,
+    call blocks with two inputs or reading their own input, resize ``like:`` an earlier output, and may name
+    several outputs. Every drawn spec is valid (what the generator expects: shapes tracked as it draws)."""
+    rnd = hypothesis_draw(st.randoms(use_true_random=True))
+
+    def draw(choice):
+        return choice(rnd)
+
+    r = draw(_pick(ranks))
+    lo, hi = RANK_SIZES[r]
+    sizes = [draw(_ints(max(lo, 4), hi)) for _ in range(r)]
+    s = _RankState(r, sizes, draw(_ints(1, 3)))
+    axes = {1: ["length"], 2: ["height", "width"], 3: ["depth", "height", "width"]}[r]
+    doc = {"name": f"graph{r}", "input": {"name": "image", **dict(zip(axes, sizes)), "channels": s.channels}}
+    if draw(_coin()):
+        doc["blocks"] = GRAPH_BLOCKS
+    made = {"image": (list(s.sizes), s.channels)}  # name -> (spatial sizes, channels) of each named output
+    network = []
+    read: set[str] = set()  # outputs read by name (`like:` reads a size only)
+    dropped: list[str] = []  # outputs whose next item reads another by name: outputs of the model, or unread
+    for i in range(draw(_ints(2, 7))):
+        name = f"n{i}"
+        choice = draw(_ints(0, 9))
+        earlier = list(made)
+        reads_other = None
+        if choice == 0:  # an item reads an earlier output
+            src = draw(_pick(earlier))
+            reads_other, _ = [src], read.add(src)
+            s.sizes, s.channels = list(made[src][0]), made[src][1]
+            item = _rank_conv(draw, s, keep_size=draw(_coin()))
+            item["conv"]["from"] = src
+        elif choice == 1:  # merge named outputs of the same spatial size
+            same = [n for n in earlier if made[n][0] == s.sizes] or None
+            if not network or same is None:
+                item = _rank_conv(draw, s, keep_size=True)
+            else:
+                prev = list(made)[-1] if list(made)[-1] != "image" or len(made) == 1 else None
+                picks = [draw(_pick(same)) for _ in range(draw(_ints(1, 3)))]
+                kind = draw(_pick(["concat", "add", "mul"]))
+                if kind != "concat":  # the same shape: one name with itself, or same-width outputs
+                    width = made[picks[0]][1]
+                    picks = [p for p in picks if made[p][1] == width] or picks[:1]
+                    picks = picks if len(picks) > 1 else picks * 2
+                item = {kind: {"from": picks}}
+                reads_other, _ = picks, read.update(picks)
+                s.sizes = list(made[picks[0]][0])
+                s.channels = sum(made[p][1] for p in picks) if kind == "concat" else made[picks[0]][1]
+                del prev
+        elif choice == 2:  # resize like an earlier output
+            like = draw(_pick(earlier))
+            item = {"upsample": {"like": like}}
+            if draw(_coin()):
+                item["upsample"]["mode"] = LINEAR[r]
+                if draw(_coin()):
+                    item["upsample"]["align_corners"] = draw(_coin())
+            s.sizes = list(made[like][0])
+        elif choice == 3 and "blocks" in doc:  # a block with two inputs
+            other = draw(_pick(earlier))
+            out = draw(_ints(1, 4))
+            merge = draw(_pick(["add", "concat"]))
+            item = {"fuse": {"out": out, "merge": merge, "from": {"other": other}}}
+            read.add(other)
+            s.channels = out if merge == "add" else 2 * out
+        elif choice == 4 and "blocks" in doc:
+            out = draw(_ints(1, 4))
+            item = {"keep": {"out": out}}
+            s.channels += out
+        elif choice == 5 and r < 3:  # (TensorFlow has no float64 3-D pooling: tests/test_ranks.py checks those)
+            item = _rank_pool(draw, s)
+        elif choice == 6 and all(n * 2 <= s.cap() for n in s.sizes):
+            item = _rank_conv_transpose(draw, s)
+        elif choice == 7:
+            item = {draw(_pick(["relu", "sigmoid", "tanh"])): {}}
+        else:
+            item = _rank_conv(draw, s, keep_size=draw(_coin()))
+        if min(s.sizes) < 1:
+            break
+        (attrs,) = item.values()
+        attrs["name"] = name
+        if reads_other is not None and network and f"n{i - 1}" not in reads_other:
+            dropped.append(f"n{i - 1}")
+        network.append(item)
+        made[name] = (list(s.sizes), s.channels)
+    doc["network"] = network
+    dropped = [n for n in dropped if n not in read]  # the model must return them (their values are read nowhere)
+    if network and (dropped or draw(_coin())):
+        picks = {draw(_pick(list(made))) for _ in range(draw(_ints(1, 3)))}
+        picks |= {*dropped, network[-1][next(iter(network[-1]))]["name"]}
+        doc["outputs"] = {f"out_{p}": p for p in sorted(picks)}
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200), r

@@ -130,7 +130,7 @@ def test_graph_builds_in_both_backends_and_agrees(case, tmp_path):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_graph_analysis_equals_the_torch_model(case, tmp_path):
     path = write(tmp_path, CASES[case])
-    model = compile_spec(str(path))
+    model = compile_spec(str(path), ["include_top=false"] if case == "features_only" else [])
     report = analyze(model)
     from archc.backends import get_backend
 
@@ -270,6 +270,19 @@ ERRORS = {
         "block 'up' has no input 'skp' (its inputs: x, skip) (did you mean 'skip'?)",
         8,
     ),
+    # an output nothing reads (the next item reads another by name): Keras' functional model would drop it
+    "unread_output": (
+        "network:\n  - conv: {name: a, out: 4, kernel: 1}\n  - conv: {name: b, out: 4, kernel: 1}\n"
+        "  - conv: {from: a, out: 4, kernel: 1}\n",
+        "the output of 'b' is never read: the next item, 'conv3', reads a by name",
+        5,
+    ),
+    # with outputs, the last item is one of them (the classifier of a features-only spec: include_top=false)
+    "last_item_not_an_output": (
+        "network:\n  - conv: {name: a, out: 4, kernel: 1}\ntop:\n  - gap\n  - dense: {out: 3}\noutputs: {c1: a}\n",
+        "the output of 'dense', the last item of the network, is not one of its `outputs:`",
+        7,
+    ),
     "block_cannot_read_the_callers": (
         "blocks:\n  b:\n    body: [relu: {from: image}]\nnetwork:\n  - b\n",
         "unknown output 'image' in block 'b'",
@@ -296,3 +309,11 @@ def test_a_later_name_names_both_places(tmp_path):
         compile_spec(str(path))
     text = str(exc.value)
     assert f"{path}:4:" in text and f"{path}:5:" in text and "'dec' is defined here" in text, text
+
+
+def test_outputs_can_be_set_on_the_command_line(tmp_path, cli):
+    """`--set` changes the outputs as any other key (timm's features_only: include_top=false and the stages)."""
+    path = write(tmp_path, CASES["features_only"])
+    r = cli("summary", path, "--set", "include_top=false", "--set", "outputs={c2: stage2}")
+    assert r.code == 0, r.err
+    assert "output c2: (4, 4, 8)" in r.out and "output c1" not in r.out, r.out

@@ -340,15 +340,16 @@ class TorchEmitter(BaseEmitter):
             own, item_cond = _conditions(t, scope, cond)
             if own is False:
                 continue
+            read = None
             if t.src and t.src[0] and t.kind not in ("concat", "add", "mul"):  # it reads a kept output
                 read = c.assign(var, c.name(k.saved[t.src[0]]))
-                fwd.append(read if item_cond is None else c.if_(item_cond, [read]))
                 fresh_in = False
             if own is not None and t.transparent:  # several attributes under one condition: one if for all
                 emit = lambda t=t, scope=scope: self.class_item(t, scope, k, var, top, cond, False)  # noqa: E731
-                fwd += self.guarded(own, k, emit)
+                stmts = self.guarded(own, k, emit)
             else:
-                fwd += self.class_item(t, scope, k, var, top, item_cond, fresh_in)
+                stmts = self.class_item(t, scope, k, var, top, item_cond, fresh_in)
+            fwd += self.with_read(stmts, read, item_cond is not None or own is not None, t, k)
             fresh_in = item_cond is None and (t.kind in FRESH_OUTPUT + INPLACE or _adds_shortcut(t, scope))
             if t.key in k.saved:  # references read it: kept in a local (and never changed in place)
                 fwd.append(c.assign(k.saved[t.key], c.name(var)))
@@ -368,6 +369,20 @@ class TorchEmitter(BaseEmitter):
                 fresh_in = False
         k.final_scope = self.apply_lets(seq, len(seq.children), scope, k, statements=True)
         return fwd
+
+    def with_read(self, stmts: list[ast.stmt], read, conditional: bool, t: ir.TNode, k: _Class) -> list[ast.stmt]:
+        """An item's statements after ``read`` (``x = kept``: it reads a kept output): under the item's own test
+        when the item is built only under a condition (forward cannot read the condition's params)."""
+        if read is None:
+            return stmts
+        if not conditional:
+            return [read, *stmts]
+        if len(stmts) == 1 and isinstance(stmts[0], ast.If) and not stmts[0].orelse:
+            stmts[0].body.insert(0, read)
+            return stmts
+        if not stmts:
+            return []
+        raise Unsupported(f"torch backend: a conditional '{t.kind}' reading '{t.src[0]}' by name", t.loc)
 
     def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, k: _Class, statements: bool) -> Scope:
         """The scope after the running widths named before child ``i`` of ``seq`` (see ``ir.TNode.lets``).
@@ -449,8 +464,12 @@ class TorchEmitter(BaseEmitter):
         if t.kind == "residual" and t.transparent:
             return self.class_residual(t, scope, k, var, top, cond, comment)
         if t.kind in ("concat", "add", "mul") and t.src:  # named outputs merged
-            value = self.merge_value(t.kind, [c.name(k.saved[s]) for s in t.src])
-            return [c.assign(var, value, comment) if cond is None else c.if_(cond, [c.assign(var, value, comment)])]
+            stmt = c.assign(var, self.merge_value(t.kind, [c.name(k.saved[s]) for s in t.src]), comment)
+            if cond is None:
+                return [stmt]
+            flag = k.attrs.fresh(f"use_{t.name}")  # (forward cannot read the condition's params)
+            k.init.append(c.assign(c.attr("self", flag), cond))
+            return [c.if_(c.attr("self", flag), [stmt])]
         if t.kind in ("concat", "add", "mul") and t.transparent:
             return self.class_merge(t, scope, k, var, cond, comment)
         me = c.attr("self", t.name)
