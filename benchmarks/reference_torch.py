@@ -331,7 +331,15 @@ def googlenet(num_classes: int = 1000, aux_logits: bool = True) -> GoogLeNet:
 
 # ------------------------------------------------------------------------------ mapping generated weights
 
-REFERENCES = {"densenet169": densenet169, "googlenet_torchvision": googlenet}
+
+def unet() -> nn.Module:
+    """The U-Net written by hand from its paper (tests/references/unet.py): 3 channels, 2 classes, width 64."""
+    from tests.references.unet import UNet
+
+    return UNet(channels=3, classes=2, width=64)
+
+
+REFERENCES = {"densenet169": densenet169, "googlenet_torchvision": googlenet, "unet": unet}
 
 
 def load_generated_state(reference: nn.Module, name: str, generated_state: dict[str, Tensor]) -> None:

@@ -132,8 +132,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "benchmarks" / "results.json"
 THREADS = 2
 # parameter counts (trainable, i.e. torch ``parameters()``) the references must share with the generated models
-EXPECTED_TORCH_PARAMS = {"densenet169": 14_149_480, "googlenet_torchvision": 13_004_888}
-TORCH_MODELS = {"densenet169": "DenseNet-169", "googlenet_torchvision": "GoogLeNet (torchvision layout)"}
+EXPECTED_TORCH_PARAMS = {"densenet169": 14_149_480, "googlenet_torchvision": 13_004_888, "unet": 31_037_698}
+TORCH_MODELS = {
+    "densenet169": "DenseNet-169",
+    "googlenet_torchvision": "GoogLeNet (torchvision layout)",
+    "unet": "U-Net (tests/references/unet.py)",
+}
 KERAS_MODELS = {"densenet169": ("DenseNet-169", "DenseNet169"), "mobilenet_v1": ("MobileNet 1.0", "MobileNet")}
 # torchvision's own models: spec stem (generated/torch/<stem>.py) -> (label, torchvision.models builder)
 TORCHVISION_MODELS = {
@@ -141,7 +145,12 @@ TORCHVISION_MODELS = {
     "mobilenet_v2": ("MobileNetV2", "mobilenet_v2"),
     "efficientnet_b0": ("EfficientNet-B0", "efficientnet_b0"),
     "r3d_18": ("R3D-18 (video, 3-D)", "r3d_18"),
+    "fcn_resnet50": ("FCN-ResNet50 (segmentation)", "fcn_resnet50"),
 }
+# builder arguments besides weights=None (segmentation: no backbone weights, no auxiliary head)
+TORCHVISION_KWARGS = {"fcn_resnet50": {"weights_backbone": None, "aux_loss": False}}
+# per-pixel models (their outputs a dict {"out": N x classes x H x W}): stem -> classes; trained per pixel
+DENSE_OUTPUTS = {"fcn_resnet50": 21, "unet": 2}
 # models whose input is not a 224 x 224 image: stem -> (its input after the batch, its classes); quick runs: 1/4
 CLIP_INPUTS = {"r3d_18": ((3, 8, 112, 112), 400)}
 # generated Keras models in keras.applications' layout: spec stem (specs/<stem>.yaml, generated/keras/<stem>.py)
@@ -401,6 +410,8 @@ def make_train_step(model, x, target) -> Callable[[], object]:
     def step():
         model.zero_grad(set_to_none=True)
         out = model(x)
+        if isinstance(out, dict):  # a segmentation model's {"out": ...} (torchvision's and the generated one)
+            out = out["out"]
         if isinstance(out, tuple):  # main logits, then the auxiliary heads' (GoogLeNet, train mode)
             loss = F.cross_entropy(out[0], target) + 0.3 * sum(F.cross_entropy(o, target) for o in out[1:])
         else:
@@ -442,7 +453,10 @@ def check_torch_models(torch) -> dict:
         if gb != rb:
             raise SystemExit(f"{name}: buffer sizes differ: generated {gb:,}, reference {rb:,}")
         randomize_bn(torch, gen)
-        load_generated_state(ref, name, gen.state_dict())
+        if name == "unet":  # written with the spec's names (no torchvision model to map to)
+            ref.load_state_dict(gen.state_dict(), strict=True)
+        else:
+            load_generated_state(ref, name, gen.state_dict())
         gen.eval()
         ref.eval()
         x = torch.randn(2, 3, 64, 64)
@@ -528,7 +542,7 @@ def torchvision_pair(torch, tv, stem: str, builder: str) -> tuple[dict, dict]:
 
     spec = ROOT / "specs" / f"{stem}.yaml"
     torch.manual_seed(0)
-    ref = tv.models.get_model_builder(builder)(weights=None)  # torchvision.models.video's builders too
+    ref = tv.models.get_model_builder(builder)(weights=None, **TORCHVISION_KWARGS.get(stem, {}))  # video's too
     gen = load_generated("torch", stem).build_model()
     (gp, gb), (rp, rb) = torch_params(gen), torch_params(ref)
     if gp != rp or gb != rb:
@@ -543,6 +557,8 @@ def torchvision_pair(torch, tv, stem: str, builder: str) -> tuple[dict, dict]:
     x = torch.randn(2, *clip_shape(stem, quick=True)) if stem in CLIP_INPUTS else torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         a, b = gen(x), ref(x)
+    if isinstance(a, dict):
+        a, b = a["out"], b["out"]
     rel = rel_diff(a, b)
     if not rel < 1e-4:
         raise SystemExit(f"{stem}: generated and torchvision compute different logits (max rel. error {rel:.3g})")
@@ -644,7 +660,10 @@ def train_inputs(torch, name: str, cfg: Config):
         x = torch.randn(b, *clip_shape(name, cfg.quick))
         return x, torch.randint(0, CLIP_INPUTS[name][1], (b,)), "x".join(map(str, x.shape))
     x = torch.randn(cfg.train_batch, 3, s, s)
-    target = torch.randint(0, 1000, (cfg.train_batch,))
+    if name in DENSE_OUTPUTS:  # a class per pixel
+        target = torch.randint(0, DENSE_OUTPUTS[name], (cfg.train_batch, s, s))
+    else:
+        target = torch.randint(0, 1000, (cfg.train_batch,))
     return x, target, f"{cfg.train_batch}x3x{s}x{s}"
 
 
@@ -1622,10 +1641,10 @@ def main(argv=None) -> int:
     cfg = Config.make(args.quick, args.repeats, args.warmup)
     if args.models:
         chosen = set(args.models.split(","))
-        known = set(TORCHVISION_MODELS) | set(KERAS_MODELS) | set(KERAS_APP_MODELS)
+        known = set(TORCH_MODELS) | set(TORCHVISION_MODELS) | set(KERAS_MODELS) | set(KERAS_APP_MODELS)
         if chosen - known:
             p.error(f"unknown model(s) {', '.join(sorted(chosen - known))} (choose from {', '.join(sorted(known))})")
-        for table in (TORCHVISION_MODELS, KERAS_MODELS, KERAS_APP_MODELS):
+        for table in (TORCH_MODELS, TORCHVISION_MODELS, KERAS_MODELS, KERAS_APP_MODELS):
             for stem in set(table) - chosen:
                 del table[stem]
     json_path = Path(args.json).resolve()
