@@ -568,14 +568,14 @@ def name_saved_outputs(stmts: list[ast.stmt], var: str, saved: set[str]) -> list
         # x = E; T = x; ... (reads of x until x is assigned again)  ->  T = E; ... (reads of T)
         if _plain_assign(s, var) and _plain_assign(t) and t.targets[0].id in saved and _is_name(t.value, var):
             rest = out[i + 2 :]
-            end = next((j for j, u in enumerate(rest) if not _plain_assign(u) and not isinstance(u, ast.Return)), None)
+            end = next((j for j, u in enumerate(rest) if not _straight(u, var)), None)
             upto = rest if end is None else rest[:end]
             again = next((j for j, u in enumerate(upto) if _plain_assign(u, var)), None)
             if again is not None or (end is None and upto and isinstance(upto[-1], ast.Return)):
                 last = again if again is not None else len(upto) - 1
                 s.targets = [store(t.targets[0].id)]
                 for u in upto[: last + 1]:
-                    u.value = Rename({var: t.targets[0].id}).visit(u.value)
+                    _rename_reads(u, var, t.targets[0].id)
                 del out[i + 1]
                 continue
         i += 1
@@ -584,3 +584,22 @@ def name_saved_outputs(stmts: list[ast.stmt], var: str, saved: set[str]) -> list
 
 def _is_name(e: ast.AST, n: str) -> bool:
     return isinstance(e, ast.Name) and e.id == n
+
+
+def _straight(s: ast.stmt, var: str) -> bool:
+    """A statement the data-flow rewrite may read through: a plain assignment, a return, or an ``if`` of those
+    that does not assign ``var`` (``if self.training: return {...}``)."""
+    if _plain_assign(s) or isinstance(s, ast.Return):
+        return True
+    if isinstance(s, ast.If) and not s.orelse:
+        return all(_straight(u, var) and not _plain_assign(u, var) for u in s.body)
+    return False
+
+
+def _rename_reads(s: ast.stmt, var: str, new: str) -> None:
+    if isinstance(s, ast.If):
+        s.test = Rename({var: new}).visit(s.test)
+        for u in s.body:
+            _rename_reads(u, var, new)
+    elif s.value is not None:
+        s.value = Rename({var: new}).visit(s.value)

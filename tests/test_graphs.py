@@ -110,6 +110,19 @@ top:
   - dense: {out: $classes}
 outputs: {c1: stage1, c2: stage2}
 """,
+    # several outputs and an auxiliary head: the head's output in training only (PyTorch), beside the named ones
+    "outputs_and_a_head": HEAD
+    + """
+network:
+  - conv: {name: c1, out: 4, kernel: 3, padding: 1}
+  - conv: {name: c2, out: 4, kernel: 3, stride: 2, padding: 1}
+top:
+  - gap
+  - dense: {name: fc, out: 5}
+heads:
+  aux: {at: c1, loss_weight: 0.3, body: [gap, dense: {out: 5}]}
+outputs: {feat: c2, logits: fc}
+""",
 }
 
 
@@ -317,3 +330,19 @@ def test_outputs_can_be_set_on_the_command_line(tmp_path, cli):
     r = cli("summary", path, "--set", "include_top=false", "--set", "outputs={c2: stage2}")
     assert r.code == 0, r.err
     assert "output c2: (4, 4, 8)" in r.out and "output c1" not in r.out, r.out
+
+
+def test_outputs_and_heads_in_training_and_eval(tmp_path):
+    """PyTorch returns the heads' outputs beside the named ones in training mode only; Keras' model always (its
+    inference_model keeps the named outputs)."""
+    from archc.backends import get_backend
+
+    model = compile_spec(str(write(tmp_path, CASES["outputs_and_a_head"])))
+    net = load(get_backend("torch").emit(model), "graphs_heads_t").build_model()
+    x = torch.randn(2, 3, 16, 16)
+    assert list(net.train()(x)) == ["feat", "logits", "aux"]
+    assert list(net.eval()(x)) == ["feat", "logits"]
+    kmod = load(get_backend("keras").emit(model), "graphs_heads_k")
+    k = kmod.build_model()
+    assert sorted(k(np.zeros((1, 16, 16, 3), "float32"))) == ["aux", "feat", "logits"]
+    assert sorted(kmod.inference_model(k)(np.zeros((1, 16, 16, 3), "float32"))) == ["feat", "logits"]

@@ -226,6 +226,24 @@ class KerasEmitter(BaseEmitter):
 
     def inference_function(self) -> ast.stmt:
         keras = self.module_names["keras"]
+        if self.model.outputs:  # the named outputs (a dict), the auxiliary heads' left out
+            names = c.lst(c.lit(n) for n, _ in self.model.outputs)
+            value = c.call(
+                c.attr(keras, "Model"),
+                c.attr("model", "input"),
+                ast.DictComp(
+                    key=c.name("key"),
+                    value=c.subscript(c.attr("model", "output"), c.name("key")),
+                    generators=[ast.comprehension(target=c.store("key"), iter=names, ifs=[], is_async=0)],
+                ),
+                name=c.attr("model", "name"),
+            )
+            return c.function(
+                "inference_model",
+                ["model"],
+                [c.ret(value)],
+                doc="The named outputs only (auxiliary heads dropped), sharing ``model``'s weights.",
+            )
         value = c.call(
             c.attr(keras, "Model"),
             c.attr("model", "input"),

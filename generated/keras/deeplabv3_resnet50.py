@@ -226,5 +226,5 @@ def build_model(input_shape=(520, 520, 3)):
 
 
 def inference_model(model):
-    """The main output only (auxiliary heads dropped), sharing ``model``'s weights."""
-    return keras.Model(model.input, model.outputs[0], name=model.name)
+    """The named outputs only (auxiliary heads dropped), sharing ``model``'s weights."""
+    return keras.Model(model.input, {key: model.output[key] for key in ["out"]}, name=model.name)
