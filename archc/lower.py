@@ -161,6 +161,9 @@ class Lowerer:
         self.ref_scopes: list[refs.Scope] = []  # the names references can read, one per class being built
         self.live: list[dict] = []  # per class being instantiated: key -> (path, shape, loc) of each output made
         self._cond_depth = 0  # inside a part built only under a condition (its items cannot be references' targets)
+        # the key prefix of the items being made where references reach (the network's or a block body's level,
+        # through unnamed seqs: "", and inside named seqs there: "backbone."); None inside any other part
+        self._ref_prefix: str | None = None
         self._flat_ids = 0
         self.flat_sizes: dict[str, set] = {}
         self.flat_locs: dict[str, Loc | None] = {}
@@ -276,10 +279,11 @@ class Lowerer:
                     opaque.append((out.src, node.out_ch))
                     node = replace(node, out_ch=out)
                     lets.append((i + 1, out.src, None))
-                if class_scope and self.ref_scopes:  # an output of its class's own level: references may read it
-                    node = replace(node, key=node.name)
+                if self._ref_prefix is not None and self.ref_scopes:  # where references reach: they may read it
+                    key = self._ref_prefix + node.name
+                    node = replace(node, key=key)
                     conditional = node.cond is not None or self._cond_depth > 0
-                    self.ref_scopes[-1].define(node.name, out, item_loc, conditional)
+                    self.ref_scopes[-1].define(key, out, item_loc, conditional)
                 nodes.append(node)
                 ch = out if node.cond is None else _ifexp(node.cond, out, ch)
                 if len(ch.src) > MAX_WIDTH_SRC:  # name the running width: the next formulas refer to it
@@ -311,11 +315,22 @@ class Lowerer:
             scope = self.ref_scope(class_scope, floc, f"'from: {attrs.from_}'")
             if isinstance(attrs.from_, list):
                 raw_from = raw.get("from") if raw is not None else None
-                targets = [scope.resolve(r, self.loc(raw_from, j) or floc) for j, r in enumerate(attrs.from_)]
+                targets = [
+                    scope.resolve(r, self.loc(raw_from, j) or floc, prefix=self._ref_prefix or "")
+                    for j, r in enumerate(attrs.from_)
+                ]
             else:
-                targets = [scope.resolve(attrs.from_, floc, attrs.name)]
+                targets = [scope.resolve(attrs.from_, floc, attrs.name, prefix=self._ref_prefix or "")]
                 in_ch = targets[0].width
         conditional = attrs.if_ is not None
+        like = getattr(attrs, "like", None) if kind == "upsample" else None
+        if (targets or like is not None) and (conditional or self._cond_depth) and self._ref_prefix:
+            raise ArchcError(
+                "an item under an 'if:' inside a named seq cannot read an output by name (from: / like:): the seq "
+                "is one module whose forward calls its items in turn; move the item to the network's (or the "
+                "block's) own level, or make the part a block",
+                self.loc(raw, "if") or loc,
+            )
         self._cond_depth += conditional
         try:
             node = self._template_item(kind, attrs, raw, raw_item, in_ch, ctx, auto, loc, level, class_scope, targets)
@@ -327,9 +342,18 @@ class Lowerer:
 
     def ref_scope(self, class_scope: bool, loc, what: str) -> refs.Scope:
         """The names a reference written here can read; an error where none can be read."""
-        if not class_scope or not self.ref_scopes:
+        if self._ref_prefix is None or not self.ref_scopes:
             raise refs.nested_error(loc, what)
         return self.ref_scopes[-1]
+
+    def nested(self, prefix: str | None, build):
+        """``build()`` with references reaching items under key ``prefix`` (None: nowhere: a part built as one
+        module, a merge's branch, a loop's body, a head)."""
+        outer, self._ref_prefix = self._ref_prefix, prefix
+        try:
+            return build()
+        finally:
+            self._ref_prefix = outer
 
     def _template_item(
         self, kind, attrs, raw, raw_item, in_ch: Expr, ctx: _Ctx, auto, loc, level: _Level, class_scope: bool, targets
@@ -366,15 +390,21 @@ class Lowerer:
                     if not isinstance(v, str):
                         raise ArchcError(f"{attr.name} must be the name of an earlier output, got {v!r}", where)
                     scope = self.ref_scope(class_scope, where, f"'{attr.name}: {v}'")
-                    a[attr.name] = scope.resolve(v, where, size_only=True).key
+                    a[attr.name] = scope.resolve(v, where, size_only=True, prefix=self._ref_prefix or "").key
             if prim.fill is not None:
                 a = prim.fill(a)
             return mk(kind, tuple(a.items()), prim.width(in_ch, a))
         if kind == "seq":
             transparent = attrs.name is None
-            body = self.template_seq(
-                attrs.body, self.loc_list(raw, "body"), in_ch, ctx, name, loc,
-                level if transparent else None, class_scope and transparent,
+            prefix = self._ref_prefix
+            if not transparent and prefix is not None:  # its items are reached by a dotted path: seq.item
+                prefix = f"{prefix}{name}."
+            body = self.nested(
+                prefix,
+                lambda: self.template_seq(
+                    attrs.body, self.loc_list(raw, "body"), in_ch, ctx, name, loc,
+                    level if transparent else None, class_scope and transparent,
+                ),
             )  # fmt: skip
             return replace(body, cond=cond, transparent=transparent)
         if kind == "residual":
@@ -385,9 +415,13 @@ class Lowerer:
                 self._cond_depth += key == "shortcut"  # (the shortcut is built only `when` it holds)
                 try:
                     parts.append(
-                        self.template_seq(
-                            getattr(attrs, key), self.loc_list(raw, key), in_ch, ctx, key,
-                            self.loc(raw, key) or loc, level if transparent else None, class_scope and transparent,
+                        self.nested(
+                            self._ref_prefix if transparent else None,
+                            lambda key=key: self.template_seq(
+                                getattr(attrs, key), self.loc_list(raw, key), in_ch, ctx, key,
+                                self.loc(raw, key) or loc, level if transparent else None,
+                                class_scope and transparent,
+                            ),
                         )
                     )  # fmt: skip
                 finally:
@@ -405,7 +439,10 @@ class Lowerer:
             for j, br in enumerate(attrs.branches):
                 rb = raw_br[j] if raw_br is not None and j < len(raw_br) else None
                 bloc = self.loc(raw_br, j) or loc
-                branches.append(self.template_seq(br, rb, in_ch, ctx, f"branch{j + 1}", bloc))
+                branches.append(
+                    self.nested(None, lambda br=br, rb=rb, j=j, bloc=bloc: self.template_seq(
+                        br, rb, in_ch, ctx, f"branch{j + 1}", bloc))
+                )  # fmt: skip
                 if transparent:  # the branches' names join the enclosing level
                     level.claim(f"branch{j + 1}", bloc)
             out = sym_add(*[b.out_ch for b in branches]) if kind == "concat" else branches[0].out_ch
@@ -414,7 +451,9 @@ class Lowerer:
             count_key = "times" if kind == "repeat" else "layers"
             count = x(count_key)
             body_in = Expr("in_channels")
-            body = self.template_seq(attrs.body, self.loc_list(raw, "body"), body_in, ctx, "body", loc)
+            body = self.nested(
+                None, lambda: self.template_seq(attrs.body, self.loc_list(raw, "body"), body_in, ctx, "body", loc)
+            )
             b = body.out_ch
             if kind == "dense_connect" and any(n == "in_channels" or n.startswith(WIDTH_PREFIX) for n in b.names()):
                 raise ArchcError(
@@ -540,7 +579,9 @@ class Lowerer:
             where = (self.loc(raw_from, inp) if isinstance(raw_from, dict) else None) or floc
             if not isinstance(ref, str):
                 raise ArchcError(f"input '{inp}' must be the name of an earlier output, got {ref!r}", where)
-            t = self.ref_scope(class_scope, where, f"'from: {ref}'").resolve(ref, where, name)
+            t = self.ref_scope(class_scope, where, f"'from: {ref}'").resolve(
+                ref, where, name, prefix=self._ref_prefix or ""
+            )
             keys.append(t.key)
             widths.append(t.width)
         if not any(keys):
@@ -567,7 +608,10 @@ class Lowerer:
         try:
             ctx = _Ctx(set(bspec.params) | {f"{i}_channels" for i in inputs[1:]}, f"block '{name}'")
             raw_body = raw.get("body") if isinstance(raw, dict) else None
-            body = self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc, class_scope=True)
+            body = self.nested(
+                "",
+                lambda: self.template_seq(bspec.body, raw_body, Expr("in_channels"), ctx, name, bloc, class_scope=True),
+            )
             refs.check_flow(body, scope.used, True, f"block '{name}'")
         finally:
             self._building.pop()
@@ -887,8 +931,11 @@ class Lowerer:
         net_refs = self.network_ref_scope()
         self.ref_scopes.append(net_refs)
         try:
-            net_t = self.template_seq(
-                items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
+            net_t = self.nested(
+                "",
+                lambda: self.template_seq(
+                    items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
+                ),
             )
             outputs = self.resolve_outputs(net_refs)
             live = net_refs.used | {key for _, key in outputs} | {h.at for h in self.spec.heads.values()}

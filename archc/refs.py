@@ -52,18 +52,32 @@ class Scope:
             )
         self.known[name] = Target(name, width, loc, f"item '{name}'", conditional)
 
-    def resolve(self, ref: str, loc: Loc | None, reader: str | None = None, size_only: bool = False) -> Target:
+    def resolve(
+        self, ref: str, loc: Loc | None, reader: str | None = None, size_only: bool = False, prefix: str = ""
+    ) -> Target:
         """The target ``ref`` names, or a located error saying what is wrong with it (and where the name is).
-        ``size_only``: the reference reads the output's size, not its values (`like:`)."""
+        ``size_only``: the reference reads the output's size, not its values (`like:`). ``prefix``: the named seqs
+        the reference is written in (``backbone.``): their items are found first, as Python finds a name."""
+        parts = prefix.split(".")[:-1] if prefix else []
+        for n in range(len(parts), 0, -1):  # the innermost seq first, then the ones around it
+            inner = ".".join(parts[:n]) + "." + ref
+            if inner in self.known and (reader is None or inner != prefix + reader):
+                ref = inner
+                break
         head, _, rest = ref.partition(".")
-        if ref == reader:
+        if ref == reader or (prefix and ref == prefix + str(reader)):
             raise ArchcError(f"'{ref}' is this item: a reference reads an earlier output", loc)
+        if ref in self.known:
+            head, rest = ref, ""
+        elif rest and ref.rpartition(".")[0] in self.known:  # inside a part that is one module (a branch, a loop)
+            head = ref.rpartition(".")[0]
         if head in self.known and rest:
             t = self.known[head]
             raise ArchcError(
-                f"'{ref}' reaches inside {t.what}: a reference reads an item of {self.where}'s own level (through "
-                "unnamed seqs), or its input; the part is one module, its inside is not an output. Drop the part's "
-                "name to make its items this level's, or make it a block",
+                f"'{ref}' reaches inside {t.what}: a reference reads an item of {self.where}'s own level or of a "
+                "named seq there (a dotted path: backbone.layer3), or an input; inside a merge's branch, a "
+                "residual's body, a loop or a block call, the part is one module, its inside no output. Make the "
+                "part a named seq, or name the output in a block's body and pass it on",
                 loc,
                 notes=[(t.loc, f"{t.what} is here")],
             )
@@ -94,9 +108,9 @@ class Scope:
 
 def nested_error(loc: Loc | None, what: str) -> ArchcError:
     return ArchcError(
-        f"{what} inside a nested part (a named seq, a merge's branch, a repeat's or dense_connect's body, or a "
-        "head): references are read by the items of the network's own level or of a block's body (through unnamed "
-        "seqs); drop the enclosing part's name, or make the part a block with `inputs:`",
+        f"{what} inside a part that is one module (a merge's branch, a named residual, a repeat's or "
+        "dense_connect's body, or a head): references are read by the items of the network's own level or of a "
+        "block's body, and of named seqs there; make the part a named seq, or a block with `inputs:`",
         loc,
     )
 
@@ -137,7 +151,7 @@ def check_flow(seq, live: set[str], last_live: bool, what: str) -> None:
 
     def walk(children, last_flows: bool) -> None:
         for i, t in enumerate(children):
-            if t.kind == "seq" and t.transparent:
+            if t.kind == "seq" and (t.transparent or t.key is not None):  # (a named seq where references reach)
                 walk(t.children, True)
             elif t.kind == "residual" and t.transparent:
                 walk(t.children[0].children, True)

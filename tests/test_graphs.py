@@ -110,6 +110,30 @@ top:
   - dense: {out: $classes}
 outputs: {c1: stage1, c2: stage2}
 """,
+    # dotted paths into named seqs (a backbone's stages, as torchvision's IntermediateLayerGetter taps them), from
+    # inside and outside them: the seq stays one module (the same state_dict names), its items called one by one
+    "dotted_paths_into_named_seqs": HEAD
+    + """
+network:
+  - seq:
+      name: backbone
+      body:
+        - conv: {name: stem, out: 4, kernel: 3, padding: 1}
+        - relu
+        - seq:
+            name: stage1
+            body:
+              - conv: {name: conv, out: 8, kernel: 3, stride: 2, padding: 1}
+              - bn
+              - relu: {name: act}
+        - conv: {name: stage2, from: stage1.act, out: 16, kernel: 3, stride: 2, padding: 1}
+        - relu: {name: act2}
+  - upsample: {name: up, like: backbone.stage1.act}
+  - conv: {name: lat, from: backbone.stage1.act, out: 16, kernel: 1}
+  - add: {from: [lat, up]}
+  - conv: {name: head, out: 2, kernel: 1}
+outputs: {c3: backbone.stage1, c4: backbone.act2, out: head}
+""",
     # several outputs and an auxiliary head: the head's output in training only (PyTorch), beside the named ones
     "outputs_and_a_head": HEAD
     + """
@@ -246,13 +270,20 @@ ERRORS = {
     "itself": ("network:\n  - conv: {name: a, from: a, out: 4, kernel: 1}\n", "'a' is this item", 4),
     "nested": (
         "network:\n  - conv: {name: a, out: 4, kernel: 1}\n"
-        "  - seq: {name: s, body: [conv: {out: 4, kernel: 1}, add: {from: [a, conv]}]}\n",
+        "  - concat: {branches: [[conv: {out: 4, kernel: 1}, add: {from: [a, conv]}], []]}\n",
         "'from: [",
         5,
     ),
-    "dotted": (
-        "network:\n  - seq: {name: s, body: [conv: {name: c, out: 4, kernel: 1}]}\n  - relu: {from: s.c}\n",
-        "'s.c' reaches inside item 's'",
+    "dotted_into_a_branch": (
+        "network:\n  - concat: {name: m, branches: [[conv: {name: c, out: 4, kernel: 1}], []]}\n"
+        "  - relu: {from: m.branch1.c}\n",
+        "'m.branch1.c' reaches inside item 'm'",
+        5,
+    ),
+    "conditional_reader_in_a_named_seq": (
+        "network:\n  - conv: {name: a, out: 4, kernel: 1}\n"
+        "  - seq: {name: s, body: [relu, conv: {if: true, from: a, out: 4, kernel: 1}]}\n",
+        "an item under an 'if:' inside a named seq cannot read an output by name",
         5,
     ),
     "conditional": (

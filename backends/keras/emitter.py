@@ -221,7 +221,7 @@ class KerasEmitter(BaseEmitter):
                 self.saved[key] = self.ns.fresh(key)
                 out.append(c.assign(self.saved[key], c.name(x)))
             else:
-                self.saved[key] = self.ns.fresh(key)
+                self.saved[key] = self.ns.fresh(key.replace(".", "_"))  # backbone.layer3 -> backbone_layer3
         return out
 
     def inference_function(self) -> ast.stmt:

@@ -323,7 +323,7 @@ class TorchEmitter(BaseEmitter):
                 k.saved[key] = k.fwd.fresh(key)
                 out.append(c.assign(k.saved[key], c.name("x")))
             else:
-                k.saved[key] = k.fwd.fresh(key)
+                k.saved[key] = k.fwd.fresh(key.replace(".", "_"))  # backbone.layer3 -> backbone_layer3
         return out
 
     # ------------------------------------------------------------------ class bodies
@@ -461,6 +461,9 @@ class TorchEmitter(BaseEmitter):
         v = c.name(var)
         if t.kind == "seq" and t.transparent:
             return self.class_body(t, scope, k, var, top, cond)
+        if t.kind == "seq" and _opens(t, k.saved):  # references reach inside: its items called one by one
+            k.init.append(c.assign(c.attr("self", t.name), self.container(t, scope, k)))
+            return self.open_forward(t, c.attr("self", t.name), scope, k, var)
         if t.kind == "residual" and t.transparent:
             return self.class_residual(t, scope, k, var, top, cond, comment)
         if t.kind in ("concat", "add", "mul") and t.src:  # named outputs merged
@@ -608,7 +611,11 @@ class TorchEmitter(BaseEmitter):
                 out += self.entries(t, scope, k, item_cond)
                 prev = None
                 continue
-            module = self.module(t, scope, k, inplace=prev is not None and prev.kind in FRESH_OUTPUT + INPLACE)
+            if _moduleless(t):  # computed in forward from kept outputs (an opened seq's: see open_forward)
+                prev = None
+                continue
+            fresh = prev is not None and prev.kind in FRESH_OUTPUT + INPLACE and prev.key not in k.saved
+            module = self.module(t, scope, k, inplace=fresh and not t.src)
             if t.kind == "call" and scope.values is None:
                 opaque = [sym for idx, sym, d in seq.lets if idx == i + 1 and d is None]
                 if opaque:  # its width stays inside the block: name the instance, read the width off it
@@ -619,6 +626,39 @@ class TorchEmitter(BaseEmitter):
                 module = c.ifexp(item_cond, module, self.nn("Identity"))
             out.append((t.name, module))
             prev = t if item_cond is None else None
+        return out
+
+    def open_forward(self, seq: ir.TNode, owner: ast.expr, scope: Scope, k: _Class, var: str) -> list[ast.stmt]:
+        """forward of a named seq whose items references reach (``backbone.layer3``): built as one container
+        (``self.backbone``, the same state_dict names), its items called one by one, the kept ones kept."""
+        out: list[ast.stmt] = []
+        for i, t in enumerate(seq.children):
+            scope = self.apply_lets(seq, i, scope, k, statements=False)
+            own, _ = _conditions(t, scope, None)
+            if own is False:
+                continue
+            if t.kind == "seq" and t.transparent:
+                out += self.open_forward(t, owner, scope, k, var)
+                continue
+            me = c.attr(owner, t.name)
+            src = c.name(k.saved[t.src[0]]) if t.src and t.src[0] and t.kind not in ("concat", "add", "mul") else None
+            if t.kind in ("concat", "add", "mul") and t.src:
+                out.append(c.assign(var, self.merge_value(t.kind, [c.name(k.saved[s]) for s in t.src])))
+            elif t.kind == "upsample" and t.attr("like") is not None:
+                spatial = ast.Slice(lower=c.lit(2), upper=None, step=None)
+                kw = [("size", c.subscript(c.attr(k.saved[t.attr("like")], "shape"), spatial))]
+                kw += upsample_kwargs(self, t, scope)
+                value = c.kwcall(c.attr(self.ref("F"), "interpolate"), [src or c.name(var)], kw)
+                out.append(c.assign(var, value))
+            elif t.kind == "seq" and _opens(t, k.saved):
+                if src is not None:
+                    out.append(c.assign(var, src))
+                out += self.open_forward(t, me, scope, k, var)
+            else:
+                more = [c.name(k.saved[s]) for s in t.src[1:]] if t.kind == "call" else []
+                out.append(c.assign(var, c.call(me, src or c.name(var), *more)))
+            if t.key in k.saved:
+                out.append(c.assign(k.saved[t.key], c.name(var)))
         return out
 
     def container(self, seq: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
@@ -756,6 +796,27 @@ def _conditions(t: ir.TNode, scope: Scope, inherited):
         return False, None
     own = None if present is True else scope.node(t.cond)
     return own, (c.and_(inherited, own) if own is not None else inherited)
+
+
+def _moduleless(t: ir.TNode) -> bool:
+    """A part with no module of its own: a merge of kept outputs, a resize like a kept output."""
+    return (t.kind in ("concat", "add", "mul") and bool(t.src)) or (t.kind == "upsample" and t.attr("like") is not None)
+
+
+def _opens(t: ir.TNode, saved: dict) -> bool:
+    """Whether named seq ``t`` has items references reach (kept outputs, or readers of them) at its level."""
+    if t.kind != "seq" or t.transparent or t.key is None:
+        return False
+    for ch in t.children:
+        if ch.key in saved or ch.src or (ch.kind == "upsample" and ch.attr("like") is not None):
+            return True
+        if ch.kind == "seq" and (ch.transparent or _opens(ch, saved)) and (_opens(ch, saved) or _reads(ch, saved)):
+            return True
+    return False
+
+
+def _reads(t: ir.TNode, saved: dict) -> bool:
+    return any(n.key in saved or n.src for n in _template_nodes(t) if n is not t)
 
 
 def _template_nodes(t: ir.TNode):
