@@ -38,10 +38,12 @@ def _short(v) -> str:
 def _walk(data, path):
     """Follow a pydantic error path through located data; returns (container, key, kind_context)."""
     cur, container, key, kinds = data, None, None, []
-    for p in path:
+    for i, p in enumerate(path):
         if isinstance(cur, dict) and p in cur:
             container, key = cur, p
-            if isinstance(p, str) and (p in KINDS) and len(cur) == 1:
+            # an item's kind: the key of a one-key mapping at an item's place (an index, then the tag), not an
+            # attribute named as a kind is (upsample's `scale`)
+            if isinstance(p, str) and (p in KINDS) and len(cur) == 1 and i > 0 and isinstance(path[i - 1], int):
                 kinds.append(p)
             cur = cur[p]
         elif isinstance(cur, list) and isinstance(p, int) and 0 <= p < len(cur):
