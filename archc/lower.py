@@ -209,6 +209,7 @@ class Lowerer:
         self.errors = errors
         self._unknowns = False  # whether an UNKNOWN value may be in a scope (ev's fast path while not)
         self._width_exprs: set[Expr] = set()  # expressions that read the running width (in_channels)
+        self._eval_failed = False  # an expression could not be evaluated (see is_unknown)
         self.data = data
         self.spec = spec
         self.file = file
@@ -296,8 +297,10 @@ class Lowerer:
         """Whether ``e`` reads a value that is unknown because of an error reported already (recovering)."""
         if not self._unknowns:
             return False
-        if e in self._width_exprs and scope.get("in_channels") is UNKNOWN:
-            return True  # the running width, after an item that failed
+        if scope.get("in_channels") is UNKNOWN and (e in self._width_exprs or self._eval_failed):
+            # after an item that failed: the running width; and after an expression that could not be evaluated
+            # (a param or argument of the wrong type, say), every expression, as it may read the same bad value
+            return True
         return any(n == UNKNOWN.src or scope.get(n) is UNKNOWN for n in e.names())
 
     def literal(self, v, scope, loc):
@@ -373,7 +376,8 @@ class Lowerer:
 
     def template_part(self, item, raw_item, in_ch: Expr, ctx: _Ctx, level: _Level, loc, class_scope: bool):
         """An item's template, its name claimed in ``level``. Recovering, an item whose error is recorded (or was,
-        by the validation: :func:`invalid_item`) becomes an error node, whose output is unknown."""
+        by the validation: :func:`invalid_item`), its name's included, becomes an error node, whose output is
+        unknown."""
         auto = level.auto(item)
         if _invalid(item) is not None:
             node = ir.TNode(ERROR_KIND, auto, (), (), None, in_ch, self.unknown(), loc)
@@ -385,8 +389,9 @@ class Lowerer:
                 node = ir.TNode(ERROR_KIND, auto, (), (), None, in_ch, self.unknown(), loc)
         try:
             level.claim(node.name, loc)
-        except ArchcError as exc:
+        except ArchcError as exc:  # a second item of that name: often a copy, whose shapes would only add noise
             self.record(exc)
+            node = ir.TNode(ERROR_KIND, node.name, (), (), None, in_ch, self.unknown(), loc)
         return node
 
     def _width_name(self, bound: set) -> Expr:
@@ -628,7 +633,7 @@ class Lowerer:
         if self.count > MAX_INSTANCE_NODES or t.kind == ERROR_KIND:
             return  # (past the bound, the instances have said so)
         if t.cond is not None:
-            cond = self.ev(t.cond, scope, t.loc)
+            cond = self.ev_known(t.cond, scope, t.loc)
             if cond is UNKNOWN or not _as_bool(cond, t.loc):
                 return
         if t.kind == "seq":
@@ -638,7 +643,7 @@ class Lowerer:
                 self.check_unknown(child, scope, errors)
             return
         al = t.attr_loc
-        a = {k: self.ev(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
+        a = {k: self.ev_known(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
         if t.kind in ops.PRIMITIVES:
             for attr in ops.get(t.kind).attrs:
                 v = a.get(attr.name)
@@ -665,6 +670,14 @@ class Lowerer:
             found: list = []
             self.check_unknown(self.templates[t.block].body, inner, found)
             errors.extend(_at_call_site(exc, t) for exc in found)
+
+    def ev_known(self, v, scope, loc):
+        """:meth:`ev`, checking past an error: an expression that cannot be evaluated is UNKNOWN, not an error (the
+        one reported may be its cause: a param or argument of the wrong type that every use fails on)."""
+        try:
+            return self.ev(v, scope, loc)
+        except ArchcError:
+            return UNKNOWN
 
     def explain(self, exc: ArchcError, t: ir.TNode, scope: dict) -> None:
         """A value check of ``t`` failed: point ``exc`` at where the bad value was written."""
@@ -697,7 +710,14 @@ class Lowerer:
     def ev(self, v, scope, loc):
         """The value of ``v`` in ``scope``; recovering, UNKNOWN if it reads an unknown value."""
         if isinstance(v, Expr):
-            return UNKNOWN if self.is_unknown(v, scope) else evaluate(v, scope, loc)
+            if self.is_unknown(v, scope):
+                return UNKNOWN
+            try:
+                return evaluate(v, scope, loc)
+            except ArchcError:
+                if self.errors is not None:
+                    self._unknowns = self._eval_failed = True
+                raise
         if isinstance(v, tuple):
             out = [self.ev(x, scope, loc) for x in v]
             return UNKNOWN if self._unknowns and any(x is UNKNOWN for x in out) else out

@@ -299,6 +299,24 @@ CASCADES = [
         ("widht", 1, 0),
     ),
     (
+        # an item copied: its name clashes, and its shapes (8x8 -> 4x4: the copy's 5x5 kernel does not fit) say nothing
+        "copied_item",
+        "network:\n  - conv: {name: a, out: 4, kernel: 5}\n  - conv: {name: a, out: 4, kernel: 5}\n  - gap\n",
+        ("conv: {name: a", 2, 0),
+    ),
+    (
+        # a param of the wrong type: an expression reading it cannot be evaluated, and neither is the value check of
+        # a later use reported (the same bad value)
+        "param_of_the_wrong_type_evaluated_first",
+        "params: {w: abc}\nnetwork:\n  - conv: {out: '${w * 2}', kernel: 1}\n  - conv: {out: $w, kernel: 1}\n",
+        ("'${w", 1, 0),
+    ),
+    (
+        "param_of_the_wrong_type_checked_first",
+        "params: {w: abc}\nnetwork:\n  - conv: {out: $w, kernel: 1}\n  - conv: {out: '${w * 2}', kernel: 1}\n",
+        ("abc", 1, 0),
+    ),
+    (
         # a misspelt input key is taken for the key it is a typo of: no 'input needs height and width'
         "misspelt_input_key",
         "network:\n  - conv: {out: 4, kernel: 3}\n",
