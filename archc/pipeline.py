@@ -83,12 +83,15 @@ def _located(errors: list, data: LDict) -> ArchcError:
     container, key, kinds, cur = _walk(data, path)
     what = f" in '{kinds[-1]}'" if kinds else ""
     if e["type"] == "extra_forbidden":
-        bad = path[-1]
         allowed = _allowed_keys(path[:-1], kinds)
-        hint = suggest(bad, allowed)
-        valid = f" (valid keys: {', '.join(sorted(allowed))})" if allowed and not hint else ""
+        bad = [x["loc"][-1] for x in errors if x["type"] == "extra_forbidden" and x["loc"][:-1] == path[:-1]]
+        hints = [suggest(b, allowed) for b in bad]
+        valid = f" (valid keys: {', '.join(sorted(allowed))})" if allowed and not all(hints) else ""
         loc = key_loc(container, key) if container is not None else data.loc
-        return ArchcError(f"unknown key '{bad}'{what}{hint}{valid}", loc)
+        if len(bad) > 1:  # one mapping's unknown keys are one error (a wrong kind: all of its attributes)
+            keys = ", ".join(f"'{b}'{h}" for b, h in zip(bad, hints))
+            return ArchcError(f"unknown keys {keys}{what}{valid}", loc)
+        return ArchcError(f"unknown key '{path[-1]}'{what}{hints[0]}{valid}", loc)
     if e["type"] == "missing":
         loc = loc_of(container, key) if container is not None else data.loc
         return ArchcError(f"missing key '{path[-1]}'{what}", loc)
@@ -138,10 +141,13 @@ def _item_end(path) -> int | None:
 
 def _problem(e) -> tuple:
     """Which problem of the spec a pydantic error is about: its innermost item (or top-level section) and the
-    attribute in it; the missing keys of one mapping are one problem (the first one is reported)."""
+    attribute in it; the missing keys of one mapping are one problem (the first one is reported), and so are its
+    unknown keys (all are named)."""
     path = e["loc"]
     if e["type"] == "missing":
         return (*path[:-1], "<missing>")
+    if e["type"] == "extra_forbidden":
+        return (*path[:-1], "<unknown>")
     end = _item_end(path)
     if end is not None:  # the item, its kind (or block), its attribute
         return tuple(path[: end + 3])
@@ -165,7 +171,7 @@ def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcErro
             continue
         problems.setdefault(_problem(e), []).append(e)
     repaired = _copy_data(data)
-    fixes, out = [], []
+    fixes, out, renamed = [], [], set()
     for group in problems.values():
         out.append(_located(group, data))
         path = group[0]["loc"]
@@ -179,12 +185,20 @@ def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcErro
         elif group[0]["type"] == "extra_forbidden" and repaired is not None:
             # an unknown key outside the items is taken for the key it is a typo of, if that one is not given
             # (left out, `parms:` or `widht:` would make errors of their own: unknown params, no input width)
-            container, key, kinds, _ = _walk(repaired, path)
-            meant = closest(key, _allowed_keys(path[:-1], kinds)) if isinstance(key, str) else None
-            if isinstance(container, dict) and key == path[-1] and meant is not None and meant not in container:
-                fixes.append((container, key, meant))
-            else:
-                repaired = None
+            for e in group:
+                container, key, kinds, _ = _walk(repaired, e["loc"])
+                meant = closest(key, _allowed_keys(e["loc"][:-1], kinds)) if isinstance(key, str) else None
+                if (
+                    isinstance(container, dict)
+                    and key == e["loc"][-1]
+                    and meant is not None
+                    and meant not in container
+                    and (id(container), meant) not in renamed  # two typos of one key: which one is meant?
+                ):
+                    fixes.append((container, key, meant))
+                    renamed.add((id(container), meant))
+                else:
+                    repaired = None
         else:
             repaired = None
     if repaired is not None:

@@ -214,6 +214,26 @@ def test_an_independent_mistake_in_the_same_item_is_its_own_error(cli, write_yam
     )
 
 
+@pytest.mark.parametrize(
+    ("item", "said"),
+    [
+        ("conv: {out: 4, kernal: 3, strdie: 2}", "unknown keys 'kernal' (did you mean 'kernel'?), 'strdie' (did you "
+         "mean 'stride'?) in 'conv'"),
+        ("relu: {out: 4, kernel: 3}", "unknown keys 'out', 'kernel' in 'relu' (valid keys: if, name)"),
+    ],
+)  # fmt: skip
+def test_the_unknown_keys_of_one_item_are_one_error(cli, write_yaml, item, said):
+    """One item's unknown keys are one error naming them all (a wrong kind makes all its attributes unknown)."""
+    text = f"{HEAD}network:\n  - {item}\n  - conv: {{out: 4, kernel: 0}}\n"
+    path = write_yaml(text)
+    key = item.split("{")[1].split(":")[0] if item.startswith("relu") else "kernal"
+    assert_errors(
+        cli("check", path),
+        path,
+        [(at(path, text, key), said), (at(path, text, "kernel: 0", shift=8), "kernel must be a positive integer")],
+    )
+
+
 def test_each_spec_of_a_check_has_its_own_errors_and_count(cli, write_yaml):
     a_text = HEAD + "network:\n  - conv: {out: 0, kernel: 1}\n  - conv: {out: 4, kernel: 0}\n"
     b_text = HEAD + "network:\n  - dense: {out: 0}\n"
