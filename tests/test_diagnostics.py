@@ -473,6 +473,17 @@ def test_a_layer_may_be_called_input_and_both_models_run(cli, write_yaml, tmp_pa
     assert outputs == {"torch": (2, 4), "keras": (2, 4)}
 
 
+def test_the_api_names_the_backend_of_a_refusal_once(write_yaml):
+    """archc.source adds the backend's name to a refusal as `archc build` does: once (the PyTorch emitter's
+    refusal of a long conditional width chain names it already; was: 'torch backend: torch backend: ...')."""
+    import archc
+    from tests.fuzz import WIDTH_CHAIN
+
+    with pytest.raises(ArchcError) as info:
+        archc.source(str(write_yaml(WIDTH_CHAIN)), "torch")
+    assert str(info.value).count("torch backend:") == 1, str(info.value)
+
+
 # ------------------------------------------------------------------ valid specs are not changed by any of this
 def test_valid_specs_check_as_before(cli):
     specs = sorted(SPECS.glob("*.yaml"))
