@@ -155,7 +155,7 @@ def _problem(e) -> tuple:
 
 
 def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcError], LDict | None]:
-    """Every independent problem of a pydantic validation error, located, in the order they were written;
+    """Every independent problem of a pydantic validation error, located (one error each: :func:`_problem`);
     and a copy of ``data`` repaired so that the lowering can go on and find the other errors (None if it
     cannot): an item with a problem becomes :func:`archc.lower.invalid_item`, an unknown key outside the
     items becomes the key it is a typo of; any other problem (in the input, the params, a head's ``at``...)
