@@ -210,6 +210,8 @@ class Lowerer:
         self._unknowns = False  # whether an UNKNOWN value may be in a scope (ev's fast path while not)
         self._width_exprs: set[Expr] = set()  # expressions that read the running width (in_channels)
         self._eval_failed = False  # an expression could not be evaluated (see is_unknown)
+        self._suspects: set[str] = set()  # the names such expressions read (see evaluated)
+        self._unknown_names: dict[tuple, ArchcError] = {}  # (where, name) -> the error about that unknown param
         self.data = data
         self.spec = spec
         self.file = file
@@ -307,7 +309,7 @@ class Lowerer:
         """Evaluate a value written at network level (param value, default) to plain data."""
         if is_expr(v):
             e = parse(v, loc)
-            return UNKNOWN if self.is_unknown(e, scope) else evaluate(e, scope, loc)
+            return UNKNOWN if self.is_unknown(e, scope) else self.evaluated(e, scope, loc)
         if isinstance(v, list):
             out = [self.literal(x, scope, loc) for x in v]
             return UNKNOWN if self._unknowns and any(x is UNKNOWN for x in out) else out
@@ -325,11 +327,18 @@ class Lowerer:
         e = parse(v, loc)
         for n in sorted(e.names()):
             if n != "in_channels" and n not in ctx.symbols:
-                raise ArchcError(
+                first = self._unknown_names.get((ctx.where, n)) if self.errors is not None else None
+                if first is not None:  # recovering: one error for a missing param, its other uses as notes
+                    if loc != first.loc and (loc, f"'{n}' is used here too") not in first.notes:
+                        first.note(loc, f"'{n}' is used here too")
+                    raise Recovered([])
+                exc = ArchcError(
                     f"unknown param '{n}' in {v} ({ctx.where} has: {', '.join(sorted(ctx.symbols)) or 'no params'})"
                     f"{suggest(n, ctx.symbols | {'in_channels'})}",
                     loc,
                 )
+                self._unknown_names[(ctx.where, n)] = exc
+                raise exc
         if "in_channels" not in e.names():
             return e
         e = substitute(e, {"in_channels": in_ch})
@@ -387,6 +396,11 @@ class Lowerer:
             except ArchcError as exc:
                 self.record(exc)
                 node = ir.TNode(ERROR_KIND, auto, (), (), None, in_ch, self.unknown(), loc)
+            except Recovered as r:  # its error was reported at another item (an unknown param: used here too)
+                self.errors.extend(r.errors)
+                node = ir.TNode(ERROR_KIND, auto, (), (), None, in_ch, self.unknown(), loc)
+        if node.kind == ERROR_KIND and _item_name(item) is None:
+            return node  # an automatic name, which the item might not have had as written (`- fire: 0`)
         try:
             level.claim(node.name, loc)
         except ArchcError as exc:  # a second item of that name: often a copy, whose shapes would only add noise
@@ -624,7 +638,10 @@ class Lowerer:
         except ArchcError as exc:
             if not exc.explained:
                 self.explain(exc, t, scope)
-            errors.append(exc)
+            # an error inside a stdlib block with no user-written cause found may be the reported one's sequel
+            # (values computed in the block from the same bad param): only one with a place of the user's is kept
+            if exc.primary_moved or (exc.loc is not None and not exc.loc.file.startswith(STDLIB_PREFIX)):
+                errors.append(exc)
         except Recovered as r:
             errors.extend(r.errors)
 
@@ -671,6 +688,22 @@ class Lowerer:
             self.check_unknown(self.templates[t.block].body, inner, found)
             errors.extend(_at_call_site(exc, t) for exc in found)
 
+    def evaluated(self, e: Expr, scope: dict, loc):
+        """``e`` evaluated. Recovering, an expression that cannot be evaluated makes the names it read suspect (a
+        param or argument of the wrong type, say): another that reads one of them and fails too is UNKNOWN, not a
+        second error (a param of the wrong type fails at each use)."""
+        try:
+            return evaluate(e, scope, loc)
+        except ArchcError:
+            if self.errors is None:
+                raise
+            self._unknowns = self._eval_failed = True
+            names = e.names()
+            if names & self._suspects:
+                return UNKNOWN
+            self._suspects |= names
+            raise
+
     def ev_known(self, v, scope, loc):
         """:meth:`ev`, checking past an error: an expression that cannot be evaluated is UNKNOWN, not an error (the
         one reported may be its cause: a param or argument of the wrong type that every use fails on)."""
@@ -710,14 +743,7 @@ class Lowerer:
     def ev(self, v, scope, loc):
         """The value of ``v`` in ``scope``; recovering, UNKNOWN if it reads an unknown value."""
         if isinstance(v, Expr):
-            if self.is_unknown(v, scope):
-                return UNKNOWN
-            try:
-                return evaluate(v, scope, loc)
-            except ArchcError:
-                if self.errors is not None:
-                    self._unknowns = self._eval_failed = True
-                raise
+            return UNKNOWN if self.is_unknown(v, scope) else self.evaluated(v, scope, loc)
         if isinstance(v, tuple):
             out = [self.ev(x, scope, loc) for x in v]
             return UNKNOWN if self._unknowns and any(x is UNKNOWN for x in out) else out
@@ -1029,10 +1055,13 @@ class Lowerer:
                             key_loc(raw_k, key) if raw_k is not None else kloc,
                         )
                     )
-                    # recovering: the attribute it was meant to be has an unknown default (no error for its absence)
-                    meant = closest(key, allowed)
-                    if meant is not None and meant not in attrs:
-                        given[meant] = self.unknown()
+                    # recovering: what it may have been meant for has an unknown default (no error for its absence):
+                    # the attribute it is a typo of, or any param of a block that its calls must otherwise give
+                    meant = {closest(key, allowed)}
+                    if kind in self.raw_blocks and kind not in KINDS:
+                        meant |= {p for p, d in self.raw_blocks[kind][0].params.items() if d is None}
+                    for m in meant - {None} - set(attrs):
+                        given[m] = self.unknown()
             raw_k = raw_defaults.get(kind)
             for key, v in attrs.items():
                 if key in allowed:

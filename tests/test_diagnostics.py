@@ -337,6 +337,33 @@ CASCADES = [
         ("abc", 1, 0),
     ),
     (
+        # a param of the wrong type read by two params: the second's failure is the first's
+        "params_reading_a_param_of_the_wrong_type",
+        "params: {m: abc, a: '${m * 2.5}', b: '${m * 3.5}'}\nnetwork:\n  - conv: {out: $b, kernel: 1}\n",
+        ("'${m * 2.5}'", 1, 0),
+    ),
+    (
+        # a param misspelt where it is defined: one error at its first use, the other uses as notes
+        "misspelt_param_used_three_times",
+        "params: {widht: 8}\nnetwork:\n  - conv: {out: $width, kernel: 1}\n  - conv: {out: $width, kernel: 1}\n"
+        "  - dense: {out: '${width * 2}'}\n",
+        ("$width", 1, 0),
+    ),
+    (
+        # a refused item without a name: the automatic name it would get (relu2) is not claimed against relu2
+        "refused_unnamed_item_among_named_ones",
+        "network:\n  - relu: {name: relu2}\n  - relu: 5\n  - relu\n",
+        ("5", 1, 0),
+    ),
+    (
+        # a default for a block's param of another name: no 'needs param' at each call
+        "block_default_for_no_param",
+        "defaults:\n  b: {size: 4}\n"
+        "blocks:\n  b:\n    params: {width: null}\n    body: [conv: {out: $width, kernel: 1}]\n"
+        "network:\n  - b\n  - b\n",
+        ("size", 1, 0),
+    ),
+    (
         # a misspelt input key is taken for the key it is a typo of: no 'input needs height and width'
         "misspelt_input_key",
         "network:\n  - conv: {out: 4, kernel: 3}\n",
@@ -361,6 +388,17 @@ def test_a_mistake_is_reported_once_not_what_follows_from_it(cli, write_yaml, bo
     res = cli("check", path)
     place = at(path, text, "widht") if at_ is None else at(path, text, *at_)
     assert_errors(res, path, [(place, "")])
+
+
+def test_the_other_uses_of_a_missing_param_are_notes(cli, write_yaml):
+    text = HEAD + dict((c[0], c[1]) for c in CASCADES)["misspelt_param_used_three_times"]
+    path = write_yaml(text)
+    res = cli("check", path)
+    assert res.err.splitlines() == [
+        at(path, text, "$width") + "unknown param 'width' in $width (the network has: widht) (did you mean 'widht'?)",
+        at(path, text, "$width", 2) + "note: 'width' is used here too",
+        at(path, text, "'${width") + "note: 'width' is used here too",
+    ]
 
 
 # ------------------------------------------------------------------ the limit
@@ -407,6 +445,10 @@ def _single_mistakes() -> list:
     for spec, sets in _params(test_core_errors.test_errors_caused_by_user_values_are_located_in_user_input):
         cases.append((f"zoo-{spec}-{sets[0]}", SPECS / spec, tuple(f"--set={s}" for s in sets)))
     cases.append(("zoo-densenet169.yaml-growth_rate=-3", SPECS / "densenet169.yaml", ("--set=growth_rate=-3",)))
+    # found by tests/fuzz.py's one-mutation cases: a value the stdlib's blocks compute from a bad param (the stage
+    # depths from depth_mult), a param of the wrong type that every width reads
+    for s in ("depth_mult=-2", "width_mult=abc"):
+        cases.append((f"zoo-efficientnet_b0.yaml-{s}", SPECS / "efficientnet_b0.yaml", (f"--set={s}",)))
     return cases
 
 
