@@ -680,8 +680,9 @@ class Lowerer:
             if n is not UNKNOWN and self.loop_count(t, n) > 0:
                 self.check_unknown(t.children[0], {**scope, "in_channels": UNKNOWN}, errors)
         elif t.kind == "call":
+            written = {k for k, where in t.attr_locs if where is not None}
             for p, v in a.items():
-                if v is not UNKNOWN:
+                if v is not UNKNOWN and p in written:  # (a default is one value for every call: checked at the first)
                     plain(v, f"param '{p}' of block '{t.block}'", al(p))
             inner = {**a, "in_channels": UNKNOWN, ORIGINS: (t, scope)}
             found: list = []

@@ -449,6 +449,8 @@ def _single_mistakes() -> list:
     # depths from depth_mult), a param of the wrong type that every width reads
     for s in ("depth_mult=-2", "width_mult=abc"):
         cases.append((f"zoo-efficientnet_b0.yaml-{s}", SPECS / "efficientnet_b0.yaml", (f"--set={s}",)))
+    # a param that every block call receives through defaults: (its value checked at the first call only)
+    cases.append(("zoo-mobilenet_v1.yaml-alpha=.nan", SPECS / "mobilenet_v1.yaml", ("--set=alpha=.nan",)))
     return cases
 
 
