@@ -195,7 +195,8 @@ def _emit(compiled: Compiled, backend: str, options: dict) -> str:
     except ArchcError as exc:
         if exc.loc is None:
             exc.loc = Loc(compiled.spec, 1, 1)
-        exc.message = f"{backend} backend: {exc.message}"
+        if not exc.message.startswith(f"{backend} backend: "):  # some of the backends' messages name it already
+            exc.message = f"{backend} backend: {exc.message}"
         raise
 
 

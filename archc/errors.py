@@ -8,6 +8,14 @@ An error may carry notes, printed after its first line the way rustc and clang p
 
 The first line is always ``file:line:col: message`` (the primary location: where the bad value was
 written), so tools that read only the first line keep working.
+
+A spec's independent errors are reported together (:class:`ErrorList`), in the order of their places in the
+files, at most :data:`MAX_ERRORS` of them, then a count (as clang's ``-ferror-limit``)::
+
+    spec.yaml:4:20: unknown key 'kernal' in 'conv' (did you mean 'kernel'?)
+    spec.yaml:6:17: out must be a positive integer, got -8
+    spec.yaml:7:5: unknown block or kind 'reshape' (primitives: ...)
+    spec.yaml: 3 errors
 """
 
 from __future__ import annotations
@@ -61,6 +69,51 @@ class ArchcError(Exception):
         return "\n".join(lines)
 
 
+MAX_ERRORS = 20  # errors shown for one spec; the rest are counted (clang's -ferror-limit is 20 too)
+
+
+class ErrorList(ArchcError):
+    """Several independent errors of one spec, found in one run. Its message, location and notes are the first
+    error's (an API caller catching ArchcError sees the first one); printed, it is every error with its notes
+    (at most :data:`MAX_ERRORS`), then a line counting them (``spec.yaml: 3 errors``)."""
+
+    def __init__(self, errors: list[ArchcError], file: str):
+        first = errors[0]
+        super().__init__(first.message, first.loc, notes=first.notes, attr=first.attr, check=first.check)
+        self.errors = list(errors)
+        self.file = file
+
+    def __str__(self) -> str:
+        lines = [str(e) for e in self.errors[:MAX_ERRORS]]
+        n = len(self.errors)
+        more = f"; the first {MAX_ERRORS} shown, {n - MAX_ERRORS} more not shown" if n > MAX_ERRORS else ""
+        lines.append(f"{self.file}: {n} errors{more}")
+        return "\n".join(lines)
+
+
+def collect(errors: list[ArchcError], file: str) -> ArchcError:
+    """The errors of one spec as one exception: the same error found twice (the same first line) kept once, and
+    so is one bad value written once (a param's, an argument's: where the errors were traced back to) that fails
+    at several uses; in the order of their places (the spec file first, then other files such as an ``extends``
+    base, then ``--set`` arguments; an error with no place last). One error is itself, as when checking stopped
+    at it."""
+    seen, unique = set(), []
+    for e in errors:
+        key = ("value written at", e.loc) if e.primary_moved else e.first_line
+        if key not in seen:
+            seen.add(key)
+            unique.append(e)
+
+    def place(e: ArchcError):
+        if e.loc is None:
+            return (3, "", 0, 0)
+        rank = 0 if e.loc.file == file else 2 if e.loc.file.startswith("--set ") else 1
+        return (rank, e.loc.file, e.loc.line, e.loc.col)
+
+    unique.sort(key=place)  # stable: errors at one place keep the order they were found in
+    return unique[0] if len(unique) == 1 else ErrorList(unique, file)
+
+
 class InternalError(ArchcError):
     """Something archc itself got wrong (e.g. an emitter produced code that does not compile): exit status 3."""
 
@@ -87,6 +140,12 @@ def suggest(word: str, choices) -> str:
     been: keys for a key, kinds and blocks for an item), or ''. Close as rustc counts it: at most one edit per
     three characters (``kernal`` -> ``kernel``, ``gorwth_rate`` -> ``growth_rate``), or the same word in
     another case; never a word that merely shares letters (``depth`` is not ``width``, ``reshape`` not ``repeat``)."""
+    best = closest(word, choices)
+    return f" (did you mean '{best}'?)" if best is not None else ""
+
+
+def closest(word: str, choices) -> str | None:
+    """The one of ``choices`` that ``word`` is a typo of (see :func:`suggest`), or None."""
     word = str(word)
     limit = max(len(word), 3) // 3
     best, best_d = None, limit + 1
@@ -94,7 +153,7 @@ def suggest(word: str, choices) -> str:
         d = 0 if c.lower() == word.lower() else edit_distance(word, c, limit)
         if d < best_d and (d < len(word) or d == 0):  # 'x' is not a typo of 'y'
             best, best_d = c, d
-    return f" (did you mean '{best}'?)" if best is not None and best != word else ""
+    return best if best != word else None
 
 
 def listing(categories: dict) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import ir, ops, refs
 from .backends import reserved_layer_names
-from .errors import ArchcError, Loc, listing, suggest
+from .errors import ArchcError, Loc, closest, listing, suggest
 from .expr import Expr, evaluate, is_expr, parse, substitute, sym, sym_add, sym_mul
 from .loader import LDict, _mk_list, key_loc, loc_of, parse_yaml, read_text
 from .provenance import NETWORK, ORIGINS, Origin, Tracer
@@ -62,6 +62,8 @@ MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
 # archc's defaults: each kind's from its registration (archc.ops), the combinators' here
 BUILTIN_DEFAULTS = {"residual": {"when": True}, **{k: p.defaults for k, p in ops.PRIMITIVES.items() if p.defaults}}
 MERGES = ("concat", "add", "mul")
+BRANCHING = ("residual", *MERGES)  # combinators of several sequences, each independent of the others
+RANKED = ("pair", "axes0", "scales", "size", "padding")  # attribute types whose lists have one entry per axis
 # the combinators' instance builders (Lowerer methods); every other kind is the registry's (archc.ops)
 COMBINATOR_METHODS = {
     "residual": "inst_residual",
@@ -75,6 +77,58 @@ COMBINATOR_METHODS = {
 
 STDLIB_DIR = Path(__file__).parent / "stdlib"
 STDLIB_PREFIX = "<archc stdlib>/"
+
+# Recovering from errors (archc.pipeline reports every independent error of a spec, not only the first): a
+# value that cannot be known because of an error already reported (a bad param, the width after a bad item) is
+# UNKNOWN, a name no spec can write; anything computed from it is unknown too, and checks that would read it are
+# skipped, so that one mistake gives one error.
+UNKNOWN = Expr("__unknown")
+ERROR_KIND = "error"  # the template node standing for an item whose error was reported: its output is unknown
+INVALID_BLOCK, INVALID_KEY = "__invalid__", "invalid"
+
+
+class Invalid:
+    """Marks an item that failed validation (its error reported already) in the data the lowering goes on with;
+    an object no YAML can write (:func:`invalid_item`). ``base``: what the item was (its kind or block), for
+    the automatic names of the other items."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: str):
+        self.base = base
+
+
+def invalid_item(raw_item) -> dict:
+    """The item that stands for ``raw_item``, which failed validation: a block call of no block, keeping the
+    item's name (a head may be attached at it) and what it was (its kind or block)."""
+    base, name = INVALID_BLOCK, None
+    if isinstance(raw_item, str):
+        base = raw_item
+    elif isinstance(raw_item, dict) and len(raw_item) == 1:
+        ((base, attrs),) = raw_item.items()
+        if isinstance(attrs, dict) and isinstance(attrs.get("name"), str):
+            name = attrs["name"]
+    base = base if isinstance(base, str) and base.isidentifier() else INVALID_BLOCK
+    args: dict = {INVALID_KEY: Invalid(base)}
+    if name is not None and name.isidentifier() and len(name) <= 64:
+        args["name"] = name
+    return {INVALID_BLOCK: args}
+
+
+def _invalid(item) -> Invalid | None:
+    if isinstance(item, CallItem):
+        v = item.args.get(INVALID_KEY)
+        return v if isinstance(v, Invalid) else None
+    return None
+
+
+class Recovered(Exception):  # noqa: N818 - not an error: the news that some were recorded
+    """Raised up through the instances, recovering: an item failed (``errors``, found below it; none when an
+    unknown value stopped it), so the output of every enclosing sequence is unknown."""
+
+    def __init__(self, errors: list):
+        super().__init__(len(errors))
+        self.errors = errors
 
 
 def camel(name: str) -> str:
@@ -91,6 +145,8 @@ def _item_name(item) -> str | None:
 def _item_base(item) -> str:
     """What an unnamed item is called: its kind, or its block's name."""
     kind, _ = item_kind_and_attrs(item)
+    if _invalid(item) is not None:
+        return _invalid(item).base
     return item.block if kind == "call" else kind
 
 
@@ -147,7 +203,16 @@ class _Ctx:
 
 
 class Lowerer:
-    def __init__(self, data: LDict, spec: Spec, file: str):
+    """``errors``: a list to record errors in and go on (every independent error of the spec is reported);
+    None: the first error is raised."""
+
+    def __init__(self, data: LDict, spec: Spec, file: str, errors: list | None = None):
+        self.errors = errors
+        self._unknowns = False  # whether an UNKNOWN value may be in a scope (ev's fast path while not)
+        self._width_exprs: set[Expr] = set()  # expressions that read the running width (in_channels)
+        self._eval_failed = False  # an expression could not be evaluated (see is_unknown)
+        self._suspects: set[str] = set()  # the names such expressions read (see evaluated)
+        self._unknown_names: dict[tuple, ArchcError] = {}  # (where, name) -> the error about that unknown param
         self.data = data
         self.spec = spec
         self.file = file
@@ -218,16 +283,43 @@ class Lowerer:
         scope: dict = {}
         raw = self.data.get("params") or {}
         for name, v in self.spec.params.items():
-            self.check_name(name, key_loc(raw, name), "param name")
-            scope[name] = self.literal(v, scope, loc_of(raw, name))
+            try:
+                self.check_name(name, key_loc(raw, name), "param name")
+                scope[name] = self.literal(v, scope, loc_of(raw, name))
+            except ArchcError as exc:
+                self.record(exc)
+                scope[name] = self.unknown()
         return scope
+
+    def record(self, exc: ArchcError) -> None:
+        """Recovering: keep ``exc`` and go on; otherwise raise it."""
+        if self.errors is None:
+            raise exc
+        self.errors.append(exc)
+
+    def unknown(self) -> Expr:
+        """UNKNOWN, about to be put in a scope."""
+        self._unknowns = True
+        return UNKNOWN
+
+    def is_unknown(self, e: Expr, scope: dict) -> bool:
+        """Whether ``e`` reads a value that is unknown because of an error reported already (recovering)."""
+        if not self._unknowns:
+            return False
+        if scope.get("in_channels") is UNKNOWN and (e in self._width_exprs or self._eval_failed):
+            # after an item that failed: the running width; and after an expression that could not be evaluated
+            # (a param or argument of the wrong type, say), every expression, as it may read the same bad value
+            return True
+        return any(n == UNKNOWN.src or scope.get(n) is UNKNOWN for n in e.names())
 
     def literal(self, v, scope, loc):
         """Evaluate a value written at network level (param value, default) to plain data."""
         if is_expr(v):
-            return evaluate(parse(v, loc), scope, loc)
+            e = parse(v, loc)
+            return UNKNOWN if self.is_unknown(e, scope) else self.evaluated(e, scope, loc)
         if isinstance(v, list):
-            return [self.literal(x, scope, loc) for x in v]
+            out = [self.literal(x, scope, loc) for x in v]
+            return UNKNOWN if self._unknowns and any(x is UNKNOWN for x in out) else out
         if isinstance(v, dict):
             raise ArchcError("a mapping is not allowed here", loc)
         return v
@@ -242,12 +334,24 @@ class Lowerer:
         e = parse(v, loc)
         for n in sorted(e.names()):
             if n != "in_channels" and n not in ctx.symbols:
-                raise ArchcError(
+                first = self._unknown_names.get((ctx.where, n)) if self.errors is not None else None
+                if first is not None:  # recovering: one error for a missing param, its other uses as notes
+                    if loc != first.loc and (loc, f"'{n}' is used here too") not in first.notes:
+                        first.note(loc, f"'{n}' is used here too")
+                    raise Recovered([])
+                exc = ArchcError(
                     f"unknown param '{n}' in {v} ({ctx.where} has: {', '.join(sorted(ctx.symbols)) or 'no params'})"
                     f"{suggest(n, ctx.symbols | {'in_channels'})}",
                     loc,
                 )
-        return substitute(e, {"in_channels": in_ch}) if "in_channels" in e.names() else e
+                self._unknown_names[(ctx.where, n)] = exc
+                raise exc
+        if "in_channels" not in e.names():
+            return e
+        e = substitute(e, {"in_channels": in_ch})
+        if self.errors is not None:
+            self._width_exprs.add(e)  # unknown after an item that failed (is_unknown)
+        return e
 
     def template_seq(
         self, items, raw_items, in_ch: Expr, ctx: _Ctx, name: str, loc, level: _Level | None = None,
@@ -270,8 +374,7 @@ class Lowerer:
             for i, item in enumerate(items):
                 raw_item = raw_items[i] if raw_items is not None and i < len(raw_items) else None
                 item_loc = self.loc(raw_items, i) or loc
-                node = self.template_item(item, raw_item, ch, ctx, level.auto(item), item_loc, level, class_scope)
-                level.claim(node.name, item_loc)
+                node = self.template_part(item, raw_item, ch, ctx, level, item_loc, class_scope)
                 out = node.out_ch
                 if any(n.startswith(WIDTH_PREFIX) and n not in bound for n in out.names()):
                     # the part's width formula uses names of its own: its output width is a name here
@@ -293,6 +396,31 @@ class Lowerer:
         finally:
             self._width_names.pop()
         return ir.TNode("seq", name, (), tuple(nodes), None, in_ch, ch, loc, lets=tuple(lets), opaque=tuple(opaque))
+
+    def template_part(self, item, raw_item, in_ch: Expr, ctx: _Ctx, level: _Level, loc, class_scope: bool):
+        """An item's template, its name claimed in ``level``. Recovering, an item whose error is recorded (or was,
+        by the validation: :func:`invalid_item`), its name's included, becomes an error node, whose output is
+        unknown."""
+        auto = level.auto(item)
+        if _invalid(item) is not None:
+            node = ir.TNode(ERROR_KIND, auto, (), (), None, in_ch, self.unknown(), loc)
+        else:
+            try:
+                node = self.template_item(item, raw_item, in_ch, ctx, auto, loc, level, class_scope)
+            except ArchcError as exc:
+                self.record(exc)
+                node = ir.TNode(ERROR_KIND, auto, (), (), None, in_ch, self.unknown(), loc)
+            except Recovered as r:  # its error was reported at another item (an unknown param: used here too)
+                self.errors.extend(r.errors)
+                node = ir.TNode(ERROR_KIND, auto, (), (), None, in_ch, self.unknown(), loc)
+        if node.kind == ERROR_KIND and _item_name(item) is None:
+            return node  # an automatic name, which the item might not have had as written (`- fire: 0`)
+        try:
+            level.claim(node.name, loc)
+        except ArchcError as exc:  # a second item of that name: often a copy, whose shapes would only add noise
+            self.record(exc)
+            node = ir.TNode(ERROR_KIND, node.name, (), (), None, in_ch, self.unknown(), loc)
+        return node
 
     def _width_name(self, bound: set) -> Expr:
         self._width_count += 1
@@ -664,7 +792,11 @@ class Lowerer:
             except ArchcError as exc:
                 if not exc.explained:
                     self.explain(exc, child, scope)
-                raise
+                if self.errors is None:
+                    raise
+                raise self.rest_unknown(t, i + 1, scope, [exc]) from None
+            except Recovered as r:  # a branching child is checked again whole: its other branches too
+                raise self.rest_unknown(t, i if child.kind in BRANCHING else i + 1, scope, r.errors) from None
             if n is not None:
                 if child.src:
                     n = replace(n, src=tuple(self.live[-1][k][0] if k else "" for k in child.src))
@@ -673,6 +805,100 @@ class Lowerer:
                 nodes.append(n)
                 cur = n.out_shape
         return ir.Seq(name=t.name, path=path, loc=t.loc, in_shape=shape, out_shape=cur, children=tuple(nodes))
+
+    def rest_unknown(self, t: ir.TNode, start: int, scope: dict, errors: list) -> Recovered:
+        """Recovering from an error in child ``start - 1`` of sequence ``t`` (``errors``: what it found): the
+        children from ``start`` on are checked as far as they can be without their input (its shape, its width);
+        returns the :class:`Recovered` to raise, with every error found."""
+        scope = {**scope, "in_channels": self.unknown(), **{name: UNKNOWN for _, name, _ in t.lets}}
+        for child in t.children[start:]:
+            self.check_unknown(child, scope, errors)
+        return Recovered(errors)
+
+    def check_unknown(self, t: ir.TNode, scope: dict, errors: list) -> None:
+        """Recovering: the checks of ``t`` that need neither its input's shape nor its width (``in_channels``
+        is UNKNOWN in ``scope``): its values, those of the items in it and of the blocks it calls. Only checks
+        that the instance would make too, with the same values, so an item that passed passes again (an error
+        found twice is reported once). Errors are appended to ``errors``."""
+        try:
+            self._check_unknown(t, scope, errors)
+        except ArchcError as exc:
+            if not exc.explained:
+                self.explain(exc, t, scope)
+            # an error inside a stdlib block with no user-written cause found may be the reported one's sequel
+            # (values computed in the block from the same bad param): only one with a place of the user's is kept
+            if exc.primary_moved or (exc.loc is not None and not exc.loc.file.startswith(STDLIB_PREFIX)):
+                errors.append(exc)
+        except Recovered as r:
+            errors.extend(r.errors)
+
+    def _check_unknown(self, t: ir.TNode, scope: dict, errors: list) -> None:
+        self.count += 1
+        if self.count > MAX_INSTANCE_NODES or t.kind == ERROR_KIND:
+            return  # (past the bound, the instances have said so)
+        if t.cond is not None:
+            cond = self.ev_known(t.cond, scope, t.loc)
+            if cond is UNKNOWN or not _as_bool(cond, t.loc):
+                return
+        if t.kind == "seq":
+            if t.lets:
+                scope = {**scope, **{name: UNKNOWN for _, name, _ in t.lets}}
+            for child in t.children:
+                self.check_unknown(child, scope, errors)
+            return
+        al = t.attr_loc
+        a = {k: self.ev_known(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
+        if t.kind in ops.PRIMITIVES:
+            for attr in ops.get(t.kind).attrs:
+                v = a.get(attr.name)
+                if v is UNKNOWN or (isinstance(v, (list, tuple)) and attr.type in RANKED):
+                    continue  # (a list's length is checked against the rank of the input: unknown)
+                attr.check(v, al(attr.name), 1)
+        elif t.kind == "residual":
+            when = a["when"] if a["when"] is UNKNOWN else boolean(a["when"], "when", al("when"))
+            self.check_unknown(t.children[0], scope, errors)
+            if when is True:
+                self.check_unknown(t.children[1], scope, errors)
+        elif t.kind in MERGES:
+            for branch in t.children:
+                self.check_unknown(branch, scope, errors)
+        elif t.kind in ("repeat", "dense_connect"):
+            n = a["times" if t.kind == "repeat" else "layers"]
+            if n is not UNKNOWN and self.loop_count(t, n) > 0:
+                self.check_unknown(t.children[0], {**scope, "in_channels": UNKNOWN}, errors)
+        elif t.kind == "call":
+            written = {k for k, where in t.attr_locs if where is not None}
+            for p, v in a.items():
+                if v is not UNKNOWN and p in written:  # (a default is one value for every call: checked at the first)
+                    plain(v, f"param '{p}' of block '{t.block}'", al(p))
+            inner = {**a, "in_channels": UNKNOWN, ORIGINS: (t, scope)}
+            found: list = []
+            self.check_unknown(self.templates[t.block].body, inner, found)
+            errors.extend(_at_call_site(exc, t) for exc in found)
+
+    def evaluated(self, e: Expr, scope: dict, loc):
+        """``e`` evaluated. Recovering, an expression that cannot be evaluated makes the names it read suspect (a
+        param or argument of the wrong type, say): another that reads one of them and fails too is UNKNOWN, not a
+        second error (a param of the wrong type fails at each use)."""
+        try:
+            return evaluate(e, scope, loc)
+        except ArchcError:
+            if self.errors is None:
+                raise
+            self._unknowns = self._eval_failed = True
+            names = e.names()
+            if names & self._suspects:
+                return UNKNOWN
+            self._suspects |= names
+            raise
+
+    def ev_known(self, v, scope, loc):
+        """:meth:`ev`, checking past an error: an expression that cannot be evaluated is UNKNOWN, not an error (the
+        one reported may be its cause: a param or argument of the wrong type that every use fails on)."""
+        try:
+            return self.ev(v, scope, loc)
+        except ArchcError:
+            return UNKNOWN
 
     def explain(self, exc: ArchcError, t: ir.TNode, scope: dict) -> None:
         """A value check of ``t`` failed: point ``exc`` at where the bad value was written."""
@@ -703,10 +929,12 @@ class Lowerer:
             pass
 
     def ev(self, v, scope, loc):
+        """The value of ``v`` in ``scope``; recovering, UNKNOWN if it reads an unknown value."""
         if isinstance(v, Expr):
-            return evaluate(v, scope, loc)
+            return UNKNOWN if self.is_unknown(v, scope) else self.evaluated(v, scope, loc)
         if isinstance(v, tuple):
-            return [self.ev(x, scope, loc) for x in v]
+            out = [self.ev(x, scope, loc) for x in v]
+            return UNKNOWN if self._unknowns and any(x is UNKNOWN for x in out) else out
         return v
 
     def inst(self, t: ir.TNode, scope: dict, shape, path: str, level: str = ""):
@@ -715,12 +943,19 @@ class Lowerer:
         self.count += 1
         if self.count > MAX_INSTANCE_NODES:
             raise ArchcError(f"network has more than {MAX_INSTANCE_NODES} layers and blocks", t.loc)
-        if t.cond is not None and not _as_bool(self.ev(t.cond, scope, t.loc), t.loc):
+        if t.kind == ERROR_KIND:  # recovering: its error is recorded; what follows it cannot be known
+            raise Recovered([])
+        cond = None if t.cond is None else self.ev(t.cond, scope, t.loc)
+        if cond is UNKNOWN:
+            raise Recovered([])
+        if t.cond is not None and not _as_bool(cond, t.loc):
             return None
         if t.kind == "seq":
             return self.inst_seq(t, scope, shape, level if t.transparent else path)
         al = t.attr_loc
         a = {k: self.ev(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
+        if self._unknowns and any(v is UNKNOWN for v in a.values()):
+            raise Recovered([])
         base = dict(name=t.name, path=path, loc=t.loc, in_shape=shape)
         if t.kind in ops.PRIMITIVES:
             return self.inst_kind(t, shape, path, a, base)
@@ -844,12 +1079,7 @@ class Lowerer:
         """A repeat (a loop of the body), or dense connectivity (each layer sees all before)."""
         k, loc, al = t.kind, t.loc, t.attr_loc
         count_key = "times" if k == "repeat" else "layers"
-        n = a[count_key]
-        if not is_int(n) or n < (0 if k == "repeat" else 1):
-            kind_word = "non-negative" if k == "repeat" else "positive"
-            raise ArchcError(f"{count_key} must be a {kind_word} integer, got {n!r}", al(count_key))
-        if n > MAX_REPEAT:
-            raise ArchcError(f"{count_key}={n} is more than {MAX_REPEAT}", al(count_key))
+        n = self.loop_count(t, a[count_key])
         body = t.children[0]
         if self.count + n * self.tsize(body) > MAX_INSTANCE_NODES:
             raise ArchcError(
@@ -882,6 +1112,16 @@ class Lowerer:
             return ir.Repeat(**base, out_shape=cur, iterations=tuple(items))
         return ir.DenseConnect(**base, out_shape=cur, layers=tuple(items))
 
+    def loop_count(self, t: ir.TNode, n) -> int:
+        """A repeat's ``times`` or a dense_connect's ``layers``, checked."""
+        count_key = "times" if t.kind == "repeat" else "layers"
+        if not is_int(n) or n < (0 if t.kind == "repeat" else 1):
+            kind_word = "non-negative" if t.kind == "repeat" else "positive"
+            raise ArchcError(f"{count_key} must be a {kind_word} integer, got {n!r}", t.attr_loc(count_key))
+        if n > MAX_REPEAT:
+            raise ArchcError(f"{count_key}={n} is more than {MAX_REPEAT}", t.attr_loc(count_key))
+        return n
+
     def inst_call(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
         """A block's body, instantiated with the call's arguments."""
         al = t.attr_loc
@@ -902,6 +1142,8 @@ class Lowerer:
             body = self.inst_seq(bdef.body, inner, shape, path)
         except ArchcError as exc:
             raise _at_call_site(exc, t) from None
+        except Recovered as r:
+            raise Recovered([_at_call_site(exc, t) for exc in r.errors]) from None
         finally:
             self.live.pop()
         frozen = tuple((p, tuple(v) if isinstance(v, list) else v) for p, v in args.items())
@@ -921,15 +1163,27 @@ class Lowerer:
     def lower(self) -> ir.Model:
         """The model: params, defaults, the input, the network's templates and instances, the heads."""
         spec, data = self.spec, self.data
-        self.check_name(spec.name, loc_of(data, "name"), "model name")
+        try:
+            self.check_name(spec.name, loc_of(data, "name"), "model name")
+        except ArchcError as exc:
+            self.record(exc)
         scope = self.scope = self.eval_param_scope()
         self.defaults = self.spec_defaults(scope)
-        in_shape = self.input_shape = self.lower_input(scope)
+        try:
+            in_shape = self.input_shape = self.lower_input(scope)
+        except ArchcError as exc:
+            self.record(exc)
+            in_shape = self.input_shape = None
         ctx = _Ctx(set(scope), "the network")
-        include_top, pooling, pool_loc = self.builtin_params()
+        try:
+            include_top, pooling, pool_loc = self.builtin_params()
+        except ArchcError as exc:
+            self.record(exc)
+            include_top, pooling, pool_loc = True, "none", None
         items, raw_items, level = self.network_items(include_top, pooling, pool_loc)
         net_refs = self.network_ref_scope()
         self.ref_scopes.append(net_refs)
+        outputs: tuple = ()
         try:
             net_t = self.nested(
                 "",
@@ -937,15 +1191,28 @@ class Lowerer:
                     items, raw_items, Expr("in_channels"), ctx, "", data.loc, level=level, class_scope=True
                 ),
             )
-            outputs = self.resolve_outputs(net_refs)
-            live = net_refs.used | {key for _, key in outputs} | {h.at for h in self.spec.heads.values()}
-            refs.check_flow(net_t, live, not outputs, "the network")
+            try:
+                outputs = self.resolve_outputs(net_refs)
+                live = net_refs.used | {key for _, key in outputs} | {h.at for h in self.spec.heads.values()}
+                refs.check_flow(net_t, live, not outputs, "the network")
+            except ArchcError as exc:
+                self.record(exc)
         finally:
             self.ref_scopes.pop()
-        self.live.append({n: (INPUT_PATH, in_shape, t.loc) for n, t in net_refs.inputs.items()})
-        body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[-1], ORIGINS: NETWORK}, in_shape, "")
-        self.live.pop()
+        body = None
+        if in_shape is None:  # recovering from an error in the input: the network's own checks
+            self.check_unknown(net_t, {**scope, "in_channels": self.unknown(), ORIGINS: NETWORK}, self.errors)
+        else:
+            self.live.append({n: (INPUT_PATH, in_shape, t.loc) for n, t in net_refs.inputs.items()})
+            try:
+                body = self.inst_seq(net_t, {**scope, "in_channels": in_shape[-1], ORIGINS: NETWORK}, in_shape, "")
+            except Recovered as r:
+                self.errors.extend(r.errors)
+            finally:
+                self.live.pop()
         heads = self.lower_heads(scope, ctx, body) if include_top else []  # a headless model has no aux heads
+        if self.errors:  # recovering, and errors were found: pipeline.py reports them all
+            raise self.errors[0]
         self.resolve_flatten()
         net_t = self.fix(net_t)
         heads = [replace(h, template=self.fix(h.template)) for h in heads]
@@ -1024,29 +1291,51 @@ class Lowerer:
             if kind in KINDS:
                 allowed = set(KINDS[kind].model_fields) - {"name", "if_"}
                 if kind in COMBINATORS:
-                    raise ArchcError(f"defaults cannot be given for combinator '{kind}'", kloc)
+                    self.record(ArchcError(f"defaults cannot be given for combinator '{kind}'", kloc))
+                    continue
             elif kind in self.raw_blocks:
                 allowed = set(self.raw_blocks[kind][0].params)
             else:
-                raise ArchcError(
-                    f"defaults for unknown kind or block '{kind}'{suggest(kind, list(KINDS) + list(self.raw_blocks))}"
-                    f"{listing(self.item_choices())}",
-                    kloc,
+                self.record(
+                    ArchcError(
+                        f"defaults for unknown kind or block '{kind}'"
+                        f"{suggest(kind, list(KINDS) + list(self.raw_blocks))}{listing(self.item_choices())}",
+                        kloc,
+                    )
                 )
+                continue
+            given = {}
             for key in attrs:
                 if key not in allowed:
                     raw_k = raw_defaults.get(kind) if isinstance(raw_defaults, dict) else None
-                    raise ArchcError(
-                        f"'{kind}' has no attribute '{key}' (valid: {', '.join(sorted(allowed))})"
-                        f"{suggest(key, allowed)}",
-                        key_loc(raw_k, key) if raw_k is not None else kloc,
+                    self.record(
+                        ArchcError(
+                            f"'{kind}' has no attribute '{key}' (valid: {', '.join(sorted(allowed))})"
+                            f"{suggest(key, allowed)}",
+                            key_loc(raw_k, key) if raw_k is not None else kloc,
+                        )
                     )
+                    # recovering: what it may have been meant for has an unknown default (no error for its absence):
+                    # the attribute it is a typo of, or any param of a block that its calls must otherwise give
+                    meant = {closest(key, allowed)}
+                    if kind in self.raw_blocks and kind not in KINDS:
+                        meant |= {p for p, d in self.raw_blocks[kind][0].params.items() if d is None}
+                    for m in meant - {None} - set(attrs):
+                        given[m] = self.unknown()
             raw_k = raw_defaults.get(kind)
-            out[kind] = {key: self.literal(v, scope, loc_of(raw_k, key)) for key, v in attrs.items()}
+            for key, v in attrs.items():
+                if key in allowed:
+                    try:
+                        given[key] = self.literal(v, scope, loc_of(raw_k, key))
+                    except ArchcError as exc:
+                        self.record(exc)
+                        given[key] = self.unknown()
+            out[kind] = given
         return out
 
-    def lower_input(self, scope: dict) -> ir.Shape:
-        """The input's shape ``(*spatial, C)``: its keys give the rank."""
+    def lower_input(self, scope: dict) -> ir.Shape | None:
+        """The input's shape ``(*spatial, C)``: its keys give the rank. Recovering, None if it is unknown (its
+        errors recorded)."""
         spec, data = self.spec, self.data
         raw_input = data.get("input")
         given = tuple(k for k in ("length", "depth", "height", "width") if getattr(spec.input, k) is not None)
@@ -1061,45 +1350,61 @@ class Lowerer:
         for key in (*given, "channels"):
             loc = loc_of(raw_input, key)
             raw_v = getattr(spec.input, key)
-            v = self.literal(raw_v, scope, loc)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                exc = ArchcError(f"input {key} must be a positive integer, got {v!r}", loc, check=good_pos)
-                self.explain_network_value(exc, key, raw_v, v, loc)
-                raise exc
-            if v > (MAX_CHANNELS if key == "channels" else MAX_SPATIAL):
-                raise ArchcError(f"input {key}={v} is too large", loc)
+            try:
+                v = self.literal(raw_v, scope, loc)
+                if v is UNKNOWN:
+                    return None
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    exc = ArchcError(f"input {key} must be a positive integer, got {v!r}", loc, check=good_pos)
+                    self.explain_network_value(exc, key, raw_v, v, loc)
+                    raise exc
+                if v > (MAX_CHANNELS if key == "channels" else MAX_SPATIAL):
+                    raise ArchcError(f"input {key}={v} is too large", loc)
+            except ArchcError as exc:
+                self.record(exc)
+                v = UNKNOWN
             dims.append(v)
-        return tuple(dims)
+        return None if any(d is UNKNOWN for d in dims) else tuple(dims)
 
-    def lower_heads(self, scope: dict, ctx: _Ctx, body: ir.Seq) -> list[ir.Head]:
-        """The auxiliary heads, each attached to a top-level item of the network."""
+    def lower_heads(self, scope: dict, ctx: _Ctx, body: ir.Seq | None) -> list[ir.Head]:
+        """The auxiliary heads, each attached to a top-level item of the network. Recovering, each head's errors
+        are recorded and the next head checked; ``body`` None: the network failed, a head's body is checked
+        as far as its input's shape is not needed."""
         spec, data = self.spec, self.data
         heads = []
         raw_heads = data.get("heads") or {}
-        top = {n.name: n for n in body.children}
+        top = {n.name: n for n in body.children} if body is not None else None
         for hname, h in spec.heads.items():
             hraw = raw_heads.get(hname)
             hloc = key_loc(raw_heads, hname)
-            self.check_name(hname, hloc, "head name")
-            if hname == "main" or hname in top:
-                raise ArchcError(f"head name '{hname}' clashes with a layer or the main output", hloc)
-            if h.if_ is not None and not _as_bool(self.literal(h.if_, scope, loc_of(hraw, "if")), loc_of(hraw, "if")):
-                continue
-            if h.at not in top:
-                raise ArchcError(
-                    f"head '{hname}' is attached at '{h.at}', which is not a top-level item of the network"
-                    f"{suggest(h.at, top)}",
-                    loc_of(hraw, "at"),
-                )
-            lw = number(
-                self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight")),
-                "loss_weight",
-                loc_of(hraw, "loss_weight"),
-            )
-            ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
-            at_shape = top[h.at].out_shape
-            hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1], ORIGINS: NETWORK}, at_shape, hname)
-            heads.append(ir.Head(hname, h.at, lw, hbody, ht))
+            try:
+                self.check_name(hname, hloc, "head name")
+                if hname == "main" or (top is not None and hname in top):
+                    raise ArchcError(f"head name '{hname}' clashes with a layer or the main output", hloc)
+                if h.if_ is not None:
+                    cond = self.literal(h.if_, scope, loc_of(hraw, "if"))
+                    if cond is UNKNOWN or not _as_bool(cond, loc_of(hraw, "if")):
+                        continue
+                if top is not None and h.at not in top:
+                    raise ArchcError(
+                        f"head '{hname}' is attached at '{h.at}', which is not a top-level item of the network"
+                        f"{suggest(h.at, top)}",
+                        loc_of(hraw, "at"),
+                    )
+                lw = self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight"))
+                if lw is not UNKNOWN:
+                    lw = number(lw, "loss_weight", loc_of(hraw, "loss_weight"))
+                ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
+                if top is None:
+                    self.check_unknown(ht, {**scope, "in_channels": self.unknown(), ORIGINS: NETWORK}, self.errors)
+                    continue
+                at_shape = top[h.at].out_shape
+                hbody = self.inst_seq(ht, {**scope, "in_channels": at_shape[-1], ORIGINS: NETWORK}, at_shape, hname)
+                heads.append(ir.Head(hname, h.at, lw, hbody, ht))
+            except ArchcError as exc:
+                self.record(exc)
+            except Recovered as r:
+                self.errors.extend(r.errors)
         return heads
 
     # ---------------------------------------------------------------- top: and the built-in params

@@ -8,7 +8,7 @@ import gc
 from pydantic import ValidationError
 
 from . import ir, limits
-from .errors import ArchcError, suggest
+from .errors import ArchcError, closest, collect, suggest
 from .loader import LDict, key_loc, load, loc_of
 from .spec import IDENT_PATTERN, KINDS, HeadSpec, InputSpec, Spec
 from .spec import BlockDef as BlockSpec
@@ -38,10 +38,12 @@ def _short(v) -> str:
 def _walk(data, path):
     """Follow a pydantic error path through located data; returns (container, key, kind_context)."""
     cur, container, key, kinds = data, None, None, []
-    for p in path:
+    for i, p in enumerate(path):
         if isinstance(cur, dict) and p in cur:
             container, key = cur, p
-            if isinstance(p, str) and (p in KINDS) and len(cur) == 1:
+            # an item's kind: the key of a one-key mapping at an item's place (an index, then the tag), not an
+            # attribute named as a kind is (upsample's `scale`)
+            if isinstance(p, str) and (p in KINDS) and len(cur) == 1 and i > 0 and isinstance(path[i - 1], int):
                 kinds.append(p)
             cur = cur[p]
         elif isinstance(cur, list) and isinstance(p, int) and 0 <= p < len(cur):
@@ -69,7 +71,11 @@ def _allowed_keys(path, kinds) -> list[str]:
 
 def located_validation_error(exc: ValidationError, data: LDict, file: str) -> ArchcError:
     """The first problem of a pydantic validation error, as a located ArchcError."""
-    errors = exc.errors(include_url=False)
+    return _located(exc.errors(include_url=False), data)
+
+
+def _located(errors: list, data: LDict) -> ArchcError:
+    """One problem, as a located ArchcError, from pydantic's errors about it (a union's alternatives each give one)."""
     # prefer unknown-key errors (most actionable), then the deepest path
     errors.sort(key=lambda e: (e["type"] != "extra_forbidden", -len(e["loc"])))
     e = errors[0]
@@ -77,12 +83,15 @@ def located_validation_error(exc: ValidationError, data: LDict, file: str) -> Ar
     container, key, kinds, cur = _walk(data, path)
     what = f" in '{kinds[-1]}'" if kinds else ""
     if e["type"] == "extra_forbidden":
-        bad = path[-1]
         allowed = _allowed_keys(path[:-1], kinds)
-        hint = suggest(bad, allowed)
-        valid = f" (valid keys: {', '.join(sorted(allowed))})" if allowed and not hint else ""
+        bad = [x["loc"][-1] for x in errors if x["type"] == "extra_forbidden" and x["loc"][:-1] == path[:-1]]
+        hints = [suggest(b, allowed) for b in bad]
+        valid = f" (valid keys: {', '.join(sorted(allowed))})" if allowed and not all(hints) else ""
         loc = key_loc(container, key) if container is not None else data.loc
-        return ArchcError(f"unknown key '{bad}'{what}{hint}{valid}", loc)
+        if len(bad) > 1:  # one mapping's unknown keys are one error (a wrong kind: all of its attributes)
+            keys = ", ".join(f"'{b}'{h}" for b, h in zip(bad, hints))
+            return ArchcError(f"unknown keys {keys}{what}{valid}", loc)
+        return ArchcError(f"unknown key '{path[-1]}'{what}{hints[0]}{valid}", loc)
     if e["type"] == "missing":
         loc = loc_of(container, key) if container is not None else data.loc
         return ArchcError(f"missing key '{path[-1]}'{what}", loc)
@@ -117,6 +126,101 @@ def located_validation_error(exc: ValidationError, data: LDict, file: str) -> Ar
     return ArchcError(f"{label}{what}: {msg} (got {_short(cur)})", loc)
 
 
+ITEM_TAGS = frozenset(KINDS) | {"call"}  # what pydantic's errors name after an item's index (its union's tag)
+
+
+def _item_end(path) -> int | None:
+    """Where the innermost item in a pydantic error's path ends (the index of its union tag), or None if the
+    error is in no item (``('network', 3, 'conv', 'conv', 'kernal')``: 2)."""
+    end = None
+    for i in range(1, len(path)):
+        if path[i] in ITEM_TAGS and isinstance(path[i - 1], int):
+            end = i
+    return end
+
+
+def _problem(e) -> tuple:
+    """Which problem of the spec a pydantic error is about: its innermost item (or top-level section) and the
+    attribute in it; the missing keys of one mapping are one problem (the first one is reported), and so are its
+    unknown keys (all are named)."""
+    path = e["loc"]
+    if e["type"] == "missing":
+        return (*path[:-1], "<missing>")
+    if e["type"] == "extra_forbidden":
+        return (*path[:-1], "<unknown>")
+    end = _item_end(path)
+    if end is not None:  # the item, its kind (or block), its attribute
+        return tuple(path[: end + 3])
+    return tuple(path[:3] if path and path[0] in ("blocks", "heads", "defaults") else path[:2])
+
+
+def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcError], LDict | None]:
+    """Every independent problem of a pydantic validation error, located (one error each: :func:`_problem`);
+    and a copy of ``data`` repaired so that the lowering can go on and find the other errors (None if it
+    cannot): an item with a problem becomes :func:`archc.lower.invalid_item`, an unknown key outside the
+    items becomes the key it is a typo of; any other problem (in the input, the params, a head's ``at``...)
+    stops there."""
+    from .lower import invalid_item
+
+    errors = exc.errors(include_url=False)
+    # an unknown key in a mapping is the problem; its missing keys follow from it (`kernal` for `kernel`)
+    unknown_in = {e["loc"][:-1] for e in errors if e["type"] == "extra_forbidden"}
+    problems: dict[tuple, list] = {}
+    for e in errors:
+        if e["type"] == "missing" and e["loc"][:-1] in unknown_in:
+            continue
+        problems.setdefault(_problem(e), []).append(e)
+    repaired = _copy_data(data)
+    fixes, out, renamed = [], [], set()
+    for group in problems.values():
+        out.append(_located(group, data))
+        path = group[0]["loc"]
+        end = _item_end(path)
+        if end is not None:
+            container, key, _, raw_item = _walk(repaired, path[:end])
+            if isinstance(container, list) and key == path[end - 1]:
+                fixes.append((container, key, invalid_item(raw_item)))
+            else:
+                repaired = None
+        elif group[0]["type"] == "extra_forbidden" and repaired is not None:
+            # an unknown key outside the items is taken for the key it is a typo of, if that one is not given
+            # (left out, `parms:` or `widht:` would make errors of their own: unknown params, no input width)
+            for e in group:
+                container, key, kinds, _ = _walk(repaired, e["loc"])
+                meant = closest(key, _allowed_keys(e["loc"][:-1], kinds)) if isinstance(key, str) else None
+                if (
+                    isinstance(container, dict)
+                    and key == e["loc"][-1]
+                    and meant is not None
+                    and meant not in container
+                    and (id(container), meant) not in renamed  # two typos of one key: which one is meant?
+                ):
+                    fixes.append((container, key, meant))
+                    renamed.add((id(container), meant))
+                else:
+                    repaired = None
+        else:
+            repaired = None
+    if repaired is not None:
+        for container, key, fix in fixes:
+            if isinstance(fix, str):  # the key renamed, its value and places kept
+                container[fix] = container.pop(key)
+                container.locs[fix], container.klocs[fix] = container.locs.get(key), container.klocs.get(key)
+            else:
+                container[key] = fix
+    return out, repaired
+
+
+def _copy_data(data: LDict) -> LDict:
+    """A copy of located data (its containers fresh, their locations kept; the built-in --set values too)."""
+    from .loader import _copy
+
+    out = _copy(data)
+    if hasattr(data, "builtin_sets"):
+        out.builtin_sets = data.builtin_sets
+    return out
+
+
 def load_spec(path: str, sets=()) -> tuple[LDict, Spec]:
     data = load(path, sets)
     try:
@@ -127,33 +231,52 @@ def load_spec(path: str, sets=()) -> tuple[LDict, Spec]:
 
 
 def compile_spec(path: str, sets=()) -> ir.Model:
-    """Load, validate and lower a spec file; raises ArchcError with a location on bad input."""
-    from .lower import lower
-
+    """Load, validate and lower a spec file; raises ArchcError with a location on bad input (every independent
+    error of the spec: :class:`~archc.errors.ErrorList` when there are several)."""
     with _no_gc():
-        data, spec = load_spec(path, sets)
-        try:
-            model = lower(data, spec, path)
-        except RecursionError:
-            raise ArchcError("spec nests too deeply", data.loc) from None
-        limits.check(model)
-        return model
+        return _compile(path, sets)[1]
 
 
 def check_spec(path: str, sets=()) -> tuple[ir.Model, list]:
     """:func:`compile_spec` and the lints of the result (:class:`~archc.lint.LintWarning`, located)."""
     from .lint import lint
-    from .lower import Lowerer
 
     with _no_gc():
-        data, spec = load_spec(path, sets)
+        lowerer, model = _compile(path, sets)
+        return model, lint(lowerer, model)
+
+
+def _compile(path: str, sets=()):
+    """(lowerer, model). Errors are collected, not raised at the first one: the validation's (each item's
+    problems), then the lowering's, which goes on past an item that fails (:class:`~archc.lower.Lowerer`,
+    recovering); all of them are raised together, in the order of their places."""
+    from .lower import Lowerer
+
+    data = load(path, sets)  # a YAML or file error stops here: there is nothing to go on with
+    errors: list[ArchcError] = []
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        errors, data = validation_errors(exc, data)
+        spec = None
+        if data is not None:
+            try:
+                spec = Spec.model_validate(data)
+            except ValidationError:  # the repair did not take: the errors found so far are the report
+                spec = None
+    if spec is not None:
+        lowerer = Lowerer(data, spec, path, errors)
         try:
-            lowerer = Lowerer(data, spec, path)
             model = lowerer.lower()
         except RecursionError:
-            raise ArchcError("spec nests too deeply", data.loc) from None
-        limits.check(model)
-        return model, lint(lowerer, model)
+            errors.append(ArchcError("spec nests too deeply", data.loc))
+        except ArchcError as exc:
+            if not any(exc is e for e in errors):
+                errors.append(exc)
+    if errors:
+        raise collect(errors, path) from None
+    limits.check(model)
+    return lowerer, model
 
 
 @contextlib.contextmanager
