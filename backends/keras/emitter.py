@@ -50,6 +50,7 @@ NEEDS_OPS = {
     "ChannelShuffle",
     "AdaptiveAvgPool2D",
     "Resize",
+    "BatchNormalizationUnbiased",
 }  # helpers that use keras.ops
 MODULE_NAMES = ("keras", "layers", "ops")
 

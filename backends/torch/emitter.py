@@ -56,6 +56,11 @@ HELPER_ORDER = [
     "AvgPool2dPadded",
     "BatchNorm2dNoScale",
     "BatchNorm1dNoScale",
+    "BatchNormBiased",
+    "BatchNorm2dBiased",
+    "BatchNorm1dBiased",
+    "BatchNorm2dNoScaleBiased",
+    "BatchNorm1dNoScaleBiased",
     "Concat",
     "Add",
     "Mul",
@@ -189,6 +194,10 @@ class TorchEmitter(BaseEmitter):
         if self.helpers & {"MaxPool2dPadded", "AvgPool2dPadded"}:
             self.helpers.add("pool_pads")
         if self.helpers & {"Conv2dPadded", "same_pad", "LayerNorm2d", "PointwiseLinear", "pool_pads"}:
+            self.used.add("F")
+        biased = {h for h in self.helpers if h.startswith("BatchNorm") and h.endswith("dBiased")}
+        if biased:  # Keras' running variance: the mixin, and NoScale for the classes without a learned scale
+            self.helpers |= {"BatchNormBiased", *(h.removesuffix("Biased") for h in biased if "NoScale" in h)}
             self.used.add("F")
         if "DenseConnect" in self.helpers and self.memory_efficient:
             self.helpers.add("cat_then")

@@ -27,13 +27,34 @@ def _bn(e, t, scope, k, inplace):
     a, node = dict(t.attrs), scope.node
     cls = e.ranked("BatchNorm2d") if e.is_map(t) else "BatchNorm1d"
     scale = scope.value(a["scale"])
+    biased = _biased(e, t, scope)
     if scale is True:
-        func = c.attr(e.ref("nn"), cls)
+        func = _bn_class(e, cls, biased)
     elif scale is False:  # no learned scale: a helper whose weight is a buffer of ones
-        func = e.ref(f"{cls}NoScale")
+        func = _bn_class(e, f"{cls}NoScale", biased)
     else:  # decided when the block is built
-        func = c.ifexp(node(a["scale"]), c.attr(e.ref("nn"), cls), e.ref(f"{cls}NoScale"))
+        func = c.ifexp(node(a["scale"]), _bn_class(e, cls, biased), _bn_class(e, f"{cls}NoScale", biased))
     return c.call(func, e.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
+
+
+def _biased(e, t, scope):
+    """Whether the running variance averages in the biased batch variance (``running_var: biased``, Keras'
+    convention): True, False, or the test deciding it when the block is built."""
+    running_var = scope.value(t.attr("running_var"))
+    if running_var is not None:
+        return running_var == "biased"
+    return c.compare(scope.node(t.attr("running_var")), "==", c.lit("biased"))
+
+
+def _bn_class(e, cls: str, biased) -> ast.expr:
+    """PyTorch's BatchNorm (``cls``: or its NoScale helper) or, for Keras' running variance, the helper whose
+    running variance averages in the biased batch variance (``BatchNorm2dBiased``)."""
+    own = c.attr(e.ref("nn"), cls) if "NoScale" not in cls else e.ref(cls)
+    if biased is False:
+        return own
+    if biased is True:
+        return e.ref(f"{cls}Biased")
+    return c.ifexp(biased, e.ref(f"{cls}Biased"), own)
 
 
 def _gap(e, t, scope, k, inplace):

@@ -155,6 +155,39 @@ class BatchNorm1dNoScale(nn.BatchNorm1d):
         self.register_buffer("weight", ones, persistent=False)
 
 
+class BatchNormBiased:
+    """Keras' running variance, mixed into a BatchNorm class (``class BatchNorm2dBiased(BatchNormBiased, nn.BatchNorm2d)``):
+    in training the running variance averages in the biased batch variance, the one that normalizes the batch
+    (PyTorch's own averages in the unbiased one, n / (n - 1) times it, n values per channel). Inference, and the
+    running mean, are PyTorch's own."""
+
+    def forward(self, x):
+        if not (self.training and self.track_running_stats):
+            return super().forward(x)
+        self.num_batches_tracked.add_(1)
+        m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        var, mean = torch.var_mean(x.detach(), dim=[0, *range(2, x.dim())], correction=0)
+        self.running_mean.mul_(1.0 - m).add_(mean, alpha=m)
+        self.running_var.mul_(1.0 - m).add_(var, alpha=m)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+class BatchNorm2dBiased(BatchNormBiased, nn.BatchNorm2d):
+    """BatchNorm2d with Keras' running variance (BatchNormBiased)."""
+
+
+class BatchNorm1dBiased(BatchNormBiased, nn.BatchNorm1d):
+    """BatchNorm1d with Keras' running variance (BatchNormBiased)."""
+
+
+class BatchNorm2dNoScaleBiased(BatchNormBiased, BatchNorm2dNoScale):
+    """BatchNorm2d without a learned scale, with Keras' running variance (BatchNormBiased)."""
+
+
+class BatchNorm1dNoScaleBiased(BatchNormBiased, BatchNorm1dNoScale):
+    """BatchNorm1d without a learned scale, with Keras' running variance (BatchNormBiased)."""
+
+
 class Concat(nn.ModuleDict):
     """Runs each branch on the same input and concatenates the results on channels."""
 
