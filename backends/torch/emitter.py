@@ -45,6 +45,7 @@ from .ops import EMIT, FRESH_OPS, INPLACE_OPS, upsample_kwargs
 
 INPLACE = INPLACE_OPS
 FRESH_OUTPUT = ("conv", "dwconv", "bn", "dense", "maxpool", "avgpool", "zeropad", "concat", "add", "mul") + FRESH_OPS
+OPTIMIZERS = ("SGDKeras", "RMSpropKeras")  # with -O optimizers: torch optimizers that update as Keras'
 HELPER_ORDER = [
     "same_pad",
     "cat_then",
@@ -72,6 +73,7 @@ HELPER_ORDER = [
     "StochasticDepth",
     "ChannelSlice",
     "Scale",
+    *OPTIMIZERS,
 ]
 # module-level names of the generated file besides classes: name -> what needs it
 MODULE_NAMES = (
@@ -107,16 +109,20 @@ class TorchEmitter(BaseEmitter):
     TEMPLATE = Path(__file__).parent / "templates" / "helpers.py"
 
     options = {
-        "memory_efficient": "checkpoint dense layers in training: recompute concatenations instead of storing them"
+        "memory_efficient": "checkpoint dense layers in training: recompute concatenations instead of storing them",
+        "optimizers": "also emit SGDKeras and RMSpropKeras: PyTorch optimizers that update as Keras'",
     }
 
-    def __init__(self, memory_efficient: bool = False):
+    def __init__(self, memory_efficient: bool = False, optimizers: bool = False):
         super().__init__()
         self.memory_efficient = memory_efficient
+        self.optimizers = optimizers
 
     # ------------------------------------------------------------------ the module (BaseEmitter's hooks)
     def start(self) -> None:
         self.used: set[str] = {"nn"}
+        if self.optimizers:
+            self.helpers.update(OPTIMIZERS)
 
     def spec_names(self, model: ir.Model) -> set[str]:
         # the spec's names come first: block classes, block params (constructor locals), public names

@@ -330,9 +330,9 @@ class Resize(layers.Layer):
 
 
 class BatchNormalizationUnbiased(layers.BatchNormalization):
-    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the unbiased
-    batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per channel); Keras' own
-    layer averages in the biased one. Inference, and the moving mean, are Keras' own."""
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. Inference, and the moving mean, are Keras' own."""
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
@@ -351,3 +351,72 @@ class BatchNormalizationUnbiased(layers.BatchNormalization):
             x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
         )
         return ops.cast(outputs, self.compute_dtype)
+
+
+class SGDTorch(keras.optimizers.SGD):
+    """SGD as torch.optim.SGD updates (same arguments, its defaults but the learning rate's):
+    ``weight_decay`` is added to the gradient (L2, every trainable variable; Keras' own weight_decay is
+    decoupled: p -= lr * wd * p); the velocity accumulates gradients, b = momentum * b + (1 - dampening) * g
+    (b = g at the first step), and the step is lr * b, or with Nesterov lr * (g + momentum * b) (Keras'
+    accumulates -lr * g: the same at a constant learning rate, not after a schedule changes it)."""
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
+        self.dampening = dampening
+        self.torch_weight_decay = weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.torch_weight_decay:
+            g = g + variable * self.torch_weight_decay
+        if self.momentum != 0:
+            b = self.momentums[self._get_variable_index(variable)]
+            first = ops.equal(self.iterations, 0)
+            self.assign(b, ops.where(first, g, b * self.momentum + g * (1.0 - self.dampening)))
+            g = g + b * self.momentum if self.nesterov else b
+        self.assign_sub(variable, g * lr)
+
+    def get_config(self):
+        return {**super().get_config(), "dampening": self.dampening, "weight_decay": self.torch_weight_decay}
+
+
+class RMSpropTorch(keras.optimizers.RMSprop):
+    """RMSprop as torch.optim.RMSprop updates (Keras' argument names: rho is PyTorch's alpha, epsilon its
+    eps; its defaults but the learning rate's: rho 0.99, epsilon 1e-8): epsilon added to the square root of
+    the mean square (Keras adds it inside the root), ``weight_decay`` added to the gradient (L2; Keras' own
+    is decoupled), the momentum buffer accumulates g / (sqrt(v) + epsilon) and the step is lr times it
+    (Keras' accumulates lr * g / ...: the same at a constant learning rate). Centered: sqrt(v - mean(g) **
+    2) + epsilon."""
+
+    def __init__(
+        self, learning_rate=0.01, rho=0.99, momentum=0.0, epsilon=1e-8, centered=False, weight_decay=0.0, **kwargs
+    ):
+        super().__init__(
+            learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered, **kwargs
+        )
+        self.torch_weight_decay = weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.torch_weight_decay:
+            g = g + variable * self.torch_weight_decay
+        i = self._get_variable_index(variable)
+        square_avg = self._velocities[i]
+        self.assign(square_avg, square_avg * self.rho + g * g * (1.0 - self.rho))
+        if self.centered:
+            grad_avg = self._average_gradients[i]
+            self.assign(grad_avg, grad_avg + (g - grad_avg) * (1.0 - self.rho))
+            avg = ops.sqrt(square_avg - grad_avg * grad_avg) + self.epsilon
+        else:
+            avg = ops.sqrt(square_avg) + self.epsilon
+        if self.momentum > 0:
+            b = self._momentums[i]
+            self.assign(b, b * self.momentum + g / avg)
+            self.assign_sub(variable, b * lr)
+        else:
+            self.assign_sub(variable, g / avg * lr)
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay": self.torch_weight_decay}
