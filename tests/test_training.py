@@ -292,43 +292,46 @@ def test_the_frameworks_own_optimizers_differ_under_the_same_arguments(case, flo
 
 BN_SPEC = """
 name: bn_convention
-input: {height: 6, width: 5, channels: 3}
+input: {INPUT, channels: 3}
 params:
   running_var: unbiased
 network:
   - bn: {name: bn, momentum: 0.25, running_var: $running_var}
+  - bn: {name: bn_no_scale, scale: false, running_var: $running_var}
   - relu
 top:
   - gap
   - dense: {out: 4}
   - bn: {name: flat_bn, scale: false, running_var: $running_var}
 """
+SHAPES = {2: (6, 5), 3: (2, 3, 5)}  # spatial sizes of a 2-D and a 3-D input
 
 
+@pytest.mark.parametrize("rank", [2, 3])
 @pytest.mark.parametrize("convention", ["unbiased", "biased"])
-def test_bn_running_variance_follows_the_spec_in_both_frameworks(convention, float64_keras, tmp_path):
+def test_bn_running_variance_follows_the_spec_in_both_frameworks(convention, rank, float64_keras, tmp_path):
     """One training-mode forward of the same batch: PyTorch's running variance and Keras' moving variance both
     average in the spec's batch variance, unbiased (PyTorch's BatchNorm; Keras through BatchNormalizationUnbiased)
-    or biased (Keras' BatchNormalization; PyTorch through BatchNorm2dBiased); the batch itself is normalized with
-    the biased variance either way (the same outputs)."""
+    or biased (Keras' BatchNormalization; PyTorch through BatchNorm2dBiased, BatchNorm3dBiased, ...); the batch
+    itself is normalized with the biased variance either way (the same outputs)."""
+    spatial = SHAPES[rank]
+    keys = ("depth", "height", "width")[3 - rank :]
     spec = tmp_path / "bn_convention.yaml"
-    spec.write_text(BN_SPEC, encoding="utf-8")
-    ir, tmod, kmod = build(str(spec), [f"running_var={convention}"], tmp_path, f"bn_{convention}")
+    spec.write_text(BN_SPEC.replace("INPUT", ", ".join(f"{k}: {n}" for k, n in zip(keys, spatial))), encoding="utf-8")
+    ir, tmod, kmod = build(str(spec), [f"running_var={convention}"], tmp_path, f"bn_{convention}_{rank}d")
     net = tmod.build_model().double().train()
     kmodel = kmod.build_model()
     set_keras_weights(kmodel, torch_to_keras(ir, net.state_dict(), dtype="float64"))
     keras_class = {"unbiased": "BatchNormalizationUnbiased", "biased": "BatchNormalization"}[convention]
-    assert {type(kmodel.get_layer(n)).__name__ for n in ("bn", "flat_bn")} == {keras_class}
-    assert (type(net.bn).__name__, type(net.flat_bn).__name__) == {
-        "unbiased": ("BatchNorm2d", "BatchNorm1dNoScale"),
-        "biased": ("BatchNorm2dBiased", "BatchNorm1dNoScaleBiased"),
-    }[convention]
-    x = np.random.default_rng(1).normal(0.5, 2.0, (4, 6, 5, 3))
+    assert {type(kmodel.get_layer(n)).__name__ for n in ("bn", "bn_no_scale", "flat_bn")} == {keras_class}
+    biased = "Biased" if convention == "biased" else ""
+    torch_classes = (f"BatchNorm{rank}d{biased}", f"BatchNorm{rank}dNoScale{biased}", f"BatchNorm1dNoScale{biased}")
+    assert tuple(type(m).__name__ for m in (net.bn, net.bn_no_scale, net.flat_bn)) == torch_classes
+    x = np.random.default_rng(1).normal(0.5, 2.0, (4, *spatial, 3))
     out_t = net(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).detach().numpy()
     out_k = np.asarray(kmodel(x, training=True))
     assert np.abs(out_t - out_k).max() <= 1e-12 * np.abs(out_t).max()
-    n = 4 * 6 * 5
-    flat = x.reshape(n, 3)
+    flat = x.reshape(-1, 3)
     ddof = {"unbiased": 1, "biased": 0}[convention]
     expected = 0.75 * 1.0 + 0.25 * flat.var(axis=0, ddof=ddof)  # PyTorch's momentum 0.25 (Keras' 0.75), from 1
     other = 0.75 * 1.0 + 0.25 * flat.var(axis=0, ddof=1 - ddof)
@@ -337,6 +340,6 @@ def test_bn_running_variance_follows_the_spec_in_both_frameworks(convention, flo
         assert np.abs(got - expected).max() <= 1e-14, (side, got, expected)
         assert np.abs(got - other).max() > 1e-3, side  # the two conventions are told apart at this batch
     assert np.abs(np.asarray(state["bn.running_mean"]) - 0.25 * flat.mean(axis=0)).max() <= 1e-14
-    for key in ("flat_bn.running_var", "flat_bn.running_mean"):  # on flat features: 4 values per channel
-        t = net.state_dict()[key].numpy()
-        assert np.abs(np.asarray(state[key]) - t).max() <= 1e-12 * np.abs(t).max(), key
+    for key in ("bn_no_scale.running_var", "bn_no_scale.running_mean", "flat_bn.running_var", "flat_bn.running_mean"):
+        t = net.state_dict()[key].numpy()  # after another BN (mean 0, variance 1: rounding noise and ~1) and flat
+        assert np.abs(np.asarray(state[key]) - t).max() <= 1e-12 * max(np.abs(t).max(), 1.0), key
