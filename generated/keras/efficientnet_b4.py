@@ -54,9 +54,10 @@ class StochasticDepth(layers.Layer):
 
 class BatchNormalizationUnbiased(layers.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
-    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per channel);
-    Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old statistics kept
-    (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are Keras' own.
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
     """
 
     def call(self, inputs, training=None, mask=None):

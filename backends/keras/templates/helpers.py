@@ -331,9 +331,10 @@ class Resize(layers.Layer):
 
 class BatchNormalizationUnbiased(layers.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
-    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per channel);
-    Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old statistics kept
-    (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are Keras' own."""
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own."""
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
@@ -355,13 +356,13 @@ class BatchNormalizationUnbiased(layers.BatchNormalization):
 
 
 class SGDTorch(keras.optimizers.SGD):
-    """SGD as torch.optim.SGD updates (same arguments, its defaults but the learning rate's):
+    """SGD as torch.optim.SGD updates (Keras' argument names, PyTorch's defaults: learning rate 0.001):
     ``weight_decay`` is added to the gradient (L2, every trainable variable; Keras' own weight_decay is
     decoupled: p -= lr * wd * p); the velocity accumulates gradients, b = momentum * b + (1 - dampening) * g
     (b = g at the first step), and the step is lr * b, or with Nesterov lr * (g + momentum * b) (Keras'
     accumulates -lr * g: the same at a constant learning rate, not after a schedule changes it)."""
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, **kwargs):
+    def __init__(self, learning_rate=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, **kwargs):
         super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
         self.dampening = dampening
         self.torch_weight_decay = weight_decay
@@ -384,11 +385,11 @@ class SGDTorch(keras.optimizers.SGD):
 
 class RMSpropTorch(keras.optimizers.RMSprop):
     """RMSprop as torch.optim.RMSprop updates (Keras' argument names: rho is PyTorch's alpha, epsilon its
-    eps; its defaults but the learning rate's: rho 0.99, epsilon 1e-8): epsilon added to the square root of
-    the mean square (Keras adds it inside the root), ``weight_decay`` added to the gradient (L2; Keras' own
-    is decoupled), the momentum buffer accumulates g / (sqrt(v) + epsilon) and the step is lr times it
-    (Keras' accumulates lr * g / ...: the same at a constant learning rate). Centered: sqrt(v - mean(g) **
-    2) + epsilon."""
+    eps; PyTorch's defaults: learning rate 0.01, rho 0.99, epsilon 1e-8): epsilon added to the square root
+    of the mean square (Keras adds it inside the root), ``weight_decay`` added to the gradient (L2; Keras'
+    own is decoupled), the momentum buffer accumulates g / (sqrt(v) + epsilon) and the step is lr times it
+    (Keras' accumulates lr * g / ...: the same at a constant learning rate). Centered: sqrt(v - mean(g)^2) +
+    epsilon."""
 
     def __init__(
         self, learning_rate=0.01, rho=0.99, momentum=0.0, epsilon=1e-8, centered=False, weight_decay=0.0, **kwargs

@@ -363,7 +363,7 @@ class RMSpropKeras(torch.optim.Optimizer):
     rho, eps its epsilon; Keras' defaults: lr 0.001, alpha 0.9, eps 1e-7): eps added inside the square root,
     lr * g / sqrt(v + eps) (PyTorch adds it to the root: at MobileNet's eps 1.0 another optimizer); the
     momentum buffer accumulates that step, lr included; ``weight_decay`` decoupled (p -= lr * weight_decay *
-    p before the step, as Keras'). Centered: sqrt(v - mean(g) ** 2 + eps)."""
+    p before the step, as Keras'). Centered: sqrt(v - mean(g)^2 + eps)."""
 
     def __init__(self, params, lr=0.001, alpha=0.9, eps=1e-7, weight_decay=0.0, momentum=0.0, centered=False):
         defaults = {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay, "momentum": momentum}
