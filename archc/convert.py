@@ -104,24 +104,27 @@ def _numpy(weights, grouped: bool):
     return {k: arr(v) for k, v in weights.items()}
 
 
-def convert(model: ir.Model, tensors, src: str = "torch", dst: str = "keras", origin: str | None = None):
+def convert(
+    model: ir.Model, tensors, src: str = "torch", dst: str = "keras", origin: str | None = None, dtype: str = "float32"
+):
     """``tensors``, the weights of ``model``'s generated ``src`` model held that backend's way (PyTorch: a
     state_dict; Keras: {layer name: [weights]}; arrays of any framework), -> the same weights held the ``dst``
-    backend's way, numpy arrays. Refused (naming ``origin``) if they do not fit ``src``'s declaration."""
+    backend's way, numpy arrays of ``dtype`` (float64 for models trained or compared in float64). Refused (naming
+    ``origin``) if they do not fit ``src``'s declaration."""
     s, d = layout(src), layout(dst)
     arrays = _numpy(tensors, s.grouped)
     check(model, s, arrays, origin or f"<{src} weights>")
-    return W.from_canonical(d, model, W.to_canonical(s, model, arrays))
+    return W.from_canonical(d, model, W.to_canonical(s, model, arrays), dtype)
 
 
-def torch_to_keras(model: ir.Model, state: dict) -> dict[str, list]:
+def torch_to_keras(model: ir.Model, state: dict, dtype: str = "float32") -> dict[str, list]:
     """PyTorch state_dict (name -> array-like) -> {Keras layer name: [weights in Keras order]}."""
-    return convert(model, state, "torch", "keras", "<state_dict>")
+    return convert(model, state, "torch", "keras", "<state_dict>", dtype)
 
 
-def keras_to_torch(model: ir.Model, layers: dict[str, list]) -> dict:
+def keras_to_torch(model: ir.Model, layers: dict[str, list], dtype: str = "float32") -> dict:
     """{Keras layer name: [weights]} -> PyTorch state_dict of numpy arrays (plus num_batches_tracked)."""
-    return convert(model, layers, "keras", "torch", "<keras weights>")
+    return convert(model, layers, "keras", "torch", "<keras weights>", dtype)
 
 
 def load_generated(model: ir.Model, backend: str):

@@ -80,6 +80,7 @@ class BatchNorm(Node):
     eps: float
     momentum: float  # PyTorch convention; Keras momentum = 1 - momentum
     scale: bool = True  # a learned scale (gamma); False: none, the scale is 1 (Keras' scale=False)
+    running_var: str = "unbiased"  # the batch variance training averages in: unbiased (PyTorch's) or biased (Keras')
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -393,8 +393,9 @@ register(
 
 def _bn_build(shape, a, base):
     return ir.BatchNorm(
-        **base, out_shape=shape, channels=shape[-1], eps=a["eps"], momentum=a["momentum"], scale=a["scale"]
-    )
+        **base, out_shape=shape, channels=shape[-1], eps=a["eps"], momentum=a["momentum"], scale=a["scale"],
+        running_var=a["running_var"],
+    )  # fmt: skip
 
 
 def _bn_params(node: ir.BatchNorm) -> tuple[int, int]:
@@ -418,6 +419,13 @@ register(
                 range=(0.0, 1.0, "[]"),
             ),
             Attr("scale", "bool", True, "a learned scale (gamma); false: none (Keras' scale=False)"),
+            Attr(
+                "running_var", "choice", "unbiased",
+                "the batch variance training adds to the running variance: unbiased (n / (n - 1) times the biased "
+                "one that normalizes the batch; PyTorch's BatchNorm) or biased (Keras' BatchNormalization); the "
+                "backend whose own layer differs gets a helper",
+                choices=("unbiased", "biased"),
+            ),
         ),
         build=_bn_build,
         params=_bn_params,

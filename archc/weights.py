@@ -272,9 +272,9 @@ def to_canonical(decl: Declaration, model: ir.Model, weights) -> dict[str, dict]
     return out
 
 
-def from_canonical(decl: Declaration, model: ir.Model, canon: Mapping[str, Mapping]):
-    """IR path -> canonical name -> array -> weights held ``decl``'s way (float32 tensors: the generated models
-    compute in float32; counters made fresh)."""
+def from_canonical(decl: Declaration, model: ir.Model, canon: Mapping[str, Mapping], dtype: str = "float32"):
+    """IR path -> canonical name -> array -> weights held ``decl``'s way (``dtype`` tensors, float32 by default: the
+    generated models compute in float32; counters made fresh)."""
     import numpy as np
 
     flat: dict = {}
@@ -285,7 +285,7 @@ def from_canonical(decl: Declaration, model: ir.Model, canon: Mapping[str, Mappi
             if t.canonical is None:
                 a = np.asarray(t.make())
             else:
-                a = np.ascontiguousarray(t.from_canonical(np.asarray(canon[n.path][t.canonical])), dtype=np.float32)
+                a = np.ascontiguousarray(t.from_canonical(np.asarray(canon[n.path][t.canonical])), dtype=dtype)
             if t.canonical is not None and tuple(a.shape) != tuple(t.shape):
                 raise InternalError(
                     f"the {decl.backend} declaration of '{weight_kind(n)}' makes {key(layer, t)} {tuple(a.shape)}, "

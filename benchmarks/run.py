@@ -843,6 +843,7 @@ def keras_app_reason(stem: str) -> str | None:
 def randomize_keras(model, seed: int) -> None:
     """Random weights for every layer (BN: gamma, beta, moving mean and variance too), as in
     tests/test_keras_applications.py."""
+    import keras
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -850,7 +851,7 @@ def randomize_keras(model, seed: int) -> None:
         ws = layer.get_weights()
         if not ws:
             continue
-        if type(layer).__name__ == "BatchNormalization":
+        if isinstance(layer, keras.layers.BatchNormalization):  # or the generated BatchNormalizationUnbiased
             gamma, beta, mean, var = ws
             new = [
                 rng.uniform(0.75, 1.25, gamma.shape),

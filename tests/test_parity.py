@@ -100,7 +100,7 @@ def randomize_keras(kmodel, seed):
         cls = type(layer).__name__
         new = []
         for v, w in zip(layer.weights, ws):
-            if cls == "BatchNormalization":  # gamma (absent with scale=False), beta, moving mean, moving variance
+            if isinstance(layer, keras.layers.BatchNormalization):  # gamma (absent: scale=False), beta, mean, variance
                 if v.name == "gamma":
                     new.append(rng.uniform(0.75, 1.25, w.shape))
                 elif v.name == "moving_variance":
@@ -158,7 +158,7 @@ K2T = [(s, odd) for s in SPECS if not heavy(s) for odd in (False, True)]
 
 def condition_keras(model, kmodel, seed):
     rng = np.random.default_rng(seed)
-    bns = [layer for layer in kmodel.layers if type(layer).__name__ == "BatchNormalization"]
+    bns = [layer for layer in kmodel.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in bns]
     for layer in bns:
         layer.momentum = 0.0  # the moving statistics become the batch's

@@ -32,6 +32,8 @@ from .ops import HELPERS as OP_HELPERS
 
 HELPERS = ("explicit_padding", "pool_padding", "MaxPadding2D", "SamePadding2D", "Subsample2D", "Pooling2DPadded")
 HELPERS += OP_HELPERS  # in emitted order
+OPTIMIZERS = ("SGDTorch", "RMSpropTorch")  # with -O optimizers: Keras optimizers that update as torch.optim's
+HELPERS += OPTIMIZERS
 HELPER_DEFS = {
     "explicit_padding": "_explicit_padding",
     "pool_padding": "_pool_padding",
@@ -50,6 +52,8 @@ NEEDS_OPS = {
     "ChannelShuffle",
     "AdaptiveAvgPool2D",
     "Resize",
+    "BatchNormalizationUnbiased",
+    *OPTIMIZERS,
 }  # helpers that use keras.ops
 MODULE_NAMES = ("keras", "layers", "ops")
 
@@ -86,9 +90,17 @@ class KerasEmitter(BaseEmitter):
     EMIT = OP_EMIT
     TEMPLATE = Path(__file__).parent / "templates" / "helpers.py"
 
+    options = {"optimizers": "also emit SGDTorch and RMSpropTorch: Keras optimizers that update as torch.optim's"}
+
+    def __init__(self, optimizers: bool = False):
+        super().__init__()
+        self.optimizers = optimizers
+
     # ------------------------------------------------------------------ the module (BaseEmitter's hooks)
     def start(self) -> None:
         self.pad_layers: dict[int, str] = {}  # id(template) -> "always" | "if_padded": its "<name>_pad" layer
+        if self.optimizers:
+            self.helpers.update(OPTIMIZERS)
 
     def spec_names(self, model: ir.Model) -> set[str]:
         names = {b.name for b in model.blocks} | {"LOSS_WEIGHTS", "build_model", "inference_model"}

@@ -57,7 +57,19 @@ def _bn(e, t, scope):
     mom = c.lit(round(1 - momentum, 12)) if momentum is not None else c.binop(c.lit(1), "-", node(t.attr("momentum")))
     scale = scope.value(t.attr("scale"))
     no_scale = [] if scale is True else [("scale", node(t.attr("scale")))]  # Keras' scale=False: no gamma
-    return e.L("BatchNormalization"), [], [("epsilon", node(t.attr("eps"))), ("momentum", mom), *no_scale]
+    return _bn_class(e, t, scope), [], [("epsilon", node(t.attr("eps"))), ("momentum", mom), *no_scale]
+
+
+def _bn_class(e, t, scope) -> ast.expr:
+    """Keras' BatchNormalization averages the biased batch variance into its moving variance: PyTorch's convention
+    (``running_var: unbiased``, the default) takes the ``BatchNormalizationUnbiased`` helper."""
+    running_var = scope.value(t.attr("running_var"))
+    if running_var == "biased":
+        return e.L("BatchNormalization")
+    if running_var == "unbiased":
+        return e.helper("BatchNormalizationUnbiased")
+    is_biased = c.compare(scope.node(t.attr("running_var")), "==", c.lit("biased"))  # decided when the block runs
+    return c.ifexp(is_biased, e.L("BatchNormalization"), e.helper("BatchNormalizationUnbiased"))
 
 
 @layer
@@ -512,5 +524,5 @@ EMIT = {
 }
 HELPERS = (
     "GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D", "Scale",
-    "Resize",
+    "Resize", "BatchNormalizationUnbiased",
 )  # fmt: skip

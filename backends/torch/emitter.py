@@ -45,6 +45,7 @@ from .ops import EMIT, FRESH_OPS, INPLACE_OPS, upsample_kwargs
 
 INPLACE = INPLACE_OPS
 FRESH_OUTPUT = ("conv", "dwconv", "bn", "dense", "maxpool", "avgpool", "zeropad", "concat", "add", "mul") + FRESH_OPS
+OPTIMIZERS = ("SGDKeras", "RMSpropKeras")  # with -O optimizers: torch optimizers that update as Keras'
 HELPER_ORDER = [
     "same_pad",
     "cat_then",
@@ -56,6 +57,11 @@ HELPER_ORDER = [
     "AvgPool2dPadded",
     "BatchNorm2dNoScale",
     "BatchNorm1dNoScale",
+    "BatchNormBiased",
+    "BatchNorm2dBiased",
+    "BatchNorm1dBiased",
+    "BatchNorm2dNoScaleBiased",
+    "BatchNorm1dNoScaleBiased",
     "Concat",
     "Add",
     "Mul",
@@ -67,6 +73,7 @@ HELPER_ORDER = [
     "StochasticDepth",
     "ChannelSlice",
     "Scale",
+    *OPTIMIZERS,
 ]
 # module-level names of the generated file besides classes: name -> what needs it
 MODULE_NAMES = (
@@ -104,16 +111,20 @@ class TorchEmitter(BaseEmitter):
     TEMPLATE = Path(__file__).parent / "templates" / "helpers.py"
 
     options = {
-        "memory_efficient": "checkpoint dense layers in training: recompute concatenations instead of storing them"
+        "memory_efficient": "checkpoint dense layers in training: recompute concatenations instead of storing them",
+        "optimizers": "also emit SGDKeras and RMSpropKeras: PyTorch optimizers that update as Keras'",
     }
 
-    def __init__(self, memory_efficient: bool = False):
+    def __init__(self, memory_efficient: bool = False, optimizers: bool = False):
         super().__init__()
         self.memory_efficient = memory_efficient
+        self.optimizers = optimizers
 
     # ------------------------------------------------------------------ the module (BaseEmitter's hooks)
     def start(self) -> None:
         self.used: set[str] = {"nn"}
+        if self.optimizers:
+            self.helpers.update(OPTIMIZERS)
 
     def spec_names(self, model: ir.Model) -> set[str]:
         # the spec's names come first: block classes, block params (constructor locals), public names
@@ -191,6 +202,10 @@ class TorchEmitter(BaseEmitter):
         if self.helpers & {"MaxPool2dPadded", "AvgPool2dPadded"}:
             self.helpers.add("pool_pads")
         if self.helpers & {"Conv2dPadded", "same_pad", "LayerNorm2d", "PointwiseLinear", "pool_pads"}:
+            self.used.add("F")
+        biased = {h for h in self.helpers if h.startswith("BatchNorm") and h.endswith("dBiased")}
+        if biased:  # Keras' running variance: the mixin, and NoScale for the classes without a learned scale
+            self.helpers |= {"BatchNormBiased", *(h.removesuffix("Biased") for h in biased if "NoScale" in h)}
             self.used.add("F")
         if "DenseConnect" in self.helpers and self.memory_efficient:
             self.helpers.add("cat_then")

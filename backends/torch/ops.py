@@ -25,15 +25,37 @@ def _activation(e, t, scope, k, inplace):
 def _bn(e, t, scope, k, inplace):
     """``nn.BatchNorm2d`` (1d, 3d; 1d on flat features); without a learned scale the ``BatchNorm2dNoScale`` helper."""
     a, node = dict(t.attrs), scope.node
-    cls = e.ranked("BatchNorm2d") if e.is_map(t) else "BatchNorm1d"
+    key = "BatchNorm2d" if e.is_map(t) else "BatchNorm1d"  # helpers' keys are 2-D (written for the model's rank)
     scale = scope.value(a["scale"])
+    biased = _biased(e, t, scope)
     if scale is True:
-        func = c.attr(e.ref("nn"), cls)
+        func = _bn_class(e, key, biased)
     elif scale is False:  # no learned scale: a helper whose weight is a buffer of ones
-        func = e.ref(f"{cls}NoScale")
+        func = _bn_class(e, f"{key}NoScale", biased)
     else:  # decided when the block is built
-        func = c.ifexp(node(a["scale"]), c.attr(e.ref("nn"), cls), e.ref(f"{cls}NoScale"))
+        func = c.ifexp(node(a["scale"]), _bn_class(e, key, biased), _bn_class(e, f"{key}NoScale", biased))
     return c.call(func, e.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
+
+
+def _biased(e, t, scope):
+    """Whether the running variance averages in the biased batch variance (``running_var: biased``, Keras'
+    convention): True, False, or the test deciding it when the block is built."""
+    running_var = scope.value(t.attr("running_var"))
+    if running_var is not None:
+        return running_var == "biased"
+    return c.compare(scope.node(t.attr("running_var")), "==", c.lit("biased"))
+
+
+def _bn_class(e, key: str, biased) -> ast.expr:
+    """PyTorch's BatchNorm (``key``: ``BatchNorm2d``, or the ``BatchNorm2dNoScale`` helper; ``BatchNorm1d`` on flat
+    features) or, for Keras' running variance, the helper whose running variance averages in the biased batch
+    variance (``BatchNorm2dBiased``, ``BatchNorm2dNoScaleBiased``)."""
+    own = c.attr(e.ref("nn"), e.ranked(key)) if "NoScale" not in key else e.ref(key)
+    if biased is False:
+        return own
+    if biased is True:
+        return e.ref(f"{key}Biased")
+    return c.ifexp(biased, e.ref(f"{key}Biased"), own)
 
 
 def _gap(e, t, scope, k, inplace):

@@ -22,28 +22,55 @@ No `top:`: a generator has no classifier (include_top / pooling do not apply).
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def build_model(input_shape=(1, 1, 100)):
     """dcgan_generator: input (N, 1, 1, 100) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2DTranspose(512, 4, use_bias=False, name="convt1")(inputs)  # 4 x 4 x 512
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 4 x 4 x 512
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 4 x 4 x 512
     x = layers.ReLU(name="relu1")(x)  # 4 x 4 x 512
     x = layers.Conv2DTranspose(256, 4, strides=2, use_bias=False, name="convt2")(x)
     x = layers.Cropping2D(((1, 1), (1, 1)), name="convt2_crop")(x)  # 8 x 8 x 256
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn2")(x)  # 8 x 8 x 256
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn2")(x)  # 8 x 8 x 256
     x = layers.ReLU(name="relu2")(x)  # 8 x 8 x 256
     x = layers.Conv2DTranspose(128, 4, strides=2, use_bias=False, name="convt3")(x)
     x = layers.Cropping2D(((1, 1), (1, 1)), name="convt3_crop")(x)  # 16 x 16 x 128
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn3")(x)  # 16 x 16 x 128
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn3")(x)  # 16 x 16 x 128
     x = layers.ReLU(name="relu3")(x)  # 16 x 16 x 128
     x = layers.Conv2DTranspose(64, 4, strides=2, use_bias=False, name="convt4")(x)
     x = layers.Cropping2D(((1, 1), (1, 1)), name="convt4_crop")(x)  # 32 x 32 x 64
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn4")(x)  # 32 x 32 x 64
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn4")(x)  # 32 x 32 x 64
     x = layers.ReLU(name="relu4")(x)  # 32 x 32 x 64
     x = layers.Conv2DTranspose(3, 4, strides=2, use_bias=False, name="convt5")(x)
     x = layers.Cropping2D(((1, 1), (1, 1)), name="convt5_crop")(x)  # 64 x 64 x 3

@@ -91,6 +91,33 @@ class Resize(layers.Layer):
         return {**super().get_config(), **config}
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def mbv3_conv(x, out, kernel=1, stride=1, act="RE", name=None):
     """Conv - BN - activation (torchvision's Conv2dNormActivation): padding (kernel - 1) // 2, no conv bias; act RE
     (ReLU), HS (hardswish) or none (a linear projection).
@@ -99,7 +126,7 @@ def mbv3_conv(x, out, kernel=1, stride=1, act="RE", name=None):
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_conv")
     x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
     if act == "HS":
@@ -116,7 +143,7 @@ def mbv3_dwconv(x, kernel=3, stride=1, act="RE", dilation=1, name=None):
     x = layers.DepthwiseConv2D(
         kernel, strides=stride, padding=keras_padding, dilation_rate=dilation, use_bias=False, name=f"{name}_conv"
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
     if act == "HS":
@@ -171,31 +198,31 @@ def aspp(x, rates=(12, 24, 36), out=256, name=None):
     """
     features = x
     x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_b0_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_b0_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b0_bn")(x)
     b0 = layers.ReLU(name=f"{name}_b0")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[0], f"{name}_b1_conv")
     x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[0], use_bias=False, name=f"{name}_b1_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_b1_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b1_bn")(x)
     b1 = layers.ReLU(name=f"{name}_b1")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[1], f"{name}_b2_conv")
     x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[1], use_bias=False, name=f"{name}_b2_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_b2_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b2_bn")(x)
     b2 = layers.ReLU(name=f"{name}_b2")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[2], f"{name}_b3_conv")
     x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[2], use_bias=False, name=f"{name}_b3_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_b3_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b3_bn")(x)
     b3 = layers.ReLU(name=f"{name}_b3")(x)
     x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(features)
     x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_pool_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_pool_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_pool_bn")(x)
     x = layers.ReLU(name=f"{name}_pool_relu")(x)
     b4 = Resize(size=features.shape[1:-1], mode="linear", name=f"{name}_b4")(x)
     x = layers.Concatenate(name=f"{name}_concat")([b0, b1, b2, b3, b4])
     x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_project_bn")(x)
     x = layers.ReLU(name=f"{name}_project_relu")(x)
     x = layers.Dropout(0.5, name=f"{name}_dropout")(x)
     return x
@@ -209,7 +236,7 @@ def deeplab_head(x, classes, rates=(12, 24, 36), name=None):
     """
     x = aspp(x, rates=rates, name=f"{name}_aspp")
     x = layers.Conv2D(256, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     x = layers.Conv2D(classes, 1, name=f"{name}_classifier")(x)
     return x

@@ -13,9 +13,36 @@ both references.
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def dense_layer(x, growth_rate, bn_size=4, drop_rate=0.0, name=None):
@@ -23,10 +50,10 @@ def dense_layer(x, growth_rate, bn_size=4, drop_rate=0.0, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.9, name=f"{name}_norm1")(x)
+    x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.9, name=f"{name}_norm1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x = layers.Conv2D(bn_size * growth_rate, 1, use_bias=False, name=f"{name}_conv1")(x)
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.9, name=f"{name}_norm2")(x)
+    x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.9, name=f"{name}_norm2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
     x = layers.Conv2D(growth_rate, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
     if drop_rate > 0:
@@ -54,7 +81,7 @@ def transition(x, reduction=0.5, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     in_channels = x.shape[-1]
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.9, name=f"{name}_norm")(x)
+    x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.9, name=f"{name}_norm")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     x = layers.Conv2D(int(in_channels * reduction), 1, use_bias=False, name=f"{name}_conv")(x)
     x = layers.AveragePooling2D(2, name=f"{name}_pool")(x)
@@ -66,7 +93,7 @@ def build_model(input_shape=(224, 224, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv0_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv0")(x)  # 112 x 112 x 64
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.9, name="norm0")(x)  # 112 x 112 x 64
+    x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.9, name="norm0")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="relu0")(x)  # 112 x 112 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool0_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool0")(x)  # 56 x 56 x 64
@@ -77,7 +104,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = dense_block(x, num_layers=32, growth_rate=32, name="denseblock3")  # 14 x 14 x 1280
     x = transition(x, name="transition3")  # 7 x 7 x 640
     x = dense_block(x, num_layers=32, growth_rate=32, name="denseblock4")  # 7 x 7 x 1664
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.9, name="norm5")(x)  # 7 x 7 x 1664
+    x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.9, name="norm5")(x)  # 7 x 7 x 1664
     x = layers.ReLU(name="relu5")(x)  # 7 x 7 x 1664
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1664
     x = layers.Dense(1000, name="classifier")(x)  # 1000

@@ -51,6 +51,33 @@ class StochasticDepth(layers.Layer):
         return {**super().get_config(), "p": self.p}
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_rate=0.0, name=None):
     """keras.applications' EfficientNet `block` with its arguments (filters_in, the input width, as keras.applications
     passes it; another value is refused): 1x1 expansion conv to filters_in * expand - BN - SiLU (left out when
@@ -67,10 +94,10 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
     identity = x
     if expand != 1:
         x = layers.Conv2D(in_channels * expand, 1, use_bias=False, name=f"{name}_expand_conv")(x)
-        x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_expand_bn")(x)
+        x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_expand_bn")(x)
         x = layers.Activation("silu", name=f"{name}_expand_activation")(x)
     x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_dwconv")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     x = layers.Activation("silu", name=f"{name}_activation")(x)
     branch1 = x
     branch2 = x
@@ -81,7 +108,7 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
     branch2 = layers.Activation("sigmoid", name=f"{name}_se_branch2_sigmoid")(branch2)
     x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
     x = layers.Conv2D(filters_out, 1, use_bias=False, name=f"{name}_project_conv")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_project_bn")(x)
     if stride == 1 and filters_in == filters_out and (drop_rate > 0):
         x = StochasticDepth(drop_rate, name=f"{name}_stochastic_depth")(x)
     if stride == 1 and filters_in == filters_out:
@@ -93,7 +120,7 @@ def build_model(input_shape=(224, 224, 3)):
     """efficientnet_b0_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 32
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="stem_bn")(x)  # 112 x 112 x 32
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.Activation("silu", name="stem_activation")(x)  # 112 x 112 x 32
     x = effk_block(x, filters_in=32, filters_out=16, expand=1, name="block1a")  # 112 x 112 x 16
     x = effk_block(x, filters_in=16, filters_out=24, stride=2, drop_rate=0.0125, name="block2a")  # 56 x 56 x 24
@@ -120,7 +147,7 @@ def build_model(input_shape=(224, 224, 3)):
     )  # 7 x 7 x 192
     x = effk_block(x, filters_in=192, filters_out=320, drop_rate=0.1875, name="block7a")  # 7 x 7 x 320
     x = layers.Conv2D(1280, 1, use_bias=False, name="top_conv")(x)  # 7 x 7 x 1280
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="top_bn")(x)  # 7 x 7 x 1280
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name="top_bn")(x)  # 7 x 7 x 1280
     x = layers.Activation("silu", name="top_activation")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 1280
     x = layers.Dropout(0.2, name="top_dropout")(x)  # 1280

@@ -52,6 +52,33 @@ class StochasticDepth(layers.Layer):
         return {**super().get_config(), "p": self.p}
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def effnet_conv(x, out, kernel=1, stride=1, act=True, name=None):
     """Conv - BN - SiLU (torchvision's Conv2dNormActivation): padding (kernel - 1) // 2, no conv bias; act: false
     leaves the SiLU out (the linear projection).
@@ -60,7 +87,7 @@ def effnet_conv(x, out, kernel=1, stride=1, act=True, name=None):
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_conv")
     x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     if act:
         x = layers.Activation("silu", name=f"{name}_silu")(x)
     return x
@@ -82,7 +109,7 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
         x = effnet_conv(x, out=expanded, name=f"{name}_expand")
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_dw_conv")
     x = layers.DepthwiseConv2D(kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_dw_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_dw_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_dw_bn")(x)
     x = layers.Activation("silu", name=f"{name}_dw_act")(x)
     branch1 = x
     branch2 = x

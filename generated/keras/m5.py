@@ -22,7 +22,7 @@ Reference (tests/references/m5.py, counts derived by hand in tests/test_referenc
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
@@ -36,24 +36,51 @@ def _pool_padding(size, kernel, stride, before, after, ceil):
     return (before, max((out - 1) * stride + kernel - size - before, 0))
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def build_model(input_shape=(32000, 1)):
     """m5: input (N, 32000, 1) NLC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding1D((38, 38), name="conv1_pad")(inputs)
     x = layers.Conv1D(128, 80, strides=4, use_bias=False, name="conv1")(x)  # 8000 x 128
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 8000 x 128
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 8000 x 128
     x = layers.ReLU(name="relu1")(x)  # 8000 x 128
     x = layers.MaxPooling1D(4, name="pool1")(x)  # 2000 x 128
     x = layers.Conv1D(128, 3, padding="same", use_bias=False, name="conv2")(x)  # 2000 x 128
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn2")(x)  # 2000 x 128
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn2")(x)  # 2000 x 128
     x = layers.ReLU(name="relu2")(x)  # 2000 x 128
     x = layers.MaxPooling1D(4, name="pool2")(x)  # 500 x 128
     x = layers.Conv1D(256, 3, padding="same", use_bias=False, name="conv3")(x)  # 500 x 256
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn3")(x)  # 500 x 256
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn3")(x)  # 500 x 256
     x = layers.ReLU(name="relu3")(x)  # 500 x 256
     x = layers.MaxPooling1D(4, name="pool3")(x)  # 125 x 256
     x = layers.Conv1D(512, 3, padding="same", use_bias=False, name="conv4")(x)  # 125 x 512
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn4")(x)  # 125 x 512
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn4")(x)  # 125 x 512
     x = layers.ReLU(name="relu4")(x)  # 125 x 512
     pad_l = _pool_padding(x.shape[1], 4, 4, 0, 0, ceil=True)
     x = layers.ZeroPadding1D(pad_l, name="pool4_pad")(x)

@@ -6,9 +6,36 @@ Paper: Howard et al., arXiv:1704.04861. Deviations: as mobilenet_v1.yaml, which 
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
@@ -28,10 +55,10 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
         use_bias=False,
         name=f"{name}_dw",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name=f"{name}_pw_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_pw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_pw_relu")(x)
     return x
 
@@ -40,7 +67,7 @@ def build_model(input_shape=(160, 160, 3)):
     """mobilenet_v1_025_160: input (N, 160, 160, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)  # 80 x 80 x 8
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.99, name="conv1_bn")(x)  # 80 x 80 x 8
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name="conv1_bn")(x)  # 80 x 80 x 8
     x = layers.ReLU(6.0, name="conv1_relu")(x)  # 80 x 80 x 8
     x = ds_conv(x, filters=64, alpha=0.25, name="ds1")  # 80 x 80 x 16
     x = ds_conv(x, filters=128, stride=2, alpha=0.25, name="ds2")  # 40 x 40 x 32

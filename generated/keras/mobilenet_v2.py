@@ -11,9 +11,36 @@ torchvision); symmetric padding 1 for the 3x3 convs (keras.applications pads str
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def inverted_residual(x, out, stride=1, expand=6, name=None):
@@ -27,14 +54,14 @@ def inverted_residual(x, out, stride=1, expand=6, name=None):
     identity = x
     if expand != 1:
         x = layers.Conv2D(in_channels * expand, 1, use_bias=False, name=f"{name}_expand_conv")(x)
-        x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_expand_bn")(x)
+        x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_expand_bn")(x)
         x = layers.ReLU(6.0, name=f"{name}_expand_relu")(x)
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_dw_conv_pad")(x)
     x = layers.DepthwiseConv2D(3, strides=stride, use_bias=False, name=f"{name}_dw_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_dw_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_project_bn")(x)
     if stride == 1 and in_channels == out:
         x = layers.Add(name=f"{name}_residual")([x, identity])
     return x
@@ -56,7 +83,7 @@ def build_model(input_shape=(224, 224, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="stem_conv")(x)  # 112 x 112 x 32
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 32
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(6.0, name="stem_relu")(x)  # 112 x 112 x 32
     x = inverted_residual_stage(x, out=16, blocks=1, expand=1, name="stage1")  # 112 x 112 x 16
     x = inverted_residual_stage(x, out=24, blocks=2, stride=2, name="stage2")  # 56 x 56 x 24
@@ -66,7 +93,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = inverted_residual_stage(x, out=160, blocks=3, stride=2, name="stage6")  # 7 x 7 x 160
     x = inverted_residual_stage(x, out=320, blocks=1, name="stage7")  # 7 x 7 x 320
     x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)  # 7 x 7 x 1280
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="head_bn")(x)  # 7 x 7 x 1280
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="head_bn")(x)  # 7 x 7 x 1280
     x = layers.ReLU(6.0, name="head_relu")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1280
     x = layers.Dropout(0.2, name="dropout")(x)  # 1280

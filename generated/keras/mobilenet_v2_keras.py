@@ -17,9 +17,36 @@ Preprocessing (keras.applications.mobilenet_v2.preprocess_input, x / 127.5 - 1) 
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def mbv2k_block(x, filters, stride=1, expansion=6, alpha=1.0, name=None):
@@ -35,10 +62,10 @@ def mbv2k_block(x, filters, stride=1, expansion=6, alpha=1.0, name=None):
     identity = x
     if expansion != 1:
         x = layers.Conv2D(expansion * in_channels, 1, use_bias=False, name=f"{name}_expand")(x)
-        x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name=f"{name}_expand_bn")(x)
+        x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_expand_bn")(x)
         x = layers.ReLU(6.0, name=f"{name}_expand_relu")(x)
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_depthwise")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_depthwise_relu")(x)
     x = layers.Conv2D(
         max(8, (int(filters * alpha) + 4) // 8 * 8)
@@ -47,7 +74,7 @@ def mbv2k_block(x, filters, stride=1, expansion=6, alpha=1.0, name=None):
         use_bias=False,
         name=f"{name}_project",
     )(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_project_bn")(x)
     if stride == 1 and in_channels == max(8, (int(filters * alpha) + 4) // 8 * 8) + (
         8 if max(8, (int(filters * alpha) + 4) // 8 * 8) < 0.9 * int(filters * alpha) else 0
     ):
@@ -71,7 +98,7 @@ def build_model(input_shape=(224, 224, 3)):
     """mobilenet_v2_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 32
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 32
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(6.0, name="stem_relu")(x)  # 112 x 112 x 32
     x = mbv2k_stage(x, filters=16, blocks=1, expansion=1, name="stage1")  # 112 x 112 x 16
     x = mbv2k_stage(x, filters=24, blocks=2, stride=2, name="stage2")  # 56 x 56 x 24
@@ -81,7 +108,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = mbv2k_stage(x, filters=160, blocks=3, stride=2, name="stage6")  # 7 x 7 x 160
     x = mbv2k_stage(x, filters=320, blocks=1, name="stage7")  # 7 x 7 x 320
     x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)  # 7 x 7 x 1280
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="head_bn")(x)  # 7 x 7 x 1280
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="head_bn")(x)  # 7 x 7 x 1280
     x = layers.ReLU(6.0, name="head_relu")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1280
     x = layers.Dense(1000, name="classifier")(x)  # 1000

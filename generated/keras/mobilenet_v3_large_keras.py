@@ -22,9 +22,36 @@ MobileNetV3Large(include_preprocessing=False).
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def mbv3k_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=None):
@@ -41,13 +68,13 @@ def mbv3k_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=N
     identity = x
     if expanded != in_channels:
         x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{name}_expand")(x)
-        x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name=f"{name}_expand_bn")(x)
+        x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_expand_bn")(x)
         if act == "RE":
             x = layers.ReLU(name=f"{name}_relu1")(x)
         if act == "HS":
             x = layers.Activation("hard_swish", name=f"{name}_hardswish1")(x)
     x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_depthwise")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu2")(x)
     if act == "HS":
@@ -69,7 +96,7 @@ def mbv3k_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=N
         branch2 = layers.Activation("hard_sigmoid", name=f"{name}_squeeze_excite_branch2_hardsigmoid")(branch2)
         x = layers.Multiply(name=f"{name}_squeeze_excite")([branch1, branch2])
     x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project")(x)
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_project_bn")(x)
     if stride == 1 and in_channels == out:
         x = layers.Add(name=f"{name}_residual")([x, identity])
     return x
@@ -92,7 +119,7 @@ def build_model(input_shape=(224, 224, 3)):
     """mobilenet_v3_large_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 16
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 16
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 16
     x = layers.Activation("hard_swish", name="stem_act")(x)  # 112 x 112 x 16
     x = mbv3k_bneck(x, expanded=16, out=16, name="bneck0")  # 112 x 112 x 16
     x = mbv3k_bneck(x, expanded=64, out=24, stride=2, name="bneck1")  # 56 x 56 x 24
@@ -110,7 +137,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = mbv3k_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", name="bneck13")  # 7 x 7 x 160
     x = mbv3k_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", name="bneck14")  # 7 x 7 x 160
     x = layers.Conv2D(960, 1, use_bias=False, name="lastconv")(x)  # 7 x 7 x 960
-    x = layers.BatchNormalization(epsilon=0.001, momentum=0.999, name="lastconv_bn")(x)  # 7 x 7 x 960
+    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="lastconv_bn")(x)  # 7 x 7 x 960
     x = layers.Activation("hard_swish", name="lastconv_act")(x)  # 7 x 7 x 960
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 960
     x = mbv3k_classifier(x, hidden=1280, name="classifier")  # 1000

@@ -22,9 +22,36 @@ Reference (measured, torchvision 0.28.0, weights=None, 400 classes):
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def video_conv2plus1d(x, out, mid, stride=1, name=None):
@@ -35,7 +62,7 @@ def video_conv2plus1d(x, out, mid, stride=1, name=None):
     """
     x = layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{name}_spatial_pad")(x)
     x = layers.Conv3D(mid, (1, 3, 3), strides=(1, stride, stride), use_bias=False, name=f"{name}_spatial")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_spatial_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_spatial_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     x = layers.ZeroPadding3D(((1, 1), (0, 0), (0, 0)), name=f"{name}_temporal_pad")(x)
     x = layers.Conv3D(out, (3, 1, 1), strides=(stride, 1, 1), use_bias=False, name=f"{name}_temporal")(x)
@@ -56,13 +83,13 @@ def video_basic_block_2plus1d(x, planes, mid, stride=1, name=None):
     in_channels = x.shape[-1]
     identity = x
     x = video_conv2plus1d(x, out=planes, mid=mid, stride=stride, name=f"{name}_conv1_conv")
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_conv1_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv1_bn")(x)
     x = layers.ReLU(name=f"{name}_conv1_relu")(x)
     x = video_conv2plus1d(x, out=planes, mid=mid, name=f"{name}_conv2_conv")
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_conv2_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv2_bn")(x)
     if stride != 1 or in_channels != planes:
         identity = layers.Conv3D(planes, 1, strides=stride, use_bias=False, name=f"{name}_downsample_conv")(identity)
-        identity = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
+        identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
@@ -99,10 +126,10 @@ def build_model(input_shape=(16, 112, 112, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="stem_spatial_pad")(inputs)
     x = layers.Conv3D(45, (1, 7, 7), strides=(1, 2, 2), use_bias=False, name="stem_spatial")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_spatial_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_spatial_bn")(x)
     x = layers.ReLU(name="stem_relu1")(x)
     x = layers.Conv3D(64, (3, 1, 1), padding="same", use_bias=False, name="stem_temporal")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_temporal_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_temporal_bn")(x)
     x = layers.ReLU(name="stem_relu2")(x)  # 16 x 56 x 56 x 64
     x = video_stage_2plus1d(x, planes=64, blocks=2, name="layer1")  # 16 x 56 x 56 x 64
     x = video_stage_2plus1d(x, planes=128, blocks=2, stride=2, name="layer2")  # 8 x 28 x 28 x 128

@@ -19,7 +19,7 @@ works; torchvision's transforms crop 112 x 112 clips of 16 frames. Tests: --set 
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
@@ -42,6 +42,33 @@ def _explicit_padding(x, padding, name):
     return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def video_basic_block(x, planes, stride=1, temporal=3, name=None):
     """torchvision's video BasicBlock with Conv3DSimple (temporal 3: 3x3x3 convs, stride (s, s, s), padding 1) or
     Conv3DNoTemporal (temporal 1: 1x3x3 convs, stride (1, s, s), padding (0, 1, 1)): conv1 (conv - BN - ReLU), conv2
@@ -61,11 +88,11 @@ def video_basic_block(x, planes, stride=1, temporal=3, name=None):
         use_bias=False,
         name=f"{name}_conv1_conv",
     )(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_conv1_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv1_bn")(x)
     x = layers.ReLU(name=f"{name}_conv1_relu")(x)
     x, keras_padding = _explicit_padding(x, ((temporal - 1) // 2, 1, 1), f"{name}_conv2_conv")
     x = layers.Conv3D(planes, (temporal, 3, 3), padding=keras_padding, use_bias=False, name=f"{name}_conv2_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_conv2_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv2_bn")(x)
     if stride != 1 or in_channels != planes:
         identity = layers.Conv3D(
             planes,
@@ -74,7 +101,7 @@ def video_basic_block(x, planes, stride=1, temporal=3, name=None):
             use_bias=False,
             name=f"{name}_downsample_conv",
         )(identity)
-        identity = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
+        identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
@@ -97,7 +124,7 @@ def build_model(input_shape=(16, 112, 112, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding3D(((1, 1), (3, 3), (3, 3)), name="stem_conv_pad")(inputs)
     x = layers.Conv3D(64, (3, 7, 7), strides=(1, 2, 2), use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)  # 16 x 56 x 56 x 64
     x = video_stage(x, planes=64, blocks=2, name="layer1")  # 16 x 56 x 56 x 64
     x = video_stage(x, planes=128, blocks=2, stride=2, name="layer2")  # 8 x 28 x 28 x 128

@@ -15,9 +15,36 @@ Deviations from the paper: none in structure. BN epsilon 1e-5, momentum 0.1 (tor
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multiplier=1.0, se_ratio=0.0, name=None):
@@ -34,7 +61,7 @@ def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multipl
     a_channels = int(round(out * bottleneck_multiplier))
     identity = x
     x = layers.Conv2D(a_channels, 1, use_bias=False, name=f"{name}_a")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_a_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_a_bn")(x)
     x = layers.ReLU(name=f"{name}_a_relu")(x)
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_b_pad")(x)
     x = layers.Conv2D(
@@ -45,7 +72,7 @@ def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multipl
         use_bias=False,
         name=f"{name}_b",
     )(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_b_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b_bn")(x)
     x = layers.ReLU(name=f"{name}_b_relu")(x)
     if se_ratio > 0:
         branch1 = x
@@ -57,10 +84,10 @@ def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multipl
         branch2 = layers.Activation("sigmoid", name=f"{name}_se_branch2_sigmoid")(branch2)
         x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
     x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_c")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_c_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_c_bn")(x)
     if stride != 1 or in_channels != out:
         identity = layers.Conv2D(out, 1, strides=stride, use_bias=False, name=f"{name}_proj_conv")(identity)
-        identity = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_proj_bn")(identity)
+        identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_proj_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
@@ -100,7 +127,7 @@ def build_model(input_shape=(224, 224, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="stem_conv")(x)  # 112 x 112 x 32
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 32
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(name="stem_relu")(x)  # 112 x 112 x 32
     x = regnet_stage(x, out=32, depth=1, group_width=16, name="stage1")  # 56 x 56 x 32
     x = regnet_stage(x, out=64, depth=2, group_width=16, name="stage2")  # 28 x 28 x 64

@@ -91,6 +91,33 @@ class Resize(layers.Layer):
         return {**super().get_config(), **config}
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilation=1, name=None):
     """Bottleneck (ResNet-50 and deeper): 1x1 conv (width) - BN - ReLU - 3x3 conv (width, stride, groups) - BN - ReLU -
     1x1 conv (planes * 4) - BN, plus the input (projected by a strided 1x1 conv - BN when the shape changes), then
@@ -103,7 +130,7 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     conv3_channels = planes * expansion
     identity = x
     x = layers.Conv2D(conv1_channels, 1, use_bias=False, name=f"{name}_conv1")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
     x = layers.Conv2D(
@@ -116,15 +143,15 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         use_bias=False,
         name=f"{name}_conv2",
     )(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
     x = layers.Conv2D(conv3_channels, 1, use_bias=False, name=f"{name}_conv3")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
     if stride != 1 or in_channels != planes * expansion:
         identity = layers.Conv2D(conv3_channels, 1, strides=stride, use_bias=False, name=f"{name}_downsample_conv")(
             identity
         )
-        identity = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
+        identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
@@ -172,7 +199,7 @@ def build_model(input_shape=(224, 224, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1")(x)  # 112 x 112 x 64
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="relu")(x)  # 112 x 112 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 64

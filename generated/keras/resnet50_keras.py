@@ -15,9 +15,36 @@ layers=[3,8,36,3]: ResNet152.
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 LOSS_WEIGHTS = {"main": 1.0}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
 
 
 def resnet_v1_projection_block(x, filters, stride=1, name=None):
@@ -30,16 +57,16 @@ def resnet_v1_projection_block(x, filters, stride=1, name=None):
     conv0_channels = 4 * filters
     branch1 = x
     branch1 = layers.Conv2D(conv0_channels, 1, strides=stride, name=f"{name}_branch1_conv0")(branch1)
-    branch1 = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch1_bn0")(branch1)
+    branch1 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch1_bn0")(branch1)
     branch2 = x
     branch2 = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_branch2_conv1")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn1")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn1")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu1")(branch2)
     branch2 = layers.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn2")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn2")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu2")(branch2)
     branch2 = layers.Conv2D(conv0_channels, 1, name=f"{name}_branch2_conv3")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn3")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn3")(branch2)
     x = layers.Add(name=f"{name}_add")([branch1, branch2])
     x = layers.ReLU(name=f"{name}_out")(x)
     return x
@@ -54,13 +81,13 @@ def resnet_v1_identity_block(x, filters, name=None):
     branch1 = x
     branch2 = x
     branch2 = layers.Conv2D(filters, 1, name=f"{name}_branch2_conv1")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn1")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn1")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu1")(branch2)
     branch2 = layers.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn2")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn2")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu2")(branch2)
     branch2 = layers.Conv2D(4 * filters, 1, name=f"{name}_branch2_conv3")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn3")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn3")(branch2)
     x = layers.Add(name=f"{name}_add")([branch1, branch2])
     x = layers.ReLU(name=f"{name}_out")(x)
     return x
@@ -83,7 +110,7 @@ def build_model(input_shape=(224, 224, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)  # 230 x 230 x 3
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)  # 112 x 112 x 64
-    x = layers.BatchNormalization(epsilon=1.001e-05, momentum=0.99, name="conv1_bn")(x)  # 112 x 112 x 64
+    x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name="conv1_bn")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="conv1_relu")(x)  # 112 x 112 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad")(x)  # 114 x 114 x 64
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 56 x 56 x 64

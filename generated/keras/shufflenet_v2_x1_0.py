@@ -51,6 +51,33 @@ class ChannelSlice(layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def shuffle_down_unit(x, out, stride=2, name=None):
     """ShuffleNet V2 unit for spatial down sampling (stride 2, width out): both branches see the whole input; branch1
     is 3x3 depthwise conv (stride) - BN - 1x1 conv (out / 2) - BN - ReLU, branch2 is 1x1 conv (out / 2) - BN - ReLU
@@ -62,19 +89,19 @@ def shuffle_down_unit(x, out, stride=2, name=None):
     branch1 = x
     branch1 = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_branch1_dw_pad")(branch1)
     branch1 = layers.DepthwiseConv2D(3, strides=stride, use_bias=False, name=f"{name}_branch1_dw")(branch1)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch1_dw_bn")(branch1)
+    branch1 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch1_dw_bn")(branch1)
     branch1 = layers.Conv2D(pw_channels, 1, use_bias=False, name=f"{name}_branch1_pw")(branch1)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch1_pw_bn")(branch1)
+    branch1 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch1_pw_bn")(branch1)
     branch1 = layers.ReLU(name=f"{name}_branch1_pw_relu")(branch1)
     branch2 = x
     branch2 = layers.Conv2D(pw_channels, 1, use_bias=False, name=f"{name}_branch2_pw1")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw1_bn")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw1_bn")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_pw1_relu")(branch2)
     branch2 = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_branch2_dw_pad")(branch2)
     branch2 = layers.DepthwiseConv2D(3, strides=stride, use_bias=False, name=f"{name}_branch2_dw")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_dw_bn")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_dw_bn")(branch2)
     branch2 = layers.Conv2D(pw_channels, 1, use_bias=False, name=f"{name}_branch2_pw2")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw2_bn")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw2_bn")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_pw2_relu")(branch2)
     x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2])
     x = ChannelShuffle(2, name=f"{name}_channel_shuffle")(x)
@@ -94,12 +121,12 @@ def shuffle_unit(x, out, name=None):
     branch2 = x
     branch2 = ChannelSlice(slice_channels, None, name=f"{name}_branch2_slice")(branch2)
     branch2 = layers.Conv2D(slice_channels, 1, use_bias=False, name=f"{name}_branch2_pw1")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw1_bn")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw1_bn")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_pw1_relu")(branch2)
     branch2 = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_branch2_dw")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_dw_bn")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_dw_bn")(branch2)
     branch2 = layers.Conv2D(slice_channels, 1, use_bias=False, name=f"{name}_branch2_pw2")(branch2)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw2_bn")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_pw2_bn")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_pw2_relu")(branch2)
     x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2])
     x = ChannelShuffle(2, name=f"{name}_channel_shuffle")(x)
@@ -122,7 +149,7 @@ def build_model(input_shape=(224, 224, 3)):
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(24, 3, strides=2, use_bias=False, name="stem_conv")(x)  # 112 x 112 x 24
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 24
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 24
     x = layers.ReLU(name="stem_relu")(x)  # 112 x 112 x 24
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 24
@@ -130,7 +157,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = shuffle_stage(x, out=232, blocks=8, name="stage3")  # 14 x 14 x 232
     x = shuffle_stage(x, out=464, blocks=4, name="stage4")  # 7 x 7 x 464
     x = layers.Conv2D(1024, 1, use_bias=False, name="head_conv")(x)  # 7 x 7 x 1024
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="head_bn")(x)  # 7 x 7 x 1024
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="head_bn")(x)  # 7 x 7 x 1024
     x = layers.ReLU(name="head_relu")(x)  # 7 x 7 x 1024
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1024
     x = layers.Dense(1000, name="fc")(x)  # 1000

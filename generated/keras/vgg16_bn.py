@@ -51,6 +51,33 @@ class AdaptiveAvgPool2D(layers.Layer):
         return {**super().get_config(), "size": self.size}
 
 
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
 def vgg_bn_stage(x, out, convs, name=None):
     """A stage of VGG with batch norm (torchvision's vgg*_bn): `convs` times (3x3 conv with bias, padding 1 - BN -
     ReLU) at width `out`, then a 2x2/2 max-pool. (A block of its own, not a condition in vgg_stage: the torchvision
@@ -59,11 +86,11 @@ def vgg_bn_stage(x, out, convs, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     for i in range(convs - 1):
         x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv_bn_relu_{i}_conv")(x)
-        x = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name=f"{name}_conv_bn_relu_{i}_bn")(x)
+        x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv_bn_relu_{i}_bn")(x)
         x = layers.ReLU(name=f"{name}_conv_bn_relu_{i}_relu")(x)
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     return x

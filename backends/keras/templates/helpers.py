@@ -327,3 +327,98 @@ class Resize(layers.Layer):
     def get_config(self):
         config = {"size": self.size, "scale": self.scale, "mode": self.mode, "align_corners": self.align_corners}
         return {**super().get_config(), **config}
+
+
+class BatchNormalizationUnbiased(layers.BatchNormalization):
+    """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
+    unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
+    channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
+    statistics kept (PyTorch's momentum is one minus it). Inference, the moving mean and masked inputs are
+    Keras' own."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # as Keras' layer computes
+        axes = [a for a in range(len(x.shape)) if a != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        n = ops.cast(ops.size(x) // ops.shape(x)[self.axis], x.dtype)
+        keep = self.momentum  # Keras' momentum: the share of the old statistics kept (1 - PyTorch's momentum)
+        self.moving_mean.assign(ops.cast(self.moving_mean, x.dtype) * keep + mean * (1.0 - keep))
+        unbiased = variance * n / (n - 1.0)
+        self.moving_variance.assign(ops.cast(self.moving_variance, x.dtype) * keep + unbiased * (1.0 - keep))
+        gamma = ops.cast(self.gamma, x.dtype) if self.scale else None
+        beta = ops.cast(self.beta, x.dtype) if self.center else None
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, offset=beta, scale=gamma, epsilon=self.epsilon
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+
+class SGDTorch(keras.optimizers.SGD):
+    """SGD as torch.optim.SGD updates (Keras' argument names, PyTorch's defaults: learning rate 0.001):
+    ``weight_decay`` is added to the gradient (L2, every trainable variable; Keras' own weight_decay is
+    decoupled: p -= lr * wd * p); the velocity accumulates gradients, b = momentum * b + (1 - dampening) * g
+    (b = g at the first step), and the step is lr * b, or with Nesterov lr * (g + momentum * b) (Keras'
+    accumulates -lr * g: the same at a constant learning rate, not after a schedule changes it)."""
+
+    def __init__(self, learning_rate=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov, **kwargs)
+        self.dampening = dampening
+        self.torch_weight_decay = weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.torch_weight_decay:
+            g = g + variable * self.torch_weight_decay
+        if self.momentum != 0:
+            b = self.momentums[self._get_variable_index(variable)]
+            first = ops.equal(self.iterations, 0)
+            self.assign(b, ops.where(first, g, b * self.momentum + g * (1.0 - self.dampening)))
+            g = g + b * self.momentum if self.nesterov else b
+        self.assign_sub(variable, g * lr)
+
+    def get_config(self):
+        return {**super().get_config(), "dampening": self.dampening, "weight_decay": self.torch_weight_decay}
+
+
+class RMSpropTorch(keras.optimizers.RMSprop):
+    """RMSprop as torch.optim.RMSprop updates (Keras' argument names: rho is PyTorch's alpha, epsilon its
+    eps; PyTorch's defaults: learning rate 0.01, rho 0.99, epsilon 1e-8): epsilon added to the square root
+    of the mean square (Keras adds it inside the root), ``weight_decay`` added to the gradient (L2; Keras'
+    own is decoupled), the momentum buffer accumulates g / (sqrt(v) + epsilon) and the step is lr times it
+    (Keras' accumulates lr * g / ...: the same at a constant learning rate). Centered: sqrt(v - mean(g)^2) +
+    epsilon."""
+
+    def __init__(
+        self, learning_rate=0.01, rho=0.99, momentum=0.0, epsilon=1e-8, centered=False, weight_decay=0.0, **kwargs
+    ):
+        super().__init__(
+            learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered, **kwargs
+        )
+        self.torch_weight_decay = weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient, variable.dtype)
+        if self.torch_weight_decay:
+            g = g + variable * self.torch_weight_decay
+        i = self._get_variable_index(variable)
+        square_avg = self._velocities[i]
+        self.assign(square_avg, square_avg * self.rho + g * g * (1.0 - self.rho))
+        if self.centered:
+            grad_avg = self._average_gradients[i]
+            self.assign(grad_avg, grad_avg + (g - grad_avg) * (1.0 - self.rho))
+            avg = ops.sqrt(square_avg - grad_avg * grad_avg) + self.epsilon
+        else:
+            avg = ops.sqrt(square_avg) + self.epsilon
+        if self.momentum > 0:
+            b = self._momentums[i]
+            self.assign(b, b * self.momentum + g / avg)
+            self.assign_sub(variable, b * lr)
+        else:
+            self.assign_sub(variable, g / avg * lr)
+
+    def get_config(self):
+        return {**super().get_config(), "weight_decay": self.torch_weight_decay}

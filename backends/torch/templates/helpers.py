@@ -155,6 +155,39 @@ class BatchNorm1dNoScale(nn.BatchNorm1d):
         self.register_buffer("weight", ones, persistent=False)
 
 
+class BatchNormBiased:
+    """Keras' running variance, mixed into a BatchNorm class (``BatchNorm2dBiased(BatchNormBiased,
+    nn.BatchNorm2d)``): in training the running variance averages in the biased batch variance, the one that
+    normalizes the batch (PyTorch's own averages in the unbiased one, n / (n - 1) times it, n values per
+    channel). Inference, and the running mean, are PyTorch's own."""
+
+    def forward(self, x):
+        if not (self.training and self.track_running_stats):
+            return super().forward(x)
+        self.num_batches_tracked.add_(1)
+        m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        var, mean = torch.var_mean(x.detach(), dim=[0, *range(2, x.dim())], correction=0)
+        self.running_mean.mul_(1.0 - m).add_(mean, alpha=m)
+        self.running_var.mul_(1.0 - m).add_(var, alpha=m)
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+class BatchNorm2dBiased(BatchNormBiased, nn.BatchNorm2d):
+    """BatchNorm2d with Keras' running variance (BatchNormBiased)."""
+
+
+class BatchNorm1dBiased(BatchNormBiased, nn.BatchNorm1d):
+    """BatchNorm1d with Keras' running variance (BatchNormBiased)."""
+
+
+class BatchNorm2dNoScaleBiased(BatchNormBiased, BatchNorm2dNoScale):
+    """BatchNorm2d without a learned scale, with Keras' running variance (BatchNormBiased)."""
+
+
+class BatchNorm1dNoScaleBiased(BatchNormBiased, BatchNorm1dNoScale):
+    """BatchNorm1d without a learned scale, with Keras' running variance (BatchNormBiased)."""
+
+
 class Concat(nn.ModuleDict):
     """Runs each branch on the same input and concatenates the results on channels."""
 
@@ -294,3 +327,69 @@ class ChannelSlice(nn.Module):
 
     def extra_repr(self):
         return f"start={self.start}, stop={self.stop}"
+
+
+class SGDKeras(torch.optim.Optimizer):
+    """SGD as keras.optimizers.SGD updates (PyTorch's argument names, Keras' defaults): the velocity
+    accumulates -lr * gradient, v = momentum * v - lr * g, and the step is v, or with Nesterov momentum * v
+    - lr * g (PyTorch's accumulates gradients and scales them by the step's rate: the same at a constant
+    learning rate, not after a schedule changes it); ``weight_decay`` is decoupled, p -= lr * weight_decay *
+    p before the step (Keras' weight_decay; PyTorch's adds weight_decay * p to the gradient)."""
+
+    def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay})
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                w, g = p.detach(), p.grad.detach()  # updated in place, outside autograd
+                if decay:
+                    w.sub_(w * decay * lr)
+                if momentum == 0:
+                    w.sub_(g * lr)
+                    continue
+                v = self.state[p].setdefault("velocity", torch.zeros_like(w))
+                v.mul_(momentum).sub_(g * lr)
+                w.add_(v * momentum - g * lr if group["nesterov"] else v)
+        return loss
+
+
+class RMSpropKeras(torch.optim.Optimizer):
+    """RMSprop as keras.optimizers.RMSprop (TensorFlow's) updates (PyTorch's argument names: alpha is Keras'
+    rho, eps its epsilon; Keras' defaults: lr 0.001, alpha 0.9, eps 1e-7): eps added inside the square root,
+    lr * g / sqrt(v + eps) (PyTorch adds it to the root: at MobileNet's eps 1.0 another optimizer); the
+    momentum buffer accumulates that step, lr included; ``weight_decay`` decoupled (p -= lr * weight_decay *
+    p before the step, as Keras'). Centered: sqrt(v - mean(g)^2 + eps)."""
+
+    def __init__(self, params, lr=0.001, alpha=0.9, eps=1e-7, weight_decay=0.0, momentum=0.0, centered=False):
+        defaults = {"lr": lr, "alpha": alpha, "eps": eps, "weight_decay": weight_decay, "momentum": momentum}
+        super().__init__(params, {**defaults, "centered": centered})
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                w, g = p.detach(), p.grad.detach()  # updated in place, outside autograd
+                if group["weight_decay"]:
+                    w.sub_(w * group["weight_decay"] * lr)
+                state = self.state[p]
+                square_avg = state.setdefault("square_avg", torch.zeros_like(w))
+                square_avg.mul_(alpha).add_(g * g * (1.0 - alpha))
+                denominator = square_avg + eps
+                if group["centered"]:
+                    grad_avg = state.setdefault("grad_avg", torch.zeros_like(w))
+                    grad_avg.mul_(alpha).add_(g * (1.0 - alpha))
+                    denominator = square_avg - grad_avg * grad_avg + eps
+                increment = g * lr / denominator.sqrt()
+                if momentum > 0:
+                    w.sub_(state.setdefault("momentum_buffer", torch.zeros_like(w)).mul_(momentum).add_(increment))
+                else:
+                    w.sub_(increment)
+        return loss
