@@ -52,6 +52,8 @@ class Node:
     loc: Loc | None = field(default=None, compare=False)
     in_shape: Shape
     out_shape: Shape
+    # a leaf with weights: (tensor, archc.init.Init) for each initialized tensor (PyTorch's names: weight, bias)
+    init: tuple = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,6 +248,8 @@ class TNode:
     # (its definition over earlier names, params and in_channels; None: the output of child ``i - 1``, a part
     # whose width formula stays inside it). They keep chains of conditional widths linear in size.
     lets: tuple[tuple[int, str, Expr | None], ...] = ()
+    # a leaf with weights: its resolved ``(tensor, archc.init.Init)`` pairs (the same for every instance)
+    init: tuple = ()
 
     def attr_loc(self, key: str) -> Loc | None:
         """Where attribute ``key`` was written (or the item, if it came from a default)."""
@@ -297,6 +301,8 @@ class Model:
     # include_top=false left the spec's ``top:`` (its classifier) out: the model is the feature extractor only, and
     # a checkpoint of the full model has tensors this one does not (the weight converter reports them as skipped)
     top_removed: bool = False
+    # the spec's init: per kind (archc.init.KINDS), (kind, ((tensor, archc.init.Init), ...)), archc's default filled in
+    init: tuple = ()
 
     def block(self, name: str) -> BlockDef:
         for b in self.blocks:

@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+from . import init as init_mod
 from . import ir, ops
 from .backends import reserved_layer_names
 from .errors import ArchcError, Loc, listing, suggest
@@ -322,7 +323,8 @@ class Lowerer:
             a = {attr.name: x(attr.name) for attr in prim.attrs}
             if prim.fill is not None:
                 a = prim.fill(a)
-            return mk(kind, tuple(a.items()), prim.width(in_ch, a))
+            node = mk(kind, tuple(a.items()), prim.width(in_ch, a))
+            return replace(node, init=self.item_init(kind, attrs, raw, loc)) if kind in init_mod.KINDS else node
         if kind == "seq":
             transparent = attrs.name is None
             body = self.template_seq(
@@ -535,6 +537,8 @@ class Lowerer:
         al = t.attr_loc
         a = {k: self.ev(v, scope, al(k)) if isinstance(v, (Expr, tuple)) else v for k, v in t.attrs if k != "hw"}
         base = dict(name=t.name, path=path, loc=t.loc, in_shape=shape)
+        if t.init:
+            base["init"] = t.init
         if t.kind in ops.PRIMITIVES:
             return self.inst_kind(t, shape, path, a, base)
         method = COMBINATOR_METHODS.get(t.kind)
@@ -707,6 +711,7 @@ class Lowerer:
         self.check_name(spec.name, loc_of(data, "name"), "model name")
         scope = self.scope = self.eval_param_scope()
         self.defaults = self.spec_defaults(scope)
+        self.inits = self.spec_inits(scope)
         in_shape = self.input_shape = self.lower_input(scope)
         ctx = _Ctx(set(scope), "the network")
         include_top, pooling, pool_loc = self.builtin_params()
@@ -758,6 +763,7 @@ class Lowerer:
             params=tuple((k, _freeze(v)) for k, v in scope.items()),
             network=net_t,
             top_removed=not include_top,
+            init=tuple((k, tuple({**init_mod.builtin(k), **self.inits.get(k, {})}.items())) for k in init_mod.KINDS),
         )
 
     def spec_defaults(self, scope: dict) -> dict[str, dict]:
@@ -768,7 +774,7 @@ class Lowerer:
         for kind, attrs in spec.defaults.items():
             kloc = key_loc(raw_defaults, kind)
             if kind in KINDS:
-                allowed = set(KINDS[kind].model_fields) - {"name", "if_"}
+                allowed = set(KINDS[kind].model_fields) - {"name", "if_", "init"}  # init: the spec's `init:`
                 if kind in COMBINATORS:
                     raise ArchcError(f"defaults cannot be given for combinator '{kind}'", kloc)
             elif kind in self.raw_blocks:
@@ -790,6 +796,41 @@ class Lowerer:
             raw_k = raw_defaults.get(kind)
             out[kind] = {key: self.literal(v, scope, loc_of(raw_k, key)) for key, v in attrs.items()}
         return out
+
+    def spec_inits(self, scope: dict) -> dict[str, dict]:
+        """The spec's ``init:`` per kind: tensor -> :class:`archc.init.Init`, checked, params evaluated."""
+        raw_inits = self.data.get("init") or {}
+        out: dict[str, dict] = {}
+        for kind, tensors in self.spec.init.items():
+            out[kind] = self.parse_inits(kind, tensors, raw_inits.get(kind), key_loc(raw_inits, kind))
+        return out
+
+    def parse_inits(self, kind: str, tensors: dict, raw, loc) -> dict:
+        """``{tensor: scheme}`` as written (a scheme name, or ``{scheme: {param: value}}``) -> tensor -> Init; the
+        params are numbers or expressions of the network's params."""
+        out = {}
+        for tensor, scheme in tensors.items():
+            tloc = loc_of(raw, tensor) if isinstance(raw, dict) else loc
+            if isinstance(scheme, str):
+                name, params = scheme, {}
+            else:
+                ((name, params),) = scheme.items()
+                params = params or {}
+            where = tloc or loc
+            vals = {k: self.literal(v, self.scope, where) for k, v in params.items()}
+            made = init_mod.make(name, vals, where)
+            init_mod.check_tensor(kind, tensor, made, where)
+            out[tensor] = made
+        return out
+
+    def item_init(self, kind: str, attrs, raw, loc) -> tuple:
+        """A leaf's init: its own ``init:`` > the spec's ``init:`` for its kind > archc's (torch_default)."""
+        merged = {**init_mod.builtin(kind), **self.inits.get(kind, {})}
+        own = getattr(attrs, "init", None)
+        if own:
+            iloc = self.loc(raw, "init") if raw is not None and "init" in raw else loc
+            merged.update(self.parse_inits(kind, own, raw.get("init") if raw is not None else None, iloc))
+        return tuple(merged.items())
 
     def lower_input(self, scope: dict) -> ir.Shape:
         """The input's shape ``(*spatial, C)``: its keys give the rank."""
