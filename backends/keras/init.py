@@ -144,23 +144,22 @@ def _fan_in(e, t, scope, x: str, layer: str):
 
     if layer == "dense":
         return known_or(t.in_ch, c.subscript(c.attr(x, "shape"), -1))
+    if layer in ("depthwise", "grouped_depthwise"):  # one input channel per group
+        per_group = 1
+    elif layer == "conv_transpose":  # PyTorch's weight (in, out / groups, *k): fan_in reads dim 1
+        per_group = known_or(t.attr("out"), scope.node(t.attr("out")))
+    else:
+        channels, groups = value(t.in_ch), value(t.attr("groups"))
+        if channels is not None and groups is not None:
+            per_group = channels // groups
+        else:
+            ch = c.subscript(c.attr(x, "shape"), -1) if channels is None else c.lit(channels)
+            per_group = ch if groups == 1 else c.binop(ch, "//", scope.node(t.attr("groups")))
     kernel = value(t.attr("kernel"))
-    if kernel is None:
-        raise Unsupported(
-            "keras backend: PyTorch's default bias of this layer depends on its kernel size, which is a param here; "
-            "write the kernel as a number or give the bias an init (zeros, ...)",
-            t.loc,
-        )
+    if kernel is None:  # a param of the block: an integer or one per axis, known when the function runs
+        channels = c.lit(per_group) if isinstance(per_group, int) else per_group
+        return c.call(e.helper("torch_fan_in"), channels, scope.node(t.attr("kernel")), c.lit(max(e.rank, 1)))
     k = math.prod(kernel) if isinstance(kernel, (list, tuple)) else kernel ** max(e.rank, 1)
-    if layer in ("depthwise", "grouped_depthwise"):
-        return k
-    if layer == "conv_transpose":
-        out = value(t.attr("out"))
-        return k * out if out is not None else c.binop(scope.node(t.attr("out")), "*", c.lit(k))
-    groups = value(t.attr("groups"))
-    channels = value(t.in_ch)
-    if channels is not None and groups is not None:
-        return channels // groups * k
-    ch = c.subscript(c.attr(x, "shape"), -1) if channels is None else c.lit(channels)
-    per_group = ch if groups == 1 else c.binop(ch, "//", scope.node(t.attr("groups")))
+    if isinstance(per_group, int):
+        return per_group * k
     return per_group if k == 1 else c.binop(per_group, "*", c.lit(k))

@@ -526,5 +526,5 @@ EMIT = {
 }
 HELPERS = (
     "GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D", "Scale",
-    "Resize",
+    "Resize", "torch_fan_in",
 )  # fmt: skip

@@ -327,3 +327,11 @@ class Resize(layers.Layer):
     def get_config(self):
         config = {"size": self.size, "scale": self.scale, "mode": self.mode, "align_corners": self.align_corners}
         return {**super().get_config(), **config}
+
+
+def torch_fan_in(channels, kernel, rank):
+    """PyTorch's fan-in of a convolution's weight: its input channels (per group) times its kernel's size (an
+    integer, or one per spatial axis); PyTorch's default bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    for k in kernel if isinstance(kernel, (list, tuple)) else [kernel] * rank:
+        channels *= k
+    return channels
