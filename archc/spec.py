@@ -128,7 +128,14 @@ def _registry_attrs(p) -> type[Model]:
         default = ... if a.required and a.default is None else None
         fields[a.name] = (t | None if default is None else t, Field(default, description=a.doc))
     if p.kind in _init.KINDS:
-        fields["init"] = (TensorInits | None, Field(None, description="this item's init, over the spec's `init:`"))
+        fields["init"] = (
+            TensorInits | None,
+            Field(
+                None,
+                description="this item's own init, tensor by tensor over the spec's `init:` "
+                "(`{weight: scheme, bias: scheme}`; see the spec language's Initialization)",
+            ),
+        )
     model = create_model(f"{p.kind.title().replace('_', '')}Attrs", __base__=Common, **fields)
     model.__doc__ = p.doc
     return model
