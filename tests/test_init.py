@@ -259,6 +259,25 @@ network:
         assert check_declared(model, tmodel, kmodel) == [], rank
 
 
+def test_a_bn_without_scale_keeps_its_ones(write_yaml):
+    """The init loop draws the scale of the BNs that have one; a BN without (its weight a buffer of ones) keeps it."""
+    text = """
+name: noscale
+input: {height: 8, width: 8, channels: 16}
+init:
+  bn: {weight: {normal: {mean: 1.0, std: 0.02}}}
+network:
+  - bn: {name: plain, scale: false}
+  - conv: {out: 512, kernel: 1, bias: false}
+  - bn: {name: scaled}
+"""
+    model = compile_spec(str(write_yaml(text)))
+    tmodel, kmodel = fresh(model)
+    assert check_declared(model, tmodel, kmodel) == []
+    assert torch.equal(tmodel.plain.weight, torch.ones(16))
+    assert tmodel.scaled.weight.std() > 0
+
+
 def test_the_check_can_fail():
     """The statistical check rejects a distribution off by 10 % in std, a shifted mean, a value out of bounds."""
     rng = np.random.default_rng(0)

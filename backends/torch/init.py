@@ -55,8 +55,11 @@ def init_method(e, model: ir.Model, method: str) -> ast.stmt | None:
             if _as_drawn(scheme, kind, tensor) or not any(present):
                 continue
             stmts = _apply(e, scheme, kind, c.attr(m, tensor), c.attr(m, "weight"))
-            if not all(present):
-                stmts = [c.if_(c.compare(c.attr(m, tensor), "is not", c.lit(None)), stmts)]
+            if not all(present):  # a layer without a bias; a BN without a learned scale (its weight a buffer)
+                test = c.compare(c.attr(m, tensor), "is not", c.lit(None))
+                if tensor == "weight":
+                    test = c.call("isinstance", c.attr(m, "weight"), c.attr(e.ref("nn"), "Parameter"))
+                stmts = [c.if_(test, stmts)]
             body += stmts
         if not body:
             continue
