@@ -121,6 +121,8 @@ def _type_words(p: dict) -> str:
                 words.append("list")
         elif t in ("integer", "number", "boolean", "string"):
             words.append({"integer": "int", "number": "float", "boolean": "bool", "string": "string"}[t])
+        elif t == "object":
+            words.append("mapping")
     return ", ".join(dict.fromkeys(words)) or "any"
 
 

@@ -56,6 +56,8 @@ class Node:
     # The network's input is ``<input>``; a block's main input read from the previous item ``<call path>.<NAME>``;
     # a call's own entry '' is its main input read from the previous item.
     src: tuple[str, ...] = ()
+    # a leaf with weights: (tensor, archc.init.Init) for each initialized tensor (PyTorch's names: weight, bias)
+    init: tuple = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,6 +264,8 @@ class TNode:
     # seq only: for each running width named with definition None, the part's own formula over names made inside
     # it (a backend that cannot read the width off the built part writes it from this)
     opaque: tuple[tuple[str, Expr], ...] = field(default=(), compare=False)
+    # a leaf with weights: its resolved ``(tensor, archc.init.Init)`` pairs (the same for every instance)
+    init: tuple = ()
 
     def attr_loc(self, key: str) -> Loc | None:
         """Where attribute ``key`` was written (or the item, if it came from a default)."""
@@ -317,6 +321,8 @@ class Model:
     input_name: str | None = None  # ``input: {name: ...}``, the name items read the input by
     # ``outputs:``: (output name, key of a network-level item), in order; () the output is the last item's
     outputs: tuple[tuple[str, str], ...] = ()
+    # the spec's init: per kind (archc.init.KINDS), (kind, ((tensor, archc.init.Init), ...)), archc's default filled in
+    init: tuple = ()
 
     def block(self, name: str) -> BlockDef:
         for b in self.blocks:

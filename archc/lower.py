@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+from . import init as init_mod
 from . import ir, ops, refs
 from .backends import reserved_layer_names
 from .errors import ArchcError, Loc, closest, listing, suggest
@@ -521,7 +522,8 @@ class Lowerer:
                     a[attr.name] = scope.resolve(v, where, size_only=True, prefix=self._ref_prefix or "").key
             if prim.fill is not None:
                 a = prim.fill(a)
-            return mk(kind, tuple(a.items()), prim.width(in_ch, a))
+            node = mk(kind, tuple(a.items()), prim.width(in_ch, a))
+            return replace(node, init=self.item_init(kind, attrs, raw, loc)) if kind in init_mod.KINDS else node
         if kind == "seq":
             transparent = attrs.name is None
             prefix = self._ref_prefix
@@ -957,6 +959,8 @@ class Lowerer:
         if self._unknowns and any(v is UNKNOWN for v in a.values()):
             raise Recovered([])
         base = dict(name=t.name, path=path, loc=t.loc, in_shape=shape)
+        if t.init:
+            base["init"] = t.init
         if t.kind in ops.PRIMITIVES:
             return self.inst_kind(t, shape, path, a, base)
         method = COMBINATOR_METHODS.get(t.kind)
@@ -1170,6 +1174,11 @@ class Lowerer:
         scope = self.scope = self.eval_param_scope()
         self.defaults = self.spec_defaults(scope)
         try:
+            self.inits = self.spec_inits(scope)
+        except ArchcError as exc:
+            self.record(exc)
+            self.inits = {}
+        try:
             in_shape = self.input_shape = self.lower_input(scope)
         except ArchcError as exc:
             self.record(exc)
@@ -1257,6 +1266,7 @@ class Lowerer:
             top_removed=not include_top,
             input_name=self.spec.input.name,
             outputs=outputs,
+            init=tuple((k, tuple({**init_mod.builtin(k), **self.inits.get(k, {})}.items())) for k in init_mod.KINDS),
         )
 
     def network_ref_scope(self) -> refs.Scope:
@@ -1289,7 +1299,7 @@ class Lowerer:
         for kind, attrs in spec.defaults.items():
             kloc = key_loc(raw_defaults, kind)
             if kind in KINDS:
-                allowed = set(KINDS[kind].model_fields) - {"name", "if_"}
+                allowed = set(KINDS[kind].model_fields) - {"name", "if_", "init"}  # init: the spec's `init:`
                 if kind in COMBINATORS:
                     self.record(ArchcError(f"defaults cannot be given for combinator '{kind}'", kloc))
                     continue
@@ -1332,6 +1342,41 @@ class Lowerer:
                         given[key] = self.unknown()
             out[kind] = given
         return out
+
+    def spec_inits(self, scope: dict) -> dict[str, dict]:
+        """The spec's ``init:`` per kind: tensor -> :class:`archc.init.Init`, checked, params evaluated."""
+        raw_inits = self.data.get("init") or {}
+        out: dict[str, dict] = {}
+        for kind, tensors in self.spec.init.items():
+            out[kind] = self.parse_inits(kind, tensors, raw_inits.get(kind), key_loc(raw_inits, kind))
+        return out
+
+    def parse_inits(self, kind: str, tensors: dict, raw, loc) -> dict:
+        """``{tensor: scheme}`` as written (a scheme name, or ``{scheme: {param: value}}``) -> tensor -> Init; the
+        params are numbers or expressions of the network's params."""
+        out = {}
+        for tensor, scheme in tensors.items():
+            tloc = loc_of(raw, tensor) if isinstance(raw, dict) else loc
+            if isinstance(scheme, str):
+                name, params = scheme, {}
+            else:
+                ((name, params),) = scheme.items()
+                params = params or {}
+            where = tloc or loc
+            vals = {k: self.literal(v, self.scope, where) for k, v in params.items()}
+            made = init_mod.make(name, vals, where)
+            init_mod.check_tensor(kind, tensor, made, where)
+            out[tensor] = made
+        return out
+
+    def item_init(self, kind: str, attrs, raw, loc) -> tuple:
+        """A leaf's init: its own ``init:`` > the spec's ``init:`` for its kind > archc's (torch_default)."""
+        merged = {**init_mod.builtin(kind), **self.inits.get(kind, {})}
+        own = getattr(attrs, "init", None)
+        if own:
+            iloc = self.loc(raw, "init") if raw is not None and "init" in raw else loc
+            merged.update(self.parse_inits(kind, own, raw.get("init") if raw is not None else None, iloc))
+        return tuple(merged.items())
 
     def lower_input(self, scope: dict) -> ir.Shape | None:
         """The input's shape ``(*spatial, C)``: its keys give the rank. Recovering, None if it is unknown (its

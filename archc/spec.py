@@ -48,10 +48,24 @@ PaddingT = Union[
         ),
     ],
 ]
+from . import init as _init  # noqa: E402
 from . import ops  # noqa: E402
 
 IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN, max_length=64)]
+
+SchemeName = Literal[tuple(_init.SCHEMES)]
+InitScheme = Union[
+    SchemeName,
+    Annotated[
+        dict[SchemeName, Union[dict[Ident, Union[Num, str]], None]],
+        Field(min_length=1, max_length=1, description="{scheme: {param: value}}"),
+    ],
+]
+TensorInits = Annotated[
+    dict[Literal[_init.TENSORS], InitScheme],
+    Field(description="per tensor (weight, bias) an init scheme: a name, or {scheme: {param: value}}"),
+]
 
 
 class Model(BaseModel):
@@ -150,6 +164,15 @@ def _registry_attrs(p) -> type[Model]:
         t = Union[Literal[a.choices], ExprStr] if a.type == "choice" else types[a.type]
         default = ... if a.required and a.default is None else None
         fields[a.name] = (t | None if default is None else t, Field(default, description=a.doc))
+    if p.kind in _init.KINDS:
+        fields["init"] = (
+            TensorInits | None,
+            Field(
+                None,
+                description="this item's own init, tensor by tensor over the spec's `init:` "
+                "(`{weight: scheme, bias: scheme}`; see the spec language's Initialization)",
+            ),
+        )
     model = create_model(f"{p.kind.title().replace('_', '')}Attrs", __base__=Common, **fields)
     model.__doc__ = p.doc
     return model
@@ -293,6 +316,11 @@ class Spec(Model):
     params: dict[Ident, Any] = Field(default_factory=dict)
     defaults: dict[Ident, dict[Ident, Any]] = Field(
         default_factory=dict, description="per kind (primitive or block) default attribute values"
+    )
+    init: dict[Literal[_init.KINDS], TensorInits] = Field(
+        default_factory=dict,
+        description="per kind (conv, dwconv, conv_transpose, dense, bn, layernorm, groupnorm) the init scheme of its "
+        "tensors, in every backend; an item's own `init:` overrides it; default: torch_default",
     )
     blocks: dict[Ident, BlockDef] = Field(default_factory=dict)
     network: list[Item] = Field(min_length=1)

@@ -95,7 +95,7 @@ def compare(left, op: str, right) -> ast.Compare:
 
 
 def binop(left, op: str, right) -> ast.BinOp:
-    ops = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult}
+    ops = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div, "//": ast.FloorDiv, "**": ast.Pow}
     return ast.BinOp(left=left, op=ops[op](), right=right)
 
 

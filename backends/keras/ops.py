@@ -17,6 +17,7 @@ from archc.expr import Expr
 
 from .. import code as c
 from ..common import Unsupported, axes, ones, pads
+from .init import kwargs as init_kwargs
 
 NONNEGATIVE = ("relu", "relu6", "sigmoid")  # activations whose output is >= 0: zero padding before a max pool is safe
 
@@ -26,6 +27,7 @@ def layer(fn):
     ``(class, args, kwargs, suffix)`` after the first (a second layer named ``<name>_<suffix>``)."""
 
     def emit(e, t, scope, x, name, out, prev):
+        e.current_x = x  # the layer's input (initializers that need its channels read them)
         made = fn(e, t, scope)
         for cls, args, kwargs, *suffix in made if isinstance(made, list) else [made]:
             e.layer(out, x, cls, args, [*kwargs, ("name", name.child(*suffix).node())])
@@ -57,7 +59,8 @@ def _bn(e, t, scope):
     mom = c.lit(round(1 - momentum, 12)) if momentum is not None else c.binop(c.lit(1), "-", node(t.attr("momentum")))
     scale = scope.value(t.attr("scale"))
     no_scale = [] if scale is True else [("scale", node(t.attr("scale")))]  # Keras' scale=False: no gamma
-    return _bn_class(e, t, scope), [], [("epsilon", node(t.attr("eps"))), ("momentum", mom), *no_scale]
+    init = init_kwargs(e, t, scope, e.current_x, "norm")
+    return _bn_class(e, t, scope), [], [("epsilon", node(t.attr("eps"))), ("momentum", mom), *no_scale, *init]
 
 
 def _bn_class(e, t, scope) -> ast.expr:
@@ -90,7 +93,7 @@ def _dropout(e, t, scope):
 @layer
 def _dense(e, t, scope):
     bias = [] if scope.value(t.attr("bias")) is True else [("use_bias", scope.node(t.attr("bias")))]
-    return e.L("Dense"), [scope.node(t.attr("out"))], bias
+    return e.L("Dense"), [scope.node(t.attr("out"))], [*bias, *init_kwargs(e, t, scope, e.current_x, "dense")]
 
 
 @layer
@@ -175,8 +178,16 @@ def _conv(e, t, scope, x, name, out, prev):
         kw.append(("groups", node(a["groups"])))
     if scope.value(a["bias"]) is not True:
         kw.append(("use_bias", node(a["bias"])))
+    kw += init_kwargs(e, t, scope, x, _init_layer(e, t))
     kw.append(("name", name.node()))
     e.layer(out, x, cls, args, kw)
+
+
+def _init_layer(e, t) -> str:
+    """Which Keras layer a conv item is, for its initializers (backends/keras/init.py)."""
+    if t.kind != "dwconv":
+        return "conv"
+    return "grouped_depthwise" if e.rank == 3 else "depthwise"
 
 
 def _subsampled_conv(e, t, scope, x, name, out):
@@ -222,6 +233,7 @@ def _subsampled_conv(e, t, scope, x, name, out):
         kw.append(("dilation_rate", node(a["dilation"])))
     if scope.value(a["bias"]) is not True:
         kw.append(("use_bias", node(a["bias"])))
+    kw += init_kwargs(e, t, scope, x, _init_layer(e, t))
     e.layer(out, x, cls, args, [*kw, ("name", name.node())])
     e.layer(out, x, e.helper("Subsample2D"), [node(a["stride"])], [("name", name.child("stride").node())])
 
@@ -373,7 +385,8 @@ def _softmax(e, t, scope):
 
 @layer
 def _layernorm(e, t, scope):
-    return e.L("LayerNormalization"), [], [("epsilon", scope.node(t.attr("eps")))]
+    init = init_kwargs(e, t, scope, e.current_x, "norm")
+    return e.L("LayerNormalization"), [], [("epsilon", scope.node(t.attr("eps"))), *init]
 
 
 @layer
@@ -381,7 +394,11 @@ def _groupnorm(e, t, scope):
     return (
         e.L("GroupNormalization"),
         [],
-        [("groups", scope.node(t.attr("groups"))), ("epsilon", scope.node(t.attr("eps")))],
+        [
+            ("groups", scope.node(t.attr("groups"))),
+            ("epsilon", scope.node(t.attr("eps"))),
+            *init_kwargs(e, t, scope, e.current_x, "norm"),
+        ],
     )
 
 
@@ -458,6 +475,7 @@ def _conv_transpose(e, t, scope):
         kw.append(("dilation_rate", node(t.attr("dilation"))))
     if value(t.attr("bias")) is not True:
         kw.append(("use_bias", node(t.attr("bias"))))
+    kw += init_kwargs(e, t, scope, e.current_x, "conv_transpose")
     layer = (e.L(e.ranked("Conv2DTranspose")), [node(t.attr("out")), node(t.attr("kernel"))], kw)
     if not any(x for pair in crop for x in pair):
         return layer
@@ -524,5 +542,5 @@ EMIT = {
 }
 HELPERS = (
     "GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D", "Scale",
-    "Resize", "BatchNormalizationUnbiased",
+    "Resize", "BatchNormalizationUnbiased", "torch_fan_in",
 )  # fmt: skip

@@ -41,6 +41,7 @@ from ..common import (
     Unsupported,
     spec_label,
 )
+from .init import init_method
 from .ops import EMIT, FRESH_OPS, INPLACE_OPS, upsample_kwargs
 
 INPLACE = INPLACE_OPS
@@ -318,12 +319,15 @@ class TorchEmitter(BaseEmitter):
         if not m.outputs:
             fwd.append(c.ret(c.name("x")))
         fwd = c.name_saved_outputs(fwd, "x", set(k.saved.values()))
+        init_name = k.attrs.fresh("_init_weights")
+        init_weights = init_method(self, m, init_name)  # the spec's init: (backends/torch/init.py)
+        init_call = [c.expr_stmt(c.call(c.attr("self", init_name)))] if init_weights else []
         init = c.function(
             "__init__",
             ["self"],
-            [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *k.hoisted, *k.init],
+            [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *k.hoisted, *k.init, *init_call],
         )
-        body += [init, c.function("forward", ["self", "x"], fwd)]
+        body += [init, c.function("forward", ["self", "x"], fwd), *([init_weights] if init_weights else [])]
         out.append(c.class_(m.class_name, [c.attr(self.ref("nn"), "Module")], body, doc=doc))
         return out
 

@@ -125,7 +125,15 @@ def mbv3_conv(x, out, kernel=1, stride=1, act="RE", name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_conv")
-    x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        out,
+        kernel,
+        strides=stride,
+        padding=keras_padding,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
@@ -141,7 +149,15 @@ def mbv3_dwconv(x, kernel=3, stride=1, act="RE", dilation=1, name=None):
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2 * dilation, f"{name}_conv")
     x = layers.DepthwiseConv2D(
-        kernel, strides=stride, padding=keras_padding, dilation_rate=dilation, use_bias=False, name=f"{name}_conv"
+        kernel,
+        strides=stride,
+        padding=keras_padding,
+        dilation_rate=dilation,
+        use_bias=False,
+        depthwise_initializer=keras.initializers.VarianceScaling(
+            scale=0.3333333333333333, distribution="uniform", input_axes=[0, 1], output_axes=[0, 1, 2, 3]
+        ),
+        name=f"{name}_conv",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act == "RE":
@@ -177,10 +193,22 @@ def mbv3_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, dilatio
             max(8, (expanded // 4 + 4) // 8 * 8)
             + (8 if max(8, (expanded // 4 + 4) // 8 * 8) < 0.9 * (expanded // 4) else 0),
             1,
+            kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+            bias_initializer=keras.initializers.RandomUniform(
+                minval=-(1 / branch2.shape[-1] ** 0.5), maxval=(1 / branch2.shape[-1] ** 0.5)
+            ),
             name=f"{name}_se_branch2_fc1",
         )(branch2)
         branch2 = layers.ReLU(name=f"{name}_se_branch2_relu")(branch2)
-        branch2 = layers.Conv2D(expanded, 1, name=f"{name}_se_branch2_fc2")(branch2)
+        branch2 = layers.Conv2D(
+            expanded,
+            1,
+            kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+            bias_initializer=keras.initializers.RandomUniform(
+                minval=-(1 / branch2.shape[-1] ** 0.5), maxval=(1 / branch2.shape[-1] ** 0.5)
+            ),
+            name=f"{name}_se_branch2_fc2",
+        )(branch2)
         branch2 = layers.Activation("hard_sigmoid", name=f"{name}_se_branch2_hardsigmoid")(branch2)
         x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
     x = mbv3_conv(x, out=out, act="none", name=f"{name}_project")
@@ -197,31 +225,73 @@ def aspp(x, rates=(12, 24, 36), out=256, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     features = x
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_b0_conv")(x)
+    x = layers.Conv2D(
+        out,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b0_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b0_bn")(x)
     b0 = layers.ReLU(name=f"{name}_b0")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[0], f"{name}_b1_conv")
-    x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[0], use_bias=False, name=f"{name}_b1_conv")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding=keras_padding,
+        dilation_rate=rates[0],
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b1_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b1_bn")(x)
     b1 = layers.ReLU(name=f"{name}_b1")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[1], f"{name}_b2_conv")
-    x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[1], use_bias=False, name=f"{name}_b2_conv")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding=keras_padding,
+        dilation_rate=rates[1],
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b2_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b2_bn")(x)
     b2 = layers.ReLU(name=f"{name}_b2")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[2], f"{name}_b3_conv")
-    x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[2], use_bias=False, name=f"{name}_b3_conv")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding=keras_padding,
+        dilation_rate=rates[2],
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b3_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b3_bn")(x)
     b3 = layers.ReLU(name=f"{name}_b3")(x)
     x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(features)
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_pool_conv")(x)
+    x = layers.Conv2D(
+        out,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_pool_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_pool_bn")(x)
     x = layers.ReLU(name=f"{name}_pool_relu")(x)
     b4 = Resize(size=features.shape[1:-1], mode="linear", name=f"{name}_b4")(x)
     x = layers.Concatenate(name=f"{name}_concat")([b0, b1, b2, b3, b4])
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project_conv")(x)
+    x = layers.Conv2D(
+        out,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_project_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_project_bn")(x)
     x = layers.ReLU(name=f"{name}_project_relu")(x)
     x = layers.Dropout(0.5, name=f"{name}_dropout")(x)
@@ -235,10 +305,23 @@ def deeplab_head(x, classes, rates=(12, 24, 36), name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x = aspp(x, rates=rates, name=f"{name}_aspp")
-    x = layers.Conv2D(256, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        256,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
-    x = layers.Conv2D(classes, 1, name=f"{name}_classifier")(x)
+    x = layers.Conv2D(
+        classes,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.0625, maxval=0.0625),
+        name=f"{name}_classifier",
+    )(x)
     return x
 
 

@@ -130,7 +130,13 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     conv1_channels = int(planes * (base_width / 64)) * groups
     conv3_channels = planes * expansion
     identity = x
-    x = layers.Conv2D(conv1_channels, 1, use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        conv1_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv1",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
@@ -142,16 +148,28 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         dilation_rate=dilation,
         groups=groups,
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
         name=f"{name}_conv2",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
-    x = layers.Conv2D(conv3_channels, 1, use_bias=False, name=f"{name}_conv3")(x)
+    x = layers.Conv2D(
+        conv3_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv3",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
     if stride != 1 or in_channels != planes * expansion:
-        identity = layers.Conv2D(conv3_channels, 1, strides=stride, use_bias=False, name=f"{name}_downsample_conv")(
-            identity
-        )
+        identity = layers.Conv2D(
+            conv3_channels,
+            1,
+            strides=stride,
+            use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+            name=f"{name}_downsample_conv",
+        )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
@@ -189,31 +207,73 @@ def aspp(x, rates=(12, 24, 36), out=256, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     features = x
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_b0_conv")(x)
+    x = layers.Conv2D(
+        out,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b0_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b0_bn")(x)
     b0 = layers.ReLU(name=f"{name}_b0")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[0], f"{name}_b1_conv")
-    x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[0], use_bias=False, name=f"{name}_b1_conv")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding=keras_padding,
+        dilation_rate=rates[0],
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b1_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b1_bn")(x)
     b1 = layers.ReLU(name=f"{name}_b1")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[1], f"{name}_b2_conv")
-    x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[1], use_bias=False, name=f"{name}_b2_conv")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding=keras_padding,
+        dilation_rate=rates[1],
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b2_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b2_bn")(x)
     b2 = layers.ReLU(name=f"{name}_b2")(x)
     x = features
     x, keras_padding = _explicit_padding(x, rates[2], f"{name}_b3_conv")
-    x = layers.Conv2D(out, 3, padding=keras_padding, dilation_rate=rates[2], use_bias=False, name=f"{name}_b3_conv")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding=keras_padding,
+        dilation_rate=rates[2],
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_b3_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b3_bn")(x)
     b3 = layers.ReLU(name=f"{name}_b3")(x)
     x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(features)
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_pool_conv")(x)
+    x = layers.Conv2D(
+        out,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_pool_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_pool_bn")(x)
     x = layers.ReLU(name=f"{name}_pool_relu")(x)
     b4 = Resize(size=features.shape[1:-1], mode="linear", name=f"{name}_b4")(x)
     x = layers.Concatenate(name=f"{name}_concat")([b0, b1, b2, b3, b4])
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project_conv")(x)
+    x = layers.Conv2D(
+        out,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_project_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_project_bn")(x)
     x = layers.ReLU(name=f"{name}_project_relu")(x)
     x = layers.Dropout(0.5, name=f"{name}_dropout")(x)
@@ -227,10 +287,23 @@ def deeplab_head(x, classes, rates=(12, 24, 36), name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x = aspp(x, rates=rates, name=f"{name}_aspp")
-    x = layers.Conv2D(256, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        256,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
-    x = layers.Conv2D(classes, 1, name=f"{name}_classifier")(x)
+    x = layers.Conv2D(
+        classes,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.0625, maxval=0.0625),
+        name=f"{name}_classifier",
+    )(x)
     return x
 
 
@@ -238,7 +311,14 @@ def build_model(input_shape=(520, 520, 3)):
     """deeplabv3_resnet50: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1")(x)  # 260 x 260 x 64
+    x = layers.Conv2D(
+        64,
+        7,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name="conv1",
+    )(x)  # 260 x 260 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 260 x 260 x 64
     x = layers.ReLU(name="relu")(x)  # 260 x 260 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)

@@ -86,7 +86,17 @@ def effnet_conv(x, out, kernel=1, stride=1, act=True, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_conv")
-    x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        out,
+        kernel,
+        strides=stride,
+        padding=keras_padding,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act:
         x = layers.Activation("silu", name=f"{name}_silu")(x)
@@ -108,15 +118,38 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
     if expanded != in_channels:
         x = effnet_conv(x, out=expanded, name=f"{name}_expand")
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_dw_conv")
-    x = layers.DepthwiseConv2D(kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_dw_conv")(x)
+    x = layers.DepthwiseConv2D(
+        kernel,
+        strides=stride,
+        padding=keras_padding,
+        use_bias=False,
+        depthwise_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal", input_axes=[0, 1], output_axes=[0, 1, 2, 3]
+        ),
+        name=f"{name}_dw_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)
     x = layers.Activation("silu", name=f"{name}_dw_act")(x)
     branch1 = x
     branch2 = x
     branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
-    branch2 = layers.Conv2D(squeeze, 1, name=f"{name}_se_branch2_fc1")(branch2)
+    branch2 = layers.Conv2D(
+        squeeze,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_se_branch2_fc1",
+    )(branch2)
     branch2 = layers.Activation("silu", name=f"{name}_se_branch2_silu")(branch2)
-    branch2 = layers.Conv2D(expanded, 1, name=f"{name}_se_branch2_fc2")(branch2)
+    branch2 = layers.Conv2D(
+        expanded,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_se_branch2_fc2",
+    )(branch2)
     branch2 = layers.Activation("sigmoid", name=f"{name}_se_branch2_sigmoid")(branch2)
     x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
     x = effnet_conv(x, out=out, act=False, name=f"{name}_project")
@@ -217,7 +250,13 @@ def build_model(input_shape=(528, 528, 3)):
     x = effnet_conv(x, out=2304, name="lastconv")  # 17 x 17 x 2304
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 2304
     x = layers.Dropout(0.5, name="dropout")(x)  # 2304
-    x = layers.Dense(1000, name="classifier")(x)  # 1000
+    x = layers.Dense(
+        1000,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=0.3333333333333333, mode="fan_out", distribution="uniform"
+        ),
+        name="classifier",
+    )(x)  # 1000
     return keras.Model(inputs, x, name="efficientnet_b6")
 
 

@@ -128,7 +128,13 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     conv1_channels = int(planes * (base_width / 64)) * groups
     conv3_channels = planes * expansion
     identity = x
-    x = layers.Conv2D(conv1_channels, 1, use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        conv1_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv1",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
@@ -140,16 +146,28 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         dilation_rate=dilation,
         groups=groups,
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
         name=f"{name}_conv2",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
-    x = layers.Conv2D(conv3_channels, 1, use_bias=False, name=f"{name}_conv3")(x)
+    x = layers.Conv2D(
+        conv3_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv3",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
     if stride != 1 or in_channels != planes * expansion:
-        identity = layers.Conv2D(conv3_channels, 1, strides=stride, use_bias=False, name=f"{name}_downsample_conv")(
-            identity
-        )
+        identity = layers.Conv2D(
+            conv3_channels,
+            1,
+            strides=stride,
+            use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+            name=f"{name}_downsample_conv",
+        )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
@@ -186,11 +204,26 @@ def fcn_head(x, classes, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     in_channels = x.shape[-1]
-    x = layers.Conv2D(in_channels // 4, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        in_channels // 4,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv1",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     x = layers.Dropout(0.1, name=f"{name}_dropout")(x)
-    x = layers.Conv2D(classes, 1, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        classes,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / x.shape[-1] ** 0.5), maxval=(1 / x.shape[-1] ** 0.5)
+        ),
+        name=f"{name}_conv2",
+    )(x)
     return x
 
 
@@ -198,7 +231,14 @@ def build_model(input_shape=(520, 520, 3)):
     """fcn_resnet50: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1")(x)  # 260 x 260 x 64
+    x = layers.Conv2D(
+        64,
+        7,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name="conv1",
+    )(x)  # 260 x 260 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 260 x 260 x 64
     x = layers.ReLU(name="relu")(x)  # 260 x 260 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)

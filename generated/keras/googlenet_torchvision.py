@@ -82,7 +82,15 @@ def conv_bn_act(x, out, kernel, stride=1, padding=0, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x, keras_padding = _explicit_padding(x, padding, f"{name}_conv")
-    x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        out,
+        kernel,
+        strides=stride,
+        padding=keras_padding,
+        use_bias=False,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        name=f"{name}_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
@@ -117,10 +125,20 @@ def inception_aux(x, classes, dropout=0.7, name=None):
     x = layers.AveragePooling2D(5, strides=3, name=f"{name}_avgpool")(x)
     x = conv_bn_act(x, out=128, kernel=1, name=f"{name}_conv")
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    x = layers.Dense(1024, name=f"{name}_fc1")(x)
+    x = layers.Dense(
+        1024,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.022097086912079608, maxval=0.022097086912079608),
+        name=f"{name}_fc1",
+    )(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    x = layers.Dense(classes, name=f"{name}_fc2")(x)
+    x = layers.Dense(
+        classes,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.03125, maxval=0.03125),
+        name=f"{name}_fc2",
+    )(x)
     return x
 
 
@@ -184,7 +202,12 @@ def build_model(input_shape=(224, 224, 3)):
     )  # 7 x 7 x 1024
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1024
     x = layers.Dropout(0.2, name="dropout")(x)  # 1024
-    x = layers.Dense(1000, name="fc")(x)  # 1000
+    x = layers.Dense(
+        1000,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.03125, maxval=0.03125),
+        name="fc",
+    )(x)  # 1000
     main = layers.Identity(name="main")(x)
     aux1 = layers.Identity(name="aux1")(aux1)
     aux2 = layers.Identity(name="aux2")(aux2)

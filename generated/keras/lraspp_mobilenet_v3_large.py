@@ -123,7 +123,15 @@ def mbv3_conv(x, out, kernel=1, stride=1, act="RE", name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_conv")
-    x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        out,
+        kernel,
+        strides=stride,
+        padding=keras_padding,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
@@ -139,7 +147,15 @@ def mbv3_dwconv(x, kernel=3, stride=1, act="RE", dilation=1, name=None):
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2 * dilation, f"{name}_conv")
     x = layers.DepthwiseConv2D(
-        kernel, strides=stride, padding=keras_padding, dilation_rate=dilation, use_bias=False, name=f"{name}_conv"
+        kernel,
+        strides=stride,
+        padding=keras_padding,
+        dilation_rate=dilation,
+        use_bias=False,
+        depthwise_initializer=keras.initializers.VarianceScaling(
+            scale=0.3333333333333333, distribution="uniform", input_axes=[0, 1], output_axes=[0, 1, 2, 3]
+        ),
+        name=f"{name}_conv",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
     if act == "RE":
@@ -175,10 +191,22 @@ def mbv3_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, dilatio
             max(8, (expanded // 4 + 4) // 8 * 8)
             + (8 if max(8, (expanded // 4 + 4) // 8 * 8) < 0.9 * (expanded // 4) else 0),
             1,
+            kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+            bias_initializer=keras.initializers.RandomUniform(
+                minval=-(1 / branch2.shape[-1] ** 0.5), maxval=(1 / branch2.shape[-1] ** 0.5)
+            ),
             name=f"{name}_se_branch2_fc1",
         )(branch2)
         branch2 = layers.ReLU(name=f"{name}_se_branch2_relu")(branch2)
-        branch2 = layers.Conv2D(expanded, 1, name=f"{name}_se_branch2_fc2")(branch2)
+        branch2 = layers.Conv2D(
+            expanded,
+            1,
+            kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+            bias_initializer=keras.initializers.RandomUniform(
+                minval=-(1 / branch2.shape[-1] ** 0.5), maxval=(1 / branch2.shape[-1] ** 0.5)
+            ),
+            name=f"{name}_se_branch2_fc2",
+        )(branch2)
         branch2 = layers.Activation("hard_sigmoid", name=f"{name}_se_branch2_hardsigmoid")(branch2)
         x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
     x = mbv3_conv(x, out=out, act="none", name=f"{name}_project")
@@ -196,16 +224,44 @@ def lraspp_head(x, low, classes, inter=128, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     high = x
-    x = layers.Conv2D(inter, 1, use_bias=False, name=f"{name}_cbr_conv")(x)
+    x = layers.Conv2D(
+        inter,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_cbr_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_cbr_bn")(x)
     cbr = layers.ReLU(name=f"{name}_cbr")(x)
     x = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_scale_pool")(high)
-    x = layers.Conv2D(inter, 1, use_bias=False, name=f"{name}_scale_conv")(x)
+    x = layers.Conv2D(
+        inter,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_scale_conv",
+    )(x)
     scale = layers.Activation("sigmoid", name=f"{name}_scale")(x)
     x = layers.Multiply(name=f"{name}_mul")([cbr, scale])
     x = Resize(size=low.shape[1:-1], mode="linear", name=f"{name}_upsample")(x)
-    high_classifier = layers.Conv2D(classes, 1, name=f"{name}_high_classifier")(x)
-    low_classifier = layers.Conv2D(classes, 1, name=f"{name}_low_classifier")(low)
+    high_classifier = layers.Conv2D(
+        classes,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / x.shape[-1] ** 0.5), maxval=(1 / x.shape[-1] ** 0.5)
+        ),
+        name=f"{name}_high_classifier",
+    )(x)
+    low_classifier = layers.Conv2D(
+        classes,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / low.shape[-1] ** 0.5), maxval=(1 / low.shape[-1] ** 0.5)
+        ),
+        name=f"{name}_low_classifier",
+    )(low)
     x = layers.Add(name=f"{name}_add")([low_classifier, high_classifier])
     return x
 

@@ -53,6 +53,9 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
         padding="same" if stride == 1 else "valid",
         depth_multiplier=depth_multiplier,
         use_bias=False,
+        depthwise_initializer=keras.initializers.VarianceScaling(
+            mode="fan_avg", distribution="uniform", input_axes=[0, 1], output_axes=[0, 1, 2, 3]
+        ),
         name=f"{name}_dw",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)

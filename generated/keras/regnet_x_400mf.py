@@ -60,7 +60,15 @@ def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multipl
     in_channels = x.shape[-1]
     a_channels = int(round(out * bottleneck_multiplier))
     identity = x
-    x = layers.Conv2D(a_channels, 1, use_bias=False, name=f"{name}_a")(x)
+    x = layers.Conv2D(
+        a_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_a",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_a_bn")(x)
     x = layers.ReLU(name=f"{name}_a_relu")(x)
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_b_pad")(x)
@@ -70,6 +78,9 @@ def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multipl
         strides=stride,
         groups=int(round(out * bottleneck_multiplier)) // group_width,
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
         name=f"{name}_b",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_b_bn")(x)
@@ -78,15 +89,52 @@ def res_bottleneck(x, out, width_in, stride=1, group_width=1, bottleneck_multipl
         branch1 = x
         branch2 = x
         branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
-        branch2 = layers.Conv2D(int(round(se_ratio * width_in)), 1, name=f"{name}_se_branch2_fc1")(branch2)
+        branch2 = layers.Conv2D(
+            int(round(se_ratio * width_in)),
+            1,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="untruncated_normal"
+            ),
+            bias_initializer=keras.initializers.RandomUniform(
+                minval=-(1 / branch2.shape[-1] ** 0.5), maxval=(1 / branch2.shape[-1] ** 0.5)
+            ),
+            name=f"{name}_se_branch2_fc1",
+        )(branch2)
         branch2 = layers.ReLU(name=f"{name}_se_branch2_relu")(branch2)
-        branch2 = layers.Conv2D(a_channels, 1, name=f"{name}_se_branch2_fc2")(branch2)
+        branch2 = layers.Conv2D(
+            a_channels,
+            1,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="untruncated_normal"
+            ),
+            bias_initializer=keras.initializers.RandomUniform(
+                minval=-(1 / branch2.shape[-1] ** 0.5), maxval=(1 / branch2.shape[-1] ** 0.5)
+            ),
+            name=f"{name}_se_branch2_fc2",
+        )(branch2)
         branch2 = layers.Activation("sigmoid", name=f"{name}_se_branch2_sigmoid")(branch2)
         x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
-    x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_c")(x)
+    x = layers.Conv2D(
+        out,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_c",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_c_bn")(x)
     if stride != 1 or in_channels != out:
-        identity = layers.Conv2D(out, 1, strides=stride, use_bias=False, name=f"{name}_proj_conv")(identity)
+        identity = layers.Conv2D(
+            out,
+            1,
+            strides=stride,
+            use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="untruncated_normal"
+            ),
+            name=f"{name}_proj_conv",
+        )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_proj_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
@@ -126,7 +174,16 @@ def build_model(input_shape=(224, 224, 3)):
     """regnet_x_400mf: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
-    x = layers.Conv2D(32, 3, strides=2, use_bias=False, name="stem_conv")(x)  # 112 x 112 x 32
+    x = layers.Conv2D(
+        32,
+        3,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name="stem_conv",
+    )(x)  # 112 x 112 x 32
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(name="stem_relu")(x)  # 112 x 112 x 32
     x = regnet_stage(x, out=32, depth=1, group_width=16, name="stage1")  # 56 x 56 x 32
@@ -134,7 +191,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = regnet_stage(x, out=160, depth=7, group_width=16, name="stage3")  # 14 x 14 x 160
     x = regnet_stage(x, out=400, depth=12, group_width=16, name="stage4")  # 7 x 7 x 400
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 400
-    x = layers.Dense(1000, name="fc")(x)  # 1000
+    x = layers.Dense(1000, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(x)  # 1000
     return keras.Model(inputs, x, name="regnet_x_400mf")
 
 

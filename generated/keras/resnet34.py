@@ -50,13 +50,40 @@ def basic_block(x, planes, stride=1, name=None):
     in_channels = x.shape[-1]
     identity = x
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_conv1_pad")(x)
-    x = layers.Conv2D(planes, 3, strides=stride, use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        planes,
+        3,
+        strides=stride,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_conv1",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
-    x = layers.Conv2D(planes, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        planes,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_conv2",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     if stride != 1 or in_channels != planes:
-        identity = layers.Conv2D(planes, 1, strides=stride, use_bias=False, name=f"{name}_downsample_conv")(identity)
+        identity = layers.Conv2D(
+            planes,
+            1,
+            strides=stride,
+            use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="untruncated_normal"
+            ),
+            name=f"{name}_downsample_conv",
+        )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
@@ -78,7 +105,16 @@ def build_model(input_shape=(224, 224, 3)):
     """resnet34: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1")(x)  # 112 x 112 x 64
+    x = layers.Conv2D(
+        64,
+        7,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name="conv1",
+    )(x)  # 112 x 112 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="relu")(x)  # 112 x 112 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
@@ -88,7 +124,12 @@ def build_model(input_shape=(224, 224, 3)):
     x = basic_stage(x, planes=256, blocks=6, stride=2, name="layer3")  # 14 x 14 x 256
     x = basic_stage(x, planes=512, blocks=3, stride=2, name="layer4")  # 7 x 7 x 512
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 512
-    x = layers.Dense(1000, name="fc")(x)  # 1000
+    x = layers.Dense(
+        1000,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.044194173824159216, maxval=0.044194173824159216),
+        name="fc",
+    )(x)  # 1000
     return keras.Model(inputs, x, name="resnet34")
 
 

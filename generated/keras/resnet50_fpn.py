@@ -129,7 +129,13 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     conv1_channels = int(planes * (base_width / 64)) * groups
     conv3_channels = planes * expansion
     identity = x
-    x = layers.Conv2D(conv1_channels, 1, use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        conv1_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv1",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
@@ -141,16 +147,28 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         dilation_rate=dilation,
         groups=groups,
         use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
         name=f"{name}_conv2",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
-    x = layers.Conv2D(conv3_channels, 1, use_bias=False, name=f"{name}_conv3")(x)
+    x = layers.Conv2D(
+        conv3_channels,
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv3",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
     if stride != 1 or in_channels != planes * expansion:
-        identity = layers.Conv2D(conv3_channels, 1, strides=stride, use_bias=False, name=f"{name}_downsample_conv")(
-            identity
-        )
+        identity = layers.Conv2D(
+            conv3_channels,
+            1,
+            strides=stride,
+            use_bias=False,
+            kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+            name=f"{name}_downsample_conv",
+        )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
     x = layers.Add(name=f"{name}_residual")([x, identity])
     x = layers.ReLU(name=f"{name}_relu")(x)
@@ -188,7 +206,15 @@ def fpn_top_down(x, lateral, out=256, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     top = x
-    inner = layers.Conv2D(out, 1, name=f"{name}_inner")(lateral)
+    inner = layers.Conv2D(
+        out,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / lateral.shape[-1] ** 0.5), maxval=(1 / lateral.shape[-1] ** 0.5)
+        ),
+        name=f"{name}_inner",
+    )(lateral)
     up = Resize(size=inner.shape[1:-1], name=f"{name}_up")(top)
     x = layers.Add(name=f"{name}_add")([inner, up])
     return x
@@ -198,7 +224,14 @@ def build_model(input_shape=(224, 224, 3)):
     """resnet50_fpn: input (N, 224, 224, 3) NHWC; outputs a dict: 0, 1, 2, 3, pool."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1")(x)  # 112 x 112 x 64
+    x = layers.Conv2D(
+        64,
+        7,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name="conv1",
+    )(x)  # 112 x 112 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="relu")(x)  # 112 x 112 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
@@ -207,14 +240,48 @@ def build_model(input_shape=(224, 224, 3)):
     layer2 = bottleneck_stage(layer1, planes=128, blocks=4, stride=2, name="layer2")  # 28 x 28 x 512
     layer3 = bottleneck_stage(layer2, planes=256, blocks=6, stride=2, name="layer3")  # 14 x 14 x 1024
     x = bottleneck_stage(layer3, planes=512, blocks=3, stride=2, name="layer4")  # 7 x 7 x 2048
-    inner4 = layers.Conv2D(256, 1, name="inner4")(x)  # 7 x 7 x 256
+    inner4 = layers.Conv2D(
+        256,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.022097086912079608, maxval=0.022097086912079608),
+        name="inner4",
+    )(x)  # 7 x 7 x 256
     merge3 = fpn_top_down(inner4, layer3, name="merge3")  # 14 x 14 x 256
     merge2 = fpn_top_down(merge3, layer2, name="merge2")  # 28 x 28 x 256
     merge1 = fpn_top_down(merge2, layer1, name="merge1")  # 56 x 56 x 256
-    p2 = layers.Conv2D(256, 3, padding="same", name="p2")(merge1)  # 56 x 56 x 256
-    p3 = layers.Conv2D(256, 3, padding="same", name="p3")(merge2)  # 28 x 28 x 256
-    p4 = layers.Conv2D(256, 3, padding="same", name="p4")(merge3)  # 14 x 14 x 256
-    p5 = layers.Conv2D(256, 3, padding="same", name="p5")(inner4)  # 7 x 7 x 256
+    p2 = layers.Conv2D(
+        256,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.020833333333333332, maxval=0.020833333333333332),
+        name="p2",
+    )(merge1)  # 56 x 56 x 256
+    p3 = layers.Conv2D(
+        256,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.020833333333333332, maxval=0.020833333333333332),
+        name="p3",
+    )(merge2)  # 28 x 28 x 256
+    p4 = layers.Conv2D(
+        256,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.020833333333333332, maxval=0.020833333333333332),
+        name="p4",
+    )(merge3)  # 14 x 14 x 256
+    p5 = layers.Conv2D(
+        256,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.020833333333333332, maxval=0.020833333333333332),
+        name="p5",
+    )(inner4)  # 7 x 7 x 256
     pool = layers.MaxPooling2D(1, strides=2, name="pool")(p5)  # 4 x 4 x 256
     return keras.Model(inputs, {"0": p2, "1": p3, "2": p4, "3": p5, "pool": pool}, name="resnet50_fpn")
 

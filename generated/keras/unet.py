@@ -56,10 +56,24 @@ def unet_double_conv(x, out, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x = layers.Conv2D(out, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv1",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
-    x = layers.Conv2D(out, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        name=f"{name}_conv2",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
     return x
@@ -83,7 +97,16 @@ def unet_up(x, skip, out, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     in_channels = x.shape[-1]
-    up = layers.Conv2DTranspose(in_channels // 2, 2, strides=2, name=f"{name}_up")(x)
+    up = layers.Conv2DTranspose(
+        in_channels // 2,
+        2,
+        strides=2,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / (in_channels // 2 * 4) ** 0.5), maxval=(1 / (in_channels // 2 * 4) ** 0.5)
+        ),
+        name=f"{name}_up",
+    )(x)
     x = layers.Concatenate(name=f"{name}_concat")([skip, up])
     x = unet_double_conv(x, out=out, name=f"{name}_conv")
     return x
@@ -101,7 +124,13 @@ def build_model(input_shape=(256, 256, 3)):
     x = unet_up(x, down2, out=256, name="up2")  # 64 x 64 x 256
     x = unet_up(x, down1, out=128, name="up3")  # 128 x 128 x 128
     x = unet_up(x, inc, out=64, name="up4")  # 256 x 256 x 64
-    x = layers.Conv2D(2, 1, name="outc")(x)  # 256 x 256 x 2
+    x = layers.Conv2D(
+        2,
+        1,
+        kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
+        bias_initializer=keras.initializers.RandomUniform(minval=-0.125, maxval=0.125),
+        name="outc",
+    )(x)  # 256 x 256 x 2
     return keras.Model(inputs, x, name="unet")
 
 

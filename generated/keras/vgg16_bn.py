@@ -85,11 +85,27 @@ def vgg_bn_stage(x, out, convs, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        out,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.VarianceScaling(
+            scale=2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
+        name=f"{name}_conv",
+    )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     for i in range(convs - 1):
-        x = layers.Conv2D(out, 3, padding="same", name=f"{name}_conv_bn_relu_{i}_conv")(x)
+        x = layers.Conv2D(
+            out,
+            3,
+            padding="same",
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="untruncated_normal"
+            ),
+            name=f"{name}_conv_bn_relu_{i}_conv",
+        )(x)
         x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv_bn_relu_{i}_bn")(x)
         x = layers.ReLU(name=f"{name}_conv_bn_relu_{i}_relu")(x)
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
@@ -102,13 +118,13 @@ def vgg_classifier(x, classes, dropout=0.5, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x = layers.Dense(4096, name=f"{name}_fc1")(x)
+    x = layers.Dense(4096, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name=f"{name}_fc1")(x)
     x = layers.ReLU(name=f"{name}_relu1")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout1")(x)
-    x = layers.Dense(4096, name=f"{name}_fc2")(x)
+    x = layers.Dense(4096, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name=f"{name}_fc2")(x)
     x = layers.ReLU(name=f"{name}_relu2")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout2")(x)
-    x = layers.Dense(classes, name=f"{name}_fc3")(x)
+    x = layers.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name=f"{name}_fc3")(x)
     return x
 
 

@@ -277,6 +277,7 @@ class EfficientnetB4(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=0.4)
         self.classifier = nn.Linear(1792, 1000)
+        self._init_weights()
 
     def forward(self, x):
         x = self.stem(x)  # N x 48 x 190 x 190
@@ -292,6 +293,21 @@ class EfficientnetB4(nn.Module):
         x = self.dropout(x)  # N x 1792
         x = self.classifier(x)  # N x 1000
         return x
+
+    def _init_weights(self):
+        """Initialize the weights as the spec's init: says (archc's fans are PyTorch's)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.uniform_(
+                    m.weight,
+                    -((3 * (0.3333333333333333 / nn.init._calculate_fan_in_and_fan_out(m.weight)[1])) ** 0.5),
+                    (3 * (0.3333333333333333 / nn.init._calculate_fan_in_and_fan_out(m.weight)[1])) ** 0.5,
+                )
+                nn.init.zeros_(m.bias)
 
 
 def build_model():

@@ -153,6 +153,7 @@ class GooglenetTorchvision(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=0.2)
         self.fc = nn.Linear(1024, 1000)
+        self._init_weights()
 
     def forward(self, x):
         x = self.conv1(x)  # N x 64 x 112 x 112
@@ -179,6 +180,12 @@ class GooglenetTorchvision(nn.Module):
         if self.training:
             return GooglenetTorchvisionOutputs(x, aux1_2, aux2_2)
         return x
+
+    def _init_weights(self):
+        """Initialize the weights as the spec's init: says (archc's fans are PyTorch's)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.01)
 
 
 def build_model():

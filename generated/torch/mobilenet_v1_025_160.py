@@ -93,6 +93,7 @@ class MobilenetV1025160(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=0.001)
         self.classifier = nn.Linear(256, 1000)
+        self._init_weights()
 
     def forward(self, x):
         x = self.conv1(x)  # N x 8 x 80 x 80
@@ -111,6 +112,15 @@ class MobilenetV1025160(nn.Module):
         x = self.dropout(x)  # N x 256
         x = self.classifier(x)  # N x 1000
         return x
+
+    def _init_weights(self):
+        """Initialize the weights as the spec's init: says (archc's fans are PyTorch's)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
 
 def build_model():

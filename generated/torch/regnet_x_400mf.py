@@ -161,6 +161,7 @@ class RegnetX400mf(nn.Module):
         self.stage4 = RegnetStage(160, out=400, depth=12, group_width=16)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(400, 1000)
+        self._init_weights()
 
     def forward(self, x):
         x = self.stem_conv(x)  # N x 32 x 112 x 112
@@ -173,6 +174,15 @@ class RegnetX400mf(nn.Module):
         x = torch.flatten(self.avgpool(x), 1)  # N x 400
         x = self.fc(x)  # N x 1000
         return x
+
+    def _init_weights(self):
+        """Initialize the weights as the spec's init: says (archc's fans are PyTorch's)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
 
 
 def build_model():

@@ -116,6 +116,7 @@ class Resnet101(nn.Module):
         self.layer4 = BottleneckStage(1024, planes=512, blocks=3, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2048, 1000)
+        self._init_weights()
 
     def forward(self, x):
         x = self.conv1(x)  # N x 64 x 112 x 112
@@ -129,6 +130,12 @@ class Resnet101(nn.Module):
         x = torch.flatten(self.avgpool(x), 1)  # N x 2048
         x = self.fc(x)  # N x 1000
         return x
+
+    def _init_weights(self):
+        """Initialize the weights as the spec's init: says (archc's fans are PyTorch's)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
 def build_model():

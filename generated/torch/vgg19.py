@@ -82,6 +82,7 @@ class Vgg19(nn.Module):
         self.features28 = VggStage(512, out=512, convs=4)
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         self.classifier = VggClassifier(25088, classes=1000)
+        self._init_weights()
 
     def forward(self, x):
         x = self.features0(x)  # N x 64 x 112 x 112
@@ -93,6 +94,16 @@ class Vgg19(nn.Module):
         x = torch.flatten(x, 1)  # N x 25088
         x = self.classifier(x)  # N x 1000
         return x
+
+    def _init_weights(self):
+        """Initialize the weights as the spec's init: says (archc's fans are PyTorch's)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
 
 
 def build_model():

@@ -422,3 +422,11 @@ class RMSpropTorch(keras.optimizers.RMSprop):
 
     def get_config(self):
         return {**super().get_config(), "weight_decay": self.torch_weight_decay}
+
+
+def torch_fan_in(channels, kernel, rank):
+    """PyTorch's fan-in of a convolution's weight: its input channels (per group) times its kernel's size (an
+    integer, or one per spatial axis); PyTorch's default bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    for k in kernel if isinstance(kernel, (list, tuple)) else [kernel] * rank:
+        channels *= k
+    return channels
