@@ -73,6 +73,17 @@ TORCHVISION = {
     "r3d_18": ("video.r3d_18", {}, []),
     "mc3_18": ("video.mc3_18", {}, []),
     "r2plus1d_18": ("video.r2plus1d_18", {}, []),
+    **{
+        s: (f"segmentation.{s}", {"weights_backbone": None, "aux_loss": False}, ["size=64"])
+        for s in ("fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
+    },
+    "lraspp_mobilenet_v3_large": ("segmentation.lraspp_mobilenet_v3_large", {"weights_backbone": None}, ["size=64"]),
+    # (norm_layer=BatchNorm2d: see torchvision_reference)
+    "resnet50_fpn": (
+        "detection.backbone_utils.resnet_fpn_backbone",
+        {"backbone_name": "resnet50", "trainable_layers": 5},
+        ["size=64"],
+    ),
 }
 # keras.applications-family specs: the reference is keras.applications' builder (the mapping's), at these sizes
 KERAS_APPLICATIONS = {
@@ -98,7 +109,7 @@ KERAS_SMALLER = {
     **{s: ["top.0.adaptive_avgpool.size=1"] for s in ("vgg11", "vgg16", "vgg19", "vgg16_bn", "alexnet")},
 }
 # paper specs without a builder to compare with: their declared schemes only (checked in both backends)
-NO_REFERENCE = {"conv_autoencoder", "dcgan_generator", "m5"}
+NO_REFERENCE = {"conv_autoencoder", "dcgan_generator", "m5", "unet"}  # (unet's hand-written module: PyTorch's defaults)
 
 
 # ---------------------------------------------------------------------------------------------- the checks
@@ -386,6 +397,8 @@ def torchvision_reference(tv, builder: str, kwargs: dict, seed: int = 1):
     module = tv.models
     for part in builder.split(".")[:-1]:
         module = getattr(module, part)
+    if "backbone_name" in kwargs:  # resnet_fpn_backbone: BatchNorm2d, not its default FrozenBatchNorm2d
+        kwargs = {**kwargs, "norm_layer": torch.nn.BatchNorm2d}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return getattr(module, builder.split(".")[-1])(weights=None, **kwargs)

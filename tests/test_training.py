@@ -35,7 +35,10 @@ STEPS, BATCH, CLASSES = 3, 8, 10
 # differences this guards against (the BN variance convention, epsilon inside or outside RMSprop's square root,
 # coupled or decoupled weight decay) are 1e-6 to 1e-1 (test_the_frameworks_own_optimizers_differ_...: 4.5e-4, 0.41).
 TOL_LOSS = 1e-9  # |loss_torch - loss_keras| / |loss_torch|
-TOL_STATE = 1e-8  # per tensor: max |torch - keras| / max |torch| (relative to the tensor's scale, not element-wise)
+# Since the zoo initializes as torchvision does (kaiming normal, fan_out), MobileNetV2 with RMSprop gives 5.9e-8 on
+# stage5.first.expand_bn.bias (its ReLU6s saturate more often from that start, and RMSprop divides small gradients
+# by small roots): 1e-6 keeps a margin of 17 over it and of 450 under the smallest difference guarded against
+TOL_STATE = 1e-6  # per tensor: max |torch - keras| / max |torch| (relative to the tensor's scale, not element-wise)
 # ... a scale floored at 1e-6: a tensor whose gradient is zero in exact arithmetic (a BN shift followed by a conv and
 # a BN in training mode, which subtracts it again: MobileNetV2's project_bn.bias) holds rounding noise, ~1e-17 in
 # both frameworks, different noise; against that floor it is compared to 1e-14 absolute
