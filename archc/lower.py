@@ -230,6 +230,7 @@ class Lowerer:
         # the key prefix of the items being made where references reach (the network's or a block body's level,
         # through unnamed seqs: "", and inside named seqs there: "backbone."); None inside any other part
         self._ref_prefix: str | None = None
+        self.head_tails: set[int] = set()  # a head's last item: it may resize to the network input's size
         self._flat_ids = 0
         self.flat_sizes: dict[str, set] = {}
         self.flat_locs: dict[str, Loc | None] = {}
@@ -978,10 +979,10 @@ class Lowerer:
         seen = dict(vals)  # what the shape rule sees: `size: input` is the network input's spatial size
         for attr in prim.attrs:
             if attr.type == "size" and vals[attr.name] == "input":
-                if "." in path:
+                if "." in path and id(t) not in self.head_tails:
                     raise ArchcError(
-                        f"{k} '{path}': {attr.name}: input is for a top-level item of the network (the model's "
-                        "forward knows its input's size; a block or a nested item does not)",
+                        f"{k} '{path}': {attr.name}: input is for a top-level item of the network, or the last item "
+                        "of a head (the model's forward knows its input's size; a block or a nested item does not)",
                         al(attr.name),
                     )
                 seen[attr.name] = self.input_shape[:-1]
@@ -1440,6 +1441,8 @@ class Lowerer:
                 if lw is not UNKNOWN:
                     lw = number(lw, "loss_weight", loc_of(hraw, "loss_weight"))
                 ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
+                if ht.children and ht.children[-1].kind == "upsample":  # a head may end resized to the input's size
+                    self.head_tails.add(id(ht.children[-1]))
                 if top is None:
                     self.check_unknown(ht, {**scope, "in_channels": self.unknown(), ORIGINS: NETWORK}, self.errors)
                     continue

@@ -139,3 +139,36 @@ def test_from_torchvision_to_generated_keras_at_two_sizes(stem, reference, cli, 
         y = np.concatenate([np.moveaxis(np.asarray(y[k]), -1, 1).reshape(len(x), -1) for k in keys], axis=1)
         assert y.shape == ref.shape
         assert rel_err(ref, y) <= FLOAT64_TOL
+
+
+# aux=true: the auxiliary FCN head, equal to torchvision's with aux_loss=True (a training output here, as every
+# archc head: compared in training mode with BN and dropout modules in eval, their running statistics and no drop)
+AUX = ["fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large"]
+
+
+@pytest.mark.parametrize("stem", AUX)
+def test_aux_head_equals_torchvisions_aux_loss(stem, torchvision, cli, tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    builder = getattr(torchvision.models.segmentation, MODELS[stem])
+    net = randomize(builder(weights=None, weights_backbone=None, aux_loss=True), seed=1)
+    ckpt, dst = tmp_path / "tv.pt", tmp_path / "generated.pt"
+    torch.save(net.state_dict(), ckpt)
+    sets = [f"size={SIZE}", "aux=true"]
+    argv = ["convert-weights", f"specs/{stem}.yaml", ckpt, dst, "--from", "torchvision"]
+    r = cli(*argv, *(a for s in sets for a in ("--set", s)))
+    assert r.code == 0, r.err
+    model = compile_spec(f"specs/{stem}.yaml", sets)
+    ours = load_generated(model, "torch").build_model()
+    ours.load_state_dict(torch.load(dst, weights_only=True), strict=True)
+    ours.train()
+    for m in ours.modules():  # training mode's outputs, with running statistics and no dropout
+        if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout)):
+            m.eval()
+    x = _input(OTHER)
+    with torch.no_grad():
+        ref, y = net(torch.from_numpy(x)), ours(torch.from_numpy(x))
+    assert list(ref) == list(y) == ["out", "aux"]
+    for key in ("out", "aux"):
+        assert rel_err(ref[key].numpy(), y[key].numpy()) <= TORCH_TOL, key

@@ -28,6 +28,7 @@ rank (``nn.Conv1d``, ``nn.BatchNorm3d``, ...) and so are the helpers (written fo
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 
 from archc import ir
@@ -377,14 +378,17 @@ class TorchEmitter(BaseEmitter):
                 hd = self.taps.pop(t.name)
                 at = self.instances[id(t)][0]
                 hscope = Scope({**scope.values, "in_channels": at.out_shape[-1]})
-                k.init.append(c.assign(c.attr("self", hd.name), self.container(hd.template, hscope, k)))
+                template, tail = hd.template, None
+                last = template.children[-1] if template.children else None
+                if last is not None and last.kind == "upsample" and hscope.value(last.attr("size")) == "input":
+                    template, tail = replace(template, children=template.children[:-1]), last  # (F.interpolate)
+                k.init.append(c.assign(c.attr("self", hd.name), self.container(template, hscope, k)))
                 hv = self.head_vars[hd.name] = k.fwd.fresh(hd.name)
-                fwd.append(
-                    c.assign(
-                        hv,
-                        c.ifexp(c.attr("self", "training"), c.call(c.attr("self", hd.name), c.name(var)), c.lit(None)),
-                    )
-                )
+                value = c.call(c.attr("self", hd.name), c.name(var))
+                if tail is not None:  # resized to the model input's size, as the main output is
+                    kw = [("size", c.name(self.input_size(k))), *upsample_kwargs(self, tail, hscope)]
+                    value = c.kwcall(c.attr(self.ref("F"), "interpolate"), [value], kw)
+                fwd.append(c.assign(hv, c.ifexp(c.attr("self", "training"), value, c.lit(None))))
                 fresh_in = False
         k.final_scope = self.apply_lets(seq, len(seq.children), scope, k, statements=True)
         return fwd
