@@ -2,12 +2,13 @@
 
 A reference names an earlier output of the same *class*: the network, or one block's body (each becomes one class
 in PyTorch, one function in Keras). What a class's items can read is its inputs (the network's ``input: {name:}``;
-a block's ``inputs: [main, other, ...]``) and the items of its own level, through unnamed seqs and residuals, once
-they are made: resolution is lexical and earlier-only, so references never make a cycle. Items inside a nested
-level (a named seq, a merge's branch, a loop's body, a head) are one module in PyTorch; a reference neither reads
-from there nor is read there. A block is how a part with several inputs is written (a U-Net's up step and its
-skip): ``inputs: [x, skip]`` in the block, ``from: {skip: enc4}`` at the call, as torchvision's and timm's
-``forward(self, x, skip)`` modules are.
+a block's ``inputs: [main, other, ...]``) and the items of its own level, through unnamed seqs and residuals, and
+of the named seqs there by a dotted path (``backbone.layer3``; inside ``backbone``, ``layer3``), once they are made:
+resolution is lexical (the innermost seq's names first) and earlier-only, so references never make a cycle. Items
+inside a part that is one module in PyTorch (a merge's branch, a named residual, a loop's body, a head, a block
+call) neither read nor are read by reference. A block is how a part with several inputs is written (a U-Net's up
+step and its skip): ``inputs: [x, skip]`` in the block, ``from: {skip: enc4}`` at the call, as torchvision's and
+timm's ``forward(self, x, skip)`` modules are.
 
 :class:`Scope` is one class's names while its template is built; the instances read the shapes of what the names
 name from the lowering's ``live`` frames (:meth:`archc.lower.Lowerer.live`).
