@@ -140,10 +140,11 @@ def check_flow(seq, live: set[str], last_live: bool, what: str) -> None:
     (``from:``) must be read by name itself, or it computes nothing the model returns (and Keras' functional model
     would leave it out); with ``outputs:`` the network's last item must be one of them (``last_live`` False)."""
 
-    def is_live(t) -> bool:
+    def is_live(t) -> bool:  # (a seq's output is its last item's: read by either name)
         if t.key in live:
             return True
-        return t.kind == "seq" and t.transparent and bool(t.children) and is_live(t.children[-1])
+        seq = t.kind == "seq" and (t.transparent or t.key is not None)
+        return seq and bool(t.children) and is_live(t.children[-1])
 
     def reads_other(t) -> bool:
         if t.kind == "call":

@@ -1145,10 +1145,34 @@ def graph_spec(hypothesis_draw, ranks=(1, 2, 3)):
             dropped.append(f"n{i - 1}")
         network.append(item)
         made[name] = (list(s.sizes), s.channels)
-    doc["network"] = network
     dropped = [n for n in dropped if n not in read]  # the model must return them (their values are read nowhere)
+    last = network[-1][next(iter(network[-1]))]["name"] if network else None
+    if len(network) >= 3 and draw(_coin()):  # some items in a named seq: read from outside by a dotted path
+        a = draw(_ints(0, len(network) - 2))
+        b = draw(_ints(a + 1, len(network)))
+        inside = {next(iter(it.values()))["name"] for it in network[a:b]}
+        seq_name = f"s{a}"
+
+        def dotted(ref):
+            return f"{seq_name}.{ref}" if ref in inside else ref
+
+        for it in network[b:]:
+            (attrs,) = it.values()
+            if isinstance(attrs.get("from"), str):
+                attrs["from"] = dotted(attrs["from"])
+            elif isinstance(attrs.get("from"), list):
+                attrs["from"] = [dotted(r) for r in attrs["from"]]
+            elif isinstance(attrs.get("from"), dict):
+                attrs["from"] = {k: dotted(v) for k, v in attrs["from"].items()}
+            if "like" in attrs:
+                attrs["like"] = dotted(attrs["like"])
+        dropped = [dotted(n) for n in dropped]
+        made = {dotted(n): v for n, v in made.items()}
+        last = dotted(last)
+        network[a:b] = [{"seq": {"name": seq_name, "body": network[a:b]}}]
+    doc["network"] = network
     if network and (dropped or draw(_coin())):
         picks = {draw(_pick(list(made))) for _ in range(draw(_ints(1, 3)))}
-        picks |= {*dropped, network[-1][next(iter(network[-1]))]["name"]}
-        doc["outputs"] = {f"out_{p}": p for p in sorted(picks)}
+        picks |= {*dropped, last}
+        doc["outputs"] = {f"out_{p.replace('.', '_')}": p for p in sorted(picks)}
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=200), r

@@ -54,7 +54,7 @@ def test_random_graphs_build_and_agree(folder, case):
         assert str(exc).startswith(f"{path}:"), str(exc)
         FIGURES["refused by check"] += 1
         return
-    for key in ("from:", "like:", "outputs:", "fuse:", "keep:"):
+    for key in ("from:", "like:", "outputs:", "fuse:", "keep:", "seq:"):
         FIGURES[key] += key in text
     report = analyze(model)
     net = load(get_backend("torch").emit(model), f"prop_graph_{FIGURES['cases']}").build_model().double().eval()

@@ -833,13 +833,18 @@ def _opens(t: ir.TNode, saved: dict) -> bool:
     for ch in t.children:
         if ch.key in saved or ch.src or (ch.kind == "upsample" and ch.attr("like") is not None):
             return True
-        if ch.kind == "seq" and (ch.transparent or _opens(ch, saved)) and (_opens(ch, saved) or _reads(ch, saved)):
+        if ch.kind == "seq" and (_opens(ch, saved) or (ch.transparent and _reads(ch, saved))):
             return True
     return False
 
 
 def _reads(t: ir.TNode, saved: dict) -> bool:
-    return any(n.key in saved or n.src for n in _template_nodes(t) if n is not t)
+    """Whether an item below ``t`` is kept or reads a kept output (``like:`` included)."""
+    return any(
+        n.key in saved or n.src or (n.kind == "upsample" and n.attr("like") is not None)
+        for n in _template_nodes(t)
+        if n is not t
+    )
 
 
 def _template_nodes(t: ir.TNode):
