@@ -1031,7 +1031,7 @@ class Lowerer:
         """What a merge merges: its branches' instances, or (``from:``) stand-ins for the named outputs (a name and
         an ``out_shape`` each, for the checks and messages below)."""
         if t.src:
-            return [_Ref(k, self.live[-1][k][1]) for k in t.src]
+            return [_Ref(k, self.live[-1][k][1], self.live[-1][k][2]) for k in t.src]
         return [self.inst_seq(b, scope, shape, _join(inner_level, b.name)) for b in t.children]
 
     def inst_mul(self, t: ir.TNode, scope: dict, shape, path: str, level: str, a: dict, base: dict):
@@ -1045,10 +1045,11 @@ class Lowerer:
             s = b.out_shape
             if s != out_shape and not (_is_gate(s) and len(s) == len(out_shape) and s[-1] == out_shape[-1]):
                 raise ArchcError(
-                    f"mul '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
-                    f"branch '{b.name}' gives {_fmt(s)}; shapes must match, or a branch must give "
+                    f"mul '{path}': {_what(branches[0])} gives {_fmt(branches[0].out_shape)} but "
+                    f"{_what(b)} gives {_fmt(s)}; shapes must match, or a branch must give "
                     f"{_fmt((*(1,) * ir.rank(out_shape), out_shape[-1]))} (broadcast over the positions)",
                     loc,
+                    notes=_made_here(branches[0], b),
                 )
         branches = tuple(b for b in branches if not isinstance(b, _Ref))
         return ir.Merge(**base, out_shape=out_shape, mode=k, branches=branches, level=inner_level)
@@ -1063,18 +1064,20 @@ class Lowerer:
             for b in branches[1:]:
                 if b.out_shape != branches[0].out_shape:
                     raise ArchcError(
-                        f"add '{path}': branch '{branches[0].name}' gives {_fmt(branches[0].out_shape)} but "
-                        f"branch '{b.name}' gives {_fmt(b.out_shape)}; shapes must match",
+                        f"add '{path}': {_what(branches[0])} gives {_fmt(branches[0].out_shape)} but "
+                        f"{_what(b)} gives {_fmt(b.out_shape)}; shapes must match",
                         loc,
+                        notes=_made_here(branches[0], b),
                     )
             out_shape = shapes[0]
         else:
             for b in branches:
                 if len(b.out_shape) < 2 or b.out_shape[:-1] != shapes[0][:-1]:
                     raise ArchcError(
-                        f"concat '{path}': branch '{branches[0].name}' gives {_fmt(shapes[0])} but branch "
-                        f"'{b.name}' gives {_fmt(b.out_shape)}; spatial sizes must match",
+                        f"concat '{path}': {_what(branches[0])} gives {_fmt(shapes[0])} but {_what(b)} gives "
+                        f"{_fmt(b.out_shape)}; spatial sizes must match",
                         loc,
+                        notes=_made_here(branches[0], b),
                     )
             out_shape = (*shapes[0][:-1], chan(sum(s[-1] for s in shapes), loc))
         branches = tuple(b for b in branches if not isinstance(b, _Ref))
@@ -1583,9 +1586,19 @@ class Lowerer:
 class _Ref:
     """A named output a merge reads (``from:``), as the merge's checks see a branch: its name and shape."""
 
-    def __init__(self, key: str, shape):
-        self.name, self.out_shape = key, shape
+    def __init__(self, key: str, shape, loc):
+        self.name, self.out_shape, self.loc = key, shape, loc
         self.children = (None,)  # (a residual's message says "the identity" for a shortcut without children)
+
+
+def _what(b) -> str:
+    """How a merge's message names what it merges: "branch 'branch1'", or a named output: "'enc1'"."""
+    return f"'{b.name}'" if isinstance(b, _Ref) else f"branch '{b.name}'"
+
+
+def _made_here(*bs) -> list:
+    """Notes at the named outputs a merge's message names (a reference's error names both places)."""
+    return [(b.loc, f"'{b.name}' is made here") for b in bs if isinstance(b, _Ref)]
 
 
 def _template_walk(t: ir.TNode):

@@ -294,7 +294,7 @@ ERRORS = {
     "spatial_mismatch": (
         "network:\n  - conv: {name: a, out: 4, kernel: 1}\n  - maxpool: {name: p, kernel: 2, stride: 2}\n"
         "  - concat: {from: [a, p]}\n",
-        "concat 'concat': branch 'a' gives 16x16x4 but branch 'p' gives 8x8x4",
+        "concat 'concat': 'a' gives 16x16x4 but 'p' gives 8x8x4",
         6,
     ),
     "input_name_taken": ("network:\n  - conv: {name: image, out: 4, kernel: 1}\n", "'image' is the name of", 4),
@@ -377,3 +377,27 @@ def test_outputs_and_heads_in_training_and_eval(tmp_path):
     k = kmod.build_model()
     assert sorted(k(np.zeros((1, 16, 16, 3), "float32"))) == ["aux", "feat", "logits"]
     assert sorted(kmod.inference_model(k)(np.zeros((1, 16, 16, 3), "float32"))) == ["feat", "logits"]
+
+
+def test_a_shape_mismatch_of_named_outputs_names_where_they_are_made(tmp_path):
+    path = write(tmp_path, HEAD + ERRORS["spatial_mismatch"][0])
+    with pytest.raises(ArchcError) as exc:
+        compile_spec(str(path))
+    text = str(exc.value)
+    assert f"{path}:4:5: note: 'a' is made here" in text and f"{path}:5:5: note: 'p' is made here" in text, text
+
+
+def test_the_diagram_draws_references_as_edges_and_outputs_as_outputs(tmp_path):
+    """A reference is an edge from where its output was made (not a cluster around it); each named output an
+    output node fed from its item."""
+    from archc.diagram import build_graph
+
+    model = compile_spec(str(write(tmp_path, CASES["two_inputs_like_and_outputs"])))
+    g = build_graph(model, depth=None)
+    ids = {name: attrs["id"] for name, attrs in g.nodes.items()}
+    edges = {(ids[a], ids[b]) for a, b, _, _ in g.edges}
+    assert ("input", "node-side") in edges  # `side` reads the network input by name
+    assert ("node-r1", "node-p1.add-merge") in edges  # the block's second input, from where r1 was made
+    outs = {b for _, b in edges if b.startswith("output-")}
+    assert outs == {"output-fine", "output-coarse", "output-side"}
+    assert ("node-r2", "output-coarse") in edges and ("node-side", "output-side") in edges
