@@ -104,7 +104,7 @@ def analyze(model: ir.Model) -> Report:
         shapes.update({model.input_name: model.input_shape} if model.input_name else {})
         outputs = {name: shapes[key] for name, key in model.outputs}
         weights = dict.fromkeys(outputs, model.loss_weight)
-    for h in model.heads:
+    for h in model.heads:  # after the main or the named outputs, as the generated models return them
         outputs[h.name] = h.body.out_shape
         weights[h.name] = h.loss_weight
     return Report(

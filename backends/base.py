@@ -64,9 +64,11 @@ class BaseEmitter:
         return c.render(header, [*body, *definitions], f"spec '{model.name}' ({spec}), backend {self.name}")
 
     def loss_weights(self) -> ast.stmt:
-        """``LOSS_WEIGHTS = {"main": 1.0, "aux1": 0.3, ...}``."""
+        """``LOSS_WEIGHTS = {"main": 1.0, "aux1": 0.3, ...}``: by output name (several outputs: each the main
+        loss weight), then the heads'."""
         m = self.model
-        weights = {"main": m.loss_weight, **{h.name: h.loss_weight for h in m.heads}}
+        named = {n: m.loss_weight for n, _ in m.outputs} if m.outputs else {"main": m.loss_weight}
+        weights = {**named, **{h.name: h.loss_weight for h in m.heads}}
         keys, values = [c.lit(k) for k in weights], [c.lit(v) for v in weights.values()]
         return c.assign("LOSS_WEIGHTS", ast.Dict(keys=keys, values=values))
 

@@ -39,11 +39,20 @@ def check_model(module, report):
     assert (trainable, non_trainable) == (report.trainable, report.non_trainable)
     x = np.zeros((1, *report.input_shape), np.float32)
     outs = model(x, training=False)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    assert [tuple(o.shape) for o in outs] == [(1, *s) for s in report.outputs.values()]
+    if isinstance(outs, dict):  # several outputs (and the heads'), by name
+        assert {n: tuple(o.shape) for n, o in outs.items()} == {n: (1, *s) for n, s in report.outputs.items()}
+    else:
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        assert [tuple(o.shape) for o in outs] == [(1, *s) for s in report.outputs.values()]
     assert module.LOSS_WEIGHTS == report.loss_weights
-    main_only = module.inference_model(model)
-    assert tuple(main_only(x, training=False).shape) == (1, *report.outputs["main"])
+    main_only = module.inference_model(model)(x, training=False)
+    if isinstance(main_only, dict):  # the named outputs, the heads' left out
+        heads = set(report.outputs) - set(main_only)
+        assert {n: tuple(o.shape) for n, o in main_only.items()} == {
+            n: (1, *s) for n, s in report.outputs.items() if n not in heads
+        }
+    else:
+        assert tuple(main_only.shape) == (1, *report.outputs["main"])
     keras.utils.clear_session()
 
 

@@ -15,7 +15,7 @@ W)}, as torchvision's. Reference counts (torchvision, 21 classes): 11,025,477 pa
 import keras
 from keras import layers, ops
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"out": 1.0}
 
 
 def _explicit_padding(x, padding, name):

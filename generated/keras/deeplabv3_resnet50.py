@@ -16,7 +16,7 @@ Reference counts (torchvision, 21 classes): 39,638,869 parameters, 56,704 BN run
 import keras
 from keras import layers, ops
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"out": 1.0}
 
 
 def _explicit_padding(x, padding, name):

@@ -14,7 +14,7 @@ Reference counts (torchvision, 21 classes): 32,957,013 parameters, 54,144 BN run
 import keras
 from keras import layers, ops
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"out": 1.0}
 
 
 def _explicit_padding(x, padding, name):

@@ -14,7 +14,7 @@ torchvision's. Reference counts (torchvision, 21 classes): 3,221,538 parameters,
 import keras
 from keras import layers, ops
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"out": 1.0}
 
 
 def _explicit_padding(x, padding, name):

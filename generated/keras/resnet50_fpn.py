@@ -16,7 +16,7 @@ Reference counts (torchvision): 26,852,416 parameters, 53,120 BN running statist
 import keras
 from keras import layers, ops
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0, "pool": 1.0}
 
 
 def _explicit_padding(x, padding, name):

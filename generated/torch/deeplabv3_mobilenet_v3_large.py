@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"out": 1.0}
 
 
 class Mul(nn.ModuleDict):

@@ -16,7 +16,7 @@ from collections import OrderedDict
 import torch.nn.functional as F
 from torch import nn
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"out": 1.0}
 
 
 class Mul(nn.ModuleDict):

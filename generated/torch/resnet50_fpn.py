@@ -18,7 +18,7 @@ from collections import OrderedDict
 import torch.nn.functional as F
 from torch import nn
 
-LOSS_WEIGHTS = {"main": 1.0}
+LOSS_WEIGHTS = {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0, "pool": 1.0}
 
 
 class Bottleneck(nn.Module):
