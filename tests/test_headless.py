@@ -35,7 +35,10 @@ SIZE = {
 # the input of the specs that are not 2-D images: small clips for the video ResNets, a short waveform for M5
 INPUT_SETS = {"m5": ["length=4000"], **{v: ["clip=4", "size=32"] for v in ("r3d_18", "mc3_18", "r2plus1d_18")}}
 # models without a classifier to leave out: a generator and an autoencoder end in their image
-NO_TOP = {"dcgan_generator", "conv_autoencoder"}
+# generators and dense-prediction models: no classifier to leave out (segmentation, the FPN and the U-Net end per
+# pixel or in several outputs)
+NO_TOP = {"dcgan_generator", "conv_autoencoder", "unet", "resnet50_fpn"}
+NO_TOP |= {"fcn_resnet50", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"}
 HEADLESS = ["include_top=false"]
 
 

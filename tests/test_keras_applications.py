@@ -127,7 +127,7 @@ def randomize(model, seed):
             ws, kind = sub.get_weights(), type(sub).__name__
             if not ws:
                 continue
-            if kind in ("BatchNormalization", "LayerNormalization"):
+            if kind.startswith("BatchNormalization") or kind == "LayerNormalization":  # (or archc's BN helper)
                 new = [
                     rng.uniform(0.75, 1.25, v.shape)
                     if w.name == "gamma"

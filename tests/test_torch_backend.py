@@ -58,6 +58,10 @@ def check_model(module, report):
     model.eval()
     with torch.no_grad():
         y = model(x)
+    if "main" not in report.outputs:  # several outputs: a dict of the named ones in eval (heads: training only)
+        assert isinstance(y, dict) and set(y) <= set(report.outputs), "eval mode returns the named outputs"
+        assert all(tuple(t.shape) == (1, *nchw(report.outputs[n])) for n, t in y.items())
+        return
     assert isinstance(y, torch.Tensor), "eval mode returns the main output only"
     assert tuple(y.shape) == (1, *nchw(report.outputs["main"]))
     model.train()
