@@ -207,7 +207,8 @@ def test_svg_parses_and_counts_match_ir(spec):
         assert "cluster-head-" + head.name in ids and "output-" + head.name in ids
         for item in head.body.children:
             assert "node-" + item.path in ids
-    assert {"input", "output-main"} <= ids
+    outputs = [f"output-{n}" for n, _ in m.outputs] if m.outputs else ["output-main"]  # several: each drawn
+    assert {"input", *outputs} <= ids
     # every edge carries a shape
     for e in svg_groups(root, "edge"):
         (label,) = texts(e)
