@@ -126,8 +126,14 @@ def run_both(model, tmodel, kmodel, seed):
     if keras.config.floatx() == "float64":
         tmodel.double()
     with torch.no_grad():
-        yt = tmodel(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
+        yt = tmodel(torch.from_numpy(np.moveaxis(x, -1, 1).copy()))
     yk = kmodel(x, training=False)
+    if isinstance(yt, dict):  # several outputs: each, in PyTorch's layout, flattened one after another
+        yt = np.concatenate([v.numpy().reshape(len(x), -1) for v in yt.values()], axis=1)
+        named = [np.asarray(yk[n]) for n, _ in model.outputs]
+        yk = np.concatenate([(np.moveaxis(v, -1, 1) if v.ndim > 2 else v).reshape(len(x), -1) for v in named], axis=1)
+        return yt, yk
+    yt = yt.numpy()
     yk = (yk[0] if isinstance(yk, (list, tuple)) else yk).numpy()
     return yt, (np.moveaxis(yk, -1, 1) if yk.ndim > 2 else yk)  # a feature map (a generator's image): as PyTorch's
 
