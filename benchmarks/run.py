@@ -683,9 +683,13 @@ def alloc_peaks(torch, models: dict, steps: dict[str, Callable[[], object]]) -> 
     return peaks
 
 
+# the memory rows' models (the U-Net's row is speed only: its memory worker takes image-classification targets)
+MEMORY_MODELS = ("densenet169", "googlenet_torchvision")
+
+
 def bench_memory_alloc(torch, cfg: Config) -> dict:
     rows = {}
-    for name, label in TORCH_MODELS.items():
+    for name, label in ((n, TORCH_MODELS[n]) for n in MEMORY_MODELS if n in TORCH_MODELS):
         x, target, inputs = train_inputs(torch, name, cfg)
         models = {impl: build_torch(name, impl).train() for impl in ("generated", "reference")}
         steps = {impl: make_train_step(m, x, target) for impl, m in models.items()}
@@ -796,7 +800,7 @@ def rss_runs(name: str, impls: tuple[str, ...], size: int, batch: int, runs: int
 
 def bench_memory_rss(cfg: Config) -> dict:
     rows = {}
-    for name, label in TORCH_MODELS.items():
+    for name, label in ((n, TORCH_MODELS[n]) for n in MEMORY_MODELS if n in TORCH_MODELS):
         s = cfg.train_size(name)
         inputs = f"{cfg.train_batch}x3x{s}x{s}"
         log(f"memory (RSS, fresh process per step) {name} {inputs}, {cfg.memory_runs} run(s) each")

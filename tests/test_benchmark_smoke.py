@@ -19,11 +19,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 MODELS = ("densenet169", "googlenet_torchvision")
-TORCHVISION = ("resnet50", "mobilenet_v2", "efficientnet_b0", "r3d_18")  # against torchvision's own models
+TORCHVISION = ("resnet50", "mobilenet_v2", "efficientnet_b0", "r3d_18", "fcn_resnet50")  # torchvision's own
 KERAS_APP = ("resnet50_keras", "mobilenet_v2_keras")  # keras.applications' layout, against keras.applications
 HAVE_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 COMPARED = [
-    *(f"torch_{kind}_{m}" for kind in ("eval", "train") for m in MODELS),
+    *(f"torch_{kind}_{m}" for kind in ("eval", "train") for m in (*MODELS, "unet")),
     *(f"keras_{how}_{m}" for how in ("predict", "call") for m in ("densenet169", "mobilenet_v1")),
     *(f"memory_{how}_{m}" for how in ("alloc", "rss") for m in MODELS),
     # rows that need torchvision (CI installs it) or a spec (specs/<stem>.yaml): test_optional_rows
