@@ -164,3 +164,14 @@ def ones(v) -> bool:
 def symmetric(p) -> bool:
     """Flat per-axis padding with before == after on every axis."""
     return all(p[i] == p[i + 1] for i in range(0, len(p), 2))
+
+
+def ref_keys(t) -> list[str]:
+    """The keys of the outputs the items of a class (or a Keras function) read by reference (``from:``,
+    ``upsample: {like:}``), in the order they are read (both emitters keep these in named locals)."""
+    keys = [s for s in t.src if s]
+    if t.kind == "upsample" and t.attr("like") is not None:
+        keys.append(t.attr("like"))
+    for ch in t.children:
+        keys += ref_keys(ch)
+    return keys

@@ -26,7 +26,7 @@ from archc.expr import Expr
 
 from .. import code as c
 from ..base import BaseEmitter
-from ..common import Scope, Unsupported
+from ..common import Scope, Unsupported, ref_keys
 from .ops import EMIT as OP_EMIT
 from .ops import HELPERS as OP_HELPERS
 
@@ -146,7 +146,7 @@ class KerasEmitter(BaseEmitter):
         extra = list(b.inputs[1:])  # inputs besides the main one: arguments after it
         self.start_function(params + extra + ["name"])
         x = self.ns.fresh("x")
-        body: list[ast.stmt] = self.save_inputs(_ref_keys(b.body), {i: i for i in extra}, b.inputs[:1], x)
+        body: list[ast.stmt] = self.save_inputs(ref_keys(b.body), {i: i for i in extra}, b.inputs[:1], x)
         if _uses_in_channels(b.body):
             self.ns.reserve("in_channels")
             body.append(c.assign("in_channels", c.subscript(c.attr(x, "shape"), -1)))
@@ -183,7 +183,7 @@ class KerasEmitter(BaseEmitter):
         body.append(c.assign(x, c.name(inputs)))
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
-        keys = _ref_keys(m.network) + [key for _, key in m.outputs]
+        keys = ref_keys(m.network) + [key for _, key in m.outputs]
         given = {m.input_name: inputs} if m.input_name else {}
         body += self.save_inputs(keys, given, (), x)
         self.seq(m.network, scope, x, Name(), body, top=True)
@@ -445,16 +445,6 @@ class KerasEmitter(BaseEmitter):
                 elif isinstance(node, ir.DenseConnect):
                     for i in range(len(node.layers)):
                         claim(f"{base}_{i}_concat", f"the concat after layer {i} of IR node '{node.path}'", node.loc)
-
-
-def _ref_keys(t: ir.TNode) -> list[str]:
-    """The keys of the outputs a function's items read by reference (``from:``, ``upsample: {like:}``)."""
-    keys = [s for s in t.src if s]
-    if t.kind == "upsample" and t.attr("like") is not None:
-        keys.append(t.attr("like"))
-    for ch in t.children:
-        keys += _ref_keys(ch)
-    return keys
 
 
 def outs_names(m: ir.Model) -> list[tuple[str, str]]:

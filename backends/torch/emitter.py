@@ -40,6 +40,7 @@ from ..base import BaseEmitter
 from ..common import (
     Scope,
     Unsupported,
+    ref_keys,
     spec_label,
 )
 from .init import init_method
@@ -245,7 +246,7 @@ class TorchEmitter(BaseEmitter):
         k.fwd.reserve(*extra)
         scope = Scope(None)
         self.count_widths(b.body, scope, k)
-        fwd = self.save_inputs(k, _ref_keys(b.body), {i: i for i in extra}, b.inputs[0] if b.inputs else None)
+        fwd = self.save_inputs(k, ref_keys(b.body), {i: i for i in extra}, b.inputs[0] if b.inputs else None)
         fwd += self.class_body(b.body, scope, k, "x", top=False)
         fwd.append(c.ret(c.name("x")))
         fwd = c.name_saved_outputs(fwd, "x", set(k.saved.values()))
@@ -271,7 +272,7 @@ class TorchEmitter(BaseEmitter):
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
         k.fwd.reserve(*(h.name for h in m.heads))
-        keys = _ref_keys(m.network) + [key for _, key in m.outputs]
+        keys = ref_keys(m.network) + [key for _, key in m.outputs]
         fwd = self.save_inputs(k, keys, {}, m.input_name)
         fwd += self.class_body(m.network, scope, k, "x", top=True)
         if hasattr(k, "input_size"):
@@ -851,16 +852,6 @@ def _template_nodes(t: ir.TNode):
     yield t
     for ch in t.children:
         yield from _template_nodes(ch)
-
-
-def _ref_keys(t: ir.TNode) -> list[str]:
-    """The keys of the outputs a class's items read by reference (``from:``, ``upsample: {like:}``), in order."""
-    keys = []
-    for n in _template_nodes(t):
-        keys += [s for s in n.src if s]
-        if n.kind == "upsample" and n.attr("like") is not None:
-            keys.append(n.attr("like"))
-    return keys
 
 
 def _inline_widths(formula: Expr, part: ir.TNode, known: dict[str, Expr]) -> Expr:
