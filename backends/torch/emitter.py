@@ -861,6 +861,8 @@ def _inline_widths(formula: Expr, part: ir.TNode, known: dict[str, Expr]) -> Exp
     while stack:
         t = stack.pop()
         defs.update((sym, d) for _, sym, d in t.lets if d is not None)
+        # a nested part's width named where its own names stay (see lower.template_seq), unless read off an instance
+        defs.update((sym, d) for sym, d in t.opaque if sym not in known)
         stack.extend(t.children)
     for _ in range(len(defs)):  # each round writes out one more level of names
         inner = {n: defs[n] for n in formula.names() if n in defs}
