@@ -266,6 +266,16 @@ class _Builder:
         self.made[node.path] = exits
         return exits
 
+    def reads_from_outside(self, node: ir.Node) -> list[str]:
+        """The earlier outputs a collapsed composite reads by name from outside itself, in order, each once."""
+        inside = node.path + "."
+        out: list[str] = []
+        for n in ir.walk(node):
+            for path in n.src[1:] if n is node else n.src:  # (its own first: its input, drawn already; see emit)
+                if path and not path.startswith(inside) and path in self.made and path not in out:
+                    out.append(path)
+        return out
+
     def _emit(self, node: ir.Node, srcs: list, budget: int, free: bool = False) -> list:
         if isinstance(node, ir.Merge) and not node.branches and node.src:  # named outputs merged
             m = self.node(f"node-{node.path}-merge", html_escape(node.mode), "merge", "ellipse")
@@ -284,6 +294,8 @@ class _Builder:
             if budget <= 0:
                 n = self.node("node-" + node.path, self.composite_text(node), "block", "box3d", node)
                 self.connect(srcs, n)
+                for path in self.reads_from_outside(node):  # what it reads by name is an edge too (a skip)
+                    self.connect(self.made[path], n)
                 return [(n, node.out_shape, "")]
             budget -= 1
         if isinstance(node, ir.Call):

@@ -80,12 +80,33 @@ def expected(model: ir.Model, depth: int | None) -> Count:
     composite (not a sequence) costs a level unless it is a block's whole body, and is one node when no
     level is left; a merge adds a merge node fed by every branch; dense connectivity adds one concat node
     per drawn layer, fed by the layer and by its input; repeats and dense layers are drawn once unless
-    depth is 'all'; a head is a cluster with an output node."""
+    depth is 'all'; a head is a cluster with an output node. References are edges: a node that reads an
+    earlier output by name (``from:``) is fed from where it was made, a merge of named outputs by each, and a
+    collapsed composite also by what it reads from outside; several named outputs are one output node each."""
     unroll = depth is None
     c = Count()
+    made = {"<input>": 1}  # path -> the number of exits its drawing has
 
     def frag(node, n_in: int, budget: float, free: bool = False) -> int:
+        if node.src and node.src[0] and not (isinstance(node, ir.Merge) and not node.branches):
+            n_in = made[node.src[0]]
+        made[node.path] = out = frag1(node, n_in, budget, free)
+        return out
+
+    def outside(node) -> int:
+        seen = []
+        for n in ir.walk(node):
+            for p in n.src[1:] if n is node else n.src:
+                if p and not p.startswith(node.path + ".") and p in made and p not in seen:
+                    seen.append(p)
+        return sum(made[p] for p in seen)
+
+    def frag1(node, n_in: int, budget: float, free: bool = False) -> int:
         # returns the number of edges leaving the fragment (its exits)
+        if isinstance(node, ir.Merge) and not node.branches and node.src:
+            c.nodes += 1
+            c.edges += sum(made[p] for p in node.src)
+            return 1
         if not isinstance(node, COMPOSITES):
             c.nodes += 1
             c.edges += n_in
@@ -97,11 +118,14 @@ def expected(model: ir.Model, depth: int | None) -> Count:
         if not free:
             if budget == 0:
                 c.nodes += 1
-                c.edges += n_in
+                c.edges += n_in + outside(node)
                 return 1
             budget -= 1
         if isinstance(node, ir.Call):
             c.clusters += 1
+            inputs = model.block(node.block).inputs
+            if inputs:
+                made[f"{node.path}.<{inputs[0]}>"] = n_in
             kids = node.body.children
             if len(kids) == 1 and isinstance(kids[0], (ir.Merge, ir.DenseConnect, ir.Repeat)):
                 return frag(kids[0], n_in, budget, free=True)
@@ -135,8 +159,13 @@ def expected(model: ir.Model, depth: int | None) -> Count:
     for item in model.body.children:
         n_in = frag(item, n_in, budget)
         exits[item.path] = n_in
-    c.nodes += 1  # main output
-    c.edges += n_in
+    if model.outputs:  # one node per named output, fed from where it was made
+        for _, key in model.outputs:
+            c.nodes += 1
+            c.edges += made["<input>" if key == model.input_name else key]
+    else:
+        c.nodes += 1  # main output
+        c.edges += n_in
     for head in model.heads:
         c.clusters += 1
         h_in = exits[head.at]
@@ -191,7 +220,8 @@ def test_dot_counts_match_ir_at_default_depth(spec):
     assert counted_dot(dot) == expected(m, 1)
     # every top-level item is one node at default depth (a named sequence: its items), plus input and outputs
     items = drawn(m.body.children)
-    assert expected(m, 1).nodes == 2 + len(items) + sum(1 + len(drawn(h.body.children)) for h in m.heads)
+    outputs = len(m.outputs) or 1
+    assert expected(m, 1).nodes == 1 + outputs + len(items) + sum(1 + len(drawn(h.body.children)) for h in m.heads)
 
 
 @needs_dot
