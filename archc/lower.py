@@ -203,6 +203,34 @@ class _Ctx:
         self.where = where
 
 
+_STDLIB_CACHE: dict[tuple, list] = {}
+
+
+def _parse_stdlib(paths) -> list:
+    """The standard library's blocks: ``(name, validated block, raw mapping)``, in file order."""
+    from pydantic import ValidationError
+
+    from .spec import BlockDef as BlockSpec
+
+    out: list = []
+    where: dict = {}
+    for path in paths:
+        raw = parse_yaml(read_text(str(path)), f"{STDLIB_PREFIX}{path.name}")
+        for name, rb in raw.get("blocks", {}).items():
+            if name in where:  # one namespace for all families: a second definition is a bug here
+                raise ArchcError(
+                    f"stdlib block '{name}' is also defined at {getattr(where[name], 'loc', '?')}",
+                    loc_of(raw["blocks"], name),
+                )
+            try:
+                b = BlockSpec.model_validate(rb)
+            except ValidationError as exc:  # a bug in archc itself, but say where
+                raise ArchcError(f"stdlib block '{name}': {exc}", loc_of(raw["blocks"], name)) from None
+            where[name] = rb
+            out.append((name, b, rb))
+    return out
+
+
 class Lowerer:
     """``errors``: a list to record errors in and go on (every independent error of the spec is reported);
     None: the first error is raised."""
@@ -241,23 +269,13 @@ class Lowerer:
 
     # ---------------------------------------------------------------- setup
     def _load_stdlib(self) -> None:
-        from pydantic import ValidationError
-
-        from .spec import BlockDef as BlockSpec
-
-        for path in sorted(STDLIB_DIR.glob("*.yaml")):
-            raw = parse_yaml(read_text(str(path)), f"{STDLIB_PREFIX}{path.name}")
-            for name, rb in raw.get("blocks", {}).items():
-                if name in self.raw_blocks:  # one namespace for all families: a second definition is a bug here
-                    raise ArchcError(
-                        f"stdlib block '{name}' is also defined at {getattr(self.raw_blocks[name][1], 'loc', '?')}",
-                        loc_of(raw["blocks"], name),
-                    )
-                try:
-                    b = BlockSpec.model_validate(rb)
-                except ValidationError as exc:  # a bug in archc itself, but say where
-                    raise ArchcError(f"stdlib block '{name}': {exc}", loc_of(raw["blocks"], name)) from None
-                self.raw_blocks[name] = (b, rb, "stdlib")
+        paths = sorted(STDLIB_DIR.glob("*.yaml"))
+        key = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        if key not in _STDLIB_CACHE:  # parsed once per process (read only afterwards), again when a file changes
+            _STDLIB_CACHE.clear()
+            _STDLIB_CACHE[key] = _parse_stdlib(paths)
+        for name, b, rb in _STDLIB_CACHE[key]:
+            self.raw_blocks[name] = (b, rb, "stdlib")
 
     def item_choices(self) -> dict:
         """What an item may be, by category (for the message about an unknown one)."""
