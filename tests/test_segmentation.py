@@ -15,6 +15,7 @@ rounding, <= 1e-9).
 from __future__ import annotations
 
 import copy
+import importlib.util
 
 import numpy as np
 import pytest
@@ -172,3 +173,21 @@ def test_aux_head_equals_torchvisions_aux_loss(stem, torchvision, cli, tmp_path)
     assert list(ref) == list(y) == ["out", "aux"]
     for key in ("out", "aux"):
         assert rel_err(ref[key].numpy(), y[key].numpy()) <= TORCH_TOL, key
+    if importlib.util.find_spec("keras") is None:
+        return
+    # the Keras twin: a functional model returns every output (the aux head too) whatever the mode; in inference
+    # mode (BN on its statistics, dropout off) against torchvision's float64 copy
+    h5 = tmp_path / "generated.weights.h5"
+    r = cli(*argv[:3], h5, *argv[4:], *(a for s in sets[1:] for a in ("--set", s)), "--set", f"size={OTHER}")
+    assert r.code == 0, r.err
+    net64 = copy.deepcopy(net).double().eval()
+    with torch.no_grad():
+        ref = net64(torch.from_numpy(x.astype(np.float64)))
+    with keras_floatx("float64"):
+        kmodel = load_generated(compile_spec(f"specs/{stem}.yaml", [f"size={OTHER}", "aux=true"]), "keras")
+        kmodel = kmodel.build_model()
+        kmodel.load_weights(h5)
+        yk = kmodel(x.astype(np.float64).transpose(0, 2, 3, 1), training=False)
+    assert sorted(yk) == ["aux", "out"]
+    for key in ("out", "aux"):
+        assert rel_err(ref[key].numpy(), np.moveaxis(np.asarray(yk[key]), -1, 1)) <= FLOAT64_TOL, key
