@@ -81,6 +81,26 @@ network:
   - upsample: {name: back, from: p1, like: image, mode: bilinear}
 outputs: {fine: back, coarse: r2, side: side}
 """,
+    # a block's second input's width in its expressions (milesial's bilinear U-Net `Up`: a double conv whose middle
+    # width is half the concatenation's), inside a repeat too: the Keras function reads it off the tensor
+    "second_input_width_in_expressions": HEAD
+    + """
+blocks:
+  up:
+    params: {out: null}
+    inputs: [x, skip]
+    body:
+      - upsample: {scale: 2, mode: bilinear, align_corners: true}
+      - concat: {from: [skip, upsample]}
+      - conv: {out: "${(in_channels + skip_channels) // 2}", kernel: 3, padding: 1}
+      - repeat: {times: 2, body: [conv: {out: "${skip_channels + out}", kernel: 1}]}
+      - conv: {out: $out, kernel: 1}
+network:
+  - conv: {name: enc, out: 6, kernel: 3, padding: 1}
+  - maxpool: {kernel: 2, stride: 2}
+  - conv: {out: 4, kernel: 3, padding: 1}
+  - up: {out: 3, from: {skip: enc}}
+""",
     # a block reads its own main input by name (a hand-written shortcut), and a block reused at two levels
     "block_reads_its_input": HEAD
     + """

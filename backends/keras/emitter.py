@@ -150,12 +150,19 @@ class KerasEmitter(BaseEmitter):
         if _uses_in_channels(b.body):
             self.ns.reserve("in_channels")
             body.append(c.assign("in_channels", c.subscript(c.attr(x, "shape"), -1)))
+        # the other inputs' widths (`skip_channels`), read where the body's expressions use them (no loop rebinds them)
+        widths = [f"{i}_channels" for i in extra if _uses_name(b.body, f"{i}_channels")]
+        for i in extra:
+            if f"{i}_channels" in widths:
+                self.ns.reserve(f"{i}_channels")
+                body.append(c.assign(f"{i}_channels", c.subscript(c.attr(i, "shape"), -1)))
+        preamble = len(body)  # where every name hoisted expressions may read is bound
         self.seq(b.body, scope, x, Name([c.name("name")]), body, top=False)
         body = c.merge_adjacent_ifs(body)
-        body = c.hoist_repeated(body, set(params) | {"in_channels"}, self.ns, at=1 if "in_channels" in self.ns else 0)
+        body = c.hoist_repeated(body, set(params) | {"in_channels", *widths}, self.ns, at=preamble)
         body.append(c.ret(c.name(x)))
         body = c.name_saved_outputs(body, x, set(self.saved.values()))
-        body = c.drop_unused(body, {"in_channels"} | self.own_locals)
+        body = c.drop_unused(body, {"in_channels", *widths} | self.own_locals)
         required = [p for p, d in b.params if d is None]
         defaulted = [(p, d) for p, d in b.params if d is not None]
         doc = (b.doc or f"The '{b.name}' block.") + '\n\nLayers are named f"{name}_<path>" after the spec\'s items.'
@@ -474,6 +481,16 @@ def _last(t: ir.TNode, scope: Scope):
             return item
         return None
     return None
+
+
+def _uses_name(t: ir.TNode, name: str) -> bool:
+    """Whether any expression in ``t``, nested loop bodies included, uses ``name``."""
+    exprs = [v for _, v in t.attrs] + ([t.cond] if t.cond is not None else [])
+    for v in exprs:
+        for e in v if isinstance(v, tuple) else (v,):
+            if isinstance(e, Expr) and name in e.names():
+                return True
+    return any(_uses_name(ch, name) for ch in t.children)
 
 
 def _uses_in_channels(t: ir.TNode) -> bool:
