@@ -235,8 +235,9 @@ class Lowerer:
     """``errors``: a list to record errors in and go on (every independent error of the spec is reported);
     None: the first error is raised."""
 
-    def __init__(self, data: LDict, spec: Spec, file: str, errors: list | None = None):
+    def __init__(self, data: LDict, spec: Spec, file: str, errors: list | None = None, input_failed: bool = False):
         self.errors = errors
+        self.input_failed = input_failed  # the input's problems are reported (validation): its shape is unknown
         self._unknowns = False  # whether an UNKNOWN value may be in a scope (ev's fast path while not)
         self._width_exprs: set[Expr] = set()  # expressions that read the running width (in_channels)
         self._eval_failed = False  # an expression could not be evaluated (see is_unknown)
@@ -640,11 +641,8 @@ class Lowerer:
     ) -> ir.TNode:
         block = item.block
         if block not in self.raw_blocks:
-            raise ArchcError(
-                f"unknown block or kind '{block}'{suggest(block, list(self.raw_blocks) + list(KINDS))}"
-                f"{listing(self.item_choices())}",
-                loc,
-            )
+            hint = suggest(block, list(self.raw_blocks) + list(KINDS))  # a close name, or else every choice
+            raise ArchcError(f"unknown block or kind '{block}'{hint or listing(self.item_choices())}", loc)
         bdef = self.block_template(block, loc)
         args = dict(item.args)
         name = args.pop("name", None) or auto
@@ -1201,7 +1199,7 @@ class Lowerer:
             self.record(exc)
             self.inits = {}
         try:
-            in_shape = self.input_shape = self.lower_input(scope)
+            in_shape = self.input_shape = None if self.input_failed else self.lower_input(scope)
         except ArchcError as exc:
             self.record(exc)
             in_shape = self.input_shape = None
@@ -1328,13 +1326,9 @@ class Lowerer:
             elif kind in self.raw_blocks:
                 allowed = set(self.raw_blocks[kind][0].params)
             else:
-                self.record(
-                    ArchcError(
-                        f"defaults for unknown kind or block '{kind}'"
-                        f"{suggest(kind, list(KINDS) + list(self.raw_blocks))}{listing(self.item_choices())}",
-                        kloc,
-                    )
-                )
+                hint = suggest(kind, list(KINDS) + list(self.raw_blocks))  # a close name, or else every choice
+                choices = hint or listing(self.item_choices())
+                self.record(ArchcError(f"defaults for unknown kind or block '{kind}'{choices}", kloc))
                 continue
             given = {}
             for key in attrs:

@@ -154,12 +154,13 @@ def _problem(e) -> tuple:
     return tuple(path[:3] if path and path[0] in ("blocks", "heads", "defaults") else path[:2])
 
 
-def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcError], LDict | None]:
+def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcError], LDict | None, dict | None]:
     """Every independent problem of a pydantic validation error, located (one error each: :func:`_problem`);
     and a copy of ``data`` repaired so that the lowering can go on and find the other errors (None if it
     cannot): an item with a problem becomes :func:`archc.lower.invalid_item`, an unknown key outside the
-    items becomes the key it is a typo of; any other problem (in the input, the params, a head's ``at``...)
-    stops there."""
+    items becomes the key it is a typo of; an input with another problem becomes a stand-in (the third value,
+    else None; also the one to use if the repaired input does not validate) whose shape the lowering takes as
+    unknown, as after an input error of its own; any other problem (the params, a head's ``at``...) stops there."""
     from .lower import invalid_item
 
     errors = exc.errors(include_url=False)
@@ -172,10 +173,14 @@ def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcErro
         problems.setdefault(_problem(e), []).append(e)
     repaired = _copy_data(data)
     fixes, out, renamed = [], [], set()
+    bad_input_keys: set = set()  # the input's keys with a problem (None: the input as a whole)
+    stand_in_needed = False
     for group in problems.values():
         out.append(_located(group, data))
         path = group[0]["loc"]
         end = _item_end(path)
+        if path and path[0] == "input":
+            bad_input_keys.update(e["loc"][1] if len(e["loc"]) > 1 else None for e in group)
         if end is not None:
             container, key, _, raw_item = _walk(repaired, path[:end])
             if isinstance(container, list) and key == path[end - 1]:
@@ -199,8 +204,11 @@ def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcErro
                     renamed.add((id(container), meant))
                 else:
                     repaired = None
+        elif path and path[0] == "input":  # the network's own checks go on with an input of unknown shape
+            stand_in_needed = True
         else:
             repaired = None
+    stand_in = _stand_in_input(data.get("input"), bad_input_keys) if bad_input_keys else None
     if repaired is not None:
         for container, key, fix in fixes:
             if isinstance(fix, str):  # the key renamed, its value and places kept
@@ -208,7 +216,19 @@ def validation_errors(exc: ValidationError, data: LDict) -> tuple[list[ArchcErro
                 container.locs[fix], container.klocs[fix] = container.locs.get(key), container.klocs.get(key)
             else:
                 container[key] = fix
-    return out, repaired
+        if stand_in_needed:
+            repaired["input"] = stand_in
+    return out, repaired, stand_in
+
+
+def _stand_in_input(raw, bad: set) -> dict:
+    """An input that validates, for the lowering to go on past the input's own problems (its shape is taken as
+    unknown): the given name kept where it has no problem of its own, so that references to it still resolve."""
+    stand_in = {"height": 1, "width": 1, "channels": 1}
+    name = raw.get("name") if isinstance(raw, dict) and None not in bad and "name" not in bad else None
+    if isinstance(name, str):
+        stand_in["name"] = name
+    return stand_in
 
 
 def _copy_data(data: LDict) -> LDict:
@@ -254,18 +274,26 @@ def _compile(path: str, sets=()):
 
     data = load(path, sets)  # a YAML or file error stops here: there is nothing to go on with
     errors: list[ArchcError] = []
+    input_failed = False
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        errors, data = validation_errors(exc, data)
+        errors, data, stand_in = validation_errors(exc, data)
         spec = None
         if data is not None:
+            input_failed = stand_in is not None and data["input"] is stand_in
             try:
                 spec = Spec.model_validate(data)
-            except ValidationError:  # the repair did not take: the errors found so far are the report
+            except ValidationError:
                 spec = None
+            if spec is None and stand_in is not None and not input_failed:  # the input's repair did not take
+                data["input"], input_failed = stand_in, True
+                try:
+                    spec = Spec.model_validate(data)
+                except ValidationError:  # nor did the stand-in: the errors found so far are the report
+                    spec = None
     if spec is not None:
-        lowerer = Lowerer(data, spec, path, errors)
+        lowerer = Lowerer(data, spec, path, errors, input_failed=input_failed)
         try:
             model = lowerer.lower()
         except RecursionError:

@@ -181,6 +181,36 @@ def test_the_other_branches_of_a_failing_branch_are_checked(cli, write_yaml):
     )
 
 
+@pytest.mark.parametrize(
+    "input_, needle, said",
+    [
+        ("{height: 16, width: 16, depht: 3}", "depht", "unknown key 'depht' (did you mean 'depth'?)"),  # no repair
+        ("{height: abc, width: 16, channels: 3}", "abc", "'height' must be"),
+        ("{height: 16, width: 16}", "{", "missing key 'channels'"),
+    ],
+)
+def test_a_problem_in_the_input_leaves_the_network_checked(cli, write_yaml, input_, needle, said):
+    """The network's own mistakes are reported past an input that does not validate, its shape taken as unknown
+    (as after an input error the lowering finds), and nothing that follows from the unknown shape."""
+    text = (
+        f"name: t\ninput: {input_}\nnetwork:\n"
+        "  - conv: {out: 8, kernal: 3}\n"
+        "  - maxpol: {kernel: 2}\n"
+        "  - conv: {out: 16, kernel: 3, stride: 0}\n"
+    )
+    path = write_yaml(text)
+    assert_errors(
+        cli("check", path),
+        path,
+        [
+            (at(path, text, needle), said),
+            (at(path, text, "kernal"), "unknown key 'kernal' in 'conv' (did you mean 'kernel'?)"),
+            (at(path, text, "maxpol"), "unknown block or kind 'maxpol' (did you mean 'maxpool'?)"),
+            (at(path, text, "0", nth=1, shift=0), "stride must be a positive integer"),
+        ],
+    )
+
+
 def test_validation_errors_and_lowering_errors_come_in_the_order_of_their_places(cli, write_yaml):
     text = (
         HEAD + "network:\n"

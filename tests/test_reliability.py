@@ -225,6 +225,7 @@ def test_suggestions_only_when_close(item, suggested, cli, write_yaml):
         assert "did you mean" not in err, err
     else:
         assert f"did you mean '{suggested}'?" in err, err
+        assert "primitives:" not in err, err  # a close name is the answer: the choices are listed only without one
 
 
 def test_unknown_kind_lists_the_kinds_by_category(cli, write_yaml):
