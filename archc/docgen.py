@@ -714,7 +714,8 @@ TROUBLE_CASES: list[tuple[str, str, dict[str, str], list[str]]] = [
     (
         "An unknown kind or block",
         "An item whose kind is neither a kind ([Kinds](reference/kinds/index.md)) nor a block of the spec or the "
-        "standard library.",
+        "standard library. A close name is suggested; with none, the message lists what an item may be, by "
+        "category (primitives, combinators, the spec's blocks, the standard library's).",
         {
             "mine.yaml": "name: mine\ninput: {height: 32, width: 32, channels: 3}\nnetwork:\n  - convv: "
             "{out: 8, kernel: 3}\n"
