@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from . import ir, limits
 from .errors import ArchcError, closest, collect, suggest
 from .loader import LDict, key_loc, load, loc_of
-from .spec import IDENT_PATTERN, KINDS, HeadSpec, InputSpec, Spec
+from .spec import IDENT_PATTERN, KINDS, REF_PATTERN, HeadSpec, InputSpec, Spec
 from .spec import BlockDef as BlockSpec
 
 _TYPE_WORDS = {
@@ -105,6 +105,12 @@ def _located(errors: list, data: LDict) -> ArchcError:
         return ArchcError(
             f"{what_name} {_short(key if is_key else cur)} is not a valid identifier "
             "(letters, digits and '_', not starting with a digit, at most 64 characters)",
+            loc,
+        )
+    if e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == REF_PATTERN and not is_key:
+        return ArchcError(
+            f"{_short(cur)} is not a reference: the name of an earlier item, an input, or a dotted path of names "
+            "into named seqs (backbone.layer3); each name letters, digits and '_', not starting with a digit",
             loc,
         )
     if e["type"] == "string_too_long" and (is_key or key == "name"):

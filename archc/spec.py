@@ -72,10 +72,11 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 Ref = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        pattern=REF_PATTERN,
         max_length=200,
         description="the name of an earlier item (a dotted path reaches inside a named seq), of the network's "
         "input, or of one of the block's inputs",

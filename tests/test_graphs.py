@@ -277,6 +277,12 @@ def test_generated_code_keeps_read_outputs_by_name(tmp_path):
 
 # (network text, expected message start, the lines each note must name)
 ERRORS = {
+    # not a name or a dotted path of names (a module index, as a PyTorch user writes `layer1.0`)
+    "not_a_reference": (
+        "network:\n  - conv: {name: a, out: 4, kernel: 1}\n  - relu: {from: a.0}\n",
+        "'a.0' is not a reference: the name of an earlier item, an input, or a dotted path of names",
+        5,
+    ),
     "unknown": (
         "network:\n  - conv: {name: enc, out: 4, kernel: 1}\n  - concat: {from: [enc, enk]}\n",
         "unknown output 'enk' in the network (did you mean 'enc'?)",
