@@ -34,6 +34,9 @@ TRUNCATED_STD = 0.87962566103423978
 # a truncated normal whose bounds are at least this many stds from its mean is written as a normal where a framework
 # cannot truncate at absolute bounds: the two differ with probability 2 * Phi(-8) < 1.3e-15 per weight
 UNTRUNCATED_AT = 8.0
+# a truncated normal whose bounds are closer than this (in stds) is taken as the uniform between them: its std to
+# within 1e-5 relative for bounds within 10 stds of the mean (the moments' formulas cancel there)
+NARROW = 1e-3
 
 # scheme -> its params and their defaults (PyTorch's where PyTorch has the scheme); None: required
 SCHEMES: dict[str, dict] = {
@@ -186,6 +189,8 @@ class Dist:
         if self.kind == "constant":
             return 0.0
         al, be = (self.low - self.mean) / self.std, (self.high - self.mean) / self.std
+        if be - al < NARROW:  # the density is flat across bounds this close: a uniform's (the formula cancels)
+            return (self.high - self.low) / math.sqrt(12)
         z = _phi_cdf(be) - _phi_cdf(al)
         t = (al * _phi(al) - be * _phi(be)) / z
         m = (_phi(al) - _phi(be)) / z
@@ -196,6 +201,8 @@ class Dist:
             return (self.low + self.high) / 2
         if self.kind == "trunc_normal":
             al, be = (self.low - self.mean) / self.std, (self.high - self.mean) / self.std
+            if be - al < NARROW:
+                return (self.low + self.high) / 2
             return self.mean + self.std * (_phi(al) - _phi(be)) / (_phi_cdf(be) - _phi_cdf(al))
         return self.mean
 

@@ -230,6 +230,13 @@ network:
   - conv: {name: he_u, out: 64, kernel: 3, padding: 1, init: {weight: {kaiming_uniform: {nonlinearity: relu}}}}
   - conv: {name: trunc2, out: 64, kernel: 3, padding: 1, init: {weight: {trunc_normal: {std: 0.05, a: -0.1, b: 0.1}}}}
   - conv: {name: trunc_far, out: 64, kernel: 3, padding: 1, init: {weight: {trunc_normal: {std: 0.02}}}}
+  # bounds Keras' TruncatedNormal (2 stds) cannot draw: 3 and 2 stds, asymmetric; 4 stds, about a mean; the
+  # default bounds (-2, 2) at a std so wide that they are 2e-6 stds: nearly uniform (the fuzzer's case 3129)
+  - conv: {name: trunc_asym, out: 64, kernel: 3, padding: 1, init: {weight: {trunc_normal: {std: 0.05, a: -0.15,
+           b: 0.1}}}}
+  - conv: {name: trunc_4, out: 64, kernel: 3, padding: 1, init: {weight: {trunc_normal: {mean: 0.5, std: 0.1,
+           a: 0.1, b: 0.9}}}}
+  - conv: {name: trunc_wide, out: 64, kernel: 3, padding: 1, init: {weight: {trunc_normal: {std: 1000000.0}}}}
   - kconv: {k: 3}
   - conv_transpose: {out: 32, kernel: 4, stride: 2, padding: 1}
   - conv_transpose: {name: convt_default, out: 32, kernel: 3, padding: 1, init: {weight: torch_default,

@@ -53,6 +53,7 @@ NEEDS_OPS = {
     "AdaptiveAvgPool2D",
     "Resize",
     "BatchNormalizationUnbiased",
+    "TruncatedNormalBounded",
     *OPTIMIZERS,
 }  # helpers that use keras.ops
 MODULE_NAMES = ("keras", "layers", "ops")

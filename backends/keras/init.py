@@ -19,7 +19,6 @@ from archc import init as initmod
 from archc.init import Init
 
 from .. import code as c
-from ..common import Unsupported
 
 # Keras' initializers by name: (scale, mode, distribution) of VarianceScaling -> name
 NAMED = {
@@ -81,12 +80,9 @@ def _fixed(e, init: Init, default_constant: float | None) -> ast.expr | None:
         return _init(e, "TruncatedNormal", **({"mean": d.mean} if d.mean else {}), stddev=d.std)
     if lo <= -initmod.UNTRUNCATED_AT and hi >= initmod.UNTRUNCATED_AT:  # bounds no draw reaches
         return _init(e, "RandomNormal", **({"mean": d.mean} if d.mean else {}), stddev=d.std)
-    raise Unsupported(
-        f"keras backend: trunc_normal with bounds {d.low}, {d.high} ({lo:.3g} and {hi:.3g} stds from the mean) has "
-        "no Keras initializer (Keras' TruncatedNormal truncates at 2 stds); use bounds at 2 stds or beyond "
-        f"{initmod.UNTRUNCATED_AT:g}",
-        None,
-    )
+    # other bounds: Keras' TruncatedNormal truncates at 2 stds only; the helper draws as PyTorch's trunc_normal_
+    bounds = {"mean": d.mean} if d.mean else {}
+    return c.call(e.helper("TruncatedNormalBounded"), **bounds, stddev=d.std, low=d.low, high=d.high)
 
 
 def _norm_tensor(e, init: Init, default: float) -> ast.expr | None:

@@ -542,5 +542,5 @@ EMIT = {
 }
 HELPERS = (
     "GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D", "Scale",
-    "Resize", "BatchNormalizationUnbiased", "torch_fan_in",
+    "Resize", "BatchNormalizationUnbiased", "TruncatedNormalBounded", "torch_fan_in",
 )  # fmt: skip

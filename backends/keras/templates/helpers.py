@@ -424,6 +424,26 @@ class RMSpropTorch(keras.optimizers.RMSprop):
         return {**super().get_config(), "weight_decay": self.torch_weight_decay}
 
 
+class TruncatedNormalBounded(keras.initializers.RandomUniform):
+    """A normal distribution (mean, stddev) truncated to [low, high] at any bounds, drawn as PyTorch's
+    ``nn.init.trunc_normal_`` draws it: uniform between the bounds' CDFs (here 2 CDF - 1, an erf), then the inverse
+    CDF (erfinv), clipped to the bounds. Keras' own TruncatedNormal truncates at 2 stddevs only."""
+
+    def __init__(self, mean=0.0, stddev=1.0, low=-2.0, high=2.0, seed=None):
+        scale = stddev * 2.0**0.5
+        lo, hi = (float(ops.convert_to_numpy(ops.erf((v - mean) / scale))) for v in (low, high))
+        super().__init__(minval=lo, maxval=hi, seed=seed)
+        self.mean, self.stddev, self.low, self.high = mean, stddev, low, high
+
+    def __call__(self, shape, dtype=None):
+        u = super().__call__(shape, dtype=dtype)
+        return ops.clip(ops.erfinv(u) * (self.stddev * 2.0**0.5) + self.mean, self.low, self.high)
+
+    def get_config(self):
+        config = {k: v for k, v in super().get_config().items() if k not in ("minval", "maxval")}
+        return {**config, "mean": self.mean, "stddev": self.stddev, "low": self.low, "high": self.high}
+
+
 def torch_fan_in(channels, kernel, rank):
     """PyTorch's fan-in of a convolution's weight: its input channels (per group) times its kernel's size (an
     integer, or one per spatial axis); PyTorch's default bias is U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
