@@ -92,6 +92,13 @@ CASES = {
         " conv_transpose: {out: 2, kernel: 3, padding: [0, 2], bias: false}]",
     ),
     "conv_transpose1d": (ONE_D, "[conv_transpose: {out: 3, kernel: 4, stride: 2, padding: 1}]"),
+    # a block's transposed conv whose padding and output padding differ between its calls (Keras works out its
+    # output padding and cropping when the function runs), a kernel shorter than the stride among them
+    "conv_transpose_per_call": (
+        TWO_D + "blocks: {up: {params: {p: 0, op: 0, k: 3}, body: [conv_transpose: {out: 3, kernel: $k, stride: 2,"
+        " padding: $p, output_padding: $op}]}}\n",
+        "[up, up: {p: 1, op: 1}, up: {p: [2, 0], op: [0, 1]}, up: {k: 1, p: 0, op: 1}]",
+    ),
     "conv_transpose3d": (
         THREE_D,
         "[conv_transpose: {out: 2, kernel: [1, 4, 4], stride: [1, 2, 2], padding: [0, 1, 1]}]",

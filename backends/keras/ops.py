@@ -463,24 +463,32 @@ def _conv_transpose(e, t, scope):
         # without output_padding Keras' 'valid' output is n * stride long where the kernel is shorter than the stride
         needed = any(extra) or any(d * (k - 1) + 1 < s for k, s, d, _, _ in axes)
         plans.add((extra if needed else None, tuple((p, p - op + q) for (_, _, _, p, op), q in zip(axes, extra))))
-    if len(plans) != 1:
-        from ..common import Unsupported
-
-        raise Unsupported("keras backend: this conv_transpose's padding differs between its uses", t.loc)
-    ((extra, crop),) = plans
     kw = [("strides", node(t.attr("stride")))] if value(t.attr("stride")) not in (1, (1,) * e.rank) else []
+    if len(plans) != 1:  # a block's transposed conv whose padding differs between its calls: the plan at run time
+        args = [node(t.attr("padding")), node(t.attr("output_padding")), c.lit(e.rank)]
+        kw.append(("output_padding", c.call(e.helper("transpose_output_padding"), *args)))
+        kw += _conv_transpose_rest(e, t, scope)
+        layer = (e.L(e.ranked("Conv2DTranspose")), [node(t.attr("out")), node(t.attr("kernel"))], kw)
+        return [layer, (e.L(e.ranked("Cropping2D")), [c.call(e.helper("transpose_cropping"), *args)], [], "crop")]
+    ((extra, crop),) = plans
     if extra is not None:
         kw.append(("output_padding", c.lit(extra if len(set(extra)) > 1 else extra[0])))
-    if value(t.attr("dilation")) not in (1, (1,) * e.rank):
-        kw.append(("dilation_rate", node(t.attr("dilation"))))
-    if value(t.attr("bias")) is not True:
-        kw.append(("use_bias", node(t.attr("bias"))))
-    kw += init_kwargs(e, t, scope, e.current_x, "conv_transpose")
+    kw += _conv_transpose_rest(e, t, scope)
     layer = (e.L(e.ranked("Conv2DTranspose")), [node(t.attr("out")), node(t.attr("kernel"))], kw)
     if not any(x for pair in crop for x in pair):
         return layer
     arg = crop[0] if e.rank == 1 else crop
     return [layer, (e.L(e.ranked("Cropping2D")), [c.lit(arg)], [], "crop")]
+
+
+def _conv_transpose_rest(e, t, scope) -> list:
+    """A transposed conv's keyword arguments after its strides and output padding."""
+    kw = []
+    if scope.value(t.attr("dilation")) not in (1, (1,) * e.rank):
+        kw.append(("dilation_rate", scope.node(t.attr("dilation"))))
+    if scope.value(t.attr("bias")) is not True:
+        kw.append(("use_bias", scope.node(t.attr("bias"))))
+    return kw + init_kwargs(e, t, scope, e.current_x, "conv_transpose")
 
 
 @layer
@@ -542,5 +550,6 @@ EMIT = {
 }
 HELPERS = (
     "GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D", "Scale",
-    "Resize", "BatchNormalizationUnbiased", "TruncatedNormalBounded", "torch_fan_in",
+    "Resize", "BatchNormalizationUnbiased", "TruncatedNormalBounded", "torch_fan_in", "transpose_output_padding",
+    "transpose_cropping",
 )  # fmt: skip

@@ -450,3 +450,17 @@ def torch_fan_in(channels, kernel, rank):
     for k in kernel if isinstance(kernel, (list, tuple)) else [kernel] * rank:
         channels *= k
     return channels
+
+
+def transpose_output_padding(padding, output_padding, rank):
+    """Keras' output_padding for PyTorch's transposed conv (padding p, output_padding op, per axis or one for all):
+    the 'valid' full output gets max(op - p, 0) more positions at its end, then transpose_cropping's crop."""
+    pairs = zip(*(v if isinstance(v, (list, tuple)) else [v] * rank for v in (padding, output_padding)))
+    return tuple(max(op - p, 0) for p, op in pairs)
+
+
+def transpose_cropping(padding, output_padding, rank):
+    """What Cropping removes from the full output for PyTorch's padding: p before, max(p - op, 0) after."""
+    pairs = zip(*(v if isinstance(v, (list, tuple)) else [v] * rank for v in (padding, output_padding)))
+    crop = tuple((p, max(p - op, 0)) for p, op in pairs)
+    return crop[0] if rank == 1 else crop
