@@ -92,6 +92,15 @@ CASES = {
         " conv_transpose: {out: 2, kernel: 3, padding: [0, 2], bias: false}]",
     ),
     "conv_transpose1d": (ONE_D, "[conv_transpose: {out: 3, kernel: 4, stride: 2, padding: 1}]"),
+    # a block param where the emitters wrote literals: a zeropad's padding in each of its forms
+    "zeropad_param": (
+        TWO_D + "blocks: {b: {params: {p: 1}, body: [zeropad: {padding: $p}, conv: {out: 3, kernel: 3}]}}\n",
+        "[b, b: {p: [1, 2]}, b: {p: [[0, 1], [2, 0]]}, b: {p: [1, 0, 0, 2]}]",
+    ),
+    "zeropad_param1d": (
+        ONE_D + "blocks: {b: {params: {p: 1}, body: [zeropad: {padding: $p}, conv: {out: 2, kernel: 3}]}}\n",
+        "[b, b: {p: [[2, 0]]}, b: {p: [3]}]",
+    ),
     # a block's transposed conv whose padding and output padding differ between its calls (Keras works out its
     # output padding and cropping when the function runs), a kernel shorter than the stride among them
     "conv_transpose_per_call": (
@@ -156,6 +165,20 @@ def test_torch_equals_keras(name, spec):
     yt, yk, err = parity(spec(name), dtype=dtype)
     assert np.isfinite(yt).all()
     assert err <= (FLOAT32_BOUND if dtype == "float32" else FLOAT64_BOUND), err
+
+
+def test_gelu_approximation_as_a_block_param(tmp_path):
+    """gelu's ``approximate`` given by a block's param (exact in one call, tanh in the other): built by both backends,
+    the same numbers. TensorFlow's float64 GELU is not PyTorch's to rounding (a literal gelu, exact or tanh, differs
+    by 3e-9 / 6e-10 relative here): the bound is 1e-7."""
+    path = tmp_path / "gelu.yaml"
+    path.write_text(
+        "name: gelu_param\n" + TWO_D + "blocks: {b: {params: {a: none}, body: [gelu: {approximate: $a},"
+        " conv: {out: 3, kernel: 3, padding: 1}]}}\nnetwork: [b, b: {a: tanh}]\n",
+        encoding="utf-8",
+    )
+    _, _, err = parity(path)
+    assert err <= 1e-7, err
 
 
 @pytest.mark.parametrize("name", list(CASES))

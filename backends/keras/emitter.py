@@ -54,6 +54,7 @@ NEEDS_OPS = {
     "Resize",
     "BatchNormalizationUnbiased",
     "TruncatedNormalBounded",
+    "Gelu",
     *OPTIMIZERS,
 }  # helpers that use keras.ops
 MODULE_NAMES = ("keras", "layers", "ops")

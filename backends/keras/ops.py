@@ -99,9 +99,13 @@ def _dense(e, t, scope):
 @layer
 def _zeropad(e, t, scope):
     pad = scope.value(t.attr("padding"))
-    if pad is None:
-        raise Unsupported("zeropad padding must be known when emitting", t.loc)
+    if pad is None:  # a block's param: Keras' form of it computed when the function runs
+        return e.L(e.ranked("ZeroPadding2D")), [c.call(e.helper("zeropad_padding"), *_pad_args(e, t, scope))], []
     return e.L(e.ranked("ZeroPadding2D")), [c.lit(e.pad_arg(pads(pad, e.rank)))], []
+
+
+def _pad_args(e, t, scope) -> list:
+    return [scope.node(t.attr("padding")), c.lit(e.rank)]
 
 
 def _strided_by_subsampling(e, t) -> bool:
@@ -364,13 +368,7 @@ def _gelu(e, t, scope):
         return e.L("Activation"), [c.lit("gelu")], []
     if approx == "tanh":
         return e.helper("GeluTanh"), [], []
-    raise_unknown(t)
-
-
-def raise_unknown(t):
-    from ..common import Unsupported
-
-    raise Unsupported("keras backend: gelu's approximate must be known when emitting", t.loc)
+    return e.helper("Gelu"), [], [("approximate", scope.node(t.attr("approximate")))]  # a block's param
 
 
 @layer
@@ -551,5 +549,5 @@ EMIT = {
 HELPERS = (
     "GeluTanh", "LayerScale", "StochasticDepth", "ChannelShuffle", "ChannelSlice", "AdaptiveAvgPool2D", "Scale",
     "Resize", "BatchNormalizationUnbiased", "TruncatedNormalBounded", "torch_fan_in", "transpose_output_padding",
-    "transpose_cropping",
+    "transpose_cropping", "zeropad_padding", "Gelu",
 )  # fmt: skip

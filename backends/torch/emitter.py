@@ -76,6 +76,7 @@ HELPER_ORDER = [
     "StochasticDepth",
     "ChannelSlice",
     "Scale",
+    "zeropad_padding",
     *OPTIMIZERS,
 ]
 # module-level names of the generated file besides classes: name -> what needs it

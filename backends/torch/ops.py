@@ -79,8 +79,8 @@ def _dense(e, t, scope, k, inplace):
 
 def _zeropad(e, t, scope, k, inplace):
     pad = scope.value(t.attr("padding"))
-    if pad is None:
-        raise Unsupported("zeropad padding must be known when emitting", t.loc)
+    if pad is None:  # a block's param: PyTorch's form of it computed when the block is built
+        return e.nd("ZeroPad", c.call(e.ref("zeropad_padding"), scope.node(t.attr("padding")), c.lit(e.rank)))
     return e.nd("ZeroPad", c.lit(pad_last_axis_first(pads(pad, e.rank))))
 
 

@@ -157,6 +157,20 @@ class GeluTanh(layers.Layer):
         return ops.gelu(x, approximate=True)
 
 
+class Gelu(layers.Layer):
+    """GELU as PyTorch's GELU(approximate=...): exact ("none") or with the tanh approximation ("tanh")."""
+
+    def __init__(self, approximate="none", **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = approximate
+
+    def call(self, x):
+        return ops.gelu(x, approximate=self.approximate == "tanh")
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+
 class LayerScale(layers.Layer):
     """A learned per-channel scale (ConvNeXt's layer scale), initialized to ``init``."""
 
@@ -464,3 +478,15 @@ def transpose_cropping(padding, output_padding, rank):
     pairs = zip(*(v if isinstance(v, (list, tuple)) else [v] * rank for v in (padding, output_padding)))
     crop = tuple((p, max(p - op, 0)) for p, op in pairs)
     return crop[0] if rank == 1 else crop
+
+
+def zeropad_padding(padding, rank):
+    """A zeropad's padding (an integer, one entry per axis: an integer or [before, after], or in 2-D [top, bottom,
+    left, right]) as Keras' ZeroPadding takes it: a (before, after) pair per axis, the pair alone in 1-D."""
+    if isinstance(padding, int):
+        pairs = ((padding, padding),) * rank
+    elif rank == 2 and len(padding) == 4 and not isinstance(padding[0], (list, tuple)):
+        pairs = ((padding[0], padding[1]), (padding[2], padding[3]))
+    else:
+        pairs = tuple(tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding)
+    return pairs[0] if rank == 1 else pairs

@@ -329,6 +329,19 @@ class ChannelSlice(nn.Module):
         return f"start={self.start}, stop={self.stop}"
 
 
+def zeropad_padding(padding, rank):
+    """A zeropad's padding (an integer, one entry per axis: an integer or [before, after], or in 2-D [top, bottom,
+    left, right]) as PyTorch's ZeroPad takes it: (before, after) of the last axis first ((left, right, top, bottom)
+    in 2-D)."""
+    if isinstance(padding, int):
+        pairs = ((padding, padding),) * rank
+    elif rank == 2 and len(padding) == 4 and not isinstance(padding[0], (list, tuple)):
+        pairs = ((padding[0], padding[1]), (padding[2], padding[3]))
+    else:
+        pairs = tuple(tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding)
+    return tuple(x for pair in reversed(pairs) for x in pair)
+
+
 class SGDKeras(torch.optim.Optimizer):
     """SGD as keras.optimizers.SGD updates (PyTorch's argument names, Keras' defaults): the velocity
     accumulates -lr * gradient, v = momentum * v - lr * g, and the step is v, or with Nesterov momentum * v
