@@ -97,6 +97,16 @@ CASES = {
         TWO_D + "blocks: {b: {params: {p: 1}, body: [zeropad: {padding: $p}, conv: {out: 3, kernel: 3}]}}\n",
         "[b, b: {p: [1, 2]}, b: {p: [[0, 1], [2, 0]]}, b: {p: [1, 0, 0, 2]}]",
     ),
+    # a block's conv padding param that is asymmetric at some call ('same' at stride 2, explicit pairs): PyTorch pads
+    # at run time (Conv2dPadding), where its own padding is symmetric
+    "conv_padding_param": (
+        TWO_D + "blocks: {b: {params: {p: 1, s: 2}, body: [conv: {out: 3, kernel: 3, stride: $s, padding: $p}]}}\n",
+        "[b: {p: same}, b: {p: [[0, 1], [1, 0]], s: 1}, b, b: {p: valid, s: 1}, b: {p: same, s: 1}]",
+    ),
+    "conv_padding_param1d": (
+        ONE_D + "blocks: {b: {params: {p: 1}, body: [conv: {out: 2, kernel: 4, stride: 3, padding: $p}]}}\n",
+        "[b: {p: same}, b: {p: [[2, 0]]}, b]",
+    ),
     "zeropad_param1d": (
         ONE_D + "blocks: {b: {params: {p: 1}, body: [zeropad: {padding: $p}, conv: {out: 2, kernel: 3}]}}\n",
         "[b, b: {p: [[2, 0]]}, b: {p: [3]}]",

@@ -54,6 +54,7 @@ HELPER_ORDER = [
     "cat_then",
     "Conv2dSame",
     "Conv2dPadded",
+    "Conv2dPadding",
     "MaxPool2dSame",
     "pool_pads",
     "MaxPool2dPadded",
@@ -201,11 +202,13 @@ class TorchEmitter(BaseEmitter):
         return out + third
 
     def helper_dependencies(self) -> None:
+        if "Conv2dPadding" in self.helpers:
+            self.helpers |= {"same_pad", "zeropad_padding"}
         if "Conv2dSame" in self.helpers or "MaxPool2dSame" in self.helpers:
             self.helpers.add("same_pad")
         if self.helpers & {"MaxPool2dPadded", "AvgPool2dPadded"}:
             self.helpers.add("pool_pads")
-        if self.helpers & {"Conv2dPadded", "same_pad", "LayerNorm2d", "PointwiseLinear", "pool_pads"}:
+        if self.helpers & {"Conv2dPadded", "Conv2dPadding", "same_pad", "LayerNorm2d", "PointwiseLinear", "pool_pads"}:
             self.used.add("F")
         biased = {h for h in self.helpers if h.startswith("BatchNorm") and h.endswith("dBiased")}
         if biased:  # Keras' running variance: the mixin, and NoScale for the classes without a learned scale

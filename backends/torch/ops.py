@@ -12,7 +12,7 @@ import ast
 from archc.expr import sym_mul
 
 from .. import code as c
-from ..common import Unsupported, axes, compact, ones, pad_last_axis_first, pads, symmetric
+from ..common import axes, compact, ones, pad_last_axis_first, pads, symmetric
 
 ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 
@@ -118,11 +118,10 @@ def _conv_padding(e, t, scope, stride):
     p = t.attr("padding")
     known = scope.value(p)
     if known is None:
-        # symbolic: PyTorch accepts it as written only if every use is symmetric or stride-1 'same'
+        # symbolic: PyTorch takes it as written if every use is symmetric or stride-1 'same'; else padded at run time
         for n in e.instances.get(id(t), []):
-            ok = (n.same and ones(n.stride)) or (not n.same and symmetric(n.padding))
-            if not ok:
-                raise Unsupported(f"padding {p} gives asymmetric padding at {n.path}; write it as a literal", t.loc)
+            if not ((n.same and ones(n.stride)) or (not n.same and symmetric(n.padding))):
+                return [], "Conv2dPadding", [("padding_spec", scope.node(p))]
         return [("padding", scope.node(p))], "nn.Conv2d", []
     if known == "valid" or known == 0:
         return [], "nn.Conv2d", []

@@ -93,6 +93,25 @@ class Conv2dPadded(nn.Conv2d):
         return super().forward(F.pad(x, self.pad))
 
 
+class Conv2dPadding(nn.Conv2d):
+    """Conv2d with the padding a block's param gives it, in any of the spec's forms: 'same' (TensorFlow's, from the
+    input size at run time), 'valid', or explicit (zeropad_padding's forms), applied with F.pad: PyTorch's own is
+    symmetric."""
+
+    def __init__(self, *args, padding_spec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.padding_spec = padding_spec
+
+    def forward(self, x):
+        if self.padding_spec == "same":
+            pad = _same_pad(x, self.kernel_size, self.stride, self.dilation)
+        elif self.padding_spec == "valid":
+            pad = (0,) * (2 * len(self.kernel_size))
+        else:
+            pad = zeropad_padding(self.padding_spec, len(self.kernel_size))
+        return super().forward(F.pad(x, pad))
+
+
 class MaxPool2dSame(nn.MaxPool2d):
     """MaxPool2d with TensorFlow 'same' padding (padded values never win)."""
 
