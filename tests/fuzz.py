@@ -155,7 +155,8 @@ def mutate_tree(rng: random.Random, data: dict, specs, blocks) -> str:
     if op in ("scalar", "expr", "doc") and nodes:
         container, key = rng.choice(nodes)
         if op == "doc":
-            target = data if rng.random() < 0.5 or not isinstance(data.get("blocks"), dict) else None
+            blocks = data.get("blocks")  # (a mutation may have left it empty: `blocks: {}`)
+            target = data if rng.random() < 0.5 or not isinstance(blocks, dict) or not blocks else None
             if target is None:
                 target = data["blocks"][rng.choice(list(data["blocks"]))]
                 if not isinstance(target, dict):
@@ -433,13 +434,14 @@ def run_case(seed: int, specs, blocks, work: Path) -> Outcome:
     return o
 
 
-def fuzz(cases: int, seed: int = 0, work: Path | None = None, progress=None) -> Figures:
-    """``cases`` cases from ``seed``; ``progress(figures)`` is called every 100 cases (a long run's interim)."""
+def fuzz(cases: int, seed: int = 0, work: Path | None = None, progress=None, start: int = 0) -> Figures:
+    """Cases ``start`` to ``cases - 1`` of ``seed`` (``start``: to finish a long run that stopped part-way);
+    ``progress(figures)`` is called every 100 cases (a long run's interim)."""
     specs, blocks = load_seeds()
     figures = Figures()
     with tempfile.TemporaryDirectory(prefix="archc-fuzz-") as tmp:
         base = Path(work or tmp)
-        for i in range(cases):
+        for i in range(start, cases):
             o = run_case(seed * 1_000_003 + i, specs, blocks, base)
             figures.outcomes.append(o)
             if progress and (i + 1) % 100 == 0:
@@ -458,6 +460,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=int(os.environ.get("ARCHC_FUZZ_SEED", "0")))
     ap.add_argument("--cases", type=int, default=int(os.environ.get("ARCHC_FUZZ_CASES", "300")))
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--start", type=int, default=0, help="the first case to run (the rest of a run that stopped)")
     ap.add_argument("--case", type=int, help="print the spec of one case (its seed) and exit")
     args = ap.parse_args(argv)
     if args.case is not None:
@@ -476,7 +479,7 @@ def main(argv=None) -> int:
             Path(args.json).write_text(text, encoding="utf-8")
         return text
 
-    figures = fuzz(args.cases, args.seed, progress=report)
+    figures = fuzz(args.cases, args.seed, progress=report, start=args.start)
     print(report(figures))
     return 1 if figures.defects() else 0
 
