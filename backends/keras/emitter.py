@@ -153,7 +153,7 @@ class KerasEmitter(BaseEmitter):
             self.ns.reserve("in_channels")
             body.append(c.assign("in_channels", c.subscript(c.attr(x, "shape"), -1)))
         # the other inputs' widths (`skip_channels`), read where the body's expressions use them (no loop rebinds them)
-        widths = [f"{i}_channels" for i in extra if _uses_name(b.body, f"{i}_channels")]
+        widths = [f"{i}_channels" for i in extra if _mentions(b.body, f"{i}_channels")]
         for i in extra:
             if f"{i}_channels" in widths:
                 self.ns.reserve(f"{i}_channels")
@@ -460,14 +460,17 @@ def outs_names(m: ir.Model) -> list[tuple[str, str]]:
     return [*m.outputs, *((h.name, h.at) for h in m.heads)]
 
 
-def _mentions(t: ir.TNode, name: str) -> bool:
-    """Whether an attribute or condition in ``t`` (or below it) reads ``name`` (what the Keras code renders)."""
+def _mentions(t: ir.TNode, name: str, into_loops: bool = True) -> bool:
+    """Whether an attribute or condition in ``t`` (or below it) reads ``name`` (what the Keras code renders);
+    ``into_loops`` False: not inside nested loop bodies (which rebind ``in_channels``)."""
     exprs = [v for _, v in t.attrs] + ([t.cond] if t.cond is not None else [])
     for v in exprs:
         for e in v if isinstance(v, tuple) else (v,):
             if isinstance(e, Expr) and name in e.names():
                 return True
-    return any(_mentions(ch, name) for ch in t.children)
+    if not into_loops and t.kind in ("repeat", "dense_connect"):
+        return False
+    return any(_mentions(ch, name, into_loops) for ch in t.children)
 
 
 def _is_default(default, value) -> bool:
@@ -485,23 +488,6 @@ def _last(t: ir.TNode, scope: Scope):
     return None
 
 
-def _uses_name(t: ir.TNode, name: str) -> bool:
-    """Whether any expression in ``t``, nested loop bodies included, uses ``name``."""
-    exprs = [v for _, v in t.attrs] + ([t.cond] if t.cond is not None else [])
-    for v in exprs:
-        for e in v if isinstance(v, tuple) else (v,):
-            if isinstance(e, Expr) and name in e.names():
-                return True
-    return any(_uses_name(ch, name) for ch in t.children)
-
-
 def _uses_in_channels(t: ir.TNode) -> bool:
     """Whether any expression in ``t`` (outside nested loop bodies, which rebind it) uses ``in_channels``."""
-    exprs = [v for _, v in t.attrs] + ([t.cond] if t.cond is not None else [])
-    for v in exprs:
-        for e in v if isinstance(v, tuple) else (v,):
-            if isinstance(e, Expr) and "in_channels" in e.names():
-                return True
-    if t.kind in ("repeat", "dense_connect"):
-        return False
-    return any(_uses_in_channels(ch) for ch in t.children)
+    return _mentions(t, "in_channels", into_loops=False)
