@@ -7,17 +7,54 @@ compiled by :func:`archc.backends.code.render`. It holds what the walk needs eve
 template node, the model's rank, the per-kind emit table (``EMIT``: one function per kind, the backend's
 ``ops.py``), the shape comments. A backend subclass says what differs as class data (``MODULE_NAMES``,
 ``HELPERS``, ``RANK_MARK``) and a few hooks (``spec_names``, ``definitions``, ``imports``, ``shape_text``).
+
+It also holds the one walk of a sequence's items that both backends' bodies are written by (:meth:`walk`,
+over :meth:`steps`): the running widths named between items, the items' conditions, the kept outputs that
+references read (``x = kept`` before an item that reads one, ``kept = x`` after an item that is kept), the
+auxiliary heads where they attach. The backend says what an item is in its code (:meth:`step`), how a running
+width is named (:meth:`apply_lets`), and how a head is built (:meth:`head`): PyTorch writes ``__init__`` and
+``forward`` at once, Keras one functional body.
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from archc import ir
 
 from . import code as c
-from .common import pair_instances, spec_label
+from .common import Scope, pair_instances, spec_label
+
+MERGES = ("concat", "add", "mul")
+
+
+@dataclass
+class Frame:
+    """Where a walk of a sequence writes: the variable its items transform, the locals of the outputs references
+    read (``archc.refs``: key -> local), whether it is the network's own level (shape comments, heads). A backend
+    adds what it carries from item to item (its subclass)."""
+
+    var: str
+    saved: dict[str, str]
+    top: bool = False
+    scope: Scope | None = field(default=None, repr=False)  # the running scope (after the last item's widths)
+    final_scope: Scope | None = field(default=None, repr=False)  # after the sequence's last item
+
+
+@dataclass(frozen=True)
+class Step:
+    """An item of a sequence as a walk meets it: its place, the scope it is built in; its own condition when the
+    arguments decide it (an ast expression; None: always built); the local of the kept output it reads instead
+    of the previous item's output (None: it reads that)."""
+
+    index: int  # the item's place in its sequence
+    item: ir.TNode
+    scope: Scope
+    own: ast.expr | None
+    read: str | None
 
 
 class BaseEmitter:
@@ -71,6 +108,71 @@ class BaseEmitter:
         weights = {**named, **{h.name: h.loss_weight for h in m.heads}}
         keys, values = [c.lit(k) for k in weights], [c.lit(v) for v in weights.values()]
         return c.assign("LOSS_WEIGHTS", ast.Dict(keys=keys, values=values))
+
+    # ------------------------------------------------------------------ the walk
+    def steps(self, seq: ir.TNode, scope: Scope, f: Frame, out: list[ast.stmt] | None = None) -> Iterator[Step]:
+        """The items of ``seq`` that can be there, each in the scope it is built in: the running widths named
+        before it (``ir.TNode.lets``; their statements go to ``out``, None where no statement fits) bound,
+        items whose condition is false here left out. ``f.scope`` follows."""
+        f.scope = scope
+        for i, t in enumerate(seq.children):
+            f.scope = self.apply_lets(seq, i, f.scope, f, out)
+            present = f.scope.value(t.cond) if t.cond is not None else True
+            if present is False:
+                continue
+            own = None if present is True else f.scope.node(t.cond)
+            read = f.saved[t.src[0]] if t.src and t.src[0] and t.kind not in MERGES else None
+            yield Step(i, t, f.scope, own, read)
+
+    def walk(self, seq: ir.TNode, scope: Scope, f: Frame) -> list[ast.stmt]:
+        """The statements that transform ``f.var`` through the items of ``seq``: each item's (:meth:`step`), then
+        ``kept = x`` where references read its output, then the auxiliary head attached there (top level)."""
+        out: list[ast.stmt] = []
+        for s in self.steps(seq, scope, f, out):
+            t = s.item
+            out += self.step(s, f)
+            if t.key in f.saved:  # references read it: kept in a local
+                out.append(c.assign(f.saved[t.key], c.name(f.var)))
+                self.kept(f)
+            if f.top and t.name in self.taps:
+                head = self.taps.pop(t.name)
+                at = self.instances[id(t)][0]
+                out += self.head(head, Scope({**s.scope.values, "in_channels": at.out_shape[-1]}), f)
+        f.final_scope = self.apply_lets(seq, len(seq.children), f.scope, f, out)
+        return out
+
+    def save_inputs(
+        self, ns: c.Namespace, saved: dict[str, str], keys: list[str], given: dict[str, str], main: str | None, x: str
+    ) -> list[ast.stmt]:
+        """Name the locals that keep the outputs references read (into ``saved``, fresh in ``ns``): ``given`` are
+        inputs that are variables already; the main input ``main``, if read, is kept from ``x`` (the statement
+        returned)."""
+        out = []
+        for key in dict.fromkeys(keys):
+            if key in given:
+                saved[key] = given[key]
+            elif key == main:
+                saved[key] = ns.fresh(key)
+                out.append(c.assign(saved[key], c.name(x)))
+            else:
+                saved[key] = ns.fresh(key.replace(".", "_"))  # backbone.layer3 -> backbone_layer3
+        return out
+
+    # ------------------------------------------------------------------ hooks of the walk
+    def step(self, s: Step, f: Frame) -> list[ast.stmt]:
+        """The statements of one item (its own condition and read included); updates what ``f`` carries."""
+        raise NotImplementedError
+
+    def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, f: Frame, out: list[ast.stmt] | None) -> Scope:
+        """The scope after the running widths named before child ``i`` of ``seq`` (``ir.TNode.lets``)."""
+        raise NotImplementedError
+
+    def kept(self, f: Frame) -> None:
+        """``f.var`` was just kept in a local (references read it)."""
+
+    def head(self, head: ir.Head, scope: Scope, f: Frame) -> list[ast.stmt]:
+        """The statements of an auxiliary head attached after the current item, reading ``f.var``."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ hooks
     def start(self) -> None:

@@ -19,13 +19,14 @@ group per channel.
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 
 from archc import ir
 from archc.expr import Expr
 
 from .. import code as c
-from ..base import BaseEmitter
+from ..base import BaseEmitter, Frame, Step
 from ..common import Scope, Unsupported, ref_keys
 from .ops import EMIT as OP_EMIT
 from .ops import HELPERS as OP_HELPERS
@@ -79,6 +80,15 @@ class Name:
 
     def text(self) -> str:
         return "".join(p if isinstance(p, str) else "{}" for p in self.parts)
+
+
+@dataclass
+class _Frame(Frame):
+    """A walk's frame in a function: the layer names' prefix, the item whose output ``var`` holds (None:
+    unknown; a pool after a ReLU pads with zeros, see ops.py)."""
+
+    name: Name | None = None
+    prev: ir.TNode | None = None
 
 
 class KerasEmitter(BaseEmitter):
@@ -148,7 +158,9 @@ class KerasEmitter(BaseEmitter):
         extra = list(b.inputs[1:])  # inputs besides the main one: arguments after it
         self.start_function(params + extra + ["name"])
         x = self.ns.fresh("x")
-        body: list[ast.stmt] = self.save_inputs(ref_keys(b.body), {i: i for i in extra}, b.inputs[:1], x)
+        self.saved: dict[str, str] = {}
+        keys, given = ref_keys(b.body), {i: i for i in extra}
+        body = self.save_inputs(self.ns, self.saved, keys, given, b.inputs[0] if b.inputs else None, x)
         if _uses_in_channels(b.body):
             self.ns.reserve("in_channels")
             body.append(c.assign("in_channels", c.subscript(c.attr(x, "shape"), -1)))
@@ -159,7 +171,7 @@ class KerasEmitter(BaseEmitter):
                 self.ns.reserve(f"{i}_channels")
                 body.append(c.assign(f"{i}_channels", c.subscript(c.attr(i, "shape"), -1)))
         preamble = len(body)  # where every name hoisted expressions may read is bound
-        self.seq(b.body, scope, x, Name([c.name("name")]), body, top=False)
+        body += self.walk(b.body, scope, _Frame(x, self.saved, name=Name([c.name("name")])))
         body = c.merge_adjacent_ifs(body)
         body = c.hoist_repeated(body, set(params) | {"in_channels", *widths}, self.ns, at=preamble)
         body.append(c.ret(c.name(x)))
@@ -194,8 +206,9 @@ class KerasEmitter(BaseEmitter):
         self.head_vars: dict[str, str] = {}
         keys = ref_keys(m.network) + [key for _, key in m.outputs]
         given = {m.input_name: inputs} if m.input_name else {}
-        body += self.save_inputs(keys, given, (), x)
-        self.seq(m.network, scope, x, Name(), body, top=True)
+        self.saved = {}
+        body += self.save_inputs(self.ns, self.saved, keys, given, None, x)
+        body += self.walk(m.network, scope, _Frame(x, self.saved, top=True, name=Name()))
         body = c.merge_adjacent_ifs(body)
         layout = {1: "NLC", 2: "NHWC", 3: "NDHWC"}[self.rank]
         doc = f"{m.name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs logits."
@@ -229,21 +242,6 @@ class KerasEmitter(BaseEmitter):
             )
         body = c.name_saved_outputs(body, x, set(self.saved.values()))
         return c.function("build_model", ["input_shape"], body, defaults={"input_shape": m.input_shape}, doc=doc)
-
-    def save_inputs(self, keys: list[str], given: dict[str, str], main: tuple, x: str) -> list[ast.stmt]:
-        """Name the locals that keep the outputs references read (``self.saved``); the statement that keeps the
-        main input under its name if it is read (``given``: inputs that are variables already)."""
-        self.saved: dict[str, str] = {}
-        out = []
-        for key in dict.fromkeys(keys):
-            if key in given:
-                self.saved[key] = given[key]
-            elif key in main:
-                self.saved[key] = self.ns.fresh(key)
-                out.append(c.assign(self.saved[key], c.name(x)))
-            else:
-                self.saved[key] = self.ns.fresh(key.replace(".", "_"))  # backbone.layer3 -> backbone_layer3
-        return out
 
     def inference_function(self) -> ast.stmt:
         keras = self.module_names["keras"]
@@ -279,40 +277,37 @@ class KerasEmitter(BaseEmitter):
         )
 
     # ------------------------------------------------------------------ statements
-    def seq(self, t, scope: Scope, x: str, name: Name, out: list, top: bool, cond_prev=None):
-        """Statements transforming variable ``x`` through sequence ``t``; layer names below ``name``."""
-        prev = cond_prev  # the item whose output ``x`` holds (None: unknown)
-        for i, item in enumerate(t.children):
-            scope = self.apply_lets(t, i, scope, x, out)
-            present = scope.value(item.cond) if item.cond is not None else True
-            if present is False:
-                continue
-            lines: list[ast.stmt] = []
-            comment = self.shape_comment(item) if top else None
-            if item.src and item.src[0] and item.kind not in ("concat", "add", "mul"):  # it reads a kept output
-                lines.append(c.assign(x, c.name(self.saved[item.src[0]])))
-                prev = None
-            self.item(item, scope, x, name, lines, prev, top)
-            if lines and comment:
-                c.commented(lines[-1], comment) if not isinstance(lines[-1], (ast.If, ast.For)) else None
-            if present is None:
-                out.append(c.if_(scope.node(item.cond), lines))
-                prev = None
-            else:
-                out.extend(lines)
-                prev = item if item.kind != "seq" else _last(item, scope)
-            if item.key in self.saved:  # references read it: kept in a local
-                out.append(c.assign(self.saved[item.key], c.name(x)))
-            if top and item.name in self.taps:
-                h = self.taps.pop(item.name)
-                at = self.instances[id(item)][0]
-                hscope = Scope({**scope.values, "in_channels": at.out_shape[-1]})
-                var = self.head_vars[h.name] = self.ns.fresh(h.name)
-                out.append(c.assign(var, c.name(x)))
-                self.seq(h.template, hscope, var, Name().child(h.name), out, False)
+    def seq(self, t, scope: Scope, x: str, name: Name, out: list, prev=None) -> None:
+        """Statements transforming variable ``x`` through sequence ``t`` (into ``out``); layer names below
+        ``name``; ``prev``: the item whose output ``x`` holds (None: unknown)."""
+        out += self.walk(t, scope, _Frame(x, self.saved, name=name, prev=prev))
 
-    def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, x: str, out: list) -> Scope:
-        """A running width named before child ``i`` (``ir.TNode.lets``) is the width ``x`` has there."""
+    def step(self, s: Step, f: _Frame) -> list[ast.stmt]:
+        item = s.item
+        lines: list[ast.stmt] = []
+        if s.read is not None:  # it reads a kept output
+            lines.append(c.assign(f.var, c.name(s.read)))
+            f.prev = None
+        self.item(item, s.scope, f.var, f.name, lines, f.prev, f.top)
+        comment = self.shape_comment(item) if f.top else None
+        if lines and comment and not isinstance(lines[-1], (ast.If, ast.For)):
+            c.commented(lines[-1], comment)
+        if s.own is not None:
+            f.prev = None
+            return [c.if_(s.own, lines)]
+        f.prev = item if item.kind != "seq" else _last(item, s.scope)
+        return lines
+
+    def head(self, head: ir.Head, scope: Scope, f: _Frame) -> list[ast.stmt]:
+        var = self.head_vars[head.name] = self.ns.fresh(head.name)
+        return [
+            c.assign(var, c.name(f.var)),
+            *self.walk(head.template, scope, _Frame(var, self.saved, name=Name().child(head.name))),
+        ]
+
+    def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, f: _Frame, out: list | None) -> Scope:
+        """A running width named before child ``i`` (``ir.TNode.lets``) is the width ``f.var`` has there."""
+        x = f.var
         for idx, sym, _ in seq.lets:
             if idx == i and any(_mentions(t, sym) for t in seq.children[i:]):
                 var = self.ns.fresh("channels")
@@ -336,19 +331,19 @@ class KerasEmitter(BaseEmitter):
         if k in OP_EMIT:
             OP_EMIT[k](self, t, scope, x, name.child(t.name), out, prev)
         elif k == "seq":
-            self.seq(t, scope, x, level, out, False, prev)
+            self.seq(t, scope, x, level, out, prev)
         elif k in ("concat", "add", "mul") and t.src:  # named outputs merged
             cls = {"concat": "Concatenate", "add": "Add", "mul": "Multiply"}[k]
             self.layer(out, x, cls, [], [n], c.lst(c.name(self.saved[s]) for s in t.src))
         elif k in ("concat", "add", "mul"):
             if len(t.children) == 1:  # nothing to merge
-                self.seq(t.children[0], scope, x, level.child(t.children[0].name), out, False, prev)
+                self.seq(t.children[0], scope, x, level.child(t.children[0].name), out, prev)
                 return
             branch_vars = []
             for b in t.children:
                 var = self.ns.fresh(b.name)
                 out.append(c.assign(var, c.name(x)))
-                self.seq(b, scope, var, level.child(b.name), out, False)
+                self.seq(b, scope, var, level.child(b.name), out)
                 branch_vars.append(var)
             self.ns.taken.difference_update(branch_vars)  # dead after the merge: reusable by the next one
             cls = {"concat": "Concatenate", "add": "Add", "mul": "Multiply"}[k]
@@ -370,14 +365,14 @@ class KerasEmitter(BaseEmitter):
         body_t, short_t = t.children
         sub = (lambda key: level) if t.transparent else (lambda key: level.child(key))
         if when is False:  # no add: the body alone
-            self.seq(body_t, scope, x, sub("body"), out, False, prev)
+            self.seq(body_t, scope, x, sub("body"), out, prev)
             return
         identity = self.ns.fresh("identity")
         self.own_locals.add(identity)
         out.append(c.assign(identity, c.name(x)))
-        self.seq(body_t, scope, x, sub("body"), out, False, prev)
+        self.seq(body_t, scope, x, sub("body"), out, prev)
         tail: list[ast.stmt] = []
-        self.seq(short_t, scope, identity, sub("shortcut"), tail, False, prev)
+        self.seq(short_t, scope, identity, sub("shortcut"), tail, prev)
         self.layer(tail, x, "Add", [], [n], c.lst([c.name(x), c.name(identity)]))
         if when is None:
             out.append(c.if_(scope.node(t.attr("when")), tail))
@@ -396,11 +391,11 @@ class KerasEmitter(BaseEmitter):
             lines.append(c.assign(channels, c.subscript(c.attr(x, "shape"), -1)))
         iname = name.child(c.name(var))
         if t.kind == "repeat":
-            self.seq(body, inner_scope, x, iname, lines, False)
+            self.seq(body, inner_scope, x, iname, lines)
         else:
             y = self.ns.fresh("y")
             lines.append(c.assign(y, c.name(x)))
-            self.seq(body, inner_scope, y, iname, lines, False)
+            self.seq(body, inner_scope, y, iname, lines)
             self.layer(
                 lines, x, "Concatenate", [], [("name", iname.child("concat").node())], c.lst([c.name(x), c.name(y)])
             )

@@ -28,7 +28,7 @@ rank (``nn.Conv1d``, ``nn.BatchNorm3d``, ...) and so are the helpers (written fo
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from archc import ir
@@ -36,7 +36,7 @@ from archc.expr import Expr, substitute, sym_add, sym_mul
 from archc.lower import WIDTH_PREFIX, camel
 
 from .. import code as c
-from ..base import BaseEmitter
+from ..base import BaseEmitter, Frame, Step
 from ..common import (
     Scope,
     Unsupported,
@@ -102,6 +102,17 @@ class _Class:
         self.producer: dict[str, str] = {}
         self.widths: dict[str, Expr] = {}  # running widths (ir.TNode.lets) read off a part built in __init__
         self.saved: dict[str, str] = {}  # key of an output references read (archc.refs) -> its forward local
+
+
+@dataclass
+class _Frame(Frame):
+    """A walk's frame in a class: the class being written, the condition inherited from enclosing transparent
+    items (an ast expression, or None), whether ``var`` holds a tensor no one else holds (in-place activations
+    are then safe)."""
+
+    k: _Class | None = None
+    cond: ast.expr | None = None
+    fresh: bool = False
 
 
 class TorchEmitter(BaseEmitter):
@@ -250,7 +261,8 @@ class TorchEmitter(BaseEmitter):
         k.fwd.reserve(*extra)
         scope = Scope(None)
         self.count_widths(b.body, scope, k)
-        fwd = self.save_inputs(k, ref_keys(b.body), {i: i for i in extra}, b.inputs[0] if b.inputs else None)
+        keys, given = ref_keys(b.body), {i: i for i in extra}
+        fwd = self.save_inputs(k.fwd, k.saved, keys, given, b.inputs[0] if b.inputs else None, "x")
         fwd += self.class_body(b.body, scope, k, "x", top=False)
         fwd.append(c.ret(c.name("x")))
         fwd = c.name_saved_outputs(fwd, "x", set(k.saved.values()))
@@ -277,7 +289,7 @@ class TorchEmitter(BaseEmitter):
         self.head_vars: dict[str, str] = {}
         k.fwd.reserve(*(h.name for h in m.heads))
         keys = ref_keys(m.network) + [key for _, key in m.outputs]
-        fwd = self.save_inputs(k, keys, {}, m.input_name)
+        fwd = self.save_inputs(k.fwd, k.saved, keys, {}, m.input_name, "x")
         fwd += self.class_body(m.network, scope, k, "x", top=True)
         if hasattr(k, "input_size"):
             spatial = ast.Slice(lower=c.lit(2), upper=None, step=None)
@@ -337,66 +349,51 @@ class TorchEmitter(BaseEmitter):
         out.append(c.class_(m.class_name, [c.attr(self.ref("nn"), "Module")], body, doc=doc))
         return out
 
-    def save_inputs(self, k: _Class, keys: list[str], given: dict[str, str], main: str | None) -> list[ast.stmt]:
-        """Name the forward locals of the outputs references read (``k.saved``); the statements that keep the
-        class's main input under its name if it is read (``given``: inputs that are forward arguments)."""
-        out = []
-        for key in dict.fromkeys(keys):
-            if key in given:
-                k.saved[key] = given[key]
-            elif key == main:
-                k.saved[key] = k.fwd.fresh(key)
-                out.append(c.assign(k.saved[key], c.name("x")))
-            else:
-                k.saved[key] = k.fwd.fresh(key.replace(".", "_"))  # backbone.layer3 -> backbone_layer3
-        return out
-
-    # ------------------------------------------------------------------ class bodies
+    # ------------------------------------------------------------------ class bodies (BaseEmitter.walk's hooks)
     def class_body(self, seq: ir.TNode, scope: Scope, k: _Class, var: str, top: bool, cond=None) -> list[ast.stmt]:
         """forward statements for the items of a class-level sequence (``__init__`` goes to ``k.init``).
 
         ``var`` is the forward variable the items transform; ``cond`` the condition inherited from
         enclosing transparent items (an ast expression, or None).
         """
-        fwd: list[ast.stmt] = []
-        fresh_in = False  # whether ``var`` holds a tensor no one else holds (in-place activations are safe)
-        for i, t in enumerate(seq.children):
-            scope = self.apply_lets(seq, i, scope, k, statements=True)
-            own, item_cond = _conditions(t, scope, cond)
-            if own is False:
-                continue
-            read = None
-            if t.src and t.src[0] and t.kind not in ("concat", "add", "mul"):  # it reads a kept output
-                read = c.assign(var, c.name(k.saved[t.src[0]]))
-                fresh_in = False
-            if own is not None and t.transparent:  # several attributes under one condition: one if for all
-                emit = lambda t=t, scope=scope: self.class_item(t, scope, k, var, top, cond, False)  # noqa: E731
-                stmts = self.guarded(own, k, emit)
-            else:
-                stmts = self.class_item(t, scope, k, var, top, item_cond, fresh_in)
-            fwd += self.with_read(stmts, read, item_cond is not None or own is not None, t, k)
-            fresh_in = item_cond is None and (t.kind in FRESH_OUTPUT + INPLACE or _adds_shortcut(t, scope))
-            if t.key in k.saved:  # references read it: kept in a local (and never changed in place)
-                fwd.append(c.assign(k.saved[t.key], c.name(var)))
-                fresh_in = False
-            if top and t.name in self.taps:
-                hd = self.taps.pop(t.name)
-                at = self.instances[id(t)][0]
-                hscope = Scope({**scope.values, "in_channels": at.out_shape[-1]})
-                template, tail = hd.template, None
-                last = template.children[-1] if template.children else None
-                if last is not None and last.kind == "upsample" and hscope.value(last.attr("size")) == "input":
-                    template, tail = replace(template, children=template.children[:-1]), last  # (F.interpolate)
-                k.init.append(c.assign(c.attr("self", hd.name), self.container(template, hscope, k)))
-                hv = self.head_vars[hd.name] = k.fwd.fresh(hd.name)
-                value = c.call(c.attr("self", hd.name), c.name(var))
-                if tail is not None:  # resized to the model input's size, as the main output is
-                    kw = [("size", c.name(self.input_size(k))), *upsample_kwargs(self, tail, hscope)]
-                    value = c.kwcall(c.attr(self.ref("F"), "interpolate"), [value], kw)
-                fwd.append(c.assign(hv, c.ifexp(c.attr("self", "training"), value, c.lit(None))))
-                fresh_in = False
-        k.final_scope = self.apply_lets(seq, len(seq.children), scope, k, statements=True)
+        f = _Frame(var, k.saved, top, k=k, cond=cond)
+        fwd = self.walk(seq, scope, f)
+        k.final_scope = f.final_scope
         return fwd
+
+    def step(self, s: Step, f: _Frame) -> list[ast.stmt]:
+        t, k = s.item, f.k
+        read = None
+        if s.read is not None:  # it reads a kept output
+            read = c.assign(f.var, c.name(s.read))
+            f.fresh = False
+        item_cond = c.and_(f.cond, s.own) if s.own is not None else f.cond
+        if s.own is not None and t.transparent:  # several attributes under one condition: one if for all
+            emit = lambda: self.class_item(t, s.scope, k, f.var, f.top, f.cond, False)  # noqa: E731
+            stmts = self.guarded(s.own, k, emit)
+        else:
+            stmts = self.class_item(t, s.scope, k, f.var, f.top, item_cond, f.fresh)
+        fwd = self.with_read(stmts, read, item_cond is not None or s.own is not None, t, k)
+        f.fresh = item_cond is None and (t.kind in FRESH_OUTPUT + INPLACE or _adds_shortcut(t, s.scope))
+        return fwd
+
+    def kept(self, f: _Frame) -> None:
+        f.fresh = False  # (a kept output is never changed in place)
+
+    def head(self, head: ir.Head, scope: Scope, f: _Frame) -> list[ast.stmt]:
+        k = f.k
+        template, tail = head.template, None
+        last = template.children[-1] if template.children else None
+        if last is not None and last.kind == "upsample" and scope.value(last.attr("size")) == "input":
+            template, tail = replace(template, children=template.children[:-1]), last  # (F.interpolate)
+        k.init.append(c.assign(c.attr("self", head.name), self.container(template, scope, k)))
+        hv = self.head_vars[head.name] = k.fwd.fresh(head.name)
+        value = c.call(c.attr("self", head.name), c.name(f.var))
+        if tail is not None:  # resized to the model input's size, as the main output is
+            kw = [("size", c.name(self.input_size(k))), *upsample_kwargs(self, tail, scope)]
+            value = c.kwcall(c.attr(self.ref("F"), "interpolate"), [value], kw)
+        f.fresh = False
+        return [c.assign(hv, c.ifexp(c.attr("self", "training"), value, c.lit(None)))]
 
     def with_read(self, stmts: list[ast.stmt], read, conditional: bool, t: ir.TNode, k: _Class) -> list[ast.stmt]:
         """An item's statements after ``read`` (``x = kept``: it reads a kept output): under the item's own test
@@ -412,12 +409,13 @@ class TorchEmitter(BaseEmitter):
             return []
         raise Unsupported(f"torch backend: a conditional '{t.kind}' reading '{t.src[0]}' by name", t.loc)
 
-    def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, k: _Class, statements: bool) -> Scope:
+    def apply_lets(self, seq: ir.TNode, i: int, scope: Scope, f: _Frame, out: list | None) -> Scope:
         """The scope after the running widths named before child ``i`` of ``seq`` (see ``ir.TNode.lets``).
 
         In the model every width is known (from the instances); in a block class a named width becomes a
-        local of ``__init__`` (``statements``), or its definition is written out where no statement fits.
+        local of ``__init__`` (when statements fit here: ``out`` is not None), or its definition is written out.
         """
+        k, statements = f.k, out is not None
         for idx, sym, definition in seq.lets:
             if idx != i:
                 continue
@@ -630,11 +628,9 @@ class TorchEmitter(BaseEmitter):
         """(name, module) of a level's items, transparent seqs flattened, conditional ones as ``nn.Identity()``."""
         out = []
         prev = None
-        for i, t in enumerate(seq.children):
-            scope = self.apply_lets(seq, i, scope, k, statements=False)
-            own, item_cond = _conditions(t, scope, cond)
-            if own is False:
-                continue
+        for s in self.steps(seq, scope, _Frame("x", k.saved, k=k)):
+            t, scope = s.item, s.scope
+            item_cond = c.and_(cond, s.own) if s.own is not None else cond
             if t.kind == "seq" and t.transparent:
                 out += self.entries(t, scope, k, item_cond)
                 prev = None
@@ -645,7 +641,7 @@ class TorchEmitter(BaseEmitter):
             fresh = prev is not None and prev.kind in FRESH_OUTPUT + INPLACE and prev.key not in k.saved
             module = self.module(t, scope, k, inplace=fresh and not t.src)
             if t.kind == "call" and scope.values is None:
-                opaque = [sym for idx, sym, d in seq.lets if idx == i + 1 and d is None]
+                opaque = [sym for idx, sym, d in seq.lets if idx == s.index + 1 and d is None]
                 if opaque:  # its width stays inside the block: name the instance, read the width off it
                     var = k.locals.fresh(t.name)
                     module = ast.NamedExpr(target=c.store(var), value=module)
@@ -660,16 +656,13 @@ class TorchEmitter(BaseEmitter):
         """forward of a named seq whose items references reach (``backbone.layer3``): built as one container
         (``self.backbone``, the same state_dict names), its items called one by one, the kept ones kept."""
         out: list[ast.stmt] = []
-        for i, t in enumerate(seq.children):
-            scope = self.apply_lets(seq, i, scope, k, statements=False)
-            own, _ = _conditions(t, scope, None)
-            if own is False:
-                continue
+        for s in self.steps(seq, scope, _Frame(var, k.saved, k=k)):
+            t, scope = s.item, s.scope
             if t.kind == "seq" and t.transparent:
                 out += self.open_forward(t, owner, scope, k, var)
                 continue
             me = c.attr(owner, t.name)
-            src = c.name(k.saved[t.src[0]]) if t.src and t.src[0] and t.kind not in ("concat", "add", "mul") else None
+            src = c.name(s.read) if s.read is not None else None
             if t.kind in ("concat", "add", "mul") and t.src:
                 out.append(c.assign(var, self.merge_value(t.kind, [c.name(k.saved[s]) for s in t.src])))
             elif t.kind == "upsample" and t.attr("like") is not None:
@@ -814,16 +807,6 @@ class TorchEmitter(BaseEmitter):
 def _shape_text(shape) -> str:
     """A shape ``(*spatial, C)`` as PyTorch lays it out: ``N x C x H x W``."""
     return " x ".join(["N", str(shape[-1]), *map(str, shape[:-1])])
-
-
-def _conditions(t: ir.TNode, scope: Scope, inherited):
-    """(``t``'s own condition, the condition ``t`` is built under): False when ``t`` is absent here, None when it
-    is always there, else an ast expression to test; the second adds the ``inherited`` one."""
-    present = scope.value(t.cond) if t.cond is not None else True
-    if present is False:
-        return False, None
-    own = None if present is True else scope.node(t.cond)
-    return own, (c.and_(inherited, own) if own is not None else inherited)
 
 
 def _moduleless(t: ir.TNode) -> bool:
