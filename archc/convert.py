@@ -228,13 +228,14 @@ def _zero_count(state: dict):
 
 def full_model(spec: str, sets, model: ir.Model) -> ir.Model:
     """``model`` with its top (``include_top=true``) where it was built without: a full checkpoint's classifier
-    tensors are then known, and skipped rather than refused."""
+    tensors are then known, and skipped rather than refused. Its outputs are the spec's own (a headless model's
+    ``outputs=`` taps name no weights, and the full model's last item must be one of its outputs)."""
     from .loader import without_builtin_sets
     from .pipeline import compile_spec
 
     if not model.top_removed:
         return model
-    return compile_spec(spec, without_builtin_sets(sets))
+    return compile_spec(spec, [s for s in without_builtin_sets(sets) if not s.strip().startswith("outputs=")])
 
 
 def _drop_top(model: ir.Model, full: ir.Model, state: dict, notes: list[str], backend: str = "torch") -> dict:

@@ -266,6 +266,10 @@ class TNode:
     opaque: tuple[tuple[str, Expr], ...] = field(default=(), compare=False)
     # a leaf with weights: its resolved ``(tensor, archc.init.Init)`` pairs (the same for every instance)
     init: tuple = ()
+    # seq only: names its items' expressions read, bound to values in the enclosing level's terms: a block call
+    # that references reach inside, made a named seq of the block's body, binds the block's params to the call's
+    # arguments (see archc.lower.Lowerer.open_call)
+    binds: tuple[tuple[str, Any], ...] = ()
 
     def attr_loc(self, key: str) -> Loc | None:
         """Where attribute ``key`` was written (or the item, if it came from a default)."""

@@ -679,8 +679,60 @@ class Lowerer:
         widths = {f"{n}_channels": w for n, w in zip(bdef.inputs[1:], src_ch[1:])}
         out = substitute(bdef.out_ch, {**values, "in_channels": in_ch, **widths})
         alocs = tuple((k, self.loc(raw, k)) for k in args if raw is not None and k in raw)
+        if self._reached_inside(name):
+            why = self.why_closed(bdef, src, cond)
+            if why is None:
+                return self.open_call(bdef, values, in_ch, ctx, name, loc)
+            self.ref_scopes[-1].closed[self._ref_prefix + name] = why
         node = ir.TNode("call", name, tuple(values.items()), (), cond, in_ch, out, loc, block, alocs)
         return replace(node, src=src, src_ch=src_ch) if src else node
+
+    def _reached_inside(self, name: str) -> bool:
+        """Whether some reference's dotted path goes through an item called ``name`` (``layer1.first``), where
+        references can reach (a name's level is resolved later: a call of that name elsewhere is opened too)."""
+        if self._ref_prefix is None or not self.ref_scopes:
+            return False
+        if not hasattr(self, "_dotted_refs"):
+            found: set[str] = set()
+            _collect_refs(self.data, found)
+            found.update(r for r in self.spec.outputs.values() if isinstance(r, str))
+            self._dotted_refs = {r for r in found if "." in r}
+        return any(f".{name}." in f".{r}" for r in self._dotted_refs)
+
+    def why_closed(self, bdef: ir.BlockDef, src, cond) -> str | None:
+        """Why a reference cannot reach inside a call of ``bdef`` (None: it can)."""
+        if bdef.inputs or src:
+            return "its block names its inputs (`inputs:`), or the call reads an output by name (`from:`)"
+        if cond is not None:
+            return "it has an 'if:'"
+        level = [t for t in _template_walk(bdef.body) if t is not bdef.body and t.transparent and t.kind != "seq"]
+        level = [t for t in level if all(p.kind == "seq" for p in _parents(bdef.body, t))]
+        if level:
+            return (
+                f"block '{bdef.name}' has an unnamed {level[0].kind} at its own level (at {level[0].loc}), whose "
+                "items are attributes of the block's class: name it"
+            )
+        return None
+
+    def open_call(self, bdef: ir.BlockDef, values: dict, in_ch: Expr, ctx: _Ctx, name: str, loc) -> ir.TNode:
+        """A block call references reach inside (``layer1.first``), made a named seq of the block's body: its
+        items are built with the block's params bound to the call's arguments (``binds``), their names (and so
+        their weights' names) as in the block's class, each reachable by a dotted path."""
+        bspec, raw, _ = self.raw_blocks[bdef.name]
+        inner = _Ctx(ctx.symbols | {p for p, _ in bdef.params}, f"block '{bdef.name}'")
+        raw_body = raw.get("body") if isinstance(raw, dict) else None
+        prefix = f"{self._ref_prefix}{name}."
+        scope = self.ref_scopes[-1]
+        before = set(scope.known)
+        body = self.nested(
+            prefix,
+            lambda: self.template_seq(bspec.body, raw_body, in_ch, inner, name, loc, None, class_scope=True),
+        )
+        for key in set(scope.known) - before:  # the caller's items read these widths in its own terms
+            t = scope.known[key]
+            scope.known[key] = replace(t, width=substitute(t.width, values))
+        out = substitute(body.out_ch, values)
+        return replace(body, out_ch=out, binds=tuple(values.items()))
 
     def call_inputs(self, bdef: ir.BlockDef, given, raw, loc, class_scope: bool, name: str):
         """A call's ``from:`` (a name: the main input's; ``{input: name, ...}``: by the block's input names), as
@@ -798,7 +850,10 @@ class Lowerer:
         lets = {}
         for i, name, _ in t.lets:
             lets.setdefault(i, []).append(name)
-        if lets:
+        if t.binds:  # an opened block call: its params, evaluated where it is called
+            bound = {p: self.ev(v, scope, t.loc) if isinstance(v, (Expr, tuple)) else v for p, v in t.binds}
+            scope = {**scope, **bound}
+        elif lets:
             scope = dict(scope)
         for i, child in enumerate(t.children):
             for name in lets.get(i, ()):
@@ -1617,6 +1672,32 @@ def _template_walk(t: ir.TNode):
     yield t
     for ch in t.children:
         yield from _template_walk(ch)
+
+
+def _parents(root: ir.TNode, target: ir.TNode) -> list[ir.TNode]:
+    """The nodes from ``root`` down to ``target``'s parent."""
+    for ch in root.children:
+        if ch is target:
+            return [root]
+        found = _parents(ch, target)
+        if found:
+            return [root, *found]
+    return []
+
+
+def _collect_refs(raw, out: set, depth: int = 0) -> None:
+    """Every name written as a reference in ``raw`` (``from:``, ``like:``, ``outputs:``)."""
+    if depth > 64:
+        return
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if k in ("from", "like", "outputs"):
+                vals = v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v]
+                out.update(x for x in vals if isinstance(x, str))
+            _collect_refs(v, out, depth + 1)
+    elif isinstance(raw, list):
+        for v in raw:
+            _collect_refs(v, out, depth + 1)
 
 
 def _leading_comment(text: str) -> str | None:

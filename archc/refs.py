@@ -3,12 +3,13 @@
 A reference names an earlier output of the same *class*: the network, or one block's body (each becomes one class
 in PyTorch, one function in Keras). What a class's items can read is its inputs (the network's ``input: {name:}``;
 a block's ``inputs: [main, other, ...]``) and the items of its own level, through unnamed seqs and residuals, and
-of the named seqs there by a dotted path (``backbone.layer3``; inside ``backbone``, ``layer3``), once they are made:
-resolution is lexical (the innermost seq's names first) and earlier-only, so references never make a cycle. Items
-inside a part that is one module in PyTorch (a merge's branch, a named residual, a loop's body, a head, a block
-call) neither read nor are read by reference. A block is how a part with several inputs is written (a U-Net's up
-step and its skip): ``inputs: [x, skip]`` in the block, ``from: {skip: enc4}`` at the call, as torchvision's and
-timm's ``forward(self, x, skip)`` modules are.
+of the named seqs and block calls there by a dotted path (``backbone.layer3``; inside ``backbone``, ``layer3``),
+once they are made (a call a reference reaches inside is built as a named seq of its block's body, the same
+weights' names: :meth:`archc.lower.Lowerer.open_call`): resolution is lexical (the innermost seq's names
+first) and earlier-only, so references never make a cycle. Items inside a part that is one module in PyTorch (a
+merge's branch, a named residual, a loop's body, a head) neither read nor are read by reference. A block is how a
+part with several inputs is written (a U-Net's up step and its skip): ``inputs: [x, skip]`` in the block,
+``from: {skip: enc4}`` at the call, as torchvision's and timm's ``forward(self, x, skip)`` modules are.
 
 :class:`Scope` is one class's names while its template is built; the instances read the shapes of what the names
 name from the lowering's ``live`` frames (:meth:`archc.lower.Lowerer.live`).
@@ -43,6 +44,7 @@ class Scope:
         self.known: dict[str, Target] = dict(inputs)
         self.raw_body = raw_body  # the class's raw items, to say where a later name is defined
         self.used: set[str] = set()  # keys whose outputs some reference reads (not only their size: `like:`)
+        self.closed: dict[str, str] = {}  # key of a block call references cannot reach inside -> why
 
     def define(self, name: str, width: Expr, loc: Loc | None, conditional: bool) -> None:
         if name in self.inputs:
@@ -72,13 +74,21 @@ class Scope:
             head, rest = ref, ""
         elif rest and ref.rpartition(".")[0] in self.known:  # inside a part that is one module (a branch, a loop)
             head = ref.rpartition(".")[0]
+        if head in self.known and rest and head in self.closed:
+            t = self.known[head]
+            raise ArchcError(
+                f"'{ref}' reaches inside {t.what}, a block call, which a reference cannot reach inside: "
+                f"{self.closed[head]}; or name the output in the block's body and pass it on",
+                loc,
+                notes=[(t.loc, f"{t.what} is here")],
+            )
         if head in self.known and rest:
             t = self.known[head]
             raise ArchcError(
                 f"'{ref}' reaches inside {t.what}: a reference reads an item of {self.where}'s own level or of a "
-                "named seq there (a dotted path: backbone.layer3), or an input; inside a merge's branch, a "
-                "residual's body, a loop or a block call, the part is one module, its inside no output. Make the "
-                "part a named seq, or name the output in a block's body and pass it on",
+                "named seq or block call there (a dotted path: backbone.layer3), or an input; inside a merge's "
+                "branch, a residual's body or a loop, the part is one module, its inside no output. Make the part "
+                "a named seq, or name the output in a block's body and pass it on",
                 loc,
                 notes=[(t.loc, f"{t.what} is here")],
             )

@@ -114,7 +114,7 @@ class BaseEmitter:
         """The items of ``seq`` that can be there, each in the scope it is built in: the running widths named
         before it (``ir.TNode.lets``; their statements go to ``out``, None where no statement fits) bound,
         items whose condition is false here left out. ``f.scope`` follows."""
-        f.scope = scope
+        f.scope = scope.bind(seq.binds)
         for i, t in enumerate(seq.children):
             f.scope = self.apply_lets(seq, i, f.scope, f, out)
             present = f.scope.value(t.cond) if t.cond is not None else True

@@ -41,6 +41,15 @@ class Scope:
         composed = {k: substitute(v, self.rename) if isinstance(v, Expr) and self.rename else v for k, v in kw.items()}
         return Scope(self.values, {**self.rename, **composed})
 
+    def bind(self, binds) -> Scope:
+        """The scope inside a seq that binds names (``ir.TNode.binds``: an opened block call's params), their
+        values in this scope's terms."""
+        if not binds:
+            return self
+        if self.values is not None:
+            return Scope({**self.values, **{p: self.value(v) for p, v in binds}}, self.rename)
+        return self.with_rename(**dict(binds))
+
     def value(self, v):
         """The literal value of ``v`` if it is known here, else None."""
         if isinstance(v, Expr):

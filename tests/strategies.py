@@ -1057,14 +1057,24 @@ GRAPH_BLOCKS = {
             {"concat": {"from": ["x", "act"]}},
         ],
     },
+    # a block with one unnamed input whose items are read from outside by a dotted path (call.a, call.r)
+    "tap": {
+        "params": {"out": None},
+        "body": [
+            {"conv": {"name": "a", "out": "$out", "kernel": 1}},
+            {"relu": {"name": "r"}},
+            {"conv": {"name": "b", "out": "$out", "kernel": 3, "padding": "same"}},
+        ],
+    },
 }
 
 
 @st.composite
 def graph_spec(hypothesis_draw, ranks=(1, 2, 3)):
     """(spec text, rank): a network whose items read earlier outputs by name (``from:``), merge named outputs,
-    call blocks with two inputs or reading their own input, resize ``like:`` an earlier output, and may name
-    several outputs. Every drawn spec is valid (what the generator expects: shapes tracked as it draws)."""
+    call blocks with two inputs or reading their own input, read inside block calls by dotted paths (``n3.r``),
+    resize ``like:`` an earlier output, and may name several outputs. Every drawn spec is valid (what the
+    generator expects: shapes tracked as it draws)."""
     rnd = hypothesis_draw(st.randoms(use_true_random=True))
 
     def draw(choice):
@@ -1129,6 +1139,11 @@ def graph_spec(hypothesis_draw, ranks=(1, 2, 3)):
             out = draw(_ints(1, 4))
             item = {"keep": {"out": out}}
             s.channels += out
+        elif choice == 8 and "blocks" in doc:  # a block call whose items are read by a dotted path
+            out = draw(_ints(1, 4))
+            item = {"tap": {"out": out}}
+            made[f"{name}.a"] = made[f"{name}.r"] = (list(s.sizes), out)
+            s.channels = out
         elif choice == 5 and r < 3:  # (TensorFlow has no float64 3-D pooling: tests/test_ranks.py checks those)
             item = _rank_pool(draw, s)
         elif choice == 6 and all(n * 2 <= s.cap() for n in s.sizes):
@@ -1154,7 +1169,7 @@ def graph_spec(hypothesis_draw, ranks=(1, 2, 3)):
         seq_name = f"s{a}"
 
         def dotted(ref):
-            return f"{seq_name}.{ref}" if ref in inside else ref
+            return f"{seq_name}.{ref}" if ref.split(".")[0] in inside else ref
 
         for it in network[b:]:
             (attrs,) = it.values()
