@@ -327,6 +327,12 @@ class Model:
     outputs: tuple[tuple[str, str], ...] = ()
     # the spec's init: per kind (archc.init.KINDS), (kind, ((tensor, archc.init.Init), ...)), archc's default filled in
     init: tuple = ()
+    # the network params the lowering resolved at their values where generated code cannot take them as arguments:
+    # read by a spec ``defaults:`` entry applied inside a block, a head's ``if:`` or loss weight, an ``init:``
+    fixed: tuple[str, ...] = ()
+    input_dims: tuple = ()  # the input's (*spatial, channels) as written: Expr over the network params, or int
+    # the params whose value is an expression of earlier ones (``stem_width: ${...}``), as written
+    param_defs: tuple[tuple[str, Expr], ...] = ()
 
     def block(self, name: str) -> BlockDef:
         for b in self.blocks:

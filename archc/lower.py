@@ -57,6 +57,7 @@ MAX_REPEAT = 50_000
 GENERATED_ATTRS = frozenset({"loss_weights"})  # the generated model class's LOSS_WEIGHTS
 
 INPUT_PATH = "<input>"  # the path references to the network's input record (ir.Node.src)
+NETWORK_WHERE = "the network"  # the network level's _Ctx.where
 WIDTH_PREFIX = "__w"  # names of running widths (ir.TNode.lets); spec names cannot start with '__'
 MAX_WIDTH_SRC = 160  # a running width formula longer than this is given a name
 
@@ -267,6 +268,8 @@ class Lowerer:
         self._tsize: dict[int, int] = {}
         self._width_names: list[set] = []  # names of running widths in scope (see ir.TNode.lets)
         self._width_count = 0
+        self.default_raw: dict[str, dict] = {}  # the spec's ``defaults:`` as written (kept symbolic at network level)
+        self.fixed: set[str] = set()  # network params the lowering resolved at their values (see ir.Model.fixed)
 
     # ---------------------------------------------------------------- setup
     def _load_stdlib(self) -> None:
@@ -517,7 +520,7 @@ class Lowerer:
 
         def x(key):
             locs[key] = self.loc(raw, key) if raw is not None and key in raw else None
-            return self.expr_or_literal(self.attr_value(kind, attrs, key), ctx, in_ch, locs[key] or loc)
+            return self.expr_or_literal(self.attr_value(kind, attrs, key, ctx), ctx, in_ch, locs[key] or loc)
 
         def mk(k, a, ch_out, children=(), transparent=False):
             return ir.TNode(
@@ -624,17 +627,28 @@ class Lowerer:
         v = raw.get(key) if isinstance(raw, dict) else None
         return v if isinstance(v, list) else None
 
-    def attr_value(self, kind: str, attrs, key: str):
+    def attr_value(self, kind: str, attrs, key: str, ctx: _Ctx | None = None):
         """An attribute after defaults: written > spec ``defaults`` > archc's defaults."""
         if key in attrs.model_fields_set:
             return getattr(attrs, key)
         spec_defaults = self.defaults.get(kind, {})
         if key in spec_defaults:
-            return spec_defaults[key]
+            return self.spec_default(kind, key, ctx)
         v = getattr(attrs, key)
         if v is None:
             v = BUILTIN_DEFAULTS.get(kind, {}).get(key)
         return v
+
+    def spec_default(self, kind: str, key: str, ctx: _Ctx | None):
+        """A spec ``defaults:`` value: at network level as written (an expression over the network params stays
+        one, so generated code can take the params as arguments); inside a block its value, and the params it
+        reads are fixed (a block's class does not see the network's params)."""
+        raw = self.default_raw.get(kind, {}).get(key)
+        names = _param_names(raw)
+        if names and ctx is not None and ctx.where == NETWORK_WHERE:
+            return raw
+        self.fixed |= names
+        return self.defaults[kind][key]
 
     def template_call(
         self, item: CallItem, raw, in_ch: Expr, ctx: _Ctx, auto: str, loc, class_scope: bool = False
@@ -671,7 +685,11 @@ class Lowerer:
             if k in args:
                 values[k] = self.expr_or_literal(args[k], ctx, in_ch, self.loc(raw, k) or loc)
             elif k in self.defaults.get(block, {}):
-                values[k] = self.defaults[block][k]
+                v = self.spec_default(block, k, ctx)
+                written = v is not self.defaults[block][k]  # an expression over the network params
+                values[k] = (
+                    self.expr_or_literal(v, ctx, in_ch, key_loc(self.data.get("defaults"), block)) if written else v
+                )
             elif default is None:
                 raise ArchcError(f"block '{block}' needs param '{k}'", loc)
             else:
@@ -1258,7 +1276,7 @@ class Lowerer:
         except ArchcError as exc:
             self.record(exc)
             in_shape = self.input_shape = None
-        ctx = _Ctx(set(scope), "the network")
+        ctx = _Ctx(set(scope), NETWORK_WHERE)
         try:
             include_top, pooling, pool_loc = self.builtin_params()
         except ArchcError as exc:
@@ -1309,6 +1327,10 @@ class Lowerer:
             if cn in seen:
                 raise ArchcError(f"block '{b.name}' and '{seen[cn]}' would both become class {cn}", b.loc)
             seen[cn] = b.name
+        self.fixed |= _param_names(spec.loss_weight)
+        for v in spec.params.values():  # a list with expressions in it: its value stays, so do the params it reads
+            if isinstance(v, list):
+                self.fixed |= _param_names(v)
         lw_main = number(
             self.literal(spec.loss_weight, scope, loc_of(data, "loss_weight")),
             "loss_weight",
@@ -1342,7 +1364,21 @@ class Lowerer:
             input_name=self.spec.input.name,
             outputs=outputs,
             init=tuple((k, tuple({**init_mod.builtin(k), **self.inits.get(k, {})}.items())) for k in init_mod.KINDS),
+            fixed=tuple(n for n in scope if n in self.fixed),
+            input_dims=self.input_dims(),
+            param_defs=tuple(
+                (n, parse(v)) for n, v in spec.params.items() if is_expr(v) and not isinstance(scope.get(n), Expr)
+            ),
         )
+
+    def input_dims(self) -> tuple:
+        """The input's ``(*spatial, channels)`` as written: an :class:`Expr` over the network params, or a number."""
+        given = [k for k in ("length", "depth", "height", "width") if getattr(self.spec.input, k) is not None]
+        out = []
+        for key in (*given, "channels"):
+            v = getattr(self.spec.input, key)
+            out.append(parse(v) if is_expr(v) else v)
+        return tuple(out)
 
     def network_ref_scope(self) -> refs.Scope:
         """What the network's items can read by name: its input (``input: {name: ...}``), then its items."""
@@ -1406,6 +1442,7 @@ class Lowerer:
             raw_k = raw_defaults.get(kind)
             for key, v in attrs.items():
                 if key in allowed:
+                    self.default_raw.setdefault(kind, {})[key] = v
                     try:
                         given[key] = self.literal(v, scope, loc_of(raw_k, key))
                     except ArchcError as exc:
@@ -1435,6 +1472,7 @@ class Lowerer:
                 params = params or {}
             where = tloc or loc
             vals = {k: self.literal(v, self.scope, where) for k, v in params.items()}
+            self.fixed |= set().union(*(_param_names(v) for v in params.values()))
             made = init_mod.make(name, vals, where)
             init_mod.check_tensor(kind, tensor, made, where)
             out[tensor] = made
@@ -1497,6 +1535,7 @@ class Lowerer:
                 self.check_name(hname, hloc, "head name")
                 if hname == "main" or (top is not None and hname in top):
                     raise ArchcError(f"head name '{hname}' clashes with a layer or the main output", hloc)
+                self.fixed |= _param_names(h.if_) | _param_names(h.loss_weight)  # which heads exist: resolved here
                 if h.if_ is not None:
                     cond = self.literal(h.if_, scope, loc_of(hraw, "if"))
                     if cond is UNKNOWN or not _as_bool(cond, loc_of(hraw, "if")):
@@ -1708,6 +1747,18 @@ def _leading_comment(text: str) -> str | None:
             break
         lines.append(line[1:].removeprefix(" ").rstrip())
     return "\n".join(lines).strip() or None
+
+
+def _param_names(raw) -> set[str]:
+    """The names an expression written at network level reads (lists: their entries'); none for a literal."""
+    if isinstance(raw, list):
+        return set().union(*(_param_names(x) for x in raw))
+    if is_expr(raw):
+        try:
+            return parse(raw, None).names()
+        except ArchcError:
+            return set()
+    return set()
 
 
 def _join(a: str, b: str) -> str:

@@ -136,8 +136,11 @@ class BaseEmitter:
                 self.kept(f)
             if f.top and t.name in self.taps:
                 head = self.taps.pop(t.name)
-                at = self.instances[id(t)][0]
-                out += self.head(head, Scope({**s.scope.values, "in_channels": at.out_shape[-1]}), f)
+                if s.scope.values is not None:
+                    hscope = Scope({**s.scope.values, "in_channels": self.instances[id(t)][0].out_shape[-1]})
+                else:  # the tapped item's width, in the network params' terms
+                    hscope = s.scope.with_rename(in_channels=t.out_ch)
+                out += self.head(head, hscope, f)
         f.final_scope = self.apply_lets(seq, len(seq.children), f.scope, f, out)
         return out
 

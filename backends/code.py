@@ -603,3 +603,55 @@ def _rename_reads(s: ast.stmt, var: str, new: str) -> None:
             _rename_reads(u, var, new)
     elif s.value is not None:
         s.value = Rename({var: new}).visit(s.value)
+
+
+def hoist_widths(body: list[ast.stmt], params: set[str], ns: Namespace) -> list[ast.stmt]:
+    """Name the compound expressions over ``params`` that statements repeat (a network's running widths written out
+    in its params' terms), largest first, each computed once before its first use: ``transition1_channels =
+    int(...)``, named after the attribute assigned just before that use (the part whose output width it is)."""
+    while True:
+        bound = set(params)
+        uses: dict[str, list[int]] = {}
+        nodes: dict[str, ast.expr] = {}
+        for i, s in enumerate(body):
+            for node in ast.walk(s):
+                if isinstance(node, (ast.BinOp, ast.Call)) and _ops(node) >= 2 and _names(node) <= bound:
+                    key = ast.dump(node)
+                    nodes.setdefault(key, node)
+                    uses.setdefault(key, []).append(i)
+            if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name):
+                bound.add(s.targets[0].id)
+        repeated = [k for k, at in uses.items() if len(at) >= 2]
+        if not repeated:
+            return body
+        key = max(repeated, key=lambda k: (_ops(nodes[k]), -uses[k][0]))
+        first = uses[key][0]
+        prev = next((_assigned_attr(s) for s in reversed(body[:first]) if _assigned_attr(s)), None)
+        var = ns.fresh(f"{prev}_channels" if prev else "channels")
+        expr = copy.deepcopy(nodes[key])
+
+        sub = _Replace(key, var)
+        body = body[:first] + [assign(var, expr)] + [sub.visit(s) for s in body[first:]]
+
+
+class _Replace(ast.NodeTransformer):
+    """Replace every expression whose dump is ``key`` by the name ``var``."""
+
+    def __init__(self, key: str, var: str):
+        self.key, self.var = key, var
+
+    def visit(self, node):
+        if isinstance(node, ast.expr) and ast.dump(node) == self.key:
+            return name(self.var)
+        return super().visit(node)
+
+
+def _ops(e: ast.AST) -> int:
+    return sum(isinstance(n, (ast.BinOp, ast.Call)) for n in ast.walk(e))
+
+
+def _assigned_attr(s: ast.stmt) -> str | None:
+    """``name`` of ``self.name = ...``."""
+    if isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Attribute):
+        return s.targets[0].attr
+    return None

@@ -184,3 +184,159 @@ def ref_keys(t) -> list[str]:
     for ch in t.children:
         keys += ref_keys(ch)
     return keys
+
+
+GEOMETRY_ATTRS = ("kernel", "stride", "padding", "dilation", "ceil", "output_padding", "size", "factor", "scale")
+
+
+class NetworkArgs:
+    """The spec's params as the generated network's keyword arguments, their defaults the spec's values
+    (torchvision's ``DenseNet(growth_rate=32, block_config=(6, 12, 24, 16), ...)``): the network is emitted in
+    their terms, as a block's body in its params'.
+
+    Some params stay fixed at their values (substituted, not arguments), because the build resolved them where an
+    argument cannot reach: :attr:`archc.ir.Model.fixed` (read by a spec ``defaults:`` entry inside a block, a
+    head's ``if:``, an ``init:``), and, when a flatten feeds a layer whose width is the spatial size times the
+    channels, every param that may change a spatial size (:func:`geometry_params`). A param derived from others
+    (``stem_width: ${...}``) defaults to None and is worked out from them, unless given.
+    """
+
+    def __init__(self, model: ir.Model, instances: dict[int, list]):
+        self.model = model
+        self.values = dict(model.params)
+        self.defs = dict(model.param_defs)
+        fixed = set(model.fixed)
+        if sized_flatten(model):
+            fixed |= geometry_params(model, instances)
+        grown = True
+        while grown:  # a fixed derived param fixes what it reads (its value would not follow them)
+            more = {n for d in fixed & set(self.defs) for n in self.defs[d].names() if n in self.values}
+            grown = not more <= fixed
+            fixed |= more
+        self.fixed = [n for n in self.values if n in fixed]
+        self.candidates = [n for n in self.values if n not in fixed]
+        self.signature_: list[str] = []
+
+    def scope(self) -> Scope:
+        """The scope the network is emitted in: fixed params as their values, ``in_channels`` the input's."""
+        rename = {n: Expr(repr(self.values[n])) for n in self.fixed}
+        m = self.model
+        ch = m.input_dims[-1] if m.input_dims else m.input_shape[-1]
+        rename["in_channels"] = substitute(ch, rename) if isinstance(ch, Expr) else Expr(repr(ch))
+        return Scope(None, rename)
+
+    def signature(self, init: list[ast.stmt], forward: list[ast.stmt]) -> tuple[list[str], list[ast.stmt]]:
+        """(the arguments ``__init__``'s statements read, in the spec's order; the statements that work out the
+        derived ones). Unsupported if ``forward`` reads one (the network would need it at run time)."""
+        cands = set(self.candidates)
+        if _loads(forward) & cands:
+            raise Unsupported("a network param read in forward", None)
+        used = _loads(init) & cands
+        todo = list(used & set(self.defs))
+        while todo:
+            more = self.defs[todo.pop()].names() & cands
+            todo += [n for n in more - used if n in self.defs]
+            used |= more
+        self.signature_ = [n for n in self.candidates if n in used]
+        scope = self.scope()
+        derived = [if_stmt(n, scope.node(self.defs[n])) for n in self.signature_ if n in self.defs]
+        return self.signature_, derived
+
+    def default(self, n: str) -> ast.expr:
+        return lit(None) if n in self.defs else lit(self.values[n])
+
+    def doc(self) -> str:
+        """What the docstring says about the arguments."""
+        text = "Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them)."
+        if any(n in self.defs for n in self.signature_):
+            text += " A param the spec works out from others is None by default: worked out the same way."
+        shown = [n for n in self.fixed if _mentioned(n, self.model)]
+        if shown:
+            text += f" Fixed at the spec's values, where the build resolved them: {', '.join(shown)}."
+        return text
+
+
+def if_stmt(n: str, value: ast.expr) -> ast.stmt:
+    """``if n is None: n = value``."""
+    from . import code as c
+
+    return c.if_(c.compare(c.name(n), "is", c.lit(None)), [c.assign(n, value)])
+
+
+def _loads(stmts) -> set[str]:
+    return {n.id for s in stmts for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _mentioned(n: str, model: ir.Model) -> bool:
+    """Whether param ``n`` is read by the network's items (not only by the input)."""
+    return (
+        any(n in _node_names(t) for t in _tnodes(model.network))
+        or any(n in _node_names(t) for h in model.heads for t in _tnodes(h.template))
+        or n in model.fixed
+    )
+
+
+def _tnodes(t: ir.TNode):
+    yield t
+    for ch in t.children:
+        yield from _tnodes(ch)
+
+
+def _names_in(v) -> set[str]:
+    if isinstance(v, Expr):
+        return v.names()
+    if isinstance(v, tuple):
+        return set().union(*(_names_in(x) for x in v)) if v else set()
+    return set()
+
+
+def _node_names(t: ir.TNode) -> set[str]:
+    out = _names_in(t.cond)
+    for _, v in t.attrs:
+        out |= _names_in(v)
+    return out
+
+
+def sized_flatten(model: ir.Model) -> bool:
+    """Whether a flatten of a feature map feeds the model's layers (their width is the spatial size times the
+    channels: fixed where the model is built)."""
+    roots = [model.body, *(h.body for h in model.heads)]
+    return any(isinstance(n, ir.Flatten) and len(n.in_shape) > 1 for r in roots for n in ir.walk(r))
+
+
+def geometry_params(model: ir.Model, instances: dict[int, list]) -> set[str]:
+    """The network params that may change a spatial size (over-approximated): the input's spatial size, those
+    read by a kernel, stride, padding... (through block calls: the arguments of a block's params that do), and
+    by the count or condition of a part that changes a spatial size."""
+    block_geo: dict[str, set[str]] = {}
+
+    def changes_size(t: ir.TNode) -> bool:
+        return any(n.in_shape[:-1] != n.out_shape[:-1] for n in instances.get(id(t), []))
+
+    def geo(t: ir.TNode) -> set[str]:
+        out: set[str] = set()
+        for key, v in t.attrs:
+            if key in GEOMETRY_ATTRS and t.kind != "call":
+                out |= _names_in(v)
+        if t.kind == "call":
+            inner = block(t.block)
+            for p, v in t.attrs:
+                if p in inner:
+                    out |= _names_in(v)
+        if changes_size(t):
+            out |= _names_in(t.cond) | _names_in(t.attr("times")) | _names_in(t.attr("layers"))
+        for ch in t.children:
+            out |= geo(ch)
+        return out
+
+    def block(name: str) -> set[str]:
+        if name not in block_geo:
+            block_geo[name] = set()
+            block_geo[name] = geo(model.block(name).body)
+        return block_geo[name]
+
+    out = set().union(*(_names_in(d) for d in model.input_dims[:-1])) if model.input_dims else set()
+    out |= geo(model.network)
+    for h in model.heads:
+        out |= geo(h.template)
+    return out & set(dict(model.params))

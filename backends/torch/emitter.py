@@ -38,6 +38,7 @@ from archc.lower import WIDTH_PREFIX, camel
 from .. import code as c
 from ..base import BaseEmitter, Frame, Step
 from ..common import (
+    NetworkArgs,
     Scope,
     Unsupported,
     ref_keys,
@@ -97,6 +98,7 @@ class _Class:
         self.locals = c.Namespace(set(params) | {"self", "in_channels"} | set(emitter.module_names.values()))
         self.fwd = c.Namespace({"self", "x"} | set(emitter.module_names.values()))
         self.symbolic = symbolic
+        self.model = False  # the model class (its forward reads the network input's size)
         self.cse: dict[str, str] = {}
         self.uses: dict[str, int] = {}
         self.producer: dict[str, str] = {}
@@ -145,6 +147,7 @@ class TorchEmitter(BaseEmitter):
     def spec_names(self, model: ir.Model) -> set[str]:
         # the spec's names come first: block classes, block params (constructor locals), public names
         names = {camel(b.name) for b in model.blocks} | {model.class_name, "LOSS_WEIGHTS", "build_model"}
+        names.update(p for p, _ in model.params)  # the model's constructor arguments
         for b in model.blocks:
             names.update(p for p, _ in b.params)
         if model.heads:
@@ -154,12 +157,15 @@ class TorchEmitter(BaseEmitter):
     def definitions(self) -> list[ast.stmt]:
         m = self.model
         classes = [self.block_class(b) for b in m.blocks] + self.model_class()
-        build = c.function(
-            "build_model",
-            [],
-            [c.ret(c.call(c.name(m.class_name)))],
-            doc=f"Build {m.class_name} as {spec_label(m.spec_file)} specifies it.",
-        )
+        doc = f"Build {m.class_name} as {spec_label(m.spec_file)} specifies it."
+        if self.signature:  # keyword arguments: the spec's params (as ``archc build --set`` would set them)
+            made = c.call(c.name(m.class_name))
+            made.keywords = [ast.keyword(arg=None, value=c.name("kwargs"))]
+            doc += f"\n\nKeyword arguments: those of {m.class_name} (the spec's params)."
+            build = c.function("build_model", [], [c.ret(made)], doc=doc)
+            build.args.kwarg = ast.arg(arg="kwargs")
+        else:
+            build = c.function("build_model", [], [c.ret(c.call(c.name(m.class_name)))], doc=doc)
         return [*classes, build]
 
     def default_doc(self) -> str:
@@ -282,12 +288,26 @@ class TorchEmitter(BaseEmitter):
         )
 
     def model_class(self) -> list[ast.stmt]:
+        """The model class, its constructor taking the spec's params (:func:`network_args`); where the network
+        cannot be written in their terms, at the spec's values with no arguments (as before)."""
+        state = (set(self.helpers), set(self.used))
+        try:
+            return self._model_class(symbolic=True)
+        except Unsupported:
+            self.helpers, self.used = state
+            return self._model_class(symbolic=False)
+
+    def _model_class(self, symbolic: bool) -> list[ast.stmt]:
         m = self.model
-        scope = Scope({**dict(m.params), "in_channels": m.input_shape[-1]})
-        k = _Class(self, _attr_names(m.network) | {h.name for h in m.heads} | {"loss_weights"}, [], symbolic=False)
+        args = NetworkArgs(m, self.instances) if symbolic else None
+        scope = args.scope() if args else Scope({**dict(m.params), "in_channels": m.input_shape[-1]})
+        attrs = _attr_names(m.network) | {h.name for h in m.heads} | {"loss_weights"}
+        k = _Class(self, attrs, args.candidates if args else [], symbolic=False)
+        k.model = True
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
-        k.fwd.reserve(*(h.name for h in m.heads))
+        for h in m.heads:  # a head's output is its forward local (no other local takes the name)
+            self.head_vars[h.name] = k.fwd.fresh(h.name)
         keys = ref_keys(m.network) + [key for _, key in m.outputs]
         fwd = self.save_inputs(k.fwd, k.saved, keys, {}, m.input_name, "x")
         fwd += self.class_body(m.network, scope, k, "x", top=True)
@@ -340,11 +360,22 @@ class TorchEmitter(BaseEmitter):
         init_name = k.attrs.fresh("_init_weights")
         init_weights = init_method(self, m, init_name)  # the spec's init: (backends/torch/init.py)
         init_call = [c.expr_stmt(c.call(c.attr("self", init_name)))] if init_weights else []
+        init_body = [*k.hoisted, *k.init, *init_call]
+        signature: list[str] = []
+        if args:
+            signature, derived = args.signature(init_body, fwd)
+            init_body = derived + c.hoist_widths([*k.hoisted, *k.init], set(signature), k.locals) + init_call
+            if signature:
+                doc += "\n\n" + args.doc()
         init = c.function(
             "__init__",
             ["self"],
-            [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *k.hoisted, *k.init, *init_call],
+            [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *init_body],
         )
+        if signature:
+            init.args.kwonlyargs = [ast.arg(arg=p) for p in signature]
+            init.args.kw_defaults = [args.default(p) for p in signature]
+        self.signature = signature
         body += [init, c.function("forward", ["self", "x"], fwd), *([init_weights] if init_weights else [])]
         out.append(c.class_(m.class_name, [c.attr(self.ref("nn"), "Module")], body, doc=doc))
         return out
@@ -387,7 +418,7 @@ class TorchEmitter(BaseEmitter):
         if last is not None and last.kind == "upsample" and scope.value(last.attr("size")) == "input":
             template, tail = replace(template, children=template.children[:-1]), last  # (F.interpolate)
         k.init.append(c.assign(c.attr("self", head.name), self.container(template, scope, k)))
-        hv = self.head_vars[head.name] = k.fwd.fresh(head.name)
+        hv = self.head_vars[head.name]  # (named first: no other local takes the name)
         value = c.call(c.attr("self", head.name), c.name(f.var))
         if tail is not None:  # resized to the model input's size, as the main output is
             kw = [("size", c.name(self.input_size(k))), *upsample_kwargs(self, tail, scope)]
@@ -509,7 +540,7 @@ class TorchEmitter(BaseEmitter):
             return [c.assign(var, c.call(c.attr(self.ref("torch"), "flatten"), c.call(me, v), 1), comment)]
         like = t.attr("like") if t.kind == "upsample" else None
         if t.kind == "upsample" and (like is not None or scope.value(t.attr("size")) == "input"):
-            if like is None and k.symbolic:
+            if like is None and not k.model:
                 raise Unsupported("upsample to the input's size outside the model class", t.loc)
             spatial = ast.Slice(lower=c.lit(2), upper=None, step=None)
             size = c.subscript(c.attr(k.saved[like], "shape"), spatial) if like else c.name(self.input_size(k))

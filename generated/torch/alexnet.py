@@ -46,11 +46,14 @@ class AlexnetClassifier(nn.Module):
 
 
 class Alexnet(nn.Module):
-    """alexnet: input N x 3 x 224 x 224 (NCHW)."""
+    """alexnet: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.5):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2)
+        self.conv1 = nn.Conv2d(channels, 64, kernel_size=11, stride=4, padding=2)
         self.relu1 = nn.ReLU(inplace=True)
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.conv2 = nn.Conv2d(64, 192, kernel_size=5, padding=2)
@@ -64,7 +67,7 @@ class Alexnet(nn.Module):
         self.relu5 = nn.ReLU(inplace=True)
         self.pool5 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(6)
-        self.classifier = AlexnetClassifier(9216, classes=1000)
+        self.classifier = AlexnetClassifier(9216, classes=classes, dropout=dropout)
 
     def forward(self, x):
         x = self.conv1(x)  # N x 64 x 55 x 55
@@ -86,6 +89,9 @@ class Alexnet(nn.Module):
         return x
 
 
-def build_model():
-    """Build Alexnet as specs/alexnet.yaml specifies it."""
-    return Alexnet()
+def build_model(**kwargs):
+    """Build Alexnet as specs/alexnet.yaml specifies it.
+
+    Keyword arguments: those of Alexnet (the spec's params).
+    """
+    return Alexnet(**kwargs)

@@ -28,13 +28,16 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 
 class ConvAutoencoder(nn.Module):
-    """conv_autoencoder: input N x 1 x 28 x 28 (NCHW)."""
+    """conv_autoencoder: input N x 1 x 28 x 28 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=1):
         super().__init__()
         self.encoder = nn.Sequential(
             OrderedDict(
-                conv1=nn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1),
+                conv1=nn.Conv2d(channels, 16, kernel_size=3, stride=2, padding=1),
                 relu1=nn.ReLU(inplace=True),
                 conv2=nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1),
                 relu2=nn.ReLU(inplace=True),
@@ -47,7 +50,7 @@ class ConvAutoencoder(nn.Module):
                 relu1=nn.ReLU(inplace=True),
                 convt2=nn.ConvTranspose2d(32, 16, kernel_size=3, stride=2, padding=1, output_padding=1),
                 relu2=nn.ReLU(inplace=True),
-                convt3=nn.ConvTranspose2d(16, 1, kernel_size=3, stride=2, padding=1, output_padding=1),
+                convt3=nn.ConvTranspose2d(16, channels, kernel_size=3, stride=2, padding=1, output_padding=1),
                 sigmoid=nn.Sigmoid(),
             )
         )
@@ -58,6 +61,9 @@ class ConvAutoencoder(nn.Module):
         return x
 
 
-def build_model():
-    """Build ConvAutoencoder as specs/conv_autoencoder.yaml specifies it."""
-    return ConvAutoencoder()
+def build_model(**kwargs):
+    """Build ConvAutoencoder as specs/conv_autoencoder.yaml specifies it.
+
+    Keyword arguments: those of ConvAutoencoder (the spec's params).
+    """
+    return ConvAutoencoder(**kwargs)

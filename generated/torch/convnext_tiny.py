@@ -153,22 +153,64 @@ class ConvnextDownsample(nn.Module):
 
 
 class ConvnextTiny(nn.Module):
-    """convnext_tiny: input N x 3 x 224 x 224 (NCHW)."""
+    """convnext_tiny: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(
+        self,
+        *,
+        channels=3,
+        classes=1000,
+        depths=(3, 3, 9, 3),
+        dims=(96, 192, 384, 768),
+        stochastic_depth_prob=0.1,
+        layer_scale=1e-06,
+    ):
         super().__init__()
-        self.stem_conv = nn.Conv2d(3, 96, kernel_size=4, stride=4)
-        self.stem_norm = LayerNorm2d(96, eps=1e-06)
-        self.stage1 = ConvnextStage(96, blocks=3, total=18, sd_prob=0.1)
-        self.down1 = ConvnextDownsample(96, out=192)
-        self.stage2 = ConvnextStage(192, blocks=3, start=3, total=18, sd_prob=0.1)
-        self.down2 = ConvnextDownsample(192, out=384)
-        self.stage3 = ConvnextStage(384, blocks=9, start=6, total=18, sd_prob=0.1)
-        self.down3 = ConvnextDownsample(384, out=768)
-        self.stage4 = ConvnextStage(768, blocks=3, start=15, total=18, sd_prob=0.1)
+        self.stem_conv = nn.Conv2d(channels, dims[0], kernel_size=4, stride=4)
+        self.stem_norm = LayerNorm2d(dims[0], eps=1e-06)
+        stem_norm_channels_2 = depths[0] + depths[1] + depths[2]
+        stem_norm_channels = stem_norm_channels_2 + depths[3]
+        self.stage1 = ConvnextStage(
+            dims[0], blocks=depths[0], total=stem_norm_channels, sd_prob=stochastic_depth_prob, layer_scale=layer_scale
+        )
+        stage1_channels = dims[0] * 4 // 4
+        self.down1 = ConvnextDownsample(stage1_channels * 4 // 4 if depths[0] - 1 > 0 else stage1_channels, out=dims[1])
+        self.stage2 = ConvnextStage(
+            dims[1],
+            blocks=depths[1],
+            start=depths[0],
+            total=stem_norm_channels,
+            sd_prob=stochastic_depth_prob,
+            layer_scale=layer_scale,
+        )
+        stage2_channels = dims[1] * 4 // 4
+        self.down2 = ConvnextDownsample(stage2_channels * 4 // 4 if depths[1] - 1 > 0 else stage2_channels, out=dims[2])
+        self.stage3 = ConvnextStage(
+            dims[2],
+            blocks=depths[2],
+            start=depths[0] + depths[1],
+            total=stem_norm_channels,
+            sd_prob=stochastic_depth_prob,
+            layer_scale=layer_scale,
+        )
+        stage3_channels = dims[2] * 4 // 4
+        self.down3 = ConvnextDownsample(stage3_channels * 4 // 4 if depths[2] - 1 > 0 else stage3_channels, out=dims[3])
+        self.stage4 = ConvnextStage(
+            dims[3],
+            blocks=depths[3],
+            start=stem_norm_channels_2,
+            total=stem_norm_channels,
+            sd_prob=stochastic_depth_prob,
+            layer_scale=layer_scale,
+        )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.head_norm = nn.LayerNorm(768, eps=1e-06)
-        self.fc = nn.Linear(768, 1000)
+        avgpool_channels_2 = dims[3] * 4 // 4
+        avgpool_channels = avgpool_channels_2 * 4 // 4
+        self.head_norm = nn.LayerNorm(avgpool_channels if depths[3] - 1 > 0 else avgpool_channels_2, eps=1e-06)
+        self.fc = nn.Linear(avgpool_channels if depths[3] - 1 > 0 else avgpool_channels_2, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -194,6 +236,9 @@ class ConvnextTiny(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build ConvnextTiny as specs/convnext_tiny.yaml specifies it."""
-    return ConvnextTiny()
+def build_model(**kwargs):
+    """Build ConvnextTiny as specs/convnext_tiny.yaml specifies it.
+
+    Keyword arguments: those of ConvnextTiny (the spec's params).
+    """
+    return ConvnextTiny(**kwargs)

@@ -27,23 +27,26 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 
 class DcganGenerator(nn.Module):
-    """dcgan_generator: input N x 100 x 1 x 1 (NCHW)."""
+    """dcgan_generator: input N x 100 x 1 x 1 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, nz=100, ngf=64, nc=3):
         super().__init__()
-        self.convt1 = nn.ConvTranspose2d(100, 512, kernel_size=4, bias=False)
-        self.bn1 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)
+        self.convt1 = nn.ConvTranspose2d(nz, ngf * 8, kernel_size=4, bias=False)
+        self.bn1 = nn.BatchNorm2d(ngf * 8, eps=1e-05, momentum=0.1)
         self.relu1 = nn.ReLU(inplace=True)
-        self.convt2 = nn.ConvTranspose2d(512, 256, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)
+        self.convt2 = nn.ConvTranspose2d(ngf * 8, ngf * 4, kernel_size=4, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ngf * 4, eps=1e-05, momentum=0.1)
         self.relu2 = nn.ReLU(inplace=True)
-        self.convt3 = nn.ConvTranspose2d(256, 128, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)
+        self.convt3 = nn.ConvTranspose2d(ngf * 4, ngf * 2, kernel_size=4, stride=2, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(ngf * 2, eps=1e-05, momentum=0.1)
         self.relu3 = nn.ReLU(inplace=True)
-        self.convt4 = nn.ConvTranspose2d(128, 64, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn4 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.convt4 = nn.ConvTranspose2d(ngf * 2, ngf, kernel_size=4, stride=2, padding=1, bias=False)
+        self.bn4 = nn.BatchNorm2d(ngf, eps=1e-05, momentum=0.1)
         self.relu4 = nn.ReLU(inplace=True)
-        self.convt5 = nn.ConvTranspose2d(64, 3, kernel_size=4, stride=2, padding=1, bias=False)
+        self.convt5 = nn.ConvTranspose2d(ngf, nc, kernel_size=4, stride=2, padding=1, bias=False)
         self.tanh = nn.Tanh()
         self._init_weights()
 
@@ -73,6 +76,9 @@ class DcganGenerator(nn.Module):
                 nn.init.normal_(m.weight, mean=1.0, std=0.02)
 
 
-def build_model():
-    """Build DcganGenerator as specs/dcgan_generator.yaml specifies it."""
-    return DcganGenerator()
+def build_model(**kwargs):
+    """Build DcganGenerator as specs/dcgan_generator.yaml specifies it.
+
+    Keyword arguments: those of DcganGenerator (the spec's params).
+    """
+    return DcganGenerator(**kwargs)

@@ -235,9 +235,12 @@ class Deeplabv3MobilenetV3Large(nn.Module):
     """deeplabv3_mobilenet_v3_large: input N x 3 x 520 x 520 (NCHW).
 
     Returns a dict of its outputs: out.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
+    spec's values, where the build resolved them: aux.
     """
 
-    def __init__(self):
+    def __init__(self, *, classes=21):
         super().__init__()
         self.stem = Mbv3Conv(3, out=16, kernel=3, stride=2, act="HS")
         self.bneck1 = Mbv3Bneck(16, expanded=16, out=16)
@@ -256,7 +259,7 @@ class Deeplabv3MobilenetV3Large(nn.Module):
         self.bneck14 = Mbv3Bneck(160, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2)
         self.bneck15 = Mbv3Bneck(160, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2)
         self.lastconv = Mbv3Conv(160, out=960, act="HS")
-        self.classifier = DeeplabHead(960, classes=21)
+        self.classifier = DeeplabHead(960, classes=classes)
         self._init_weights()
 
     def forward(self, x):
@@ -303,6 +306,9 @@ class Deeplabv3MobilenetV3Large(nn.Module):
             m.reset_parameters()
 
 
-def build_model():
-    """Build Deeplabv3MobilenetV3Large as specs/deeplabv3_mobilenet_v3_large.yaml specifies it."""
-    return Deeplabv3MobilenetV3Large()
+def build_model(**kwargs):
+    """Build Deeplabv3MobilenetV3Large as specs/deeplabv3_mobilenet_v3_large.yaml specifies it.
+
+    Keyword arguments: those of Deeplabv3MobilenetV3Large (the spec's params).
+    """
+    return Deeplabv3MobilenetV3Large(**kwargs)

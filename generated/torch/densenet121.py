@@ -94,25 +94,66 @@ class Transition(nn.Module):
 
 
 class Densenet121(nn.Module):
-    """densenet121: input N x 3 x 224 x 224 (NCHW)."""
+    """densenet121: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(
+        self,
+        *,
+        channels=3,
+        classes=1000,
+        growth_rate=32,
+        block_config=(6, 12, 24, 16),
+        stem_channels=64,
+        bn_size=4,
+        reduction=0.5,
+        drop_rate=0.0,
+    ):
         super().__init__()
-        self.conv0 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.norm0 = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.1)
+        self.conv0 = nn.Conv2d(channels, stem_channels, kernel_size=7, stride=2, padding=3, bias=False)
+        self.norm0 = nn.BatchNorm2d(stem_channels, eps=1.001e-05, momentum=0.1)
         self.relu0 = nn.ReLU(inplace=True)
         self.pool0 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.denseblock1 = DenseBlock(64, num_layers=6, growth_rate=32)
-        self.transition1 = Transition(256)
-        self.denseblock2 = DenseBlock(128, num_layers=12, growth_rate=32)
-        self.transition2 = Transition(512)
-        self.denseblock3 = DenseBlock(256, num_layers=24, growth_rate=32)
-        self.transition3 = Transition(1024)
-        self.denseblock4 = DenseBlock(512, num_layers=16, growth_rate=32)
-        self.norm5 = nn.BatchNorm2d(1024, eps=1.001e-05, momentum=0.1)
+        self.denseblock1 = DenseBlock(
+            stem_channels, num_layers=block_config[0], growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate
+        )
+        denseblock1_channels = stem_channels + block_config[0] * growth_rate
+        self.transition1 = Transition(denseblock1_channels, reduction=reduction)
+        transition1_channels = int(denseblock1_channels * reduction)
+        self.denseblock2 = DenseBlock(
+            transition1_channels,
+            num_layers=block_config[1],
+            growth_rate=growth_rate,
+            bn_size=bn_size,
+            drop_rate=drop_rate,
+        )
+        denseblock2_channels = transition1_channels + block_config[1] * growth_rate
+        self.transition2 = Transition(denseblock2_channels, reduction=reduction)
+        transition2_channels = int(denseblock2_channels * reduction)
+        self.denseblock3 = DenseBlock(
+            transition2_channels,
+            num_layers=block_config[2],
+            growth_rate=growth_rate,
+            bn_size=bn_size,
+            drop_rate=drop_rate,
+        )
+        denseblock3_channels = transition2_channels + block_config[2] * growth_rate
+        self.transition3 = Transition(denseblock3_channels, reduction=reduction)
+        transition3_channels = int(denseblock3_channels * reduction)
+        self.denseblock4 = DenseBlock(
+            transition3_channels,
+            num_layers=block_config[3],
+            growth_rate=growth_rate,
+            bn_size=bn_size,
+            drop_rate=drop_rate,
+        )
+        denseblock4_channels = transition3_channels + block_config[3] * growth_rate
+        self.norm5 = nn.BatchNorm2d(denseblock4_channels, eps=1.001e-05, momentum=0.1)
         self.relu5 = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(1024, 1000)
+        self.classifier = nn.Linear(denseblock4_channels, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -142,6 +183,9 @@ class Densenet121(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build Densenet121 as specs/densenet121.yaml specifies it."""
-    return Densenet121()
+def build_model(**kwargs):
+    """Build Densenet121 as specs/densenet121.yaml specifies it.
+
+    Keyword arguments: those of Densenet121 (the spec's params).
+    """
+    return Densenet121(**kwargs)

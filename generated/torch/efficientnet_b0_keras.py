@@ -150,35 +150,42 @@ class EffkBlock(nn.Module):
 
 
 class EfficientnetB0Keras(nn.Module):
-    """efficientnet_b0_keras: input N x 3 x 224 x 224 (NCHW)."""
+    """efficientnet_b0_keras: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.2, drop_connect_rate=0.2):
         super().__init__()
-        self.stem_conv = Conv2dSame(3, 32, kernel_size=3, stride=2, bias=False)
+        self.stem_conv = Conv2dSame(channels, 32, kernel_size=3, stride=2, bias=False)
         self.stem_bn = nn.BatchNorm2d(32, eps=0.001, momentum=0.01)
         self.stem_activation = nn.SiLU(inplace=True)
-        self.block1a = EffkBlock(32, filters_in=32, filters_out=16, expand=1)
-        self.block2a = EffkBlock(16, filters_in=16, filters_out=24, stride=2, drop_rate=0.0125)
-        self.block2b = EffkBlock(24, filters_in=24, filters_out=24, drop_rate=0.025)
-        self.block3a = EffkBlock(24, filters_in=24, filters_out=40, kernel=5, stride=2, drop_rate=0.037500000000000006)
-        self.block3b = EffkBlock(40, filters_in=40, filters_out=40, kernel=5, drop_rate=0.05)
-        self.block4a = EffkBlock(40, filters_in=40, filters_out=80, stride=2, drop_rate=0.0625)
-        self.block4b = EffkBlock(80, filters_in=80, filters_out=80, drop_rate=0.07500000000000001)
-        self.block4c = EffkBlock(80, filters_in=80, filters_out=80, drop_rate=0.08750000000000001)
-        self.block5a = EffkBlock(80, filters_in=80, filters_out=112, kernel=5, drop_rate=0.1)
-        self.block5b = EffkBlock(112, filters_in=112, filters_out=112, kernel=5, drop_rate=0.1125)
-        self.block5c = EffkBlock(112, filters_in=112, filters_out=112, kernel=5, drop_rate=0.125)
-        self.block6a = EffkBlock(112, filters_in=112, filters_out=192, kernel=5, stride=2, drop_rate=0.1375)
-        self.block6b = EffkBlock(192, filters_in=192, filters_out=192, kernel=5, drop_rate=0.15000000000000002)
-        self.block6c = EffkBlock(192, filters_in=192, filters_out=192, kernel=5, drop_rate=0.1625)
-        self.block6d = EffkBlock(192, filters_in=192, filters_out=192, kernel=5, drop_rate=0.17500000000000002)
-        self.block7a = EffkBlock(192, filters_in=192, filters_out=320, drop_rate=0.1875)
+        self.block1a = EffkBlock(32, filters_in=32, filters_out=16, expand=1, drop_rate=drop_connect_rate * 0 / 16)
+        self.block2a = EffkBlock(16, filters_in=16, filters_out=24, stride=2, drop_rate=drop_connect_rate / 16)
+        self.block2b = EffkBlock(24, filters_in=24, filters_out=24, drop_rate=drop_connect_rate * 2 / 16)
+        self.block3a = EffkBlock(
+            24, filters_in=24, filters_out=40, kernel=5, stride=2, drop_rate=drop_connect_rate * 3 / 16
+        )
+        self.block3b = EffkBlock(40, filters_in=40, filters_out=40, kernel=5, drop_rate=drop_connect_rate * 4 / 16)
+        self.block4a = EffkBlock(40, filters_in=40, filters_out=80, stride=2, drop_rate=drop_connect_rate * 5 / 16)
+        self.block4b = EffkBlock(80, filters_in=80, filters_out=80, drop_rate=drop_connect_rate * 6 / 16)
+        self.block4c = EffkBlock(80, filters_in=80, filters_out=80, drop_rate=drop_connect_rate * 7 / 16)
+        self.block5a = EffkBlock(80, filters_in=80, filters_out=112, kernel=5, drop_rate=drop_connect_rate * 8 / 16)
+        self.block5b = EffkBlock(112, filters_in=112, filters_out=112, kernel=5, drop_rate=drop_connect_rate * 9 / 16)
+        self.block5c = EffkBlock(112, filters_in=112, filters_out=112, kernel=5, drop_rate=drop_connect_rate * 10 / 16)
+        self.block6a = EffkBlock(
+            112, filters_in=112, filters_out=192, kernel=5, stride=2, drop_rate=drop_connect_rate * 11 / 16
+        )
+        self.block6b = EffkBlock(192, filters_in=192, filters_out=192, kernel=5, drop_rate=drop_connect_rate * 12 / 16)
+        self.block6c = EffkBlock(192, filters_in=192, filters_out=192, kernel=5, drop_rate=drop_connect_rate * 13 / 16)
+        self.block6d = EffkBlock(192, filters_in=192, filters_out=192, kernel=5, drop_rate=drop_connect_rate * 14 / 16)
+        self.block7a = EffkBlock(192, filters_in=192, filters_out=320, drop_rate=drop_connect_rate * 15 / 16)
         self.top_conv = nn.Conv2d(320, 1280, kernel_size=1, bias=False)
         self.top_bn = nn.BatchNorm2d(1280, eps=0.001, momentum=0.01)
         self.top_activation = nn.SiLU(inplace=True)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.top_dropout = nn.Dropout(p=0.2)
-        self.predictions = nn.Linear(1280, 1000)
+        self.top_dropout = nn.Dropout(p=dropout)
+        self.predictions = nn.Linear(1280, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -229,6 +236,9 @@ class EfficientnetB0Keras(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build EfficientnetB0Keras as specs/efficientnet_b0_keras.yaml specifies it."""
-    return EfficientnetB0Keras()
+def build_model(**kwargs):
+    """Build EfficientnetB0Keras as specs/efficientnet_b0_keras.yaml specifies it.
+
+    Keyword arguments: those of EfficientnetB0Keras (the spec's params).
+    """
+    return EfficientnetB0Keras(**kwargs)

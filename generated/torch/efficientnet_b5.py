@@ -249,34 +249,153 @@ class EffnetStage(nn.Module):
 
 
 class EfficientnetB5(nn.Module):
-    """efficientnet_b5: input N x 3 x 456 x 456 (NCHW)."""
+    """efficientnet_b5: input N x 3 x 456 x 456 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
+    spec works out from others is None by default: worked out the same way.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels=3,
+        classes=1000,
+        width_mult=1.6,
+        depth_mult=2.2,
+        dropout=0.4,
+        stochastic_depth_prob=0.2,
+        layers=(1, 2, 2, 3, 3, 4, 1),
+        depths=None,
+        starts=None,
+        total_blocks=None,
+        stem_width=None,
+        head_width=None,
+    ):
         super().__init__()
-        self.stem = EffnetConv(3, out=48, kernel=3, stride=2)
-        self.stage1 = EffnetStage(48, expand=1, kernel=3, out=16, blocks=3, total_blocks=39, width_mult=1.6)
+        if depths is None:
+            depths = [
+                -int(-layers[0] * depth_mult // 1),
+                -int(-layers[1] * depth_mult // 1),
+                -int(-layers[2] * depth_mult // 1),
+                -int(-layers[3] * depth_mult // 1),
+                -int(-layers[4] * depth_mult // 1),
+                -int(-layers[5] * depth_mult // 1),
+                -int(-layers[6] * depth_mult // 1),
+            ]
+        if starts is None:
+            starts = [
+                0,
+                depths[0],
+                depths[0] + depths[1],
+                depths[0] + depths[1] + depths[2],
+                depths[0] + depths[1] + depths[2] + depths[3],
+                depths[0] + depths[1] + depths[2] + depths[3] + depths[4],
+                depths[0] + depths[1] + depths[2] + depths[3] + depths[4] + depths[5],
+            ]
+        if total_blocks is None:
+            total_blocks = starts[6] + depths[6]
+        if stem_width is None:
+            stem_width = max(8, int(32 * width_mult + 4) // 8 * 8) + (
+                8 if max(8, int(32 * width_mult + 4) // 8 * 8) < 28.8 * width_mult else 0
+            )
+        if head_width is None:
+            head_width = 4 * (
+                max(8, int(320 * width_mult + 4) // 8 * 8)
+                + (8 if max(8, int(320 * width_mult + 4) // 8 * 8) < 288.0 * width_mult else 0)
+            )
+        self.stem = EffnetConv(channels, out=stem_width, kernel=3, stride=2)
+        self.stage1 = EffnetStage(
+            stem_width,
+            expand=1,
+            kernel=3,
+            out=16,
+            blocks=depths[0],
+            first_index=starts[0],
+            total_blocks=total_blocks,
+            width_mult=width_mult,
+            sd_prob=stochastic_depth_prob,
+        )
+        stage1_channels = max(8, int(16 * width_mult + 4) // 8 * 8)
         self.stage2 = EffnetStage(
-            24, expand=6, kernel=3, stride=2, out=24, blocks=5, first_index=3, total_blocks=39, width_mult=1.6
+            stage1_channels + (8 if stage1_channels < 14.4 * width_mult else 0),
+            expand=6,
+            kernel=3,
+            stride=2,
+            out=24,
+            blocks=depths[1],
+            first_index=starts[1],
+            total_blocks=total_blocks,
+            width_mult=width_mult,
+            sd_prob=stochastic_depth_prob,
         )
+        stage2_channels = max(8, int(24 * width_mult + 4) // 8 * 8)
         self.stage3 = EffnetStage(
-            40, expand=6, kernel=5, stride=2, out=40, blocks=5, first_index=8, total_blocks=39, width_mult=1.6
+            stage2_channels + (8 if stage2_channels < 21.6 * width_mult else 0),
+            expand=6,
+            kernel=5,
+            stride=2,
+            out=40,
+            blocks=depths[2],
+            first_index=starts[2],
+            total_blocks=total_blocks,
+            width_mult=width_mult,
+            sd_prob=stochastic_depth_prob,
         )
+        stage3_channels = max(8, int(40 * width_mult + 4) // 8 * 8)
         self.stage4 = EffnetStage(
-            64, expand=6, kernel=3, stride=2, out=80, blocks=7, first_index=13, total_blocks=39, width_mult=1.6
+            stage3_channels + (8 if stage3_channels < 36.0 * width_mult else 0),
+            expand=6,
+            kernel=3,
+            stride=2,
+            out=80,
+            blocks=depths[3],
+            first_index=starts[3],
+            total_blocks=total_blocks,
+            width_mult=width_mult,
+            sd_prob=stochastic_depth_prob,
         )
+        stage4_channels = max(8, int(80 * width_mult + 4) // 8 * 8)
         self.stage5 = EffnetStage(
-            128, expand=6, kernel=5, out=112, blocks=7, first_index=20, total_blocks=39, width_mult=1.6
+            stage4_channels + (8 if stage4_channels < 72.0 * width_mult else 0),
+            expand=6,
+            kernel=5,
+            out=112,
+            blocks=depths[4],
+            first_index=starts[4],
+            total_blocks=total_blocks,
+            width_mult=width_mult,
+            sd_prob=stochastic_depth_prob,
         )
+        stage5_channels = max(8, int(112 * width_mult + 4) // 8 * 8)
         self.stage6 = EffnetStage(
-            176, expand=6, kernel=5, stride=2, out=192, blocks=9, first_index=27, total_blocks=39, width_mult=1.6
+            stage5_channels + (8 if stage5_channels < 100.8 * width_mult else 0),
+            expand=6,
+            kernel=5,
+            stride=2,
+            out=192,
+            blocks=depths[5],
+            first_index=starts[5],
+            total_blocks=total_blocks,
+            width_mult=width_mult,
+            sd_prob=stochastic_depth_prob,
         )
+        stage6_channels = max(8, int(192 * width_mult + 4) // 8 * 8)
         self.stage7 = EffnetStage(
-            304, expand=6, kernel=3, out=320, blocks=3, first_index=36, total_blocks=39, width_mult=1.6
+            stage6_channels + (8 if stage6_channels < 172.8 * width_mult else 0),
+            expand=6,
+            kernel=3,
+            out=320,
+            blocks=depths[6],
+            first_index=starts[6],
+            total_blocks=total_blocks,
+            width_mult=width_mult,
+            sd_prob=stochastic_depth_prob,
         )
-        self.lastconv = EffnetConv(512, out=2048)
+        stage7_channels = max(8, int(320 * width_mult + 4) // 8 * 8)
+        self.lastconv = EffnetConv(stage7_channels + (8 if stage7_channels < 288.0 * width_mult else 0), out=head_width)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.4)
-        self.classifier = nn.Linear(2048, 1000)
+        self.dropout = nn.Dropout(p=dropout)
+        self.classifier = nn.Linear(head_width, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -310,6 +429,9 @@ class EfficientnetB5(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build EfficientnetB5 as specs/efficientnet_b5.yaml specifies it."""
-    return EfficientnetB5()
+def build_model(**kwargs):
+    """Build EfficientnetB5 as specs/efficientnet_b5.yaml specifies it.
+
+    Keyword arguments: those of EfficientnetB5 (the spec's params).
+    """
+    return EfficientnetB5(**kwargs)

@@ -107,13 +107,16 @@ class Googlenet(nn.Module):
     """googlenet: input N x 3 x 224 x 224 (NCHW).
 
     In training mode returns GooglenetOutputs(main, aux1, aux2); in eval mode the main logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
+    spec's values, where the build resolved them: aux, kernel5, bn_eps, pool_padding, pool_ceil, pool4_kernel.
     """
 
     loss_weights = LOSS_WEIGHTS
 
-    def __init__(self):
+    def __init__(self, *, channels=3, classes=1000, dropout=0.4, aux_dropout=0.7):
         super().__init__()
-        self.conv1 = ConvBnAct(3, out=64, kernel=7, stride=2, padding=3)
+        self.conv1 = ConvBnAct(channels, out=64, kernel=7, stride=2, padding=3)
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.conv2 = ConvBnAct(64, out=64, kernel=1)
         self.conv3 = ConvBnAct(64, out=192, kernel=3, padding=1)
@@ -122,18 +125,18 @@ class Googlenet(nn.Module):
         self.inception3b = Inception(256, ch1x1=128, ch3x3red=128, ch3x3=192, ch5x5red=32, ch5x5=96, pool_proj=64)
         self.maxpool3 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.inception4a = Inception(480, ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64)
-        self.aux1 = nn.Sequential(OrderedDict(head=InceptionAux(512, classes=1000)))
+        self.aux1 = nn.Sequential(OrderedDict(head=InceptionAux(512, classes=classes, dropout=aux_dropout)))
         self.inception4b = Inception(512, ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64)
         self.inception4c = Inception(512, ch1x1=128, ch3x3red=128, ch3x3=256, ch5x5red=24, ch5x5=64, pool_proj=64)
         self.inception4d = Inception(512, ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64)
-        self.aux2 = nn.Sequential(OrderedDict(head=InceptionAux(528, classes=1000)))
+        self.aux2 = nn.Sequential(OrderedDict(head=InceptionAux(528, classes=classes, dropout=aux_dropout)))
         self.inception4e = Inception(528, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128)
         self.maxpool4 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.inception5a = Inception(832, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128)
         self.inception5b = Inception(832, ch1x1=384, ch3x3red=192, ch3x3=384, ch5x5red=48, ch5x5=128, pool_proj=128)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.4)
-        self.fc = nn.Linear(1024, 1000)
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(1024, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -146,11 +149,11 @@ class Googlenet(nn.Module):
         x = self.inception3b(x)  # N x 480 x 28 x 28
         x = self.maxpool3(x)  # N x 480 x 14 x 14
         x = self.inception4a(x)  # N x 512 x 14 x 14
-        aux1_2 = self.aux1(x) if self.training else None
+        aux1 = self.aux1(x) if self.training else None
         x = self.inception4b(x)  # N x 512 x 14 x 14
         x = self.inception4c(x)  # N x 512 x 14 x 14
         x = self.inception4d(x)  # N x 528 x 14 x 14
-        aux2_2 = self.aux2(x) if self.training else None
+        aux2 = self.aux2(x) if self.training else None
         x = self.inception4e(x)  # N x 832 x 14 x 14
         x = self.maxpool4(x)  # N x 832 x 7 x 7
         x = self.inception5a(x)  # N x 832 x 7 x 7
@@ -159,7 +162,7 @@ class Googlenet(nn.Module):
         x = self.dropout(x)  # N x 1024
         x = self.fc(x)  # N x 1000
         if self.training:
-            return GooglenetOutputs(x, aux1_2, aux2_2)
+            return GooglenetOutputs(x, aux1, aux2)
         return x
 
     def _init_weights(self):
@@ -169,6 +172,9 @@ class Googlenet(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.01)
 
 
-def build_model():
-    """Build Googlenet as specs/googlenet.yaml specifies it."""
-    return Googlenet()
+def build_model(**kwargs):
+    """Build Googlenet as specs/googlenet.yaml specifies it.
+
+    Keyword arguments: those of Googlenet (the spec's params).
+    """
+    return Googlenet(**kwargs)

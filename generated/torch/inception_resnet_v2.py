@@ -290,11 +290,14 @@ class Irv2Block8(nn.Module):
 
 
 class InceptionResnetV2(nn.Module):
-    """inception_resnet_v2: input N x 3 x 299 x 299 (NCHW)."""
+    """inception_resnet_v2: input N x 3 x 299 x 299 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000):
         super().__init__()
-        self.conv1 = Irv2Conv(3, out=32, kernel=3, stride=2)
+        self.conv1 = Irv2Conv(channels, out=32, kernel=3, stride=2)
         self.conv2 = Irv2Conv(32, out=32, kernel=3)
         self.conv3 = Irv2Conv(32, out=64, kernel=3, padding=1)
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
@@ -310,7 +313,7 @@ class InceptionResnetV2(nn.Module):
         self.block8_10 = Irv2Block8(2080, up=2080, factor=1.0, act=False)
         self.conv_7b = Irv2Conv(2080, out=1536, kernel=1)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(1536, 1000)
+        self.predictions = nn.Linear(1536, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -345,6 +348,9 @@ class InceptionResnetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build InceptionResnetV2 as specs/inception_resnet_v2.yaml specifies it."""
-    return InceptionResnetV2()
+def build_model(**kwargs):
+    """Build InceptionResnetV2 as specs/inception_resnet_v2.yaml specifies it.
+
+    Keyword arguments: those of InceptionResnetV2 (the spec's params).
+    """
+    return InceptionResnetV2(**kwargs)

@@ -226,11 +226,15 @@ class Inception3E(nn.Module):
 
 
 class InceptionV3(nn.Module):
-    """inception_v3: input N x 3 x 299 x 299 (NCHW)."""
+    """inception_v3: input N x 3 x 299 x 299 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
+    spec's values, where the build resolved them: aux.
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.5):
         super().__init__()
-        self.Conv2d_1a_3x3 = Inception3Conv(3, out=32, kernel=3, stride=2)
+        self.Conv2d_1a_3x3 = Inception3Conv(channels, out=32, kernel=3, stride=2)
         self.Conv2d_2a_3x3 = Inception3Conv(32, out=32, kernel=3)
         self.Conv2d_2b_3x3 = Inception3Conv(32, out=64, kernel=3, padding=1)
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2)
@@ -249,8 +253,8 @@ class InceptionV3(nn.Module):
         self.Mixed_7b = Inception3E(1280)
         self.Mixed_7c = Inception3E(2048)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.5)
-        self.fc = nn.Linear(2048, 1000)
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(2048, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -284,6 +288,9 @@ class InceptionV3(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.1)
 
 
-def build_model():
-    """Build InceptionV3 as specs/inception_v3.yaml specifies it."""
-    return InceptionV3()
+def build_model(**kwargs):
+    """Build InceptionV3 as specs/inception_v3.yaml specifies it.
+
+    Keyword arguments: those of InceptionV3 (the spec's params).
+    """
+    return InceptionV3(**kwargs)

@@ -233,11 +233,14 @@ class Inception3E(nn.Module):
 
 
 class InceptionV3Keras(nn.Module):
-    """inception_v3_keras: input N x 3 x 299 x 299 (NCHW)."""
+    """inception_v3_keras: input N x 3 x 299 x 299 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000):
         super().__init__()
-        self.Conv2d_1a_3x3 = Inception3Conv(3, out=32, kernel=3, stride=2)
+        self.Conv2d_1a_3x3 = Inception3Conv(channels, out=32, kernel=3, stride=2)
         self.Conv2d_2a_3x3 = Inception3Conv(32, out=32, kernel=3)
         self.Conv2d_2b_3x3 = Inception3Conv(32, out=64, kernel=3, padding=1)
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2)
@@ -256,7 +259,7 @@ class InceptionV3Keras(nn.Module):
         self.mixed9 = Inception3E(1280)
         self.mixed10 = Inception3E(2048)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(2048, 1000)
+        self.predictions = nn.Linear(2048, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -292,6 +295,9 @@ class InceptionV3Keras(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build InceptionV3Keras as specs/inception_v3_keras.yaml specifies it."""
-    return InceptionV3Keras()
+def build_model(**kwargs):
+    """Build InceptionV3Keras as specs/inception_v3_keras.yaml specifies it.
+
+    Keyword arguments: those of InceptionV3Keras (the spec's params).
+    """
+    return InceptionV3Keras(**kwargs)

@@ -189,9 +189,11 @@ class LrasppMobilenetV3Large(nn.Module):
     """lraspp_mobilenet_v3_large: input N x 3 x 520 x 520 (NCHW).
 
     Returns a dict of its outputs: out.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
     """
 
-    def __init__(self):
+    def __init__(self, *, classes=21):
         super().__init__()
         self.stem = Mbv3Conv(3, out=16, kernel=3, stride=2, act="HS")
         self.bneck1 = Mbv3Bneck(16, expanded=16, out=16)
@@ -210,7 +212,7 @@ class LrasppMobilenetV3Large(nn.Module):
         self.bneck14 = Mbv3Bneck(160, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2)
         self.bneck15 = Mbv3Bneck(160, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2)
         self.lastconv = Mbv3Conv(160, out=960, act="HS")
-        self.classifier = LrasppHead(960, 40, classes=21)
+        self.classifier = LrasppHead(960, 40, classes=classes)
         self._init_weights()
 
     def forward(self, x):
@@ -253,6 +255,9 @@ class LrasppMobilenetV3Large(nn.Module):
             m.reset_parameters()
 
 
-def build_model():
-    """Build LrasppMobilenetV3Large as specs/lraspp_mobilenet_v3_large.yaml specifies it."""
-    return LrasppMobilenetV3Large()
+def build_model(**kwargs):
+    """Build LrasppMobilenetV3Large as specs/lraspp_mobilenet_v3_large.yaml specifies it.
+
+    Keyword arguments: those of LrasppMobilenetV3Large (the spec's params).
+    """
+    return LrasppMobilenetV3Large(**kwargs)

@@ -28,28 +28,31 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 
 class M5(nn.Module):
-    """m5: input N x 1 x 32000 (NCL)."""
+    """m5: input N x 1 x 32000 (NCL).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=1, classes=10, widths=(128, 128, 256, 512)):
         super().__init__()
-        self.conv1 = nn.Conv1d(1, 128, kernel_size=80, stride=4, padding=38, bias=False)
-        self.bn1 = nn.BatchNorm1d(128, eps=1e-05, momentum=0.1)
+        self.conv1 = nn.Conv1d(channels, widths[0], kernel_size=80, stride=4, padding=38, bias=False)
+        self.bn1 = nn.BatchNorm1d(widths[0], eps=1e-05, momentum=0.1)
         self.relu1 = nn.ReLU(inplace=True)
         self.pool1 = nn.MaxPool1d(kernel_size=4)
-        self.conv2 = nn.Conv1d(128, 128, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm1d(128, eps=1e-05, momentum=0.1)
+        self.conv2 = nn.Conv1d(widths[0], widths[1], kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(widths[1], eps=1e-05, momentum=0.1)
         self.relu2 = nn.ReLU(inplace=True)
         self.pool2 = nn.MaxPool1d(kernel_size=4)
-        self.conv3 = nn.Conv1d(128, 256, kernel_size=3, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm1d(256, eps=1e-05, momentum=0.1)
+        self.conv3 = nn.Conv1d(widths[1], widths[2], kernel_size=3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm1d(widths[2], eps=1e-05, momentum=0.1)
         self.relu3 = nn.ReLU(inplace=True)
         self.pool3 = nn.MaxPool1d(kernel_size=4)
-        self.conv4 = nn.Conv1d(256, 512, kernel_size=3, padding=1, bias=False)
-        self.bn4 = nn.BatchNorm1d(512, eps=1e-05, momentum=0.1)
+        self.conv4 = nn.Conv1d(widths[2], widths[3], kernel_size=3, padding=1, bias=False)
+        self.bn4 = nn.BatchNorm1d(widths[3], eps=1e-05, momentum=0.1)
         self.relu4 = nn.ReLU(inplace=True)
         self.pool4 = nn.MaxPool1d(kernel_size=4, ceil_mode=True)
         self.avgpool = nn.AdaptiveAvgPool1d(1)
-        self.fc = nn.Linear(512, 10)
+        self.fc = nn.Linear(widths[3], classes)
 
     def forward(self, x):
         x = self.conv1(x)  # N x 128 x 8000
@@ -73,6 +76,9 @@ class M5(nn.Module):
         return x
 
 
-def build_model():
-    """Build M5 as specs/m5.yaml specifies it."""
-    return M5()
+def build_model(**kwargs):
+    """Build M5 as specs/m5.yaml specifies it.
+
+    Keyword arguments: those of M5 (the spec's params).
+    """
+    return M5(**kwargs)

@@ -105,23 +105,26 @@ class VideoStage(nn.Module):
 
 
 class Mc318(nn.Module):
-    """mc3_18: input N x 3 x 16 x 112 x 112 (NCDHW)."""
+    """mc3_18: input N x 3 x 16 x 112 x 112 (NCDHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=400, layers=(2, 2, 2, 2)):
         super().__init__()
         self.stem = nn.Sequential(
             OrderedDict(
-                conv=nn.Conv3d(3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
+                conv=nn.Conv3d(channels, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
                 bn=nn.BatchNorm3d(64, eps=1e-05, momentum=0.1),
                 relu=nn.ReLU(inplace=True),
             )
         )
-        self.layer1 = VideoStage(64, planes=64, blocks=2)
-        self.layer2 = VideoStage(64, planes=128, blocks=2, stride=2, temporal=1)
-        self.layer3 = VideoStage(128, planes=256, blocks=2, stride=2, temporal=1)
-        self.layer4 = VideoStage(256, planes=512, blocks=2, stride=2, temporal=1)
+        self.layer1 = VideoStage(64, planes=64, blocks=layers[0])
+        self.layer2 = VideoStage(64, planes=128, blocks=layers[1], stride=2, temporal=1)
+        self.layer3 = VideoStage(128, planes=256, blocks=layers[2], stride=2, temporal=1)
+        self.layer4 = VideoStage(256, planes=512, blocks=layers[3], stride=2, temporal=1)
         self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(512, 400)
+        self.fc = nn.Linear(512, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -144,6 +147,9 @@ class Mc318(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build Mc318 as specs/mc3_18.yaml specifies it."""
-    return Mc318()
+def build_model(**kwargs):
+    """Build Mc318 as specs/mc3_18.yaml specifies it.
+
+    Keyword arguments: those of Mc318 (the spec's params).
+    """
+    return Mc318(**kwargs)

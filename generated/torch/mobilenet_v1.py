@@ -83,25 +83,40 @@ class DsConv(nn.Module):
 
 
 class MobilenetV1(nn.Module):
-    """mobilenet_v1: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v1: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, alpha=1.0, depth_multiplier=1, dropout=0.001):
         super().__init__()
-        self.conv1 = Conv2dSame(3, 32, kernel_size=3, stride=2, bias=False)
-        self.conv1_bn = nn.BatchNorm2d(32, eps=0.001, momentum=0.01)
+        channels_2 = int(32 * alpha)
+        self.conv1 = Conv2dSame(channels, channels_2, kernel_size=3, stride=2, bias=False)
+        self.conv1_bn = nn.BatchNorm2d(channels_2, eps=0.001, momentum=0.01)
         self.conv1_relu = nn.ReLU6(inplace=True)
-        self.ds1 = DsConv(32, filters=64)
-        self.ds2 = DsConv(64, filters=128, stride=2)
-        self.ds3 = DsConv(128, filters=128)
-        self.ds4 = DsConv(128, filters=256, stride=2)
-        self.ds5 = DsConv(256, filters=256)
-        self.ds6 = DsConv(256, filters=512, stride=2)
-        self.ds7_11 = nn.Sequential(*[nn.Sequential(OrderedDict(ds=DsConv(512, filters=512))) for _ in range(5)])
-        self.ds12 = DsConv(512, filters=1024, stride=2)
-        self.ds13 = DsConv(1024, filters=1024)
+        self.ds1 = DsConv(channels_2, filters=64, alpha=alpha, depth_multiplier=depth_multiplier)
+        self.ds2 = DsConv(int(64 * alpha), filters=128, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds2_channels = int(128 * alpha)
+        self.ds3 = DsConv(ds2_channels, filters=128, alpha=alpha, depth_multiplier=depth_multiplier)
+        self.ds4 = DsConv(ds2_channels, filters=256, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds4_channels = int(256 * alpha)
+        self.ds5 = DsConv(ds4_channels, filters=256, alpha=alpha, depth_multiplier=depth_multiplier)
+        self.ds6 = DsConv(ds4_channels, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds6_channels = int(512 * alpha)
+        self.ds7_11 = nn.Sequential(
+            *[
+                nn.Sequential(
+                    OrderedDict(ds=DsConv(ds6_channels, filters=512, alpha=alpha, depth_multiplier=depth_multiplier))
+                )
+                for _ in range(5)
+            ]
+        )
+        self.ds12 = DsConv(ds6_channels, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds12_channels = int(1024 * alpha)
+        self.ds13 = DsConv(ds12_channels, filters=1024, alpha=alpha, depth_multiplier=depth_multiplier)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.001)
-        self.classifier = nn.Linear(1024, 1000)
+        self.dropout = nn.Dropout(p=dropout)
+        self.classifier = nn.Linear(ds12_channels, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -132,6 +147,9 @@ class MobilenetV1(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV1 as specs/mobilenet_v1.yaml specifies it."""
-    return MobilenetV1()
+def build_model(**kwargs):
+    """Build MobilenetV1 as specs/mobilenet_v1.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV1 (the spec's params).
+    """
+    return MobilenetV1(**kwargs)

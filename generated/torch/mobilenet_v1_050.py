@@ -72,27 +72,40 @@ class DsConv(nn.Module):
 
 
 class MobilenetV1050(nn.Module):
-    """mobilenet_v1_050: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v1_050: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, alpha=0.5, depth_multiplier=1, dropout=0.001):
         super().__init__()
-        self.conv1 = Conv2dSame(3, 16, kernel_size=3, stride=2, bias=False)
-        self.conv1_bn = nn.BatchNorm2d(16, eps=0.001, momentum=0.01)
+        channels_2 = int(32 * alpha)
+        self.conv1 = Conv2dSame(channels, channels_2, kernel_size=3, stride=2, bias=False)
+        self.conv1_bn = nn.BatchNorm2d(channels_2, eps=0.001, momentum=0.01)
         self.conv1_relu = nn.ReLU6(inplace=True)
-        self.ds1 = DsConv(16, filters=64, alpha=0.5)
-        self.ds2 = DsConv(32, filters=128, stride=2, alpha=0.5)
-        self.ds3 = DsConv(64, filters=128, alpha=0.5)
-        self.ds4 = DsConv(64, filters=256, stride=2, alpha=0.5)
-        self.ds5 = DsConv(128, filters=256, alpha=0.5)
-        self.ds6 = DsConv(128, filters=512, stride=2, alpha=0.5)
+        self.ds1 = DsConv(channels_2, filters=64, alpha=alpha, depth_multiplier=depth_multiplier)
+        self.ds2 = DsConv(int(64 * alpha), filters=128, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds2_channels = int(128 * alpha)
+        self.ds3 = DsConv(ds2_channels, filters=128, alpha=alpha, depth_multiplier=depth_multiplier)
+        self.ds4 = DsConv(ds2_channels, filters=256, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds4_channels = int(256 * alpha)
+        self.ds5 = DsConv(ds4_channels, filters=256, alpha=alpha, depth_multiplier=depth_multiplier)
+        self.ds6 = DsConv(ds4_channels, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds6_channels = int(512 * alpha)
         self.ds7_11 = nn.Sequential(
-            *[nn.Sequential(OrderedDict(ds=DsConv(256, filters=512, alpha=0.5))) for _ in range(5)]
+            *[
+                nn.Sequential(
+                    OrderedDict(ds=DsConv(ds6_channels, filters=512, alpha=alpha, depth_multiplier=depth_multiplier))
+                )
+                for _ in range(5)
+            ]
         )
-        self.ds12 = DsConv(256, filters=1024, stride=2, alpha=0.5)
-        self.ds13 = DsConv(512, filters=1024, alpha=0.5)
+        self.ds12 = DsConv(ds6_channels, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
+        ds12_channels = int(1024 * alpha)
+        self.ds13 = DsConv(ds12_channels, filters=1024, alpha=alpha, depth_multiplier=depth_multiplier)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.001)
-        self.classifier = nn.Linear(512, 1000)
+        self.dropout = nn.Dropout(p=dropout)
+        self.classifier = nn.Linear(ds12_channels, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -123,6 +136,9 @@ class MobilenetV1050(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV1050 as specs/mobilenet_v1_050.yaml specifies it."""
-    return MobilenetV1050()
+def build_model(**kwargs):
+    """Build MobilenetV1050 as specs/mobilenet_v1_050.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV1050 (the spec's params).
+    """
+    return MobilenetV1050(**kwargs)

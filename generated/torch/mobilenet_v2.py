@@ -87,11 +87,14 @@ class InvertedResidualStage(nn.Module):
 
 
 class MobilenetV2(nn.Module):
-    """mobilenet_v2: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v2: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.2):
         super().__init__()
-        self.stem_conv = nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False)
+        self.stem_conv = nn.Conv2d(channels, 32, kernel_size=3, stride=2, padding=1, bias=False)
         self.stem_bn = nn.BatchNorm2d(32, eps=1e-05, momentum=0.1)
         self.stem_relu = nn.ReLU6(inplace=True)
         self.stage1 = InvertedResidualStage(32, out=16, blocks=1, expand=1)
@@ -105,8 +108,8 @@ class MobilenetV2(nn.Module):
         self.head_bn = nn.BatchNorm2d(1280, eps=1e-05, momentum=0.1)
         self.head_relu = nn.ReLU6(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.2)
-        self.classifier = nn.Linear(1280, 1000)
+        self.dropout = nn.Dropout(p=dropout)
+        self.classifier = nn.Linear(1280, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -138,6 +141,9 @@ class MobilenetV2(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV2 as specs/mobilenet_v2.yaml specifies it."""
-    return MobilenetV2()
+def build_model(**kwargs):
+    """Build MobilenetV2 as specs/mobilenet_v2.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV2 (the spec's params).
+    """
+    return MobilenetV2(**kwargs)

@@ -123,25 +123,90 @@ class Mbv2kStage(nn.Module):
 
 
 class MobilenetV2Keras(nn.Module):
-    """mobilenet_v2_keras: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v2_keras: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
+    spec works out from others is None by default: worked out the same way.
+    """
+
+    def __init__(self, *, channels=3, classes=1000, alpha=1.0, first_filters=None, last_filters=None):
         super().__init__()
-        self.stem_conv = Conv2dSame(3, 32, kernel_size=3, stride=2, bias=False)
-        self.stem_bn = nn.BatchNorm2d(32, eps=0.001, momentum=0.001)
+        if first_filters is None:
+            first_filters = max(8, int(32 * alpha + 4) // 8 * 8) + (
+                8 if max(8, int(32 * alpha + 4) // 8 * 8) < 28.8 * alpha else 0
+            )
+        if last_filters is None:
+            last_filters = (
+                max(8, int(1280 * alpha + 4) // 8 * 8)
+                + (8 if max(8, int(1280 * alpha + 4) // 8 * 8) < 1152.0 * alpha else 0)
+                if alpha > 1.0
+                else 1280
+            )
+        self.stem_conv = Conv2dSame(channels, first_filters, kernel_size=3, stride=2, bias=False)
+        self.stem_bn = nn.BatchNorm2d(first_filters, eps=0.001, momentum=0.001)
         self.stem_relu = nn.ReLU6(inplace=True)
-        self.stage1 = Mbv2kStage(32, filters=16, blocks=1, expansion=1)
-        self.stage2 = Mbv2kStage(16, filters=24, blocks=2, stride=2)
-        self.stage3 = Mbv2kStage(24, filters=32, blocks=3, stride=2)
-        self.stage4 = Mbv2kStage(32, filters=64, blocks=4, stride=2)
-        self.stage5 = Mbv2kStage(64, filters=96, blocks=3)
-        self.stage6 = Mbv2kStage(96, filters=160, blocks=3, stride=2)
-        self.stage7 = Mbv2kStage(160, filters=320, blocks=1)
-        self.head_conv = nn.Conv2d(320, 1280, kernel_size=1, bias=False)
-        self.head_bn = nn.BatchNorm2d(1280, eps=0.001, momentum=0.001)
+        self.stage1 = Mbv2kStage(first_filters, filters=16, blocks=1, expansion=1, alpha=alpha)
+        stage1_channels_2 = int(16 * alpha)
+        stage1_channels = max(8, (stage1_channels_2 + 4) // 8 * 8)
+        self.stage2 = Mbv2kStage(
+            stage1_channels + (8 if stage1_channels < 0.9 * stage1_channels_2 else 0),
+            filters=24,
+            blocks=2,
+            stride=2,
+            alpha=alpha,
+        )
+        stage2_channels_2 = int(24 * alpha)
+        stage2_channels = max(8, (stage2_channels_2 + 4) // 8 * 8)
+        self.stage3 = Mbv2kStage(
+            stage2_channels + (8 if stage2_channels < 0.9 * stage2_channels_2 else 0),
+            filters=32,
+            blocks=3,
+            stride=2,
+            alpha=alpha,
+        )
+        stage3_channels_2 = int(32 * alpha)
+        stage3_channels = max(8, (stage3_channels_2 + 4) // 8 * 8)
+        self.stage4 = Mbv2kStage(
+            stage3_channels + (8 if stage3_channels < 0.9 * stage3_channels_2 else 0),
+            filters=64,
+            blocks=4,
+            stride=2,
+            alpha=alpha,
+        )
+        stage4_channels_2 = int(64 * alpha)
+        stage4_channels = max(8, (stage4_channels_2 + 4) // 8 * 8)
+        self.stage5 = Mbv2kStage(
+            stage4_channels + (8 if stage4_channels < 0.9 * stage4_channels_2 else 0), filters=96, blocks=3, alpha=alpha
+        )
+        stage5_channels_2 = int(96 * alpha)
+        stage5_channels = max(8, (stage5_channels_2 + 4) // 8 * 8)
+        self.stage6 = Mbv2kStage(
+            stage5_channels + (8 if stage5_channels < 0.9 * stage5_channels_2 else 0),
+            filters=160,
+            blocks=3,
+            stride=2,
+            alpha=alpha,
+        )
+        stage6_channels_2 = int(160 * alpha)
+        stage6_channels = max(8, (stage6_channels_2 + 4) // 8 * 8)
+        self.stage7 = Mbv2kStage(
+            stage6_channels + (8 if stage6_channels < 0.9 * stage6_channels_2 else 0),
+            filters=320,
+            blocks=1,
+            alpha=alpha,
+        )
+        stage7_channels_2 = int(320 * alpha)
+        stage7_channels = max(8, (stage7_channels_2 + 4) // 8 * 8)
+        self.head_conv = nn.Conv2d(
+            stage7_channels + (8 if stage7_channels < 0.9 * stage7_channels_2 else 0),
+            last_filters,
+            kernel_size=1,
+            bias=False,
+        )
+        self.head_bn = nn.BatchNorm2d(last_filters, eps=0.001, momentum=0.001)
         self.head_relu = nn.ReLU6(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(1280, 1000)
+        self.classifier = nn.Linear(last_filters, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -172,6 +237,9 @@ class MobilenetV2Keras(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV2Keras as specs/mobilenet_v2_keras.yaml specifies it."""
-    return MobilenetV2Keras()
+def build_model(**kwargs):
+    """Build MobilenetV2Keras as specs/mobilenet_v2_keras.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV2Keras (the spec's params).
+    """
+    return MobilenetV2Keras(**kwargs)

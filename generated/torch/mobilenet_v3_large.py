@@ -174,11 +174,14 @@ class Mbv3Classifier(nn.Module):
 
 
 class MobilenetV3Large(nn.Module):
-    """mobilenet_v3_large: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v3_large: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.2):
         super().__init__()
-        self.stem = Mbv3Conv(3, out=16, kernel=3, stride=2, act="HS")
+        self.stem = Mbv3Conv(channels, out=16, kernel=3, stride=2, act="HS")
         self.bneck1 = Mbv3Bneck(16, expanded=16, out=16)
         self.bneck2 = Mbv3Bneck(16, expanded=64, out=24, stride=2)
         self.bneck3 = Mbv3Bneck(24, expanded=72, out=24)
@@ -196,7 +199,7 @@ class MobilenetV3Large(nn.Module):
         self.bneck15 = Mbv3Bneck(160, kernel=5, expanded=960, out=160, se=True, act="HS")
         self.lastconv = Mbv3Conv(160, out=960, act="HS")
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = Mbv3Classifier(960, hidden=1280)
+        self.classifier = Mbv3Classifier(960, hidden=1280, classes=classes, dropout=dropout)
         self._init_weights()
 
     def forward(self, x):
@@ -233,6 +236,9 @@ class MobilenetV3Large(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV3Large as specs/mobilenet_v3_large.yaml specifies it."""
-    return MobilenetV3Large()
+def build_model(**kwargs):
+    """Build MobilenetV3Large as specs/mobilenet_v3_large.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV3Large (the spec's params).
+    """
+    return MobilenetV3Large(**kwargs)

@@ -171,11 +171,14 @@ class Mbv3kClassifier(nn.Module):
 
 
 class MobilenetV3LargeKeras(nn.Module):
-    """mobilenet_v3_large_keras: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v3_large_keras: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.2):
         super().__init__()
-        self.stem_conv = Conv2dSame(3, 16, kernel_size=3, stride=2, bias=False)
+        self.stem_conv = Conv2dSame(channels, 16, kernel_size=3, stride=2, bias=False)
         self.stem_bn = nn.BatchNorm2d(16, eps=0.001, momentum=0.001)
         self.stem_act = nn.Hardswish(inplace=True)
         self.bneck0 = Mbv3kBneck(16, expanded=16, out=16)
@@ -197,7 +200,7 @@ class MobilenetV3LargeKeras(nn.Module):
         self.lastconv_bn = nn.BatchNorm2d(960, eps=0.001, momentum=0.001)
         self.lastconv_act = nn.Hardswish(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = Mbv3kClassifier(960, hidden=1280)
+        self.classifier = Mbv3kClassifier(960, hidden=1280, classes=classes, dropout=dropout)
         self._init_weights()
 
     def forward(self, x):
@@ -238,6 +241,9 @@ class MobilenetV3LargeKeras(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV3LargeKeras as specs/mobilenet_v3_large_keras.yaml specifies it."""
-    return MobilenetV3LargeKeras()
+def build_model(**kwargs):
+    """Build MobilenetV3LargeKeras as specs/mobilenet_v3_large_keras.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV3LargeKeras (the spec's params).
+    """
+    return MobilenetV3LargeKeras(**kwargs)

@@ -174,11 +174,14 @@ class Mbv3Classifier(nn.Module):
 
 
 class MobilenetV3Small(nn.Module):
-    """mobilenet_v3_small: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v3_small: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.2):
         super().__init__()
-        self.stem = Mbv3Conv(3, out=16, kernel=3, stride=2, act="HS")
+        self.stem = Mbv3Conv(channels, out=16, kernel=3, stride=2, act="HS")
         self.bneck1 = Mbv3Bneck(16, expanded=16, out=16, se=True, stride=2)
         self.bneck2 = Mbv3Bneck(16, expanded=72, out=24, stride=2)
         self.bneck3 = Mbv3Bneck(24, expanded=88, out=24)
@@ -192,7 +195,7 @@ class MobilenetV3Small(nn.Module):
         self.bneck11 = Mbv3Bneck(96, kernel=5, expanded=576, out=96, se=True, act="HS")
         self.lastconv = Mbv3Conv(96, out=576, act="HS")
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = Mbv3Classifier(576, hidden=1024)
+        self.classifier = Mbv3Classifier(576, hidden=1024, classes=classes, dropout=dropout)
         self._init_weights()
 
     def forward(self, x):
@@ -225,6 +228,9 @@ class MobilenetV3Small(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV3Small as specs/mobilenet_v3_small.yaml specifies it."""
-    return MobilenetV3Small()
+def build_model(**kwargs):
+    """Build MobilenetV3Small as specs/mobilenet_v3_small.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV3Small (the spec's params).
+    """
+    return MobilenetV3Small(**kwargs)

@@ -171,11 +171,14 @@ class Mbv3kClassifier(nn.Module):
 
 
 class MobilenetV3SmallKeras(nn.Module):
-    """mobilenet_v3_small_keras: input N x 3 x 224 x 224 (NCHW)."""
+    """mobilenet_v3_small_keras: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.2):
         super().__init__()
-        self.stem_conv = Conv2dSame(3, 16, kernel_size=3, stride=2, bias=False)
+        self.stem_conv = Conv2dSame(channels, 16, kernel_size=3, stride=2, bias=False)
         self.stem_bn = nn.BatchNorm2d(16, eps=0.001, momentum=0.001)
         self.stem_act = nn.Hardswish(inplace=True)
         self.bneck0 = Mbv3kBneck(16, expanded=16, out=16, se=True, stride=2)
@@ -193,7 +196,7 @@ class MobilenetV3SmallKeras(nn.Module):
         self.lastconv_bn = nn.BatchNorm2d(576, eps=0.001, momentum=0.001)
         self.lastconv_act = nn.Hardswish(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = Mbv3kClassifier(576, hidden=1024)
+        self.classifier = Mbv3kClassifier(576, hidden=1024, classes=classes, dropout=dropout)
         self._init_weights()
 
     def forward(self, x):
@@ -230,6 +233,9 @@ class MobilenetV3SmallKeras(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build MobilenetV3SmallKeras as specs/mobilenet_v3_small_keras.yaml specifies it."""
-    return MobilenetV3SmallKeras()
+def build_model(**kwargs):
+    """Build MobilenetV3SmallKeras as specs/mobilenet_v3_small_keras.yaml specifies it.
+
+    Keyword arguments: those of MobilenetV3SmallKeras (the spec's params).
+    """
+    return MobilenetV3SmallKeras(**kwargs)

@@ -128,13 +128,16 @@ class VideoStage2plus1d(nn.Module):
 
 
 class R2plus1d18(nn.Module):
-    """r2plus1d_18: input N x 3 x 16 x 112 x 112 (NCDHW)."""
+    """r2plus1d_18: input N x 3 x 16 x 112 x 112 (NCDHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=400, layers=(2, 2, 2, 2)):
         super().__init__()
         self.stem = nn.Sequential(
             OrderedDict(
-                spatial=nn.Conv3d(3, 45, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+                spatial=nn.Conv3d(channels, 45, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
                 spatial_bn=nn.BatchNorm3d(45, eps=1e-05, momentum=0.1),
                 relu1=nn.ReLU(inplace=True),
                 temporal=nn.Conv3d(45, 64, kernel_size=(3, 1, 1), padding=(1, 0, 0), bias=False),
@@ -142,12 +145,12 @@ class R2plus1d18(nn.Module):
                 relu2=nn.ReLU(inplace=True),
             )
         )
-        self.layer1 = VideoStage2plus1d(64, planes=64, blocks=2)
-        self.layer2 = VideoStage2plus1d(64, planes=128, blocks=2, stride=2)
-        self.layer3 = VideoStage2plus1d(128, planes=256, blocks=2, stride=2)
-        self.layer4 = VideoStage2plus1d(256, planes=512, blocks=2, stride=2)
+        self.layer1 = VideoStage2plus1d(64, planes=64, blocks=layers[0])
+        self.layer2 = VideoStage2plus1d(64, planes=128, blocks=layers[1], stride=2)
+        self.layer3 = VideoStage2plus1d(128, planes=256, blocks=layers[2], stride=2)
+        self.layer4 = VideoStage2plus1d(256, planes=512, blocks=layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(512, 400)
+        self.fc = nn.Linear(512, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -170,6 +173,9 @@ class R2plus1d18(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build R2plus1d18 as specs/r2plus1d_18.yaml specifies it."""
-    return R2plus1d18()
+def build_model(**kwargs):
+    """Build R2plus1d18 as specs/r2plus1d_18.yaml specifies it.
+
+    Keyword arguments: those of R2plus1d18 (the spec's params).
+    """
+    return R2plus1d18(**kwargs)

@@ -150,19 +150,61 @@ class RegnetStage(nn.Module):
 
 
 class RegnetY400mf(nn.Module):
-    """regnet_y_400mf: input N x 3 x 224 x 224 (NCHW)."""
+    """regnet_y_400mf: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(
+        self,
+        *,
+        channels=3,
+        classes=1000,
+        stem_width=32,
+        depths=(1, 3, 6, 6),
+        widths=(48, 104, 208, 440),
+        group_widths=(8, 8, 8, 8),
+        bottleneck_multiplier=1.0,
+        se_ratio=0.25,
+    ):
         super().__init__()
-        self.stem_conv = nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(32, eps=1e-05, momentum=0.1)
+        self.stem_conv = nn.Conv2d(channels, stem_width, kernel_size=3, stride=2, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(stem_width, eps=1e-05, momentum=0.1)
         self.stem_relu = nn.ReLU(inplace=True)
-        self.stage1 = RegnetStage(32, out=48, depth=1, group_width=8, se_ratio=0.25)
-        self.stage2 = RegnetStage(48, out=104, depth=3, group_width=8, se_ratio=0.25)
-        self.stage3 = RegnetStage(104, out=208, depth=6, group_width=8, se_ratio=0.25)
-        self.stage4 = RegnetStage(208, out=440, depth=6, group_width=8, se_ratio=0.25)
+        self.stage1 = RegnetStage(
+            stem_width,
+            out=widths[0],
+            depth=depths[0],
+            group_width=group_widths[0],
+            bottleneck_multiplier=bottleneck_multiplier,
+            se_ratio=se_ratio,
+        )
+        self.stage2 = RegnetStage(
+            widths[0],
+            out=widths[1],
+            depth=depths[1],
+            group_width=group_widths[1],
+            bottleneck_multiplier=bottleneck_multiplier,
+            se_ratio=se_ratio,
+        )
+        self.stage3 = RegnetStage(
+            widths[1],
+            out=widths[2],
+            depth=depths[2],
+            group_width=group_widths[2],
+            bottleneck_multiplier=bottleneck_multiplier,
+            se_ratio=se_ratio,
+        )
+        self.stage4 = RegnetStage(
+            widths[2],
+            out=widths[3],
+            depth=depths[3],
+            group_width=group_widths[3],
+            bottleneck_multiplier=bottleneck_multiplier,
+            se_ratio=se_ratio,
+        )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(440, 1000)
+        self.fc = nn.Linear(widths[3], classes)
         self._init_weights()
 
     def forward(self, x):
@@ -187,6 +229,9 @@ class RegnetY400mf(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build RegnetY400mf as specs/regnet_y_400mf.yaml specifies it."""
-    return RegnetY400mf()
+def build_model(**kwargs):
+    """Build RegnetY400mf as specs/regnet_y_400mf.yaml specifies it.
+
+    Keyword arguments: those of RegnetY400mf (the spec's params).
+    """
+    return RegnetY400mf(**kwargs)

@@ -128,26 +128,28 @@ class Resnet50Fpn(nn.Module):
     """resnet50_fpn: input N x 3 x 224 x 224 (NCHW).
 
     Returns a dict of its outputs: 0, 1, 2, 3, pool.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
     """
 
-    def __init__(self):
+    def __init__(self, *, layers=(3, 4, 6, 3), width=256):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = BottleneckStage(64, planes=64, blocks=3)
-        self.layer2 = BottleneckStage(256, planes=128, blocks=4, stride=2)
-        self.layer3 = BottleneckStage(512, planes=256, blocks=6, stride=2)
-        self.layer4 = BottleneckStage(1024, planes=512, blocks=3, stride=2)
-        self.inner4 = nn.Conv2d(2048, 256, kernel_size=1)
-        self.merge3 = FpnTopDown(256, 1024)
-        self.merge2 = FpnTopDown(256, 512)
-        self.merge1 = FpnTopDown(256, 256)
-        self.p2 = nn.Conv2d(256, 256, kernel_size=3, padding=1)
-        self.p3 = nn.Conv2d(256, 256, kernel_size=3, padding=1)
-        self.p4 = nn.Conv2d(256, 256, kernel_size=3, padding=1)
-        self.p5 = nn.Conv2d(256, 256, kernel_size=3, padding=1)
+        self.layer1 = BottleneckStage(64, planes=64, blocks=layers[0])
+        self.layer2 = BottleneckStage(256, planes=128, blocks=layers[1], stride=2)
+        self.layer3 = BottleneckStage(512, planes=256, blocks=layers[2], stride=2)
+        self.layer4 = BottleneckStage(1024, planes=512, blocks=layers[3], stride=2)
+        self.inner4 = nn.Conv2d(2048, width, kernel_size=1)
+        self.merge3 = FpnTopDown(width, 1024, out=width)
+        self.merge2 = FpnTopDown(width, 512, out=width)
+        self.merge1 = FpnTopDown(width, 256, out=width)
+        self.p2 = nn.Conv2d(width, width, kernel_size=3, padding=1)
+        self.p3 = nn.Conv2d(width, width, kernel_size=3, padding=1)
+        self.p4 = nn.Conv2d(width, width, kernel_size=3, padding=1)
+        self.p5 = nn.Conv2d(width, width, kernel_size=3, padding=1)
         self.pool = nn.MaxPool2d(kernel_size=1, stride=2)
         self._init_weights()
 
@@ -182,6 +184,9 @@ class Resnet50Fpn(nn.Module):
             nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build Resnet50Fpn as specs/resnet50_fpn.yaml specifies it."""
-    return Resnet50Fpn()
+def build_model(**kwargs):
+    """Build Resnet50Fpn as specs/resnet50_fpn.yaml specifies it.
+
+    Keyword arguments: those of Resnet50Fpn (the spec's params).
+    """
+    return Resnet50Fpn(**kwargs)

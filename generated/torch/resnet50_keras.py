@@ -107,22 +107,25 @@ class ResnetV1Stage(nn.Module):
 
 
 class Resnet50Keras(nn.Module):
-    """resnet50_keras: input N x 3 x 224 x 224 (NCHW)."""
+    """resnet50_keras: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, layers=(3, 4, 6, 3)):
         super().__init__()
         self.conv1_pad = nn.ZeroPad2d((3, 3, 3, 3))
-        self.conv1_conv = nn.Conv2d(3, 64, kernel_size=7, stride=2)
+        self.conv1_conv = nn.Conv2d(channels, 64, kernel_size=7, stride=2)
         self.conv1_bn = nn.BatchNorm2d(64, eps=1.001e-05, momentum=0.01)
         self.conv1_relu = nn.ReLU(inplace=True)
         self.pool1_pad = nn.ZeroPad2d((1, 1, 1, 1))
         self.pool1_pool = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.conv2 = ResnetV1Stage(64, filters=64, blocks=3, stride=1)
-        self.conv3 = ResnetV1Stage(256, filters=128, blocks=4)
-        self.conv4 = ResnetV1Stage(512, filters=256, blocks=6)
-        self.conv5 = ResnetV1Stage(1024, filters=512, blocks=3)
+        self.conv2 = ResnetV1Stage(64, filters=64, blocks=layers[0], stride=1)
+        self.conv3 = ResnetV1Stage(256, filters=128, blocks=layers[1])
+        self.conv4 = ResnetV1Stage(512, filters=256, blocks=layers[2])
+        self.conv5 = ResnetV1Stage(1024, filters=512, blocks=layers[3])
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.predictions = nn.Linear(2048, 1000)
+        self.predictions = nn.Linear(2048, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -148,6 +151,9 @@ class Resnet50Keras(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build Resnet50Keras as specs/resnet50_keras.yaml specifies it."""
-    return Resnet50Keras()
+def build_model(**kwargs):
+    """Build Resnet50Keras as specs/resnet50_keras.yaml specifies it.
+
+    Keyword arguments: those of Resnet50Keras (the spec's params).
+    """
+    return Resnet50Keras(**kwargs)

@@ -125,22 +125,37 @@ class ShuffleStage(nn.Module):
 
 
 class ShufflenetV2X10(nn.Module):
-    """shufflenet_v2_x1_0: input N x 3 x 224 x 224 (NCHW)."""
+    """shufflenet_v2_x1_0: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(
+        self, *, channels=3, classes=1000, stages_repeats=(4, 8, 4), stages_out_channels=(24, 116, 232, 464, 1024)
+    ):
         super().__init__()
-        self.stem_conv = nn.Conv2d(3, 24, kernel_size=3, stride=2, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(24, eps=1e-05, momentum=0.1)
+        self.stem_conv = nn.Conv2d(channels, stages_out_channels[0], kernel_size=3, stride=2, padding=1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(stages_out_channels[0], eps=1e-05, momentum=0.1)
         self.stem_relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.stage2 = ShuffleStage(24, out=116, blocks=4)
-        self.stage3 = ShuffleStage(116, out=232, blocks=8)
-        self.stage4 = ShuffleStage(232, out=464, blocks=4)
-        self.head_conv = nn.Conv2d(464, 1024, kernel_size=1, bias=False)
-        self.head_bn = nn.BatchNorm2d(1024, eps=1e-05, momentum=0.1)
+        self.stage2 = ShuffleStage(stages_out_channels[0], out=stages_out_channels[1], blocks=stages_repeats[0])
+        self.stage3 = ShuffleStage(
+            stages_out_channels[1] // 2 + stages_out_channels[1] // 2,
+            out=stages_out_channels[2],
+            blocks=stages_repeats[1],
+        )
+        self.stage4 = ShuffleStage(
+            stages_out_channels[2] // 2 + stages_out_channels[2] // 2,
+            out=stages_out_channels[3],
+            blocks=stages_repeats[2],
+        )
+        self.head_conv = nn.Conv2d(
+            stages_out_channels[3] // 2 + stages_out_channels[3] // 2, stages_out_channels[4], kernel_size=1, bias=False
+        )
+        self.head_bn = nn.BatchNorm2d(stages_out_channels[4], eps=1e-05, momentum=0.1)
         self.head_relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(1024, 1000)
+        self.fc = nn.Linear(stages_out_channels[4], classes)
 
     def forward(self, x):
         x = self.stem_conv(x)  # N x 24 x 112 x 112
@@ -158,6 +173,9 @@ class ShufflenetV2X10(nn.Module):
         return x
 
 
-def build_model():
-    """Build ShufflenetV2X10 as specs/shufflenet_v2_x1_0.yaml specifies it."""
-    return ShufflenetV2X10()
+def build_model(**kwargs):
+    """Build ShufflenetV2X10 as specs/shufflenet_v2_x1_0.yaml specifies it.
+
+    Keyword arguments: those of ShufflenetV2X10 (the spec's params).
+    """
+    return ShufflenetV2X10(**kwargs)

@@ -50,11 +50,14 @@ class Fire(nn.Module):
 
 
 class Squeezenet11(nn.Module):
-    """squeezenet1_1: input N x 3 x 224 x 224 (NCHW)."""
+    """squeezenet1_1: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, dropout=0.5):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=2)
+        self.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=2)
         self.relu1 = nn.ReLU(inplace=True)
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
         self.fire2 = Fire(64, squeeze=16, expand1x1=64, expand3x3=64)
@@ -67,8 +70,8 @@ class Squeezenet11(nn.Module):
         self.fire7 = Fire(384, squeeze=48, expand1x1=192, expand3x3=192)
         self.fire8 = Fire(384, squeeze=64, expand1x1=256, expand3x3=256)
         self.fire9 = Fire(512, squeeze=64, expand1x1=256, expand3x3=256)
-        self.dropout = nn.Dropout(p=0.5)
-        self.conv10 = nn.Conv2d(512, 1000, kernel_size=1)
+        self.dropout = nn.Dropout(p=dropout)
+        self.conv10 = nn.Conv2d(512, classes, kernel_size=1)
         self.relu2 = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self._init_weights()
@@ -102,6 +105,9 @@ class Squeezenet11(nn.Module):
         nn.init.normal_(self.conv10.weight, std=0.01)
 
 
-def build_model():
-    """Build Squeezenet11 as specs/squeezenet1_1.yaml specifies it."""
-    return Squeezenet11()
+def build_model(**kwargs):
+    """Build Squeezenet11 as specs/squeezenet1_1.yaml specifies it.
+
+    Keyword arguments: those of Squeezenet11 (the spec's params).
+    """
+    return Squeezenet11(**kwargs)

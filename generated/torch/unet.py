@@ -79,20 +79,23 @@ class UnetUp(nn.Module):
 
 
 class Unet(nn.Module):
-    """unet: input N x 3 x 256 x 256 (NCHW)."""
+    """unet: input N x 3 x 256 x 256 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=2, width=64):
         super().__init__()
-        self.inc = UnetDoubleConv(3, out=64)
-        self.down1 = UnetDown(64, out=128)
-        self.down2 = UnetDown(128, out=256)
-        self.down3 = UnetDown(256, out=512)
-        self.down4 = UnetDown(512, out=1024)
-        self.up1 = UnetUp(1024, 512, out=512)
-        self.up2 = UnetUp(512, 256, out=256)
-        self.up3 = UnetUp(256, 128, out=128)
-        self.up4 = UnetUp(128, 64, out=64)
-        self.outc = nn.Conv2d(64, 2, kernel_size=1)
+        self.inc = UnetDoubleConv(channels, out=width)
+        self.down1 = UnetDown(width, out=width * 2)
+        self.down2 = UnetDown(width * 2, out=width * 4)
+        self.down3 = UnetDown(width * 4, out=width * 8)
+        self.down4 = UnetDown(width * 8, out=width * 16)
+        self.up1 = UnetUp(width * 16, width * 8, out=width * 8)
+        self.up2 = UnetUp(width * 8, width * 4, out=width * 4)
+        self.up3 = UnetUp(width * 4, width * 2, out=width * 2)
+        self.up4 = UnetUp(width * 2, width, out=width)
+        self.outc = nn.Conv2d(width, classes, kernel_size=1)
 
     def forward(self, x):
         inc = self.inc(x)  # N x 64 x 256 x 256
@@ -108,6 +111,9 @@ class Unet(nn.Module):
         return x
 
 
-def build_model():
-    """Build Unet as specs/unet.yaml specifies it."""
-    return Unet()
+def build_model(**kwargs):
+    """Build Unet as specs/unet.yaml specifies it.
+
+    Keyword arguments: those of Unet (the spec's params).
+    """
+    return Unet(**kwargs)

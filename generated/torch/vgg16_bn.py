@@ -80,17 +80,22 @@ class VggClassifier(nn.Module):
 
 
 class Vgg16Bn(nn.Module):
-    """vgg16_bn: input N x 3 x 224 x 224 (NCHW)."""
+    """vgg16_bn: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(
+        self, *, channels=3, classes=1000, dropout=0.5, widths=(64, 128, 256, 512, 512), convs=(2, 2, 3, 3, 3)
+    ):
         super().__init__()
-        self.features0 = VggBnStage(3, out=64, convs=2)
-        self.features7 = VggBnStage(64, out=128, convs=2)
-        self.features14 = VggBnStage(128, out=256, convs=3)
-        self.features24 = VggBnStage(256, out=512, convs=3)
-        self.features34 = VggBnStage(512, out=512, convs=3)
+        self.features0 = VggBnStage(channels, out=widths[0], convs=convs[0])
+        self.features7 = VggBnStage(widths[0], out=widths[1], convs=convs[1])
+        self.features14 = VggBnStage(widths[1], out=widths[2], convs=convs[2])
+        self.features24 = VggBnStage(widths[2], out=widths[3], convs=convs[3])
+        self.features34 = VggBnStage(widths[3], out=widths[4], convs=convs[4])
         self.avgpool = nn.AdaptiveAvgPool2d(7)
-        self.classifier = VggClassifier(25088, classes=1000)
+        self.classifier = VggClassifier(widths[4] * 49, classes=classes, dropout=dropout)
         self._init_weights()
 
     def forward(self, x):
@@ -115,6 +120,9 @@ class Vgg16Bn(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build Vgg16Bn as specs/vgg16_bn.yaml specifies it."""
-    return Vgg16Bn()
+def build_model(**kwargs):
+    """Build Vgg16Bn as specs/vgg16_bn.yaml specifies it.
+
+    Keyword arguments: those of Vgg16Bn (the spec's params).
+    """
+    return Vgg16Bn(**kwargs)

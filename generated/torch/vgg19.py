@@ -71,17 +71,22 @@ class VggClassifier(nn.Module):
 
 
 class Vgg19(nn.Module):
-    """vgg19: input N x 3 x 224 x 224 (NCHW)."""
+    """vgg19: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(
+        self, *, channels=3, classes=1000, dropout=0.5, widths=(64, 128, 256, 512, 512), convs=(2, 2, 4, 4, 4)
+    ):
         super().__init__()
-        self.features0 = VggStage(3, out=64, convs=2)
-        self.features5 = VggStage(64, out=128, convs=2)
-        self.features10 = VggStage(128, out=256, convs=4)
-        self.features19 = VggStage(256, out=512, convs=4)
-        self.features28 = VggStage(512, out=512, convs=4)
+        self.features0 = VggStage(channels, out=widths[0], convs=convs[0])
+        self.features5 = VggStage(widths[0], out=widths[1], convs=convs[1])
+        self.features10 = VggStage(widths[1], out=widths[2], convs=convs[2])
+        self.features19 = VggStage(widths[2], out=widths[3], convs=convs[3])
+        self.features28 = VggStage(widths[3], out=widths[4], convs=convs[4])
         self.avgpool = nn.AdaptiveAvgPool2d(7)
-        self.classifier = VggClassifier(25088, classes=1000)
+        self.classifier = VggClassifier(widths[4] * 49, classes=classes, dropout=dropout)
         self._init_weights()
 
     def forward(self, x):
@@ -106,6 +111,9 @@ class Vgg19(nn.Module):
                 nn.init.zeros_(m.bias)
 
 
-def build_model():
-    """Build Vgg19 as specs/vgg19.yaml specifies it."""
-    return Vgg19()
+def build_model(**kwargs):
+    """Build Vgg19 as specs/vgg19.yaml specifies it.
+
+    Keyword arguments: those of Vgg19 (the spec's params).
+    """
+    return Vgg19(**kwargs)

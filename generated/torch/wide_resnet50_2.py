@@ -105,20 +105,25 @@ class BottleneckStage(nn.Module):
 
 
 class WideResnet502(nn.Module):
-    """wide_resnet50_2: input N x 3 x 224 x 224 (NCHW)."""
+    """wide_resnet50_2: input N x 3 x 224 x 224 (NCHW).
 
-    def __init__(self):
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    """
+
+    def __init__(self, *, channels=3, classes=1000, layers=(3, 4, 6, 3), groups=1, base_width=128):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = BottleneckStage(64, planes=64, blocks=3, base_width=128)
-        self.layer2 = BottleneckStage(256, planes=128, blocks=4, stride=2, base_width=128)
-        self.layer3 = BottleneckStage(512, planes=256, blocks=6, stride=2, base_width=128)
-        self.layer4 = BottleneckStage(1024, planes=512, blocks=3, stride=2, base_width=128)
+        self.layer1 = BottleneckStage(64, planes=64, blocks=layers[0], groups=groups, base_width=base_width)
+        self.layer2 = BottleneckStage(256, planes=128, blocks=layers[1], stride=2, groups=groups, base_width=base_width)
+        self.layer3 = BottleneckStage(512, planes=256, blocks=layers[2], stride=2, groups=groups, base_width=base_width)
+        self.layer4 = BottleneckStage(
+            1024, planes=512, blocks=layers[3], stride=2, groups=groups, base_width=base_width
+        )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(2048, 1000)
+        self.fc = nn.Linear(2048, classes)
         self._init_weights()
 
     def forward(self, x):
@@ -141,6 +146,9 @@ class WideResnet502(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def build_model():
-    """Build WideResnet502 as specs/wide_resnet50_2.yaml specifies it."""
-    return WideResnet502()
+def build_model(**kwargs):
+    """Build WideResnet502 as specs/wide_resnet50_2.yaml specifies it.
+
+    Keyword arguments: those of WideResnet502 (the spec's params).
+    """
+    return WideResnet502(**kwargs)
