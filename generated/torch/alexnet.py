@@ -45,7 +45,7 @@ class AlexnetClassifier(nn.Module):
         return x
 
 
-class Alexnet(nn.Module):
+class AlexNet(nn.Module):
     """alexnet: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -87,5 +87,5 @@ class Alexnet(nn.Module):
 
 
 def build_model():
-    """Build Alexnet as specs/alexnet.yaml specifies it."""
-    return Alexnet()
+    """Build AlexNet as specs/alexnet.yaml specifies it."""
+    return AlexNet()

@@ -152,7 +152,7 @@ class ConvnextDownsample(nn.Module):
         return x
 
 
-class ConvnextTiny(nn.Module):
+class ConvNeXtTiny(nn.Module):
     """convnext_tiny: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -195,5 +195,5 @@ class ConvnextTiny(nn.Module):
 
 
 def build_model():
-    """Build ConvnextTiny as specs/convnext_tiny.yaml specifies it."""
-    return ConvnextTiny()
+    """Build ConvNeXtTiny as specs/convnext_tiny.yaml specifies it."""
+    return ConvNeXtTiny()

@@ -26,22 +26,22 @@ from torch import nn
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-class DcganGenerator(nn.Module):
+class DCGANGenerator(nn.Module):
     """dcgan_generator: input N x 100 x 1 x 1 (NCHW)."""
 
     def __init__(self):
         super().__init__()
         self.convt1 = nn.ConvTranspose2d(100, 512, kernel_size=4, bias=False)
-        self.bn1 = nn.BatchNorm2d(512, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(512)
         self.relu1 = nn.ReLU(inplace=True)
         self.convt2 = nn.ConvTranspose2d(512, 256, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(256)
         self.relu2 = nn.ReLU(inplace=True)
         self.convt3 = nn.ConvTranspose2d(256, 128, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(128, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(128)
         self.relu3 = nn.ReLU(inplace=True)
         self.convt4 = nn.ConvTranspose2d(128, 64, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn4 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn4 = nn.BatchNorm2d(64)
         self.relu4 = nn.ReLU(inplace=True)
         self.convt5 = nn.ConvTranspose2d(64, 3, kernel_size=4, stride=2, padding=1, bias=False)
         self.tanh = nn.Tanh()
@@ -74,5 +74,5 @@ class DcganGenerator(nn.Module):
 
 
 def build_model():
-    """Build DcganGenerator as specs/dcgan_generator.yaml specifies it."""
-    return DcganGenerator()
+    """Build DCGANGenerator as specs/dcgan_generator.yaml specifies it."""
+    return DCGANGenerator()

@@ -27,10 +27,10 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels, growth_rate, bn_size=4, drop_rate=0.0):
         super().__init__()
         conv1_channels = bn_size * growth_rate
-        self.norm1 = nn.BatchNorm2d(in_channels, eps=1.001e-05, momentum=0.1)
+        self.norm1 = nn.BatchNorm2d(in_channels, eps=1.001e-05)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(conv1_channels, eps=1.001e-05, momentum=0.1)
+        self.norm2 = nn.BatchNorm2d(conv1_channels, eps=1.001e-05)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(conv1_channels, growth_rate, kernel_size=3, padding=1, bias=False)
         if drop_rate > 0:
@@ -81,7 +81,7 @@ class Transition(nn.Module):
 
     def __init__(self, in_channels, reduction=0.5):
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels, eps=1.001e-05, momentum=0.1)
+        self.norm = nn.BatchNorm2d(in_channels, eps=1.001e-05)
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(in_channels, int(in_channels * reduction), kernel_size=1, bias=False)
         self.pool = nn.AvgPool2d(kernel_size=2)
@@ -94,13 +94,13 @@ class Transition(nn.Module):
         return x
 
 
-class Densenet161(nn.Module):
+class DenseNet161(nn.Module):
     """densenet161: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
         super().__init__()
         self.conv0 = nn.Conv2d(3, 96, kernel_size=7, stride=2, padding=3, bias=False)
-        self.norm0 = nn.BatchNorm2d(96, eps=1.001e-05, momentum=0.1)
+        self.norm0 = nn.BatchNorm2d(96, eps=1.001e-05)
         self.relu0 = nn.ReLU(inplace=True)
         self.pool0 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.denseblock1 = DenseBlock(96, num_layers=6, growth_rate=48)
@@ -110,7 +110,7 @@ class Densenet161(nn.Module):
         self.denseblock3 = DenseBlock(384, num_layers=36, growth_rate=48)
         self.transition3 = Transition(2112)
         self.denseblock4 = DenseBlock(1056, num_layers=24, growth_rate=48)
-        self.norm5 = nn.BatchNorm2d(2208, eps=1.001e-05, momentum=0.1)
+        self.norm5 = nn.BatchNorm2d(2208, eps=1.001e-05)
         self.relu5 = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(2208, 1000)
@@ -144,5 +144,5 @@ class Densenet161(nn.Module):
 
 
 def build_model():
-    """Build Densenet161 as specs/densenet161.yaml specifies it."""
-    return Densenet161()
+    """Build DenseNet161 as specs/densenet161.yaml specifies it."""
+    return DenseNet161()

@@ -149,7 +149,7 @@ class EffkBlock(nn.Module):
         return x
 
 
-class EfficientnetB0Keras(nn.Module):
+class EfficientNetB0Keras(nn.Module):
     """efficientnet_b0_keras: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -230,5 +230,5 @@ class EfficientnetB0Keras(nn.Module):
 
 
 def build_model():
-    """Build EfficientnetB0Keras as specs/efficientnet_b0_keras.yaml specifies it."""
-    return EfficientnetB0Keras()
+    """Build EfficientNetB0Keras as specs/efficientnet_b0_keras.yaml specifies it."""
+    return EfficientNetB0Keras()

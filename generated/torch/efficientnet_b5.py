@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB5(nn.Module):
+class EfficientNetB5(nn.Module):
     """efficientnet_b5: input N x 3 x 456 x 456 (NCHW)."""
 
     def __init__(self):
@@ -311,5 +311,5 @@ class EfficientnetB5(nn.Module):
 
 
 def build_model():
-    """Build EfficientnetB5 as specs/efficientnet_b5.yaml specifies it."""
-    return EfficientnetB5()
+    """Build EfficientNetB5 as specs/efficientnet_b5.yaml specifies it."""
+    return EfficientNetB5()

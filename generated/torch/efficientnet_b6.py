@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB6(nn.Module):
+class EfficientNetB6(nn.Module):
     """efficientnet_b6: input N x 3 x 528 x 528 (NCHW)."""
 
     def __init__(self):
@@ -275,7 +275,7 @@ class EfficientnetB6(nn.Module):
         )
         self.lastconv = EffnetConv(576, out=2304)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.5)
+        self.dropout = nn.Dropout()
         self.classifier = nn.Linear(2304, 1000)
         self._init_weights()
 
@@ -311,5 +311,5 @@ class EfficientnetB6(nn.Module):
 
 
 def build_model():
-    """Build EfficientnetB6 as specs/efficientnet_b6.yaml specifies it."""
-    return EfficientnetB6()
+    """Build EfficientNetB6 as specs/efficientnet_b6.yaml specifies it."""
+    return EfficientNetB6()

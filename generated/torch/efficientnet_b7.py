@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB7(nn.Module):
+class EfficientNetB7(nn.Module):
     """efficientnet_b7: input N x 3 x 600 x 600 (NCHW)."""
 
     def __init__(self):
@@ -275,7 +275,7 @@ class EfficientnetB7(nn.Module):
         )
         self.lastconv = EffnetConv(640, out=2560)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(p=0.5)
+        self.dropout = nn.Dropout()
         self.classifier = nn.Linear(2560, 1000)
         self._init_weights()
 
@@ -311,5 +311,5 @@ class EfficientnetB7(nn.Module):
 
 
 def build_model():
-    """Build EfficientnetB7 as specs/efficientnet_b7.yaml specifies it."""
-    return EfficientnetB7()
+    """Build EfficientNetB7 as specs/efficientnet_b7.yaml specifies it."""
+    return EfficientNetB7()

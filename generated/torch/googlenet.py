@@ -30,7 +30,7 @@ class ConvBnAct(nn.Module):
     def __init__(self, in_channels, out, kernel, stride=1, padding=0):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -95,7 +95,7 @@ class InceptionAux(nn.Module):
         return x
 
 
-class GooglenetOutputs(NamedTuple):
+class GoogLeNetOutputs(NamedTuple):
     """Outputs in training mode: the main logits, then each auxiliary head's."""
 
     main: torch.Tensor
@@ -103,10 +103,10 @@ class GooglenetOutputs(NamedTuple):
     aux2: torch.Tensor
 
 
-class Googlenet(nn.Module):
+class GoogLeNet(nn.Module):
     """googlenet: input N x 3 x 224 x 224 (NCHW).
 
-    In training mode returns GooglenetOutputs(main, aux1, aux2); in eval mode the main logits.
+    In training mode returns GoogLeNetOutputs(main, aux1, aux2); in eval mode the main logits.
     """
 
     loss_weights = LOSS_WEIGHTS
@@ -159,7 +159,7 @@ class Googlenet(nn.Module):
         x = self.dropout(x)  # N x 1024
         x = self.fc(x)  # N x 1000
         if self.training:
-            return GooglenetOutputs(x, aux1_2, aux2_2)
+            return GoogLeNetOutputs(x, aux1_2, aux2_2)
         return x
 
     def _init_weights(self):
@@ -170,5 +170,5 @@ class Googlenet(nn.Module):
 
 
 def build_model():
-    """Build Googlenet as specs/googlenet.yaml specifies it."""
-    return Googlenet()
+    """Build GoogLeNet as specs/googlenet.yaml specifies it."""
+    return GoogLeNet()

@@ -43,7 +43,7 @@ class VideoBasicBlock(nn.Module):
                     padding=((temporal - 1) // 2, 1, 1),
                     bias=False,
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -52,7 +52,7 @@ class VideoBasicBlock(nn.Module):
                 conv=nn.Conv3d(
                     planes, planes, kernel_size=(temporal, 3, 3), padding=((temporal - 1) // 2, 1, 1), bias=False
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
             )
         )
         if stride != 1 or in_channels != planes:
@@ -65,7 +65,7 @@ class VideoBasicBlock(nn.Module):
                         stride=(stride if temporal == 3 else 1, stride, stride),
                         bias=False,
                     ),
-                    bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm3d(planes),
                 )
             )
         else:
@@ -104,7 +104,7 @@ class VideoStage(nn.Module):
         return x
 
 
-class Mc318(nn.Module):
+class MC3_18(nn.Module):
     """mc3_18: input N x 3 x 16 x 112 x 112 (NCDHW)."""
 
     def __init__(self):
@@ -112,7 +112,7 @@ class Mc318(nn.Module):
         self.stem = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv3d(3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
-                bn=nn.BatchNorm3d(64, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(64),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -145,5 +145,5 @@ class Mc318(nn.Module):
 
 
 def build_model():
-    """Build Mc318 as specs/mc3_18.yaml specifies it."""
-    return Mc318()
+    """Build MC3_18 as specs/mc3_18.yaml specifies it."""
+    return MC3_18()

@@ -82,7 +82,7 @@ class DsConv(nn.Module):
         return x
 
 
-class MobilenetV1(nn.Module):
+class MobileNetV1(nn.Module):
     """mobilenet_v1: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -133,5 +133,5 @@ class MobilenetV1(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV1 as specs/mobilenet_v1.yaml specifies it."""
-    return MobilenetV1()
+    """Build MobileNetV1 as specs/mobilenet_v1.yaml specifies it."""
+    return MobileNetV1()

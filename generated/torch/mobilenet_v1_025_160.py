@@ -71,7 +71,7 @@ class DsConv(nn.Module):
         return x
 
 
-class MobilenetV1025160(nn.Module):
+class MobileNetV1_025_160(nn.Module):
     """mobilenet_v1_025_160: input N x 3 x 160 x 160 (NCHW)."""
 
     def __init__(self):
@@ -124,5 +124,5 @@ class MobilenetV1025160(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV1025160 as specs/mobilenet_v1_025_160.yaml specifies it."""
-    return MobilenetV1025160()
+    """Build MobileNetV1_025_160 as specs/mobilenet_v1_025_160.yaml specifies it."""
+    return MobileNetV1_025_160()

@@ -71,7 +71,7 @@ class DsConv(nn.Module):
         return x
 
 
-class MobilenetV1050(nn.Module):
+class MobileNetV1_050(nn.Module):
     """mobilenet_v1_050: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -124,5 +124,5 @@ class MobilenetV1050(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV1050 as specs/mobilenet_v1_050.yaml specifies it."""
-    return MobilenetV1050()
+    """Build MobileNetV1_050 as specs/mobilenet_v1_050.yaml specifies it."""
+    return MobileNetV1_050()

@@ -30,7 +30,7 @@ class InvertedResidual(nn.Module):
         dw_conv_channels = in_channels * expand if expand != 1 else in_channels
         if expand != 1:
             self.expand_conv = nn.Conv2d(in_channels, expand_conv_channels, kernel_size=1, bias=False)
-            self.expand_bn = nn.BatchNorm2d(expand_conv_channels, eps=1e-05, momentum=0.1)
+            self.expand_bn = nn.BatchNorm2d(expand_conv_channels)
             self.expand_relu = nn.ReLU6(inplace=True)
         else:
             self.expand_conv = None
@@ -45,10 +45,10 @@ class InvertedResidual(nn.Module):
             groups=dw_conv_channels,
             bias=False,
         )
-        self.dw_bn = nn.BatchNorm2d(dw_conv_channels, eps=1e-05, momentum=0.1)
+        self.dw_bn = nn.BatchNorm2d(dw_conv_channels)
         self.dw_relu = nn.ReLU6(inplace=True)
         self.project_conv = nn.Conv2d(dw_conv_channels, out, kernel_size=1, bias=False)
-        self.project_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.project_bn = nn.BatchNorm2d(out)
         self.use_residual = stride == 1 and in_channels == out
 
     def forward(self, x):
@@ -86,13 +86,13 @@ class InvertedResidualStage(nn.Module):
         return x
 
 
-class MobilenetV2(nn.Module):
+class MobileNetV2(nn.Module):
     """mobilenet_v2: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
         super().__init__()
         self.stem_conv = nn.Conv2d(3, 32, kernel_size=3, stride=2, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(32, eps=1e-05, momentum=0.1)
+        self.stem_bn = nn.BatchNorm2d(32)
         self.stem_relu = nn.ReLU6(inplace=True)
         self.stage1 = InvertedResidualStage(32, out=16, blocks=1, expand=1)
         self.stage2 = InvertedResidualStage(16, out=24, blocks=2, stride=2)
@@ -102,7 +102,7 @@ class MobilenetV2(nn.Module):
         self.stage6 = InvertedResidualStage(96, out=160, blocks=3, stride=2)
         self.stage7 = InvertedResidualStage(160, out=320, blocks=1)
         self.head_conv = nn.Conv2d(320, 1280, kernel_size=1, bias=False)
-        self.head_bn = nn.BatchNorm2d(1280, eps=1e-05, momentum=0.1)
+        self.head_bn = nn.BatchNorm2d(1280)
         self.head_relu = nn.ReLU6(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=0.2)
@@ -139,5 +139,5 @@ class MobilenetV2(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV2 as specs/mobilenet_v2.yaml specifies it."""
-    return MobilenetV2()
+    """Build MobileNetV2 as specs/mobilenet_v2.yaml specifies it."""
+    return MobileNetV2()

@@ -122,7 +122,7 @@ class Mbv2kStage(nn.Module):
         return x
 
 
-class MobilenetV2Keras(nn.Module):
+class MobileNetV2Keras(nn.Module):
     """mobilenet_v2_keras: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -173,5 +173,5 @@ class MobilenetV2Keras(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV2Keras as specs/mobilenet_v2_keras.yaml specifies it."""
-    return MobilenetV2Keras()
+    """Build MobileNetV2Keras as specs/mobilenet_v2_keras.yaml specifies it."""
+    return MobileNetV2Keras()

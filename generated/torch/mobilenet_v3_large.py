@@ -173,7 +173,7 @@ class Mbv3Classifier(nn.Module):
         return x
 
 
-class MobilenetV3Large(nn.Module):
+class MobileNetV3Large(nn.Module):
     """mobilenet_v3_large: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -234,5 +234,5 @@ class MobilenetV3Large(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV3Large as specs/mobilenet_v3_large.yaml specifies it."""
-    return MobilenetV3Large()
+    """Build MobileNetV3Large as specs/mobilenet_v3_large.yaml specifies it."""
+    return MobileNetV3Large()

@@ -170,7 +170,7 @@ class Mbv3kClassifier(nn.Module):
         return x
 
 
-class MobilenetV3LargeKeras(nn.Module):
+class MobileNetV3LargeKeras(nn.Module):
     """mobilenet_v3_large_keras: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -239,5 +239,5 @@ class MobilenetV3LargeKeras(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV3LargeKeras as specs/mobilenet_v3_large_keras.yaml specifies it."""
-    return MobilenetV3LargeKeras()
+    """Build MobileNetV3LargeKeras as specs/mobilenet_v3_large_keras.yaml specifies it."""
+    return MobileNetV3LargeKeras()

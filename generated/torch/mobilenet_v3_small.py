@@ -173,7 +173,7 @@ class Mbv3Classifier(nn.Module):
         return x
 
 
-class MobilenetV3Small(nn.Module):
+class MobileNetV3Small(nn.Module):
     """mobilenet_v3_small: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -226,5 +226,5 @@ class MobilenetV3Small(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV3Small as specs/mobilenet_v3_small.yaml specifies it."""
-    return MobilenetV3Small()
+    """Build MobileNetV3Small as specs/mobilenet_v3_small.yaml specifies it."""
+    return MobileNetV3Small()

@@ -170,7 +170,7 @@ class Mbv3kClassifier(nn.Module):
         return x
 
 
-class MobilenetV3SmallKeras(nn.Module):
+class MobileNetV3SmallKeras(nn.Module):
     """mobilenet_v3_small_keras: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -231,5 +231,5 @@ class MobilenetV3SmallKeras(nn.Module):
 
 
 def build_model():
-    """Build MobilenetV3SmallKeras as specs/mobilenet_v3_small_keras.yaml specifies it."""
-    return MobilenetV3SmallKeras()
+    """Build MobileNetV3SmallKeras as specs/mobilenet_v3_small_keras.yaml specifies it."""
+    return MobileNetV3SmallKeras()

@@ -45,7 +45,7 @@ class VideoBasicBlock(nn.Module):
                     padding=((temporal - 1) // 2, 1, 1),
                     bias=False,
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -54,7 +54,7 @@ class VideoBasicBlock(nn.Module):
                 conv=nn.Conv3d(
                     planes, planes, kernel_size=(temporal, 3, 3), padding=((temporal - 1) // 2, 1, 1), bias=False
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
             )
         )
         if stride != 1 or in_channels != planes:
@@ -67,7 +67,7 @@ class VideoBasicBlock(nn.Module):
                         stride=(stride if temporal == 3 else 1, stride, stride),
                         bias=False,
                     ),
-                    bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm3d(planes),
                 )
             )
         else:
@@ -106,7 +106,7 @@ class VideoStage(nn.Module):
         return x
 
 
-class R3d18(nn.Module):
+class R3D_18(nn.Module):
     """r3d_18: input N x 3 x 16 x 112 x 112 (NCDHW)."""
 
     def __init__(self):
@@ -114,7 +114,7 @@ class R3d18(nn.Module):
         self.stem = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv3d(3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
-                bn=nn.BatchNorm3d(64, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(64),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -147,5 +147,5 @@ class R3d18(nn.Module):
 
 
 def build_model():
-    """Build R3d18 as specs/r3d_18.yaml specifies it."""
-    return R3d18()
+    """Build R3D_18 as specs/r3d_18.yaml specifies it."""
+    return R3D_18()

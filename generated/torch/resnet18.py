@@ -26,15 +26,15 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels, planes, stride=1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(planes)
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
                 OrderedDict(
                     conv=nn.Conv2d(in_channels, planes, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm2d(planes),
                 )
             )
         else:
@@ -71,13 +71,13 @@ class BasicStage(nn.Module):
         return x
 
 
-class Resnet18(nn.Module):
+class ResNet18(nn.Module):
     """resnet18: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = BasicStage(64, planes=64, blocks=2)
@@ -109,5 +109,5 @@ class Resnet18(nn.Module):
 
 
 def build_model():
-    """Build Resnet18 as specs/resnet18.yaml specifies it."""
-    return Resnet18()
+    """Build ResNet18 as specs/resnet18.yaml specifies it."""
+    return ResNet18()

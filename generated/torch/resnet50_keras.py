@@ -106,7 +106,7 @@ class ResnetV1Stage(nn.Module):
         return x
 
 
-class Resnet50Keras(nn.Module):
+class ResNet50Keras(nn.Module):
     """resnet50_keras: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -149,5 +149,5 @@ class Resnet50Keras(nn.Module):
 
 
 def build_model():
-    """Build Resnet50Keras as specs/resnet50_keras.yaml specifies it."""
-    return Resnet50Keras()
+    """Build ResNet50Keras as specs/resnet50_keras.yaml specifies it."""
+    return ResNet50Keras()

@@ -49,23 +49,23 @@ class ShuffleDownUnit(nn.Module):
                 dw=nn.Conv2d(
                     in_channels, in_channels, kernel_size=3, stride=stride, padding=1, groups=in_channels, bias=False
                 ),
-                dw_bn=nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1),
+                dw_bn=nn.BatchNorm2d(in_channels),
                 pw=nn.Conv2d(in_channels, pw_channels, kernel_size=1, bias=False),
-                pw_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                pw_bn=nn.BatchNorm2d(pw_channels),
                 pw_relu=nn.ReLU(inplace=True),
             )
         )
         self.branch2 = nn.Sequential(
             OrderedDict(
                 pw1=nn.Conv2d(in_channels, pw_channels, kernel_size=1, bias=False),
-                pw1_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                pw1_bn=nn.BatchNorm2d(pw_channels),
                 pw1_relu=nn.ReLU(inplace=True),
                 dw=nn.Conv2d(
                     pw_channels, pw_channels, kernel_size=3, stride=stride, padding=1, groups=pw_channels, bias=False
                 ),
-                dw_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                dw_bn=nn.BatchNorm2d(pw_channels),
                 pw2=nn.Conv2d(pw_channels, pw_channels, kernel_size=1, bias=False),
-                pw2_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                pw2_bn=nn.BatchNorm2d(pw_channels),
                 pw2_relu=nn.ReLU(inplace=True),
             )
         )
@@ -86,17 +86,17 @@ class ShuffleUnit(nn.Module):
     def __init__(self, in_channels, out):
         super().__init__()
         pw1_channels = out // 2
-        self.branch1 = nn.Sequential(OrderedDict(slice=ChannelSlice(0, out // 2)))
+        self.branch1 = ChannelSlice(0, out // 2)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 slice=ChannelSlice(out // 2, in_channels),
                 pw1=nn.Conv2d(in_channels - out // 2, pw1_channels, kernel_size=1, bias=False),
-                pw1_bn=nn.BatchNorm2d(pw1_channels, eps=1e-05, momentum=0.1),
+                pw1_bn=nn.BatchNorm2d(pw1_channels),
                 pw1_relu=nn.ReLU(inplace=True),
                 dw=nn.Conv2d(pw1_channels, pw1_channels, kernel_size=3, padding=1, groups=pw1_channels, bias=False),
-                dw_bn=nn.BatchNorm2d(pw1_channels, eps=1e-05, momentum=0.1),
+                dw_bn=nn.BatchNorm2d(pw1_channels),
                 pw2=nn.Conv2d(pw1_channels, pw1_channels, kernel_size=1, bias=False),
-                pw2_bn=nn.BatchNorm2d(pw1_channels, eps=1e-05, momentum=0.1),
+                pw2_bn=nn.BatchNorm2d(pw1_channels),
                 pw2_relu=nn.ReLU(inplace=True),
             )
         )
@@ -124,20 +124,20 @@ class ShuffleStage(nn.Module):
         return x
 
 
-class ShufflenetV2X10(nn.Module):
+class ShuffleNetV2X1_0(nn.Module):
     """shufflenet_v2_x1_0: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
         super().__init__()
         self.stem_conv = nn.Conv2d(3, 24, kernel_size=3, stride=2, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(24, eps=1e-05, momentum=0.1)
+        self.stem_bn = nn.BatchNorm2d(24)
         self.stem_relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.stage2 = ShuffleStage(24, out=116, blocks=4)
         self.stage3 = ShuffleStage(116, out=232, blocks=8)
         self.stage4 = ShuffleStage(232, out=464, blocks=4)
         self.head_conv = nn.Conv2d(464, 1024, kernel_size=1, bias=False)
-        self.head_bn = nn.BatchNorm2d(1024, eps=1e-05, momentum=0.1)
+        self.head_bn = nn.BatchNorm2d(1024)
         self.head_relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(1024, 1000)
@@ -159,5 +159,5 @@ class ShufflenetV2X10(nn.Module):
 
 
 def build_model():
-    """Build ShufflenetV2X10 as specs/shufflenet_v2_x1_0.yaml specifies it."""
-    return ShufflenetV2X10()
+    """Build ShuffleNetV2X1_0 as specs/shufflenet_v2_x1_0.yaml specifies it."""
+    return ShuffleNetV2X1_0()

@@ -49,7 +49,7 @@ class Fire(nn.Module):
         return x
 
 
-class Squeezenet11(nn.Module):
+class SqueezeNet1_1(nn.Module):
     """squeezenet1_1: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -67,7 +67,7 @@ class Squeezenet11(nn.Module):
         self.fire7 = Fire(384, squeeze=48, expand1x1=192, expand3x3=192)
         self.fire8 = Fire(384, squeeze=64, expand1x1=256, expand3x3=256)
         self.fire9 = Fire(512, squeeze=64, expand1x1=256, expand3x3=256)
-        self.dropout = nn.Dropout(p=0.5)
+        self.dropout = nn.Dropout()
         self.conv10 = nn.Conv2d(512, 1000, kernel_size=1)
         self.relu2 = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -103,5 +103,5 @@ class Squeezenet11(nn.Module):
 
 
 def build_model():
-    """Build Squeezenet11 as specs/squeezenet1_1.yaml specifies it."""
-    return Squeezenet11()
+    """Build SqueezeNet1_1 as specs/squeezenet1_1.yaml specifies it."""
+    return SqueezeNet1_1()

@@ -70,7 +70,7 @@ class VggClassifier(nn.Module):
         return x
 
 
-class Vgg11(nn.Module):
+class VGG11(nn.Module):
     """vgg11: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -107,5 +107,5 @@ class Vgg11(nn.Module):
 
 
 def build_model():
-    """Build Vgg11 as specs/vgg11.yaml specifies it."""
-    return Vgg11()
+    """Build VGG11 as specs/vgg11.yaml specifies it."""
+    return VGG11()

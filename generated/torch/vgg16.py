@@ -76,7 +76,7 @@ class VggClassifier(nn.Module):
         return x
 
 
-class Vgg16(nn.Module):
+class VGG16(nn.Module):
     """vgg16: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -113,5 +113,5 @@ class Vgg16(nn.Module):
 
 
 def build_model():
-    """Build Vgg16 as specs/vgg16.yaml specifies it."""
-    return Vgg16()
+    """Build VGG16 as specs/vgg16.yaml specifies it."""
+    return VGG16()

@@ -70,7 +70,7 @@ class VggClassifier(nn.Module):
         return x
 
 
-class Vgg19(nn.Module):
+class VGG19(nn.Module):
     """vgg19: input N x 3 x 224 x 224 (NCHW)."""
 
     def __init__(self):
@@ -107,5 +107,5 @@ class Vgg19(nn.Module):
 
 
 def build_model():
-    """Build Vgg19 as specs/vgg19.yaml specifies it."""
-    return Vgg19()
+    """Build VGG19 as specs/vgg19.yaml specifies it."""
+    return VGG19()
