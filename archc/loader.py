@@ -321,7 +321,20 @@ def load_file(path: str, _stack: tuple = ()) -> LDict:
 
 
 _SCI_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-TOP_KEYS = ("name", "doc", "input", "params", "defaults", "blocks", "network", "top", "heads", "outputs", "loss_weight")
+TOP_KEYS = (
+    "name",
+    "class_name",
+    "doc",
+    "input",
+    "params",
+    "defaults",
+    "blocks",
+    "network",
+    "top",
+    "heads",
+    "outputs",
+    "loss_weight",
+)
 BUILTIN_PARAM_NAMES = ("include_top", "pooling")  # archc.spec.BUILTIN_PARAMS: every spec has them, set only here
 
 

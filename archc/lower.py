@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -136,6 +137,31 @@ class Recovered(Exception):  # noqa: N818 - not an error: the news that some wer
 def camel(name: str) -> str:
     """``dense_layer`` -> ``DenseLayer``."""
     return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or "Model"
+
+
+# How people write the words of model names (torchvision's classes and builders, keras.applications' names): the
+# default class name of a spec without ``class_name:`` spells each word of its name this way
+KNOWN_WORDS = {
+    "alexnet": "AlexNet", "bn": "BN", "convnext": "ConvNeXt", "dcgan": "DCGAN", "deeplabv3": "DeepLabV3",
+    "densenet": "DenseNet", "efficientnet": "EfficientNet", "fcn": "FCN", "fpn": "FPN", "googlenet": "GoogLeNet",
+    "lraspp": "LRASPP", "mc": "MC", "mf": "MF", "gf": "GF", "mnasnet": "MNASNet", "mobilenet": "MobileNet",
+    "regnet": "RegNet", "resnet": "ResNet", "resnext": "ResNeXt", "shufflenet": "ShuffleNet",
+    "squeezenet": "SqueezeNet", "unet": "UNet", "vgg": "VGG", "vit": "ViT", "xception": "Xception",
+}  # fmt: skip
+_WORD = re.compile("|".join(sorted(map(re.escape, KNOWN_WORDS), key=len, reverse=True)) + r"|[a-z]+|[0-9]+|[A-Z]+")
+
+
+def model_class_name(name: str) -> str:
+    """The default class name of a model named ``name``, as people write it: ``resnet50`` -> ``ResNet50``,
+    ``mobilenet_v2`` -> ``MobileNetV2``, ``vgg16_bn`` -> ``VGG16BN``; known words from :data:`KNOWN_WORDS`, others
+    capitalized; an underscore kept only before a number after a word with one (``mc3_18`` -> ``MC3_18``)."""
+    out, prev = "", ""
+    for part in (p for p in name.split("_") if p):
+        if part[0].isdigit() and any(ch.isdigit() for ch in prev):
+            out += "_"
+        prev = part
+        out += "".join(KNOWN_WORDS.get(w.lower(), w[:1].upper() + w[1:]) for w in _WORD.findall(part))
+    return out if out and not out[0].isdigit() else "Model" + out
 
 
 def _item_name(item) -> str | None:
@@ -1264,6 +1290,11 @@ class Lowerer:
             self.check_name(spec.name, loc_of(data, "name"), "model name")
         except ArchcError as exc:
             self.record(exc)
+        if spec.class_name is not None:
+            try:
+                self.check_name(spec.class_name, loc_of(data, "class_name"), "class_name")
+            except ArchcError as exc:
+                self.record(exc)
         scope = self.scope = self.eval_param_scope()
         self.defaults = self.spec_defaults(scope)
         try:
@@ -1320,10 +1351,17 @@ class Lowerer:
         heads = [replace(h, template=self.fix(h.template)) for h in heads]
         text = read_text(self.file)
         blocks = tuple(self.templates[n] for n in self.order if self._used(n, body, heads))
-        class_name = camel(spec.name)
-        seen = {class_name: spec.name}
+        class_name = spec.class_name or model_class_name(spec.name)
+        seen: dict[str, str] = {}
         for b in blocks:
             cn = camel(b.name)
+            if cn == class_name:
+                why = (
+                    "its class_name:"
+                    if spec.class_name
+                    else f"from its name '{spec.name}'; set class_name: to change it"
+                )
+                raise ArchcError(f"block '{b.name}' would become class {cn}, the model's class name ({why})", b.loc)
             if cn in seen:
                 raise ArchcError(f"block '{b.name}' and '{seen[cn]}' would both become class {cn}", b.loc)
             seen[cn] = b.name

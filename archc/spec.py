@@ -312,6 +312,11 @@ class Spec(Model):
     """A network written in YAML."""
 
     name: Ident
+    class_name: Ident | None = Field(
+        None,
+        description="the generated model class's name (PyTorch); default: the name as people write it "
+        "(resnet50 -> ResNet50, mobilenet_v2 -> MobileNetV2)",
+    )
     doc: str | None = None
     input: InputSpec
     params: dict[Ident, Any] = Field(default_factory=dict)

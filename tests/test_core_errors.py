@@ -262,8 +262,11 @@ def test_unknown_input_key_suggests_an_input_key(cli, write_yaml):
         (HEAD + "network:\n  - conv: {name: bad-name, out: 3, kernel: 1}\n", "bad-name"),
         ("name: bad-name\ninput: {height: 8, width: 8, channels: 3}\nnetwork:\n  - relu\n", "bad-name"),
         (HEAD + "params: {bad-p: 1}\nnetwork:\n  - relu\n", "bad-p"),
+        (HEAD + "class_name: Bad-Name\nnetwork:\n  - relu\n", "Bad-Name"),
+        (HEAD + "class_name: def\nnetwork:\n  - relu\n", "def"),
+        (HEAD + "class_name: list\nnetwork:\n  - relu\n", "list"),
     ],
-    ids=["layer_name", "model_name", "param_name"],
+    ids=["layer_name", "model_name", "param_name", "class_name", "class_name_keyword", "class_name_builtin"],
 )
 def test_invalid_identifier_message(cli, write_yaml, text, needle):
     path = write_yaml(text)

@@ -233,3 +233,159 @@ def test_a_backend_that_emits_invalid_python_is_an_internal_error_and_writes_not
     assert p.stderr.startswith("specs/resnet18.yaml:1:1: internal error: the bad backend produced code"), p.stderr
     assert "Traceback" not in p.stderr and "wrote" not in p.stdout
     assert out.read_text() == "# the user's file\n"
+
+
+# ---------------------------------------------------------------- generated code as people write it (issue 22)
+
+
+@pytest.mark.parametrize(
+    ("spec", "class_name"),
+    [
+        ("resnet50", "ResNet50"),
+        ("googlenet", "GoogLeNet"),
+        ("mobilenet_v2", "MobileNetV2"),
+        ("densenet121", "DenseNet121"),
+        ("vgg16_bn", "VGG16BN"),
+        ("efficientnet_b0", "EfficientNetB0"),
+        ("convnext_tiny", "ConvNeXtTiny"),
+        ("deeplabv3_resnet50", "DeepLabV3ResNet50"),
+        ("lraspp_mobilenet_v3_large", "LRASPPMobileNetV3Large"),
+        ("unet", "UNet"),
+        ("resnext50_32x4d", "ResNeXt50_32X4D"),
+        ("r3d_18", "R3D_18"),
+    ],
+)
+def test_model_class_names_are_written_as_people_write_them(spec, class_name):
+    model = compile_spec(str(ROOT / "specs" / f"{spec}.yaml"))
+    assert model.class_name == class_name
+    tree = ast.parse((ROOT / "generated/torch" / f"{spec}.py").read_text())
+    assert class_name in {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    keras_src = (ROOT / "generated/keras" / f"{spec}.py").read_text()
+    assert f'name="{spec}")' in keras_src  # the Keras model keeps the spec's name
+
+
+def test_class_name_in_the_spec_names_the_model_class(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny_net\nclass_name: TinyNetV1\ninput: {height: 8, width: 8, channels: 3}\n"
+        "network:\n  - conv: {name: conv, out: 4, kernel: 3}\n  - gap: {name: pool}\n  - dense: {name: fc, out: 2}\n"
+    )
+    model = compile_spec(str(spec))
+    assert model.class_name == "TinyNetV1"
+    src = get_backend("torch").emit(model)
+    assert "class TinyNetV1(nn.Module):" in src and "return TinyNetV1()" in src
+    keras_src = get_backend("keras").emit(model)
+    assert '"""TinyNetV1: input (N, 8, 8, 3) NHWC' in keras_src and 'name="tiny_net")' in keras_src
+
+
+def test_a_block_whose_class_is_the_model_class_is_refused(tmp_path):
+    spec = tmp_path / "clash.yaml"
+    spec.write_text(
+        "name: res_net\ninput: {height: 8, width: 8, channels: 3}\n"
+        "blocks:\n  res_net_:\n    body: [relu]\n"
+        "network:\n  - res_net_: {name: a}\n"
+    )
+    with pytest.raises(ArchcError, match=r"block 'res_net_' would become class ResNet, the model's class name"):
+        compile_spec(str(spec))
+
+
+def _default_arguments(src: str, module, prefix: str, helpers: dict | None = None) -> list[str]:
+    """The calls ``prefix.Class(...)`` (or ``Helper(...)``, a subclass of ``helpers[Helper]`` that keeps its
+    signature) in ``src`` with a keyword argument written as a literal equal to the default in the signature."""
+    import inspect
+
+    found = []
+    for node in ast.walk(ast.parse(src)):
+        func = node.func if isinstance(node, ast.Call) else None
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == prefix:
+            cls = getattr(module, func.attr, None)
+        elif isinstance(func, ast.Name):
+            cls = (helpers or {}).get(func.id)
+        else:
+            continue
+        if not inspect.isclass(cls):
+            continue
+        params = inspect.signature(cls).parameters
+        for kw in node.keywords:
+            if kw.arg in params and isinstance(kw.value, ast.Constant):
+                default = params[kw.arg].default
+                if type(kw.value.value) is type(default) and kw.value.value == default:
+                    found.append(ast.unparse(node))
+    return found
+
+
+def test_generated_calls_leave_out_the_frameworks_defaults():
+    torch_src = (ROOT / "generated/torch/resnet50.py").read_text()
+    assert "self.bn1 = nn.BatchNorm2d(64)\n" in torch_src
+    assert "eps=1e-05" not in torch_src and "momentum=0.1" not in torch_src
+    nn = pytest.importorskip("torch.nn")
+    torch_helpers = {
+        "BatchNorm2dNoScale": nn.BatchNorm2d,
+        "BatchNorm2dBiased": nn.BatchNorm2d,
+        "LayerNorm2d": nn.LayerNorm,
+    }
+    for path in sorted((ROOT / "generated/torch").glob("*.py")):
+        assert not _default_arguments(path.read_text(), nn, "nn", torch_helpers), path.name
+    keras = pytest.importorskip("keras")
+    keras_helpers = {"BatchNormalizationUnbiased": keras.layers.BatchNormalization}
+    for path in sorted((ROOT / "generated/keras").glob("*.py")):
+        assert not _default_arguments(path.read_text(), keras.layers, "layers", keras_helpers), path.name
+
+
+def test_a_blocks_param_is_written_even_where_its_default_is_the_frameworks(tmp_path):
+    """Only a literal equal to the default is left out: a block's param stays symbolic (``eps=eps``)."""
+    spec = tmp_path / "params.yaml"
+    spec.write_text(
+        "name: params\ninput: {height: 8, width: 8, channels: 3}\n"
+        "blocks:\n  unit:\n    params: {eps: 1.0e-5, rate: 0.5}\n"
+        "    body:\n      - conv: {name: conv, out: 4, kernel: 3, stride: 1, dilation: 1, bias: true}\n"
+        "      - bn: {name: bn, eps: $eps, momentum: 0.1}\n      - dropout: {name: drop, rate: $rate}\n"
+        "network:\n  - unit: {name: a}\n  - bn: {name: bn, eps: 1.0e-5, momentum: 0.01}\n"
+        "  - gap: {name: pool}\n  - dropout: {name: drop, rate: 0.5}\n  - dense: {name: fc, out: 2, bias: true}\n"
+    )
+    model = compile_spec(str(spec))
+    src = get_backend("torch").emit(model)
+    assert "nn.Conv2d(in_channels, 4, kernel_size=3)" in src
+    assert "nn.BatchNorm2d(4, eps=eps)" in src and "nn.Dropout(p=rate)" in src
+    assert "nn.BatchNorm2d(4, momentum=0.01)" in src and "nn.Dropout()" in src and "nn.Linear(4, 2)" in src
+    ksrc = get_backend("keras").emit(model)
+    assert "epsilon=eps, momentum=0.9," in ksrc and "epsilon=1e-05, name=" in ksrc
+    assert "use_bias" not in ksrc
+
+
+def test_default_tables_are_the_frameworks_own_defaults():
+    """backends/*/ops.py DEFAULTS against the installed frameworks' signatures."""
+    import inspect
+
+    from backends.keras.ops import DEFAULTS as KERAS_DEFAULTS
+    from backends.torch.ops import DEFAULTS as TORCH_DEFAULTS
+
+    nn = pytest.importorskip("torch.nn")
+    for cls, args in TORCH_DEFAULTS.items():
+        params = inspect.signature(getattr(nn, cls if hasattr(nn, cls) else f"{cls}2d")).parameters
+        assert {a: params[a].default for a in args} == args, cls
+    keras = pytest.importorskip("keras")
+    for cls, args in KERAS_DEFAULTS.items():
+        params = inspect.signature(getattr(keras.layers, cls)).parameters
+        assert {a: params[a].default for a in args} == args, cls
+
+
+def test_no_sequential_wraps_a_lone_stateless_module_or_a_stateless_sequential():
+    """A one-item nn.Sequential (or one directly inside another) is only left where its name is part of state_dict
+    keys: around modules with weights (``layer1.rest.0.block.conv1.weight``)."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    for path in sorted((ROOT / "generated/torch").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"g_seq_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        with torch.device("meta"):
+            net = module.build_model()
+        for name, m in net.named_modules():
+            if isinstance(m, nn.Sequential):
+                children = list(m.children())
+                assert len(children) != 1 or children[0].state_dict(), (path.name, name)
+                for child in children:
+                    assert not isinstance(child, nn.Sequential) or child.state_dict(), (path.name, name)
+    src = (ROOT / "generated/torch/inception_v3.py").read_text()
+    assert "self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)\n" in src

@@ -211,7 +211,7 @@ class KerasEmitter(BaseEmitter):
         body += self.walk(m.network, scope, _Frame(x, self.saved, top=True, name=Name()))
         body = c.merge_adjacent_ifs(body)
         layout = {1: "NLC", 2: "NHWC", 3: "NDHWC"}[self.rank]
-        doc = f"{m.name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs logits."
+        doc = f"{m.class_name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs logits."
         if m.outputs:  # a dict of the named outputs (and the aux heads'): Keras 3 returns the same structure
             outs = [(c.lit(oname), c.name(self.saved[key])) for oname, key in m.outputs]
             for head in m.heads:
@@ -220,7 +220,7 @@ class KerasEmitter(BaseEmitter):
                 outs.append((c.lit(head.name), c.name(var)))
             result = ast.Dict(keys=[k for k, _ in outs], values=[v for _, v in outs])
             body.append(c.ret(c.call(c.attr(keras, "Model"), c.name(inputs), result, name=m.name)))
-            doc = f"{m.name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs a dict: "
+            doc = f"{m.class_name}: input (N, {', '.join(map(str, m.input_shape))}) {layout}; outputs a dict: "
             doc += ", ".join(n for n, _ in outs_names(m)) + "."
         elif not m.heads:
             body.append(c.ret(c.call(c.attr(keras, "Model"), c.name(inputs), c.name(x), name=m.name)))

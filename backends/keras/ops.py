@@ -21,6 +21,32 @@ from .init import kwargs as init_kwargs
 
 NONNEGATIVE = ("relu", "relu6", "sigmoid")  # activations whose output is >= 0: zero padding before a max pool is safe
 
+# Keras' defaults of the keyword arguments written below (Keras 3.15's signatures; tests/test_emitters_general.py
+# compares them with inspect.signature): an argument whose literal value is its default is left out, as a person
+# would write the call. A symbolic value (a block's param, an expression) is always written.
+DEFAULTS = {
+    "BatchNormalization": {"epsilon": 1e-3, "momentum": 0.99, "scale": True},
+    "Dense": {"use_bias": True},
+    "LayerNormalization": {"epsilon": 1e-3},
+    "GroupNormalization": {"groups": 32, "epsilon": 1e-3},
+    "LeakyReLU": {"negative_slope": 0.3},
+}
+
+
+def is_default(cls: str, arg: str, value) -> bool:
+    """Whether ``value`` (a literal, or None where it is symbolic) is Keras' default of ``cls``'s ``arg``."""
+    default = DEFAULTS[cls][arg]
+    return value is not None and isinstance(value, bool) == isinstance(default, bool) and value == default
+
+
+def keywords(cls: str, scope, t, args: dict[str, str]) -> list[tuple[str, ast.expr]]:
+    """The keyword arguments ``{Keras' name: the item's attribute}`` of ``t`` not at ``cls``'s defaults."""
+    return [
+        (arg, scope.node(t.attr(attr)))
+        for arg, attr in args.items()
+        if not is_default(cls, arg, scope.value(t.attr(attr)))
+    ]
+
 
 def layer(fn):
     """An emit function from one that returns the layer(s): ``(class, args, kwargs)`` or a list of
@@ -57,10 +83,11 @@ def _bn(e, t, scope):
     node = scope.node
     momentum = scope.value(t.attr("momentum"))
     mom = c.lit(round(1 - momentum, 12)) if momentum is not None else c.binop(c.lit(1), "-", node(t.attr("momentum")))
-    scale = scope.value(t.attr("scale"))
-    no_scale = [] if scale is True else [("scale", node(t.attr("scale")))]  # Keras' scale=False: no gamma
-    init = init_kwargs(e, t, scope, e.current_x, "norm")
-    return _bn_class(e, t, scope), [], [("epsilon", node(t.attr("eps"))), ("momentum", mom), *no_scale, *init]
+    kw = keywords("BatchNormalization", scope, t, {"epsilon": "eps"})
+    if momentum is None or not is_default("BatchNormalization", "momentum", round(1 - momentum, 12)):
+        kw.append(("momentum", mom))
+    kw += keywords("BatchNormalization", scope, t, {"scale": "scale"})  # Keras' scale=False: no gamma
+    return _bn_class(e, t, scope), [], [*kw, *init_kwargs(e, t, scope, e.current_x, "norm")]
 
 
 def _bn_class(e, t, scope) -> ast.expr:
@@ -92,7 +119,7 @@ def _dropout(e, t, scope):
 
 @layer
 def _dense(e, t, scope):
-    bias = [] if scope.value(t.attr("bias")) is True else [("use_bias", scope.node(t.attr("bias")))]
+    bias = keywords("Dense", scope, t, {"use_bias": "bias"})
     return e.L("Dense"), [scope.node(t.attr("out"))], [*bias, *init_kwargs(e, t, scope, e.current_x, "dense")]
 
 
@@ -373,7 +400,7 @@ def _gelu(e, t, scope):
 
 @layer
 def _leaky_relu(e, t, scope):
-    return e.L("LeakyReLU"), [], [("negative_slope", scope.node(t.attr("slope")))]
+    return e.L("LeakyReLU"), [], keywords("LeakyReLU", scope, t, {"negative_slope": "slope"})
 
 
 @layer
@@ -384,7 +411,7 @@ def _softmax(e, t, scope):
 @layer
 def _layernorm(e, t, scope):
     init = init_kwargs(e, t, scope, e.current_x, "norm")
-    return e.L("LayerNormalization"), [], [("epsilon", scope.node(t.attr("eps"))), *init]
+    return e.L("LayerNormalization"), [], [*keywords("LayerNormalization", scope, t, {"epsilon": "eps"}), *init]
 
 
 @layer
@@ -393,8 +420,7 @@ def _groupnorm(e, t, scope):
         e.L("GroupNormalization"),
         [],
         [
-            ("groups", scope.node(t.attr("groups"))),
-            ("epsilon", scope.node(t.attr("eps"))),
+            *keywords("GroupNormalization", scope, t, {"groups": "groups", "epsilon": "eps"}),
             *init_kwargs(e, t, scope, e.current_x, "norm"),
         ],
     )

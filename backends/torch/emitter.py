@@ -34,6 +34,7 @@ from pathlib import Path
 from archc import ir
 from archc.expr import Expr, substitute, sym_add, sym_mul
 from archc.lower import WIDTH_PREFIX, camel
+from archc.ops import PRIMITIVES
 
 from .. import code as c
 from ..base import BaseEmitter, Frame, Step
@@ -519,7 +520,7 @@ class TorchEmitter(BaseEmitter):
         if t.kind == "seq" and t.transparent:
             return self.class_body(t, scope, k, var, top, cond)
         if t.kind == "seq" and _opens(t, k.saved):  # references reach inside: its items called one by one
-            k.init.append(c.assign(c.attr("self", t.name), self.container(t, scope, k)))
+            k.init.append(c.assign(c.attr("self", t.name), self.container(t, scope, k, opened=True)))
             return self.open_forward(t, c.attr("self", t.name), scope, k, var)
         if t.kind == "residual" and t.transparent:
             return self.class_residual(t, scope, k, var, top, cond, comment)
@@ -655,8 +656,9 @@ class TorchEmitter(BaseEmitter):
         ]
 
     # ------------------------------------------------------------------ containers (nested levels)
-    def entries(self, seq: ir.TNode, scope: Scope, k: _Class, cond=None) -> list[tuple[str, ast.expr]]:
-        """(name, module) of a level's items, transparent seqs flattened, conditional ones as ``nn.Identity()``."""
+    def entries(self, seq: ir.TNode, scope: Scope, k: _Class, cond=None) -> list[tuple[str, ast.expr, ir.TNode]]:
+        """(name, module, item) of a level's items, transparent seqs flattened, conditional ones as
+        ``nn.Identity()``."""
         out = []
         prev = None
         for s in self.steps(seq, scope, _Frame("x", k.saved, k=k)):
@@ -679,7 +681,7 @@ class TorchEmitter(BaseEmitter):
                     k.widths[opaque[0]] = Expr(f"{var}.out_channels")
             if item_cond is not None:
                 module = c.ifexp(item_cond, module, self.nn("Identity"))
-            out.append((t.name, module))
+            out.append((t.name, module, t))
             prev = t if item_cond is None else None
         return out
 
@@ -713,12 +715,17 @@ class TorchEmitter(BaseEmitter):
                 out.append(c.assign(k.saved[t.key], c.name(var)))
         return out
 
-    def container(self, seq: ir.TNode, scope: Scope, k: _Class) -> ast.expr:
-        """One module for a nested level: ``nn.Sequential(OrderedDict(name=module, ...))``."""
+    def container(self, seq: ir.TNode, scope: Scope, k: _Class, opened: bool = False) -> ast.expr:
+        """One module for a nested level: ``nn.Sequential(OrderedDict(name=module, ...))``; a level of one
+        stateless module (a pool, an activation) is that module, unwrapped, unless ``opened`` (forward calls
+        its items by name). A wrapper around modules with weights stays: its name is in their state_dict keys
+        (``layer1.rest.0.block.conv1.weight``), which weight conversion and the torchvision mappings read."""
         items = self.entries(seq, scope, k)
         if not items:
             return self.nn("Identity")
-        return self.nn("Sequential", c.kwcall(self.ref("OrderedDict"), [], items))
+        if len(items) == 1 and not opened and _stateless(items[0][2]):
+            return items[0][1]
+        return self.nn("Sequential", c.kwcall(self.ref("OrderedDict"), [], [(n, m) for n, m, _ in items]))
 
     # ------------------------------------------------------------------ modules
     def module(self, t: ir.TNode, scope: Scope, k: _Class, inplace: bool = False) -> ast.expr:
@@ -726,7 +733,7 @@ class TorchEmitter(BaseEmitter):
         if kind in EMIT:
             return EMIT[kind](self, t, scope, k, inplace)
         if kind == "seq":
-            return self.container(t, scope, k)
+            return self.container(t, scope, k, opened=_opens(t, k.saved))
         if kind in ("concat", "add", "mul"):
             helper = {"concat": "Concat", "add": "Add", "mul": "Mul"}[kind]
             branches = [(br.name, self.container(br, scope, k)) for br in t.children]
@@ -784,6 +791,8 @@ class TorchEmitter(BaseEmitter):
         if c.same(first, rest):
             return self.nn("Sequential", c.starred(c.listcomp(first, "_", c.call("range", scope.node(n)))))
         if count is not None and count <= 1:
+            if count == 1 and _stateless(body):  # one stateless module: itself (no key changes: it has none)
+                return first
             return self.nn("Sequential", first) if count == 1 else self.nn("Sequential")
         later = c.listcomp(rest, "_", c.call("range", c.binop(scope.node(n), "-", c.lit(1))))
         return self.nn("Sequential", first, c.starred(later))
@@ -838,6 +847,13 @@ class TorchEmitter(BaseEmitter):
 def _shape_text(shape) -> str:
     """A shape ``(*spatial, C)`` as PyTorch lays it out: ``N x C x H x W``."""
     return " x ".join(["N", str(shape[-1]), *map(str, shape[:-1])])
+
+
+def _stateless(t: ir.TNode) -> bool:
+    """Whether the module of ``t`` has no state_dict entries: a primitive without weights, or a level of one such."""
+    if t.kind == "seq" and not t.transparent:
+        return len(t.children) == 1 and _stateless(t.children[0])
+    return t.kind in PRIMITIVES and PRIMITIVES[t.kind].weights is None
 
 
 def _moduleless(t: ir.TNode) -> bool:

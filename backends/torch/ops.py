@@ -16,6 +16,40 @@ from ..common import axes, compact, ones, pad_last_axis_first, pads, symmetric
 
 ACT_MODULES = {"relu": "ReLU", "relu6": "ReLU6", "silu": "SiLU", "sigmoid": "Sigmoid", "tanh": "Tanh"}
 
+# PyTorch's defaults of the keyword arguments written below (torch 2.13's signatures; tests/test_emitters_general.py
+# compares them with inspect.signature): an argument whose literal value is its default is left out, as a person
+# would write the call. A symbolic value (a block's param, an expression) is always written.
+DEFAULTS = {
+    "BatchNorm": {"eps": 1e-5, "momentum": 0.1},
+    "Conv": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True},
+    "ConvTranspose": {"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "bias": True, "dilation": 1},
+    "Linear": {"bias": True},
+    "Dropout": {"p": 0.5},
+    "LayerNorm": {"eps": 1e-5},
+    "GroupNorm": {"eps": 1e-5},
+    "LeakyReLU": {"negative_slope": 0.01},
+    "GELU": {"approximate": "none"},
+    "Upsample": {"mode": "nearest"},
+}
+
+
+def is_default(cls: str, arg: str, value) -> bool:
+    """Whether ``value`` (a literal, or None where it is symbolic) is PyTorch's default of ``cls``'s ``arg``: the
+    same on every axis where it is given per axis."""
+    if value is None or isinstance(value, bool) != isinstance(DEFAULTS[cls][arg], bool):
+        return False
+    values = set(value) if isinstance(value, (list, tuple)) else {value}
+    return values == {DEFAULTS[cls][arg]}
+
+
+def keywords(cls: str, scope, t, args: dict[str, str]) -> list[tuple[str, ast.expr]]:
+    """The keyword arguments ``{PyTorch's name: the item's attribute}`` of ``t`` not at ``cls``'s defaults."""
+    return [
+        (arg, scope.node(t.attr(attr)))
+        for arg, attr in args.items()
+        if not is_default(cls, arg, scope.value(t.attr(attr)))
+    ]
+
 
 def _activation(e, t, scope, k, inplace):
     cls = ACT_MODULES[t.kind]
@@ -34,7 +68,9 @@ def _bn(e, t, scope, k, inplace):
         func = _bn_class(e, f"{key}NoScale", biased)
     else:  # decided when the block is built
         func = c.ifexp(node(a["scale"]), _bn_class(e, key, biased), _bn_class(e, f"{key}NoScale", biased))
-    return c.call(func, e.width(t.in_ch, scope, k), eps=node(a["eps"]), momentum=node(a["momentum"]))
+    return c.kwcall(
+        func, [e.width(t.in_ch, scope, k)], keywords("BatchNorm", scope, t, {"eps": "eps", "momentum": "momentum"})
+    )
 
 
 def _biased(e, t, scope):
@@ -67,14 +103,15 @@ def _flatten(e, t, scope, k, inplace):
 
 
 def _dropout(e, t, scope, k, inplace):
-    return e.nn("Dropout", p=scope.node(t.attr("rate")))
+    return c.kwcall(c.attr(e.ref("nn"), "Dropout"), [], keywords("Dropout", scope, t, {"p": "rate"}))
 
 
 def _dense(e, t, scope, k, inplace):
     """``nn.Linear``; on a feature map the ``PointwiseLinear`` helper (a Linear over the channels)."""
-    kw = {} if scope.value(t.attr("bias")) is True else {"bias": scope.node(t.attr("bias"))}
     cls = e.ref("PointwiseLinear") if e.is_map(t) else c.attr(e.ref("nn"), "Linear")
-    return c.call(cls, e.width(t.in_ch, scope, k), scope.node(t.attr("out")), **kw)
+    return c.kwcall(
+        cls, [e.width(t.in_ch, scope, k), scope.node(t.attr("out"))], keywords("Linear", scope, t, {"bias": "bias"})
+    )
 
 
 def _zeropad(e, t, scope, k, inplace):
@@ -95,19 +132,12 @@ def _conv(e, t, scope, k, inplace):
         cout = e.width(a["out"], scope, k)
     kw: list[tuple[str, ast.expr]] = [("kernel_size", node(a["kernel"]))]
     stride = scope.value(a["stride"])
-    if not ones(stride):
-        kw.append(("stride", node(a["stride"])))
+    kw += keywords("Conv", scope, t, {"stride": "stride"})
     pad_kw, cls, extra = _conv_padding(e, t, scope, stride)
     kw += pad_kw
-    dil = scope.value(a["dilation"])
-    if not ones(dil):
-        kw.append(("dilation", node(a["dilation"])))
-    if t.kind == "dwconv":
-        kw.append(("groups", cin))
-    elif scope.value(a["groups"]) != 1:
-        kw.append(("groups", node(a["groups"])))
-    if scope.value(a["bias"]) is not True:
-        kw.append(("bias", node(a["bias"])))
+    kw += keywords("Conv", scope, t, {"dilation": "dilation"})
+    kw += [("groups", cin)] if t.kind == "dwconv" else keywords("Conv", scope, t, {"groups": "groups"})
+    kw += keywords("Conv", scope, t, {"bias": "bias"})
     kw += extra
     func = c.attr(e.ref("nn"), e.ranked("Conv2d")) if cls == "nn.Conv2d" else e.ref(cls)
     return c.kwcall(func, [cin, cout], kw)
@@ -209,15 +239,12 @@ def _hardsigmoid(e, t, scope, k, inplace):
 
 
 def _gelu(e, t, scope, k, inplace):
-    approx = scope.value(t.attr("approximate"))
-    return e.nn("GELU") if approx == "none" else e.nn("GELU", approximate=scope.node(t.attr("approximate")))
+    return c.kwcall(c.attr(e.ref("nn"), "GELU"), [], keywords("GELU", scope, t, {"approximate": "approximate"}))
 
 
 def _leaky_relu(e, t, scope, k, inplace):
-    kw = {"inplace": True} if inplace else {}
-    if scope.value(t.attr("slope")) == 0.01:
-        return e.nn("LeakyReLU", **kw)
-    return e.nn("LeakyReLU", negative_slope=scope.node(t.attr("slope")), **kw)
+    kw = keywords("LeakyReLU", scope, t, {"negative_slope": "slope"})
+    return c.kwcall(c.attr(e.ref("nn"), "LeakyReLU"), [], kw + ([("inplace", c.lit(True))] if inplace else []))
 
 
 def _softmax(e, t, scope, k, inplace):
@@ -226,11 +253,12 @@ def _softmax(e, t, scope, k, inplace):
 
 def _layernorm(e, t, scope, k, inplace):
     cls = e.ref("LayerNorm2d") if e.is_map(t) else c.attr(e.ref("nn"), "LayerNorm")
-    return c.call(cls, e.width(t.in_ch, scope, k), eps=scope.node(t.attr("eps")))
+    return c.kwcall(cls, [e.width(t.in_ch, scope, k)], keywords("LayerNorm", scope, t, {"eps": "eps"}))
 
 
 def _groupnorm(e, t, scope, k, inplace):
-    return e.nn("GroupNorm", scope.node(t.attr("groups")), e.width(t.in_ch, scope, k), eps=scope.node(t.attr("eps")))
+    args = [scope.node(t.attr("groups")), e.width(t.in_ch, scope, k)]
+    return c.kwcall(c.attr(e.ref("nn"), "GroupNorm"), args, keywords("GroupNorm", scope, t, {"eps": "eps"}))
 
 
 def _layer_scale(e, t, scope, k, inplace):
@@ -273,12 +301,8 @@ def _scale(e, t, scope, k, inplace):
 
 def _conv_transpose(e, t, scope, k, inplace):
     """``nn.ConvTranspose2d`` (1d, 3d): PyTorch's own semantics; arguments at their defaults left out."""
-    defaults = {"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "bias": True, "dilation": 1}
     kw = [("kernel_size", scope.node(t.attr("kernel")))]
-    for name, default in defaults.items():
-        v = scope.value(t.attr(name))
-        if v != default and not (isinstance(v, (list, tuple)) and set(v) == {default}):
-            kw.append((name, scope.node(t.attr(name))))
+    kw += keywords("ConvTranspose", scope, t, {name: name for name in DEFAULTS["ConvTranspose"]})
     return c.kwcall(e.nd_class("ConvTranspose"), [e.width(t.in_ch, scope, k), scope.node(t.attr("out"))], kw)
 
 
@@ -293,8 +317,7 @@ def upsample_kwargs(e, t, scope) -> list:
         known = scope.value(scale)
         factor = known if not isinstance(known, (list, tuple)) or len(set(known)) > 1 else known[0]
         kw.append(("scale_factor", c.lit(factor) if known is not None else scope.node(scale)))
-    if scope.value(t.attr("mode")) != "nearest":
-        kw.append(("mode", scope.node(t.attr("mode"))))
+    kw += keywords("Upsample", scope, t, {"mode": "mode"})
     if t.attr("align_corners") is not None:
         kw.append(("align_corners", scope.node(t.attr("align_corners"))))
     return kw

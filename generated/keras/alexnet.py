@@ -87,7 +87,7 @@ def alexnet_classifier(x, classes, dropout=0.5, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """alexnet: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """AlexNet: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((2, 2), (2, 2)), name="conv1_pad")(inputs)
     x = layers.Conv2D(

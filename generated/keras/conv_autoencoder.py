@@ -27,7 +27,7 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 
 def build_model(input_shape=(28, 28, 1)):
-    """conv_autoencoder: input (N, 28, 28, 1) NHWC; outputs logits."""
+    """ConvAutoencoder: input (N, 28, 28, 1) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="encoder_conv1_pad")(inputs)
     x = layers.Conv2D(

@@ -120,7 +120,7 @@ def convnext_downsample(x, out, eps=1e-06, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """convnext_tiny: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """ConvNeXtTiny: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(
         96, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="stem_conv"

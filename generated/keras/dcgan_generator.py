@@ -55,7 +55,7 @@ class BatchNormalizationUnbiased(layers.BatchNormalization):
 
 
 def build_model(input_shape=(1, 1, 100)):
-    """dcgan_generator: input (N, 1, 1, 100) NHWC; outputs logits."""
+    """DCGANGenerator: input (N, 1, 1, 100) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2DTranspose(
         512, 4, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="convt1"

@@ -135,7 +135,7 @@ def mbv3_conv(x, out, kernel=1, stride=1, act="RE", name=None):
         ),
         name=f"{name}_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
     if act == "HS":
@@ -160,7 +160,7 @@ def mbv3_dwconv(x, kernel=3, stride=1, act="RE", dilation=1, name=None):
         ),
         name=f"{name}_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
     if act == "HS":
@@ -325,7 +325,7 @@ def deeplab_head(x, classes, rates=(12, 24, 36), name=None):
 
 
 def build_model(input_shape=(520, 520, 3)):
-    """deeplabv3_mobilenet_v3_large: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
+    """DeepLabV3MobileNetV3Large: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = mbv3_conv(inputs, out=16, kernel=3, stride=2, act="HS", name="stem")  # 260 x 260 x 16
     x = mbv3_bneck(x, expanded=16, out=16, name="bneck1")  # 260 x 260 x 16

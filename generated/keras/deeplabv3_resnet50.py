@@ -315,7 +315,7 @@ def deeplab_head(x, classes, rates=(12, 24, 36), name=None):
 
 
 def build_model(input_shape=(520, 520, 3)):
-    """deeplabv3_resnet50: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
+    """DeepLabV3ResNet50: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(

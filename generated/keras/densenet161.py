@@ -109,7 +109,7 @@ def transition(x, reduction=0.5, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """densenet161: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """DenseNet161: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv0_pad")(inputs)
     x = layers.Conv2D(

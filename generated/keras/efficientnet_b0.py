@@ -216,7 +216,7 @@ def effnet_stage(
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """efficientnet_b0: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """EfficientNetB0: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = effnet_conv(inputs, out=32, kernel=3, stride=2, name="stem")  # 112 x 112 x 32
     x = effnet_stage(x, expand=1, kernel=3, out=16, blocks=1, total_blocks=16, name="stage1")  # 112 x 112 x 16

@@ -100,7 +100,7 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
             kernel_initializer=keras.initializers.VarianceScaling(scale=2.0, mode="fan_out"),
             name=f"{name}_expand_conv",
         )(x)
-        x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_expand_bn")(x)
+        x = BatchNormalizationUnbiased(name=f"{name}_expand_bn")(x)
         x = layers.Activation("silu", name=f"{name}_expand_activation")(x)
     x = layers.DepthwiseConv2D(
         kernel,
@@ -112,7 +112,7 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
         ),
         name=f"{name}_dwconv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_bn")(x)
     x = layers.Activation("silu", name=f"{name}_activation")(x)
     branch1 = x
     branch2 = x
@@ -139,7 +139,7 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
         kernel_initializer=keras.initializers.VarianceScaling(scale=2.0, mode="fan_out"),
         name=f"{name}_project_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_project_bn")(x)
     if stride == 1 and filters_in == filters_out and (drop_rate > 0):
         x = StochasticDepth(drop_rate, name=f"{name}_stochastic_depth")(x)
     if stride == 1 and filters_in == filters_out:
@@ -148,7 +148,7 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """efficientnet_b0_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """EfficientNetB0Keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(
         32,
@@ -159,7 +159,7 @@ def build_model(input_shape=(224, 224, 3)):
         kernel_initializer=keras.initializers.VarianceScaling(scale=2.0, mode="fan_out"),
         name="stem_conv",
     )(inputs)  # 112 x 112 x 32
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name="stem_bn")(x)  # 112 x 112 x 32
+    x = BatchNormalizationUnbiased(name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.Activation("silu", name="stem_activation")(x)  # 112 x 112 x 32
     x = effk_block(x, filters_in=32, filters_out=16, expand=1, name="block1a")  # 112 x 112 x 16
     x = effk_block(x, filters_in=16, filters_out=24, stride=2, drop_rate=0.0125, name="block2a")  # 56 x 56 x 24
@@ -192,7 +192,7 @@ def build_model(input_shape=(224, 224, 3)):
         kernel_initializer=keras.initializers.VarianceScaling(scale=2.0, mode="fan_out"),
         name="top_conv",
     )(x)  # 7 x 7 x 1280
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name="top_bn")(x)  # 7 x 7 x 1280
+    x = BatchNormalizationUnbiased(name="top_bn")(x)  # 7 x 7 x 1280
     x = layers.Activation("silu", name="top_activation")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 1280
     x = layers.Dropout(0.2, name="top_dropout")(x)  # 1280

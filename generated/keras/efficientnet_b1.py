@@ -205,7 +205,7 @@ def effnet_stage(
 
 
 def build_model(input_shape=(240, 240, 3)):
-    """efficientnet_b1: input (N, 240, 240, 3) NHWC; outputs logits."""
+    """EfficientNetB1: input (N, 240, 240, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = effnet_conv(inputs, out=32, kernel=3, stride=2, name="stem")  # 120 x 120 x 32
     x = effnet_stage(x, expand=1, kernel=3, out=16, blocks=2, total_blocks=23, name="stage1")  # 120 x 120 x 16

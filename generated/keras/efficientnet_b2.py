@@ -205,7 +205,7 @@ def effnet_stage(
 
 
 def build_model(input_shape=(288, 288, 3)):
-    """efficientnet_b2: input (N, 288, 288, 3) NHWC; outputs logits."""
+    """EfficientNetB2: input (N, 288, 288, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = effnet_conv(inputs, out=32, kernel=3, stride=2, name="stem")  # 144 x 144 x 32
     x = effnet_stage(

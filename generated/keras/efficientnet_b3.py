@@ -205,7 +205,7 @@ def effnet_stage(
 
 
 def build_model(input_shape=(300, 300, 3)):
-    """efficientnet_b3: input (N, 300, 300, 3) NHWC; outputs logits."""
+    """EfficientNetB3: input (N, 300, 300, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = effnet_conv(inputs, out=40, kernel=3, stride=2, name="stem")  # 150 x 150 x 40
     x = effnet_stage(

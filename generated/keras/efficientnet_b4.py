@@ -205,7 +205,7 @@ def effnet_stage(
 
 
 def build_model(input_shape=(380, 380, 3)):
-    """efficientnet_b4: input (N, 380, 380, 3) NHWC; outputs logits."""
+    """EfficientNetB4: input (N, 380, 380, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = effnet_conv(inputs, out=48, kernel=3, stride=2, name="stem")  # 190 x 190 x 48
     x = effnet_stage(

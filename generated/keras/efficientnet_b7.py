@@ -97,7 +97,7 @@ def effnet_conv(x, out, kernel=1, stride=1, act=True, name=None):
         ),
         name=f"{name}_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_bn")(x)
     if act:
         x = layers.Activation("silu", name=f"{name}_silu")(x)
     return x
@@ -128,7 +128,7 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
         ),
         name=f"{name}_dw_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_dw_bn")(x)
     x = layers.Activation("silu", name=f"{name}_dw_act")(x)
     branch1 = x
     branch2 = x
@@ -205,7 +205,7 @@ def effnet_stage(
 
 
 def build_model(input_shape=(600, 600, 3)):
-    """efficientnet_b7: input (N, 600, 600, 3) NHWC; outputs logits."""
+    """EfficientNetB7: input (N, 600, 600, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = effnet_conv(inputs, out=64, kernel=3, stride=2, name="stem")  # 300 x 300 x 64
     x = effnet_stage(

@@ -235,7 +235,7 @@ def fcn_head(x, classes, name=None):
 
 
 def build_model(input_shape=(520, 520, 3)):
-    """fcn_resnet50: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
+    """FCNResNet50: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(

@@ -133,7 +133,7 @@ def inception_aux(x, classes, dropout=0.7, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """googlenet: input (N, 224, 224, 3) NHWC; outputs logits.
+    """GoogLeNet: input (N, 224, 224, 3) NHWC; outputs logits.
 
     Outputs [main, aux1, aux2], named as LOSS_WEIGHTS' keys: train with model.compile(loss={name: ... for name in
     LOSS_WEIGHTS}, loss_weights=LOSS_WEIGHTS) (a dict of losses: with a list, Keras 3 takes a dict of weights in

@@ -91,7 +91,7 @@ def conv_bn_act(x, out, kernel, stride=1, padding=0, name=None):
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
         name=f"{name}_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.9, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
 
@@ -143,7 +143,7 @@ def inception_aux(x, classes, dropout=0.7, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """googlenet_torchvision: input (N, 224, 224, 3) NHWC; outputs logits.
+    """GoogLeNetTorchvision: input (N, 224, 224, 3) NHWC; outputs logits.
 
     Outputs [main, aux1, aux2], named as LOSS_WEIGHTS' keys: train with model.compile(loss={name: ... for name in
     LOSS_WEIGHTS}, loss_weights=LOSS_WEIGHTS) (a dict of losses: with a list, Keras 3 takes a dict of weights in

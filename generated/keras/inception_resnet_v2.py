@@ -98,7 +98,7 @@ def irv2_conv(x, out, kernel, stride=1, padding=0, name=None):
     """
     x, keras_padding = _explicit_padding(x, padding, f"{name}_conv")
     x = layers.Conv2D(out, kernel, strides=stride, padding=keras_padding, use_bias=False, name=f"{name}_conv")(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, scale=False, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(scale=False, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
 
@@ -238,7 +238,7 @@ def irv2_block8(x, up, factor=0.2, act=True, name=None):
 
 
 def build_model(input_shape=(299, 299, 3)):
-    """inception_resnet_v2: input (N, 299, 299, 3) NHWC; outputs logits."""
+    """InceptionResNetV2: input (N, 299, 299, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = irv2_conv(inputs, out=32, kernel=3, stride=2, name="conv1")  # 149 x 149 x 32
     x = irv2_conv(x, out=32, kernel=3, name="conv2")  # 147 x 147 x 32

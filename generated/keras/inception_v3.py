@@ -88,7 +88,7 @@ def inception3_conv(x, out, kernel, stride=1, padding=0, name=None):
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.1),
         name=f"{name}_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.9, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(momentum=0.9, name=f"{name}_bn")(x)
     x = layers.ReLU(name=f"{name}_relu")(x)
     return x
 
@@ -230,7 +230,7 @@ def inception3_e(x, name=None):
 
 
 def build_model(input_shape=(299, 299, 3)):
-    """inception_v3: input (N, 299, 299, 3) NHWC; outputs logits."""
+    """InceptionV3: input (N, 299, 299, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = inception3_conv(inputs, out=32, kernel=3, stride=2, name="Conv2d_1a_3x3")  # 149 x 149 x 32
     x = inception3_conv(x, out=32, kernel=3, name="Conv2d_2a_3x3")  # 147 x 147 x 32

@@ -64,7 +64,7 @@ class BatchNormalizationUnbiased(layers.BatchNormalization):
 
 
 def build_model(input_shape=(32000, 1)):
-    """m5: input (N, 32000, 1) NLC; outputs logits."""
+    """M5: input (N, 32000, 1) NLC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding1D((38, 38), name="conv1_pad")(inputs)
     x = layers.Conv1D(

@@ -58,19 +58,19 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
         ),
         name=f"{name}_dw",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_dw_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(int(filters * alpha), 1, use_bias=False, name=f"{name}_pw")(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_pw_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_pw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_pw_relu")(x)
     return x
 
 
 def build_model(input_shape=(160, 160, 3)):
-    """mobilenet_v1_025_160: input (N, 160, 160, 3) NHWC; outputs logits."""
+    """MobileNetV1_025_160: input (N, 160, 160, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)  # 80 x 80 x 8
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name="conv1_bn")(x)  # 80 x 80 x 8
+    x = BatchNormalizationUnbiased(name="conv1_bn")(x)  # 80 x 80 x 8
     x = layers.ReLU(6.0, name="conv1_relu")(x)  # 80 x 80 x 8
     x = ds_conv(x, filters=64, alpha=0.25, name="ds1")  # 80 x 80 x 16
     x = ds_conv(x, filters=128, stride=2, alpha=0.25, name="ds2")  # 40 x 40 x 32

@@ -103,7 +103,7 @@ def inverted_residual_stage(x, out, blocks, stride=1, expand=6, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """mobilenet_v2: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """MobileNetV2: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(

@@ -62,10 +62,10 @@ def mbv2k_block(x, filters, stride=1, expansion=6, alpha=1.0, name=None):
     identity = x
     if expansion != 1:
         x = layers.Conv2D(expansion * in_channels, 1, use_bias=False, name=f"{name}_expand")(x)
-        x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_expand_bn")(x)
+        x = BatchNormalizationUnbiased(momentum=0.999, name=f"{name}_expand_bn")(x)
         x = layers.ReLU(6.0, name=f"{name}_expand_relu")(x)
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_depthwise")(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_bn")(x)
+    x = BatchNormalizationUnbiased(momentum=0.999, name=f"{name}_depthwise_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_depthwise_relu")(x)
     x = layers.Conv2D(
         max(8, (int(filters * alpha) + 4) // 8 * 8)
@@ -74,7 +74,7 @@ def mbv2k_block(x, filters, stride=1, expansion=6, alpha=1.0, name=None):
         use_bias=False,
         name=f"{name}_project",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(momentum=0.999, name=f"{name}_project_bn")(x)
     if stride == 1 and in_channels == max(8, (int(filters * alpha) + 4) // 8 * 8) + (
         8 if max(8, (int(filters * alpha) + 4) // 8 * 8) < 0.9 * int(filters * alpha) else 0
     ):
@@ -95,10 +95,10 @@ def mbv2k_stage(x, filters, blocks, stride=1, expansion=6, alpha=1.0, name=None)
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """mobilenet_v2_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """MobileNetV2Keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 32
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 32
+    x = BatchNormalizationUnbiased(momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(6.0, name="stem_relu")(x)  # 112 x 112 x 32
     x = mbv2k_stage(x, filters=16, blocks=1, expansion=1, name="stage1")  # 112 x 112 x 16
     x = mbv2k_stage(x, filters=24, blocks=2, stride=2, name="stage2")  # 56 x 56 x 24
@@ -108,7 +108,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = mbv2k_stage(x, filters=160, blocks=3, stride=2, name="stage6")  # 7 x 7 x 160
     x = mbv2k_stage(x, filters=320, blocks=1, name="stage7")  # 7 x 7 x 320
     x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)  # 7 x 7 x 1280
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="head_bn")(x)  # 7 x 7 x 1280
+    x = BatchNormalizationUnbiased(momentum=0.999, name="head_bn")(x)  # 7 x 7 x 1280
     x = layers.ReLU(6.0, name="head_relu")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1280
     x = layers.Dense(1000, name="classifier")(x)  # 1000

@@ -68,13 +68,13 @@ def mbv3k_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=N
     identity = x
     if expanded != in_channels:
         x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{name}_expand")(x)
-        x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_expand_bn")(x)
+        x = BatchNormalizationUnbiased(momentum=0.999, name=f"{name}_expand_bn")(x)
         if act == "RE":
             x = layers.ReLU(name=f"{name}_relu1")(x)
         if act == "HS":
             x = layers.Activation("hard_swish", name=f"{name}_hardswish1")(x)
     x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_depthwise")(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_depthwise_bn")(x)
+    x = BatchNormalizationUnbiased(momentum=0.999, name=f"{name}_depthwise_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu2")(x)
     if act == "HS":
@@ -96,7 +96,7 @@ def mbv3k_bneck(x, expanded, out, kernel=3, se=False, act="RE", stride=1, name=N
         branch2 = layers.Activation("hard_sigmoid", name=f"{name}_squeeze_excite_branch2_hardsigmoid")(branch2)
         x = layers.Multiply(name=f"{name}_squeeze_excite")([branch1, branch2])
     x = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project")(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name=f"{name}_project_bn")(x)
+    x = BatchNormalizationUnbiased(momentum=0.999, name=f"{name}_project_bn")(x)
     if stride == 1 and in_channels == out:
         x = layers.Add(name=f"{name}_residual")([x, identity])
     return x
@@ -116,10 +116,10 @@ def mbv3k_classifier(x, hidden, classes=1000, dropout=0.2, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """mobilenet_v3_large_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """MobileNetV3LargeKeras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 16
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 16
+    x = BatchNormalizationUnbiased(momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 16
     x = layers.Activation("hard_swish", name="stem_act")(x)  # 112 x 112 x 16
     x = mbv3k_bneck(x, expanded=16, out=16, name="bneck0")  # 112 x 112 x 16
     x = mbv3k_bneck(x, expanded=64, out=24, stride=2, name="bneck1")  # 56 x 56 x 24
@@ -137,7 +137,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = mbv3k_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", name="bneck13")  # 7 x 7 x 160
     x = mbv3k_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", name="bneck14")  # 7 x 7 x 160
     x = layers.Conv2D(960, 1, use_bias=False, name="lastconv")(x)  # 7 x 7 x 960
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.999, name="lastconv_bn")(x)  # 7 x 7 x 960
+    x = BatchNormalizationUnbiased(momentum=0.999, name="lastconv_bn")(x)  # 7 x 7 x 960
     x = layers.Activation("hard_swish", name="lastconv_act")(x)  # 7 x 7 x 960
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 960
     x = mbv3k_classifier(x, hidden=1280, name="classifier")  # 1000

@@ -82,7 +82,7 @@ def mbv3_conv(x, out, kernel=1, stride=1, act="RE", name=None):
         ),
         name=f"{name}_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
     if act == "HS":
@@ -107,7 +107,7 @@ def mbv3_dwconv(x, kernel=3, stride=1, act="RE", dilation=1, name=None):
         ),
         name=f"{name}_conv",
     )(x)
-    x = BatchNormalizationUnbiased(epsilon=0.001, momentum=0.99, name=f"{name}_bn")(x)
+    x = BatchNormalizationUnbiased(name=f"{name}_bn")(x)
     if act == "RE":
         x = layers.ReLU(name=f"{name}_relu")(x)
     if act == "HS":
@@ -177,7 +177,7 @@ def mbv3_classifier(x, hidden, classes=1000, dropout=0.2, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """mobilenet_v3_small: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """MobileNetV3Small: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = mbv3_conv(inputs, out=16, kernel=3, stride=2, act="HS", name="stem")  # 112 x 112 x 16
     x = mbv3_bneck(x, expanded=16, out=16, se=True, stride=2, name="bneck1")  # 56 x 56 x 16

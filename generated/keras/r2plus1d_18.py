@@ -149,7 +149,7 @@ def video_stage_2plus1d(x, planes, blocks, stride=1, name=None):
 
 
 def build_model(input_shape=(16, 112, 112, 3)):
-    """r2plus1d_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
+    """R2Plus1D_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="stem_spatial_pad")(inputs)
     x = layers.Conv3D(

@@ -135,7 +135,7 @@ def video_stage(x, planes, blocks, stride=1, temporal=3, name=None):
 
 
 def build_model(input_shape=(16, 112, 112, 3)):
-    """r3d_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
+    """R3D_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding3D(((1, 1), (3, 3), (3, 3)), name="stem_conv_pad")(inputs)
     x = layers.Conv3D(

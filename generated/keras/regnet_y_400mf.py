@@ -173,7 +173,7 @@ def regnet_stage(x, out, depth, stride=2, group_width=1, bottleneck_multiplier=1
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """regnet_y_400mf: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """RegNetY400MF: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(

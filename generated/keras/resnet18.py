@@ -104,7 +104,7 @@ def basic_stage(x, planes, blocks, stride=1, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """resnet18: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """ResNet18: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(

@@ -150,7 +150,7 @@ def bottleneck_stage(x, planes, blocks, stride=1, groups=1, base_width=64, dilat
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """resnet50: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """ResNet50: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(

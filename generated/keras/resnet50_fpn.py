@@ -221,7 +221,7 @@ def fpn_top_down(x, lateral, out=256, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """resnet50_fpn: input (N, 224, 224, 3) NHWC; outputs a dict: 0, 1, 2, 3, pool."""
+    """ResNet50FPN: input (N, 224, 224, 3) NHWC; outputs a dict: 0, 1, 2, 3, pool."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(

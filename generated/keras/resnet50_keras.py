@@ -57,16 +57,16 @@ def resnet_v1_projection_block(x, filters, stride=1, name=None):
     conv0_channels = 4 * filters
     branch1 = x
     branch1 = layers.Conv2D(conv0_channels, 1, strides=stride, name=f"{name}_branch1_conv0")(branch1)
-    branch1 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch1_bn0")(branch1)
+    branch1 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch1_bn0")(branch1)
     branch2 = x
     branch2 = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_branch2_conv1")(branch2)
-    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn1")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn1")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu1")(branch2)
     branch2 = layers.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
-    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn2")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn2")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu2")(branch2)
     branch2 = layers.Conv2D(conv0_channels, 1, name=f"{name}_branch2_conv3")(branch2)
-    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn3")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn3")(branch2)
     x = layers.Add(name=f"{name}_add")([branch1, branch2])
     x = layers.ReLU(name=f"{name}_out")(x)
     return x
@@ -81,13 +81,13 @@ def resnet_v1_identity_block(x, filters, name=None):
     branch1 = x
     branch2 = x
     branch2 = layers.Conv2D(filters, 1, name=f"{name}_branch2_conv1")(branch2)
-    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn1")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn1")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu1")(branch2)
     branch2 = layers.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
-    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn2")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn2")(branch2)
     branch2 = layers.ReLU(name=f"{name}_branch2_relu2")(branch2)
     branch2 = layers.Conv2D(4 * filters, 1, name=f"{name}_branch2_conv3")(branch2)
-    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name=f"{name}_branch2_bn3")(branch2)
+    branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn3")(branch2)
     x = layers.Add(name=f"{name}_add")([branch1, branch2])
     x = layers.ReLU(name=f"{name}_out")(x)
     return x
@@ -106,11 +106,11 @@ def resnet_v1_stage(x, filters, blocks, stride=2, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """resnet50_keras: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """ResNet50Keras: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)  # 230 x 230 x 3
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)  # 112 x 112 x 64
-    x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.99, name="conv1_bn")(x)  # 112 x 112 x 64
+    x = BatchNormalizationUnbiased(epsilon=1.001e-05, name="conv1_bn")(x)  # 112 x 112 x 64
     x = layers.ReLU(name="conv1_relu")(x)  # 112 x 112 x 64
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad")(x)  # 114 x 114 x 64
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 56 x 56 x 64

@@ -199,7 +199,7 @@ def shuffle_stage(x, out, blocks, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """shufflenet_v2_x1_0: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """ShuffleNetV2X1_0: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(

@@ -49,7 +49,7 @@ def fire(x, squeeze, expand1x1, expand3x3, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """squeezenet1_1: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """SqueezeNet1_1: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(64, 3, strides=2, kernel_initializer="he_uniform", name="conv1")(inputs)  # 111 x 111 x 64
     x = layers.ReLU(name="relu1")(x)  # 111 x 111 x 64

@@ -113,7 +113,7 @@ def unet_up(x, skip, out, name=None):
 
 
 def build_model(input_shape=(256, 256, 3)):
-    """unet: input (N, 256, 256, 3) NHWC; outputs logits."""
+    """UNet: input (N, 256, 256, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     inc = unet_double_conv(inputs, out=64, name="inc")  # 256 x 256 x 64
     down1 = unet_down(inc, out=128, name="down1")  # 128 x 128 x 128

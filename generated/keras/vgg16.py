@@ -103,7 +103,7 @@ def vgg_classifier(x, classes, dropout=0.5, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """vgg16: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """VGG16: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = vgg_stage(inputs, out=64, convs=2, name="features0")  # 112 x 112 x 64
     x = vgg_stage(x, out=128, convs=2, name="features5")  # 56 x 56 x 128

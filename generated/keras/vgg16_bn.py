@@ -129,7 +129,7 @@ def vgg_classifier(x, classes, dropout=0.5, name=None):
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """vgg16_bn: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """VGG16BN: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = vgg_bn_stage(inputs, out=64, convs=2, name="features0")  # 112 x 112 x 64
     x = vgg_bn_stage(x, out=128, convs=2, name="features7")  # 56 x 56 x 128

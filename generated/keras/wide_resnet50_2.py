@@ -151,7 +151,7 @@ def bottleneck_stage(x, planes, blocks, stride=1, groups=1, base_width=64, dilat
 
 
 def build_model(input_shape=(224, 224, 3)):
-    """wide_resnet50_2: input (N, 224, 224, 3) NHWC; outputs logits."""
+    """WideResNet50_2: input (N, 224, 224, 3) NHWC; outputs logits."""
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
     x = layers.Conv2D(

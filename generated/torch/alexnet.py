@@ -45,7 +45,7 @@ class AlexnetClassifier(nn.Module):
         return x
 
 
-class Alexnet(nn.Module):
+class AlexNet(nn.Module):
     """alexnet: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -90,8 +90,8 @@ class Alexnet(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Alexnet as specs/alexnet.yaml specifies it.
+    """Build AlexNet as specs/alexnet.yaml specifies it.
 
-    Keyword arguments: those of Alexnet (the spec's params).
+    Keyword arguments: those of AlexNet (the spec's params).
     """
-    return Alexnet(**kwargs)
+    return AlexNet(**kwargs)

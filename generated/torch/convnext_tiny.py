@@ -152,7 +152,7 @@ class ConvnextDownsample(nn.Module):
         return x
 
 
-class ConvnextTiny(nn.Module):
+class ConvNeXtTiny(nn.Module):
     """convnext_tiny: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -237,8 +237,8 @@ class ConvnextTiny(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build ConvnextTiny as specs/convnext_tiny.yaml specifies it.
+    """Build ConvNeXtTiny as specs/convnext_tiny.yaml specifies it.
 
-    Keyword arguments: those of ConvnextTiny (the spec's params).
+    Keyword arguments: those of ConvNeXtTiny (the spec's params).
     """
-    return ConvnextTiny(**kwargs)
+    return ConvNeXtTiny(**kwargs)

@@ -26,7 +26,7 @@ from torch import nn
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-class DcganGenerator(nn.Module):
+class DCGANGenerator(nn.Module):
     """dcgan_generator: input N x 100 x 1 x 1 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -35,16 +35,16 @@ class DcganGenerator(nn.Module):
     def __init__(self, *, nz=100, ngf=64, nc=3):
         super().__init__()
         self.convt1 = nn.ConvTranspose2d(nz, ngf * 8, kernel_size=4, bias=False)
-        self.bn1 = nn.BatchNorm2d(ngf * 8, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(ngf * 8)
         self.relu1 = nn.ReLU(inplace=True)
         self.convt2 = nn.ConvTranspose2d(ngf * 8, ngf * 4, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(ngf * 4, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(ngf * 4)
         self.relu2 = nn.ReLU(inplace=True)
         self.convt3 = nn.ConvTranspose2d(ngf * 4, ngf * 2, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(ngf * 2, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(ngf * 2)
         self.relu3 = nn.ReLU(inplace=True)
         self.convt4 = nn.ConvTranspose2d(ngf * 2, ngf, kernel_size=4, stride=2, padding=1, bias=False)
-        self.bn4 = nn.BatchNorm2d(ngf, eps=1e-05, momentum=0.1)
+        self.bn4 = nn.BatchNorm2d(ngf)
         self.relu4 = nn.ReLU(inplace=True)
         self.convt5 = nn.ConvTranspose2d(ngf, nc, kernel_size=4, stride=2, padding=1, bias=False)
         self.tanh = nn.Tanh()
@@ -77,8 +77,8 @@ class DcganGenerator(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build DcganGenerator as specs/dcgan_generator.yaml specifies it.
+    """Build DCGANGenerator as specs/dcgan_generator.yaml specifies it.
 
-    Keyword arguments: those of DcganGenerator (the spec's params).
+    Keyword arguments: those of DCGANGenerator (the spec's params).
     """
-    return DcganGenerator(**kwargs)
+    return DCGANGenerator(**kwargs)

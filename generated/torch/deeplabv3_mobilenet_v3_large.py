@@ -162,25 +162,25 @@ class Aspp(nn.Module):
     def __init__(self, in_channels, rates=(12, 24, 36), out=256):
         super().__init__()
         self.b0_conv = nn.Conv2d(in_channels, out, kernel_size=1, bias=False)
-        self.b0_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b0_bn = nn.BatchNorm2d(out)
         self.b0 = nn.ReLU(inplace=True)
         self.b1_conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=rates[0], dilation=rates[0], bias=False)
-        self.b1_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b1_bn = nn.BatchNorm2d(out)
         self.b1 = nn.ReLU(inplace=True)
         self.b2_conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=rates[1], dilation=rates[1], bias=False)
-        self.b2_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b2_bn = nn.BatchNorm2d(out)
         self.b2 = nn.ReLU(inplace=True)
         self.b3_conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=rates[2], dilation=rates[2], bias=False)
-        self.b3_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b3_bn = nn.BatchNorm2d(out)
         self.b3 = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.pool_conv = nn.Conv2d(in_channels, out, kernel_size=1, bias=False)
-        self.pool_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.pool_bn = nn.BatchNorm2d(out)
         self.pool_relu = nn.ReLU(inplace=True)
         self.project_conv = nn.Conv2d(out + out + out + out + out, out, kernel_size=1, bias=False)
-        self.project_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.project_bn = nn.BatchNorm2d(out)
         self.project_relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(p=0.5)
+        self.dropout = nn.Dropout()
 
     def forward(self, x):
         features = x
@@ -218,7 +218,7 @@ class DeeplabHead(nn.Module):
         super().__init__()
         self.aspp = Aspp(in_channels, rates=rates)
         self.conv = nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(256)
         self.relu = nn.ReLU(inplace=True)
         self.classifier = nn.Conv2d(256, classes, kernel_size=1)
 
@@ -231,7 +231,7 @@ class DeeplabHead(nn.Module):
         return x
 
 
-class Deeplabv3MobilenetV3Large(nn.Module):
+class DeepLabV3MobileNetV3Large(nn.Module):
     """deeplabv3_mobilenet_v3_large: input N x 3 x 520 x 520 (NCHW).
 
     Returns a dict of its outputs: out.
@@ -307,8 +307,8 @@ class Deeplabv3MobilenetV3Large(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Deeplabv3MobilenetV3Large as specs/deeplabv3_mobilenet_v3_large.yaml specifies it.
+    """Build DeepLabV3MobileNetV3Large as specs/deeplabv3_mobilenet_v3_large.yaml specifies it.
 
-    Keyword arguments: those of Deeplabv3MobilenetV3Large (the spec's params).
+    Keyword arguments: those of DeepLabV3MobileNetV3Large (the spec's params).
     """
-    return Deeplabv3MobilenetV3Large(**kwargs)
+    return DeepLabV3MobileNetV3Large(**kwargs)

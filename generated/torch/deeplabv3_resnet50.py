@@ -33,7 +33,7 @@ class Bottleneck(nn.Module):
         conv1_channels = int(planes * (base_width / 64)) * groups
         conv3_channels = planes * expansion
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels,
@@ -45,15 +45,15 @@ class Bottleneck(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(conv1_channels)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(conv1_channels, conv3_channels, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         if stride != 1 or in_channels != planes * expansion:
             self.downsample = nn.Sequential(
                 OrderedDict(
                     conv=nn.Conv2d(in_channels, conv3_channels, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm2d(conv3_channels),
                 )
             )
         else:
@@ -116,25 +116,25 @@ class Aspp(nn.Module):
     def __init__(self, in_channels, rates=(12, 24, 36), out=256):
         super().__init__()
         self.b0_conv = nn.Conv2d(in_channels, out, kernel_size=1, bias=False)
-        self.b0_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b0_bn = nn.BatchNorm2d(out)
         self.b0 = nn.ReLU(inplace=True)
         self.b1_conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=rates[0], dilation=rates[0], bias=False)
-        self.b1_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b1_bn = nn.BatchNorm2d(out)
         self.b1 = nn.ReLU(inplace=True)
         self.b2_conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=rates[1], dilation=rates[1], bias=False)
-        self.b2_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b2_bn = nn.BatchNorm2d(out)
         self.b2 = nn.ReLU(inplace=True)
         self.b3_conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=rates[2], dilation=rates[2], bias=False)
-        self.b3_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.b3_bn = nn.BatchNorm2d(out)
         self.b3 = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.pool_conv = nn.Conv2d(in_channels, out, kernel_size=1, bias=False)
-        self.pool_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.pool_bn = nn.BatchNorm2d(out)
         self.pool_relu = nn.ReLU(inplace=True)
         self.project_conv = nn.Conv2d(out + out + out + out + out, out, kernel_size=1, bias=False)
-        self.project_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.project_bn = nn.BatchNorm2d(out)
         self.project_relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(p=0.5)
+        self.dropout = nn.Dropout()
 
     def forward(self, x):
         features = x
@@ -172,7 +172,7 @@ class DeeplabHead(nn.Module):
         super().__init__()
         self.aspp = Aspp(in_channels, rates=rates)
         self.conv = nn.Conv2d(256, 256, kernel_size=3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(256, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(256)
         self.relu = nn.ReLU(inplace=True)
         self.classifier = nn.Conv2d(256, classes, kernel_size=1)
 
@@ -185,7 +185,7 @@ class DeeplabHead(nn.Module):
         return x
 
 
-class Deeplabv3Resnet50(nn.Module):
+class DeepLabV3ResNet50(nn.Module):
     """deeplabv3_resnet50: input N x 3 x 520 x 520 (NCHW).
 
     Returns a dict of its outputs: out.
@@ -197,7 +197,7 @@ class Deeplabv3Resnet50(nn.Module):
     def __init__(self, *, classes=21, layers=(3, 4, 6, 3), dilate=(False, True, True)):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = BottleneckStage(64, planes=64, blocks=layers[0])
@@ -257,8 +257,8 @@ class Deeplabv3Resnet50(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Deeplabv3Resnet50 as specs/deeplabv3_resnet50.yaml specifies it.
+    """Build DeepLabV3ResNet50 as specs/deeplabv3_resnet50.yaml specifies it.
 
-    Keyword arguments: those of Deeplabv3Resnet50 (the spec's params).
+    Keyword arguments: those of DeepLabV3ResNet50 (the spec's params).
     """
-    return Deeplabv3Resnet50(**kwargs)
+    return DeepLabV3ResNet50(**kwargs)

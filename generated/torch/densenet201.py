@@ -26,10 +26,10 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels, growth_rate, bn_size=4, drop_rate=0.0):
         super().__init__()
         conv1_channels = bn_size * growth_rate
-        self.norm1 = nn.BatchNorm2d(in_channels, eps=1.001e-05, momentum=0.1)
+        self.norm1 = nn.BatchNorm2d(in_channels, eps=1.001e-05)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.norm2 = nn.BatchNorm2d(conv1_channels, eps=1.001e-05, momentum=0.1)
+        self.norm2 = nn.BatchNorm2d(conv1_channels, eps=1.001e-05)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(conv1_channels, growth_rate, kernel_size=3, padding=1, bias=False)
         if drop_rate > 0:
@@ -80,7 +80,7 @@ class Transition(nn.Module):
 
     def __init__(self, in_channels, reduction=0.5):
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels, eps=1.001e-05, momentum=0.1)
+        self.norm = nn.BatchNorm2d(in_channels, eps=1.001e-05)
         self.relu = nn.ReLU(inplace=True)
         self.conv = nn.Conv2d(in_channels, int(in_channels * reduction), kernel_size=1, bias=False)
         self.pool = nn.AvgPool2d(kernel_size=2)
@@ -93,7 +93,7 @@ class Transition(nn.Module):
         return x
 
 
-class Densenet201(nn.Module):
+class DenseNet201(nn.Module):
     """densenet201: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -113,7 +113,7 @@ class Densenet201(nn.Module):
     ):
         super().__init__()
         self.conv0 = nn.Conv2d(channels, stem_channels, kernel_size=7, stride=2, padding=3, bias=False)
-        self.norm0 = nn.BatchNorm2d(stem_channels, eps=1.001e-05, momentum=0.1)
+        self.norm0 = nn.BatchNorm2d(stem_channels, eps=1.001e-05)
         self.relu0 = nn.ReLU(inplace=True)
         self.pool0 = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.denseblock1 = DenseBlock(
@@ -150,7 +150,7 @@ class Densenet201(nn.Module):
             drop_rate=drop_rate,
         )
         denseblock4_channels = transition3_channels + block_config[3] * growth_rate
-        self.norm5 = nn.BatchNorm2d(denseblock4_channels, eps=1.001e-05, momentum=0.1)
+        self.norm5 = nn.BatchNorm2d(denseblock4_channels, eps=1.001e-05)
         self.relu5 = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(denseblock4_channels, classes)
@@ -184,8 +184,8 @@ class Densenet201(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Densenet201 as specs/densenet201.yaml specifies it.
+    """Build DenseNet201 as specs/densenet201.yaml specifies it.
 
-    Keyword arguments: those of Densenet201 (the spec's params).
+    Keyword arguments: those of DenseNet201 (the spec's params).
     """
-    return Densenet201(**kwargs)
+    return DenseNet201(**kwargs)

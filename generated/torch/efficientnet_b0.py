@@ -66,7 +66,7 @@ class EffnetConv(nn.Module):
         self.conv = nn.Conv2d(
             in_channels, out, kernel_size=kernel, stride=stride, padding=(kernel - 1) // 2, bias=False
         )
-        self.bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out)
         if act:
             self.silu = nn.SiLU(inplace=True)
         else:
@@ -105,7 +105,7 @@ class EffnetMbconv(nn.Module):
             groups=expand_channels,
             bias=False,
         )
-        self.dw_bn = nn.BatchNorm2d(expand_channels, eps=1e-05, momentum=0.1)
+        self.dw_bn = nn.BatchNorm2d(expand_channels)
         self.dw_act = nn.SiLU(inplace=True)
         self.se = Mul(
             OrderedDict(
@@ -259,7 +259,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB0(nn.Module):
+class EfficientNetB0(nn.Module):
     """efficientnet_b0: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
@@ -441,8 +441,8 @@ class EfficientnetB0(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build EfficientnetB0 as specs/efficientnet_b0.yaml specifies it.
+    """Build EfficientNetB0 as specs/efficientnet_b0.yaml specifies it.
 
-    Keyword arguments: those of EfficientnetB0 (the spec's params).
+    Keyword arguments: those of EfficientNetB0 (the spec's params).
     """
-    return EfficientnetB0(**kwargs)
+    return EfficientNetB0(**kwargs)

@@ -149,7 +149,7 @@ class EffkBlock(nn.Module):
         return x
 
 
-class EfficientnetB0Keras(nn.Module):
+class EfficientNetB0Keras(nn.Module):
     """efficientnet_b0_keras: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -237,8 +237,8 @@ class EfficientnetB0Keras(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build EfficientnetB0Keras as specs/efficientnet_b0_keras.yaml specifies it.
+    """Build EfficientNetB0Keras as specs/efficientnet_b0_keras.yaml specifies it.
 
-    Keyword arguments: those of EfficientnetB0Keras (the spec's params).
+    Keyword arguments: those of EfficientNetB0Keras (the spec's params).
     """
-    return EfficientnetB0Keras(**kwargs)
+    return EfficientNetB0Keras(**kwargs)

@@ -55,7 +55,7 @@ class EffnetConv(nn.Module):
         self.conv = nn.Conv2d(
             in_channels, out, kernel_size=kernel, stride=stride, padding=(kernel - 1) // 2, bias=False
         )
-        self.bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out)
         if act:
             self.silu = nn.SiLU(inplace=True)
         else:
@@ -94,7 +94,7 @@ class EffnetMbconv(nn.Module):
             groups=expand_channels,
             bias=False,
         )
-        self.dw_bn = nn.BatchNorm2d(expand_channels, eps=1e-05, momentum=0.1)
+        self.dw_bn = nn.BatchNorm2d(expand_channels)
         self.dw_act = nn.SiLU(inplace=True)
         self.se = Mul(
             OrderedDict(
@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB2(nn.Module):
+class EfficientNetB2(nn.Module):
     """efficientnet_b2: input N x 3 x 288 x 288 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
@@ -430,8 +430,8 @@ class EfficientnetB2(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build EfficientnetB2 as specs/efficientnet_b2.yaml specifies it.
+    """Build EfficientNetB2 as specs/efficientnet_b2.yaml specifies it.
 
-    Keyword arguments: those of EfficientnetB2 (the spec's params).
+    Keyword arguments: those of EfficientNetB2 (the spec's params).
     """
-    return EfficientnetB2(**kwargs)
+    return EfficientNetB2(**kwargs)

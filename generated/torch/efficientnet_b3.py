@@ -55,7 +55,7 @@ class EffnetConv(nn.Module):
         self.conv = nn.Conv2d(
             in_channels, out, kernel_size=kernel, stride=stride, padding=(kernel - 1) // 2, bias=False
         )
-        self.bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out)
         if act:
             self.silu = nn.SiLU(inplace=True)
         else:
@@ -94,7 +94,7 @@ class EffnetMbconv(nn.Module):
             groups=expand_channels,
             bias=False,
         )
-        self.dw_bn = nn.BatchNorm2d(expand_channels, eps=1e-05, momentum=0.1)
+        self.dw_bn = nn.BatchNorm2d(expand_channels)
         self.dw_act = nn.SiLU(inplace=True)
         self.se = Mul(
             OrderedDict(
@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB3(nn.Module):
+class EfficientNetB3(nn.Module):
     """efficientnet_b3: input N x 3 x 300 x 300 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
@@ -430,8 +430,8 @@ class EfficientnetB3(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build EfficientnetB3 as specs/efficientnet_b3.yaml specifies it.
+    """Build EfficientNetB3 as specs/efficientnet_b3.yaml specifies it.
 
-    Keyword arguments: those of EfficientnetB3 (the spec's params).
+    Keyword arguments: those of EfficientNetB3 (the spec's params).
     """
-    return EfficientnetB3(**kwargs)
+    return EfficientNetB3(**kwargs)

@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB5(nn.Module):
+class EfficientNetB5(nn.Module):
     """efficientnet_b5: input N x 3 x 456 x 456 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
@@ -430,8 +430,8 @@ class EfficientnetB5(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build EfficientnetB5 as specs/efficientnet_b5.yaml specifies it.
+    """Build EfficientNetB5 as specs/efficientnet_b5.yaml specifies it.
 
-    Keyword arguments: those of EfficientnetB5 (the spec's params).
+    Keyword arguments: those of EfficientNetB5 (the spec's params).
     """
-    return EfficientnetB5(**kwargs)
+    return EfficientNetB5(**kwargs)

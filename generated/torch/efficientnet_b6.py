@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB6(nn.Module):
+class EfficientNetB6(nn.Module):
     """efficientnet_b6: input N x 3 x 528 x 528 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
@@ -430,8 +430,8 @@ class EfficientnetB6(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build EfficientnetB6 as specs/efficientnet_b6.yaml specifies it.
+    """Build EfficientNetB6 as specs/efficientnet_b6.yaml specifies it.
 
-    Keyword arguments: those of EfficientnetB6 (the spec's params).
+    Keyword arguments: those of EfficientNetB6 (the spec's params).
     """
-    return EfficientnetB6(**kwargs)
+    return EfficientNetB6(**kwargs)

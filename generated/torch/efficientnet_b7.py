@@ -248,7 +248,7 @@ class EffnetStage(nn.Module):
         return x
 
 
-class EfficientnetB7(nn.Module):
+class EfficientNetB7(nn.Module):
     """efficientnet_b7: input N x 3 x 600 x 600 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
@@ -430,8 +430,8 @@ class EfficientnetB7(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build EfficientnetB7 as specs/efficientnet_b7.yaml specifies it.
+    """Build EfficientNetB7 as specs/efficientnet_b7.yaml specifies it.
 
-    Keyword arguments: those of EfficientnetB7 (the spec's params).
+    Keyword arguments: those of EfficientNetB7 (the spec's params).
     """
-    return EfficientnetB7(**kwargs)
+    return EfficientNetB7(**kwargs)

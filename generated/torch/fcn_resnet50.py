@@ -30,7 +30,7 @@ class Bottleneck(nn.Module):
         conv1_channels = int(planes * (base_width / 64)) * groups
         conv3_channels = planes * expansion
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels,
@@ -42,15 +42,15 @@ class Bottleneck(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(conv1_channels)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(conv1_channels, conv3_channels, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         if stride != 1 or in_channels != planes * expansion:
             self.downsample = nn.Sequential(
                 OrderedDict(
                     conv=nn.Conv2d(in_channels, conv3_channels, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm2d(conv3_channels),
                 )
             )
         else:
@@ -113,7 +113,7 @@ class FcnHead(nn.Module):
         super().__init__()
         conv1_channels = in_channels // 4
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(p=0.1)
         self.conv2 = nn.Conv2d(conv1_channels, classes, kernel_size=1)
@@ -127,7 +127,7 @@ class FcnHead(nn.Module):
         return x
 
 
-class FcnResnet50(nn.Module):
+class FCNResNet50(nn.Module):
     """fcn_resnet50: input N x 3 x 520 x 520 (NCHW).
 
     Returns a dict of its outputs: out.
@@ -139,7 +139,7 @@ class FcnResnet50(nn.Module):
     def __init__(self, *, classes=21, layers=(3, 4, 6, 3), dilate=(False, True, True)):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = BottleneckStage(64, planes=64, blocks=layers[0])
@@ -190,8 +190,8 @@ class FcnResnet50(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build FcnResnet50 as specs/fcn_resnet50.yaml specifies it.
+    """Build FCNResNet50 as specs/fcn_resnet50.yaml specifies it.
 
-    Keyword arguments: those of FcnResnet50 (the spec's params).
+    Keyword arguments: those of FCNResNet50 (the spec's params).
     """
-    return FcnResnet50(**kwargs)
+    return FCNResNet50(**kwargs)

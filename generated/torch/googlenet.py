@@ -30,7 +30,7 @@ class ConvBnAct(nn.Module):
     def __init__(self, in_channels, out, kernel, stride=1, padding=0):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -95,7 +95,7 @@ class InceptionAux(nn.Module):
         return x
 
 
-class GooglenetOutputs(NamedTuple):
+class GoogLeNetOutputs(NamedTuple):
     """Outputs in training mode: the main logits, then each auxiliary head's."""
 
     main: torch.Tensor
@@ -103,10 +103,10 @@ class GooglenetOutputs(NamedTuple):
     aux2: torch.Tensor
 
 
-class Googlenet(nn.Module):
+class GoogLeNet(nn.Module):
     """googlenet: input N x 3 x 224 x 224 (NCHW).
 
-    In training mode returns GooglenetOutputs(main, aux1, aux2); in eval mode the main logits.
+    In training mode returns GoogLeNetOutputs(main, aux1, aux2); in eval mode the main logits.
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
     spec's values, where the build resolved them: aux, kernel5, bn_eps, pool_padding, pool_ceil, pool4_kernel.
@@ -162,7 +162,7 @@ class Googlenet(nn.Module):
         x = self.dropout(x)  # N x 1024
         x = self.fc(x)  # N x 1000
         if self.training:
-            return GooglenetOutputs(x, aux1, aux2)
+            return GoogLeNetOutputs(x, aux1, aux2)
         return x
 
     def _init_weights(self):
@@ -173,8 +173,8 @@ class Googlenet(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Googlenet as specs/googlenet.yaml specifies it.
+    """Build GoogLeNet as specs/googlenet.yaml specifies it.
 
-    Keyword arguments: those of Googlenet (the spec's params).
+    Keyword arguments: those of GoogLeNet (the spec's params).
     """
-    return Googlenet(**kwargs)
+    return GoogLeNet(**kwargs)

@@ -31,7 +31,7 @@ class ConvBnAct(nn.Module):
     def __init__(self, in_channels, out, kernel, stride=1, padding=0):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(out, eps=0.001, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out, eps=0.001)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -96,7 +96,7 @@ class InceptionAux(nn.Module):
         return x
 
 
-class GooglenetTorchvisionOutputs(NamedTuple):
+class GoogLeNetTorchvisionOutputs(NamedTuple):
     """Outputs in training mode: the main logits, then each auxiliary head's."""
 
     main: torch.Tensor
@@ -104,10 +104,10 @@ class GooglenetTorchvisionOutputs(NamedTuple):
     aux2: torch.Tensor
 
 
-class GooglenetTorchvision(nn.Module):
+class GoogLeNetTorchvision(nn.Module):
     """googlenet_torchvision: input N x 3 x 224 x 224 (NCHW).
 
-    In training mode returns GooglenetTorchvisionOutputs(main, aux1, aux2); in eval mode the main logits.
+    In training mode returns GoogLeNetTorchvisionOutputs(main, aux1, aux2); in eval mode the main logits.
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
     spec's values, where the build resolved them: aux, kernel5, bn_eps, pool_padding, pool_ceil, pool4_kernel.
@@ -181,7 +181,7 @@ class GooglenetTorchvision(nn.Module):
         x = self.dropout(x)  # N x 1024
         x = self.fc(x)  # N x 1000
         if self.training:
-            return GooglenetTorchvisionOutputs(x, aux1, aux2)
+            return GoogLeNetTorchvisionOutputs(x, aux1, aux2)
         return x
 
     def _init_weights(self):
@@ -192,8 +192,8 @@ class GooglenetTorchvision(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build GooglenetTorchvision as specs/googlenet_torchvision.yaml specifies it.
+    """Build GoogLeNetTorchvision as specs/googlenet_torchvision.yaml specifies it.
 
-    Keyword arguments: those of GooglenetTorchvision (the spec's params).
+    Keyword arguments: those of GoogLeNetTorchvision (the spec's params).
     """
-    return GooglenetTorchvision(**kwargs)
+    return GoogLeNetTorchvision(**kwargs)

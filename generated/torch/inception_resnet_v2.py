@@ -176,7 +176,7 @@ class Irv2Mixed6a(nn.Module):
                 branch1c=Irv2Conv(256, out=384, kernel=3, stride=2),
             )
         )
-        self.branch3 = nn.Sequential(OrderedDict(maxpool=nn.MaxPool2d(kernel_size=3, stride=2)))
+        self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
         x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)
@@ -244,7 +244,7 @@ class Irv2Mixed7a(nn.Module):
                 branch2c=Irv2Conv(288, out=320, kernel=3, stride=2),
             )
         )
-        self.branch4 = nn.Sequential(OrderedDict(maxpool=nn.MaxPool2d(kernel_size=3, stride=2)))
+        self.branch4 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
         x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
@@ -289,7 +289,7 @@ class Irv2Block8(nn.Module):
         return x
 
 
-class InceptionResnetV2(nn.Module):
+class InceptionResNetV2(nn.Module):
     """inception_resnet_v2: input N x 3 x 299 x 299 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -349,8 +349,8 @@ class InceptionResnetV2(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build InceptionResnetV2 as specs/inception_resnet_v2.yaml specifies it.
+    """Build InceptionResNetV2 as specs/inception_resnet_v2.yaml specifies it.
 
-    Keyword arguments: those of InceptionResnetV2 (the spec's params).
+    Keyword arguments: those of InceptionResNetV2 (the spec's params).
     """
-    return InceptionResnetV2(**kwargs)
+    return InceptionResNetV2(**kwargs)

@@ -43,7 +43,7 @@ class Inception3Conv(nn.Module):
     def __init__(self, in_channels, out, kernel, stride=1, padding=0):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(out, eps=0.001, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out, eps=0.001)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -102,7 +102,7 @@ class Inception3B(nn.Module):
                 branch3x3dbl_3=Inception3Conv(96, out=96, kernel=3, stride=2),
             )
         )
-        self.branch3 = nn.Sequential(OrderedDict(maxpool=nn.MaxPool2d(kernel_size=3, stride=2)))
+        self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
         x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)
@@ -167,7 +167,7 @@ class Inception3D(nn.Module):
                 branch7x7x3_4=Inception3Conv(192, out=192, kernel=3, stride=2),
             )
         )
-        self.branch3 = nn.Sequential(OrderedDict(maxpool=nn.MaxPool2d(kernel_size=3, stride=2)))
+        self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
         x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)

@@ -109,7 +109,7 @@ class Inception3B(nn.Module):
                 branch3x3dbl_3=Inception3Conv(96, out=96, kernel=3, stride=2),
             )
         )
-        self.branch3 = nn.Sequential(OrderedDict(maxpool=nn.MaxPool2d(kernel_size=3, stride=2)))
+        self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
         x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)
@@ -174,7 +174,7 @@ class Inception3D(nn.Module):
                 branch7x7x3_4=Inception3Conv(192, out=192, kernel=3, stride=2),
             )
         )
-        self.branch3 = nn.Sequential(OrderedDict(maxpool=nn.MaxPool2d(kernel_size=3, stride=2)))
+        self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
         x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)

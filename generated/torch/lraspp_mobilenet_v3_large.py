@@ -161,7 +161,7 @@ class LrasppHead(nn.Module):
     def __init__(self, in_channels, low_channels, classes, inter=128):
         super().__init__()
         self.cbr_conv = nn.Conv2d(in_channels, inter, kernel_size=1, bias=False)
-        self.cbr_bn = nn.BatchNorm2d(inter, eps=1e-05, momentum=0.1)
+        self.cbr_bn = nn.BatchNorm2d(inter)
         self.cbr = nn.ReLU(inplace=True)
         self.scale_pool = nn.AdaptiveAvgPool2d(1)
         self.scale_conv = nn.Conv2d(in_channels, inter, kernel_size=1, bias=False)
@@ -185,7 +185,7 @@ class LrasppHead(nn.Module):
         return x
 
 
-class LrasppMobilenetV3Large(nn.Module):
+class LRASPPMobileNetV3Large(nn.Module):
     """lraspp_mobilenet_v3_large: input N x 3 x 520 x 520 (NCHW).
 
     Returns a dict of its outputs: out.
@@ -256,8 +256,8 @@ class LrasppMobilenetV3Large(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build LrasppMobilenetV3Large as specs/lraspp_mobilenet_v3_large.yaml specifies it.
+    """Build LRASPPMobileNetV3Large as specs/lraspp_mobilenet_v3_large.yaml specifies it.
 
-    Keyword arguments: those of LrasppMobilenetV3Large (the spec's params).
+    Keyword arguments: those of LRASPPMobileNetV3Large (the spec's params).
     """
-    return LrasppMobilenetV3Large(**kwargs)
+    return LRASPPMobileNetV3Large(**kwargs)

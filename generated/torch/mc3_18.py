@@ -43,7 +43,7 @@ class VideoBasicBlock(nn.Module):
                     padding=((temporal - 1) // 2, 1, 1),
                     bias=False,
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -52,7 +52,7 @@ class VideoBasicBlock(nn.Module):
                 conv=nn.Conv3d(
                     planes, planes, kernel_size=(temporal, 3, 3), padding=((temporal - 1) // 2, 1, 1), bias=False
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
             )
         )
         if stride != 1 or in_channels != planes:
@@ -65,7 +65,7 @@ class VideoBasicBlock(nn.Module):
                         stride=(stride if temporal == 3 else 1, stride, stride),
                         bias=False,
                     ),
-                    bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm3d(planes),
                 )
             )
         else:
@@ -104,7 +104,7 @@ class VideoStage(nn.Module):
         return x
 
 
-class Mc318(nn.Module):
+class MC3_18(nn.Module):
     """mc3_18: input N x 3 x 16 x 112 x 112 (NCDHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -115,7 +115,7 @@ class Mc318(nn.Module):
         self.stem = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv3d(channels, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
-                bn=nn.BatchNorm3d(64, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(64),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -148,8 +148,8 @@ class Mc318(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Mc318 as specs/mc3_18.yaml specifies it.
+    """Build MC3_18 as specs/mc3_18.yaml specifies it.
 
-    Keyword arguments: those of Mc318 (the spec's params).
+    Keyword arguments: those of MC3_18 (the spec's params).
     """
-    return Mc318(**kwargs)
+    return MC3_18(**kwargs)

@@ -82,7 +82,7 @@ class DsConv(nn.Module):
         return x
 
 
-class MobilenetV1(nn.Module):
+class MobileNetV1(nn.Module):
     """mobilenet_v1: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -148,8 +148,8 @@ class MobilenetV1(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV1 as specs/mobilenet_v1.yaml specifies it.
+    """Build MobileNetV1 as specs/mobilenet_v1.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV1 (the spec's params).
+    Keyword arguments: those of MobileNetV1 (the spec's params).
     """
-    return MobilenetV1(**kwargs)
+    return MobileNetV1(**kwargs)

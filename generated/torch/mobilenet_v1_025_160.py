@@ -71,7 +71,7 @@ class DsConv(nn.Module):
         return x
 
 
-class MobilenetV1025160(nn.Module):
+class MobileNetV1_025_160(nn.Module):
     """mobilenet_v1_025_160: input N x 3 x 160 x 160 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -137,8 +137,8 @@ class MobilenetV1025160(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV1025160 as specs/mobilenet_v1_025_160.yaml specifies it.
+    """Build MobileNetV1_025_160 as specs/mobilenet_v1_025_160.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV1025160 (the spec's params).
+    Keyword arguments: those of MobileNetV1_025_160 (the spec's params).
     """
-    return MobilenetV1025160(**kwargs)
+    return MobileNetV1_025_160(**kwargs)

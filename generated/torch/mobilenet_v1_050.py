@@ -71,7 +71,7 @@ class DsConv(nn.Module):
         return x
 
 
-class MobilenetV1050(nn.Module):
+class MobileNetV1_050(nn.Module):
     """mobilenet_v1_050: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -137,8 +137,8 @@ class MobilenetV1050(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV1050 as specs/mobilenet_v1_050.yaml specifies it.
+    """Build MobileNetV1_050 as specs/mobilenet_v1_050.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV1050 (the spec's params).
+    Keyword arguments: those of MobileNetV1_050 (the spec's params).
     """
-    return MobilenetV1050(**kwargs)
+    return MobileNetV1_050(**kwargs)

@@ -30,7 +30,7 @@ class InvertedResidual(nn.Module):
         dw_conv_channels = in_channels * expand if expand != 1 else in_channels
         if expand != 1:
             self.expand_conv = nn.Conv2d(in_channels, expand_conv_channels, kernel_size=1, bias=False)
-            self.expand_bn = nn.BatchNorm2d(expand_conv_channels, eps=1e-05, momentum=0.1)
+            self.expand_bn = nn.BatchNorm2d(expand_conv_channels)
             self.expand_relu = nn.ReLU6(inplace=True)
         else:
             self.expand_conv = None
@@ -45,10 +45,10 @@ class InvertedResidual(nn.Module):
             groups=dw_conv_channels,
             bias=False,
         )
-        self.dw_bn = nn.BatchNorm2d(dw_conv_channels, eps=1e-05, momentum=0.1)
+        self.dw_bn = nn.BatchNorm2d(dw_conv_channels)
         self.dw_relu = nn.ReLU6(inplace=True)
         self.project_conv = nn.Conv2d(dw_conv_channels, out, kernel_size=1, bias=False)
-        self.project_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.project_bn = nn.BatchNorm2d(out)
         self.use_residual = stride == 1 and in_channels == out
 
     def forward(self, x):
@@ -86,7 +86,7 @@ class InvertedResidualStage(nn.Module):
         return x
 
 
-class MobilenetV2(nn.Module):
+class MobileNetV2(nn.Module):
     """mobilenet_v2: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -95,7 +95,7 @@ class MobilenetV2(nn.Module):
     def __init__(self, *, channels=3, classes=1000, dropout=0.2):
         super().__init__()
         self.stem_conv = nn.Conv2d(channels, 32, kernel_size=3, stride=2, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(32, eps=1e-05, momentum=0.1)
+        self.stem_bn = nn.BatchNorm2d(32)
         self.stem_relu = nn.ReLU6(inplace=True)
         self.stage1 = InvertedResidualStage(32, out=16, blocks=1, expand=1)
         self.stage2 = InvertedResidualStage(16, out=24, blocks=2, stride=2)
@@ -105,7 +105,7 @@ class MobilenetV2(nn.Module):
         self.stage6 = InvertedResidualStage(96, out=160, blocks=3, stride=2)
         self.stage7 = InvertedResidualStage(160, out=320, blocks=1)
         self.head_conv = nn.Conv2d(320, 1280, kernel_size=1, bias=False)
-        self.head_bn = nn.BatchNorm2d(1280, eps=1e-05, momentum=0.1)
+        self.head_bn = nn.BatchNorm2d(1280)
         self.head_relu = nn.ReLU6(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(p=dropout)
@@ -142,8 +142,8 @@ class MobilenetV2(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV2 as specs/mobilenet_v2.yaml specifies it.
+    """Build MobileNetV2 as specs/mobilenet_v2.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV2 (the spec's params).
+    Keyword arguments: those of MobileNetV2 (the spec's params).
     """
-    return MobilenetV2(**kwargs)
+    return MobileNetV2(**kwargs)

@@ -122,7 +122,7 @@ class Mbv2kStage(nn.Module):
         return x
 
 
-class MobilenetV2Keras(nn.Module):
+class MobileNetV2Keras(nn.Module):
     """mobilenet_v2_keras: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
@@ -238,8 +238,8 @@ class MobilenetV2Keras(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV2Keras as specs/mobilenet_v2_keras.yaml specifies it.
+    """Build MobileNetV2Keras as specs/mobilenet_v2_keras.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV2Keras (the spec's params).
+    Keyword arguments: those of MobileNetV2Keras (the spec's params).
     """
-    return MobilenetV2Keras(**kwargs)
+    return MobileNetV2Keras(**kwargs)

@@ -173,7 +173,7 @@ class Mbv3Classifier(nn.Module):
         return x
 
 
-class MobilenetV3Large(nn.Module):
+class MobileNetV3Large(nn.Module):
     """mobilenet_v3_large: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -237,8 +237,8 @@ class MobilenetV3Large(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV3Large as specs/mobilenet_v3_large.yaml specifies it.
+    """Build MobileNetV3Large as specs/mobilenet_v3_large.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV3Large (the spec's params).
+    Keyword arguments: those of MobileNetV3Large (the spec's params).
     """
-    return MobilenetV3Large(**kwargs)
+    return MobileNetV3Large(**kwargs)

@@ -170,7 +170,7 @@ class Mbv3kClassifier(nn.Module):
         return x
 
 
-class MobilenetV3LargeKeras(nn.Module):
+class MobileNetV3LargeKeras(nn.Module):
     """mobilenet_v3_large_keras: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -242,8 +242,8 @@ class MobilenetV3LargeKeras(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV3LargeKeras as specs/mobilenet_v3_large_keras.yaml specifies it.
+    """Build MobileNetV3LargeKeras as specs/mobilenet_v3_large_keras.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV3LargeKeras (the spec's params).
+    Keyword arguments: those of MobileNetV3LargeKeras (the spec's params).
     """
-    return MobilenetV3LargeKeras(**kwargs)
+    return MobileNetV3LargeKeras(**kwargs)

@@ -173,7 +173,7 @@ class Mbv3Classifier(nn.Module):
         return x
 
 
-class MobilenetV3Small(nn.Module):
+class MobileNetV3Small(nn.Module):
     """mobilenet_v3_small: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -229,8 +229,8 @@ class MobilenetV3Small(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV3Small as specs/mobilenet_v3_small.yaml specifies it.
+    """Build MobileNetV3Small as specs/mobilenet_v3_small.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV3Small (the spec's params).
+    Keyword arguments: those of MobileNetV3Small (the spec's params).
     """
-    return MobilenetV3Small(**kwargs)
+    return MobileNetV3Small(**kwargs)

@@ -170,7 +170,7 @@ class Mbv3kClassifier(nn.Module):
         return x
 
 
-class MobilenetV3SmallKeras(nn.Module):
+class MobileNetV3SmallKeras(nn.Module):
     """mobilenet_v3_small_keras: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -234,8 +234,8 @@ class MobilenetV3SmallKeras(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build MobilenetV3SmallKeras as specs/mobilenet_v3_small_keras.yaml specifies it.
+    """Build MobileNetV3SmallKeras as specs/mobilenet_v3_small_keras.yaml specifies it.
 
-    Keyword arguments: those of MobilenetV3SmallKeras (the spec's params).
+    Keyword arguments: those of MobileNetV3SmallKeras (the spec's params).
     """
-    return MobilenetV3SmallKeras(**kwargs)
+    return MobileNetV3SmallKeras(**kwargs)

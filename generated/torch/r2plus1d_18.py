@@ -39,7 +39,7 @@ class VideoConv2plus1d(nn.Module):
         self.spatial = nn.Conv3d(
             in_channels, mid, kernel_size=(1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False
         )
-        self.spatial_bn = nn.BatchNorm3d(mid, eps=1e-05, momentum=0.1)
+        self.spatial_bn = nn.BatchNorm3d(mid)
         self.relu = nn.ReLU(inplace=True)
         self.temporal = nn.Conv3d(mid, out, kernel_size=(3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False)
 
@@ -66,20 +66,18 @@ class VideoBasicBlock2plus1d(nn.Module):
         self.conv1 = nn.Sequential(
             OrderedDict(
                 conv=VideoConv2plus1d(in_channels, out=planes, mid=mid, stride=stride),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
                 relu=nn.ReLU(inplace=True),
             )
         )
         self.conv2 = nn.Sequential(
-            OrderedDict(
-                conv=VideoConv2plus1d(planes, out=planes, mid=mid), bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1)
-            )
+            OrderedDict(conv=VideoConv2plus1d(planes, out=planes, mid=mid), bn=nn.BatchNorm3d(planes))
         )
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
                 OrderedDict(
                     conv=nn.Conv3d(in_channels, planes, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm3d(planes),
                 )
             )
         else:
@@ -127,7 +125,7 @@ class VideoStage2plus1d(nn.Module):
         return x
 
 
-class R2plus1d18(nn.Module):
+class R2Plus1D_18(nn.Module):
     """r2plus1d_18: input N x 3 x 16 x 112 x 112 (NCDHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -138,10 +136,10 @@ class R2plus1d18(nn.Module):
         self.stem = nn.Sequential(
             OrderedDict(
                 spatial=nn.Conv3d(channels, 45, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
-                spatial_bn=nn.BatchNorm3d(45, eps=1e-05, momentum=0.1),
+                spatial_bn=nn.BatchNorm3d(45),
                 relu1=nn.ReLU(inplace=True),
                 temporal=nn.Conv3d(45, 64, kernel_size=(3, 1, 1), padding=(1, 0, 0), bias=False),
-                temporal_bn=nn.BatchNorm3d(64, eps=1e-05, momentum=0.1),
+                temporal_bn=nn.BatchNorm3d(64),
                 relu2=nn.ReLU(inplace=True),
             )
         )
@@ -174,8 +172,8 @@ class R2plus1d18(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build R2plus1d18 as specs/r2plus1d_18.yaml specifies it.
+    """Build R2Plus1D_18 as specs/r2plus1d_18.yaml specifies it.
 
-    Keyword arguments: those of R2plus1d18 (the spec's params).
+    Keyword arguments: those of R2Plus1D_18 (the spec's params).
     """
-    return R2plus1d18(**kwargs)
+    return R2Plus1D_18(**kwargs)

@@ -45,7 +45,7 @@ class VideoBasicBlock(nn.Module):
                     padding=((temporal - 1) // 2, 1, 1),
                     bias=False,
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -54,7 +54,7 @@ class VideoBasicBlock(nn.Module):
                 conv=nn.Conv3d(
                     planes, planes, kernel_size=(temporal, 3, 3), padding=((temporal - 1) // 2, 1, 1), bias=False
                 ),
-                bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(planes),
             )
         )
         if stride != 1 or in_channels != planes:
@@ -67,7 +67,7 @@ class VideoBasicBlock(nn.Module):
                         stride=(stride if temporal == 3 else 1, stride, stride),
                         bias=False,
                     ),
-                    bn=nn.BatchNorm3d(planes, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm3d(planes),
                 )
             )
         else:
@@ -106,7 +106,7 @@ class VideoStage(nn.Module):
         return x
 
 
-class R3d18(nn.Module):
+class R3D_18(nn.Module):
     """r3d_18: input N x 3 x 16 x 112 x 112 (NCDHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -117,7 +117,7 @@ class R3d18(nn.Module):
         self.stem = nn.Sequential(
             OrderedDict(
                 conv=nn.Conv3d(channels, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
-                bn=nn.BatchNorm3d(64, eps=1e-05, momentum=0.1),
+                bn=nn.BatchNorm3d(64),
                 relu=nn.ReLU(inplace=True),
             )
         )
@@ -150,8 +150,8 @@ class R3d18(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build R3d18 as specs/r3d_18.yaml specifies it.
+    """Build R3D_18 as specs/r3d_18.yaml specifies it.
 
-    Keyword arguments: those of R3d18 (the spec's params).
+    Keyword arguments: those of R3D_18 (the spec's params).
     """
-    return R3d18(**kwargs)
+    return R3D_18(**kwargs)

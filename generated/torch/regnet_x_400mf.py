@@ -47,7 +47,7 @@ class ResBottleneck(nn.Module):
         a_channels = int(round(out * bottleneck_multiplier))
         fc1_channels = int(round(se_ratio * width_in))
         self.a = nn.Conv2d(in_channels, a_channels, kernel_size=1, bias=False)
-        self.a_bn = nn.BatchNorm2d(a_channels, eps=1e-05, momentum=0.1)
+        self.a_bn = nn.BatchNorm2d(a_channels)
         self.a_relu = nn.ReLU(inplace=True)
         self.b = nn.Conv2d(
             a_channels,
@@ -58,7 +58,7 @@ class ResBottleneck(nn.Module):
             groups=int(round(out * bottleneck_multiplier)) // group_width,
             bias=False,
         )
-        self.b_bn = nn.BatchNorm2d(a_channels, eps=1e-05, momentum=0.1)
+        self.b_bn = nn.BatchNorm2d(a_channels)
         self.b_relu = nn.ReLU(inplace=True)
         if se_ratio > 0:
             self.se = Mul(
@@ -78,12 +78,11 @@ class ResBottleneck(nn.Module):
         else:
             self.se = None
         self.c = nn.Conv2d(a_channels, out, kernel_size=1, bias=False)
-        self.c_bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.c_bn = nn.BatchNorm2d(out)
         if stride != 1 or in_channels != out:
             self.proj = nn.Sequential(
                 OrderedDict(
-                    conv=nn.Conv2d(in_channels, out, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(out, eps=1e-05, momentum=0.1),
+                    conv=nn.Conv2d(in_channels, out, kernel_size=1, stride=stride, bias=False), bn=nn.BatchNorm2d(out)
                 )
             )
         else:
@@ -147,7 +146,7 @@ class RegnetStage(nn.Module):
         return x
 
 
-class RegnetX400mf(nn.Module):
+class RegNetX400MF(nn.Module):
     """regnet_x_400mf: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -167,7 +166,7 @@ class RegnetX400mf(nn.Module):
     ):
         super().__init__()
         self.stem_conv = nn.Conv2d(channels, stem_width, kernel_size=3, stride=2, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(stem_width, eps=1e-05, momentum=0.1)
+        self.stem_bn = nn.BatchNorm2d(stem_width)
         self.stem_relu = nn.ReLU(inplace=True)
         self.stage1 = RegnetStage(
             stem_width,
@@ -228,8 +227,8 @@ class RegnetX400mf(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build RegnetX400mf as specs/regnet_x_400mf.yaml specifies it.
+    """Build RegNetX400MF as specs/regnet_x_400mf.yaml specifies it.
 
-    Keyword arguments: those of RegnetX400mf (the spec's params).
+    Keyword arguments: those of RegNetX400MF (the spec's params).
     """
-    return RegnetX400mf(**kwargs)
+    return RegNetX400MF(**kwargs)

@@ -27,7 +27,7 @@ class Bottleneck(nn.Module):
         conv1_channels = int(planes * (base_width / 64)) * groups
         conv3_channels = planes * expansion
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels,
@@ -39,15 +39,15 @@ class Bottleneck(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(conv1_channels)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(conv1_channels, conv3_channels, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         if stride != 1 or in_channels != planes * expansion:
             self.downsample = nn.Sequential(
                 OrderedDict(
                     conv=nn.Conv2d(in_channels, conv3_channels, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm2d(conv3_channels),
                 )
             )
         else:
@@ -101,7 +101,7 @@ class BottleneckStage(nn.Module):
         return x
 
 
-class Resnet152(nn.Module):
+class ResNet152(nn.Module):
     """resnet152: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -110,7 +110,7 @@ class Resnet152(nn.Module):
     def __init__(self, *, channels=3, classes=1000, layers=(3, 8, 36, 3), groups=1, base_width=64):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = BottleneckStage(64, planes=64, blocks=layers[0], groups=groups, base_width=base_width)
@@ -144,8 +144,8 @@ class Resnet152(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Resnet152 as specs/resnet152.yaml specifies it.
+    """Build ResNet152 as specs/resnet152.yaml specifies it.
 
-    Keyword arguments: those of Resnet152 (the spec's params).
+    Keyword arguments: those of ResNet152 (the spec's params).
     """
-    return Resnet152(**kwargs)
+    return ResNet152(**kwargs)

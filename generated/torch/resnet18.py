@@ -26,15 +26,15 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels, planes, stride=1):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, kernel_size=3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(planes)
         if stride != 1 or in_channels != planes:
             self.downsample = nn.Sequential(
                 OrderedDict(
                     conv=nn.Conv2d(in_channels, planes, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(planes, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm2d(planes),
                 )
             )
         else:
@@ -71,7 +71,7 @@ class BasicStage(nn.Module):
         return x
 
 
-class Resnet18(nn.Module):
+class ResNet18(nn.Module):
     """resnet18: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -80,7 +80,7 @@ class Resnet18(nn.Module):
     def __init__(self, *, channels=3, classes=1000, layers=(2, 2, 2, 2), width=64):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = BasicStage(width, planes=width, blocks=layers[0])
@@ -112,8 +112,8 @@ class Resnet18(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Resnet18 as specs/resnet18.yaml specifies it.
+    """Build ResNet18 as specs/resnet18.yaml specifies it.
 
-    Keyword arguments: those of Resnet18 (the spec's params).
+    Keyword arguments: those of ResNet18 (the spec's params).
     """
-    return Resnet18(**kwargs)
+    return ResNet18(**kwargs)

@@ -32,7 +32,7 @@ class Bottleneck(nn.Module):
         conv1_channels = int(planes * (base_width / 64)) * groups
         conv3_channels = planes * expansion
         self.conv1 = nn.Conv2d(in_channels, conv1_channels, kernel_size=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(conv1_channels)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(
             conv1_channels,
@@ -44,15 +44,15 @@ class Bottleneck(nn.Module):
             groups=groups,
             bias=False,
         )
-        self.bn2 = nn.BatchNorm2d(conv1_channels, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(conv1_channels)
         self.relu2 = nn.ReLU(inplace=True)
         self.conv3 = nn.Conv2d(conv1_channels, conv3_channels, kernel_size=1, bias=False)
-        self.bn3 = nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1)
+        self.bn3 = nn.BatchNorm2d(conv3_channels)
         if stride != 1 or in_channels != planes * expansion:
             self.downsample = nn.Sequential(
                 OrderedDict(
                     conv=nn.Conv2d(in_channels, conv3_channels, kernel_size=1, stride=stride, bias=False),
-                    bn=nn.BatchNorm2d(conv3_channels, eps=1e-05, momentum=0.1),
+                    bn=nn.BatchNorm2d(conv3_channels),
                 )
             )
         else:
@@ -124,7 +124,7 @@ class FpnTopDown(nn.Module):
         return x
 
 
-class Resnet50Fpn(nn.Module):
+class ResNet50FPN(nn.Module):
     """resnet50_fpn: input N x 3 x 224 x 224 (NCHW).
 
     Returns a dict of its outputs: 0, 1, 2, 3, pool.
@@ -135,7 +135,7 @@ class Resnet50Fpn(nn.Module):
     def __init__(self, *, layers=(3, 4, 6, 3), width=256):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = BottleneckStage(64, planes=64, blocks=layers[0])
@@ -185,8 +185,8 @@ class Resnet50Fpn(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Resnet50Fpn as specs/resnet50_fpn.yaml specifies it.
+    """Build ResNet50FPN as specs/resnet50_fpn.yaml specifies it.
 
-    Keyword arguments: those of Resnet50Fpn (the spec's params).
+    Keyword arguments: those of ResNet50FPN (the spec's params).
     """
-    return Resnet50Fpn(**kwargs)
+    return ResNet50FPN(**kwargs)

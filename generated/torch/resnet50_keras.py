@@ -106,7 +106,7 @@ class ResnetV1Stage(nn.Module):
         return x
 
 
-class Resnet50Keras(nn.Module):
+class ResNet50Keras(nn.Module):
     """resnet50_keras: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -152,8 +152,8 @@ class Resnet50Keras(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Resnet50Keras as specs/resnet50_keras.yaml specifies it.
+    """Build ResNet50Keras as specs/resnet50_keras.yaml specifies it.
 
-    Keyword arguments: those of Resnet50Keras (the spec's params).
+    Keyword arguments: those of ResNet50Keras (the spec's params).
     """
-    return Resnet50Keras(**kwargs)
+    return ResNet50Keras(**kwargs)

@@ -49,23 +49,23 @@ class ShuffleDownUnit(nn.Module):
                 dw=nn.Conv2d(
                     in_channels, in_channels, kernel_size=3, stride=stride, padding=1, groups=in_channels, bias=False
                 ),
-                dw_bn=nn.BatchNorm2d(in_channels, eps=1e-05, momentum=0.1),
+                dw_bn=nn.BatchNorm2d(in_channels),
                 pw=nn.Conv2d(in_channels, pw_channels, kernel_size=1, bias=False),
-                pw_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                pw_bn=nn.BatchNorm2d(pw_channels),
                 pw_relu=nn.ReLU(inplace=True),
             )
         )
         self.branch2 = nn.Sequential(
             OrderedDict(
                 pw1=nn.Conv2d(in_channels, pw_channels, kernel_size=1, bias=False),
-                pw1_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                pw1_bn=nn.BatchNorm2d(pw_channels),
                 pw1_relu=nn.ReLU(inplace=True),
                 dw=nn.Conv2d(
                     pw_channels, pw_channels, kernel_size=3, stride=stride, padding=1, groups=pw_channels, bias=False
                 ),
-                dw_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                dw_bn=nn.BatchNorm2d(pw_channels),
                 pw2=nn.Conv2d(pw_channels, pw_channels, kernel_size=1, bias=False),
-                pw2_bn=nn.BatchNorm2d(pw_channels, eps=1e-05, momentum=0.1),
+                pw2_bn=nn.BatchNorm2d(pw_channels),
                 pw2_relu=nn.ReLU(inplace=True),
             )
         )
@@ -86,17 +86,17 @@ class ShuffleUnit(nn.Module):
     def __init__(self, in_channels, out):
         super().__init__()
         pw1_channels = out // 2
-        self.branch1 = nn.Sequential(OrderedDict(slice=ChannelSlice(0, out // 2)))
+        self.branch1 = ChannelSlice(0, out // 2)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 slice=ChannelSlice(out // 2, in_channels),
                 pw1=nn.Conv2d(in_channels - out // 2, pw1_channels, kernel_size=1, bias=False),
-                pw1_bn=nn.BatchNorm2d(pw1_channels, eps=1e-05, momentum=0.1),
+                pw1_bn=nn.BatchNorm2d(pw1_channels),
                 pw1_relu=nn.ReLU(inplace=True),
                 dw=nn.Conv2d(pw1_channels, pw1_channels, kernel_size=3, padding=1, groups=pw1_channels, bias=False),
-                dw_bn=nn.BatchNorm2d(pw1_channels, eps=1e-05, momentum=0.1),
+                dw_bn=nn.BatchNorm2d(pw1_channels),
                 pw2=nn.Conv2d(pw1_channels, pw1_channels, kernel_size=1, bias=False),
-                pw2_bn=nn.BatchNorm2d(pw1_channels, eps=1e-05, momentum=0.1),
+                pw2_bn=nn.BatchNorm2d(pw1_channels),
                 pw2_relu=nn.ReLU(inplace=True),
             )
         )
@@ -124,7 +124,7 @@ class ShuffleStage(nn.Module):
         return x
 
 
-class ShufflenetV2X10(nn.Module):
+class ShuffleNetV2X1_0(nn.Module):
     """shufflenet_v2_x1_0: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -135,7 +135,7 @@ class ShufflenetV2X10(nn.Module):
     ):
         super().__init__()
         self.stem_conv = nn.Conv2d(channels, stages_out_channels[0], kernel_size=3, stride=2, padding=1, bias=False)
-        self.stem_bn = nn.BatchNorm2d(stages_out_channels[0], eps=1e-05, momentum=0.1)
+        self.stem_bn = nn.BatchNorm2d(stages_out_channels[0])
         self.stem_relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.stage2 = ShuffleStage(stages_out_channels[0], out=stages_out_channels[1], blocks=stages_repeats[0])
@@ -152,7 +152,7 @@ class ShufflenetV2X10(nn.Module):
         self.head_conv = nn.Conv2d(
             stages_out_channels[3] // 2 + stages_out_channels[3] // 2, stages_out_channels[4], kernel_size=1, bias=False
         )
-        self.head_bn = nn.BatchNorm2d(stages_out_channels[4], eps=1e-05, momentum=0.1)
+        self.head_bn = nn.BatchNorm2d(stages_out_channels[4])
         self.head_relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(stages_out_channels[4], classes)
@@ -174,8 +174,8 @@ class ShufflenetV2X10(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build ShufflenetV2X10 as specs/shufflenet_v2_x1_0.yaml specifies it.
+    """Build ShuffleNetV2X1_0 as specs/shufflenet_v2_x1_0.yaml specifies it.
 
-    Keyword arguments: those of ShufflenetV2X10 (the spec's params).
+    Keyword arguments: those of ShuffleNetV2X1_0 (the spec's params).
     """
-    return ShufflenetV2X10(**kwargs)
+    return ShuffleNetV2X1_0(**kwargs)

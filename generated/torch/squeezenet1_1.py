@@ -49,7 +49,7 @@ class Fire(nn.Module):
         return x
 
 
-class Squeezenet11(nn.Module):
+class SqueezeNet1_1(nn.Module):
     """squeezenet1_1: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -106,8 +106,8 @@ class Squeezenet11(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Squeezenet11 as specs/squeezenet1_1.yaml specifies it.
+    """Build SqueezeNet1_1 as specs/squeezenet1_1.yaml specifies it.
 
-    Keyword arguments: those of Squeezenet11 (the spec's params).
+    Keyword arguments: those of SqueezeNet1_1 (the spec's params).
     """
-    return Squeezenet11(**kwargs)
+    return SqueezeNet1_1(**kwargs)

@@ -30,10 +30,10 @@ class UnetDoubleConv(nn.Module):
     def __init__(self, in_channels, out):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out, kernel_size=3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn1 = nn.BatchNorm2d(out)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(out, out, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn2 = nn.BatchNorm2d(out)
         self.relu2 = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -78,7 +78,7 @@ class UnetUp(nn.Module):
         return x
 
 
-class Unet(nn.Module):
+class UNet(nn.Module):
     """unet: input N x 3 x 256 x 256 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -112,8 +112,8 @@ class Unet(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Unet as specs/unet.yaml specifies it.
+    """Build UNet as specs/unet.yaml specifies it.
 
-    Keyword arguments: those of Unet (the spec's params).
+    Keyword arguments: those of UNet (the spec's params).
     """
-    return Unet(**kwargs)
+    return UNet(**kwargs)

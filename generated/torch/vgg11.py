@@ -70,7 +70,7 @@ class VggClassifier(nn.Module):
         return x
 
 
-class Vgg11(nn.Module):
+class VGG11(nn.Module):
     """vgg11: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -112,8 +112,8 @@ class Vgg11(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Vgg11 as specs/vgg11.yaml specifies it.
+    """Build VGG11 as specs/vgg11.yaml specifies it.
 
-    Keyword arguments: those of Vgg11 (the spec's params).
+    Keyword arguments: those of VGG11 (the spec's params).
     """
-    return Vgg11(**kwargs)
+    return VGG11(**kwargs)

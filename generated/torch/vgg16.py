@@ -76,7 +76,7 @@ class VggClassifier(nn.Module):
         return x
 
 
-class Vgg16(nn.Module):
+class VGG16(nn.Module):
     """vgg16: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -118,8 +118,8 @@ class Vgg16(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Vgg16 as specs/vgg16.yaml specifies it.
+    """Build VGG16 as specs/vgg16.yaml specifies it.
 
-    Keyword arguments: those of Vgg16 (the spec's params).
+    Keyword arguments: those of VGG16 (the spec's params).
     """
-    return Vgg16(**kwargs)
+    return VGG16(**kwargs)

@@ -28,14 +28,14 @@ class VggBnStage(nn.Module):
     def __init__(self, in_channels, out, convs):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out, kernel_size=3, padding=1)
-        self.bn = nn.BatchNorm2d(out, eps=1e-05, momentum=0.1)
+        self.bn = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
         self.conv_bn_relu = nn.Sequential(
             *[
                 nn.Sequential(
                     OrderedDict(
                         conv=nn.Conv2d(out, out, kernel_size=3, padding=1),
-                        bn=nn.BatchNorm2d(out, eps=1e-05, momentum=0.1),
+                        bn=nn.BatchNorm2d(out),
                         relu=nn.ReLU(inplace=True),
                     )
                 )
@@ -79,7 +79,7 @@ class VggClassifier(nn.Module):
         return x
 
 
-class Vgg16Bn(nn.Module):
+class VGG16BN(nn.Module):
     """vgg16_bn: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -121,8 +121,8 @@ class Vgg16Bn(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Vgg16Bn as specs/vgg16_bn.yaml specifies it.
+    """Build VGG16BN as specs/vgg16_bn.yaml specifies it.
 
-    Keyword arguments: those of Vgg16Bn (the spec's params).
+    Keyword arguments: those of VGG16BN (the spec's params).
     """
-    return Vgg16Bn(**kwargs)
+    return VGG16BN(**kwargs)

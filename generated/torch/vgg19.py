@@ -70,7 +70,7 @@ class VggClassifier(nn.Module):
         return x
 
 
-class Vgg19(nn.Module):
+class VGG19(nn.Module):
     """vgg19: input N x 3 x 224 x 224 (NCHW).
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
@@ -112,8 +112,8 @@ class Vgg19(nn.Module):
 
 
 def build_model(**kwargs):
-    """Build Vgg19 as specs/vgg19.yaml specifies it.
+    """Build VGG19 as specs/vgg19.yaml specifies it.
 
-    Keyword arguments: those of Vgg19 (the spec's params).
+    Keyword arguments: those of VGG19 (the spec's params).
     """
-    return Vgg19(**kwargs)
+    return VGG19(**kwargs)
