@@ -55,7 +55,7 @@ def test_build_model_with_params_is_the_model_set_builds(name, base, kwargs, sha
 
 def test_the_defaults_are_the_specs_values_and_build_model_passes_them_on():
     module = archc.load("densenet121", size=32).module("torch")
-    sig = inspect.signature(module.Densenet121)
+    sig = inspect.signature(module.DenseNet121)
     assert {n: p.default for n, p in sig.parameters.items()} == {
         "channels": 3,
         "classes": 1000,
@@ -78,20 +78,20 @@ def test_params_the_build_resolves_are_fixed_and_said_so():
     """googlenet: aux (which heads exist), bn_eps (a BN default inside blocks) and the params that change spatial
     sizes (the aux heads' linear layers take a flattened map) are not arguments; the docstring names them."""
     module = archc.load("googlenet", size=96).module("torch")
-    params = inspect.signature(module.Googlenet).parameters
+    params = inspect.signature(module.GoogLeNet).parameters
     assert list(params) == ["channels", "classes", "dropout", "aux_dropout"]
-    doc = " ".join(inspect.getdoc(module.Googlenet).split())
+    doc = " ".join(inspect.getdoc(module.GoogLeNet).split())
     for fixed in ("aux", "bn_eps", "kernel5", "pool_padding", "pool_ceil", "pool4_kernel"):
         assert fixed in doc.split("Fixed at the spec's values")[1]
     # heads' outputs are forward locals named as the spec's heads
-    src = inspect.getsource(module.Googlenet.forward)
+    src = inspect.getsource(module.GoogLeNet.forward)
     assert "aux1 = self.aux1(x) if self.training else None" in src
-    assert "GooglenetOutputs(x, aux1, aux2)" in src
+    assert "GoogLeNetOutputs(x, aux1, aux2)" in src
 
 
 def test_a_derived_param_defaults_to_none_and_is_worked_out():
     module = archc.load("efficientnet_b0", size=32).module("torch")
-    params = inspect.signature(module.EfficientnetB0).parameters
+    params = inspect.signature(module.EfficientNetB0).parameters
     assert params["stem_width"].default is None and params["width_mult"].default == 1.0
     assert module.build_model(width_mult=2.0).stem.conv.out_channels == 64
     assert module.build_model(width_mult=2.0, stem_width=48).stem.conv.out_channels == 48
