@@ -163,7 +163,13 @@ def _check_templates(m):
                 assert evaluate(b.out_ch, scope) == n.out_shape[-1], (n.path, str(b.out_ch))
     scope = {**dict(m.params), "in_channels": m.input_shape[-1]}
     inst = {n.name: n for n in m.body.children}
-    for t in m.network.children:
+    lets: dict[int, list] = {}  # running widths named between the network's items (ir.TNode.lets)
+    for i, sym, definition in m.network.lets:
+        lets.setdefault(i, []).append((sym, definition))
+    for i, t in enumerate(m.network.children):
+        for sym, definition in lets.get(i, ()):  # a named width: its definition, or the item's output width
+            prev = inst.get(m.network.children[i - 1].name)
+            scope[sym] = evaluate(definition, scope) if definition is not None else prev.out_shape[-1] if prev else 0
         if t.name in inst:
             assert evaluate(t.in_ch, scope) == inst[t.name].in_shape[-1], t.name
             assert evaluate(t.out_ch, scope) == inst[t.name].out_shape[-1], t.name

@@ -105,6 +105,7 @@ class _Class:
         self.producer: dict[str, str] = {}
         self.widths: dict[str, Expr] = {}  # running widths (ir.TNode.lets) read off a part built in __init__
         self.saved: dict[str, str] = {}  # key of an output references read (archc.refs) -> its forward local
+        self.let_vars: set[str] = set()  # locals of running widths (ir.TNode.lets): dropped where nothing reads them
 
 
 @dataclass
@@ -280,7 +281,10 @@ class TorchEmitter(BaseEmitter):
         init = c.function(
             "__init__",
             ["self", "in_channels", *widths, *required, *(p for p, _ in defaulted)],
-            [c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))), *k.hoisted, *k.init],
+            [
+                c.expr_stmt(c.call(c.attr(c.call(c.name("super")), "__init__"))),
+                *c.drop_unused([*k.hoisted, *k.init], k.let_vars),
+            ],
             defaults=dict(defaulted),
         )
         forward = c.function("forward", ["self", "x", *extra], fwd)
@@ -368,6 +372,7 @@ class TorchEmitter(BaseEmitter):
             init_body = derived + c.hoist_widths([*k.hoisted, *k.init], set(signature), k.locals) + init_call
             if signature:
                 doc += "\n\n" + args.doc()
+        init_body = c.drop_unused(init_body, k.let_vars)
         init = c.function(
             "__init__",
             ["self"],
@@ -458,10 +463,14 @@ class TorchEmitter(BaseEmitter):
                 scope = scope.with_rename(**{sym: definition})
             elif definition is not None:
                 var = k.locals.fresh(f"{prev.name}_channels")
+                k.let_vars.add(var)
                 k.init.append(c.assign(var, scope.node(definition)))
                 scope = scope.with_rename(**{sym: Expr(var)})
+            elif prev.cond is not None and scope.value(prev.cond) is False:  # never built here: never read
+                scope = scope.with_rename(**{sym: Expr("0")})
             elif prev.kind == "call" and statements:  # the block's width formula stays in its class
                 var = k.locals.fresh(f"{prev.name}_channels")
+                k.let_vars.add(var)
                 me = c.attr("self", prev.name)
                 value = c.attr(me, "out_channels")
                 if prev.cond is not None:
@@ -480,6 +489,7 @@ class TorchEmitter(BaseEmitter):
                     )
                 if statements:
                     var = k.locals.fresh(f"{prev.name}_channels")
+                    k.let_vars.add(var)
                     k.init.append(c.assign(var, scope.node(formula)))
                     formula = Expr(var)
                 scope = scope.with_rename(**{sym: formula})
