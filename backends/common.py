@@ -196,8 +196,10 @@ class NetworkArgs:
 
     Some params stay fixed at their values (substituted, not arguments), because the build resolved them where an
     argument cannot reach: :attr:`archc.ir.Model.fixed` (read by a spec ``defaults:`` entry inside a block, a
-    head's ``if:``, an ``init:``), and, when a flatten feeds a layer whose width is the spatial size times the
-    channels, every param that may change a spatial size (:func:`geometry_params`). A param derived from others
+    head's ``if:``, an ``init:``), and every param that may change a spatial size (:func:`geometry_params`,
+    over-approximated): how a kernel, stride or padding is written (a padding helper or the framework's own
+    argument, the width of a flatten feeding a linear layer) is chosen at the spec's values, and a value that
+    needs another form would give another network than ``--set`` builds. A param derived from others
     (``stem_width: ${...}``) defaults to None and is worked out from them, unless given.
     """
 
@@ -206,8 +208,7 @@ class NetworkArgs:
         self.values = dict(model.params)
         self.defs = dict(model.param_defs)
         fixed = set(model.fixed)
-        if sized_flatten(model):
-            fixed |= geometry_params(model, instances)
+        fixed |= geometry_params(model, instances)
         grown = True
         while grown:  # a fixed derived param fixes what it reads (its value would not follow them)
             more = {n for d in fixed & set(self.defs) for n in self.defs[d].names() if n in self.values}
@@ -295,13 +296,6 @@ def _node_names(t: ir.TNode) -> set[str]:
     for _, v in t.attrs:
         out |= _names_in(v)
     return out
-
-
-def sized_flatten(model: ir.Model) -> bool:
-    """Whether a flatten of a feature map feeds the model's layers (their width is the spatial size times the
-    channels: fixed where the model is built)."""
-    roots = [model.body, *(h.body for h in model.heads)]
-    return any(isinstance(n, ir.Flatten) and len(n.in_shape) > 1 for r in roots for n in ir.walk(r))
 
 
 def geometry_params(model: ir.Model, instances: dict[int, list]) -> set[str]:

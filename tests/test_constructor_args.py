@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 # (spec, params the module is generated with (its input size), the keyword arguments, input shape (N, C, *spatial))
 CASES = [
-    ("resnet18", {"size": 32}, {"classes": 10, "layers": (1, 2, 1, 1), "width": 16}, (2, 3, 32, 32)),
+    ("resnet18", {"size": 32}, {"classes": 10, "layers": (1, 2, 1, 1)}, (2, 3, 32, 32)),
     ("densenet169", {"size": 32}, {"growth_rate": 12, "block_config": (6, 12, 24, 16), "classes": 5}, (2, 3, 32, 32)),
     ("mobilenet_v2", {"size": 32}, {"classes": 7, "channels": 1}, (2, 1, 32, 32)),
     ("googlenet", {"size": 96}, {"classes": 10, "dropout": 0.1, "aux_dropout": 0.5}, (2, 3, 96, 96)),
@@ -87,6 +87,16 @@ def test_params_the_build_resolves_are_fixed_and_said_so():
     src = inspect.getsource(module.GoogLeNet.forward)
     assert "aux1 = self.aux1(x) if self.training else None" in src
     assert "GoogLeNetOutputs(x, aux1, aux2)" in src
+
+
+def test_params_that_change_a_spatial_size_are_fixed_without_a_flatten_too():
+    """fcn_resnet50's dilate (replace_stride_with_dilation: strides and dilations) decides how its convolutions
+    are written; a value given to the constructor could need another form than --set builds: not an argument."""
+    module = archc.load("fcn_resnet50", size=64).module("torch")
+    params = inspect.signature(module.FCNResNet50).parameters
+    assert "dilate" not in params and {"classes", "layers"} <= set(params)
+    doc = " ".join(inspect.getdoc(module.FCNResNet50).split())
+    assert "dilate" in doc.split("Fixed at the spec's values")[1]
 
 
 def test_a_derived_param_defaults_to_none_and_is_worked_out():

@@ -191,35 +191,19 @@ class DeepLabV3ResNet50(nn.Module):
     Returns a dict of its outputs: out.
 
     Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
-    spec's values, where the build resolved them: aux.
+    spec's values, where the build resolved them: aux, dilate.
     """
 
-    def __init__(self, *, classes=21, layers=(3, 4, 6, 3), dilate=(False, True, True)):
+    def __init__(self, *, classes=21, layers=(3, 4, 6, 3)):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = BottleneckStage(64, planes=64, blocks=layers[0])
-        self.layer2 = BottleneckStage(
-            256, planes=128, blocks=layers[1], stride=1 if dilate[0] else 2, dilation=2 if dilate[0] else 1
-        )
-        self.layer3 = BottleneckStage(
-            512,
-            planes=256,
-            blocks=layers[2],
-            stride=1 if dilate[1] else 2,
-            dilation=(2 if dilate[0] else 1) * (2 if dilate[1] else 1),
-            first_dilation=2 if dilate[0] else 1,
-        )
-        self.layer4 = BottleneckStage(
-            1024,
-            planes=512,
-            blocks=layers[3],
-            stride=1 if dilate[2] else 2,
-            dilation=(2 if dilate[0] else 1) * (2 if dilate[1] else 1) * (2 if dilate[2] else 1),
-            first_dilation=(2 if dilate[0] else 1) * (2 if dilate[1] else 1),
-        )
+        self.layer2 = BottleneckStage(256, planes=128, blocks=layers[1], stride=2)
+        self.layer3 = BottleneckStage(512, planes=256, blocks=layers[2], dilation=2)
+        self.layer4 = BottleneckStage(1024, planes=512, blocks=layers[3], dilation=4, first_dilation=2)
         self.classifier = DeeplabHead(2048, classes=classes)
         self._init_weights()
 

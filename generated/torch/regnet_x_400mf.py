@@ -149,7 +149,8 @@ class RegnetStage(nn.Module):
 class RegNetX400MF(nn.Module):
     """regnet_x_400mf: input N x 3 x 224 x 224 (NCHW).
 
-    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
+    spec's values, where the build resolved them: widths.
     """
 
     def __init__(
@@ -159,7 +160,6 @@ class RegNetX400MF(nn.Module):
         classes=1000,
         stem_width=32,
         depths=(1, 2, 7, 12),
-        widths=(32, 64, 160, 400),
         group_widths=(16, 16, 16, 16),
         bottleneck_multiplier=1.0,
         se_ratio=0.0,
@@ -170,38 +170,38 @@ class RegNetX400MF(nn.Module):
         self.stem_relu = nn.ReLU(inplace=True)
         self.stage1 = RegnetStage(
             stem_width,
-            out=widths[0],
+            out=32,
             depth=depths[0],
             group_width=group_widths[0],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.stage2 = RegnetStage(
-            widths[0],
-            out=widths[1],
+            32,
+            out=64,
             depth=depths[1],
             group_width=group_widths[1],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.stage3 = RegnetStage(
-            widths[1],
-            out=widths[2],
+            64,
+            out=160,
             depth=depths[2],
             group_width=group_widths[2],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.stage4 = RegnetStage(
-            widths[2],
-            out=widths[3],
+            160,
+            out=400,
             depth=depths[3],
             group_width=group_widths[3],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(widths[3], classes)
+        self.fc = nn.Linear(400, classes)
         self._init_weights()
 
     def forward(self, x):

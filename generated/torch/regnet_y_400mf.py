@@ -151,7 +151,8 @@ class RegnetStage(nn.Module):
 class RegNetY400MF(nn.Module):
     """regnet_y_400mf: input N x 3 x 224 x 224 (NCHW).
 
-    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
+    spec's values, where the build resolved them: widths.
     """
 
     def __init__(
@@ -161,7 +162,6 @@ class RegNetY400MF(nn.Module):
         classes=1000,
         stem_width=32,
         depths=(1, 3, 6, 6),
-        widths=(48, 104, 208, 440),
         group_widths=(8, 8, 8, 8),
         bottleneck_multiplier=1.0,
         se_ratio=0.25,
@@ -172,38 +172,38 @@ class RegNetY400MF(nn.Module):
         self.stem_relu = nn.ReLU(inplace=True)
         self.stage1 = RegnetStage(
             stem_width,
-            out=widths[0],
+            out=48,
             depth=depths[0],
             group_width=group_widths[0],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.stage2 = RegnetStage(
-            widths[0],
-            out=widths[1],
+            48,
+            out=104,
             depth=depths[1],
             group_width=group_widths[1],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.stage3 = RegnetStage(
-            widths[1],
-            out=widths[2],
+            104,
+            out=208,
             depth=depths[2],
             group_width=group_widths[2],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.stage4 = RegnetStage(
-            widths[2],
-            out=widths[3],
+            208,
+            out=440,
             depth=depths[3],
             group_width=group_widths[3],
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(widths[3], classes)
+        self.fc = nn.Linear(440, classes)
         self._init_weights()
 
     def forward(self, x):

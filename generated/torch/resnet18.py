@@ -74,21 +74,22 @@ class BasicStage(nn.Module):
 class ResNet18(nn.Module):
     """resnet18: input N x 3 x 224 x 224 (NCHW).
 
-    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them).
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). Fixed at the
+    spec's values, where the build resolved them: width.
     """
 
-    def __init__(self, *, channels=3, classes=1000, layers=(2, 2, 2, 2), width=64):
+    def __init__(self, *, channels=3, classes=1000, layers=(2, 2, 2, 2)):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = BasicStage(width, planes=width, blocks=layers[0])
-        self.layer2 = BasicStage(width, planes=width * 2, blocks=layers[1], stride=2)
-        self.layer3 = BasicStage(width * 2, planes=width * 4, blocks=layers[2], stride=2)
-        self.layer4 = BasicStage(width * 4, planes=width * 8, blocks=layers[3], stride=2)
+        self.layer1 = BasicStage(64, planes=64, blocks=layers[0])
+        self.layer2 = BasicStage(64, planes=128, blocks=layers[1], stride=2)
+        self.layer3 = BasicStage(128, planes=256, blocks=layers[2], stride=2)
+        self.layer4 = BasicStage(256, planes=512, blocks=layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(width * 8, classes)
+        self.fc = nn.Linear(512, classes)
         self._init_weights()
 
     def forward(self, x):
