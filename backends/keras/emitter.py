@@ -283,11 +283,13 @@ class KerasEmitter(BaseEmitter):
         signature: list[str] = []
         if args:
             signature, derived = args.signature(body, [])
-            start += args.input_locals("input_shape") + derived
-            if signature:
-                doc += "\n\n" + args.doc()
+            start = args.input_locals("input_shape") + derived + start  # (before the input: x = inputs folds in)
             body = c.hoist_repeated(start + body, set(signature) | set(args.from_input), self.ns, at=len(start))
             body = c.drop_unused(body, set(args.from_input) | self.own_locals)
+            read = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            args.from_input = {n: a for n, a in args.from_input.items() if n in read}  # (for the docstring)
+            if signature:
+                doc += "\n\n" + args.doc()
         else:
             body = start + body
         body = c.name_saved_outputs(body, x, set(self.saved.values()))
