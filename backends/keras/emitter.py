@@ -156,7 +156,11 @@ class KerasEmitter(BaseEmitter):
 
     def imports(self) -> list[ast.stmt]:
         from_keras = [self.alias("layers")] + ([self.alias("ops")] if self.helpers & NEEDS_OPS else [])
-        return [ast.Import(names=[self.alias("keras")]), ast.ImportFrom(module="keras", names=from_keras, level=0)]
+        if any(a.asname for a in from_keras):  # (a name yielded to a spec's: isort's one import per alias)
+            froms = [ast.ImportFrom(module="keras", names=[a], level=0) for a in from_keras]
+        else:
+            froms = [ast.ImportFrom(module="keras", names=from_keras, level=0)]
+        return [ast.Import(names=[self.alias("keras")]), *froms]
 
     def alias(self, n: str) -> ast.alias:
         return ast.alias(name=n, asname=None if self.module_names[n] == n else self.module_names[n])
