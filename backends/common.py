@@ -203,19 +203,46 @@ class NetworkArgs:
     (``stem_width: ${...}``) defaults to None and is worked out from them, unless given.
     """
 
-    def __init__(self, model: ir.Model, instances: dict[int, list]):
+    def __init__(
+        self, model: ir.Model, instances: dict[int, list], fix: set[str] | None = None, input_shape: bool = False
+    ):
+        """``fix``: the params the backend needs fixed besides :attr:`archc.ir.Model.fixed` (None: PyTorch's rule,
+        the geometry params when a flatten feeds a sized layer). ``input_shape``: the input's shape is an argument
+        of its own (Keras' ``build_model(input_shape)``): the params the input's shape reads are not arguments;
+        where the network (or a derived param) reads one too, it is read from the input's shape when that axis is
+        the param itself (:attr:`from_input`), else fixed."""
         self.model = model
         self.values = dict(model.params)
         self.defs = dict(model.param_defs)
         fixed = set(model.fixed)
-        fixed |= geometry_params(model, instances)
+        if fix is None:
+            fixed |= geometry_params(model, instances)
+        else:
+            fixed |= fix & set(self.values)
+        self.input_params: set[str] = set()
+        self.from_input: dict[str, int] = {}  # param -> the axis of the input's shape it is read from
+        if input_shape:
+            dims = tuple(model.input_dims)
+            self.input_params = set().union(*(_names_in(d) for d in dims)) & set(self.values) if dims else set()
+            read_by_defs = set().union(*(d.names() for d in self.defs.values())) if self.defs else set()
+            if dims and any("in_channels" in _node_names(t) for t in _tnodes(model.network)):
+                read_by_defs |= _names_in(dims[-1])  # the network's in_channels: the input's channels
+            for n in sorted(self.input_params - fixed):
+                if not (_mentioned(n, model) or n in read_by_defs):
+                    continue  # only shapes the input
+                axes = [i for i, d in enumerate(dims) if isinstance(d, Expr) and _is_name(d, n)]
+                if axes and n not in self.defs:
+                    self.from_input[n] = axes[0] - len(dims) if axes[0] == len(dims) - 1 else axes[0]
+                else:
+                    fixed.add(n)
         grown = True
         while grown:  # a fixed derived param fixes what it reads (its value would not follow them)
             more = {n for d in fixed & set(self.defs) for n in self.defs[d].names() if n in self.values}
             grown = not more <= fixed
             fixed |= more
+        self.from_input = {n: a for n, a in self.from_input.items() if n not in fixed}
         self.fixed = [n for n in self.values if n in fixed]
-        self.candidates = [n for n in self.values if n not in fixed]
+        self.candidates = [n for n in self.values if n not in fixed and n not in self.input_params]
         self.signature_: list[str] = []
 
     def scope(self) -> Scope:
@@ -243,6 +270,12 @@ class NetworkArgs:
         derived = [if_stmt(n, scope.node(self.defs[n])) for n in self.signature_ if n in self.defs]
         return self.signature_, derived
 
+    def input_locals(self, shape: str) -> list[ast.stmt]:
+        """``channels = input_shape[-1]``: the params read from the input's shape (:attr:`from_input`)."""
+        from . import code as c
+
+        return [c.assign(n, c.subscript(c.name(shape), a)) for n, a in self.from_input.items()]
+
     def default(self, n: str) -> ast.expr:
         return lit(None) if n in self.defs else lit(self.values[n])
 
@@ -251,6 +284,12 @@ class NetworkArgs:
         text = "Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them)."
         if any(n in self.defs for n in self.signature_):
             text += " A param the spec works out from others is None by default: worked out the same way."
+        if self.input_params:
+            only = [n for n in self.values if n in self.input_params and n not in self.fixed]
+            if only:
+                text += f" input_shape sets {', '.join(only)}: not arguments"
+                read = [n for n in only if n in self.from_input]
+                text += f" ({', '.join(read)} read from it)." if read else "."
         shown = [n for n in self.fixed if _mentioned(n, self.model)]
         if shown:
             text += f" Fixed at the spec's values, where the build resolved them: {', '.join(shown)}."
@@ -262,6 +301,11 @@ def if_stmt(n: str, value: ast.expr) -> ast.stmt:
     from . import code as c
 
     return c.if_(c.compare(c.name(n), "is", c.lit(None)), [c.assign(n, value)])
+
+
+def _is_name(e: Expr, n: str) -> bool:
+    tree = e.tree
+    return isinstance(tree, ast.Name) and tree.id == n
 
 
 def _loads(stmts) -> set[str]:
@@ -333,4 +377,45 @@ def geometry_params(model: ir.Model, instances: dict[int, list]) -> set[str]:
     out |= geo(model.network)
     for h in model.heads:
         out |= geo(h.template)
+    return out & set(dict(model.params))
+
+
+def params_read_by(model: ir.Model, top: dict[str, tuple], inner: dict[str, tuple] | None = None) -> set[str]:
+    """The network params read by the attributes ``top`` names (kind -> attribute names) of the network's and the
+    heads' items, and (through block calls and opened calls: the arguments of the block params that reach one) by
+    those ``inner`` names (default: ``top``) inside blocks."""
+    inner = top if inner is None else inner
+    memo: dict[str, set[str]] = {}
+
+    def reads(t: ir.TNode, table: dict[str, tuple]) -> set[str]:
+        out: set[str] = set()
+        if t.kind == "call":
+            reached = block(t.block)
+            for p, v in t.attrs:
+                if p in reached:
+                    out |= _names_in(v)
+            return out
+        keys = table.get(t.kind, ())
+        for key, v in t.attrs:
+            if key in keys:
+                out |= _names_in(v)
+        below: set[str] = set()
+        for ch in t.children:
+            below |= reads(ch, table)
+        if t.binds:  # an opened call: its block's params, bound to expressions of the enclosing scope's names
+            bound = dict(t.binds)
+            below = {n for n in below if n not in bound} | set().union(
+                *(_names_in(v) for p, v in bound.items() if p in below)
+            )
+        return out | below
+
+    def block(name: str) -> set[str]:
+        if name not in memo:
+            memo[name] = set()
+            memo[name] = reads(model.block(name).body, inner)
+        return memo[name]
+
+    out = reads(model.network, top)
+    for h in model.heads:
+        out |= reads(h.template, top)
     return out & set(dict(model.params))

@@ -5,6 +5,7 @@ not arguments (fixed at the spec's values)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import pytest
@@ -105,3 +106,132 @@ def test_a_derived_param_defaults_to_none_and_is_worked_out():
     assert params["stem_width"].default is None and params["width_mult"].default == 1.0
     assert module.build_model(width_mult=2.0).stem.conv.out_channels == 64
     assert module.build_model(width_mult=2.0, stem_width=48).stem.conv.out_channels == 48
+
+
+# ------------------------------------------------------------------ Keras: build_model(input_shape, *, **params)
+KERAS_INPUT_PARAMS = {"channels"}  # set by input_shape in Keras (not arguments)
+
+
+@contextlib.contextmanager
+def _keras_float64():
+    import keras
+
+    old, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield keras
+    finally:
+        keras.config.set_floatx(old)
+        keras.config.set_dtype_policy(policy)
+
+
+def _keras_concrete(compiled, monkeypatch):
+    """The module as it was before build_model took the params: the network at the spec's values."""
+    from archc.backends.keras.emitter import KerasEmitter
+
+    with monkeypatch.context() as mp:
+        mp.setattr(KerasEmitter, "model_function", lambda self: self._model_function(symbolic=False))
+        module = compiled.module("keras")
+    assert not inspect.signature(module.build_model).parameters.keys() - {"input_shape"}
+    return module
+
+
+def _keras_outputs(out):
+    if isinstance(out, dict):
+        return [out[k] for k in sorted(out)]
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+@pytest.mark.parametrize("name, base, kwargs, shape", CASES, ids=[c[0] for c in CASES])
+def test_keras_build_model_with_params_is_the_model_set_builds(name, base, kwargs, shape, monkeypatch):
+    """The Keras module generated once at the spec's values, ``build_model(**params)``, is the model the spec
+    builds with ``--set`` in today's form (the network at its values): the same layer names, weight shapes in
+    order and, with the same weights, the same outputs."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("keras")
+    module = archc.load(name, **base).module("keras")
+    sig = inspect.signature(module.build_model).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in sig.items() if n != "input_shape")
+    given = {k: v for k, v in kwargs.items() if k not in KERAS_INPUT_PARAMS}
+    assert set(given) <= set(sig), f"not arguments: {set(given) - set(sig)}"
+    input_shape = (*shape[2:], shape[1])  # NHWC
+    with _keras_float64():
+        got = module.build_model(input_shape, **given)
+        want = _keras_concrete(archc.load(name, **base, **kwargs), monkeypatch).build_model()
+        assert tuple(want.inputs[0].shape[1:]) == input_shape
+        assert [layer.name for layer in got.layers] == [layer.name for layer in want.layers]
+        assert [(w.path, tuple(w.shape)) for w in got.weights] == [(w.path, tuple(w.shape)) for w in want.weights]
+        got.set_weights(want.get_weights())  # (want's, as its initializers made them)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((shape[0], *input_shape))
+        outs, refs = _keras_outputs(got(x, training=False)), _keras_outputs(want(x, training=False))
+    assert len(outs) == len(refs)
+    for o, r in zip(outs, refs):
+        np.testing.assert_allclose(np.asarray(o), np.asarray(r), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name, base", [("densenet121", {"size": 32}), ("googlenet", {"size": 96})])
+def test_keras_default_build_model_is_todays(name, base, monkeypatch):
+    """build_model() with no arguments: the layers, names and weights of the network written at its values."""
+    pytest.importorskip("keras")
+    compiled = archc.load(name, **base)
+    got = compiled.module("keras").build_model()
+    want = _keras_concrete(compiled, monkeypatch).build_model()
+    assert [(la.name, type(la).__name__) for la in got.layers] == [(la.name, type(la).__name__) for la in want.layers]
+    assert [(w.path, tuple(w.shape)) for w in got.weights] == [(w.path, tuple(w.shape)) for w in want.weights]
+    assert got.output_names == want.output_names
+
+
+def test_keras_signature_input_shape_then_the_params():
+    module = archc.load("densenet121", size=32).module("keras")
+    sig = inspect.signature(module.build_model)
+    assert {n: p.default for n, p in sig.parameters.items()} == {
+        "input_shape": (32, 32, 3),
+        "classes": 1000,
+        "growth_rate": 32,
+        "block_config": (6, 12, 24, 16),
+        "stem_channels": 64,
+        "bn_size": 4,
+        "reduction": 0.5,
+        "drop_rate": 0.0,
+    }
+    assert sig.parameters["input_shape"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert "input_shape sets size, channels" in " ".join(inspect.getdoc(module.build_model).split())
+    with pytest.raises(TypeError):
+        module.build_model(channels=1)  # the input's shape is input_shape's
+    assert module.build_model(classes=3).get_layer("classifier").units == 3
+    assert module.build_model((32, 32, 1)).get_layer("conv0").kernel.shape == (7, 7, 1, 64)
+
+
+def test_keras_fixed_params_are_said_so():
+    """googlenet in Keras: aux, bn_eps (as in PyTorch) and the params that decide which layers the network's
+    pools are (a ZeroPadding before a 'valid' pool, or not) stay fixed; kernel5 (inside blocks) is an argument."""
+    module = archc.load("googlenet", size=96).module("keras")
+    assert list(inspect.signature(module.build_model).parameters) == [
+        "input_shape",
+        "classes",
+        "dropout",
+        "aux_dropout",
+        "kernel5",
+    ]
+    doc = " ".join(inspect.getdoc(module.build_model).split())
+    for fixed in ("aux", "bn_eps", "pool_padding", "pool_ceil", "pool4_kernel"):
+        assert fixed in doc.split("Fixed at the spec's values")[1]
+    assert "LOSS_WEIGHTS" in doc  # the heads' outputs as before
+
+
+def test_keras_a_derived_param_defaults_to_none_and_is_worked_out():
+    pytest.importorskip("keras")
+    module = archc.load("efficientnet_b0", size=32).module("keras")
+    params = inspect.signature(module.build_model).parameters
+    assert params["stem_width"].default is None and params["width_mult"].default == 1.0
+    assert module.build_model(width_mult=2.0).get_layer("stem_conv").filters == 64
+    assert module.build_model(width_mult=2.0, stem_width=48).get_layer("stem_conv").filters == 48
+
+
+def test_create_model_keras_with_params():
+    pytest.importorskip("keras")
+    model = archc.create_model("mobilenet_v2", backend="keras", classes=7, size=32)
+    assert model.outputs[0].shape[-1] == 7
+    assert archc.create_model("mobilenet_v2", backend="keras", size=32).outputs[0].shape[-1] == 1000

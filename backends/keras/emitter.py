@@ -1,7 +1,9 @@
 """Keras 3 emitter: IR -> a standalone functional-API module (NHWC), built as a syntax tree.
 
 Each block definition becomes a function ``block(x, params..., name=None)``; the network
-becomes ``build_model(input_shape=...)``. Layer names follow the IR: the layer of IR leaf
+becomes ``build_model(input_shape=..., *, <the spec's params>)`` (:class:`NetworkArgs`: the params the input's
+shape reads are ``input_shape``'s; those :data:`DECIDED` reads stay fixed), written in the params' terms as a
+block's body is in its own. Layer names follow the IR: the layer of IR leaf
 ``layer1.rest.0.block.conv1`` is named ``layer1_rest_0_block_conv1``, which is what weight
 conversion relies on; names that would collide are refused. An item with an ``if:`` is
 built under an ``if``; a residual keeps its input (``identity = x``) and adds it back.
@@ -27,7 +29,7 @@ from archc.expr import Expr
 
 from .. import code as c
 from ..base import BaseEmitter, Frame, Step
-from ..common import Scope, Unsupported, ref_keys
+from ..common import NetworkArgs, Scope, Unsupported, params_read_by, ref_keys
 from .ops import EMIT as OP_EMIT
 from .ops import HELPERS as OP_HELPERS
 
@@ -59,6 +61,23 @@ NEEDS_OPS = {
     *OPTIMIZERS,
 }  # helpers that use keras.ops
 MODULE_NAMES = ("keras", "layers", "ops")
+# What this emitter decides from values when it writes the network (which layers there are, hence their names: a
+# 'same' conv or a ZeroPadding before it, UpSampling2D or a resize) and, in blocks, from every call's values (a
+# strided dilated conv run at stride 1 and subsampled, a transposed conv's cropping): a param that reaches one
+# stays fixed at its value in build_model's signature (NetworkArgs).
+DECIDED = {
+    "conv": ("kernel", "stride", "padding", "dilation"),
+    "dwconv": ("kernel", "stride", "padding", "dilation"),
+    "maxpool": ("kernel", "stride", "padding", "ceil", "count_include_pad"),
+    "avgpool": ("kernel", "stride", "padding", "ceil", "count_include_pad"),
+    "conv_transpose": ("kernel", "stride", "padding", "dilation", "output_padding"),
+    "upsample": ("scale", "size", "mode", "align_corners"),
+}
+DECIDED_IN_BLOCKS = {
+    "conv": ("stride", "dilation"),
+    "dwconv": ("stride", "dilation"),
+    "conv_transpose": ("kernel", "stride", "padding", "dilation", "output_padding"),
+}
 
 
 class Name:
@@ -118,7 +137,16 @@ class KerasEmitter(BaseEmitter):
         names = {b.name for b in model.blocks} | {"LOSS_WEIGHTS", "build_model", "inference_model"}
         for b in model.blocks:
             names.update(p for p, _ in b.params)
-        return names
+        args = self.network_args()  # build_model's arguments (the module's names yield to them)
+        return names | set(args.candidates) | set(args.from_input)
+
+    def network_args(self) -> NetworkArgs:
+        """The spec's params as build_model's keyword arguments: the input's shape is ``input_shape``; params
+        decided where the layers are written (:data:`DECIDED`) or named as the module's functions stay fixed."""
+        m = self.model
+        fix = params_read_by(m, DECIDED, DECIDED_IN_BLOCKS)
+        fix |= {b.name for b in m.blocks} | {"LOSS_WEIGHTS", "build_model", "inference_model", "input_shape"}
+        return NetworkArgs(m, self.instances, fix=fix, input_shape=True)
 
     def definitions(self) -> list[ast.stmt]:
         functions = [self.block_function(b) for b in self.model.blocks]
@@ -128,7 +156,11 @@ class KerasEmitter(BaseEmitter):
 
     def imports(self) -> list[ast.stmt]:
         from_keras = [self.alias("layers")] + ([self.alias("ops")] if self.helpers & NEEDS_OPS else [])
-        return [ast.Import(names=[self.alias("keras")]), ast.ImportFrom(module="keras", names=from_keras, level=0)]
+        if any(a.asname for a in from_keras):  # (a name yielded to a spec's: isort's one import per alias)
+            froms = [ast.ImportFrom(module="keras", names=[a], level=0) for a in from_keras]
+        else:
+            froms = [ast.ImportFrom(module="keras", names=from_keras, level=0)]
+        return [ast.Import(names=[self.alias("keras")]), *froms]
 
     def alias(self, n: str) -> ast.alias:
         return ast.alias(name=n, asname=None if self.module_names[n] == n else self.module_names[n])
@@ -189,9 +221,20 @@ class KerasEmitter(BaseEmitter):
         )
 
     def model_function(self) -> ast.stmt:
+        """``build_model(input_shape=..., *, <the spec's params>)`` (:meth:`network_args`); where the network cannot
+        be written in their terms, at the spec's values with ``input_shape`` only."""
+        state = (set(self.helpers), dict(self.pad_layers))
+        try:
+            return self._model_function(symbolic=True)
+        except Unsupported:
+            self.helpers, self.pad_layers = set(state[0]), dict(state[1])
+            return self._model_function(symbolic=False)
+
+    def _model_function(self, symbolic: bool) -> ast.stmt:
         m = self.model
-        scope = Scope({**dict(m.params), "in_channels": m.input_shape[-1]})
-        self.start_function(["input_shape"])
+        args = self.network_args() if symbolic else None
+        scope = args.scope() if args else Scope({**dict(m.params), "in_channels": m.input_shape[-1]})
+        self.start_function(["input_shape", *(args.candidates + list(args.from_input) if args else [])])
         inputs = self.ns.fresh("inputs")
         x = self.ns.fresh("x")
         keras = self.module_names["keras"]
@@ -200,8 +243,9 @@ class KerasEmitter(BaseEmitter):
         taken |= {"main", *(h.name for h in m.heads)}
         names = ("input", *(f"input_{i}" for i in range(1, len(taken) + 2)))
         self.input_name = next(n for n in names if n not in taken)
-        body = [c.assign(inputs, c.call(c.attr(keras, "Input"), shape=c.name("input_shape"), name=self.input_name))]
-        body.append(c.assign(x, c.name(inputs)))
+        start = [c.assign(inputs, c.call(c.attr(keras, "Input"), shape=c.name("input_shape"), name=self.input_name))]
+        start.append(c.assign(x, c.name(inputs)))
+        body: list[ast.stmt] = []
         self.taps = {h.at: h for h in m.heads}
         self.head_vars: dict[str, str] = {}
         keys = ref_keys(m.network) + [key for _, key in m.outputs]
@@ -240,8 +284,24 @@ class KerasEmitter(BaseEmitter):
                 "losses: with a list, Keras 3 takes a dict of weights in sorted-key order). inference_model(model) "
                 "keeps the main output only."
             )
+        signature: list[str] = []
+        if args:
+            signature, derived = args.signature(body, [])
+            start = args.input_locals("input_shape") + derived + start  # (before the input: x = inputs folds in)
+            body = c.hoist_repeated(start + body, set(signature) | set(args.from_input), self.ns, at=len(start))
+            body = c.drop_unused(body, set(args.from_input) | self.own_locals)
+            read = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            args.from_input = {n: a for n, a in args.from_input.items() if n in read}  # (for the docstring)
+            if signature:
+                doc += "\n\n" + args.doc()
+        else:
+            body = start + body
         body = c.name_saved_outputs(body, x, set(self.saved.values()))
-        return c.function("build_model", ["input_shape"], body, defaults={"input_shape": m.input_shape}, doc=doc)
+        fn = c.function("build_model", ["input_shape"], body, defaults={"input_shape": m.input_shape}, doc=doc)
+        if signature:
+            fn.args.kwonlyargs = [ast.arg(arg=p) for p in signature]
+            fn.args.kw_defaults = [args.default(p) for p in signature]
+        return fn
 
     def inference_function(self) -> ast.stmt:
         keras = self.module_names["keras"]

@@ -86,8 +86,12 @@ def alexnet_classifier(x, classes, dropout=0.5, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """AlexNet: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.5):
+    """AlexNet: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((2, 2), (2, 2)), name="conv1_pad")(inputs)
     x = layers.Conv2D(
@@ -95,7 +99,9 @@ def build_model(input_shape=(224, 224, 3)):
         11,
         strides=4,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(minval=-0.0524863881081478, maxval=0.0524863881081478),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / (x.shape[-1] * 121) ** 0.5), maxval=(1 / (x.shape[-1] * 121) ** 0.5)
+        ),
         name="conv1",
     )(x)  # 55 x 55 x 64
     x = layers.ReLU(name="relu1")(x)  # 55 x 55 x 64
@@ -140,7 +146,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = layers.MaxPooling2D(3, strides=2, name="pool5")(x)  # 6 x 6 x 256
     x = AdaptiveAvgPool2D(6, name="avgpool")(x)  # 6 x 6 x 256
     x = layers.Flatten(name="flatten")(x)  # 9216
-    x = alexnet_classifier(x, classes=1000, name="classifier")  # 1000
+    x = alexnet_classifier(x, classes=classes, dropout=dropout, name="classifier")  # 1000
     return keras.Model(inputs, x, name="alexnet")
 
 

@@ -28,6 +28,7 @@ LOSS_WEIGHTS = {"main": 1.0}
 
 def build_model(input_shape=(28, 28, 1)):
     """ConvAutoencoder: input (N, 28, 28, 1) NHWC; outputs logits."""
+    channels = input_shape[-1]
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="encoder_conv1_pad")(inputs)
     x = layers.Conv2D(
@@ -35,7 +36,9 @@ def build_model(input_shape=(28, 28, 1)):
         3,
         strides=2,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(minval=-0.3333333333333333, maxval=0.3333333333333333),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / (x.shape[-1] * 9) ** 0.5), maxval=(1 / (x.shape[-1] * 9) ** 0.5)
+        ),
         name="encoder_conv1",
     )(x)
     x = layers.ReLU(name="encoder_relu1")(x)
@@ -75,11 +78,13 @@ def build_model(input_shape=(28, 28, 1)):
     x = layers.Cropping2D(((1, 0), (1, 0)), name="decoder_convt2_crop")(x)
     x = layers.ReLU(name="decoder_relu2")(x)
     x = layers.Conv2DTranspose(
-        1,
+        channels,
         3,
         strides=2,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(minval=-0.3333333333333333, maxval=0.3333333333333333),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / (channels * 9) ** 0.5), maxval=(1 / (channels * 9) ** 0.5)
+        ),
         name="decoder_convt3",
     )(x)
     x = layers.Cropping2D(((1, 0), (1, 0)), name="decoder_convt3_crop")(x)

@@ -119,23 +119,68 @@ def convnext_downsample(x, out, eps=1e-06, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """ConvNeXtTiny: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(
+    input_shape=(224, 224, 3),
+    *,
+    classes=1000,
+    depths=(3, 3, 9, 3),
+    dims=(96, 192, 384, 768),
+    stochastic_depth_prob=0.1,
+    layer_scale=1e-06,
+):
+    """ConvNeXtTiny: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
+    x = inputs
+    stage1_channels = depths[0] + depths[1] + depths[2] + depths[3]
     x = layers.Conv2D(
-        96, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="stem_conv"
-    )(inputs)  # 56 x 56 x 96
+        dims[0], 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="stem_conv"
+    )(x)  # 56 x 56 x 96
     x = layers.LayerNormalization(epsilon=1e-06, name="stem_norm")(x)  # 56 x 56 x 96
-    x = convnext_stage(x, blocks=3, total=18, sd_prob=0.1, name="stage1")  # 56 x 56 x 96
-    x = convnext_downsample(x, out=192, name="down1")  # 28 x 28 x 192
-    x = convnext_stage(x, blocks=3, start=3, total=18, sd_prob=0.1, name="stage2")  # 28 x 28 x 192
-    x = convnext_downsample(x, out=384, name="down2")  # 14 x 14 x 384
-    x = convnext_stage(x, blocks=9, start=6, total=18, sd_prob=0.1, name="stage3")  # 14 x 14 x 384
-    x = convnext_downsample(x, out=768, name="down3")  # 7 x 7 x 768
-    x = convnext_stage(x, blocks=3, start=15, total=18, sd_prob=0.1, name="stage4")  # 7 x 7 x 768
+    x = convnext_stage(
+        x,
+        blocks=depths[0],
+        total=stage1_channels,
+        sd_prob=stochastic_depth_prob,
+        layer_scale=layer_scale,
+        name="stage1",
+    )  # 56 x 56 x 96
+    x = convnext_downsample(x, out=dims[1], name="down1")  # 28 x 28 x 192
+    x = convnext_stage(
+        x,
+        blocks=depths[1],
+        start=depths[0],
+        total=stage1_channels,
+        sd_prob=stochastic_depth_prob,
+        layer_scale=layer_scale,
+        name="stage2",
+    )  # 28 x 28 x 192
+    x = convnext_downsample(x, out=dims[2], name="down2")  # 14 x 14 x 384
+    x = convnext_stage(
+        x,
+        blocks=depths[2],
+        start=depths[0] + depths[1],
+        total=stage1_channels,
+        sd_prob=stochastic_depth_prob,
+        layer_scale=layer_scale,
+        name="stage3",
+    )  # 14 x 14 x 384
+    x = convnext_downsample(x, out=dims[3], name="down3")  # 7 x 7 x 768
+    x = convnext_stage(
+        x,
+        blocks=depths[3],
+        start=depths[0] + depths[1] + depths[2],
+        total=stage1_channels,
+        sd_prob=stochastic_depth_prob,
+        layer_scale=layer_scale,
+        name="stage4",
+    )  # 7 x 7 x 768
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 768
     x = layers.LayerNormalization(epsilon=1e-06, name="head_norm")(x)  # 768
-    x = layers.Dense(1000, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="fc")(x)  # 1000
+    x = layers.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="fc")(x)  # 1000
     return keras.Model(inputs, x, name="convnext_tiny")
 
 

@@ -54,11 +54,15 @@ class BatchNormalizationUnbiased(layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
-def build_model(input_shape=(1, 1, 100)):
-    """DCGANGenerator: input (N, 1, 1, 100) NHWC; outputs logits."""
+def build_model(input_shape=(1, 1, 100), *, ngf=64, nc=3):
+    """DCGANGenerator: input (N, 1, 1, 100) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets nz: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2DTranspose(
-        512, 4, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="convt1"
+        ngf * 8, 4, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="convt1"
     )(inputs)  # 4 x 4 x 512
     x = BatchNormalizationUnbiased(
         epsilon=1e-05,
@@ -68,7 +72,7 @@ def build_model(input_shape=(1, 1, 100)):
     )(x)  # 4 x 4 x 512
     x = layers.ReLU(name="relu1")(x)  # 4 x 4 x 512
     x = layers.Conv2DTranspose(
-        256,
+        ngf * 4,
         4,
         strides=2,
         use_bias=False,
@@ -84,7 +88,7 @@ def build_model(input_shape=(1, 1, 100)):
     )(x)  # 8 x 8 x 256
     x = layers.ReLU(name="relu2")(x)  # 8 x 8 x 256
     x = layers.Conv2DTranspose(
-        128,
+        ngf * 2,
         4,
         strides=2,
         use_bias=False,
@@ -100,7 +104,12 @@ def build_model(input_shape=(1, 1, 100)):
     )(x)  # 16 x 16 x 128
     x = layers.ReLU(name="relu3")(x)  # 16 x 16 x 128
     x = layers.Conv2DTranspose(
-        64, 4, strides=2, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="convt4"
+        ngf,
+        4,
+        strides=2,
+        use_bias=False,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.02),
+        name="convt4",
     )(x)
     x = layers.Cropping2D(((1, 1), (1, 1)), name="convt4_crop")(x)  # 32 x 32 x 64
     x = BatchNormalizationUnbiased(
@@ -111,7 +120,7 @@ def build_model(input_shape=(1, 1, 100)):
     )(x)  # 32 x 32 x 64
     x = layers.ReLU(name="relu4")(x)  # 32 x 32 x 64
     x = layers.Conv2DTranspose(
-        3, 4, strides=2, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="convt5"
+        nc, 4, strides=2, use_bias=False, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="convt5"
     )(x)
     x = layers.Cropping2D(((1, 1), (1, 1)), name="convt5_crop")(x)  # 64 x 64 x 3
     x = layers.Activation("tanh", name="tanh")(x)  # 64 x 64 x 3

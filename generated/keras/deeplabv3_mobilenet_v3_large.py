@@ -324,8 +324,12 @@ def deeplab_head(x, classes, rates=(12, 24, 36), name=None):
     return x
 
 
-def build_model(input_shape=(520, 520, 3)):
-    """DeepLabV3MobileNetV3Large: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
+def build_model(input_shape=(520, 520, 3), *, classes=21):
+    """DeepLabV3MobileNetV3Large: input (N, 520, 520, 3) NHWC; outputs a dict: out.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size: not arguments. Fixed at the spec's values, where the build resolved them: aux.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = mbv3_conv(inputs, out=16, kernel=3, stride=2, act="HS", name="stem")  # 260 x 260 x 16
     x = mbv3_bneck(x, expanded=16, out=16, name="bneck1")  # 260 x 260 x 16
@@ -346,7 +350,7 @@ def build_model(input_shape=(520, 520, 3)):
     x = mbv3_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2, name="bneck14")  # 33 x 33 x 160
     x = mbv3_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2, name="bneck15")  # 33 x 33 x 160
     x = mbv3_conv(x, out=960, act="HS", name="lastconv")  # 33 x 33 x 960
-    x = deeplab_head(x, classes=21, name="classifier")  # 33 x 33 x 21
+    x = deeplab_head(x, classes=classes, name="classifier")  # 33 x 33 x 21
     out = Resize(size=input_shape[:-1], mode="linear", name="out")(x)  # 520 x 520 x 21
     return keras.Model(inputs, {"out": out}, name="deeplabv3_mobilenet_v3_large")
 

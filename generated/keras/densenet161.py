@@ -108,12 +108,26 @@ def transition(x, reduction=0.5, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """DenseNet161: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(
+    input_shape=(224, 224, 3),
+    *,
+    classes=1000,
+    growth_rate=48,
+    block_config=(6, 12, 36, 24),
+    stem_channels=96,
+    bn_size=4,
+    reduction=0.5,
+    drop_rate=0.0,
+):
+    """DenseNet161: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv0_pad")(inputs)
     x = layers.Conv2D(
-        96,
+        stem_channels,
         7,
         strides=2,
         use_bias=False,
@@ -124,18 +138,26 @@ def build_model(input_shape=(224, 224, 3)):
     x = layers.ReLU(name="relu0")(x)  # 112 x 112 x 96
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool0_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool0")(x)  # 56 x 56 x 96
-    x = dense_block(x, num_layers=6, growth_rate=48, name="denseblock1")  # 56 x 56 x 384
-    x = transition(x, name="transition1")  # 28 x 28 x 192
-    x = dense_block(x, num_layers=12, growth_rate=48, name="denseblock2")  # 28 x 28 x 768
-    x = transition(x, name="transition2")  # 14 x 14 x 384
-    x = dense_block(x, num_layers=36, growth_rate=48, name="denseblock3")  # 14 x 14 x 2112
-    x = transition(x, name="transition3")  # 7 x 7 x 1056
-    x = dense_block(x, num_layers=24, growth_rate=48, name="denseblock4")  # 7 x 7 x 2208
+    x = dense_block(
+        x, num_layers=block_config[0], growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name="denseblock1"
+    )  # 56 x 56 x 384
+    x = transition(x, reduction=reduction, name="transition1")  # 28 x 28 x 192
+    x = dense_block(
+        x, num_layers=block_config[1], growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name="denseblock2"
+    )  # 28 x 28 x 768
+    x = transition(x, reduction=reduction, name="transition2")  # 14 x 14 x 384
+    x = dense_block(
+        x, num_layers=block_config[2], growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name="denseblock3"
+    )  # 14 x 14 x 2112
+    x = transition(x, reduction=reduction, name="transition3")  # 7 x 7 x 1056
+    x = dense_block(
+        x, num_layers=block_config[3], growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name="denseblock4"
+    )  # 7 x 7 x 2208
     x = BatchNormalizationUnbiased(epsilon=1.001e-05, momentum=0.9, name="norm5")(x)  # 7 x 7 x 2208
     x = layers.ReLU(name="relu5")(x)  # 7 x 7 x 2208
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 2208
     x = layers.Dense(
-        1000,
+        classes,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
         name="classifier",
     )(x)  # 1000

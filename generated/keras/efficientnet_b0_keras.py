@@ -147,8 +147,12 @@ def effk_block(x, filters_in, filters_out, kernel=3, stride=1, expand=6, drop_ra
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """EfficientNetB0Keras: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.2, drop_connect_rate=0.2):
+    """EfficientNetB0Keras: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(
         32,
@@ -161,30 +165,54 @@ def build_model(input_shape=(224, 224, 3)):
     )(inputs)  # 112 x 112 x 32
     x = BatchNormalizationUnbiased(name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.Activation("silu", name="stem_activation")(x)  # 112 x 112 x 32
-    x = effk_block(x, filters_in=32, filters_out=16, expand=1, name="block1a")  # 112 x 112 x 16
-    x = effk_block(x, filters_in=16, filters_out=24, stride=2, drop_rate=0.0125, name="block2a")  # 56 x 56 x 24
-    x = effk_block(x, filters_in=24, filters_out=24, drop_rate=0.025, name="block2b")  # 56 x 56 x 24
     x = effk_block(
-        x, filters_in=24, filters_out=40, kernel=5, stride=2, drop_rate=0.037500000000000006, name="block3a"
+        x, filters_in=32, filters_out=16, expand=1, drop_rate=drop_connect_rate * 0 / 16, name="block1a"
+    )  # 112 x 112 x 16
+    x = effk_block(
+        x, filters_in=16, filters_out=24, stride=2, drop_rate=drop_connect_rate / 16, name="block2a"
+    )  # 56 x 56 x 24
+    x = effk_block(
+        x, filters_in=24, filters_out=24, drop_rate=drop_connect_rate * 2 / 16, name="block2b"
+    )  # 56 x 56 x 24
+    x = effk_block(
+        x, filters_in=24, filters_out=40, kernel=5, stride=2, drop_rate=drop_connect_rate * 3 / 16, name="block3a"
     )  # 28 x 28 x 40
-    x = effk_block(x, filters_in=40, filters_out=40, kernel=5, drop_rate=0.05, name="block3b")  # 28 x 28 x 40
-    x = effk_block(x, filters_in=40, filters_out=80, stride=2, drop_rate=0.0625, name="block4a")  # 14 x 14 x 80
-    x = effk_block(x, filters_in=80, filters_out=80, drop_rate=0.07500000000000001, name="block4b")  # 14 x 14 x 80
-    x = effk_block(x, filters_in=80, filters_out=80, drop_rate=0.08750000000000001, name="block4c")  # 14 x 14 x 80
-    x = effk_block(x, filters_in=80, filters_out=112, kernel=5, drop_rate=0.1, name="block5a")  # 14 x 14 x 112
-    x = effk_block(x, filters_in=112, filters_out=112, kernel=5, drop_rate=0.1125, name="block5b")  # 14 x 14 x 112
-    x = effk_block(x, filters_in=112, filters_out=112, kernel=5, drop_rate=0.125, name="block5c")  # 14 x 14 x 112
     x = effk_block(
-        x, filters_in=112, filters_out=192, kernel=5, stride=2, drop_rate=0.1375, name="block6a"
+        x, filters_in=40, filters_out=40, kernel=5, drop_rate=drop_connect_rate * 4 / 16, name="block3b"
+    )  # 28 x 28 x 40
+    x = effk_block(
+        x, filters_in=40, filters_out=80, stride=2, drop_rate=drop_connect_rate * 5 / 16, name="block4a"
+    )  # 14 x 14 x 80
+    x = effk_block(
+        x, filters_in=80, filters_out=80, drop_rate=drop_connect_rate * 6 / 16, name="block4b"
+    )  # 14 x 14 x 80
+    x = effk_block(
+        x, filters_in=80, filters_out=80, drop_rate=drop_connect_rate * 7 / 16, name="block4c"
+    )  # 14 x 14 x 80
+    x = effk_block(
+        x, filters_in=80, filters_out=112, kernel=5, drop_rate=drop_connect_rate * 8 / 16, name="block5a"
+    )  # 14 x 14 x 112
+    x = effk_block(
+        x, filters_in=112, filters_out=112, kernel=5, drop_rate=drop_connect_rate * 9 / 16, name="block5b"
+    )  # 14 x 14 x 112
+    x = effk_block(
+        x, filters_in=112, filters_out=112, kernel=5, drop_rate=drop_connect_rate * 10 / 16, name="block5c"
+    )  # 14 x 14 x 112
+    x = effk_block(
+        x, filters_in=112, filters_out=192, kernel=5, stride=2, drop_rate=drop_connect_rate * 11 / 16, name="block6a"
     )  # 7 x 7 x 192
     x = effk_block(
-        x, filters_in=192, filters_out=192, kernel=5, drop_rate=0.15000000000000002, name="block6b"
+        x, filters_in=192, filters_out=192, kernel=5, drop_rate=drop_connect_rate * 12 / 16, name="block6b"
     )  # 7 x 7 x 192
-    x = effk_block(x, filters_in=192, filters_out=192, kernel=5, drop_rate=0.1625, name="block6c")  # 7 x 7 x 192
     x = effk_block(
-        x, filters_in=192, filters_out=192, kernel=5, drop_rate=0.17500000000000002, name="block6d"
+        x, filters_in=192, filters_out=192, kernel=5, drop_rate=drop_connect_rate * 13 / 16, name="block6c"
     )  # 7 x 7 x 192
-    x = effk_block(x, filters_in=192, filters_out=320, drop_rate=0.1875, name="block7a")  # 7 x 7 x 320
+    x = effk_block(
+        x, filters_in=192, filters_out=192, kernel=5, drop_rate=drop_connect_rate * 14 / 16, name="block6d"
+    )  # 7 x 7 x 192
+    x = effk_block(
+        x, filters_in=192, filters_out=320, drop_rate=drop_connect_rate * 15 / 16, name="block7a"
+    )  # 7 x 7 x 320
     x = layers.Conv2D(
         1280,
         1,
@@ -195,9 +223,9 @@ def build_model(input_shape=(224, 224, 3)):
     x = BatchNormalizationUnbiased(name="top_bn")(x)  # 7 x 7 x 1280
     x = layers.Activation("silu", name="top_activation")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 1280
-    x = layers.Dropout(0.2, name="top_dropout")(x)  # 1280
+    x = layers.Dropout(dropout, name="top_dropout")(x)  # 1280
     x = layers.Dense(
-        1000,
+        classes,
         kernel_initializer=keras.initializers.VarianceScaling(
             scale=0.3333333333333333, mode="fan_out", distribution="uniform"
         ),

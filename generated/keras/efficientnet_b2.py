@@ -7,7 +7,8 @@ Paper: Tan & Le, arXiv:1905.11946.
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
@@ -26,11 +27,11 @@ def _explicit_padding(x, padding, name):
     pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
     if not any(sum(pairs, ())):
         return (x, "valid")
-    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    zero_padding = {1: layers_2.ZeroPadding1D, 2: layers_2.ZeroPadding2D, 3: layers_2.ZeroPadding3D}[rank]
     return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
 
 
-class StochasticDepth(layers.Layer):
+class StochasticDepth(layers_2.Layer):
     """Stochastic depth, row mode (torchvision.ops.StochasticDepth): the identity in inference; in training each
     sample is zeroed with probability p and the kept ones are scaled by 1 / (1 - p).
     """
@@ -52,7 +53,7 @@ class StochasticDepth(layers.Layer):
         return {**super().get_config(), "p": self.p}
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -86,7 +87,7 @@ def effnet_conv(x, out, kernel=1, stride=1, act=True, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_conv")
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         out,
         kernel,
         strides=stride,
@@ -99,7 +100,7 @@ def effnet_conv(x, out, kernel=1, stride=1, act=True, name=None):
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn")(x)
     if act:
-        x = layers.Activation("silu", name=f"{name}_silu")(x)
+        x = layers_2.Activation("silu", name=f"{name}_silu")(x)
     return x
 
 
@@ -118,7 +119,7 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
     if expanded != in_channels:
         x = effnet_conv(x, out=expanded, name=f"{name}_expand")
     x, keras_padding = _explicit_padding(x, (kernel - 1) // 2, f"{name}_dw_conv")
-    x = layers.DepthwiseConv2D(
+    x = layers_2.DepthwiseConv2D(
         kernel,
         strides=stride,
         padding=keras_padding,
@@ -129,11 +130,11 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
         name=f"{name}_dw_conv",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_dw_bn")(x)
-    x = layers.Activation("silu", name=f"{name}_dw_act")(x)
+    x = layers_2.Activation("silu", name=f"{name}_dw_act")(x)
     branch1 = x
     branch2 = x
-    branch2 = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
-    branch2 = layers.Conv2D(
+    branch2 = layers_2.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_branch2_adaptive_avgpool")(branch2)
+    branch2 = layers_2.Conv2D(
         squeeze,
         1,
         kernel_initializer=keras.initializers.VarianceScaling(
@@ -141,8 +142,8 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
         ),
         name=f"{name}_se_branch2_fc1",
     )(branch2)
-    branch2 = layers.Activation("silu", name=f"{name}_se_branch2_silu")(branch2)
-    branch2 = layers.Conv2D(
+    branch2 = layers_2.Activation("silu", name=f"{name}_se_branch2_silu")(branch2)
+    branch2 = layers_2.Conv2D(
         expanded,
         1,
         kernel_initializer=keras.initializers.VarianceScaling(
@@ -150,12 +151,12 @@ def effnet_mbconv(x, expanded, kernel, out, squeeze, stride=1, residual=False, s
         ),
         name=f"{name}_se_branch2_fc2",
     )(branch2)
-    branch2 = layers.Activation("sigmoid", name=f"{name}_se_branch2_sigmoid")(branch2)
-    x = layers.Multiply(name=f"{name}_se")([branch1, branch2])
+    branch2 = layers_2.Activation("sigmoid", name=f"{name}_se_branch2_sigmoid")(branch2)
+    x = layers_2.Multiply(name=f"{name}_se")([branch1, branch2])
     x = effnet_conv(x, out=out, act=False, name=f"{name}_project")
     if residual:
         x = StochasticDepth(sd_prob, name=f"{name}_stochastic_depth")(x)
-        x = layers.Add(name=f"{name}_residual")([x, identity])
+        x = layers_2.Add(name=f"{name}_residual")([x, identity])
     return x
 
 
@@ -204,24 +205,122 @@ def effnet_stage(
     return x
 
 
-def build_model(input_shape=(288, 288, 3)):
-    """EfficientNetB2: input (N, 288, 288, 3) NHWC; outputs logits."""
+def build_model(
+    input_shape=(288, 288, 3),
+    *,
+    classes=1000,
+    width_mult=1.1,
+    depth_mult=1.2,
+    dropout=0.3,
+    stochastic_depth_prob=0.2,
+    layers=(1, 2, 2, 3, 3, 4, 1),
+    depths=None,
+    starts=None,
+    total_blocks=None,
+    stem_width=None,
+    head_width=None,
+):
+    """EfficientNetB2: input (N, 288, 288, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
+    spec works out from others is None by default: worked out the same way. input_shape sets size, channels: not
+    arguments.
+    """
+    if depths is None:
+        depths = [
+            -int(-layers[0] * depth_mult // 1),
+            -int(-layers[1] * depth_mult // 1),
+            -int(-layers[2] * depth_mult // 1),
+            -int(-layers[3] * depth_mult // 1),
+            -int(-layers[4] * depth_mult // 1),
+            -int(-layers[5] * depth_mult // 1),
+            -int(-layers[6] * depth_mult // 1),
+        ]
+    if starts is None:
+        starts = [
+            0,
+            depths[0],
+            depths[0] + depths[1],
+            depths[0] + depths[1] + depths[2],
+            depths[0] + depths[1] + depths[2] + depths[3],
+            depths[0] + depths[1] + depths[2] + depths[3] + depths[4],
+            depths[0] + depths[1] + depths[2] + depths[3] + depths[4] + depths[5],
+        ]
+    if total_blocks is None:
+        total_blocks = starts[6] + depths[6]
+    if stem_width is None:
+        stem_width = max(8, int(32 * width_mult + 4) // 8 * 8) + (
+            8 if max(8, int(32 * width_mult + 4) // 8 * 8) < 28.8 * width_mult else 0
+        )
+    if head_width is None:
+        head_width = 4 * (
+            max(8, int(320 * width_mult + 4) // 8 * 8)
+            + (8 if max(8, int(320 * width_mult + 4) // 8 * 8) < 288.0 * width_mult else 0)
+        )
     inputs = keras.Input(shape=input_shape, name="input")
-    x = effnet_conv(inputs, out=32, kernel=3, stride=2, name="stem")  # 144 x 144 x 32
+    x = effnet_conv(inputs, out=stem_width, kernel=3, stride=2, name="stem")  # 144 x 144 x 32
     x = effnet_stage(
-        x, expand=1, kernel=3, out=16, blocks=2, total_blocks=23, width_mult=1.1, name="stage1"
+        x,
+        expand=1,
+        kernel=3,
+        out=16,
+        blocks=depths[0],
+        first_index=starts[0],
+        total_blocks=total_blocks,
+        width_mult=width_mult,
+        sd_prob=stochastic_depth_prob,
+        name="stage1",
     )  # 144 x 144 x 16
     x = effnet_stage(
-        x, expand=6, kernel=3, stride=2, out=24, blocks=3, first_index=2, total_blocks=23, width_mult=1.1, name="stage2"
+        x,
+        expand=6,
+        kernel=3,
+        stride=2,
+        out=24,
+        blocks=depths[1],
+        first_index=starts[1],
+        total_blocks=total_blocks,
+        width_mult=width_mult,
+        sd_prob=stochastic_depth_prob,
+        name="stage2",
     )  # 72 x 72 x 24
     x = effnet_stage(
-        x, expand=6, kernel=5, stride=2, out=40, blocks=3, first_index=5, total_blocks=23, width_mult=1.1, name="stage3"
+        x,
+        expand=6,
+        kernel=5,
+        stride=2,
+        out=40,
+        blocks=depths[2],
+        first_index=starts[2],
+        total_blocks=total_blocks,
+        width_mult=width_mult,
+        sd_prob=stochastic_depth_prob,
+        name="stage3",
     )  # 36 x 36 x 48
     x = effnet_stage(
-        x, expand=6, kernel=3, stride=2, out=80, blocks=4, first_index=8, total_blocks=23, width_mult=1.1, name="stage4"
+        x,
+        expand=6,
+        kernel=3,
+        stride=2,
+        out=80,
+        blocks=depths[3],
+        first_index=starts[3],
+        total_blocks=total_blocks,
+        width_mult=width_mult,
+        sd_prob=stochastic_depth_prob,
+        name="stage4",
     )  # 18 x 18 x 88
     x = effnet_stage(
-        x, expand=6, kernel=5, out=112, blocks=4, first_index=12, total_blocks=23, width_mult=1.1, name="stage5"
+        x,
+        expand=6,
+        kernel=5,
+        out=112,
+        blocks=depths[4],
+        first_index=starts[4],
+        total_blocks=total_blocks,
+        width_mult=width_mult,
+        sd_prob=stochastic_depth_prob,
+        name="stage5",
     )  # 18 x 18 x 120
     x = effnet_stage(
         x,
@@ -229,20 +328,30 @@ def build_model(input_shape=(288, 288, 3)):
         kernel=5,
         stride=2,
         out=192,
-        blocks=5,
-        first_index=16,
-        total_blocks=23,
-        width_mult=1.1,
+        blocks=depths[5],
+        first_index=starts[5],
+        total_blocks=total_blocks,
+        width_mult=width_mult,
+        sd_prob=stochastic_depth_prob,
         name="stage6",
     )  # 9 x 9 x 208
     x = effnet_stage(
-        x, expand=6, kernel=3, out=320, blocks=2, first_index=21, total_blocks=23, width_mult=1.1, name="stage7"
+        x,
+        expand=6,
+        kernel=3,
+        out=320,
+        blocks=depths[6],
+        first_index=starts[6],
+        total_blocks=total_blocks,
+        width_mult=width_mult,
+        sd_prob=stochastic_depth_prob,
+        name="stage7",
     )  # 9 x 9 x 352
-    x = effnet_conv(x, out=1408, name="lastconv")  # 9 x 9 x 1408
-    x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1408
-    x = layers.Dropout(0.3, name="dropout")(x)  # 1408
-    x = layers.Dense(
-        1000,
+    x = effnet_conv(x, out=head_width, name="lastconv")  # 9 x 9 x 1408
+    x = layers_2.GlobalAveragePooling2D(name="avgpool")(x)  # 1408
+    x = layers_2.Dropout(dropout, name="dropout")(x)  # 1408
+    x = layers_2.Dense(
+        classes,
         kernel_initializer=keras.initializers.VarianceScaling(
             scale=0.3333333333333333, mode="fan_out", distribution="uniform"
         ),

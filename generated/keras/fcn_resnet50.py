@@ -12,7 +12,8 @@ Reference counts (torchvision, 21 classes): 32,957,013 parameters, 54,144 BN run
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"out": 1.0}
 
@@ -31,11 +32,11 @@ def _explicit_padding(x, padding, name):
     pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
     if not any(sum(pairs, ())):
         return (x, "valid")
-    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    zero_padding = {1: layers_2.ZeroPadding1D, 2: layers_2.ZeroPadding2D, 3: layers_2.ZeroPadding3D}[rank]
     return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
 
 
-class Resize(layers.Layer):
+class Resize(layers_2.Layer):
     """PyTorch's interpolate (nn.Upsample) on channels-last input of any rank, one spatial axis at a time (nearest
     and multilinear interpolation are separable): to ``size``, or by ``scale`` (output floor(n * scale); source
     positions from 1 / scale, as PyTorch computes them), ``mode`` nearest or linear (bilinear, trilinear: linear
@@ -89,7 +90,7 @@ class Resize(layers.Layer):
         return {**super().get_config(), **config}
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -127,7 +128,7 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     conv1_channels = int(planes * (base_width / 64)) * groups
     conv3_channels = planes * expansion
     identity = x
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         conv1_channels,
         1,
         use_bias=False,
@@ -137,9 +138,9 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         name=f"{name}_conv1",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
-    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = layers_2.ReLU(name=f"{name}_relu1")(x)
     x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         conv1_channels,
         3,
         strides=stride,
@@ -153,8 +154,8 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         name=f"{name}_conv2",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
-    x = layers.ReLU(name=f"{name}_relu2")(x)
-    x = layers.Conv2D(
+    x = layers_2.ReLU(name=f"{name}_relu2")(x)
+    x = layers_2.Conv2D(
         conv3_channels,
         1,
         use_bias=False,
@@ -165,7 +166,7 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
     if stride != 1 or in_channels != planes * expansion:
-        identity = layers.Conv2D(
+        identity = layers_2.Conv2D(
             conv3_channels,
             1,
             strides=stride,
@@ -176,8 +177,8 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
             name=f"{name}_downsample_conv",
         )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
-    x = layers.Add(name=f"{name}_residual")([x, identity])
-    x = layers.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.Add(name=f"{name}_residual")([x, identity])
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
     return x
 
 
@@ -211,7 +212,7 @@ def fcn_head(x, classes, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     in_channels = x.shape[-1]
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         in_channels // 4,
         3,
         padding="same",
@@ -220,9 +221,9 @@ def fcn_head(x, classes, name=None):
         name=f"{name}_conv1",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
-    x = layers.ReLU(name=f"{name}_relu")(x)
-    x = layers.Dropout(0.1, name=f"{name}_dropout")(x)
-    x = layers.Conv2D(
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.Dropout(0.1, name=f"{name}_dropout")(x)
+    x = layers_2.Conv2D(
         classes,
         1,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
@@ -234,11 +235,15 @@ def fcn_head(x, classes, name=None):
     return x
 
 
-def build_model(input_shape=(520, 520, 3)):
-    """FCNResNet50: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
+def build_model(input_shape=(520, 520, 3), *, classes=21, layers=(3, 4, 6, 3)):
+    """FCNResNet50: input (N, 520, 520, 3) NHWC; outputs a dict: out.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size: not arguments. Fixed at the spec's values, where the build resolved them: aux, dilate.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(
+    x = layers_2.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
+    x = layers_2.Conv2D(
         64,
         7,
         strides=2,
@@ -249,14 +254,14 @@ def build_model(input_shape=(520, 520, 3)):
         name="conv1",
     )(x)  # 260 x 260 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 260 x 260 x 64
-    x = layers.ReLU(name="relu")(x)  # 260 x 260 x 64
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 130 x 130 x 64
-    x = bottleneck_stage(x, planes=64, blocks=3, name="layer1")  # 130 x 130 x 256
-    x = bottleneck_stage(x, planes=128, blocks=4, stride=2, name="layer2")  # 65 x 65 x 512
-    x = bottleneck_stage(x, planes=256, blocks=6, dilation=2, name="layer3")  # 65 x 65 x 1024
-    x = bottleneck_stage(x, planes=512, blocks=3, dilation=4, first_dilation=2, name="layer4")  # 65 x 65 x 2048
-    x = fcn_head(x, classes=21, name="classifier")  # 65 x 65 x 21
+    x = layers_2.ReLU(name="relu")(x)  # 260 x 260 x 64
+    x = layers_2.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
+    x = layers_2.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 130 x 130 x 64
+    x = bottleneck_stage(x, planes=64, blocks=layers[0], name="layer1")  # 130 x 130 x 256
+    x = bottleneck_stage(x, planes=128, blocks=layers[1], stride=2, name="layer2")  # 65 x 65 x 512
+    x = bottleneck_stage(x, planes=256, blocks=layers[2], dilation=2, name="layer3")  # 65 x 65 x 1024
+    x = bottleneck_stage(x, planes=512, blocks=layers[3], dilation=4, first_dilation=2, name="layer4")  # 65 x 65 x 2048
+    x = fcn_head(x, classes=classes, name="classifier")  # 65 x 65 x 21
     out = Resize(size=input_shape[:-1], mode="linear", name="out")(x)  # 520 x 520 x 21
     return keras.Model(inputs, {"out": out}, name="fcn_resnet50")
 

@@ -142,12 +142,16 @@ def inception_aux(x, classes, dropout=0.7, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
+def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.2, aux_dropout=0.7, kernel5=3):
     """GoogLeNetTorchvision: input (N, 224, 224, 3) NHWC; outputs logits.
 
     Outputs [main, aux1, aux2], named as LOSS_WEIGHTS' keys: train with model.compile(loss={name: ... for name in
     LOSS_WEIGHTS}, loss_weights=LOSS_WEIGHTS) (a dict of losses: with a list, Keras 3 takes a dict of weights in
     sorted-key order). inference_model(model) keeps the main output only.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments. Fixed at the spec's values, where the build resolved them: aux, bn_eps,
+    pool_padding, pool_ceil, pool4_kernel.
     """
     inputs = keras.Input(shape=input_shape, name="input")
     x = conv_bn_act(inputs, out=64, kernel=7, stride=2, padding=3, name="conv1")  # 112 x 112 x 64
@@ -162,48 +166,72 @@ def build_model(input_shape=(224, 224, 3)):
     x = layers.ZeroPadding2D((pad_h, pad_w), name="maxpool2_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool2")(x)  # 28 x 28 x 192
     x = inception(
-        x, ch1x1=64, ch3x3red=96, ch3x3=128, ch5x5red=16, ch5x5=32, pool_proj=32, kernel5=3, name="inception3a"
+        x, ch1x1=64, ch3x3red=96, ch3x3=128, ch5x5red=16, ch5x5=32, pool_proj=32, kernel5=kernel5, name="inception3a"
     )  # 28 x 28 x 256
     x = inception(
-        x, ch1x1=128, ch3x3red=128, ch3x3=192, ch5x5red=32, ch5x5=96, pool_proj=64, kernel5=3, name="inception3b"
+        x, ch1x1=128, ch3x3red=128, ch3x3=192, ch5x5red=32, ch5x5=96, pool_proj=64, kernel5=kernel5, name="inception3b"
     )  # 28 x 28 x 480
     pad_h = _pool_padding(x.shape[1], 3, 2, 0, 0, ceil=True)
     pad_w = _pool_padding(x.shape[2], 3, 2, 0, 0, ceil=True)
     x = layers.ZeroPadding2D((pad_h, pad_w), name="maxpool3_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool3")(x)  # 14 x 14 x 480
     x = inception(
-        x, ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64, kernel5=3, name="inception4a"
+        x, ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64, kernel5=kernel5, name="inception4a"
     )  # 14 x 14 x 512
     aux1 = x
-    aux1 = inception_aux(aux1, classes=1000, name="aux1_head")
+    aux1 = inception_aux(aux1, classes=classes, dropout=aux_dropout, name="aux1_head")
     x = inception(
-        x, ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64, kernel5=3, name="inception4b"
+        x, ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64, kernel5=kernel5, name="inception4b"
     )  # 14 x 14 x 512
     x = inception(
-        x, ch1x1=128, ch3x3red=128, ch3x3=256, ch5x5red=24, ch5x5=64, pool_proj=64, kernel5=3, name="inception4c"
+        x, ch1x1=128, ch3x3red=128, ch3x3=256, ch5x5red=24, ch5x5=64, pool_proj=64, kernel5=kernel5, name="inception4c"
     )  # 14 x 14 x 512
     x = inception(
-        x, ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64, kernel5=3, name="inception4d"
+        x, ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64, kernel5=kernel5, name="inception4d"
     )  # 14 x 14 x 528
     aux2 = x
-    aux2 = inception_aux(aux2, classes=1000, name="aux2_head")
+    aux2 = inception_aux(aux2, classes=classes, dropout=aux_dropout, name="aux2_head")
     x = inception(
-        x, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128, kernel5=3, name="inception4e"
+        x,
+        ch1x1=256,
+        ch3x3red=160,
+        ch3x3=320,
+        ch5x5red=32,
+        ch5x5=128,
+        pool_proj=128,
+        kernel5=kernel5,
+        name="inception4e",
     )  # 14 x 14 x 832
     pad_h = _pool_padding(x.shape[1], 2, 2, 0, 0, ceil=True)
     pad_w = _pool_padding(x.shape[2], 2, 2, 0, 0, ceil=True)
     x = layers.ZeroPadding2D((pad_h, pad_w), name="maxpool4_pad")(x)
     x = layers.MaxPooling2D(2, name="maxpool4")(x)  # 7 x 7 x 832
     x = inception(
-        x, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128, kernel5=3, name="inception5a"
+        x,
+        ch1x1=256,
+        ch3x3red=160,
+        ch3x3=320,
+        ch5x5red=32,
+        ch5x5=128,
+        pool_proj=128,
+        kernel5=kernel5,
+        name="inception5a",
     )  # 7 x 7 x 832
     x = inception(
-        x, ch1x1=384, ch3x3red=192, ch3x3=384, ch5x5red=48, ch5x5=128, pool_proj=128, kernel5=3, name="inception5b"
+        x,
+        ch1x1=384,
+        ch3x3red=192,
+        ch3x3=384,
+        ch5x5red=48,
+        ch5x5=128,
+        pool_proj=128,
+        kernel5=kernel5,
+        name="inception5b",
     )  # 7 x 7 x 1024
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1024
-    x = layers.Dropout(0.2, name="dropout")(x)  # 1024
+    x = layers.Dropout(dropout, name="dropout")(x)  # 1024
     x = layers.Dense(
-        1000,
+        classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
         bias_initializer=keras.initializers.RandomUniform(minval=-0.03125, maxval=0.03125),
         name="fc",

@@ -237,8 +237,12 @@ def irv2_block8(x, up, factor=0.2, act=True, name=None):
     return x
 
 
-def build_model(input_shape=(299, 299, 3)):
-    """InceptionResNetV2: input (N, 299, 299, 3) NHWC; outputs logits."""
+def build_model(input_shape=(299, 299, 3), *, classes=1000):
+    """InceptionResNetV2: input (N, 299, 299, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = irv2_conv(inputs, out=32, kernel=3, stride=2, name="conv1")  # 149 x 149 x 32
     x = irv2_conv(x, out=32, kernel=3, name="conv2")  # 147 x 147 x 32
@@ -262,7 +266,7 @@ def build_model(input_shape=(299, 299, 3)):
     x = irv2_block8(x, up=2080, factor=1.0, act=False, name="block8_10")  # 8 x 8 x 2080
     x = irv2_conv(x, out=1536, kernel=1, name="conv_7b")  # 8 x 8 x 1536
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 1536
-    x = layers.Dense(1000, name="predictions")(x)  # 1000
+    x = layers.Dense(classes, name="predictions")(x)  # 1000
     return keras.Model(inputs, x, name="inception_resnet_v2")
 
 

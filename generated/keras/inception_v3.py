@@ -229,8 +229,12 @@ def inception3_e(x, name=None):
     return x
 
 
-def build_model(input_shape=(299, 299, 3)):
-    """InceptionV3: input (N, 299, 299, 3) NHWC; outputs logits."""
+def build_model(input_shape=(299, 299, 3), *, classes=1000, dropout=0.5):
+    """InceptionV3: input (N, 299, 299, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments. Fixed at the spec's values, where the build resolved them: aux.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = inception3_conv(inputs, out=32, kernel=3, stride=2, name="Conv2d_1a_3x3")  # 149 x 149 x 32
     x = inception3_conv(x, out=32, kernel=3, name="Conv2d_2a_3x3")  # 147 x 147 x 32
@@ -251,9 +255,9 @@ def build_model(input_shape=(299, 299, 3)):
     x = inception3_e(x, name="Mixed_7b")  # 8 x 8 x 2048
     x = inception3_e(x, name="Mixed_7c")  # 8 x 8 x 2048
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 2048
-    x = layers.Dropout(0.5, name="dropout")(x)  # 2048
+    x = layers.Dropout(dropout, name="dropout")(x)  # 2048
     x = layers.Dense(
-        1000,
+        classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.1),
         bias_initializer=keras.initializers.RandomUniform(minval=-0.022097086912079608, maxval=0.022097086912079608),
         name="fc",

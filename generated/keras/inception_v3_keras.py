@@ -213,8 +213,12 @@ def inception3_e(x, name=None):
     return x
 
 
-def build_model(input_shape=(299, 299, 3)):
-    """InceptionV3Keras: input (N, 299, 299, 3) NHWC; outputs logits."""
+def build_model(input_shape=(299, 299, 3), *, classes=1000):
+    """InceptionV3Keras: input (N, 299, 299, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = inception3_conv(inputs, out=32, kernel=3, stride=2, name="Conv2d_1a_3x3")  # 149 x 149 x 32
     x = inception3_conv(x, out=32, kernel=3, name="Conv2d_2a_3x3")  # 147 x 147 x 32
@@ -235,7 +239,7 @@ def build_model(input_shape=(299, 299, 3)):
     x = inception3_e(x, name="mixed9")  # 8 x 8 x 2048
     x = inception3_e(x, name="mixed10")  # 8 x 8 x 2048
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 2048
-    x = layers.Dense(1000, name="predictions")(x)  # 1000
+    x = layers.Dense(classes, name="predictions")(x)  # 1000
     return keras.Model(inputs, x, name="inception_v3_keras")
 
 

@@ -266,8 +266,12 @@ def lraspp_head(x, low, classes, inter=128, name=None):
     return x
 
 
-def build_model(input_shape=(520, 520, 3)):
-    """LRASPPMobileNetV3Large: input (N, 520, 520, 3) NHWC; outputs a dict: out."""
+def build_model(input_shape=(520, 520, 3), *, classes=21):
+    """LRASPPMobileNetV3Large: input (N, 520, 520, 3) NHWC; outputs a dict: out.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = mbv3_conv(inputs, out=16, kernel=3, stride=2, act="HS", name="stem")  # 260 x 260 x 16
     x = mbv3_bneck(x, expanded=16, out=16, name="bneck1")  # 260 x 260 x 16
@@ -288,7 +292,7 @@ def build_model(input_shape=(520, 520, 3)):
     x = mbv3_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2, name="bneck14")  # 33 x 33 x 160
     x = mbv3_bneck(x, kernel=5, expanded=960, out=160, se=True, act="HS", dilation=2, name="bneck15")  # 33 x 33 x 160
     x = mbv3_conv(x, out=960, act="HS", name="lastconv")  # 33 x 33 x 960
-    x = lraspp_head(x, bneck4, classes=21, name="classifier")  # 65 x 65 x 21
+    x = lraspp_head(x, bneck4, classes=classes, name="classifier")  # 65 x 65 x 21
     out = Resize(size=input_shape[:-1], mode="linear", name="out")(x)  # 520 x 520 x 21
     return keras.Model(inputs, {"out": out}, name="lraspp_mobilenet_v3_large")
 

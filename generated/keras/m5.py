@@ -63,12 +63,16 @@ class BatchNormalizationUnbiased(layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
-def build_model(input_shape=(32000, 1)):
-    """M5: input (N, 32000, 1) NLC; outputs logits."""
+def build_model(input_shape=(32000, 1), *, classes=10, widths=(128, 128, 256, 512)):
+    """M5: input (N, 32000, 1) NLC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets length, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding1D((38, 38), name="conv1_pad")(inputs)
     x = layers.Conv1D(
-        128,
+        widths[0],
         80,
         strides=4,
         use_bias=False,
@@ -79,7 +83,7 @@ def build_model(input_shape=(32000, 1)):
     x = layers.ReLU(name="relu1")(x)  # 8000 x 128
     x = layers.MaxPooling1D(4, name="pool1")(x)  # 2000 x 128
     x = layers.Conv1D(
-        128,
+        widths[1],
         3,
         padding="same",
         use_bias=False,
@@ -90,7 +94,7 @@ def build_model(input_shape=(32000, 1)):
     x = layers.ReLU(name="relu2")(x)  # 2000 x 128
     x = layers.MaxPooling1D(4, name="pool2")(x)  # 500 x 128
     x = layers.Conv1D(
-        256,
+        widths[2],
         3,
         padding="same",
         use_bias=False,
@@ -101,7 +105,7 @@ def build_model(input_shape=(32000, 1)):
     x = layers.ReLU(name="relu3")(x)  # 500 x 256
     x = layers.MaxPooling1D(4, name="pool3")(x)  # 125 x 256
     x = layers.Conv1D(
-        512,
+        widths[3],
         3,
         padding="same",
         use_bias=False,
@@ -115,9 +119,11 @@ def build_model(input_shape=(32000, 1)):
     x = layers.MaxPooling1D(4, name="pool4")(x)  # 32 x 512
     x = layers.GlobalAveragePooling1D(name="avgpool")(x)  # 512
     x = layers.Dense(
-        10,
+        classes,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(minval=-0.044194173824159216, maxval=0.044194173824159216),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / x.shape[-1] ** 0.5), maxval=(1 / x.shape[-1] ** 0.5)
+        ),
         name="fc",
     )(x)  # 10
     return keras.Model(inputs, x, name="m5")

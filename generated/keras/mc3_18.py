@@ -17,7 +17,8 @@ Reference (measured, torchvision 0.28.0, weights=None, 400 classes):
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
@@ -36,11 +37,11 @@ def _explicit_padding(x, padding, name):
     pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
     if not any(sum(pairs, ())):
         return (x, "valid")
-    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    zero_padding = {1: layers_2.ZeroPadding1D, 2: layers_2.ZeroPadding2D, 3: layers_2.ZeroPadding3D}[rank]
     return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -78,7 +79,7 @@ def video_basic_block(x, planes, stride=1, temporal=3, name=None):
     in_channels = x.shape[-1]
     identity = x
     x, keras_padding = _explicit_padding(x, ((temporal - 1) // 2, 1, 1), f"{name}_conv1_conv")
-    x = layers.Conv3D(
+    x = layers_2.Conv3D(
         planes,
         (temporal, 3, 3),
         strides=(stride if temporal == 3 else 1, stride, stride),
@@ -90,9 +91,9 @@ def video_basic_block(x, planes, stride=1, temporal=3, name=None):
         name=f"{name}_conv1_conv",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv1_bn")(x)
-    x = layers.ReLU(name=f"{name}_conv1_relu")(x)
+    x = layers_2.ReLU(name=f"{name}_conv1_relu")(x)
     x, keras_padding = _explicit_padding(x, ((temporal - 1) // 2, 1, 1), f"{name}_conv2_conv")
-    x = layers.Conv3D(
+    x = layers_2.Conv3D(
         planes,
         (temporal, 3, 3),
         padding=keras_padding,
@@ -104,7 +105,7 @@ def video_basic_block(x, planes, stride=1, temporal=3, name=None):
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv2_bn")(x)
     if stride != 1 or in_channels != planes:
-        identity = layers.Conv3D(
+        identity = layers_2.Conv3D(
             planes,
             1,
             strides=(stride if temporal == 3 else 1, stride, stride),
@@ -115,8 +116,8 @@ def video_basic_block(x, planes, stride=1, temporal=3, name=None):
             name=f"{name}_downsample_conv",
         )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
-    x = layers.Add(name=f"{name}_residual")([x, identity])
-    x = layers.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.Add(name=f"{name}_residual")([x, identity])
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
     return x
 
 
@@ -132,11 +133,15 @@ def video_stage(x, planes, blocks, stride=1, temporal=3, name=None):
     return x
 
 
-def build_model(input_shape=(16, 112, 112, 3)):
-    """MC3_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
+def build_model(input_shape=(16, 112, 112, 3), *, classes=400, layers=(2, 2, 2, 2)):
+    """MC3_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets clip, size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding3D(((1, 1), (3, 3), (3, 3)), name="stem_conv_pad")(inputs)
-    x = layers.Conv3D(
+    x = layers_2.ZeroPadding3D(((1, 1), (3, 3), (3, 3)), name="stem_conv_pad")(inputs)
+    x = layers_2.Conv3D(
         64,
         (3, 7, 7),
         strides=(1, 2, 2),
@@ -147,13 +152,13 @@ def build_model(input_shape=(16, 112, 112, 3)):
         name="stem_conv",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)  # 16 x 56 x 56 x 64
-    x = video_stage(x, planes=64, blocks=2, name="layer1")  # 16 x 56 x 56 x 64
-    x = video_stage(x, planes=128, blocks=2, stride=2, temporal=1, name="layer2")  # 16 x 28 x 28 x 128
-    x = video_stage(x, planes=256, blocks=2, stride=2, temporal=1, name="layer3")  # 16 x 14 x 14 x 256
-    x = video_stage(x, planes=512, blocks=2, stride=2, temporal=1, name="layer4")  # 16 x 7 x 7 x 512
-    x = layers.GlobalAveragePooling3D(name="avgpool")(x)  # 512
-    x = layers.Dense(400, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(x)  # 400
+    x = layers_2.ReLU(name="stem_relu")(x)  # 16 x 56 x 56 x 64
+    x = video_stage(x, planes=64, blocks=layers[0], name="layer1")  # 16 x 56 x 56 x 64
+    x = video_stage(x, planes=128, blocks=layers[1], stride=2, temporal=1, name="layer2")  # 16 x 28 x 28 x 128
+    x = video_stage(x, planes=256, blocks=layers[2], stride=2, temporal=1, name="layer3")  # 16 x 14 x 14 x 256
+    x = video_stage(x, planes=512, blocks=layers[3], stride=2, temporal=1, name="layer4")  # 16 x 7 x 7 x 512
+    x = layers_2.GlobalAveragePooling3D(name="avgpool")(x)  # 512
+    x = layers_2.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(x)  # 400
     return keras.Model(inputs, x, name="mc3_18")
 
 

@@ -66,25 +66,31 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
     return x
 
 
-def build_model(input_shape=(160, 160, 3)):
-    """MobileNetV1_025_160: input (N, 160, 160, 3) NHWC; outputs logits."""
+def build_model(input_shape=(160, 160, 3), *, classes=1000, alpha=0.25, depth_multiplier=1, dropout=0.001):
+    """MobileNetV1_025_160: input (N, 160, 160, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)  # 80 x 80 x 8
+    x = layers.Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="conv1")(
+        inputs
+    )  # 80 x 80 x 8
     x = BatchNormalizationUnbiased(name="conv1_bn")(x)  # 80 x 80 x 8
     x = layers.ReLU(6.0, name="conv1_relu")(x)  # 80 x 80 x 8
-    x = ds_conv(x, filters=64, alpha=0.25, name="ds1")  # 80 x 80 x 16
-    x = ds_conv(x, filters=128, stride=2, alpha=0.25, name="ds2")  # 40 x 40 x 32
-    x = ds_conv(x, filters=128, alpha=0.25, name="ds3")  # 40 x 40 x 32
-    x = ds_conv(x, filters=256, stride=2, alpha=0.25, name="ds4")  # 20 x 20 x 64
-    x = ds_conv(x, filters=256, alpha=0.25, name="ds5")  # 20 x 20 x 64
-    x = ds_conv(x, filters=512, stride=2, alpha=0.25, name="ds6")  # 10 x 10 x 128
+    x = ds_conv(x, filters=64, alpha=alpha, depth_multiplier=depth_multiplier, name="ds1")  # 80 x 80 x 16
+    x = ds_conv(x, filters=128, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds2")  # 40 x 40 x 32
+    x = ds_conv(x, filters=128, alpha=alpha, depth_multiplier=depth_multiplier, name="ds3")  # 40 x 40 x 32
+    x = ds_conv(x, filters=256, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds4")  # 20 x 20 x 64
+    x = ds_conv(x, filters=256, alpha=alpha, depth_multiplier=depth_multiplier, name="ds5")  # 20 x 20 x 64
+    x = ds_conv(x, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds6")  # 10 x 10 x 128
     for i in range(5):
-        x = ds_conv(x, filters=512, alpha=0.25, name=f"ds7_11_{i}_ds")
-    x = ds_conv(x, filters=1024, stride=2, alpha=0.25, name="ds12")  # 5 x 5 x 256
-    x = ds_conv(x, filters=1024, alpha=0.25, name="ds13")  # 5 x 5 x 256
+        x = ds_conv(x, filters=512, alpha=alpha, depth_multiplier=depth_multiplier, name=f"ds7_11_{i}_ds")
+    x = ds_conv(x, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds12")  # 5 x 5 x 256
+    x = ds_conv(x, filters=1024, alpha=alpha, depth_multiplier=depth_multiplier, name="ds13")  # 5 x 5 x 256
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)  # 256
-    x = layers.Dropout(0.001, name="dropout")(x)  # 256
-    x = layers.Dense(1000, name="classifier")(x)  # 1000
+    x = layers.Dropout(dropout, name="dropout")(x)  # 256
+    x = layers.Dense(classes, name="classifier")(x)  # 1000
     return keras.Model(inputs, x, name="mobilenet_v1_025_160")
 
 

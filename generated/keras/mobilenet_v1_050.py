@@ -66,25 +66,31 @@ def ds_conv(x, filters, stride=1, alpha=1.0, depth_multiplier=1, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """MobileNetV1_050: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, alpha=0.5, depth_multiplier=1, dropout=0.001):
+    """MobileNetV1_050: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="conv1")(inputs)  # 112 x 112 x 16
+    x = layers.Conv2D(int(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="conv1")(
+        inputs
+    )  # 112 x 112 x 16
     x = BatchNormalizationUnbiased(name="conv1_bn")(x)  # 112 x 112 x 16
     x = layers.ReLU(6.0, name="conv1_relu")(x)  # 112 x 112 x 16
-    x = ds_conv(x, filters=64, alpha=0.5, name="ds1")  # 112 x 112 x 32
-    x = ds_conv(x, filters=128, stride=2, alpha=0.5, name="ds2")  # 56 x 56 x 64
-    x = ds_conv(x, filters=128, alpha=0.5, name="ds3")  # 56 x 56 x 64
-    x = ds_conv(x, filters=256, stride=2, alpha=0.5, name="ds4")  # 28 x 28 x 128
-    x = ds_conv(x, filters=256, alpha=0.5, name="ds5")  # 28 x 28 x 128
-    x = ds_conv(x, filters=512, stride=2, alpha=0.5, name="ds6")  # 14 x 14 x 256
+    x = ds_conv(x, filters=64, alpha=alpha, depth_multiplier=depth_multiplier, name="ds1")  # 112 x 112 x 32
+    x = ds_conv(x, filters=128, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds2")  # 56 x 56 x 64
+    x = ds_conv(x, filters=128, alpha=alpha, depth_multiplier=depth_multiplier, name="ds3")  # 56 x 56 x 64
+    x = ds_conv(x, filters=256, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds4")  # 28 x 28 x 128
+    x = ds_conv(x, filters=256, alpha=alpha, depth_multiplier=depth_multiplier, name="ds5")  # 28 x 28 x 128
+    x = ds_conv(x, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds6")  # 14 x 14 x 256
     for i in range(5):
-        x = ds_conv(x, filters=512, alpha=0.5, name=f"ds7_11_{i}_ds")
-    x = ds_conv(x, filters=1024, stride=2, alpha=0.5, name="ds12")  # 7 x 7 x 512
-    x = ds_conv(x, filters=1024, alpha=0.5, name="ds13")  # 7 x 7 x 512
+        x = ds_conv(x, filters=512, alpha=alpha, depth_multiplier=depth_multiplier, name=f"ds7_11_{i}_ds")
+    x = ds_conv(x, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds12")  # 7 x 7 x 512
+    x = ds_conv(x, filters=1024, alpha=alpha, depth_multiplier=depth_multiplier, name="ds13")  # 7 x 7 x 512
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)  # 512
-    x = layers.Dropout(0.001, name="dropout")(x)  # 512
-    x = layers.Dense(1000, name="classifier")(x)  # 1000
+    x = layers.Dropout(dropout, name="dropout")(x)  # 512
+    x = layers.Dense(classes, name="classifier")(x)  # 1000
     return keras.Model(inputs, x, name="mobilenet_v1_050")
 
 

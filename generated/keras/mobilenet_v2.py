@@ -102,8 +102,12 @@ def inverted_residual_stage(x, out, blocks, stride=1, expand=6, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """MobileNetV2: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.2):
+    """MobileNetV2: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(
@@ -137,8 +141,8 @@ def build_model(input_shape=(224, 224, 3)):
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="head_bn")(x)  # 7 x 7 x 1280
     x = layers.ReLU(6.0, name="head_relu")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1280
-    x = layers.Dropout(0.2, name="dropout")(x)  # 1280
-    x = layers.Dense(1000, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="classifier")(
+    x = layers.Dropout(dropout, name="dropout")(x)  # 1280
+    x = layers.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="classifier")(
         x
     )  # 1000
     return keras.Model(inputs, x, name="mobilenet_v2")

@@ -94,24 +94,42 @@ def mbv2k_stage(x, filters, blocks, stride=1, expansion=6, alpha=1.0, name=None)
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """MobileNetV2Keras: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, alpha=1.0, first_filters=None, last_filters=None):
+    """MobileNetV2Keras: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). A param the
+    spec works out from others is None by default: worked out the same way. input_shape sets size, channels: not
+    arguments.
+    """
+    if first_filters is None:
+        first_filters = max(8, int(32 * alpha + 4) // 8 * 8) + (
+            8 if max(8, int(32 * alpha + 4) // 8 * 8) < 28.8 * alpha else 0
+        )
+    if last_filters is None:
+        last_filters = (
+            max(8, int(1280 * alpha + 4) // 8 * 8)
+            + (8 if max(8, int(1280 * alpha + 4) // 8 * 8) < 1152.0 * alpha else 0)
+            if alpha > 1.0
+            else 1280
+        )
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 32
+    x = layers.Conv2D(first_filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(
+        inputs
+    )  # 112 x 112 x 32
     x = BatchNormalizationUnbiased(momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(6.0, name="stem_relu")(x)  # 112 x 112 x 32
-    x = mbv2k_stage(x, filters=16, blocks=1, expansion=1, name="stage1")  # 112 x 112 x 16
-    x = mbv2k_stage(x, filters=24, blocks=2, stride=2, name="stage2")  # 56 x 56 x 24
-    x = mbv2k_stage(x, filters=32, blocks=3, stride=2, name="stage3")  # 28 x 28 x 32
-    x = mbv2k_stage(x, filters=64, blocks=4, stride=2, name="stage4")  # 14 x 14 x 64
-    x = mbv2k_stage(x, filters=96, blocks=3, name="stage5")  # 14 x 14 x 96
-    x = mbv2k_stage(x, filters=160, blocks=3, stride=2, name="stage6")  # 7 x 7 x 160
-    x = mbv2k_stage(x, filters=320, blocks=1, name="stage7")  # 7 x 7 x 320
-    x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)  # 7 x 7 x 1280
+    x = mbv2k_stage(x, filters=16, blocks=1, expansion=1, alpha=alpha, name="stage1")  # 112 x 112 x 16
+    x = mbv2k_stage(x, filters=24, blocks=2, stride=2, alpha=alpha, name="stage2")  # 56 x 56 x 24
+    x = mbv2k_stage(x, filters=32, blocks=3, stride=2, alpha=alpha, name="stage3")  # 28 x 28 x 32
+    x = mbv2k_stage(x, filters=64, blocks=4, stride=2, alpha=alpha, name="stage4")  # 14 x 14 x 64
+    x = mbv2k_stage(x, filters=96, blocks=3, alpha=alpha, name="stage5")  # 14 x 14 x 96
+    x = mbv2k_stage(x, filters=160, blocks=3, stride=2, alpha=alpha, name="stage6")  # 7 x 7 x 160
+    x = mbv2k_stage(x, filters=320, blocks=1, alpha=alpha, name="stage7")  # 7 x 7 x 320
+    x = layers.Conv2D(last_filters, 1, use_bias=False, name="head_conv")(x)  # 7 x 7 x 1280
     x = BatchNormalizationUnbiased(momentum=0.999, name="head_bn")(x)  # 7 x 7 x 1280
     x = layers.ReLU(6.0, name="head_relu")(x)  # 7 x 7 x 1280
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1280
-    x = layers.Dense(1000, name="classifier")(x)  # 1000
+    x = layers.Dense(classes, name="classifier")(x)  # 1000
     return keras.Model(inputs, x, name="mobilenet_v2_keras")
 
 

@@ -115,8 +115,12 @@ def mbv3k_classifier(x, hidden, classes=1000, dropout=0.2, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """MobileNetV3LargeKeras: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.2):
+    """MobileNetV3LargeKeras: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)  # 112 x 112 x 16
     x = BatchNormalizationUnbiased(momentum=0.999, name="stem_bn")(x)  # 112 x 112 x 16
@@ -140,7 +144,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = BatchNormalizationUnbiased(momentum=0.999, name="lastconv_bn")(x)  # 7 x 7 x 960
     x = layers.Activation("hard_swish", name="lastconv_act")(x)  # 7 x 7 x 960
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 960
-    x = mbv3k_classifier(x, hidden=1280, name="classifier")  # 1000
+    x = mbv3k_classifier(x, hidden=1280, classes=classes, dropout=dropout, name="classifier")  # 1000
     return keras.Model(inputs, x, name="mobilenet_v3_large_keras")
 
 

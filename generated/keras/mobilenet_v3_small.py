@@ -176,8 +176,12 @@ def mbv3_classifier(x, hidden, classes=1000, dropout=0.2, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """MobileNetV3Small: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.2):
+    """MobileNetV3Small: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = mbv3_conv(inputs, out=16, kernel=3, stride=2, act="HS", name="stem")  # 112 x 112 x 16
     x = mbv3_bneck(x, expanded=16, out=16, se=True, stride=2, name="bneck1")  # 56 x 56 x 16
@@ -193,7 +197,7 @@ def build_model(input_shape=(224, 224, 3)):
     x = mbv3_bneck(x, kernel=5, expanded=576, out=96, se=True, act="HS", name="bneck11")  # 7 x 7 x 96
     x = mbv3_conv(x, out=576, act="HS", name="lastconv")  # 7 x 7 x 576
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 576
-    x = mbv3_classifier(x, hidden=1024, name="classifier")  # 1000
+    x = mbv3_classifier(x, hidden=1024, classes=classes, dropout=dropout, name="classifier")  # 1000
     return keras.Model(inputs, x, name="mobilenet_v3_small")
 
 

@@ -22,12 +22,13 @@ Reference (measured, torchvision 0.28.0, weights=None, 400 classes):
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -60,8 +61,8 @@ def video_conv2plus1d(x, out, mid, stride=1, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    x = layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{name}_spatial_pad")(x)
-    x = layers.Conv3D(
+    x = layers_2.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{name}_spatial_pad")(x)
+    x = layers_2.Conv3D(
         mid,
         (1, 3, 3),
         strides=(1, stride, stride),
@@ -72,9 +73,9 @@ def video_conv2plus1d(x, out, mid, stride=1, name=None):
         name=f"{name}_spatial",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_spatial_bn")(x)
-    x = layers.ReLU(name=f"{name}_relu")(x)
-    x = layers.ZeroPadding3D(((1, 1), (0, 0), (0, 0)), name=f"{name}_temporal_pad")(x)
-    x = layers.Conv3D(
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.ZeroPadding3D(((1, 1), (0, 0), (0, 0)), name=f"{name}_temporal_pad")(x)
+    x = layers_2.Conv3D(
         out,
         (3, 1, 1),
         strides=(stride, 1, 1),
@@ -102,11 +103,11 @@ def video_basic_block_2plus1d(x, planes, mid, stride=1, name=None):
     identity = x
     x = video_conv2plus1d(x, out=planes, mid=mid, stride=stride, name=f"{name}_conv1_conv")
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv1_bn")(x)
-    x = layers.ReLU(name=f"{name}_conv1_relu")(x)
+    x = layers_2.ReLU(name=f"{name}_conv1_relu")(x)
     x = video_conv2plus1d(x, out=planes, mid=mid, name=f"{name}_conv2_conv")
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_conv2_bn")(x)
     if stride != 1 or in_channels != planes:
-        identity = layers.Conv3D(
+        identity = layers_2.Conv3D(
             planes,
             1,
             strides=stride,
@@ -117,8 +118,8 @@ def video_basic_block_2plus1d(x, planes, mid, stride=1, name=None):
             name=f"{name}_downsample_conv",
         )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
-    x = layers.Add(name=f"{name}_residual")([x, identity])
-    x = layers.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.Add(name=f"{name}_residual")([x, identity])
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
     return x
 
 
@@ -148,11 +149,15 @@ def video_stage_2plus1d(x, planes, blocks, stride=1, name=None):
     return x
 
 
-def build_model(input_shape=(16, 112, 112, 3)):
-    """R2Plus1D_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits."""
+def build_model(input_shape=(16, 112, 112, 3), *, classes=400, layers=(2, 2, 2, 2)):
+    """R2Plus1D_18: input (N, 16, 112, 112, 3) NDHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets clip, size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="stem_spatial_pad")(inputs)
-    x = layers.Conv3D(
+    x = layers_2.ZeroPadding3D(((0, 0), (3, 3), (3, 3)), name="stem_spatial_pad")(inputs)
+    x = layers_2.Conv3D(
         45,
         (1, 7, 7),
         strides=(1, 2, 2),
@@ -163,8 +168,8 @@ def build_model(input_shape=(16, 112, 112, 3)):
         name="stem_spatial",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_spatial_bn")(x)
-    x = layers.ReLU(name="stem_relu1")(x)
-    x = layers.Conv3D(
+    x = layers_2.ReLU(name="stem_relu1")(x)
+    x = layers_2.Conv3D(
         64,
         (3, 1, 1),
         padding="same",
@@ -175,13 +180,13 @@ def build_model(input_shape=(16, 112, 112, 3)):
         name="stem_temporal",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_temporal_bn")(x)
-    x = layers.ReLU(name="stem_relu2")(x)  # 16 x 56 x 56 x 64
-    x = video_stage_2plus1d(x, planes=64, blocks=2, name="layer1")  # 16 x 56 x 56 x 64
-    x = video_stage_2plus1d(x, planes=128, blocks=2, stride=2, name="layer2")  # 8 x 28 x 28 x 128
-    x = video_stage_2plus1d(x, planes=256, blocks=2, stride=2, name="layer3")  # 4 x 14 x 14 x 256
-    x = video_stage_2plus1d(x, planes=512, blocks=2, stride=2, name="layer4")  # 2 x 7 x 7 x 512
-    x = layers.GlobalAveragePooling3D(name="avgpool")(x)  # 512
-    x = layers.Dense(400, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(x)  # 400
+    x = layers_2.ReLU(name="stem_relu2")(x)  # 16 x 56 x 56 x 64
+    x = video_stage_2plus1d(x, planes=64, blocks=layers[0], name="layer1")  # 16 x 56 x 56 x 64
+    x = video_stage_2plus1d(x, planes=128, blocks=layers[1], stride=2, name="layer2")  # 8 x 28 x 28 x 128
+    x = video_stage_2plus1d(x, planes=256, blocks=layers[2], stride=2, name="layer3")  # 4 x 14 x 14 x 256
+    x = video_stage_2plus1d(x, planes=512, blocks=layers[3], stride=2, name="layer4")  # 2 x 7 x 7 x 512
+    x = layers_2.GlobalAveragePooling3D(name="avgpool")(x)  # 512
+    x = layers_2.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(x)  # 400
     return keras.Model(inputs, x, name="r2plus1d_18")
 
 

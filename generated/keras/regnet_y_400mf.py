@@ -172,12 +172,26 @@ def regnet_stage(x, out, depth, stride=2, group_width=1, bottleneck_multiplier=1
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """RegNetY400MF: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(
+    input_shape=(224, 224, 3),
+    *,
+    classes=1000,
+    stem_width=32,
+    depths=(1, 3, 6, 6),
+    widths=(48, 104, 208, 440),
+    group_widths=(8, 8, 8, 8),
+    bottleneck_multiplier=1.0,
+    se_ratio=0.25,
+):
+    """RegNetY400MF: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(
-        32,
+        stem_width,
         3,
         strides=2,
         use_bias=False,
@@ -188,12 +202,44 @@ def build_model(input_shape=(224, 224, 3)):
     )(x)  # 112 x 112 x 32
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="stem_bn")(x)  # 112 x 112 x 32
     x = layers.ReLU(name="stem_relu")(x)  # 112 x 112 x 32
-    x = regnet_stage(x, out=48, depth=1, group_width=8, se_ratio=0.25, name="stage1")  # 56 x 56 x 48
-    x = regnet_stage(x, out=104, depth=3, group_width=8, se_ratio=0.25, name="stage2")  # 28 x 28 x 104
-    x = regnet_stage(x, out=208, depth=6, group_width=8, se_ratio=0.25, name="stage3")  # 14 x 14 x 208
-    x = regnet_stage(x, out=440, depth=6, group_width=8, se_ratio=0.25, name="stage4")  # 7 x 7 x 440
+    x = regnet_stage(
+        x,
+        out=widths[0],
+        depth=depths[0],
+        group_width=group_widths[0],
+        bottleneck_multiplier=bottleneck_multiplier,
+        se_ratio=se_ratio,
+        name="stage1",
+    )  # 56 x 56 x 48
+    x = regnet_stage(
+        x,
+        out=widths[1],
+        depth=depths[1],
+        group_width=group_widths[1],
+        bottleneck_multiplier=bottleneck_multiplier,
+        se_ratio=se_ratio,
+        name="stage2",
+    )  # 28 x 28 x 104
+    x = regnet_stage(
+        x,
+        out=widths[2],
+        depth=depths[2],
+        group_width=group_widths[2],
+        bottleneck_multiplier=bottleneck_multiplier,
+        se_ratio=se_ratio,
+        name="stage3",
+    )  # 14 x 14 x 208
+    x = regnet_stage(
+        x,
+        out=widths[3],
+        depth=depths[3],
+        group_width=group_widths[3],
+        bottleneck_multiplier=bottleneck_multiplier,
+        se_ratio=se_ratio,
+        name="stage4",
+    )  # 7 x 7 x 440
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 440
-    x = layers.Dense(1000, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(x)  # 1000
+    x = layers.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="fc")(x)  # 1000
     return keras.Model(inputs, x, name="regnet_y_400mf")
 
 

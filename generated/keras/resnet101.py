@@ -9,7 +9,8 @@ its first 1x1 ("ResNet v1.5"); BN epsilon 1e-5, momentum 0.1; no conv biases.
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
@@ -28,11 +29,11 @@ def _explicit_padding(x, padding, name):
     pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
     if not any(sum(pairs, ())):
         return (x, "valid")
-    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    zero_padding = {1: layers_2.ZeroPadding1D, 2: layers_2.ZeroPadding2D, 3: layers_2.ZeroPadding3D}[rank]
     return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -70,7 +71,7 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     conv1_channels = int(planes * (base_width / 64)) * groups
     conv3_channels = planes * expansion
     identity = x
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         conv1_channels,
         1,
         use_bias=False,
@@ -80,9 +81,9 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         name=f"{name}_conv1",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
-    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = layers_2.ReLU(name=f"{name}_relu1")(x)
     x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         conv1_channels,
         3,
         strides=stride,
@@ -96,8 +97,8 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         name=f"{name}_conv2",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
-    x = layers.ReLU(name=f"{name}_relu2")(x)
-    x = layers.Conv2D(
+    x = layers_2.ReLU(name=f"{name}_relu2")(x)
+    x = layers_2.Conv2D(
         conv3_channels,
         1,
         use_bias=False,
@@ -108,7 +109,7 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
     if stride != 1 or in_channels != planes * expansion:
-        identity = layers.Conv2D(
+        identity = layers_2.Conv2D(
             conv3_channels,
             1,
             strides=stride,
@@ -119,8 +120,8 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
             name=f"{name}_downsample_conv",
         )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
-    x = layers.Add(name=f"{name}_residual")([x, identity])
-    x = layers.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.Add(name=f"{name}_residual")([x, identity])
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
     return x
 
 
@@ -147,11 +148,15 @@ def bottleneck_stage(x, planes, blocks, stride=1, groups=1, base_width=64, dilat
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """ResNet101: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, layers=(3, 4, 23, 3), groups=1, base_width=64):
+    """ResNet101: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(
+    x = layers_2.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
+    x = layers_2.Conv2D(
         64,
         7,
         strides=2,
@@ -162,16 +167,24 @@ def build_model(input_shape=(224, 224, 3)):
         name="conv1",
     )(x)  # 112 x 112 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
-    x = layers.ReLU(name="relu")(x)  # 112 x 112 x 64
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 64
-    x = bottleneck_stage(x, planes=64, blocks=3, name="layer1")  # 56 x 56 x 256
-    x = bottleneck_stage(x, planes=128, blocks=4, stride=2, name="layer2")  # 28 x 28 x 512
-    x = bottleneck_stage(x, planes=256, blocks=23, stride=2, name="layer3")  # 14 x 14 x 1024
-    x = bottleneck_stage(x, planes=512, blocks=3, stride=2, name="layer4")  # 7 x 7 x 2048
-    x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 2048
-    x = layers.Dense(
-        1000,
+    x = layers_2.ReLU(name="relu")(x)  # 112 x 112 x 64
+    x = layers_2.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
+    x = layers_2.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 64
+    x = bottleneck_stage(
+        x, planes=64, blocks=layers[0], groups=groups, base_width=base_width, name="layer1"
+    )  # 56 x 56 x 256
+    x = bottleneck_stage(
+        x, planes=128, blocks=layers[1], stride=2, groups=groups, base_width=base_width, name="layer2"
+    )  # 28 x 28 x 512
+    x = bottleneck_stage(
+        x, planes=256, blocks=layers[2], stride=2, groups=groups, base_width=base_width, name="layer3"
+    )  # 14 x 14 x 1024
+    x = bottleneck_stage(
+        x, planes=512, blocks=layers[3], stride=2, groups=groups, base_width=base_width, name="layer4"
+    )  # 7 x 7 x 2048
+    x = layers_2.GlobalAveragePooling2D(name="avgpool")(x)  # 2048
+    x = layers_2.Dense(
+        classes,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
         bias_initializer=keras.initializers.RandomUniform(minval=-0.022097086912079608, maxval=0.022097086912079608),
         name="fc",

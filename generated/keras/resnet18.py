@@ -11,12 +11,13 @@ torchvision; BN everywhere (epsilon 1e-5, momentum 0.1, PyTorch's defaults); con
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -51,8 +52,8 @@ def basic_block(x, planes, stride=1, name=None):
     """
     in_channels = x.shape[-1]
     identity = x
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_conv1_pad")(x)
-    x = layers.Conv2D(
+    x = layers_2.ZeroPadding2D(((1, 1), (1, 1)), name=f"{name}_conv1_pad")(x)
+    x = layers_2.Conv2D(
         planes,
         3,
         strides=stride,
@@ -63,8 +64,8 @@ def basic_block(x, planes, stride=1, name=None):
         name=f"{name}_conv1",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
-    x = layers.ReLU(name=f"{name}_relu1")(x)
-    x = layers.Conv2D(
+    x = layers_2.ReLU(name=f"{name}_relu1")(x)
+    x = layers_2.Conv2D(
         planes,
         3,
         padding="same",
@@ -76,7 +77,7 @@ def basic_block(x, planes, stride=1, name=None):
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
     if stride != 1 or in_channels != planes:
-        identity = layers.Conv2D(
+        identity = layers_2.Conv2D(
             planes,
             1,
             strides=stride,
@@ -87,8 +88,8 @@ def basic_block(x, planes, stride=1, name=None):
             name=f"{name}_downsample_conv",
         )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
-    x = layers.Add(name=f"{name}_residual")([x, identity])
-    x = layers.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.Add(name=f"{name}_residual")([x, identity])
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
     return x
 
 
@@ -103,12 +104,16 @@ def basic_stage(x, planes, blocks, stride=1, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """ResNet18: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, layers=(2, 2, 2, 2), width=64):
+    """ResNet18: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(
-        64,
+    x = layers_2.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
+    x = layers_2.Conv2D(
+        width,
         7,
         strides=2,
         use_bias=False,
@@ -118,18 +123,20 @@ def build_model(input_shape=(224, 224, 3)):
         name="conv1",
     )(x)  # 112 x 112 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
-    x = layers.ReLU(name="relu")(x)  # 112 x 112 x 64
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 64
-    x = basic_stage(x, planes=64, blocks=2, name="layer1")  # 56 x 56 x 64
-    x = basic_stage(x, planes=128, blocks=2, stride=2, name="layer2")  # 28 x 28 x 128
-    x = basic_stage(x, planes=256, blocks=2, stride=2, name="layer3")  # 14 x 14 x 256
-    x = basic_stage(x, planes=512, blocks=2, stride=2, name="layer4")  # 7 x 7 x 512
-    x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 512
-    x = layers.Dense(
-        1000,
+    x = layers_2.ReLU(name="relu")(x)  # 112 x 112 x 64
+    x = layers_2.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
+    x = layers_2.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 64
+    x = basic_stage(x, planes=width, blocks=layers[0], name="layer1")  # 56 x 56 x 64
+    x = basic_stage(x, planes=width * 2, blocks=layers[1], stride=2, name="layer2")  # 28 x 28 x 128
+    x = basic_stage(x, planes=width * 4, blocks=layers[2], stride=2, name="layer3")  # 14 x 14 x 256
+    x = basic_stage(x, planes=width * 8, blocks=layers[3], stride=2, name="layer4")  # 7 x 7 x 512
+    x = layers_2.GlobalAveragePooling2D(name="avgpool")(x)  # 512
+    x = layers_2.Dense(
+        classes,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(minval=-0.044194173824159216, maxval=0.044194173824159216),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / x.shape[-1] ** 0.5), maxval=(1 / x.shape[-1] ** 0.5)
+        ),
         name="fc",
     )(x)  # 1000
     return keras.Model(inputs, x, name="resnet18")

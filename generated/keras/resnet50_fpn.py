@@ -14,7 +14,8 @@ Reference counts (torchvision): 26,852,416 parameters, 53,120 BN running statist
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0, "pool": 1.0}
 
@@ -33,11 +34,11 @@ def _explicit_padding(x, padding, name):
     pairs = tuple([tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in padding])
     if not any(sum(pairs, ())):
         return (x, "valid")
-    zero_padding = {1: layers.ZeroPadding1D, 2: layers.ZeroPadding2D, 3: layers.ZeroPadding3D}[rank]
+    zero_padding = {1: layers_2.ZeroPadding1D, 2: layers_2.ZeroPadding2D, 3: layers_2.ZeroPadding3D}[rank]
     return (zero_padding(pairs[0] if rank == 1 else pairs, name=f"{name}_pad")(x), "valid")
 
 
-class Resize(layers.Layer):
+class Resize(layers_2.Layer):
     """PyTorch's interpolate (nn.Upsample) on channels-last input of any rank, one spatial axis at a time (nearest
     and multilinear interpolation are separable): to ``size``, or by ``scale`` (output floor(n * scale); source
     positions from 1 / scale, as PyTorch computes them), ``mode`` nearest or linear (bilinear, trilinear: linear
@@ -91,7 +92,7 @@ class Resize(layers.Layer):
         return {**super().get_config(), **config}
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -129,7 +130,7 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     conv1_channels = int(planes * (base_width / 64)) * groups
     conv3_channels = planes * expansion
     identity = x
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         conv1_channels,
         1,
         use_bias=False,
@@ -139,9 +140,9 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         name=f"{name}_conv1",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn1")(x)
-    x = layers.ReLU(name=f"{name}_relu1")(x)
+    x = layers_2.ReLU(name=f"{name}_relu1")(x)
     x, keras_padding = _explicit_padding(x, dilation, f"{name}_conv2")
-    x = layers.Conv2D(
+    x = layers_2.Conv2D(
         conv1_channels,
         3,
         strides=stride,
@@ -155,8 +156,8 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
         name=f"{name}_conv2",
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn2")(x)
-    x = layers.ReLU(name=f"{name}_relu2")(x)
-    x = layers.Conv2D(
+    x = layers_2.ReLU(name=f"{name}_relu2")(x)
+    x = layers_2.Conv2D(
         conv3_channels,
         1,
         use_bias=False,
@@ -167,7 +168,7 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
     )(x)
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_bn3")(x)
     if stride != 1 or in_channels != planes * expansion:
-        identity = layers.Conv2D(
+        identity = layers_2.Conv2D(
             conv3_channels,
             1,
             strides=stride,
@@ -178,8 +179,8 @@ def bottleneck(x, planes, stride=1, groups=1, base_width=64, expansion=4, dilati
             name=f"{name}_downsample_conv",
         )(identity)
         identity = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_downsample_bn")(identity)
-    x = layers.Add(name=f"{name}_residual")([x, identity])
-    x = layers.ReLU(name=f"{name}_relu")(x)
+    x = layers_2.Add(name=f"{name}_residual")([x, identity])
+    x = layers_2.ReLU(name=f"{name}_relu")(x)
     return x
 
 
@@ -214,17 +215,21 @@ def fpn_top_down(x, lateral, out=256, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     top = x
-    inner = layers.Conv2D(out, 1, kernel_initializer="lecun_uniform", name=f"{name}_inner")(lateral)
+    inner = layers_2.Conv2D(out, 1, kernel_initializer="lecun_uniform", name=f"{name}_inner")(lateral)
     up = Resize(size=inner.shape[1:-1], name=f"{name}_up")(top)
-    x = layers.Add(name=f"{name}_add")([inner, up])
+    x = layers_2.Add(name=f"{name}_add")([inner, up])
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """ResNet50FPN: input (N, 224, 224, 3) NHWC; outputs a dict: 0, 1, 2, 3, pool."""
+def build_model(input_shape=(224, 224, 3), *, layers=(3, 4, 6, 3), width=256):
+    """ResNet50FPN: input (N, 224, 224, 3) NHWC; outputs a dict: 0, 1, 2, 3, pool.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
-    x = layers.Conv2D(
+    x = layers_2.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)
+    x = layers_2.Conv2D(
         64,
         7,
         strides=2,
@@ -235,22 +240,28 @@ def build_model(input_shape=(224, 224, 3)):
         name="conv1",
     )(x)  # 112 x 112 x 64
     x = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name="bn1")(x)  # 112 x 112 x 64
-    x = layers.ReLU(name="relu")(x)  # 112 x 112 x 64
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 64
-    layer1 = bottleneck_stage(x, planes=64, blocks=3, name="layer1")  # 56 x 56 x 256
-    layer2 = bottleneck_stage(layer1, planes=128, blocks=4, stride=2, name="layer2")  # 28 x 28 x 512
-    layer3 = bottleneck_stage(layer2, planes=256, blocks=6, stride=2, name="layer3")  # 14 x 14 x 1024
-    x = bottleneck_stage(layer3, planes=512, blocks=3, stride=2, name="layer4")  # 7 x 7 x 2048
-    inner4 = layers.Conv2D(256, 1, kernel_initializer="lecun_uniform", name="inner4")(x)  # 7 x 7 x 256
-    merge3 = fpn_top_down(inner4, layer3, name="merge3")  # 14 x 14 x 256
-    merge2 = fpn_top_down(merge3, layer2, name="merge2")  # 28 x 28 x 256
-    merge1 = fpn_top_down(merge2, layer1, name="merge1")  # 56 x 56 x 256
-    p2 = layers.Conv2D(256, 3, padding="same", kernel_initializer="lecun_uniform", name="p2")(merge1)  # 56 x 56 x 256
-    p3 = layers.Conv2D(256, 3, padding="same", kernel_initializer="lecun_uniform", name="p3")(merge2)  # 28 x 28 x 256
-    p4 = layers.Conv2D(256, 3, padding="same", kernel_initializer="lecun_uniform", name="p4")(merge3)  # 14 x 14 x 256
-    p5 = layers.Conv2D(256, 3, padding="same", kernel_initializer="lecun_uniform", name="p5")(inner4)  # 7 x 7 x 256
-    pool = layers.MaxPooling2D(1, strides=2, name="pool")(p5)  # 4 x 4 x 256
+    x = layers_2.ReLU(name="relu")(x)  # 112 x 112 x 64
+    x = layers_2.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
+    x = layers_2.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 64
+    layer1 = bottleneck_stage(x, planes=64, blocks=layers[0], name="layer1")  # 56 x 56 x 256
+    layer2 = bottleneck_stage(layer1, planes=128, blocks=layers[1], stride=2, name="layer2")  # 28 x 28 x 512
+    layer3 = bottleneck_stage(layer2, planes=256, blocks=layers[2], stride=2, name="layer3")  # 14 x 14 x 1024
+    x = bottleneck_stage(layer3, planes=512, blocks=layers[3], stride=2, name="layer4")  # 7 x 7 x 2048
+    inner4 = layers_2.Conv2D(width, 1, kernel_initializer="lecun_uniform", name="inner4")(x)  # 7 x 7 x 256
+    merge3 = fpn_top_down(inner4, layer3, out=width, name="merge3")  # 14 x 14 x 256
+    merge2 = fpn_top_down(merge3, layer2, out=width, name="merge2")  # 28 x 28 x 256
+    merge1 = fpn_top_down(merge2, layer1, out=width, name="merge1")  # 56 x 56 x 256
+    p2 = layers_2.Conv2D(width, 3, padding="same", kernel_initializer="lecun_uniform", name="p2")(
+        merge1
+    )  # 56 x 56 x 256
+    p3 = layers_2.Conv2D(width, 3, padding="same", kernel_initializer="lecun_uniform", name="p3")(
+        merge2
+    )  # 28 x 28 x 256
+    p4 = layers_2.Conv2D(width, 3, padding="same", kernel_initializer="lecun_uniform", name="p4")(
+        merge3
+    )  # 14 x 14 x 256
+    p5 = layers_2.Conv2D(width, 3, padding="same", kernel_initializer="lecun_uniform", name="p5")(inner4)  # 7 x 7 x 256
+    pool = layers_2.MaxPooling2D(1, strides=2, name="pool")(p5)  # 4 x 4 x 256
     return keras.Model(inputs, {"0": p2, "1": p3, "2": p4, "3": p5, "pool": pool}, name="resnet50_fpn")
 
 

@@ -15,12 +15,13 @@ layers=[3,8,36,3]: ResNet152.
 """
 
 import keras
-from keras import layers, ops
+from keras import layers as layers_2
+from keras import ops
 
 LOSS_WEIGHTS = {"main": 1.0}
 
 
-class BatchNormalizationUnbiased(layers.BatchNormalization):
+class BatchNormalizationUnbiased(layers_2.BatchNormalization):
     """BatchNormalization with PyTorch's running variance: in training the moving variance averages in the
     unbiased batch variance, n / (n - 1) times the biased one that normalizes the batch (n values per
     channel); Keras' own layer averages in the biased one. ``momentum`` is Keras': the share of the old
@@ -56,19 +57,19 @@ def resnet_v1_projection_block(x, filters, stride=1, name=None):
     """
     conv0_channels = 4 * filters
     branch1 = x
-    branch1 = layers.Conv2D(conv0_channels, 1, strides=stride, name=f"{name}_branch1_conv0")(branch1)
+    branch1 = layers_2.Conv2D(conv0_channels, 1, strides=stride, name=f"{name}_branch1_conv0")(branch1)
     branch1 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch1_bn0")(branch1)
     branch2 = x
-    branch2 = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_branch2_conv1")(branch2)
+    branch2 = layers_2.Conv2D(filters, 1, strides=stride, name=f"{name}_branch2_conv1")(branch2)
     branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn1")(branch2)
-    branch2 = layers.ReLU(name=f"{name}_branch2_relu1")(branch2)
-    branch2 = layers.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
+    branch2 = layers_2.ReLU(name=f"{name}_branch2_relu1")(branch2)
+    branch2 = layers_2.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
     branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn2")(branch2)
-    branch2 = layers.ReLU(name=f"{name}_branch2_relu2")(branch2)
-    branch2 = layers.Conv2D(conv0_channels, 1, name=f"{name}_branch2_conv3")(branch2)
+    branch2 = layers_2.ReLU(name=f"{name}_branch2_relu2")(branch2)
+    branch2 = layers_2.Conv2D(conv0_channels, 1, name=f"{name}_branch2_conv3")(branch2)
     branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn3")(branch2)
-    x = layers.Add(name=f"{name}_add")([branch1, branch2])
-    x = layers.ReLU(name=f"{name}_out")(x)
+    x = layers_2.Add(name=f"{name}_add")([branch1, branch2])
+    x = layers_2.ReLU(name=f"{name}_out")(x)
     return x
 
 
@@ -80,16 +81,16 @@ def resnet_v1_identity_block(x, filters, name=None):
     """
     branch1 = x
     branch2 = x
-    branch2 = layers.Conv2D(filters, 1, name=f"{name}_branch2_conv1")(branch2)
+    branch2 = layers_2.Conv2D(filters, 1, name=f"{name}_branch2_conv1")(branch2)
     branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn1")(branch2)
-    branch2 = layers.ReLU(name=f"{name}_branch2_relu1")(branch2)
-    branch2 = layers.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
+    branch2 = layers_2.ReLU(name=f"{name}_branch2_relu1")(branch2)
+    branch2 = layers_2.Conv2D(filters, 3, padding="same", name=f"{name}_branch2_conv2")(branch2)
     branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn2")(branch2)
-    branch2 = layers.ReLU(name=f"{name}_branch2_relu2")(branch2)
-    branch2 = layers.Conv2D(4 * filters, 1, name=f"{name}_branch2_conv3")(branch2)
+    branch2 = layers_2.ReLU(name=f"{name}_branch2_relu2")(branch2)
+    branch2 = layers_2.Conv2D(4 * filters, 1, name=f"{name}_branch2_conv3")(branch2)
     branch2 = BatchNormalizationUnbiased(epsilon=1.001e-05, name=f"{name}_branch2_bn3")(branch2)
-    x = layers.Add(name=f"{name}_add")([branch1, branch2])
-    x = layers.ReLU(name=f"{name}_out")(x)
+    x = layers_2.Add(name=f"{name}_add")([branch1, branch2])
+    x = layers_2.ReLU(name=f"{name}_out")(x)
     return x
 
 
@@ -105,21 +106,25 @@ def resnet_v1_stage(x, filters, blocks, stride=2, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """ResNet50Keras: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, layers=(3, 4, 6, 3)):
+    """ResNet50Keras: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)  # 230 x 230 x 3
-    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)  # 112 x 112 x 64
+    x = layers_2.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(inputs)  # 230 x 230 x 3
+    x = layers_2.Conv2D(64, 7, strides=2, name="conv1_conv")(x)  # 112 x 112 x 64
     x = BatchNormalizationUnbiased(epsilon=1.001e-05, name="conv1_bn")(x)  # 112 x 112 x 64
-    x = layers.ReLU(name="conv1_relu")(x)  # 112 x 112 x 64
-    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad")(x)  # 114 x 114 x 64
-    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 56 x 56 x 64
-    x = resnet_v1_stage(x, filters=64, blocks=3, stride=1, name="conv2")  # 56 x 56 x 256
-    x = resnet_v1_stage(x, filters=128, blocks=4, name="conv3")  # 28 x 28 x 512
-    x = resnet_v1_stage(x, filters=256, blocks=6, name="conv4")  # 14 x 14 x 1024
-    x = resnet_v1_stage(x, filters=512, blocks=3, name="conv5")  # 7 x 7 x 2048
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 2048
-    x = layers.Dense(1000, name="predictions")(x)  # 1000
+    x = layers_2.ReLU(name="conv1_relu")(x)  # 112 x 112 x 64
+    x = layers_2.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad")(x)  # 114 x 114 x 64
+    x = layers_2.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 56 x 56 x 64
+    x = resnet_v1_stage(x, filters=64, blocks=layers[0], stride=1, name="conv2")  # 56 x 56 x 256
+    x = resnet_v1_stage(x, filters=128, blocks=layers[1], name="conv3")  # 28 x 28 x 512
+    x = resnet_v1_stage(x, filters=256, blocks=layers[2], name="conv4")  # 14 x 14 x 1024
+    x = resnet_v1_stage(x, filters=512, blocks=layers[3], name="conv5")  # 7 x 7 x 2048
+    x = layers_2.GlobalAveragePooling2D(name="avg_pool")(x)  # 2048
+    x = layers_2.Dense(classes, name="predictions")(x)  # 1000
     return keras.Model(inputs, x, name="resnet50_keras")
 
 

@@ -198,12 +198,18 @@ def shuffle_stage(x, out, blocks, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """ShuffleNetV2X1_0: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(
+    input_shape=(224, 224, 3), *, classes=1000, stages_repeats=(4, 8, 4), stages_out_channels=(24, 116, 232, 464, 1024)
+):
+    """ShuffleNetV2X1_0: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="stem_conv_pad")(inputs)
     x = layers.Conv2D(
-        24,
+        stages_out_channels[0],
         3,
         strides=2,
         use_bias=False,
@@ -214,11 +220,11 @@ def build_model(input_shape=(224, 224, 3)):
     x = layers.ReLU(name="stem_relu")(x)  # 112 x 112 x 24
     x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="maxpool_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="maxpool")(x)  # 56 x 56 x 24
-    x = shuffle_stage(x, out=116, blocks=4, name="stage2")  # 28 x 28 x 116
-    x = shuffle_stage(x, out=232, blocks=8, name="stage3")  # 14 x 14 x 232
-    x = shuffle_stage(x, out=464, blocks=4, name="stage4")  # 7 x 7 x 464
+    x = shuffle_stage(x, out=stages_out_channels[1], blocks=stages_repeats[0], name="stage2")  # 28 x 28 x 116
+    x = shuffle_stage(x, out=stages_out_channels[2], blocks=stages_repeats[1], name="stage3")  # 14 x 14 x 232
+    x = shuffle_stage(x, out=stages_out_channels[3], blocks=stages_repeats[2], name="stage4")  # 7 x 7 x 464
     x = layers.Conv2D(
-        1024,
+        stages_out_channels[4],
         1,
         use_bias=False,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
@@ -228,9 +234,11 @@ def build_model(input_shape=(224, 224, 3)):
     x = layers.ReLU(name="head_relu")(x)  # 7 x 7 x 1024
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)  # 1024
     x = layers.Dense(
-        1000,
+        classes,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(minval=-0.03125, maxval=0.03125),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / x.shape[-1] ** 0.5), maxval=(1 / x.shape[-1] ** 0.5)
+        ),
         name="fc",
     )(x)  # 1000
     return keras.Model(inputs, x, name="shufflenet_v2_x1_0")

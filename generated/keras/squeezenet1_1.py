@@ -48,8 +48,12 @@ def fire(x, squeeze, expand1x1, expand3x3, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """SqueezeNet1_1: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.5):
+    """SqueezeNet1_1: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
     x = layers.Conv2D(64, 3, strides=2, kernel_initializer="he_uniform", name="conv1")(inputs)  # 111 x 111 x 64
     x = layers.ReLU(name="relu1")(x)  # 111 x 111 x 64
@@ -73,8 +77,8 @@ def build_model(input_shape=(224, 224, 3)):
     x = fire(x, squeeze=48, expand1x1=192, expand3x3=192, name="fire7")  # 13 x 13 x 384
     x = fire(x, squeeze=64, expand1x1=256, expand3x3=256, name="fire8")  # 13 x 13 x 512
     x = fire(x, squeeze=64, expand1x1=256, expand3x3=256, name="fire9")  # 13 x 13 x 512
-    x = layers.Dropout(0.5, name="dropout")(x)  # 13 x 13 x 512
-    x = layers.Conv2D(1000, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="conv10")(
+    x = layers.Dropout(dropout, name="dropout")(x)  # 13 x 13 x 512
+    x = layers.Conv2D(classes, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="conv10")(
         x
     )  # 13 x 13 x 1000
     x = layers.ReLU(name="relu2")(x)  # 13 x 13 x 1000

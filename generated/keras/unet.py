@@ -112,23 +112,33 @@ def unet_up(x, skip, out, name=None):
     return x
 
 
-def build_model(input_shape=(256, 256, 3)):
-    """UNet: input (N, 256, 256, 3) NHWC; outputs logits."""
+def build_model(input_shape=(256, 256, 3), *, classes=2, width=64):
+    """UNet: input (N, 256, 256, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    inc = unet_double_conv(inputs, out=64, name="inc")  # 256 x 256 x 64
-    down1 = unet_down(inc, out=128, name="down1")  # 128 x 128 x 128
-    down2 = unet_down(down1, out=256, name="down2")  # 64 x 64 x 256
-    down3 = unet_down(down2, out=512, name="down3")  # 32 x 32 x 512
-    x = unet_down(down3, out=1024, name="down4")  # 16 x 16 x 1024
-    x = unet_up(x, down3, out=512, name="up1")  # 32 x 32 x 512
-    x = unet_up(x, down2, out=256, name="up2")  # 64 x 64 x 256
-    x = unet_up(x, down1, out=128, name="up3")  # 128 x 128 x 128
-    x = unet_up(x, inc, out=64, name="up4")  # 256 x 256 x 64
+    x = inputs
+    down1_channels = width * 2
+    down2_channels = width * 4
+    down3_channels = width * 8
+    inc = unet_double_conv(x, out=width, name="inc")  # 256 x 256 x 64
+    down1 = unet_down(inc, out=down1_channels, name="down1")  # 128 x 128 x 128
+    down2 = unet_down(down1, out=down2_channels, name="down2")  # 64 x 64 x 256
+    down3 = unet_down(down2, out=down3_channels, name="down3")  # 32 x 32 x 512
+    x = unet_down(down3, out=width * 16, name="down4")  # 16 x 16 x 1024
+    x = unet_up(x, down3, out=down3_channels, name="up1")  # 32 x 32 x 512
+    x = unet_up(x, down2, out=down2_channels, name="up2")  # 64 x 64 x 256
+    x = unet_up(x, down1, out=down1_channels, name="up3")  # 128 x 128 x 128
+    x = unet_up(x, inc, out=width, name="up4")  # 256 x 256 x 64
     x = layers.Conv2D(
-        2,
+        classes,
         1,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
-        bias_initializer=keras.initializers.RandomUniform(minval=-0.125, maxval=0.125),
+        bias_initializer=keras.initializers.RandomUniform(
+            minval=-(1 / x.shape[-1] ** 0.5), maxval=(1 / x.shape[-1] ** 0.5)
+        ),
         name="outc",
     )(x)  # 256 x 256 x 2
     return keras.Model(inputs, x, name="unet")

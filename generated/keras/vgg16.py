@@ -102,17 +102,23 @@ def vgg_classifier(x, classes, dropout=0.5, name=None):
     return x
 
 
-def build_model(input_shape=(224, 224, 3)):
-    """VGG16: input (N, 224, 224, 3) NHWC; outputs logits."""
+def build_model(
+    input_shape=(224, 224, 3), *, classes=1000, dropout=0.5, widths=(64, 128, 256, 512, 512), convs=(2, 2, 3, 3, 3)
+):
+    """VGG16: input (N, 224, 224, 3) NHWC; outputs logits.
+
+    Keyword arguments: the spec's params, defaulting to its values (the shape comments are at them). input_shape
+    sets size, channels: not arguments.
+    """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = vgg_stage(inputs, out=64, convs=2, name="features0")  # 112 x 112 x 64
-    x = vgg_stage(x, out=128, convs=2, name="features5")  # 56 x 56 x 128
-    x = vgg_stage(x, out=256, convs=3, name="features10")  # 28 x 28 x 256
-    x = vgg_stage(x, out=512, convs=3, name="features17")  # 14 x 14 x 512
-    x = vgg_stage(x, out=512, convs=3, name="features24")  # 7 x 7 x 512
+    x = vgg_stage(inputs, out=widths[0], convs=convs[0], name="features0")  # 112 x 112 x 64
+    x = vgg_stage(x, out=widths[1], convs=convs[1], name="features5")  # 56 x 56 x 128
+    x = vgg_stage(x, out=widths[2], convs=convs[2], name="features10")  # 28 x 28 x 256
+    x = vgg_stage(x, out=widths[3], convs=convs[3], name="features17")  # 14 x 14 x 512
+    x = vgg_stage(x, out=widths[4], convs=convs[4], name="features24")  # 7 x 7 x 512
     x = AdaptiveAvgPool2D(7, name="avgpool")(x)  # 7 x 7 x 512
     x = layers.Flatten(name="flatten")(x)  # 25088
-    x = vgg_classifier(x, classes=1000, name="classifier")  # 1000
+    x = vgg_classifier(x, classes=classes, dropout=dropout, name="classifier")  # 1000
     return keras.Model(inputs, x, name="vgg16")
 
 
