@@ -267,8 +267,8 @@ def test_generated_code_keeps_read_outputs_by_name(tmp_path):
         assert line in torch_src, line
     keras_src = get_backend("keras").emit(model)
     for line in (
-        'inc = unet_double_conv(inputs, out=64, name="inc")',
-        'x = unet_up(x, down3, out=512, name="up1")',
+        'inc = unet_double_conv(inputs, out=width, name="inc")',
+        'x = unet_up(x, down3, out=width * 8, name="up1")',
         "def unet_up(x, skip, out, name=None):",
         'x = layers.Concatenate(name=f"{name}_concat")([skip, up])',
     ):

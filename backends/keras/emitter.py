@@ -287,8 +287,9 @@ class KerasEmitter(BaseEmitter):
         signature: list[str] = []
         if args:
             signature, derived = args.signature(body, [])
-            start = args.input_locals("input_shape") + derived + start  # (before the input: x = inputs folds in)
-            body = c.hoist_repeated(start + body, set(signature) | set(args.from_input), self.ns, at=len(start))
+            # (before the input: x = inputs folds in; the arguments' expressions are written where they are used,
+            # as in the PyTorch class: width * 8, not a local named after the first layer that reads it)
+            body = args.input_locals("input_shape") + derived + start + body
             body = c.drop_unused(body, set(args.from_input) | self.own_locals)
             read = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
             args.from_input = {n: a for n, a in args.from_input.items() if n in read}  # (for the docstring)

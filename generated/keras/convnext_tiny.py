@@ -134,16 +134,14 @@ def build_model(
     sets size, channels: not arguments.
     """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    stage1_channels = depths[0] + depths[1] + depths[2] + depths[3]
     x = layers.Conv2D(
         dims[0], 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.02), name="stem_conv"
-    )(x)  # 56 x 56 x 96
+    )(inputs)  # 56 x 56 x 96
     x = layers.LayerNormalization(epsilon=1e-06, name="stem_norm")(x)  # 56 x 56 x 96
     x = convnext_stage(
         x,
         blocks=depths[0],
-        total=stage1_channels,
+        total=depths[0] + depths[1] + depths[2] + depths[3],
         sd_prob=stochastic_depth_prob,
         layer_scale=layer_scale,
         name="stage1",
@@ -153,7 +151,7 @@ def build_model(
         x,
         blocks=depths[1],
         start=depths[0],
-        total=stage1_channels,
+        total=depths[0] + depths[1] + depths[2] + depths[3],
         sd_prob=stochastic_depth_prob,
         layer_scale=layer_scale,
         name="stage2",
@@ -163,7 +161,7 @@ def build_model(
         x,
         blocks=depths[2],
         start=depths[0] + depths[1],
-        total=stage1_channels,
+        total=depths[0] + depths[1] + depths[2] + depths[3],
         sd_prob=stochastic_depth_prob,
         layer_scale=layer_scale,
         name="stage3",
@@ -173,7 +171,7 @@ def build_model(
         x,
         blocks=depths[3],
         start=depths[0] + depths[1] + depths[2],
-        total=stage1_channels,
+        total=depths[0] + depths[1] + depths[2] + depths[3],
         sd_prob=stochastic_depth_prob,
         layer_scale=layer_scale,
         name="stage4",

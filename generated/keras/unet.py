@@ -119,18 +119,14 @@ def build_model(input_shape=(256, 256, 3), *, classes=2, width=64):
     sets size, channels: not arguments.
     """
     inputs = keras.Input(shape=input_shape, name="input")
-    x = inputs
-    down1_channels = width * 2
-    down2_channels = width * 4
-    down3_channels = width * 8
-    inc = unet_double_conv(x, out=width, name="inc")  # 256 x 256 x 64
-    down1 = unet_down(inc, out=down1_channels, name="down1")  # 128 x 128 x 128
-    down2 = unet_down(down1, out=down2_channels, name="down2")  # 64 x 64 x 256
-    down3 = unet_down(down2, out=down3_channels, name="down3")  # 32 x 32 x 512
+    inc = unet_double_conv(inputs, out=width, name="inc")  # 256 x 256 x 64
+    down1 = unet_down(inc, out=width * 2, name="down1")  # 128 x 128 x 128
+    down2 = unet_down(down1, out=width * 4, name="down2")  # 64 x 64 x 256
+    down3 = unet_down(down2, out=width * 8, name="down3")  # 32 x 32 x 512
     x = unet_down(down3, out=width * 16, name="down4")  # 16 x 16 x 1024
-    x = unet_up(x, down3, out=down3_channels, name="up1")  # 32 x 32 x 512
-    x = unet_up(x, down2, out=down2_channels, name="up2")  # 64 x 64 x 256
-    x = unet_up(x, down1, out=down1_channels, name="up3")  # 128 x 128 x 128
+    x = unet_up(x, down3, out=width * 8, name="up1")  # 32 x 32 x 512
+    x = unet_up(x, down2, out=width * 4, name="up2")  # 64 x 64 x 256
+    x = unet_up(x, down1, out=width * 2, name="up3")  # 128 x 128 x 128
     x = unet_up(x, inc, out=width, name="up4")  # 256 x 256 x 64
     x = layers.Conv2D(
         classes,
