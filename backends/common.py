@@ -370,7 +370,7 @@ def geometry_params(model: ir.Model, instances: dict[int, list]) -> set[str]:
     def block(name: str) -> set[str]:
         if name not in block_geo:
             block_geo[name] = set()
-            block_geo[name] = geo(model.block(name).body)
+            block_geo[name] = geo(model.block(name).body) if _built(model, name) else set()
         return block_geo[name]
 
     out = set().union(*(_names_in(d) for d in model.input_dims[:-1])) if model.input_dims else set()
@@ -378,6 +378,12 @@ def geometry_params(model: ir.Model, instances: dict[int, list]) -> set[str]:
     for h in model.heads:
         out |= geo(h.template)
     return out & set(dict(model.params))
+
+
+def _built(model: ir.Model, name: str) -> bool:
+    """Whether block ``name`` is in the model: a call whose condition is false here builds none (the emitters skip
+    it), and its block is not emitted."""
+    return any(b.name == name for b in model.blocks)
 
 
 def params_read_by(model: ir.Model, top: dict[str, tuple], inner: dict[str, tuple] | None = None) -> set[str]:
@@ -412,7 +418,7 @@ def params_read_by(model: ir.Model, top: dict[str, tuple], inner: dict[str, tupl
     def block(name: str) -> set[str]:
         if name not in memo:
             memo[name] = set()
-            memo[name] = reads(model.block(name).body, inner)
+            memo[name] = reads(model.block(name).body, inner) if _built(model, name) else set()
         return memo[name]
 
     out = reads(model.network, top)

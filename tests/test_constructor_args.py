@@ -235,3 +235,31 @@ def test_create_model_keras_with_params():
     model = archc.create_model("mobilenet_v2", backend="keras", classes=7, size=32)
     assert model.outputs[0].shape[-1] == 7
     assert archc.create_model("mobilenet_v2", backend="keras", size=32).outputs[0].shape[-1] == 1000
+
+
+SKIPPED_CALL = """
+name: skipped_call
+input: {height: 8, width: 8, channels: 1}
+params: {classes: 3, k: 3}
+blocks:
+  never:
+    params: {out: null, stride: 1}
+    body:
+      - conv: {out: $out, kernel: 3, stride: $stride, padding: 1}
+network:
+  - conv: {out: 4, kernel: $k, padding: 1}
+  - never: {out: 4, if: false}
+  - gap
+  - dense: {out: $classes}
+"""
+
+
+def test_a_call_never_built_does_not_stop_the_arguments(tmp_path):
+    """A block call whose if: is false here builds no block (the model has none of that name): deciding which
+    params are arguments skips it (both backends raised KeyError: 'never', found by the block property tests)."""
+    path = tmp_path / "skipped_call.yaml"
+    path.write_text(SKIPPED_CALL)
+    for backend in ("torch", "keras"):
+        module = archc.load(str(path)).module(backend)
+        params = inspect.signature(module.build_model if backend == "keras" else module.SkippedCall).parameters
+        assert "classes" in params and "k" not in params, backend
