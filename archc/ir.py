@@ -341,6 +341,13 @@ class Model:
         raise KeyError(name)
 
 
+def walk_template(t: TNode):
+    """Yield template node ``t`` and all its descendants, depth first."""
+    yield t
+    for ch in t.children:
+        yield from walk_template(ch)
+
+
 def walk(node: Node):
     """Yield ``node`` and all its descendants, depth first, in execution order."""
     yield node

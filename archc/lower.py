@@ -749,8 +749,7 @@ class Lowerer:
             return "its block names its inputs (`inputs:`), or the call reads an output by name (`from:`)"
         if cond is not None:
             return "it has an 'if:'"
-        level = [t for t in _template_walk(bdef.body) if t is not bdef.body and t.transparent and t.kind != "seq"]
-        level = [t for t in level if all(p.kind == "seq" for p in _parents(bdef.body, t))]
+        level = list(_level_parts(bdef.body))
         if level:
             return (
                 f"block '{bdef.name}' has an unnamed {level[0].kind} at its own level (at {level[0].loc}), whose "
@@ -1680,7 +1679,7 @@ class Lowerer:
                         used.add(n.block)
             todo = list(used)
             while todo:
-                for t in _template_walk(self.templates[todo.pop()].body):
+                for t in ir.walk_template(self.templates[todo.pop()].body):
                     if t.kind == "call" and t.block not in used:
                         used.add(t.block)
                         todo.append(t.block)
@@ -1745,21 +1744,14 @@ def _made_here(*bs) -> list:
     return [(b.loc, f"'{b.name}' is made here") for b in bs if isinstance(b, _Ref)]
 
 
-def _template_walk(t: ir.TNode):
-    yield t
-    for ch in t.children:
-        yield from _template_walk(ch)
-
-
-def _parents(root: ir.TNode, target: ir.TNode) -> list[ir.TNode]:
-    """The nodes from ``root`` down to ``target``'s parent."""
-    for ch in root.children:
-        if ch is target:
-            return [root]
-        found = _parents(ch, target)
-        if found:
-            return [root, *found]
-    return []
+def _level_parts(seq: ir.TNode):
+    """The transparent parts other than seqs (an unnamed residual or merge) that sit at ``seq``'s level, through
+    the seqs in it: in a block's body, their items are attributes of the block's class."""
+    for ch in seq.children:
+        if ch.kind == "seq":
+            yield from _level_parts(ch)
+        elif ch.transparent:
+            yield ch
 
 
 def _collect_refs(raw, out: set, depth: int = 0) -> None:

@@ -510,9 +510,14 @@ def _layer_hint(call_node: ast.Call) -> str | None:
     return None
 
 
+def loads(stmts) -> set[str]:
+    """The names statements read."""
+    return {n.id for s in stmts for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
 def drop_unused(body: list[ast.stmt], names: set[str]) -> list[ast.stmt]:
     """Remove assignments to the generator's own locals in ``names`` that nothing reads (ruff's F841)."""
-    read = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    read = loads(body)
     dead = names - read
 
     def keep(stmts):

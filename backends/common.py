@@ -16,7 +16,7 @@ from archc import ir
 from archc.errors import ArchcError
 from archc.expr import Expr, evaluate, simplify, substitute
 
-from .code import lit
+from .code import lit, loads
 
 
 class Unsupported(ArchcError):
@@ -225,7 +225,7 @@ class NetworkArgs:
             dims = tuple(model.input_dims)
             self.input_params = set().union(*(_names_in(d) for d in dims)) & set(self.values) if dims else set()
             read_by_defs = set().union(*(d.names() for d in self.defs.values())) if self.defs else set()
-            if dims and any("in_channels" in _node_names(t) for t in _tnodes(model.network)):
+            if dims and any("in_channels" in _node_names(t) for t in ir.walk_template(model.network)):
                 read_by_defs |= _names_in(dims[-1])  # the network's in_channels: the input's channels
             for n in sorted(self.input_params - fixed):
                 if not (_mentioned(n, model) or n in read_by_defs):
@@ -257,9 +257,9 @@ class NetworkArgs:
         """(the arguments ``__init__``'s statements read, in the spec's order; the statements that work out the
         derived ones). Unsupported if ``forward`` reads one (the network would need it at run time)."""
         cands = set(self.candidates)
-        if _loads(forward) & cands:
+        if loads(forward) & cands:
             raise Unsupported("a network param read in forward", None)
-        used = _loads(init) & cands
+        used = loads(init) & cands
         todo = list(used & set(self.defs))
         while todo:
             more = self.defs[todo.pop()].names() & cands
@@ -308,23 +308,13 @@ def _is_name(e: Expr, n: str) -> bool:
     return isinstance(tree, ast.Name) and tree.id == n
 
 
-def _loads(stmts) -> set[str]:
-    return {n.id for s in stmts for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-
-
 def _mentioned(n: str, model: ir.Model) -> bool:
     """Whether param ``n`` is read by the network's items (not only by the input)."""
     return (
-        any(n in _node_names(t) for t in _tnodes(model.network))
-        or any(n in _node_names(t) for h in model.heads for t in _tnodes(h.template))
+        any(n in _node_names(t) for t in ir.walk_template(model.network))
+        or any(n in _node_names(t) for h in model.heads for t in ir.walk_template(h.template))
         or n in model.fixed
     )
-
-
-def _tnodes(t: ir.TNode):
-    yield t
-    for ch in t.children:
-        yield from _tnodes(ch)
 
 
 def _names_in(v) -> set[str]:
@@ -337,7 +327,7 @@ def _names_in(v) -> set[str]:
 
 def _node_names(t: ir.TNode) -> set[str]:
     out = _names_in(t.cond)
-    for _, v in t.attrs:
+    for _, v in (*t.attrs, *t.binds):  # (an opened call's block params are bound to the caller's names)
         out |= _names_in(v)
     return out
 
@@ -346,44 +336,15 @@ def geometry_params(model: ir.Model, instances: dict[int, list]) -> set[str]:
     """The network params that may change a spatial size (over-approximated): the input's spatial size, those
     read by a kernel, stride, padding... (through block calls: the arguments of a block's params that do), and
     by the count or condition of a part that changes a spatial size."""
-    block_geo: dict[str, set[str]] = {}
 
-    def changes_size(t: ir.TNode) -> bool:
-        return any(n.in_shape[:-1] != n.out_shape[:-1] for n in instances.get(id(t), []))
-
-    def geo(t: ir.TNode) -> set[str]:
-        out: set[str] = set()
-        for key, v in t.attrs:
-            if key in GEOMETRY_ATTRS and t.kind != "call":
-                out |= _names_in(v)
-        if t.kind == "call":
-            inner = block(t.block)
-            for p, v in t.attrs:
-                if p in inner:
-                    out |= _names_in(v)
-        if changes_size(t):
+    def own(t: ir.TNode) -> set[str]:
+        out = set().union(*(_names_in(v) for k, v in t.attrs if k in GEOMETRY_ATTRS and t.kind != "call"))
+        if any(n.in_shape[:-1] != n.out_shape[:-1] for n in instances.get(id(t), [])):  # it changes a size
             out |= _names_in(t.cond) | _names_in(t.attr("times")) | _names_in(t.attr("layers"))
-        for ch in t.children:
-            out |= geo(ch)
         return out
 
-    def block(name: str) -> set[str]:
-        if name not in block_geo:
-            block_geo[name] = set()
-            block_geo[name] = geo(model.block(name).body) if _built(model, name) else set()
-        return block_geo[name]
-
-    out = set().union(*(_names_in(d) for d in model.input_dims[:-1])) if model.input_dims else set()
-    out |= geo(model.network)
-    for h in model.heads:
-        out |= geo(h.template)
-    return out & set(dict(model.params))
-
-
-def _built(model: ir.Model, name: str) -> bool:
-    """Whether block ``name`` is in the model: a call whose condition is false here builds none (the emitters skip
-    it), and its block is not emitted."""
-    return any(b.name == name for b in model.blocks)
+    dims = set().union(*(_names_in(d) for d in model.input_dims[:-1])) if model.input_dims else set()
+    return (dims | _params_reaching(model, own, own)) & set(dict(model.params))
 
 
 def params_read_by(model: ir.Model, top: dict[str, tuple], inner: dict[str, tuple] | None = None) -> set[str]:
@@ -391,37 +352,43 @@ def params_read_by(model: ir.Model, top: dict[str, tuple], inner: dict[str, tupl
     heads' items, and (through block calls and opened calls: the arguments of the block params that reach one) by
     those ``inner`` names (default: ``top``) inside blocks."""
     inner = top if inner is None else inner
+
+    def reader(table: dict[str, tuple]):
+        return lambda t: set().union(*(_names_in(v) for k, v in t.attrs if k in table.get(t.kind, ())))
+
+    return _params_reaching(model, reader(top), reader(inner))
+
+
+def _params_reaching(model: ir.Model, own_top, own_inner) -> set[str]:
+    """The network params that reach what ``own_top(t)`` says an item of the network or a head reads itself (and
+    ``own_inner(t)`` an item inside a block): through a block call, the arguments of the block params that reach
+    one inside it; through an opened call (``binds``), the expressions its block params are bound to."""
     memo: dict[str, set[str]] = {}
 
-    def reads(t: ir.TNode, table: dict[str, tuple]) -> set[str]:
-        out: set[str] = set()
+    def reads(t: ir.TNode, own) -> set[str]:
+        out = own(t)
         if t.kind == "call":
             reached = block(t.block)
-            for p, v in t.attrs:
-                if p in reached:
-                    out |= _names_in(v)
-            return out
-        keys = table.get(t.kind, ())
-        for key, v in t.attrs:
-            if key in keys:
-                out |= _names_in(v)
-        below: set[str] = set()
-        for ch in t.children:
-            below |= reads(ch, table)
+            return out.union(*(_names_in(v) for p, v in t.attrs if p in reached))
+        below = set().union(*(reads(ch, own) for ch in t.children))
         if t.binds:  # an opened call: its block's params, bound to expressions of the enclosing scope's names
             bound = dict(t.binds)
-            below = {n for n in below if n not in bound} | set().union(
-                *(_names_in(v) for p, v in bound.items() if p in below)
-            )
+            below = {n for n in below if n not in bound}.union(*(_names_in(v) for p, v in bound.items() if p in below))
         return out | below
 
     def block(name: str) -> set[str]:
         if name not in memo:
-            memo[name] = set()
-            memo[name] = reads(model.block(name).body, inner) if _built(model, name) else set()
+            memo[name] = set()  # (a block that calls itself is refused by the lowering; this ends the recursion)
+            memo[name] = reads(model.block(name).body, own_inner) if _built(model, name) else set()
         return memo[name]
 
-    out = reads(model.network, top)
+    out = reads(model.network, own_top)
     for h in model.heads:
-        out |= reads(h.template, top)
+        out |= reads(h.template, own_top)
     return out & set(dict(model.params))
+
+
+def _built(model: ir.Model, name: str) -> bool:
+    """Whether block ``name`` is in the model: a call whose condition is false here builds none (the emitters skip
+    it), and its block is not emitted."""
+    return any(b.name == name for b in model.blocks)

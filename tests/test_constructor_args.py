@@ -263,3 +263,33 @@ def test_a_call_never_built_does_not_stop_the_arguments(tmp_path):
         module = archc.load(str(path)).module(backend)
         params = inspect.signature(module.build_model if backend == "keras" else module.SkippedCall).parameters
         assert "classes" in params and "k" not in params, backend
+
+
+OPENED_STRIDE = """
+name: opened_stride
+input: {height: 16, width: 16, channels: 3}
+params: {s: 2, classes: 3}
+blocks:
+  stage:
+    params: {out: null, stride: 1}
+    body:
+      - conv: {name: down, out: $out, kernel: 3, stride: $stride, padding: 1}
+      - relu: {name: act}
+network:
+  - stage: {name: layer1, out: 4, stride: $s}
+  - concat: {from: [layer1.down, layer1]}
+  - gap
+  - dense: {out: $classes}
+"""
+
+
+def test_a_stride_through_an_opened_call_is_fixed(tmp_path):
+    """s is a conv's stride inside layer1, a block call a reference opens (built as a named seq binding the block's
+    params to the call's arguments): a geometry param like any other, fixed and named in both backends."""
+    path = tmp_path / "opened_stride.yaml"
+    path.write_text(OPENED_STRIDE)
+    for backend in ("torch", "keras"):
+        module = archc.load(str(path)).module(backend)
+        fn = module.OpenedStride if backend == "torch" else module.build_model
+        assert "s" not in inspect.signature(fn).parameters and "classes" in inspect.signature(fn).parameters
+        assert "resolved them: s." in " ".join(inspect.getdoc(fn).split()), backend

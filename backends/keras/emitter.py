@@ -291,7 +291,7 @@ class KerasEmitter(BaseEmitter):
             # as in the PyTorch class: width * 8, not a local named after the first layer that reads it)
             body = args.input_locals("input_shape") + derived + start + body
             body = c.drop_unused(body, set(args.from_input) | self.own_locals)
-            read = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            read = c.loads(body)
             args.from_input = {n: a for n, a in args.from_input.items() if n in read}  # (for the docstring)
             if signature:
                 doc += "\n\n" + args.doc()

@@ -613,7 +613,7 @@ class TorchEmitter(BaseEmitter):
         fwd += self.class_body(body_t, scope, k, var, False)
         if when is False:
             return fwd[1:]
-        kept = any(n.key in k.saved for n in _template_nodes(body_t))  # (a kept output must not change in place)
+        kept = any(n.key in k.saved for n in ir.walk_template(body_t))  # (a kept output must not change in place)
         if when is True and _fresh_end(body_t, scope) and not kept:  # torchvision's ``out += identity``
             add = c.commented(ast.AugAssign(target=c.store(var), op=ast.Add(), value=c.name(identity)), comment)
         else:
@@ -887,15 +887,9 @@ def _reads(t: ir.TNode, saved: dict) -> bool:
     """Whether an item below ``t`` is kept or reads a kept output (``like:`` included)."""
     return any(
         n.key in saved or n.src or (n.kind == "upsample" and n.attr("like") is not None)
-        for n in _template_nodes(t)
+        for n in ir.walk_template(t)
         if n is not t
     )
-
-
-def _template_nodes(t: ir.TNode):
-    yield t
-    for ch in t.children:
-        yield from _template_nodes(ch)
 
 
 def _inline_widths(formula: Expr, part: ir.TNode, known: dict[str, Expr]) -> Expr:
