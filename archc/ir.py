@@ -270,6 +270,10 @@ class TNode:
     # that references reach inside, made a named seq of the block's body, binds the block's params to the call's
     # arguments (see archc.lower.Lowerer.open_call)
     binds: tuple[tuple[str, Any], ...] = ()
+    # seq only: a level of one item, which is that item (a loop's body, a merge's branch, a named residual's body or
+    # shortcut, a head): the item takes the level's name and path and adds no level of its own, so a loop of one
+    # block is ``nn.Sequential(*[Block() for _ in range(n)])`` (``layer1.rest.0.conv1``), not a second wrapper
+    single: bool = False
 
     def attr_loc(self, key: str) -> Loc | None:
         """Where attribute ``key`` was written (or the item, if it came from a default)."""

@@ -14,6 +14,7 @@ the features with a global pool (:meth:`Lowerer.builtin_params`, :meth:`Lowerer.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import math
 import re
@@ -201,6 +202,7 @@ class _Level:
         self.seen: Counter = Counter()
         self.used: dict[str, Loc | None] = {}
         self.single_merge = class_scope and sum(_item_base(it) in MERGES for it in unnamed) == 1
+        self.names = {_item_name(it) for it in items} | set(self.counts)  # what names here can be, at most
 
     def auto(self, item) -> str:
         base = _item_base(item)
@@ -605,6 +607,8 @@ class Lowerer:
                     )  # fmt: skip
                 finally:
                     self._cond_depth -= key == "shortcut"
+            if not transparent:  # a module of its own (Residual(body, shortcut)): a part of one item is that item
+                parts = [_one_level(p) for p in parts]
             return mk(kind, (("when", when),), parts[0].out_ch, parts, transparent)
         if kind in MERGES and targets:  # the named outputs, merged: no branches
             widths = [t.width for t in targets]
@@ -615,15 +619,17 @@ class Lowerer:
                 raw_br = _raw_attrs(raw_item)
             branches = []
             transparent = attrs.name is None and class_scope and level.single_merge
+            names = _branch_names(attrs.branches, level if transparent else None)
             for j, br in enumerate(attrs.branches):
                 rb = raw_br[j] if raw_br is not None and j < len(raw_br) else None
                 bloc = self.loc(raw_br, j) or loc
-                branches.append(
-                    self.nested(None, lambda br=br, rb=rb, j=j, bloc=bloc: self.template_seq(
-                        br, rb, in_ch, ctx, f"branch{j + 1}", bloc))
-                )  # fmt: skip
+                bt = _one_level(self.nested(None, lambda br=br, rb=rb, j=j, bloc=bloc: self.template_seq(
+                    br, rb, in_ch, ctx, f"branch{j + 1}", bloc)))  # fmt: skip
+                if bt.single and names[j] is not None:  # a branch of one named item: that item, by its name
+                    bt = replace(bt, name=names[j])
+                branches.append(bt)
                 if transparent:  # the branches' names join the enclosing level
-                    level.claim(f"branch{j + 1}", bloc)
+                    level.claim(bt.name, bloc)
             out = sym_add(*[b.out_ch for b in branches]) if kind == "concat" else branches[0].out_ch
             return mk(kind, (), out, branches, transparent)
         if kind in ("repeat", "dense_connect"):
@@ -633,6 +639,7 @@ class Lowerer:
             body = self.nested(
                 None, lambda: self.template_seq(attrs.body, self.loc_list(raw, "body"), body_in, ctx, "body", loc)
             )
+            body = _one_level(body)
             b = body.out_ch
             if kind == "dense_connect" and any(n == "in_channels" or n.startswith(WIDTH_PREFIX) for n in b.names()):
                 raise ArchcError(
@@ -905,7 +912,7 @@ class Lowerer:
             if child.src and child.src[0] and child.kind not in MERGES:  # it reads a named output
                 src_in = self.live[-1][child.src[0]][1]
             try:
-                n = self.inst(child, scope, src_in, _join(path, child.name), path)
+                n = self.inst(child, scope, src_in, path if t.single else _join(path, child.name), path)
             except ArchcError as exc:
                 if not exc.explained:
                     self.explain(exc, child, scope)
@@ -1586,7 +1593,7 @@ class Lowerer:
                 lw = self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight"))
                 if lw is not UNKNOWN:
                     lw = number(lw, "loss_weight", loc_of(hraw, "loss_weight"))
-                ht = self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc)
+                ht = _one_level(self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc))
                 if ht.children and ht.children[-1].kind == "upsample":  # a head may end resized to the input's size
                     self.head_tails.add(id(ht.children[-1]))
                 if top is None:
@@ -1789,6 +1796,33 @@ def _param_names(raw) -> set[str]:
         except ArchcError:
             return set()
     return set()
+
+
+# False: lower as archc did before a level of one item became that item (the names of earlier checkpoints, which
+# ``archc convert-weights`` renames: archc.convert.earlier_names)
+ONE_ITEM_LEVELS: contextvars.ContextVar[bool] = contextvars.ContextVar("one_item_levels", default=True)
+
+
+def _branch_names(branches, level: _Level | None) -> list[str | None]:
+    """For each branch of a merge, the name of its one item when the branch is one item named in the spec and no
+    other branch's name (or, ``level``: a name of the level the branches join) can be the same; else None (the
+    branch is ``branch<j>``): Inception-v3's first branch is ``branch1x1``, as in torchvision."""
+    if not ONE_ITEM_LEVELS.get():
+        return [None] * len(branches)
+    own = [_item_name(br[0]) if len(br) == 1 else None for br in branches]
+    taken = Counter([*own, *(f"branch{j + 1}" for j in range(len(branches)))])
+    return [n if n is not None and taken[n] == 1 and (level is None or n not in level.names) else None for n in own]
+
+
+def _one_level(seq: ir.TNode) -> ir.TNode:
+    """``seq``, a level that a loop, a merge, a named residual or a head makes, marked ``single`` when it holds one
+    item that is always there and names no running width (``ir.TNode.single``: the item is the level)."""
+    if len(seq.children) != 1 or seq.lets or seq.binds or seq.transparent or not ONE_ITEM_LEVELS.get():
+        return seq
+    item = seq.children[0]
+    if item.cond is not None or item.kind == ERROR_KIND or (item.kind == "seq" and item.transparent):
+        return seq
+    return replace(seq, single=True)
 
 
 def _join(a: str, b: str) -> str:

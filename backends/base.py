@@ -55,6 +55,7 @@ class Step:
     scope: Scope
     own: ast.expr | None
     read: str | None
+    whole: bool = False  # the item is its level (``ir.TNode.single``): it takes the level's name
 
 
 class BaseEmitter:
@@ -122,7 +123,7 @@ class BaseEmitter:
                 continue
             own = None if present is True else f.scope.node(t.cond)
             read = f.saved[t.src[0]] if t.src and t.src[0] and t.kind not in MERGES else None
-            yield Step(i, t, f.scope, own, read)
+            yield Step(i, t, f.scope, own, read, seq.single)
 
     def walk(self, seq: ir.TNode, scope: Scope, f: Frame) -> list[ast.stmt]:
         """The statements that transform ``f.var`` through the items of ``seq``: each item's (:meth:`step`), then

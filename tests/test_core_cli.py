@@ -103,7 +103,7 @@ def test_summary_depths_partition_the_layers(cli, spec):
 def test_summary_json_rows_have_depths(cli):
     data = cli("summary", SPECS / "densenet169.yaml", "--json", "--depth", "1").json()
     assert len(data["layers"]) > 500  # --json keeps every layer
-    assert {r["depth"] for r in data["layers"]} >= {1, 5}
+    assert {r["depth"] for r in data["layers"]} >= {1, 4}  # denseblock1.stack.0.norm1
     assert all(r["depth"] == r["name"].count(".") + 1 for r in data["layers"])
 
 

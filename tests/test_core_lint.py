@@ -152,7 +152,7 @@ def test_dropout_of_rate_zero_inside_a_stdlib_block_is_reported_at_the_call(cli)
     ws, err = lint(cli, SPECS / "googlenet.yaml", "--set", "aux_dropout=0")
     text = (SPECS / "googlenet.yaml").read_text()
     assert len(ws) == 1 and ws[0].startswith(f"{SPECS / 'googlenet.yaml'}:"), ws
-    assert "dropout 'aux1.head.dropout' has rate 0" in ws[0]
+    assert "dropout 'aux1.dropout' has rate 0" in ws[0]
     assert "<archc stdlib>/inception.yaml:" in err and "note: the dropout is here" in err
     assert "inception_aux" in text.splitlines()[int(ws[0].split(":")[1]) - 1]
 

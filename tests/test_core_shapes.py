@@ -82,23 +82,23 @@ def test_googlenet_224_layer_rows_via_cli(cli):
         "conv1.conv": [112, 112, 64],
         "conv1.bn": [112, 112, 64],
         "maxpool1": [56, 56, 64],
-        "inception3a.branch1.conv_bn_act.conv": [28, 28, 64],
+        "inception3a.branch1.conv": [28, 28, 64],
         "inception3a.branch2.conv_bn_act2.conv": [28, 28, 128],
         "inception3a.branch3.conv_bn_act2.conv": [28, 28, 32],
         "inception3a.branch4.maxpool": [28, 28, 192],
         "inception3a.branch4.conv_bn_act.conv": [28, 28, 32],
-        "inception4e.branch1.conv_bn_act.conv": [14, 14, 256],
+        "inception4e.branch1.conv": [14, 14, 256],
         "inception5b.branch4.conv_bn_act.conv": [7, 7, 128],
         "avgpool": [1024],
         "fc": [1000],
         # aux heads: 5x5/3 average pool on 14x14: (14-5)//3+1 = 4; flatten 128*4*4 = 2048
-        "aux1.head.avgpool": [4, 4, 512],
-        "aux1.head.conv.conv": [4, 4, 128],
-        "aux1.head.flatten": [2048],
-        "aux1.head.fc1": [1024],
-        "aux1.head.fc2": [1000],
-        "aux2.head.avgpool": [4, 4, 528],
-        "aux2.head.flatten": [2048],
+        "aux1.avgpool": [4, 4, 512],
+        "aux1.conv.conv": [4, 4, 128],
+        "aux1.flatten": [2048],
+        "aux1.fc1": [1024],
+        "aux1.fc2": [1000],
+        "aux2.avgpool": [4, 4, 528],
+        "aux2.flatten": [2048],
     }
     assert {k: shapes.get(k) for k in expected} == expected
 
@@ -135,10 +135,10 @@ def test_googlenet_96_one_channel_shapes():
     assert t["fc"] == (1000,)
     lv = leaves(m)
     # aux: 5x5/3 average pool on 6x6: (6-5)//3+1 = 1, so the flatten gives 128 values, not 2048
-    assert lv["aux1.head.avgpool"].out_shape == (1, 1, 512)
-    assert lv["aux2.head.avgpool"].out_shape == (1, 1, 528)
-    assert lv["aux1.head.flatten"].out_shape == (128,)
-    assert lv["aux1.head.fc1"].in_features == 128 and lv["aux2.head.fc1"].in_features == 128
+    assert lv["aux1.avgpool"].out_shape == (1, 1, 512)
+    assert lv["aux2.avgpool"].out_shape == (1, 1, 528)
+    assert lv["aux1.flatten"].out_shape == (128,)
+    assert lv["aux1.fc1"].in_features == 128 and lv["aux2.fc1"].in_features == 128
     assert lv["conv1.conv"].in_channels == 1
     assert analyze(m).outputs == {"main": (1000,), "aux1": (1000,), "aux2": (1000,)}
 
@@ -147,7 +147,7 @@ def test_googlenet_input_size_changes_only_the_aux_fc_params():
     big, small = rows(model("googlenet")), rows(model("googlenet", ("size=96",)))
     assert big.keys() == small.keys()
     changed = {p for p in big if big[p].trainable != small[p].trainable}
-    assert changed == {"aux1.head.fc1", "aux2.head.fc1"}
+    assert changed == {"aux1.fc1", "aux2.fc1"}
     for p in changed:  # FC 1024 on 2048 vs 128 inputs
         assert big[p].trainable - small[p].trainable == (2048 - 128) * 1024
     assert all(big[p].non_trainable == small[p].non_trainable for p in big)
@@ -167,7 +167,7 @@ def test_googlenet_dotted_set_of_input_height():
     assert top(m)["inception4a"] == (6, 14, 512)
     assert top(m)["inception5b"] == (3, 7, 1024)
     # aux pool: height (6-5)//3+1 = 1, width (14-5)//3+1 = 4
-    assert leaves(m)["aux1.head.flatten"].out_shape == (1 * 4 * 128,)
+    assert leaves(m)["aux1.flatten"].out_shape == (1 * 4 * 128,)
 
 
 # ------------------------------------------------------------------ DenseNet
@@ -294,4 +294,4 @@ def test_googlenet_torchvision_pooling_and_eps_are_explicit():
     assert tv["maxpool4"].kernel == (2, 2) and paper["maxpool4"].kernel == (3, 3)
     assert tv["conv1.bn"].eps == 1e-3 and paper["conv1.bn"].eps == 1e-5
     assert tv["dropout"].rate == 0.2 and paper["dropout"].rate == 0.4
-    assert tv["aux1.head.dropout"].rate == 0.7
+    assert tv["aux1.dropout"].rate == 0.7

@@ -120,8 +120,8 @@ def test_set_growth_rate_changes_the_counts(cli):
     assert layers["avgpool"]["output_shape"] == [final]
     assert layers["classifier"]["trainable_params"] == final * 1000 + 1000
     assert layers["norm5"]["non_trainable_params"] == 2 * final
-    assert layers["denseblock1.stack.0.layer.conv2"]["output_shape"] == [56, 56, 48]
-    assert layers["denseblock1.stack.0.layer.conv1"]["output_shape"] == [56, 56, 4 * 48]
+    assert layers["denseblock1.stack.0.conv2"]["output_shape"] == [56, 56, 48]
+    assert layers["denseblock1.stack.0.conv1"]["output_shape"] == [56, 56, 4 * 48]
 
 
 def test_set_growth_rate_equals_a_hand_written_spec(cli, write_yaml):

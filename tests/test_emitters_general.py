@@ -96,9 +96,9 @@ def test_resnet50_state_dict_keys_follow_the_spec_names_at_every_level():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     keys = list(module.build_model().state_dict())
-    assert "layer1.rest.0.block.conv1.weight" in keys
+    assert "layer1.rest.0.conv1.weight" in keys
     assert "layer1.first.downsample.conv.weight" in keys
-    assert "layer4.rest.1.block.bn3.running_var" in keys
+    assert "layer4.rest.1.bn3.running_var" in keys
     # no bare integer from an anonymous nn.Sequential: an integer only ever follows a repeat ('rest')
     for k in keys:
         for prev, part in zip(k.split("."), k.split(".")[1:]):
@@ -114,7 +114,7 @@ def test_keras_layer_names_follow_the_spec_names():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     names = {layer.name for layer in module.build_model(input_shape=(64, 64, 3)).layers}
-    assert {"layer1_rest_0_block_conv1", "layer2_first_downsample_conv", "layer2_first_residual"} <= names
+    assert {"layer1_rest_0_conv1", "layer2_first_downsample_conv", "layer2_first_residual"} <= names
 
 
 def test_a_conditional_width_is_computed_once():
@@ -372,7 +372,7 @@ def test_default_tables_are_the_frameworks_own_defaults():
 
 def test_no_sequential_wraps_a_lone_stateless_module_or_a_stateless_sequential():
     """A one-item nn.Sequential (or one directly inside another) is only left where its name is part of state_dict
-    keys: around modules with weights (``layer1.rest.0.block.conv1.weight``)."""
+    keys: around modules with weights (``layer1.rest.0.conv1.weight``)."""
     torch = pytest.importorskip("torch")
     nn = torch.nn
     for path in sorted((ROOT / "generated/torch").glob("*.py")):
@@ -387,5 +387,38 @@ def test_no_sequential_wraps_a_lone_stateless_module_or_a_stateless_sequential()
                 assert len(children) != 1 or children[0].state_dict(), (path.name, name)
                 for child in children:
                     assert not isinstance(child, nn.Sequential) or child.state_dict(), (path.name, name)
+                # a level of one item is that item: no nn.Sequential(OrderedDict(block=...)), in a loop or not
+                named = [n for n, _ in m.named_children()]
+                assert len(named) != 1 or named[0].isdigit(), (path.name, name, named)
     src = (ROOT / "generated/torch/inception_v3.py").read_text()
     assert "self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)\n" in src
+
+
+@pytest.mark.parametrize(
+    ("stem", "key"),
+    [
+        ("resnet50", "layer1.rest.0.conv1.weight"),  # a repeat of one block: nn.Sequential(*[Bottleneck(...)])
+        ("densenet121", "denseblock1.stack.0.norm1.weight"),  # dense_connect of one layer
+        ("googlenet", "aux1.fc1.weight"),  # a head of one block: torchvision's aux1.fc1.weight
+        ("inception_v3", "Mixed_5b.branch1x1.conv.weight"),  # a branch of one named item: torchvision's name
+        ("inception_v3", "Mixed_7b.branch2.concat.branch3x3_2a.conv.weight"),
+    ],
+)
+def test_a_level_of_one_item_is_that_item(stem, key):
+    """The lowering's naming rule (archc.lower._one_level): the item takes the level's place in the module tree
+    and the IR paths, the same in the generated model's state_dict and in the Keras layer names."""
+    torch = pytest.importorskip("torch")
+    from archc.convert import weighted_leaves
+    from archc.pipeline import compile_spec
+
+    spec = importlib.util.spec_from_file_location(f"g_one_{stem}", ROOT / "generated/torch" / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.device("meta"):
+        keys = set(module.build_model().state_dict())
+    assert key in keys
+    assert key.rpartition(".")[0] in {
+        n.path for n in weighted_leaves(compile_spec(str(ROOT / "specs" / f"{stem}.yaml")))
+    }
+    keras_src = (ROOT / "generated/keras" / f"{stem}.py").read_text()
+    assert "_block_" not in keras_src and "_head_" not in keras_src

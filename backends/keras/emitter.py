@@ -4,7 +4,7 @@ Each block definition becomes a function ``block(x, params..., name=None)``; the
 becomes ``build_model(input_shape=..., *, <the spec's params>)`` (:class:`NetworkArgs`: the params the input's
 shape reads are ``input_shape``'s; those :data:`DECIDED` reads stay fixed), written in the params' terms as a
 block's body is in its own. Layer names follow the IR: the layer of IR leaf
-``layer1.rest.0.block.conv1`` is named ``layer1_rest_0_block_conv1``, which is what weight
+``layer1.rest.0.conv1`` is named ``layer1_rest_0_conv1``, which is what weight
 conversion relies on; names that would collide are refused. An item with an ``if:`` is
 built under an ``if``; a residual keeps its input (``identity = x``) and adds it back.
 Where Keras lacks a primitive the emitter lowers it exactly: explicit padding becomes
@@ -349,7 +349,7 @@ class KerasEmitter(BaseEmitter):
         if s.read is not None:  # it reads a kept output
             lines.append(c.assign(f.var, c.name(s.read)))
             f.prev = None
-        self.item(item, s.scope, f.var, f.name, lines, f.prev, f.top)
+        self.item(item, s.scope, f.var, f.name, lines, f.prev, f.top, s.whole)
         comment = self.shape_comment(item) if f.top else None
         if lines and comment and not isinstance(lines[-1], (ast.If, ast.For)):
             c.commented(lines[-1], comment)
@@ -384,13 +384,15 @@ class KerasEmitter(BaseEmitter):
         arg = c.name(src or x) if isinstance(src or x, str) else src
         out.append(c.assign(x, c.call(value, arg)))
 
-    def item(self, t, scope: Scope, x: str, name: Name, out: list, prev, top: bool):
+    def item(self, t, scope: Scope, x: str, name: Name, out: list, prev, top: bool, whole: bool = False):
+        """The statements of item ``t`` named below ``name``; ``whole``: ``t`` is the level ``name`` itself."""
         k = t.kind
         node = scope.node
-        level = name if t.transparent else name.child(t.name)
-        n = ("name", name.child(t.name).node())
+        me = name if whole else name.child(t.name)
+        level = name if t.transparent else me
+        n = ("name", me.node())
         if k in OP_EMIT:
-            OP_EMIT[k](self, t, scope, x, name.child(t.name), out, prev)
+            OP_EMIT[k](self, t, scope, x, me, out, prev)
         elif k == "seq":
             self.seq(t, scope, x, level, out, prev)
         elif k in ("concat", "add", "mul") and t.src:  # named outputs merged

@@ -1,6 +1,6 @@
 """The generated Keras model's weights: per weighted IR node kind, its layer and ``layer.get_weights()`` in order.
 
-Every layer with weights is named after its IR path with '.' -> '_' (``layer1_rest_0_block_conv1``). Keras
+Every layer with weights is named after its IR path with '.' -> '_' (``layer1_rest_0_conv1``). Keras
 keeps kernels channels last, as the canonical layouts of :mod:`archc.weights` do: every transform is the
 identity. tests/test_weight_layouts.py builds every spec's model and checks these against its layers' weights.
 """

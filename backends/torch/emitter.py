@@ -3,7 +3,7 @@
 Each block definition becomes a class whose constructor takes ``in_channels`` and the
 block's params; the network becomes the model class, with the inferred shape after each
 step as a comment in ``forward``. The module tree follows the IR's names exactly, so a
-``state_dict`` key is the IR path of its layer (``layer1.rest.0.block.conv1.weight``):
+``state_dict`` key is the IR path of its layer (``layer1.rest.0.conv1.weight``):
 
 * a block body or the network is a class body: one attribute per item; an item with an
   ``if:`` is built under an ``if`` in ``__init__`` (``None`` otherwise) and run under a
@@ -729,7 +729,10 @@ class TorchEmitter(BaseEmitter):
         """One module for a nested level: ``nn.Sequential(OrderedDict(name=module, ...))``; a level of one
         stateless module (a pool, an activation) is that module, unwrapped, unless ``opened`` (forward calls
         its items by name). A wrapper around modules with weights stays: its name is in their state_dict keys
-        (``layer1.rest.0.block.conv1.weight``), which weight conversion and the torchvision mappings read."""
+        (``layer1.first.conv1.weight``), which weight conversion and the torchvision mappings read. A level of
+        one item (``ir.TNode.single``) is that item's module: the lowering gave the item the level's path."""
+        if seq.single and seq.children:
+            return self.module(seq.children[0], scope, k)
         items = self.entries(seq, scope, k)
         if not items:
             return self.nn("Identity")

@@ -1,7 +1,7 @@
 """The generated PyTorch model's weights: per weighted IR node kind, its ``state_dict`` entries and their layouts.
 
 The emitter (:mod:`archc.backends.torch.emitter`) builds the module tree after the IR's names, so the module
-path of every leaf with weights is its IR path, at every level: ``layer1.rest.0.block.conv1`` (class bodies
+path of every leaf with weights is its IR path, at every level: ``layer1.rest.0.conv1`` (class bodies
 hold one attribute per item, nested levels are ``nn.Sequential`` of ``OrderedDict`` s, merge branches and
 residual ``body`` / ``shortcut`` are named children, loops are indices). Each entry is ``<module path>.<name>``;
 the canonical layouts are :mod:`archc.weights`' (channels last). tests/test_weight_layouts.py builds every spec's

@@ -102,7 +102,7 @@ def convnext_stage(x, blocks, total, start=0, sd_prob=0.0, layer_scale=1e-06, na
     x = cn_block(x, layer_scale=layer_scale, p=sd_prob * start / (total - 1), name=f"{name}_first")
     for i in range(blocks - 1):
         x = cn_block(
-            x, layer_scale=layer_scale, p=sd_prob * (start + blocks / 2) / (total - 1), name=f"{name}_rest_{i}_block"
+            x, layer_scale=layer_scale, p=sd_prob * (start + blocks / 2) / (total - 1), name=f"{name}_rest_{i}"
         )
     return x
 

@@ -81,9 +81,7 @@ def dense_block(x, num_layers, growth_rate, bn_size=4, drop_rate=0.0, name=None)
     """
     for i in range(num_layers):
         y = x
-        y = dense_layer(
-            y, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name=f"{name}_stack_{i}_layer"
-        )
+        y = dense_layer(y, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate, name=f"{name}_stack_{i}")
         x = layers.Concatenate(name=f"{name}_stack_{i}_concat")([x, y])
     return x
 

@@ -200,7 +200,7 @@ def effnet_stage(
             squeeze=max(1, channels_in // 4),
             residual=True,
             sd_prob=sd_prob * (first_index + blocks / 2) / total_blocks,
-            name=f"{name}_rest_{i}_block",
+            name=f"{name}_rest_{i}",
         )
     return x
 

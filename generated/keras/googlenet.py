@@ -93,7 +93,7 @@ def inception(x, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, kernel5=5, 
     Layers are named f"{name}_<path>" after the spec's items.
     """
     branch1 = x
-    branch1 = conv_bn_act(branch1, out=ch1x1, kernel=1, name=f"{name}_branch1_conv_bn_act")
+    branch1 = conv_bn_act(branch1, out=ch1x1, kernel=1, name=f"{name}_branch1")
     branch2 = x
     branch2 = conv_bn_act(branch2, out=ch3x3red, kernel=1, name=f"{name}_branch2_conv_bn_act1")
     branch2 = conv_bn_act(branch2, out=ch3x3, kernel=3, padding=1, name=f"{name}_branch2_conv_bn_act2")
@@ -163,7 +163,7 @@ def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.4, aux_dro
         x, ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64, kernel5=kernel5, name="inception4a"
     )  # 14 x 14 x 512
     aux1 = x
-    aux1 = inception_aux(aux1, classes=classes, dropout=aux_dropout, name="aux1_head")
+    aux1 = inception_aux(aux1, classes=classes, dropout=aux_dropout, name="aux1")
     x = inception(
         x, ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64, kernel5=kernel5, name="inception4b"
     )  # 14 x 14 x 512
@@ -174,7 +174,7 @@ def build_model(input_shape=(224, 224, 3), *, classes=1000, dropout=0.4, aux_dro
         x, ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64, kernel5=kernel5, name="inception4d"
     )  # 14 x 14 x 528
     aux2 = x
-    aux2 = inception_aux(aux2, classes=classes, dropout=aux_dropout, name="aux2_head")
+    aux2 = inception_aux(aux2, classes=classes, dropout=aux_dropout, name="aux2")
     x = inception(
         x,
         ch1x1=256,

@@ -110,8 +110,8 @@ def irv2_mixed_5b(x, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    branch1 = x
-    branch1 = irv2_conv(branch1, out=96, kernel=1, name=f"{name}_branch1_branch0")
+    branch0 = x
+    branch0 = irv2_conv(branch0, out=96, kernel=1, name=f"{name}_branch0")
     branch2 = x
     branch2 = irv2_conv(branch2, out=48, kernel=1, name=f"{name}_branch2_branch1a")
     branch2 = irv2_conv(branch2, out=64, kernel=5, padding=2, name=f"{name}_branch2_branch1b")
@@ -122,7 +122,7 @@ def irv2_mixed_5b(x, name=None):
     branch4 = x
     branch4 = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_branch4_avgpool")(branch4)
     branch4 = irv2_conv(branch4, out=64, kernel=1, name=f"{name}_branch4_branch_pool")
-    x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
+    x = layers.Concatenate(name=f"{name}_concat")([branch0, branch2, branch3, branch4])
     return x
 
 
@@ -134,8 +134,8 @@ def irv2_block35(x, up, factor=0.17, act=True, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     identity = x
-    branch1 = x
-    branch1 = irv2_conv(branch1, out=32, kernel=1, name=f"{name}_mixed_branch1_branch0")
+    branch0 = x
+    branch0 = irv2_conv(branch0, out=32, kernel=1, name=f"{name}_mixed_branch0")
     branch2 = x
     branch2 = irv2_conv(branch2, out=32, kernel=1, name=f"{name}_mixed_branch2_branch1a")
     branch2 = irv2_conv(branch2, out=32, kernel=3, padding=1, name=f"{name}_mixed_branch2_branch1b")
@@ -143,7 +143,7 @@ def irv2_block35(x, up, factor=0.17, act=True, name=None):
     branch3 = irv2_conv(branch3, out=32, kernel=1, name=f"{name}_mixed_branch3_branch2a")
     branch3 = irv2_conv(branch3, out=48, kernel=3, padding=1, name=f"{name}_mixed_branch3_branch2b")
     branch3 = irv2_conv(branch3, out=64, kernel=3, padding=1, name=f"{name}_mixed_branch3_branch2c")
-    x = layers.Concatenate(name=f"{name}_mixed")([branch1, branch2, branch3])
+    x = layers.Concatenate(name=f"{name}_mixed")([branch0, branch2, branch3])
     x = layers.Conv2D(up, 1, name=f"{name}_up")(x)
     x = Scale(factor, name=f"{name}_scale")(x)
     x = layers.Add(name=f"{name}_residual")([x, identity])
@@ -158,15 +158,15 @@ def irv2_mixed_6a(x, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    branch1 = x
-    branch1 = irv2_conv(branch1, out=384, kernel=3, stride=2, name=f"{name}_branch1_branch0")
+    branch0 = x
+    branch0 = irv2_conv(branch0, out=384, kernel=3, stride=2, name=f"{name}_branch0")
     branch2 = x
     branch2 = irv2_conv(branch2, out=256, kernel=1, name=f"{name}_branch2_branch1a")
     branch2 = irv2_conv(branch2, out=256, kernel=3, padding=1, name=f"{name}_branch2_branch1b")
     branch2 = irv2_conv(branch2, out=384, kernel=3, stride=2, name=f"{name}_branch2_branch1c")
     branch3 = x
-    branch3 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch3_maxpool")(branch3)
-    x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3])
+    branch3 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch3")(branch3)
+    x = layers.Concatenate(name=f"{name}_concat")([branch0, branch2, branch3])
     return x
 
 
@@ -177,13 +177,13 @@ def irv2_block17(x, up, factor=0.1, act=True, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     identity = x
-    branch1 = x
-    branch1 = irv2_conv(branch1, out=192, kernel=1, name=f"{name}_mixed_branch1_branch0")
+    branch0 = x
+    branch0 = irv2_conv(branch0, out=192, kernel=1, name=f"{name}_mixed_branch0")
     branch2 = x
     branch2 = irv2_conv(branch2, out=128, kernel=1, name=f"{name}_mixed_branch2_branch1a")
     branch2 = irv2_conv(branch2, out=160, kernel=(1, 7), padding=(0, 3), name=f"{name}_mixed_branch2_branch1b")
     branch2 = irv2_conv(branch2, out=192, kernel=(7, 1), padding=(3, 0), name=f"{name}_mixed_branch2_branch1c")
-    x = layers.Concatenate(name=f"{name}_mixed")([branch1, branch2])
+    x = layers.Concatenate(name=f"{name}_mixed")([branch0, branch2])
     x = layers.Conv2D(up, 1, name=f"{name}_up")(x)
     x = Scale(factor, name=f"{name}_scale")(x)
     x = layers.Add(name=f"{name}_residual")([x, identity])
@@ -209,7 +209,7 @@ def irv2_mixed_7a(x, name=None):
     branch3 = irv2_conv(branch3, out=288, kernel=3, padding=1, name=f"{name}_branch3_branch2b")
     branch3 = irv2_conv(branch3, out=320, kernel=3, stride=2, name=f"{name}_branch3_branch2c")
     branch4 = x
-    branch4 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch4_maxpool")(branch4)
+    branch4 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch4")(branch4)
     x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
     return x
 
@@ -222,13 +222,13 @@ def irv2_block8(x, up, factor=0.2, act=True, name=None):
     Layers are named f"{name}_<path>" after the spec's items.
     """
     identity = x
-    branch1 = x
-    branch1 = irv2_conv(branch1, out=192, kernel=1, name=f"{name}_mixed_branch1_branch0")
+    branch0 = x
+    branch0 = irv2_conv(branch0, out=192, kernel=1, name=f"{name}_mixed_branch0")
     branch2 = x
     branch2 = irv2_conv(branch2, out=192, kernel=1, name=f"{name}_mixed_branch2_branch1a")
     branch2 = irv2_conv(branch2, out=224, kernel=(1, 3), padding=(0, 1), name=f"{name}_mixed_branch2_branch1b")
     branch2 = irv2_conv(branch2, out=256, kernel=(3, 1), padding=(1, 0), name=f"{name}_mixed_branch2_branch1c")
-    x = layers.Concatenate(name=f"{name}_mixed")([branch1, branch2])
+    x = layers.Concatenate(name=f"{name}_mixed")([branch0, branch2])
     x = layers.Conv2D(up, 1, name=f"{name}_up")(x)
     x = Scale(factor, name=f"{name}_scale")(x)
     x = layers.Add(name=f"{name}_residual")([x, identity])
@@ -254,15 +254,15 @@ def build_model(input_shape=(299, 299, 3), *, classes=1000):
     x = irv2_mixed_5b(x, name="mixed_5b")  # 35 x 35 x 320
     for i in range(10):
         channels_in = x.shape[-1]
-        x = irv2_block35(x, up=channels_in, name=f"block35_{i}_block")
+        x = irv2_block35(x, up=channels_in, name=f"block35_{i}")
     x = irv2_mixed_6a(x, name="mixed_6a")  # 17 x 17 x 1088
     for i in range(20):
         channels_in = x.shape[-1]
-        x = irv2_block17(x, up=channels_in, name=f"block17_{i}_block")
+        x = irv2_block17(x, up=channels_in, name=f"block17_{i}")
     x = irv2_mixed_7a(x, name="mixed_7a")  # 8 x 8 x 2080
     for i in range(9):
         channels_in = x.shape[-1]
-        x = irv2_block8(x, up=channels_in, name=f"block8_{i}_block")
+        x = irv2_block8(x, up=channels_in, name=f"block8_{i}")
     x = irv2_block8(x, up=2080, factor=1.0, act=False, name="block8_10")  # 8 x 8 x 2080
     x = irv2_conv(x, out=1536, kernel=1, name="conv_7b")  # 8 x 8 x 1536
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)  # 1536

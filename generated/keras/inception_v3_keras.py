@@ -87,8 +87,8 @@ def inception3_a(x, pool_features, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    branch1 = x
-    branch1 = inception3_conv(branch1, out=64, kernel=1, name=f"{name}_branch1_branch1x1")
+    branch1x1 = x
+    branch1x1 = inception3_conv(branch1x1, out=64, kernel=1, name=f"{name}_branch1x1")
     branch2 = x
     branch2 = inception3_conv(branch2, out=48, kernel=1, name=f"{name}_branch2_branch5x5_1")
     branch2 = inception3_conv(branch2, out=64, kernel=5, padding=2, name=f"{name}_branch2_branch5x5_2")
@@ -99,7 +99,7 @@ def inception3_a(x, pool_features, name=None):
     branch4 = x
     branch4 = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_branch4_avgpool")(branch4)
     branch4 = inception3_conv(branch4, out=pool_features, kernel=1, name=f"{name}_branch4_branch_pool")
-    x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
+    x = layers.Concatenate(name=f"{name}_concat")([branch1x1, branch2, branch3, branch4])
     return x
 
 
@@ -109,15 +109,15 @@ def inception3_b(x, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    branch1 = x
-    branch1 = inception3_conv(branch1, out=384, kernel=3, stride=2, name=f"{name}_branch1_branch3x3")
+    branch3x3 = x
+    branch3x3 = inception3_conv(branch3x3, out=384, kernel=3, stride=2, name=f"{name}_branch3x3")
     branch2 = x
     branch2 = inception3_conv(branch2, out=64, kernel=1, name=f"{name}_branch2_branch3x3dbl_1")
     branch2 = inception3_conv(branch2, out=96, kernel=3, padding=1, name=f"{name}_branch2_branch3x3dbl_2")
     branch2 = inception3_conv(branch2, out=96, kernel=3, stride=2, name=f"{name}_branch2_branch3x3dbl_3")
     branch3 = x
-    branch3 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch3_maxpool")(branch3)
-    x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3])
+    branch3 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch3")(branch3)
+    x = layers.Concatenate(name=f"{name}_concat")([branch3x3, branch2, branch3])
     return x
 
 
@@ -128,8 +128,8 @@ def inception3_c(x, channels_7x7, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    branch1 = x
-    branch1 = inception3_conv(branch1, out=192, kernel=1, name=f"{name}_branch1_branch1x1")
+    branch1x1 = x
+    branch1x1 = inception3_conv(branch1x1, out=192, kernel=1, name=f"{name}_branch1x1")
     branch2 = x
     branch2 = inception3_conv(branch2, out=channels_7x7, kernel=1, name=f"{name}_branch2_branch7x7_1")
     branch2 = inception3_conv(
@@ -151,7 +151,7 @@ def inception3_c(x, channels_7x7, name=None):
     branch4 = x
     branch4 = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_branch4_avgpool")(branch4)
     branch4 = inception3_conv(branch4, out=192, kernel=1, name=f"{name}_branch4_branch_pool")
-    x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
+    x = layers.Concatenate(name=f"{name}_concat")([branch1x1, branch2, branch3, branch4])
     return x
 
 
@@ -170,7 +170,7 @@ def inception3_d(x, name=None):
     branch2 = inception3_conv(branch2, out=192, kernel=(7, 1), padding=(3, 0), name=f"{name}_branch2_branch7x7x3_3")
     branch2 = inception3_conv(branch2, out=192, kernel=3, stride=2, name=f"{name}_branch2_branch7x7x3_4")
     branch3 = x
-    branch3 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch3_maxpool")(branch3)
+    branch3 = layers.MaxPooling2D(3, strides=2, name=f"{name}_branch3")(branch3)
     x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3])
     return x
 
@@ -181,35 +181,35 @@ def inception3_e(x, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    branch1 = x
-    branch1 = inception3_conv(branch1, out=320, kernel=1, name=f"{name}_branch1_branch1x1")
+    branch1x1 = x
+    branch1x1 = inception3_conv(branch1x1, out=320, kernel=1, name=f"{name}_branch1x1")
     branch2 = x
     branch2 = inception3_conv(branch2, out=384, kernel=1, name=f"{name}_branch2_branch3x3_1")
-    branch1_2 = branch2
-    branch1_2 = inception3_conv(
-        branch1_2, out=384, kernel=(1, 3), padding=(0, 1), name=f"{name}_branch2_concat_branch1_branch3x3_2a"
+    branch3x3_2a = branch2
+    branch3x3_2a = inception3_conv(
+        branch3x3_2a, out=384, kernel=(1, 3), padding=(0, 1), name=f"{name}_branch2_concat_branch3x3_2a"
     )
-    branch2_2 = branch2
-    branch2_2 = inception3_conv(
-        branch2_2, out=384, kernel=(3, 1), padding=(1, 0), name=f"{name}_branch2_concat_branch2_branch3x3_2b"
+    branch3x3_2b = branch2
+    branch3x3_2b = inception3_conv(
+        branch3x3_2b, out=384, kernel=(3, 1), padding=(1, 0), name=f"{name}_branch2_concat_branch3x3_2b"
     )
-    branch2 = layers.Concatenate(name=f"{name}_branch2_concat")([branch1_2, branch2_2])
+    branch2 = layers.Concatenate(name=f"{name}_branch2_concat")([branch3x3_2a, branch3x3_2b])
     branch3 = x
     branch3 = inception3_conv(branch3, out=448, kernel=1, name=f"{name}_branch3_branch3x3dbl_1")
     branch3 = inception3_conv(branch3, out=384, kernel=3, padding=1, name=f"{name}_branch3_branch3x3dbl_2")
-    branch1_2 = branch3
-    branch1_2 = inception3_conv(
-        branch1_2, out=384, kernel=(1, 3), padding=(0, 1), name=f"{name}_branch3_concat_branch1_branch3x3dbl_3a"
+    branch3x3dbl_3a = branch3
+    branch3x3dbl_3a = inception3_conv(
+        branch3x3dbl_3a, out=384, kernel=(1, 3), padding=(0, 1), name=f"{name}_branch3_concat_branch3x3dbl_3a"
     )
-    branch2_2 = branch3
-    branch2_2 = inception3_conv(
-        branch2_2, out=384, kernel=(3, 1), padding=(1, 0), name=f"{name}_branch3_concat_branch2_branch3x3dbl_3b"
+    branch3x3dbl_3b = branch3
+    branch3x3dbl_3b = inception3_conv(
+        branch3x3dbl_3b, out=384, kernel=(3, 1), padding=(1, 0), name=f"{name}_branch3_concat_branch3x3dbl_3b"
     )
-    branch3 = layers.Concatenate(name=f"{name}_branch3_concat")([branch1_2, branch2_2])
+    branch3 = layers.Concatenate(name=f"{name}_branch3_concat")([branch3x3dbl_3a, branch3x3dbl_3b])
     branch4 = x
     branch4 = layers.AveragePooling2D(3, strides=1, padding="same", name=f"{name}_branch4_avgpool")(branch4)
     branch4 = inception3_conv(branch4, out=192, kernel=1, name=f"{name}_branch4_branch_pool")
-    x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
+    x = layers.Concatenate(name=f"{name}_concat")([branch1x1, branch2, branch3, branch4])
     return x
 
 

@@ -85,7 +85,7 @@ def build_model(input_shape=(160, 160, 3), *, classes=1000, alpha=0.25, depth_mu
     x = ds_conv(x, filters=256, alpha=alpha, depth_multiplier=depth_multiplier, name="ds5")  # 20 x 20 x 64
     x = ds_conv(x, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds6")  # 10 x 10 x 128
     for i in range(5):
-        x = ds_conv(x, filters=512, alpha=alpha, depth_multiplier=depth_multiplier, name=f"ds7_11_{i}_ds")
+        x = ds_conv(x, filters=512, alpha=alpha, depth_multiplier=depth_multiplier, name=f"ds7_11_{i}")
     x = ds_conv(x, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds12")  # 5 x 5 x 256
     x = ds_conv(x, filters=1024, alpha=alpha, depth_multiplier=depth_multiplier, name="ds13")  # 5 x 5 x 256
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)  # 256

@@ -85,7 +85,7 @@ def build_model(input_shape=(224, 224, 3), *, classes=1000, alpha=0.5, depth_mul
     x = ds_conv(x, filters=256, alpha=alpha, depth_multiplier=depth_multiplier, name="ds5")  # 28 x 28 x 128
     x = ds_conv(x, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds6")  # 14 x 14 x 256
     for i in range(5):
-        x = ds_conv(x, filters=512, alpha=alpha, depth_multiplier=depth_multiplier, name=f"ds7_11_{i}_ds")
+        x = ds_conv(x, filters=512, alpha=alpha, depth_multiplier=depth_multiplier, name=f"ds7_11_{i}")
     x = ds_conv(x, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier, name="ds12")  # 7 x 7 x 512
     x = ds_conv(x, filters=1024, alpha=alpha, depth_multiplier=depth_multiplier, name="ds13")  # 7 x 7 x 512
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)  # 512

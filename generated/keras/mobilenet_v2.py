@@ -98,7 +98,7 @@ def inverted_residual_stage(x, out, blocks, stride=1, expand=6, name=None):
     """
     x = inverted_residual(x, out=out, stride=stride, expand=expand, name=f"{name}_first")
     for i in range(blocks - 1):
-        x = inverted_residual(x, out=out, expand=expand, name=f"{name}_rest_{i}_block")
+        x = inverted_residual(x, out=out, expand=expand, name=f"{name}_rest_{i}")
     return x
 
 

@@ -90,7 +90,7 @@ def mbv2k_stage(x, filters, blocks, stride=1, expansion=6, alpha=1.0, name=None)
     """
     x = mbv2k_block(x, filters=filters, stride=stride, expansion=expansion, alpha=alpha, name=f"{name}_first")
     for i in range(blocks - 1):
-        x = mbv2k_block(x, filters=filters, expansion=expansion, alpha=alpha, name=f"{name}_rest_{i}_block")
+        x = mbv2k_block(x, filters=filters, expansion=expansion, alpha=alpha, name=f"{name}_rest_{i}")
     return x
 
 

@@ -141,10 +141,7 @@ def video_stage_2plus1d(x, planes, blocks, stride=1, name=None):
     for i in range(blocks - 1):
         channels_in = x.shape[-1]
         x = video_basic_block_2plus1d(
-            x,
-            planes=planes,
-            mid=channels_in * planes * 27 // (channels_in * 9 + 3 * planes),
-            name=f"{name}_rest_{i}_block",
+            x, planes=planes, mid=channels_in * planes * 27 // (channels_in * 9 + 3 * planes), name=f"{name}_rest_{i}"
         )
     return x
 

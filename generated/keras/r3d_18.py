@@ -131,7 +131,7 @@ def video_stage(x, planes, blocks, stride=1, temporal=3, name=None):
     """
     x = video_basic_block(x, planes=planes, stride=stride, temporal=temporal, name=f"{name}_first")
     for i in range(blocks - 1):
-        x = video_basic_block(x, planes=planes, temporal=temporal, name=f"{name}_rest_{i}_block")
+        x = video_basic_block(x, planes=planes, temporal=temporal, name=f"{name}_rest_{i}")
     return x
 
 

@@ -167,7 +167,7 @@ def regnet_stage(x, out, depth, stride=2, group_width=1, bottleneck_multiplier=1
             group_width=group_width,
             bottleneck_multiplier=bottleneck_multiplier,
             se_ratio=se_ratio,
-            name=f"{name}_rest_{i}_block",
+            name=f"{name}_rest_{i}",
         )
     return x
 

@@ -143,7 +143,7 @@ def bottleneck_stage(x, planes, blocks, stride=1, groups=1, base_width=64, dilat
     )
     for i in range(blocks - 1):
         x = bottleneck(
-            x, planes=planes, groups=groups, base_width=base_width, dilation=dilation, name=f"{name}_rest_{i}_block"
+            x, planes=planes, groups=groups, base_width=base_width, dilation=dilation, name=f"{name}_rest_{i}"
         )
     return x
 

@@ -98,7 +98,7 @@ def basic_stage(x, planes, blocks, stride=1, name=None):
     """
     x = basic_block(x, planes=planes, stride=stride, name=f"{name}_first")
     for i in range(blocks - 1):
-        x = basic_block(x, planes=planes, name=f"{name}_rest_{i}_block")
+        x = basic_block(x, planes=planes, name=f"{name}_rest_{i}")
     return x
 
 

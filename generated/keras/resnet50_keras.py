@@ -102,7 +102,7 @@ def resnet_v1_stage(x, filters, blocks, stride=2, name=None):
     """
     x = resnet_v1_projection_block(x, filters=filters, stride=stride, name=f"{name}_first")
     for i in range(blocks - 1):
-        x = resnet_v1_identity_block(x, filters=filters, name=f"{name}_rest_{i}_block")
+        x = resnet_v1_identity_block(x, filters=filters, name=f"{name}_rest_{i}")
     return x
 
 

@@ -149,13 +149,13 @@ def shuffle_unit(x, out, name=None):
 
     Layers are named f"{name}_<path>" after the spec's items.
     """
-    slice_channels = out // 2
+    branch1_channels = out // 2
     branch1 = x
-    branch1 = ChannelSlice(0, slice_channels, name=f"{name}_branch1_slice")(branch1)
+    branch1 = ChannelSlice(0, branch1_channels, name=f"{name}_branch1")(branch1)
     branch2 = x
-    branch2 = ChannelSlice(slice_channels, None, name=f"{name}_branch2_slice")(branch2)
+    branch2 = ChannelSlice(branch1_channels, None, name=f"{name}_branch2_slice")(branch2)
     branch2 = layers.Conv2D(
-        slice_channels,
+        branch1_channels,
         1,
         use_bias=False,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
@@ -174,7 +174,7 @@ def shuffle_unit(x, out, name=None):
     )(branch2)
     branch2 = BatchNormalizationUnbiased(epsilon=1e-05, momentum=0.9, name=f"{name}_branch2_dw_bn")(branch2)
     branch2 = layers.Conv2D(
-        slice_channels,
+        branch1_channels,
         1,
         use_bias=False,
         kernel_initializer=keras.initializers.VarianceScaling(scale=0.3333333333333333, distribution="uniform"),
@@ -194,7 +194,7 @@ def shuffle_stage(x, out, blocks, name=None):
     """
     x = shuffle_down_unit(x, out=out, name=f"{name}_first")
     for i in range(blocks - 1):
-        x = shuffle_unit(x, out=out, name=f"{name}_rest_{i}_block")
+        x = shuffle_unit(x, out=out, name=f"{name}_rest_{i}")
     return x
 
 

@@ -15,8 +15,6 @@ blocks (a repeat) share the mean of theirs, 0.1 * (start + blocks / 2) / 17 (sta
 so the logits are torchvision's.
 """
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,22 +109,12 @@ class ConvnextStage(nn.Module):
         super().__init__()
         self.first = CnBlock(in_channels, layer_scale=layer_scale, p=sd_prob * start / (total - 1))
         self.rest = nn.Sequential(
-            nn.Sequential(
-                OrderedDict(
-                    block=CnBlock(
-                        in_channels * 4 // 4, layer_scale=layer_scale, p=sd_prob * (start + blocks / 2) / (total - 1)
-                    )
-                )
-            ),
+            CnBlock(in_channels * 4 // 4, layer_scale=layer_scale, p=sd_prob * (start + blocks / 2) / (total - 1)),
             *[
-                nn.Sequential(
-                    OrderedDict(
-                        block=CnBlock(
-                            in_channels * 4 // 4 * 4 // 4,
-                            layer_scale=layer_scale,
-                            p=sd_prob * (start + blocks / 2) / (total - 1),
-                        )
-                    )
+                CnBlock(
+                    in_channels * 4 // 4 * 4 // 4,
+                    layer_scale=layer_scale,
+                    p=sd_prob * (start + blocks / 2) / (total - 1),
                 )
                 for _ in range(blocks - 1 - 1)
             ],

@@ -12,8 +12,6 @@ BN epsilon 1.001e-5 as keras.applications (torchvision: 1e-5), momentum 0.1 as t
 both references.
 """
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
@@ -56,13 +54,7 @@ class DenseBlock(nn.Module):
         super().__init__()
         self.stack = nn.ModuleList(
             [
-                nn.Sequential(
-                    OrderedDict(
-                        layer=DenseLayer(
-                            in_channels + i * growth_rate, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate
-                        )
-                    )
-                )
+                DenseLayer(in_channels + i * growth_rate, growth_rate=growth_rate, bn_size=bn_size, drop_rate=drop_rate)
                 for i in range(num_layers)
             ]
         )

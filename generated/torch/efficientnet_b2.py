@@ -173,70 +173,58 @@ class EffnetStage(nn.Module):
         )
         self.rest = nn.Sequential(
             *[
-                nn.Sequential(
-                    OrderedDict(
-                        block=EffnetMbconv(
-                            max(8, int(out * width_mult + 4) // 8 * 8)
-                            + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0),
-                            expanded=max(
-                                8,
-                                int(
-                                    (
-                                        max(8, int(out * width_mult + 4) // 8 * 8)
-                                        + (
-                                            8
-                                            if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult
-                                            else 0
-                                        )
-                                    )
-                                    * expand
-                                    + 4
-                                )
-                                // 8
-                                * 8,
+                EffnetMbconv(
+                    max(8, int(out * width_mult + 4) // 8 * 8)
+                    + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0),
+                    expanded=max(
+                        8,
+                        int(
+                            (
+                                max(8, int(out * width_mult + 4) // 8 * 8)
+                                + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0)
                             )
-                            + (
-                                8
-                                if max(
-                                    8,
-                                    int(
-                                        (
-                                            max(8, int(out * width_mult + 4) // 8 * 8)
-                                            + (
-                                                8
-                                                if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult
-                                                else 0
-                                            )
-                                        )
-                                        * expand
-                                        + 4
-                                    )
-                                    // 8
-                                    * 8,
-                                )
-                                < 0.9
-                                * (
-                                    max(8, int(out * width_mult + 4) // 8 * 8)
-                                    + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0)
-                                )
-                                * expand
-                                else 0
-                            ),
-                            kernel=kernel,
-                            out=max(8, int(out * width_mult + 4) // 8 * 8)
-                            + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0),
-                            squeeze=max(
-                                1,
+                            * expand
+                            + 4
+                        )
+                        // 8
+                        * 8,
+                    )
+                    + (
+                        8
+                        if max(
+                            8,
+                            int(
                                 (
                                     max(8, int(out * width_mult + 4) // 8 * 8)
                                     + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0)
                                 )
-                                // 4,
-                            ),
-                            residual=True,
-                            sd_prob=sd_prob * (first_index + blocks / 2) / total_blocks,
+                                * expand
+                                + 4
+                            )
+                            // 8
+                            * 8,
                         )
-                    )
+                        < 0.9
+                        * (
+                            max(8, int(out * width_mult + 4) // 8 * 8)
+                            + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0)
+                        )
+                        * expand
+                        else 0
+                    ),
+                    kernel=kernel,
+                    out=max(8, int(out * width_mult + 4) // 8 * 8)
+                    + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0),
+                    squeeze=max(
+                        1,
+                        (
+                            max(8, int(out * width_mult + 4) // 8 * 8)
+                            + (8 if max(8, int(out * width_mult + 4) // 8 * 8) < 0.9 * out * width_mult else 0)
+                        )
+                        // 4,
+                    ),
+                    residual=True,
+                    sd_prob=sd_prob * (first_index + blocks / 2) / total_blocks,
                 )
                 for _ in range(blocks - 1)
             ]

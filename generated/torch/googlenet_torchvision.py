@@ -48,7 +48,7 @@ class Inception(nn.Module):
 
     def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, kernel5=5):
         super().__init__()
-        self.branch1 = nn.Sequential(OrderedDict(conv_bn_act=ConvBnAct(in_channels, out=ch1x1, kernel=1)))
+        self.branch1 = ConvBnAct(in_channels, out=ch1x1, kernel=1)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 conv_bn_act1=ConvBnAct(in_channels, out=ch3x3red, kernel=1),
@@ -132,7 +132,7 @@ class GoogLeNetTorchvision(nn.Module):
         self.inception4a = Inception(
             480, ch1x1=192, ch3x3red=96, ch3x3=208, ch5x5red=16, ch5x5=48, pool_proj=64, kernel5=3
         )
-        self.aux1 = nn.Sequential(OrderedDict(head=InceptionAux(512, classes=classes, dropout=aux_dropout)))
+        self.aux1 = InceptionAux(512, classes=classes, dropout=aux_dropout)
         self.inception4b = Inception(
             512, ch1x1=160, ch3x3red=112, ch3x3=224, ch5x5red=24, ch5x5=64, pool_proj=64, kernel5=3
         )
@@ -142,7 +142,7 @@ class GoogLeNetTorchvision(nn.Module):
         self.inception4d = Inception(
             512, ch1x1=112, ch3x3red=144, ch3x3=288, ch5x5red=32, ch5x5=64, pool_proj=64, kernel5=3
         )
-        self.aux2 = nn.Sequential(OrderedDict(head=InceptionAux(528, classes=classes, dropout=aux_dropout)))
+        self.aux2 = InceptionAux(528, classes=classes, dropout=aux_dropout)
         self.inception4e = Inception(
             528, ch1x1=256, ch3x3red=160, ch3x3=320, ch5x5red=32, ch5x5=128, pool_proj=128, kernel5=3
         )

@@ -92,7 +92,7 @@ class Irv2Mixed5b(nn.Module):
 
     def __init__(self, in_channels):
         super().__init__()
-        self.branch1 = nn.Sequential(OrderedDict(branch0=Irv2Conv(in_channels, out=96, kernel=1)))
+        self.branch0 = Irv2Conv(in_channels, out=96, kernel=1)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 branch1a=Irv2Conv(in_channels, out=48, kernel=1), branch1b=Irv2Conv(48, out=64, kernel=5, padding=2)
@@ -113,7 +113,7 @@ class Irv2Mixed5b(nn.Module):
         )
 
     def forward(self, x):
-        x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+        x = torch.cat([self.branch0(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
         return x
 
 
@@ -127,7 +127,7 @@ class Irv2Block35(nn.Module):
         super().__init__()
         self.mixed = Concat(
             OrderedDict(
-                branch1=nn.Sequential(OrderedDict(branch0=Irv2Conv(in_channels, out=32, kernel=1))),
+                branch0=Irv2Conv(in_channels, out=32, kernel=1),
                 branch2=nn.Sequential(
                     OrderedDict(
                         branch1a=Irv2Conv(in_channels, out=32, kernel=1),
@@ -168,7 +168,7 @@ class Irv2Mixed6a(nn.Module):
 
     def __init__(self, in_channels):
         super().__init__()
-        self.branch1 = nn.Sequential(OrderedDict(branch0=Irv2Conv(in_channels, out=384, kernel=3, stride=2)))
+        self.branch0 = Irv2Conv(in_channels, out=384, kernel=3, stride=2)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 branch1a=Irv2Conv(in_channels, out=256, kernel=1),
@@ -179,7 +179,7 @@ class Irv2Mixed6a(nn.Module):
         self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
-        x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        x = torch.cat([self.branch0(x), self.branch2(x), self.branch3(x)], 1)
         return x
 
 
@@ -192,7 +192,7 @@ class Irv2Block17(nn.Module):
         super().__init__()
         self.mixed = Concat(
             OrderedDict(
-                branch1=nn.Sequential(OrderedDict(branch0=Irv2Conv(in_channels, out=192, kernel=1))),
+                branch0=Irv2Conv(in_channels, out=192, kernel=1),
                 branch2=nn.Sequential(
                     OrderedDict(
                         branch1a=Irv2Conv(in_channels, out=128, kernel=1),
@@ -261,7 +261,7 @@ class Irv2Block8(nn.Module):
         super().__init__()
         self.mixed = Concat(
             OrderedDict(
-                branch1=nn.Sequential(OrderedDict(branch0=Irv2Conv(in_channels, out=192, kernel=1))),
+                branch0=Irv2Conv(in_channels, out=192, kernel=1),
                 branch2=nn.Sequential(
                     OrderedDict(
                         branch1a=Irv2Conv(in_channels, out=192, kernel=1),
@@ -305,11 +305,11 @@ class InceptionResNetV2(nn.Module):
         self.conv5 = Irv2Conv(80, out=192, kernel=3)
         self.pool2 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.mixed_5b = Irv2Mixed5b(192)
-        self.block35 = nn.Sequential(*[nn.Sequential(OrderedDict(block=Irv2Block35(320, up=320))) for _ in range(10)])
+        self.block35 = nn.Sequential(*[Irv2Block35(320, up=320) for _ in range(10)])
         self.mixed_6a = Irv2Mixed6a(320)
-        self.block17 = nn.Sequential(*[nn.Sequential(OrderedDict(block=Irv2Block17(1088, up=1088))) for _ in range(20)])
+        self.block17 = nn.Sequential(*[Irv2Block17(1088, up=1088) for _ in range(20)])
         self.mixed_7a = Irv2Mixed7a(1088)
-        self.block8 = nn.Sequential(*[nn.Sequential(OrderedDict(block=Irv2Block8(2080, up=2080))) for _ in range(9)])
+        self.block8 = nn.Sequential(*[Irv2Block8(2080, up=2080) for _ in range(9)])
         self.block8_10 = Irv2Block8(2080, up=2080, factor=1.0, act=False)
         self.conv_7b = Irv2Conv(2080, out=1536, kernel=1)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)

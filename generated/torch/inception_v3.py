@@ -61,7 +61,7 @@ class Inception3A(nn.Module):
 
     def __init__(self, in_channels, pool_features):
         super().__init__()
-        self.branch1 = nn.Sequential(OrderedDict(branch1x1=Inception3Conv(in_channels, out=64, kernel=1)))
+        self.branch1x1 = Inception3Conv(in_channels, out=64, kernel=1)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 branch5x5_1=Inception3Conv(in_channels, out=48, kernel=1),
@@ -83,7 +83,7 @@ class Inception3A(nn.Module):
         )
 
     def forward(self, x):
-        x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+        x = torch.cat([self.branch1x1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
         return x
 
 
@@ -94,7 +94,7 @@ class Inception3B(nn.Module):
 
     def __init__(self, in_channels):
         super().__init__()
-        self.branch1 = nn.Sequential(OrderedDict(branch3x3=Inception3Conv(in_channels, out=384, kernel=3, stride=2)))
+        self.branch3x3 = Inception3Conv(in_channels, out=384, kernel=3, stride=2)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 branch3x3dbl_1=Inception3Conv(in_channels, out=64, kernel=1),
@@ -105,7 +105,7 @@ class Inception3B(nn.Module):
         self.branch3 = nn.MaxPool2d(kernel_size=3, stride=2)
 
     def forward(self, x):
-        x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+        x = torch.cat([self.branch3x3(x), self.branch2(x), self.branch3(x)], 1)
         return x
 
 
@@ -117,7 +117,7 @@ class Inception3C(nn.Module):
 
     def __init__(self, in_channels, channels_7x7):
         super().__init__()
-        self.branch1 = nn.Sequential(OrderedDict(branch1x1=Inception3Conv(in_channels, out=192, kernel=1)))
+        self.branch1x1 = Inception3Conv(in_channels, out=192, kernel=1)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 branch7x7_1=Inception3Conv(in_channels, out=channels_7x7, kernel=1),
@@ -142,7 +142,7 @@ class Inception3C(nn.Module):
         )
 
     def forward(self, x):
-        x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+        x = torch.cat([self.branch1x1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
         return x
 
 
@@ -181,18 +181,14 @@ class Inception3E(nn.Module):
 
     def __init__(self, in_channels):
         super().__init__()
-        self.branch1 = nn.Sequential(OrderedDict(branch1x1=Inception3Conv(in_channels, out=320, kernel=1)))
+        self.branch1x1 = Inception3Conv(in_channels, out=320, kernel=1)
         self.branch2 = nn.Sequential(
             OrderedDict(
                 branch3x3_1=Inception3Conv(in_channels, out=384, kernel=1),
                 concat=Concat(
                     OrderedDict(
-                        branch1=nn.Sequential(
-                            OrderedDict(branch3x3_2a=Inception3Conv(384, out=384, kernel=(1, 3), padding=(0, 1)))
-                        ),
-                        branch2=nn.Sequential(
-                            OrderedDict(branch3x3_2b=Inception3Conv(384, out=384, kernel=(3, 1), padding=(1, 0)))
-                        ),
+                        branch3x3_2a=Inception3Conv(384, out=384, kernel=(1, 3), padding=(0, 1)),
+                        branch3x3_2b=Inception3Conv(384, out=384, kernel=(3, 1), padding=(1, 0)),
                     )
                 ),
             )
@@ -203,12 +199,8 @@ class Inception3E(nn.Module):
                 branch3x3dbl_2=Inception3Conv(448, out=384, kernel=3, padding=1),
                 concat=Concat(
                     OrderedDict(
-                        branch1=nn.Sequential(
-                            OrderedDict(branch3x3dbl_3a=Inception3Conv(384, out=384, kernel=(1, 3), padding=(0, 1)))
-                        ),
-                        branch2=nn.Sequential(
-                            OrderedDict(branch3x3dbl_3b=Inception3Conv(384, out=384, kernel=(3, 1), padding=(1, 0)))
-                        ),
+                        branch3x3dbl_3a=Inception3Conv(384, out=384, kernel=(1, 3), padding=(0, 1)),
+                        branch3x3dbl_3b=Inception3Conv(384, out=384, kernel=(3, 1), padding=(1, 0)),
                     )
                 ),
             )
@@ -221,7 +213,7 @@ class Inception3E(nn.Module):
         )
 
     def forward(self, x):
-        x = torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+        x = torch.cat([self.branch1x1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
         return x
 
 

@@ -16,8 +16,6 @@ Deviations from the paper, all keras.applications':
 The width multiplier alpha scales every channel count with int(channels * alpha).
 """
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,12 +102,7 @@ class MobileNetV1(nn.Module):
         self.ds6 = DsConv(ds4_channels, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
         ds6_channels = int(512 * alpha)
         self.ds7_11 = nn.Sequential(
-            *[
-                nn.Sequential(
-                    OrderedDict(ds=DsConv(ds6_channels, filters=512, alpha=alpha, depth_multiplier=depth_multiplier))
-                )
-                for _ in range(5)
-            ]
+            *[DsConv(ds6_channels, filters=512, alpha=alpha, depth_multiplier=depth_multiplier) for _ in range(5)]
         )
         self.ds12 = DsConv(ds6_channels, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
         ds12_channels = int(1024 * alpha)

@@ -5,8 +5,6 @@
 Paper: Howard et al., arXiv:1704.04861. Deviations: as mobilenet_v1.yaml, which this extends.
 """
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,12 +91,7 @@ class MobileNetV1_050(nn.Module):
         self.ds6 = DsConv(ds4_channels, filters=512, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
         ds6_channels = int(512 * alpha)
         self.ds7_11 = nn.Sequential(
-            *[
-                nn.Sequential(
-                    OrderedDict(ds=DsConv(ds6_channels, filters=512, alpha=alpha, depth_multiplier=depth_multiplier))
-                )
-                for _ in range(5)
-            ]
+            *[DsConv(ds6_channels, filters=512, alpha=alpha, depth_multiplier=depth_multiplier) for _ in range(5)]
         )
         self.ds12 = DsConv(ds6_channels, filters=1024, stride=2, alpha=alpha, depth_multiplier=depth_multiplier)
         ds12_channels = int(1024 * alpha)

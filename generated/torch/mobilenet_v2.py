@@ -10,8 +10,6 @@ Deviations from the paper: none in structure. BN epsilon 1e-5, momentum 0.1 (PyT
 torchvision); symmetric padding 1 for the 3x3 convs (keras.applications pads stride-2 convs bottom/right).
 """
 
-from collections import OrderedDict
-
 import torch
 from torch import nn
 
@@ -73,12 +71,7 @@ class InvertedResidualStage(nn.Module):
     def __init__(self, in_channels, out, blocks, stride=1, expand=6):
         super().__init__()
         self.first = InvertedResidual(in_channels, out=out, stride=stride, expand=expand)
-        self.rest = nn.Sequential(
-            *[
-                nn.Sequential(OrderedDict(block=InvertedResidual(out, out=out, expand=expand)))
-                for _ in range(blocks - 1)
-            ]
-        )
+        self.rest = nn.Sequential(*[InvertedResidual(out, out=out, expand=expand) for _ in range(blocks - 1)])
 
     def forward(self, x):
         x = self.first(x)

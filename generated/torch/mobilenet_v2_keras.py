@@ -16,8 +16,6 @@ for alpha <= 1; no dropout before the classifier (the generated models output lo
 Preprocessing (keras.applications.mobilenet_v2.preprocess_input, x / 127.5 - 1) is outside the network.
 """
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,16 +99,12 @@ class Mbv2kStage(nn.Module):
         self.first = Mbv2kBlock(in_channels, filters=filters, stride=stride, expansion=expansion, alpha=alpha)
         self.rest = nn.Sequential(
             *[
-                nn.Sequential(
-                    OrderedDict(
-                        block=Mbv2kBlock(
-                            max(8, (int(filters * alpha) + 4) // 8 * 8)
-                            + (8 if max(8, (int(filters * alpha) + 4) // 8 * 8) < 0.9 * int(filters * alpha) else 0),
-                            filters=filters,
-                            expansion=expansion,
-                            alpha=alpha,
-                        )
-                    )
+                Mbv2kBlock(
+                    max(8, (int(filters * alpha) + 4) // 8 * 8)
+                    + (8 if max(8, (int(filters * alpha) + 4) // 8 * 8) < 0.9 * int(filters * alpha) else 0),
+                    filters=filters,
+                    expansion=expansion,
+                    alpha=alpha,
                 )
                 for _ in range(blocks - 1)
             ]

@@ -108,13 +108,7 @@ class VideoStage2plus1d(nn.Module):
         )
         self.rest = nn.Sequential(
             *[
-                nn.Sequential(
-                    OrderedDict(
-                        block=VideoBasicBlock2plus1d(
-                            planes, planes=planes, mid=planes * planes * 27 // (planes * 9 + 3 * planes)
-                        )
-                    )
-                )
+                VideoBasicBlock2plus1d(planes, planes=planes, mid=planes * planes * 27 // (planes * 9 + 3 * planes))
                 for _ in range(blocks - 1)
             ]
         )

@@ -94,10 +94,7 @@ class VideoStage(nn.Module):
         super().__init__()
         self.first = VideoBasicBlock(in_channels, planes=planes, stride=stride, temporal=temporal)
         self.rest = nn.Sequential(
-            *[
-                nn.Sequential(OrderedDict(block=VideoBasicBlock(planes, planes=planes, temporal=temporal)))
-                for _ in range(blocks - 1)
-            ]
+            *[VideoBasicBlock(planes, planes=planes, temporal=temporal) for _ in range(blocks - 1)]
         )
 
     def forward(self, x):

@@ -124,17 +124,13 @@ class RegnetStage(nn.Module):
         )
         self.rest = nn.Sequential(
             *[
-                nn.Sequential(
-                    OrderedDict(
-                        block=ResBottleneck(
-                            out,
-                            out=out,
-                            width_in=out,
-                            group_width=group_width,
-                            bottleneck_multiplier=bottleneck_multiplier,
-                            se_ratio=se_ratio,
-                        )
-                    )
+                ResBottleneck(
+                    out,
+                    out=out,
+                    width_in=out,
+                    group_width=group_width,
+                    bottleneck_multiplier=bottleneck_multiplier,
+                    se_ratio=se_ratio,
                 )
                 for _ in range(depth - 1)
             ]

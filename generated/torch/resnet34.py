@@ -59,9 +59,7 @@ class BasicStage(nn.Module):
     def __init__(self, in_channels, planes, blocks, stride=1):
         super().__init__()
         self.first = BasicBlock(in_channels, planes=planes, stride=stride)
-        self.rest = nn.Sequential(
-            *[nn.Sequential(OrderedDict(block=BasicBlock(planes, planes=planes))) for _ in range(blocks - 1)]
-        )
+        self.rest = nn.Sequential(*[BasicBlock(planes, planes=planes) for _ in range(blocks - 1)])
 
     def forward(self, x):
         x = self.first(x)

@@ -89,13 +89,7 @@ class BottleneckStage(nn.Module):
         )
         self.rest = nn.Sequential(
             *[
-                nn.Sequential(
-                    OrderedDict(
-                        block=Bottleneck(
-                            planes * 4, planes=planes, groups=groups, base_width=base_width, dilation=dilation
-                        )
-                    )
-                )
+                Bottleneck(planes * 4, planes=planes, groups=groups, base_width=base_width, dilation=dilation)
                 for _ in range(blocks - 1)
             ]
         )

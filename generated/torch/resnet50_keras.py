@@ -93,12 +93,7 @@ class ResnetV1Stage(nn.Module):
     def __init__(self, in_channels, filters, blocks, stride=2):
         super().__init__()
         self.first = ResnetV1ProjectionBlock(in_channels, filters=filters, stride=stride)
-        self.rest = nn.Sequential(
-            *[
-                nn.Sequential(OrderedDict(block=ResnetV1IdentityBlock(4 * filters, filters=filters)))
-                for _ in range(blocks - 1)
-            ]
-        )
+        self.rest = nn.Sequential(*[ResnetV1IdentityBlock(4 * filters, filters=filters) for _ in range(blocks - 1)])
 
     def forward(self, x):
         x = self.first(x)

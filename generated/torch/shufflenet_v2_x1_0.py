@@ -114,9 +114,7 @@ class ShuffleStage(nn.Module):
     def __init__(self, in_channels, out, blocks):
         super().__init__()
         self.first = ShuffleDownUnit(in_channels, out=out)
-        self.rest = nn.Sequential(
-            *[nn.Sequential(OrderedDict(block=ShuffleUnit(out // 2 + out // 2, out=out))) for _ in range(blocks - 1)]
-        )
+        self.rest = nn.Sequential(*[ShuffleUnit(out // 2 + out // 2, out=out) for _ in range(blocks - 1)])
 
     def forward(self, x):
         x = self.first(x)
