@@ -9,7 +9,7 @@ cheap (no framework is imported until :func:`create_model` runs a generated mode
 - ``archc.list_zoo()``: the names of the specs archc ships (``archc list`` shows them with their counts).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["ArchcError", "Compiled", "create_model", "list_zoo", "load", "source"]
 

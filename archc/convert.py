@@ -250,6 +250,49 @@ def _drop_top(model: ir.Model, full: ir.Model, state: dict, notes: list[str], ba
     return {k: v for k, v in state.items() if k not in top}
 
 
+def earlier_names(spec: str, sets, model: ir.Model) -> dict[str, str]:
+    """The layers whose names an earlier archc spelled otherwise: {earlier IR path: ``model``'s}. In archc 0.1 a
+    level of one item added a level of its own (``layer1.rest.0.block.conv1``, ``mixed.branch1.branch1x1``,
+    ``aux1.head.fc1``), which is now that item (``layer1.rest.0.conv1``, ``mixed.branch1x1``, ``aux1.fc1``,
+    :data:`archc.lower.ONE_ITEM_LEVELS`). Found by lowering the spec the earlier way: the same layers in the
+    same order, only their paths differ."""
+    from .lower import ONE_ITEM_LEVELS
+    from .pipeline import compile_spec
+
+    token = ONE_ITEM_LEVELS.set(False)
+    try:
+        old = compile_spec(spec, list(sets))
+    finally:
+        ONE_ITEM_LEVELS.reset(token)
+    new_leaves, old_leaves = weighted_leaves(model), weighted_leaves(old)
+    if [n.kind for n in new_leaves] != [n.kind for n in old_leaves]:  # (cannot be: the same network)
+        return {}
+    return {o.path: n.path for o, n in zip(old_leaves, new_leaves) if o.path != n.path}
+
+
+def _earlier_names(spec: str, sets, model: ir.Model, state: dict, notes: list[str]) -> tuple[dict, bool]:
+    """A PyTorch state_dict of the generated model of an earlier archc (``layer1.rest.0.block.conv1.weight``)
+    renamed to this one's (``layer1.rest.0.conv1.weight``); (state, whether it was renamed). A state_dict that
+    has this model's names is returned as it is."""
+    current = {n.path for n in weighted_leaves(model)}
+    layers = {k.rpartition(".")[0] for k in state}
+    if layers <= current:
+        return state, False
+    earlier = earlier_names(spec, sets, model)
+    if not earlier or not any(p in earlier and p not in current for p in layers):
+        return state, False
+    out = {}
+    for k, v in state.items():
+        layer, _, tensor = k.rpartition(".")
+        out[f"{earlier[layer]}.{tensor}" if layer in earlier and layer not in current else k] = v
+    moved = sum(1 for layer in layers if layer in earlier and layer not in current)
+    notes.append(
+        f"renamed {moved} layers from an earlier archc's names (archc 0.1; a level of one item is now that item: "
+        f"{next(p for p in earlier if p in layers)} -> {earlier[next(p for p in earlier if p in layers)]})"
+    )
+    return out, True
+
+
 def _said(line: str, notes: list[str]) -> str:
     return "\n".join([line, *notes])
 
@@ -309,11 +352,19 @@ def convert_weights(spec: str, src: str, dst: str, sets=(), source: str = "archc
         weights, notes = from_keras_applications(model, src, full_model(spec, sets, model))
     elif source == "archc":
         src_backend, origin = _file_backend(src), src
-        if src_backend is None or dst_backend is None or src_backend == dst_backend:
+        if src_backend is None or dst_backend is None:
             raise ArchcError(f"convert one framework's checkpoint into another's: {_formats()}", Loc(src, 1, 1))
         weights = layout(src_backend).files.read(model, src)
-        if not layout(src_backend).grouped:  # a full model's state_dict into a headless model: its top goes
+        renamed = False
+        if not layout(src_backend).grouped:  # names of an earlier archc renamed; a full model's top goes (headless)
+            weights, renamed = _earlier_names(spec, sets, model, weights, notes)
             weights = _drop_top(model, full_model(spec, sets, model), weights, notes, src_backend)
+        if src_backend == dst_backend and not renamed:
+            raise ArchcError(
+                f"convert one framework's checkpoint into another's: {_formats()} (SRC and DST of one framework: "
+                "only to rename a PyTorch checkpoint of an earlier archc's names, and SRC has this model's)",
+                Loc(src, 1, 1),
+            )
     else:
         raise ArchcError(f"unknown checkpoint source '{source}' (archc, torchvision or keras.applications)", None)
     if dst_backend is None:

@@ -103,3 +103,53 @@ def test_refuses_garbage_and_wrong_directions(tmp_path):
     assert ".pt/.pth (torch)" in err and ".weights.h5 (keras)" in err  # each backend's checkpoint files
     code, out, err = cli("convert-weights", "specs/mobilenet_v1.yaml", tmp_path / "none.pt", tmp_path / "z.weights.h5")
     assert code == 2 and "no such file" in err
+
+
+@pytest.mark.parametrize("stem", ["resnet18", "inception_v3"])
+def test_a_checkpoint_of_archc_0_1_names_is_renamed(tmp_path, stem):
+    """archc 0.1 gave a level of one item a level of its own (``layer1.rest.0.block.conv1.weight``,
+    ``Mixed_5b.branch1.branch1x1.conv.weight``, ``AuxLogits.head.conv0.conv.weight``). A state_dict saved from the
+    model 0.1 generated is renamed into today's (.pt -> .pt), and converts to Keras directly; the model 0.1 emitted
+    is built here from the spec the 0.1 way (archc.lower.ONE_ITEM_LEVELS), not from names written in this test."""
+    from archc.backends import get_backend
+
+    from archc.lower import ONE_ITEM_LEVELS
+    from archc.pipeline import compile_spec
+
+    spec = f"specs/{stem}.yaml"
+    token = ONE_ITEM_LEVELS.set(False)
+    try:
+        source = get_backend("torch").emit(compile_spec(spec))
+    finally:
+        ONE_ITEM_LEVELS.reset(token)
+    path = tmp_path / f"old_{stem}.py"
+    path.write_text(source)
+    s = importlib.util.spec_from_file_location(f"cw_old_{stem}", path)
+    old_module = importlib.util.module_from_spec(s)
+    s.loader.exec_module(old_module)
+    torch.manual_seed(3)
+    old = old_module.build_model().eval()
+    old_state = old.state_dict()
+    new = load("torch", stem).build_model().eval()
+    new_keys = list(new.state_dict())
+    moved = set(old_state) - set(new_keys)
+    assert moved and len(old_state) == len(new_keys)  # the names did change, not the tensors
+    assert any(".block." in k or ".branch1.branch1x1." in k for k in moved)
+    pt = tmp_path / "old.pt"
+    torch.save(old_state, pt)
+    code, out, err = cli("convert-weights", spec, pt, tmp_path / "new.pt")
+    assert code == 0, err
+    assert "renamed" in out and "earlier archc" in out
+    new.load_state_dict(torch.load(tmp_path / "new.pt"), strict=True)
+    size = 75 if stem == "inception_v3" else 64
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(old(x), new(x))  # the same tensors in the same places: bit for bit
+    code, out, err = cli("convert-weights", spec, pt, tmp_path / "new.weights.h5")
+    assert code == 0, err
+    kmodel = load("keras", stem).build_model(input_shape=(size, size, 3))
+    kmodel.load_weights(tmp_path / "new.weights.h5")
+    # a checkpoint with today's names is not renamed, and .pt -> .pt is then refused
+    code, out, err = cli("convert-weights", spec, tmp_path / "new.pt", tmp_path / "again.pt")
+    assert code == 2 and "SRC has this model's" in err
+    assert not (tmp_path / "again.pt").exists()
