@@ -1593,7 +1593,9 @@ class Lowerer:
                 lw = self.literal(h.loss_weight, scope, loc_of(hraw, "loss_weight"))
                 if lw is not UNKNOWN:
                     lw = number(lw, "loss_weight", loc_of(hraw, "loss_weight"))
-                ht = _one_level(self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc))
+                ht = _one_level(
+                    self.template_seq(h.body, hraw.get("body"), Expr("in_channels"), ctx, hname, hloc), head=True
+                )
                 if ht.children and ht.children[-1].kind == "upsample":  # a head may end resized to the input's size
                     self.head_tails.add(id(ht.children[-1]))
                 if top is None:
@@ -1814,13 +1816,17 @@ def _branch_names(branches, level: _Level | None) -> list[str | None]:
     return [n if n is not None and taken[n] == 1 and (level is None or n not in level.names) else None for n in own]
 
 
-def _one_level(seq: ir.TNode) -> ir.TNode:
+def _one_level(seq: ir.TNode, head: bool = False) -> ir.TNode:
     """``seq``, a level that a loop, a merge, a named residual or a head makes, marked ``single`` when it holds one
-    item that is always there and names no running width (``ir.TNode.single``: the item is the level)."""
+    item that is always there and names no running width (``ir.TNode.single``: the item is the level). A head's
+    item must be a part whose layers are named below it (a block call, a seq, a loop): a layer, a merge or a
+    residual there would take the head's name, which is its output's (Keras' output layer ``aux``)."""
     if len(seq.children) != 1 or seq.lets or seq.binds or seq.transparent or not ONE_ITEM_LEVELS.get():
         return seq
     item = seq.children[0]
     if item.cond is not None or item.kind == ERROR_KIND or (item.kind == "seq" and item.transparent):
+        return seq
+    if head and item.kind not in ("call", "seq", "repeat", "dense_connect"):
         return seq
     return replace(seq, single=True)
 

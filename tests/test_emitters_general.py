@@ -422,3 +422,27 @@ def test_a_level_of_one_item_is_that_item(stem, key):
     }
     keras_src = (ROOT / "generated/keras" / f"{stem}.py").read_text()
     assert "_block_" not in keras_src and "_head_" not in keras_src
+
+
+def test_a_head_of_one_layer_keeps_its_level(tmp_path):
+    """A head's name is its output's (Keras' output layer): a head of one layer keeps the level around it in both
+    backends, a head of one block call is that call (googlenet's aux1 above)."""
+    spec = tmp_path / "one_layer_head.yaml"
+    spec.write_text(
+        "name: one_layer_head\ninput: {height: 16, width: 16, channels: 3}\nnetwork:\n"
+        "  - conv: {name: c1, out: 8, kernel: 3}\n  - gap: {name: pool}\n  - dense: {name: fc, out: 10}\n"
+        "heads:\n  aux:\n    at: pool\n    body:\n      - dense: {out: 5}\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "archc", "build", str(spec), "--backend", "all", "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert 'name="aux_dense"' in (tmp_path / "out/keras/one_layer_head.py").read_text()
+    assert (
+        "self.aux = nn.Sequential(OrderedDict(dense=nn.Linear(8, 5)))"
+        in (tmp_path / "out/torch/one_layer_head.py").read_text()
+    )
