@@ -138,7 +138,9 @@ def collapse(model: ir.Model, report: Report, depth: int | None) -> tuple[Row, .
     nodes: dict[str, ir.Node] = {}
     for root in [model.body] + [h.body for h in model.heads]:
         for node in ir.walk(root):
-            nodes.setdefault(node.path, node)  # a call and its body share a path: keep the call
+            # a call and its body share a path, and so do a level of one item and that item: keep the call, the item
+            if node.path not in nodes or (isinstance(nodes[node.path], ir.Seq) and not isinstance(node, ir.Seq)):
+                nodes[node.path] = node
     heads = {h.name for h in model.heads}
     out: list[Row] = []
     for r in report.rows:

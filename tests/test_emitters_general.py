@@ -446,3 +446,14 @@ def test_a_head_of_one_layer_keeps_its_level(tmp_path):
         "self.aux = nn.Sequential(OrderedDict(dense=nn.Linear(8, 5)))"
         in (tmp_path / "out/torch/one_layer_head.py").read_text()
     )
+
+
+def test_the_summary_names_a_level_of_one_item_by_its_item():
+    """``archc summary --depth 3`` on ResNet-18: iteration 0 of ``layer1.rest`` is a basic_block (the item), not the
+    seq of one item the lowering collapsed, which shares its path."""
+    from archc.analysis import collapse
+    from archc.pipeline import compile_spec
+
+    model = compile_spec(str(ROOT / "specs/resnet18.yaml"))
+    rows = {r.path: r.kind for r in collapse(model, analyze(model), 3)}
+    assert rows["layer1.rest.0"] == "basic_block"
