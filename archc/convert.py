@@ -279,16 +279,17 @@ def _earlier_names(spec: str, sets, model: ir.Model, state: dict, notes: list[st
     if layers <= current:
         return state, False
     earlier = earlier_names(spec, sets, model)
-    if not earlier or not any(p in earlier and p not in current for p in layers):
+    renames = {p: earlier[p] for p in sorted(layers) if p in earlier and p not in current}
+    if not renames:
         return state, False
     out = {}
     for k, v in state.items():
         layer, _, tensor = k.rpartition(".")
-        out[f"{earlier[layer]}.{tensor}" if layer in earlier and layer not in current else k] = v
-    moved = sum(1 for layer in layers if layer in earlier and layer not in current)
+        out[f"{renames[layer]}.{tensor}" if layer in renames else k] = v
+    first = next(p for p in earlier if p in renames)  # (the model's first renamed layer, as an example)
     notes.append(
-        f"renamed {moved} layers from an earlier archc's names (archc 0.1; a level of one item is now that item: "
-        f"{next(p for p in earlier if p in layers)} -> {earlier[next(p for p in earlier if p in layers)]})"
+        f"renamed {len(renames)} layers from an earlier archc's names (archc 0.1; a level of one item is now that "
+        f"item: {first} -> {renames[first]})"
     )
     return out, True
 

@@ -1808,9 +1808,8 @@ ONE_ITEM_LEVELS: contextvars.ContextVar[bool] = contextvars.ContextVar("one_item
 def _branch_names(branches, level: _Level | None) -> list[str | None]:
     """For each branch of a merge, the name of its one item when the branch is one item named in the spec and no
     other branch's name (or, ``level``: a name of the level the branches join) can be the same; else None (the
-    branch is ``branch<j>``): Inception-v3's first branch is ``branch1x1``, as in torchvision."""
-    if not ONE_ITEM_LEVELS.get():
-        return [None] * len(branches)
+    branch is ``branch<j>``): Inception-v3's first branch is ``branch1x1``, as in torchvision. Read only for a
+    branch :func:`_one_level` marks ``single`` (never with :data:`ONE_ITEM_LEVELS` off)."""
     own = [_item_name(br[0]) if len(br) == 1 else None for br in branches]
     taken = Counter([*own, *(f"branch{j + 1}" for j in range(len(branches)))])
     return [n if n is not None and taken[n] == 1 and (level is None or n not in level.names) else None for n in own]

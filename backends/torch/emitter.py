@@ -729,7 +729,7 @@ class TorchEmitter(BaseEmitter):
         """One module for a nested level: ``nn.Sequential(OrderedDict(name=module, ...))``; a level of one
         stateless module (a pool, an activation) is that module, unwrapped, unless ``opened`` (forward calls
         its items by name). A wrapper around modules with weights stays: its name is in their state_dict keys
-        (``layer1.first.conv1.weight``), which weight conversion and the torchvision mappings read. A level of
+        (``layer2.first.downsample.conv.weight``), which weight conversion and the torchvision mappings read. A level of
         one item (``ir.TNode.single``) is that item's module: the lowering gave the item the level's path."""
         if seq.single and seq.children:
             return self.module(seq.children[0], scope, k)
